@@ -1,0 +1,327 @@
+//! Typed configuration, parsed once per request from the Worker's vars and secrets.
+//!
+//! Defaults live here and only here; README's configuration table mirrors them. A bad value
+//! is a `ProxyError::Misconfigured` naming the variable (for the log), never a panic.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::auth::{ClaimRules, HmacAlgorithm, KeyEntry, KeySet, VerifyingKey, MIN_HMAC_SECRET_BYTES};
+use crate::error::ProxyError;
+
+pub const DEFAULT_UPSTREAM_BASE_URL: &str = "https://api.openai.com/v1";
+pub const DEFAULT_ALLOWED_MODELS: &str = "gpt-4o-mini";
+pub const DEFAULT_SYSTEM_PROMPT: &str = "You are a helpful assistant.";
+pub const DEFAULT_MAX_BODY_BYTES: usize = 65_536;
+pub const DEFAULT_JWT_LEEWAY_SECONDS: i64 = 30;
+pub const DEFAULT_JWT_MAX_TTL_SECONDS: i64 = 86_400;
+
+/// A secret value whose `Debug` output never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(redacted)")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Base of the OpenAI-compatible API, without a trailing slash.
+    pub upstream_base_url: String,
+    /// Exact browser origins (`scheme://host[:port]`) allowed to call the proxy.
+    pub allowed_origins: Vec<String>,
+    /// Models clients may ask for; the first is the default for `/api/generate-text`.
+    pub allowed_models: Vec<String>,
+    pub system_prompt: String,
+    pub max_body_bytes: usize,
+    /// What a user token's claims must satisfy.
+    pub claim_rules: ClaimRules,
+    jwt_secret: Option<(HmacAlgorithm, Secret)>,
+    openai_api_key: Option<Secret>,
+}
+
+impl Config {
+    /// Parses every variable and secret through `lookup` (name -> value, `None` when unset).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ProxyError> {
+        let value = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+
+        let upstream_base_url = parse_upstream_base_url(
+            value("UPSTREAM_BASE_URL").as_deref().unwrap_or(DEFAULT_UPSTREAM_BASE_URL),
+        )?;
+        let allowed_origins = split_list(value("ALLOWED_ORIGINS").as_deref().unwrap_or(""))
+            .map(parse_origin)
+            .collect::<Result<Vec<_>, _>>()?;
+        let allowed_models: Vec<String> =
+            split_list(value("ALLOWED_MODELS").as_deref().unwrap_or(DEFAULT_ALLOWED_MODELS))
+                .map(str::to_owned)
+                .collect();
+        let system_prompt =
+            value("SYSTEM_PROMPT").unwrap_or_else(|| DEFAULT_SYSTEM_PROMPT.to_owned());
+        let max_body_bytes =
+            parse_number("MAX_BODY_BYTES", value("MAX_BODY_BYTES"), DEFAULT_MAX_BODY_BYTES, 1..=1 << 24)?;
+        let claim_rules = ClaimRules {
+            issuer: value("JWT_ISSUER").map(|v| v.trim().to_owned()),
+            audience: value("JWT_AUDIENCE").map(|v| v.trim().to_owned()),
+            leeway_seconds: parse_number("JWT_LEEWAY_SECONDS", value("JWT_LEEWAY_SECONDS"), DEFAULT_JWT_LEEWAY_SECONDS, 0..=300)?,
+            max_ttl_seconds: parse_number(
+                "JWT_MAX_TTL_SECONDS",
+                value("JWT_MAX_TTL_SECONDS"),
+                DEFAULT_JWT_MAX_TTL_SECONDS,
+                60..=31_536_000,
+            )?,
+        };
+        let hmac_algorithm = match value("JWT_HMAC_ALGORITHM") {
+            None => HmacAlgorithm::Hs256,
+            Some(name) => HmacAlgorithm::parse(name.trim()).ok_or_else(|| {
+                ProxyError::misconfigured(format!("JWT_HMAC_ALGORITHM={name:?} is not one of HS256, HS384, HS512"))
+            })?,
+        };
+        let jwt_secret = value("JWT_SECRET").map(|secret| (hmac_algorithm, Secret::new(secret)));
+        let openai_api_key = value("OPENAI_API_KEY").map(|key| Secret::new(key.trim()));
+
+        Ok(Config {
+            upstream_base_url,
+            allowed_origins,
+            allowed_models,
+            system_prompt,
+            max_body_bytes,
+            claim_rules,
+            jwt_secret,
+            openai_api_key,
+        })
+    }
+
+    /// The upstream key; its absence only matters on routes that call upstream.
+    pub fn openai_api_key(&self) -> Result<&Secret, ProxyError> {
+        self.openai_api_key.as_ref().ok_or_else(|| {
+            ProxyError::misconfigured(
+                "secret OPENAI_API_KEY is not set: run `wrangler secret put OPENAI_API_KEY` (or set it in .dev.vars locally)",
+            )
+        })
+    }
+
+    /// The keys user tokens are checked with. Without any, every proxy route fails closed.
+    pub fn user_token_keys(&self) -> Result<KeySet, ProxyError> {
+        let mut keys = Vec::new();
+        if let Some((algorithm, secret)) = &self.jwt_secret {
+            if secret.expose().len() < MIN_HMAC_SECRET_BYTES {
+                return Err(ProxyError::misconfigured(format!(
+                    "secret JWT_SECRET is shorter than {MIN_HMAC_SECRET_BYTES} bytes: use a random one, e.g. `openssl rand -base64 48`"
+                )));
+            }
+            keys.push(KeyEntry { kid: None, key: VerifyingKey::Hmac { algorithm: *algorithm, secret: secret.clone() } });
+        }
+        if keys.is_empty() {
+            return Err(ProxyError::misconfigured("no key to verify user tokens: set the JWT_SECRET secret"));
+        }
+        Ok(KeySet { keys })
+    }
+
+    pub fn default_model(&self) -> &str {
+        // from_lookup guarantees at least one model.
+        &self.allowed_models[0]
+    }
+
+    pub fn is_model_allowed(&self, model: &str) -> bool {
+        self.allowed_models.iter().any(|allowed| allowed == model)
+    }
+}
+
+/// Items of a comma- or whitespace-separated list.
+fn split_list(raw: &str) -> impl Iterator<Item = &str> {
+    raw.split(|c: char| c == ',' || c.is_whitespace()).filter(|item| !item.is_empty())
+}
+
+fn parse_number<T>(
+    name: &str,
+    raw: Option<String>,
+    default: T,
+    range: std::ops::RangeInclusive<T>,
+) -> Result<T, ProxyError>
+where
+    T: FromStr + PartialOrd + fmt::Display + Copy,
+{
+    let Some(raw) = raw else { return Ok(default) };
+    match raw.trim().parse::<T>() {
+        Ok(number) if range.contains(&number) => Ok(number),
+        _ => Err(ProxyError::misconfigured(format!(
+            "{name}={raw:?} is not a whole number from {} to {}",
+            range.start(),
+            range.end()
+        ))),
+    }
+}
+
+/// `scheme://host[:port]`, lowercased, as browsers send it in `Origin`.
+fn parse_origin(raw: &str) -> Result<String, ProxyError> {
+    let invalid = || {
+        ProxyError::misconfigured(format!(
+            "ALLOWED_ORIGINS: {raw:?} is not an origin like https://app.example.com (exact scheme, host and port; no path, no wildcard)"
+        ))
+    };
+    let candidate = raw.strip_suffix('/').unwrap_or(raw).to_ascii_lowercase();
+    let (scheme, authority) = candidate.split_once("://").ok_or_else(invalid)?;
+    if !matches!(scheme, "http" | "https") || !is_valid_authority(authority) {
+        return Err(invalid());
+    }
+    Ok(candidate)
+}
+
+/// Splits `host[:port]`; `None` when the shape is wrong. IPv6 literals keep their brackets.
+fn split_authority(authority: &str) -> Option<(&str, Option<&str>)> {
+    let (host, rest) = if authority.starts_with('[') {
+        authority.split_at(authority.find(']')? + 1)
+    } else {
+        authority.split_at(authority.find(':').unwrap_or(authority.len()))
+    };
+    let port = if rest.is_empty() { None } else { Some(rest.strip_prefix(':')?) };
+    Some((host, port))
+}
+
+/// `host[:port]` with no userinfo, path, query or wildcard.
+fn is_valid_authority(authority: &str) -> bool {
+    let Some((host, port)) = split_authority(authority) else { return false };
+    let host_ok = !host.is_empty()
+        && host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '[' | ']' | ':'));
+    host_ok && port.is_none_or(|port| port.parse::<u16>().is_ok())
+}
+
+/// The upstream receives our key, so it must be HTTPS; plain HTTP only to this machine (dev, tests).
+fn parse_upstream_base_url(raw: &str) -> Result<String, ProxyError> {
+    let trimmed = raw.trim().trim_end_matches('/');
+    let invalid = |why: &str| {
+        ProxyError::misconfigured(format!("UPSTREAM_BASE_URL={raw:?} is not usable: {why}"))
+    };
+    let (scheme, rest) = trimmed.split_once("://").ok_or_else(|| invalid("not an absolute URL"))?;
+    let authority = rest.split('/').next().unwrap_or_default();
+    if rest.contains(['?', '#', '@']) || !is_valid_authority(authority) {
+        return Err(invalid("expected https://host[:port]/path with no query, fragment or credentials"));
+    }
+    let host = split_authority(authority).map_or(authority, |(host, _)| host);
+    let loopback = matches!(host, "127.0.0.1" | "localhost" | "[::1]");
+    match scheme {
+        "https" => Ok(trimmed.to_owned()),
+        "http" if loopback => Ok(trimmed.to_owned()),
+        _ => Err(invalid("must be https (http only for 127.0.0.1/localhost)")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<Config, ProxyError> {
+        let vars: HashMap<String, String> =
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    fn detail(result: Result<Config, ProxyError>) -> String {
+        result.unwrap_err().log_detail().unwrap()
+    }
+
+    #[test]
+    fn defaults_apply_when_unset() {
+        let config = config(&[]).unwrap();
+        assert_eq!(config.upstream_base_url, DEFAULT_UPSTREAM_BASE_URL);
+        assert_eq!(config.allowed_models, ["gpt-4o-mini"]);
+        assert_eq!(config.default_model(), "gpt-4o-mini");
+        assert!(config.allowed_origins.is_empty());
+        assert_eq!(config.max_body_bytes, 65_536);
+        assert_eq!(config.system_prompt, DEFAULT_SYSTEM_PROMPT);
+    }
+
+    #[test]
+    fn lists_split_on_commas_and_spaces() {
+        let config = config(&[
+            ("ALLOWED_MODELS", "gpt-4o-mini, gpt-4.1-nano"),
+            ("ALLOWED_ORIGINS", "https://app.example.com  http://localhost:5173/"),
+        ])
+        .unwrap();
+        assert_eq!(config.allowed_models, ["gpt-4o-mini", "gpt-4.1-nano"]);
+        assert!(config.is_model_allowed("gpt-4.1-nano"));
+        assert!(!config.is_model_allowed("gpt-4"));
+        assert_eq!(config.allowed_origins, ["https://app.example.com", "http://localhost:5173"]);
+    }
+
+    #[test]
+    fn origins_must_be_exact_origins() {
+        for bad in ["not a url", "*", "https://*.example.com", "ftp://example.com", "https://a.com/path", "https://u@a.com", "https://a.com:http"] {
+            let message = detail(config(&[("ALLOWED_ORIGINS", bad)]));
+            assert!(message.starts_with("ALLOWED_ORIGINS"), "{bad}: {message}");
+        }
+        let config = config(&[("ALLOWED_ORIGINS", "HTTPS://App.Example.com:8443")]).unwrap();
+        assert_eq!(config.allowed_origins, ["https://app.example.com:8443"]);
+    }
+
+    #[test]
+    fn upstream_must_be_https_unless_loopback() {
+        assert_eq!(
+            config(&[("UPSTREAM_BASE_URL", "http://127.0.0.1:9999/v1/")]).unwrap().upstream_base_url,
+            "http://127.0.0.1:9999/v1"
+        );
+        assert!(config(&[("UPSTREAM_BASE_URL", "https://gateway.example.com/openai/v1")]).is_ok());
+        for bad in ["http://evil.example.com/v1", "api.openai.com", "https://a.com/v1?x=1", "https://user:pw@a.com/v1"] {
+            assert!(detail(config(&[("UPSTREAM_BASE_URL", bad)])).starts_with("UPSTREAM_BASE_URL"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn numbers_are_range_checked() {
+        assert_eq!(config(&[("MAX_BODY_BYTES", "1024")]).unwrap().max_body_bytes, 1024);
+        for bad in ["0", "-5", "lots", "99999999999"] {
+            assert!(detail(config(&[("MAX_BODY_BYTES", bad)])).starts_with("MAX_BODY_BYTES"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn missing_key_is_reported_by_name_without_panicking() {
+        let config = config(&[]).unwrap();
+        let error = config.openai_api_key().unwrap_err();
+        assert_eq!(error.status(), 500);
+        assert!(error.log_detail().unwrap().contains("OPENAI_API_KEY"));
+    }
+
+    #[test]
+    fn token_keys_fail_closed() {
+        let none = config(&[]).unwrap().user_token_keys().unwrap_err();
+        assert!(none.log_detail().unwrap().contains("JWT_SECRET"));
+        let short = config(&[("JWT_SECRET", "too-short")]).unwrap().user_token_keys().unwrap_err();
+        assert!(short.log_detail().unwrap().contains("shorter than 32 bytes"));
+        let ok = config(&[("JWT_SECRET", &"s".repeat(32)), ("JWT_HMAC_ALGORITHM", "HS512")]).unwrap();
+        assert_eq!(ok.user_token_keys().unwrap().keys.len(), 1);
+        assert!(detail(config(&[("JWT_HMAC_ALGORITHM", "RS256")])).starts_with("JWT_HMAC_ALGORITHM"));
+    }
+
+    #[test]
+    fn claim_rules_come_from_vars() {
+        let rules = config(&[("JWT_ISSUER", "https://id.example"), ("JWT_AUDIENCE", "edge"), ("JWT_LEEWAY_SECONDS", "5")])
+            .unwrap()
+            .claim_rules;
+        assert_eq!(rules.issuer.as_deref(), Some("https://id.example"));
+        assert_eq!(rules.audience.as_deref(), Some("edge"));
+        assert_eq!(rules.leeway_seconds, 5);
+        assert_eq!(rules.max_ttl_seconds, DEFAULT_JWT_MAX_TTL_SECONDS);
+        assert!(detail(config(&[("JWT_LEEWAY_SECONDS", "3600")])).starts_with("JWT_LEEWAY_SECONDS"));
+    }
+
+    #[test]
+    fn key_never_shows_in_debug_output() {
+        let config = config(&[("OPENAI_API_KEY", "sk-test-very-secret"), ("JWT_SECRET", "jwt-very-secret-jwt-very-secret!")]).unwrap();
+        assert_eq!(config.openai_api_key().unwrap().expose(), "sk-test-very-secret");
+        assert!(!format!("{config:?}").contains("very-secret"));
+    }
+}

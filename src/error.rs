@@ -1,0 +1,313 @@
+//! The one error type of the proxy and its OpenAI-shaped JSON.
+//!
+//! Every failure the client can see is a `ProxyError`. The client gets a generic, useful
+//! message; anything internal (upstream text, which variable is wrong) is only in `log_detail`.
+
+use serde_json::json;
+
+/// Why a bearer token was refused. The client is told the kind, never the token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenProblem {
+    Malformed,
+    UnsupportedHeader,
+    UnknownKey,
+    BadSignature,
+    Expired,
+    NotYetValid,
+    IssuedInFuture,
+    LifetimeTooLong,
+    MissingClaim(&'static str),
+    InvalidClaim(&'static str),
+    WrongIssuer,
+    WrongAudience,
+    Revoked,
+}
+
+impl TokenProblem {
+    pub fn message(self) -> String {
+        match self {
+            TokenProblem::Malformed => "The access token is malformed.".into(),
+            TokenProblem::UnsupportedHeader => {
+                "The access token uses a header or algorithm this proxy does not accept.".into()
+            }
+            TokenProblem::UnknownKey => "The access token was signed by an unknown key.".into(),
+            TokenProblem::BadSignature => "The access token has a bad signature.".into(),
+            TokenProblem::Expired => "The access token expired.".into(),
+            TokenProblem::NotYetValid => "The access token is not yet valid.".into(),
+            TokenProblem::IssuedInFuture => "The access token was issued in the future.".into(),
+            TokenProblem::LifetimeTooLong => {
+                "The access token's lifetime is longer than this proxy allows.".into()
+            }
+            TokenProblem::MissingClaim(claim) => {
+                format!("The access token has no `{claim}` claim.")
+            }
+            TokenProblem::InvalidClaim(claim) => {
+                format!("The access token's `{claim}` claim is invalid.")
+            }
+            TokenProblem::WrongIssuer => "The access token has the wrong issuer.".into(),
+            TokenProblem::WrongAudience => "The access token has the wrong audience.".into(),
+            TokenProblem::Revoked => "The access token was revoked.".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProxyError {
+    /// No usable `Authorization: Bearer` header.
+    MissingToken,
+    InvalidToken(TokenProblem),
+    /// Admin route with a missing or wrong admin token.
+    AdminUnauthorized,
+    OriginNotAllowed,
+    NotFound,
+    MethodNotAllowed,
+    PayloadTooLarge { limit: usize },
+    InvalidRequest { message: String, param: Option<String> },
+    ModelNotAllowed { model: String },
+    /// A variable or secret is missing or invalid; `detail` names it, for the log only.
+    Misconfigured { detail: String },
+    /// Upstream refused our key (401/403): the operator's problem, not the client's.
+    UpstreamAuthFailed { status: u16 },
+    UpstreamRateLimited { retry_after: Option<u64> },
+    /// Upstream rejected the request (4xx other than auth and rate limit).
+    UpstreamRejected { status: u16 },
+    /// Upstream unreachable, 5xx, or an unreadable answer; `detail` is for the log only.
+    UpstreamFailed { detail: String },
+    UpstreamTimeout,
+    Internal { detail: String },
+}
+
+impl ProxyError {
+    pub fn invalid_request(message: impl Into<String>, param: Option<&str>) -> Self {
+        ProxyError::InvalidRequest { message: message.into(), param: param.map(str::to_owned) }
+    }
+
+    pub fn misconfigured(detail: impl Into<String>) -> Self {
+        ProxyError::Misconfigured { detail: detail.into() }
+    }
+
+    pub fn status(&self) -> u16 {
+        match self {
+            ProxyError::InvalidRequest { .. } | ProxyError::ModelNotAllowed { .. } => 400,
+            ProxyError::UpstreamRejected { .. } => 400,
+            ProxyError::MissingToken
+            | ProxyError::InvalidToken(_)
+            | ProxyError::AdminUnauthorized => 401,
+            ProxyError::OriginNotAllowed => 403,
+            ProxyError::NotFound => 404,
+            ProxyError::MethodNotAllowed => 405,
+            ProxyError::PayloadTooLarge { .. } => 413,
+            ProxyError::UpstreamRateLimited { .. } => 429,
+            ProxyError::Misconfigured { .. } | ProxyError::Internal { .. } => 500,
+            ProxyError::UpstreamAuthFailed { .. } | ProxyError::UpstreamFailed { .. } => 502,
+            ProxyError::UpstreamTimeout => 504,
+        }
+    }
+
+    /// OpenAI's `error.type`.
+    pub fn error_type(&self) -> &'static str {
+        match self.status() {
+            400 | 404 | 405 | 413 => "invalid_request_error",
+            401 => "authentication_error",
+            403 => "permission_error",
+            429 => "rate_limit_error",
+            _ => "server_error",
+        }
+    }
+
+    /// OpenAI's `error.code`: stable, machine-readable.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ProxyError::MissingToken => "missing_token",
+            ProxyError::InvalidToken(_) => "invalid_token",
+            ProxyError::AdminUnauthorized => "invalid_admin_token",
+            ProxyError::OriginNotAllowed => "origin_not_allowed",
+            ProxyError::NotFound => "not_found",
+            ProxyError::MethodNotAllowed => "method_not_allowed",
+            ProxyError::PayloadTooLarge { .. } => "request_too_large",
+            ProxyError::InvalidRequest { .. } => "invalid_request",
+            ProxyError::ModelNotAllowed { .. } => "model_not_allowed",
+            ProxyError::Misconfigured { .. } => "proxy_misconfigured",
+            ProxyError::UpstreamAuthFailed { .. } => "upstream_auth_failed",
+            ProxyError::UpstreamRateLimited { .. } => "upstream_rate_limited",
+            ProxyError::UpstreamRejected { .. } => "upstream_rejected",
+            ProxyError::UpstreamFailed { .. } => "upstream_error",
+            ProxyError::UpstreamTimeout => "upstream_timeout",
+            ProxyError::Internal { .. } => "internal_error",
+        }
+    }
+
+    /// What the client reads. Never contains upstream text, secrets or internal detail.
+    pub fn client_message(&self) -> String {
+        match self {
+            ProxyError::MissingToken => {
+                "Missing access token: send `Authorization: Bearer <token>`.".into()
+            }
+            ProxyError::InvalidToken(problem) => problem.message(),
+            ProxyError::AdminUnauthorized => "Invalid admin token.".into(),
+            ProxyError::OriginNotAllowed => "This origin is not allowed to use this proxy.".into(),
+            ProxyError::NotFound => "Unknown endpoint.".into(),
+            ProxyError::MethodNotAllowed => "Method not allowed for this endpoint.".into(),
+            ProxyError::PayloadTooLarge { limit } => {
+                format!("Request body is larger than {limit} bytes.")
+            }
+            ProxyError::InvalidRequest { message, .. } => message.clone(),
+            ProxyError::ModelNotAllowed { .. } => {
+                "This model is not available through this proxy; GET /v1/models lists the ones that are."
+                    .into()
+            }
+            ProxyError::Misconfigured { .. } => {
+                "The proxy is misconfigured; the operator has been told in the server log.".into()
+            }
+            ProxyError::UpstreamAuthFailed { .. } => {
+                "The proxy could not authenticate with the upstream API.".into()
+            }
+            ProxyError::UpstreamRateLimited { .. } => {
+                "The upstream API is rate limiting this proxy; retry later.".into()
+            }
+            ProxyError::UpstreamRejected { .. } => "The upstream API rejected the request.".into(),
+            ProxyError::UpstreamFailed { .. } => "The upstream API failed to answer.".into(),
+            ProxyError::UpstreamTimeout => "The upstream API did not answer in time.".into(),
+            ProxyError::Internal { .. } => "Internal error.".into(),
+        }
+    }
+
+    /// Detail for the server log only (never sent to the client).
+    pub fn log_detail(&self) -> Option<String> {
+        match self {
+            ProxyError::Misconfigured { detail }
+            | ProxyError::UpstreamFailed { detail }
+            | ProxyError::Internal { detail } => Some(detail.clone()),
+            ProxyError::UpstreamAuthFailed { status } => Some(format!(
+                "upstream answered {status} to our API key: check the OPENAI_API_KEY secret"
+            )),
+            ProxyError::UpstreamRejected { status } => Some(format!("upstream answered {status}")),
+            ProxyError::ModelNotAllowed { model } => {
+                Some(format!("model {:?} is not in ALLOWED_MODELS", truncate(model, 64)))
+            }
+            _ => None,
+        }
+    }
+
+    /// The `WWW-Authenticate` challenge of a 401 (RFC 6750 section 3).
+    pub fn www_authenticate(&self) -> Option<&'static str> {
+        match self {
+            ProxyError::MissingToken => {
+                Some(r#"Bearer realm="openai-edge-proxy", error="invalid_request""#)
+            }
+            ProxyError::InvalidToken(_) => {
+                Some(r#"Bearer realm="openai-edge-proxy", error="invalid_token""#)
+            }
+            ProxyError::AdminUnauthorized => Some(r#"Bearer realm="openai-edge-proxy-admin""#),
+            _ => None,
+        }
+    }
+
+    /// Seconds the client should wait before retrying, when known.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            ProxyError::UpstreamRateLimited { retry_after } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// `{"error":{"message","type","param","code"}}`, as OpenAI answers.
+    pub fn to_json(&self) -> String {
+        let param = match self {
+            ProxyError::InvalidRequest { param, .. } => param.clone(),
+            ProxyError::ModelNotAllowed { .. } => Some("model".into()),
+            _ => None,
+        };
+        json!({
+            "error": {
+                "message": self.client_message(),
+                "type": self.error_type(),
+                "param": param,
+                "code": self.code(),
+            }
+        })
+        .to_string()
+    }
+}
+
+/// Shortens client-provided text before it goes into a log line.
+pub fn truncate(text: &str, max_chars: usize) -> &str {
+    match text.char_indices().nth(max_chars) {
+        Some((end, _)) => &text[..end],
+        None => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    fn parsed(error: &ProxyError) -> Value {
+        serde_json::from_str(&error.to_json()).unwrap()
+    }
+
+    #[test]
+    fn json_has_openai_shape() {
+        let body = parsed(&ProxyError::invalid_request("`messages` must be an array", Some("messages")));
+        assert_eq!(body["error"]["message"], "`messages` must be an array");
+        assert_eq!(body["error"]["type"], "invalid_request_error");
+        assert_eq!(body["error"]["param"], "messages");
+        assert_eq!(body["error"]["code"], "invalid_request");
+    }
+
+    #[test]
+    fn statuses_and_types_follow_openai() {
+        let cases = [
+            (ProxyError::MissingToken, 401, "authentication_error"),
+            (ProxyError::OriginNotAllowed, 403, "permission_error"),
+            (ProxyError::NotFound, 404, "invalid_request_error"),
+            (ProxyError::MethodNotAllowed, 405, "invalid_request_error"),
+            (ProxyError::PayloadTooLarge { limit: 10 }, 413, "invalid_request_error"),
+            (ProxyError::UpstreamRateLimited { retry_after: Some(3) }, 429, "rate_limit_error"),
+            (ProxyError::UpstreamAuthFailed { status: 401 }, 502, "server_error"),
+            (ProxyError::UpstreamTimeout, 504, "server_error"),
+            (ProxyError::misconfigured("x"), 500, "server_error"),
+        ];
+        for (error, status, kind) in cases {
+            assert_eq!(error.status(), status, "{error:?}");
+            assert_eq!(error.error_type(), kind, "{error:?}");
+        }
+    }
+
+    #[test]
+    fn internal_detail_stays_out_of_the_client_body() {
+        let secret_detail = "secret OPENAI_API_KEY sk-live-abc is missing";
+        for error in [
+            ProxyError::misconfigured(secret_detail),
+            ProxyError::UpstreamFailed { detail: secret_detail.into() },
+            ProxyError::Internal { detail: secret_detail.into() },
+        ] {
+            assert!(!error.to_json().contains("sk-live-abc"));
+            assert!(!error.to_json().contains("OPENAI_API_KEY"));
+            assert_eq!(error.log_detail().as_deref(), Some(secret_detail));
+        }
+    }
+
+    #[test]
+    fn upstream_auth_failure_is_a_proxy_fault() {
+        let error = ProxyError::UpstreamAuthFailed { status: 401 };
+        assert_eq!(error.status(), 502);
+        assert_eq!(parsed(&error)["error"]["code"], "upstream_auth_failed");
+    }
+
+    #[test]
+    fn only_auth_errors_carry_a_challenge() {
+        assert!(ProxyError::MissingToken.www_authenticate().unwrap().contains("invalid_request"));
+        let expired = ProxyError::InvalidToken(TokenProblem::Expired);
+        assert!(expired.www_authenticate().unwrap().contains("invalid_token"));
+        assert_eq!(parsed(&expired)["error"]["message"], "The access token expired.");
+        assert!(ProxyError::NotFound.www_authenticate().is_none());
+    }
+
+    #[test]
+    fn truncate_respects_char_boundaries() {
+        assert_eq!(truncate("héllo", 2), "hé");
+        assert_eq!(truncate("hi", 10), "hi");
+    }
+}
