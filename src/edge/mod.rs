@@ -1,0 +1,201 @@
+//! The wasm edge: translates between the Workers platform and the core. No policy lives here.
+
+mod log;
+mod upstream;
+
+use futures_util::StreamExt;
+use serde_json::json;
+use worker::{js_sys, Context, Date, Env, Headers, Method, Request, Response, Result};
+
+use crate::auth::{self, Identity};
+use crate::config::Config;
+use crate::cors::{self, OriginCheck};
+use crate::error::ProxyError;
+use crate::policy;
+use crate::routes::{self, Route};
+
+/// What one request's log line says; filled in as the request goes.
+struct Outcome {
+    route: &'static str,
+    /// Set once the origin is known to be allowed: every response to it, errors included,
+    /// carries the CORS headers so the page can read it.
+    allowed_origin: Option<String>,
+    sub: Option<String>,
+    model: Option<String>,
+    stream: bool,
+}
+
+#[worker::event(start)]
+fn start() {
+    console_error_panic_hook::set_once();
+}
+
+#[worker::event(fetch)]
+async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
+    let started = Date::now().as_millis();
+    let request_id = request_id(&req);
+    let mut outcome = Outcome { route: "unknown", allowed_origin: None, sub: None, model: None, stream: false };
+    let (response, error) = match handle(req, &env, &mut outcome).await {
+        Ok(response) => (response, None),
+        Err(error) => (error_response(&error)?, Some(error)),
+    };
+    let response = finish(response, &request_id, outcome.allowed_origin.as_deref())?;
+    log::request_line(&request_id, &outcome, response.status_code(), error.as_ref(), Date::now().as_millis() - started);
+    Ok(response)
+}
+
+/// The request pipeline: health, config, CORS, route, token, handler.
+async fn handle(req: Request, env: &Env, outcome: &mut Outcome) -> std::result::Result<Response, ProxyError> {
+    let method = req.method();
+    let path = req.path();
+    if method == Method::Get && path == "/healthz" {
+        outcome.route = Route::Health.name();
+        return json_response(200, &json!({ "status": "ok" }).to_string());
+    }
+
+    let config = Config::from_lookup(|name| env_string(env, name))?;
+    let origin = header(&req, "origin");
+    match cors::check_origin(origin.as_deref(), &config.allowed_origins) {
+        OriginCheck::Denied => return Err(ProxyError::OriginNotAllowed),
+        OriginCheck::Allowed(origin) => outcome.allowed_origin = Some(origin),
+        OriginCheck::NoOrigin => {}
+    }
+    if method == Method::Options {
+        outcome.route = "preflight";
+        return preflight(&req, outcome.allowed_origin.as_deref());
+    }
+    serve(req, &config, outcome).await
+}
+
+async fn serve(mut req: Request, config: &Config, outcome: &mut Outcome) -> std::result::Result<Response, ProxyError> {
+    let route = routes::route(req.method().as_ref(), &req.path())?;
+    outcome.route = route.name();
+    let identity = authenticate(&req, config)?;
+    outcome.sub = Some(identity.sub.clone());
+
+    match route {
+        Route::Health => unreachable!("answered before configuration is read"),
+        Route::Models => models_response(config),
+        Route::ChatCompletions => {
+            let body = read_body(&mut req, config.max_body_bytes).await?;
+            let chat = policy::parse_chat_request(&body, config)?;
+            outcome.model = Some(chat.model.clone());
+            outcome.stream = chat.stream;
+            let answer = upstream::send(config, &chat, req.headers()).await?;
+            upstream::relay(answer, chat.stream)
+        }
+        Route::GenerateText => {
+            let body = read_body(&mut req, config.max_body_bytes).await?;
+            let chat = policy::parse_generate_text(&body, config)?;
+            outcome.model = Some(chat.model.clone());
+            let mut answer = upstream::send(config, &chat, req.headers()).await?;
+            let text = answer.bytes().await.map_err(|e| ProxyError::UpstreamFailed {
+                detail: format!("reading upstream answer: {e}"),
+            })?;
+            json_response(200, &policy::generate_text_result(&text)?)
+        }
+    }
+}
+
+/// The single place that decides who the caller is.
+fn authenticate(req: &Request, config: &Config) -> std::result::Result<Identity, ProxyError> {
+    let authorization = header(req, "authorization");
+    let token = auth::bearer_token(authorization.as_deref())?;
+    let keys = config.user_token_keys()?;
+    let now = (Date::now().as_millis() / 1000) as i64;
+    auth::verify(token, &keys, &config.claim_rules, now).map_err(ProxyError::InvalidToken)
+}
+
+/// Reads the body, counting bytes as they arrive and stopping past the limit (a
+/// `Content-Length` can lie, and chunked bodies have none).
+async fn read_body(req: &mut Request, limit: usize) -> std::result::Result<Vec<u8>, ProxyError> {
+    let too_large = ProxyError::PayloadTooLarge { limit };
+    let declared = header(req, "content-length").and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|length| length > limit) {
+        return Err(too_large);
+    }
+    let mut body = Vec::new();
+    let Ok(mut stream) = req.stream() else { return Ok(body) }; // no body at all
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ProxyError::invalid_request(format!("Could not read the request body: {e}"), None))?;
+        if body.len() + chunk.len() > limit {
+            return Err(too_large);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+fn models_response(config: &Config) -> std::result::Result<Response, ProxyError> {
+    let data: Vec<_> = config
+        .allowed_models
+        .iter()
+        .map(|id| json!({ "id": id, "object": "model", "created": 0, "owned_by": "openai-edge-proxy" }))
+        .collect();
+    json_response(200, &json!({ "object": "list", "data": data }).to_string())
+}
+
+fn preflight(req: &Request, allowed_origin: Option<&str>) -> std::result::Result<Response, ProxyError> {
+    let headers = Headers::new();
+    match allowed_origin {
+        Some(origin) => {
+            let requested = header(req, "access-control-request-headers");
+            for (name, value) in cors::preflight_headers(origin, requested.as_deref()) {
+                headers.set(name, &value).map_err(internal)?;
+            }
+        }
+        None => headers.set("allow", cors::ALLOWED_METHODS).map_err(internal)?,
+    }
+    Ok(Response::empty().map_err(internal)?.with_status(204).with_headers(headers))
+}
+
+fn error_response(error: &ProxyError) -> Result<Response> {
+    let mut response = json_response(error.status(), &error.to_json()).map_err(|e| worker::Error::RustError(format!("{e:?}")))?;
+    let headers = response.headers_mut();
+    if let Some(challenge) = error.www_authenticate() {
+        headers.set("www-authenticate", challenge)?;
+    }
+    if let Some(seconds) = error.retry_after() {
+        headers.set("retry-after", &seconds.to_string())?;
+    }
+    Ok(response)
+}
+
+fn json_response(status: u16, body: &str) -> std::result::Result<Response, ProxyError> {
+    let headers = Headers::new();
+    headers.set("content-type", "application/json").map_err(internal)?;
+    Ok(Response::from_bytes(body.as_bytes().to_vec()).map_err(internal)?.with_status(status).with_headers(headers))
+}
+
+/// Headers every response carries, and CORS headers for an allowed origin.
+fn finish(mut response: Response, request_id: &str, allowed_origin: Option<&str>) -> Result<Response> {
+    let headers = response.headers_mut();
+    if let Some(origin) = allowed_origin {
+        for (name, value) in cors::response_headers(origin) {
+            headers.set(name, &value)?;
+        }
+    }
+    headers.set("x-request-id", request_id)?;
+    headers.append("vary", "Origin")?;
+    headers.set("x-content-type-options", "nosniff")?;
+    Ok(response)
+}
+
+fn header(req: &Request, name: &str) -> Option<String> {
+    req.headers().get(name).ok().flatten()
+}
+
+/// `cf-ray` when the edge gave one, else a random id.
+fn request_id(req: &Request) -> String {
+    header(req, "cf-ray").unwrap_or_else(|| format!("{:016x}", (js_sys::Math::random() * 2f64.powi(63)) as u64))
+}
+
+/// A var or secret as a string. `[vars]` may hold numbers or booleans, which are not JS strings.
+fn env_string(env: &Env, name: &str) -> Option<String> {
+    let value = js_sys::Reflect::get(env, &name.into()).ok()?;
+    value.as_string().or_else(|| value.as_f64().map(|n| n.to_string())).or_else(|| value.as_bool().map(|b| b.to_string()))
+}
+
+fn internal(error: impl std::fmt::Debug) -> ProxyError {
+    ProxyError::Internal { detail: format!("{error:?}") }
+}
