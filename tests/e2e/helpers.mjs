@@ -1,0 +1,90 @@
+// Starts the built Worker (build/, from `make build`) in workerd through Miniflare, on a free
+// loopback port, and mints user tokens the way an app's backend would.
+import { createHmac, randomUUID } from "node:crypto";
+import { existsSync, readFileSync } from "node:fs";
+import { Miniflare } from "miniflare";
+
+const ROOT = new URL("../../", import.meta.url);
+export const JWT_SECRET = "e2e-test-secret-that-is-long-enough-0123456789";
+export const ALLOWED_ORIGIN = "https://app.example.com";
+
+const compatibilityDate = readFileSync(new URL("wrangler.toml", ROOT), "utf8").match(/^compatibility_date = "(.+)"$/m)[1];
+
+/**
+ * Starts the proxy with these vars/secrets over test defaults. Returns its URL, the JSON log
+ * lines it printed so far, and `dispose()`.
+ */
+export async function startProxy(bindings = {}) {
+  if (!existsSync(new URL("build/index.js", ROOT))) {
+    throw new Error("build/index.js is missing: run `make build` (make test does) first");
+  }
+  const logs = [];
+  const mf = new Miniflare({
+    modules: true,
+    modulesRoot: new URL("build", ROOT).pathname,
+    scriptPath: new URL("build/index.js", ROOT).pathname,
+    modulesRules: [{ type: "CompiledWasm", include: ["**/*.wasm"], fallthrough: true }],
+    compatibilityDate,
+    bindings: {
+      ALLOWED_ORIGINS: ALLOWED_ORIGIN,
+      ALLOWED_MODELS: "gpt-4o-mini,gpt-4.1-nano",
+      JWT_SECRET,
+      ...bindings,
+    },
+    host: "127.0.0.1",
+    port: 0,
+    handleRuntimeStdio(stdout, stderr) {
+      for (const stream of [stdout, stderr]) {
+        let pending = "";
+        stream.on("data", (chunk) => {
+          pending += chunk;
+          const lines = pending.split("\n");
+          pending = lines.pop();
+          for (const line of lines) {
+            try {
+              logs.push(JSON.parse(line));
+            } catch {
+              logs.push({ raw: line });
+            }
+          }
+        });
+      }
+    },
+  });
+  const url = (await mf.ready).toString().replace(/\/$/, "");
+  return { url, logs, dispose: () => mf.dispose() };
+}
+
+/** An HS256 token like an app backend would mint (node:crypto, independent of the proxy's code). */
+export function mintToken(claims = {}, { secret = JWT_SECRET, header = { alg: "HS256", typ: "JWT" } } = {}) {
+  const now = Math.floor(Date.now() / 1000);
+  const payload = { sub: "alice", iat: now, exp: now + 600, jti: randomUUID(), ...claims };
+  const encode = (value) => Buffer.from(JSON.stringify(value)).toString("base64url");
+  const signingInput = `${encode(header)}.${encode(payload)}`;
+  const signature = createHmac("sha256", secret).update(signingInput).digest("base64url");
+  return `${signingInput}.${signature}`;
+}
+
+export function chatBody(overrides = {}) {
+  return JSON.stringify({ model: "gpt-4o-mini", messages: [{ role: "user", content: "Hello proxy" }], ...overrides });
+}
+
+/** Headers a browser on an allowed origin sends, including its Accept-Encoding. */
+export function browserHeaders(token, extra = {}) {
+  return {
+    authorization: `Bearer ${token}`,
+    "content-type": "application/json",
+    origin: ALLOWED_ORIGIN,
+    "accept-encoding": "gzip, deflate, br",
+    ...extra,
+  };
+}
+
+/** Rejects if `promise` takes longer than `ms`: every wait in the suite is bounded. */
+export function within(ms, promise, what) {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
