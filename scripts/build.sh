@@ -2,9 +2,8 @@
 # The build wrangler.toml runs (wrangler dev, wrangler deploy, make test): worker-build with
 # local tools, because its own download of wasm-bindgen and wasm-opt cannot be relied on.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-bash scripts/ensure-tools.sh
-export WASM_BINDGEN_BIN="$PWD/.tools/bin/wasm-bindgen"
+source "$(dirname "$0")/ensure-tools.sh"
+export WASM_BINDGEN_BIN
 export ESBUILD_BIN="$PWD/node_modules/.bin/esbuild"
 export WASM_OPT_BIN="$PWD/node_modules/.bin/wasm-opt"
-exec "$PWD/.tools/bin/worker-build" --release
+exec "$WORKER_BUILD_BIN" --release

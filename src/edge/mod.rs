@@ -187,7 +187,9 @@ fn header(req: &Request, name: &str) -> Option<String> {
 
 /// `cf-ray` when the edge gave one, else a random id.
 fn request_id(req: &Request) -> String {
-    header(req, "cf-ray").unwrap_or_else(|| format!("{:016x}", (js_sys::Math::random() * 2f64.powi(63)) as u64))
+    // Two draws: one f64 carries only 53 random bits.
+    let draw = || (js_sys::Math::random() * f64::from(u32::MAX)) as u32;
+    header(req, "cf-ray").unwrap_or_else(|| format!("{:08x}{:08x}", draw(), draw()))
 }
 
 /// A var or secret as a string. `[vars]` may hold numbers or booleans, which are not JS strings.

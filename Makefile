@@ -1,0 +1,22 @@
+# The two commands of the README: `make dev` and `make test`. Each installs what it needs.
+.PHONY: dev test build tools clean
+
+export WRANGLER_SEND_METRICS := false
+
+# Pinned wasm target, worker-build, wasm-bindgen-cli (into .tools/) and npm packages; fast when present.
+tools:
+	@bash scripts/ensure-tools.sh
+
+# build/index.js + build/index_bg.wasm, exactly as wrangler dev/deploy build them.
+build:
+	@bash scripts/build.sh
+
+dev: tools
+	@node scripts/dev.mjs
+
+test: build
+	cargo test --locked
+	node --test --test-concurrency=1 tests/e2e/
+
+clean:
+	rm -rf build target .wrangler
