@@ -7,8 +7,11 @@
 //! from the key, never from the token.
 
 use base64ct::{Base64UrlUnpadded, Encoding};
-use jwt_compact::alg::{Hs256, Hs256Key, Hs384, Hs384Key, Hs512, Hs512Key};
-use jwt_compact::{AlgorithmExt, Claims, Empty, UntrustedToken, ValidationError};
+use jwt_compact::alg::{Ed25519, Es256, Hs256, Hs256Key, Hs384, Hs384Key, Hs512, Hs512Key, Rsa};
+use jwt_compact::jwk::JsonWebKey;
+use jwt_compact::{Algorithm, AlgorithmExt, Claims, Empty, UntrustedToken, ValidationError};
+use rsa::traits::PublicKeyParts;
+use rsa::RsaPublicKey;
 use serde_json::{Map, Value};
 
 use crate::config::Secret;
@@ -58,16 +61,26 @@ impl HmacAlgorithm {
     }
 }
 
+/// RSA moduli shorter than this are refused (RFC 7518 section 3.3).
+const MIN_RSA_BITS: usize = 2048;
+
 /// A key and the one algorithm it is used with (RFC 8725 section 3.1).
 #[derive(Debug, Clone)]
 pub enum VerifyingKey {
     Hmac { algorithm: HmacAlgorithm, secret: Secret },
+    /// RS256/384/512 or PS256/384/512, as the key's JWK says (RS256 when it says nothing).
+    Rsa { algorithm: Rsa, key: Box<RsaPublicKey> },
+    Es256(p256::ecdsa::VerifyingKey),
+    Ed25519(ed25519_compact::PublicKey),
 }
 
 impl VerifyingKey {
-    fn algorithm(&self) -> &'static str {
+    fn algorithm(&self) -> String {
         match self {
-            VerifyingKey::Hmac { algorithm, .. } => algorithm.name(),
+            VerifyingKey::Hmac { algorithm, .. } => algorithm.name().to_owned(),
+            VerifyingKey::Rsa { algorithm, .. } => algorithm.name().into_owned(),
+            VerifyingKey::Es256(_) => "ES256".to_owned(),
+            VerifyingKey::Ed25519(_) => "EdDSA".to_owned(),
         }
     }
 
@@ -81,6 +94,42 @@ impl VerifyingKey {
                     HmacAlgorithm::Hs512 => Hs512.validator::<Empty>(&Hs512Key::new(secret)).validate(token).map(drop),
                 }
             }
+            VerifyingKey::Rsa { algorithm, key } => algorithm.validator::<Empty>(key).validate(token).map(drop),
+            VerifyingKey::Es256(key) => Es256.validator::<Empty>(key).validate(token).map(drop),
+            VerifyingKey::Ed25519(key) => Ed25519.validator::<Empty>(key).validate(token).map(drop),
+        }
+    }
+
+    /// The verifying key of one JWK, with its one algorithm: the JWK's `alg` when present (it
+    /// must fit the key type), else the only algorithm of that key type.
+    fn from_jwk(jwk: &Value) -> Result<Self, String> {
+        let declared = jwk.get("alg").and_then(Value::as_str);
+        let key: JsonWebKey<'_> = serde_json::from_value(jwk.clone()).map_err(|e| format!("not a JWK: {e}"))?;
+        if matches!(key, JsonWebKey::Symmetric { .. }) {
+            return Err("symmetric keys do not belong in a key set (use JWT_SECRET)".into());
+        }
+        if key.is_signing_key() {
+            return Err("holds private key material; publish only public keys".into());
+        }
+        match (&key, declared) {
+            (JsonWebKey::Rsa { .. }, alg) => {
+                let algorithm = match alg.unwrap_or("RS256") {
+                    name @ ("RS256" | "RS384" | "RS512" | "PS256" | "PS384" | "PS512") => Rsa::with_name(name),
+                    other => return Err(format!("alg {other} does not fit an RSA key")),
+                };
+                let key = RsaPublicKey::try_from(&key).map_err(|e| format!("bad RSA key: {e}"))?;
+                if key.size() * 8 < MIN_RSA_BITS {
+                    return Err(format!("RSA key shorter than {MIN_RSA_BITS} bits"));
+                }
+                Ok(VerifyingKey::Rsa { algorithm, key: Box::new(key) })
+            }
+            (JsonWebKey::EllipticCurve { curve, .. }, None | Some("ES256")) if curve == "P-256" => {
+                Ok(VerifyingKey::Es256(p256::ecdsa::VerifyingKey::try_from(&key).map_err(|e| format!("bad P-256 key: {e}"))?))
+            }
+            (JsonWebKey::KeyPair { curve, .. }, None | Some("EdDSA" | "Ed25519")) if curve == "Ed25519" => {
+                Ok(VerifyingKey::Ed25519(ed25519_compact::PublicKey::try_from(&key).map_err(|e| format!("bad Ed25519 key: {e}"))?))
+            }
+            (_, alg) => Err(format!("unsupported key type or alg {alg:?} (supported: RSA, EC P-256, OKP Ed25519)")),
         }
     }
 }
@@ -97,15 +146,42 @@ pub struct KeySet {
     pub keys: Vec<KeyEntry>,
 }
 
+/// A parsed JSON Web Key Set: the usable signature keys, and why any others were skipped
+/// (for the log; one odd key must not lock every user out).
+#[derive(Debug, Clone, Default)]
+pub struct ParsedKeySet {
+    pub keys: Vec<KeyEntry>,
+    pub skipped: Vec<String>,
+}
+
+/// Parses a JWKS document (`{"keys": [...]}`), as identity providers publish it.
+pub fn parse_jwks(document: &[u8]) -> Result<ParsedKeySet, String> {
+    let document: Value = serde_json::from_slice(document).map_err(|e| format!("not JSON: {e}"))?;
+    let keys = document.get("keys").and_then(Value::as_array).ok_or("no `keys` array")?;
+    let mut parsed = ParsedKeySet::default();
+    for (index, jwk) in keys.iter().enumerate() {
+        let kid = jwk.get("kid").and_then(Value::as_str).map(str::to_owned);
+        let label = format!("key {index} (kid {kid:?})");
+        if jwk.get("use").and_then(Value::as_str).is_some_and(|usage| usage != "sig") {
+            parsed.skipped.push(format!("{label}: not a signature key"));
+            continue;
+        }
+        match VerifyingKey::from_jwk(jwk) {
+            Ok(key) => parsed.keys.push(KeyEntry { kid, key }),
+            Err(why) => parsed.skipped.push(format!("{label}: {why}")),
+        }
+    }
+    Ok(parsed)
+}
+
 impl KeySet {
-    /// The key a token must be checked with: by `kid` when the token names one, else the one key
-    /// for its algorithm. The key's algorithm must equal the header's.
+    /// The key a token must be checked with: the one its `kid` names, else the key without a
+    /// kid (`JWT_SECRET`) for its algorithm. Either way the key's algorithm must be the header's.
     fn select(&self, kid: Option<&str>, algorithm: &str) -> Result<&VerifyingKey, TokenProblem> {
-        let mut candidates = self.keys.iter().filter(|entry| match kid {
-            Some(kid) => entry.kid.as_deref() == Some(kid),
-            None => entry.key.algorithm() == algorithm,
-        });
-        let entry = candidates.next().ok_or(TokenProblem::UnknownKey)?;
+        let by_kid = kid.and_then(|kid| self.keys.iter().find(|entry| entry.kid.as_deref() == Some(kid)));
+        let entry = by_kid
+            .or_else(|| self.keys.iter().find(|entry| entry.kid.is_none() && entry.key.algorithm() == algorithm))
+            .ok_or(TokenProblem::UnknownKey)?;
         if entry.key.algorithm() != algorithm {
             return Err(TokenProblem::UnsupportedHeader);
         }
@@ -251,6 +327,14 @@ fn check_claims(
         None => return Err(TokenProblem::MissingClaim("sub")),
     };
     Ok(Identity { sub, issued_at: issued_at.or(not_before) })
+}
+
+/// Compares a presented admin token with the configured one in constant time. Both are
+/// hashed first so that not even their lengths leak through timing.
+pub fn admin_token_matches(presented: &str, expected: &Secret) -> bool {
+    use sha2::{Digest, Sha256};
+    use subtle::ConstantTimeEq;
+    Sha256::digest(presented.as_bytes()).ct_eq(&Sha256::digest(expected.expose().as_bytes())).into()
 }
 
 /// Claims for a dev token, shared by `mint-token` and the tests. Not used to verify.
@@ -442,6 +526,141 @@ mod tests {
         assert_eq!(check(&token(json!({"sub": "x".repeat(257)}))), Err(TokenProblem::InvalidClaim("sub")));
         let no_sub = raw_token(json!({"alg":"HS256"}), json!({"exp":NOW+600}));
         assert_eq!(check(&no_sub), Err(TokenProblem::MissingClaim("sub")));
+    }
+
+    mod key_sets {
+        use super::*;
+        use jwt_compact::alg::Rsa;
+        use jwt_compact::Header;
+        use rand_core::OsRng;
+
+        struct Issuer {
+            jwks: Value,
+            rsa: rsa::RsaPrivateKey,
+            es256: p256::ecdsa::SigningKey,
+            ed25519: ed25519_compact::SecretKey,
+        }
+
+        fn jwk(public: JsonWebKey<'_>, kid: &str, alg: &str) -> Value {
+            let mut jwk = serde_json::to_value(&public).unwrap();
+            jwk["kid"] = json!(kid);
+            jwk["alg"] = json!(alg);
+            jwk["use"] = json!("sig");
+            jwk
+        }
+
+        fn issuer() -> Issuer {
+            let (rsa, rsa_public) = rsa_pair(2048);
+            let es256 = p256::ecdsa::SigningKey::random(&mut OsRng);
+            let ed25519 = ed25519_compact::KeyPair::generate();
+            let jwks = json!({ "keys": [
+                jwk(JsonWebKey::from(&rsa_public), "rsa-1", "RS256"),
+                jwk(JsonWebKey::from(es256.verifying_key()), "ec-1", "ES256"),
+                jwk(JsonWebKey::from(&ed25519.pk), "ed-1", "EdDSA"),
+            ]});
+            Issuer { jwks, rsa, es256, ed25519: ed25519.sk }
+        }
+
+        fn keys_of(issuer: &Issuer) -> KeySet {
+            let parsed = parse_jwks(issuer.jwks.to_string().as_bytes()).unwrap();
+            assert!(parsed.skipped.is_empty(), "{:?}", parsed.skipped);
+            KeySet { keys: parsed.keys }
+        }
+
+        fn good_claims() -> Claims<Map<String, Value>> {
+            Claims::new(claims(json!({})))
+        }
+
+        fn header(kid: &str) -> Header {
+            Header::empty().with_key_id(kid)
+        }
+
+        #[test]
+        fn tokens_of_every_provider_key_type_verify() {
+            let issuer = issuer();
+            let keys = keys_of(&issuer);
+            let rs256 = Rsa::rs256().token(&header("rsa-1"), &good_claims(), &issuer.rsa).unwrap();
+            let es256 = Es256.token(&header("ec-1"), &good_claims(), &issuer.es256).unwrap();
+            let eddsa = Ed25519.token(&header("ed-1"), &good_claims(), &issuer.ed25519).unwrap();
+            for token in [rs256, es256, eddsa] {
+                assert_eq!(verify(&token, &keys, &rules(), NOW).unwrap().sub, "alice");
+            }
+        }
+
+        #[test]
+        fn the_key_decides_the_algorithm() {
+            let issuer = issuer();
+            let keys = keys_of(&issuer);
+            // HS256 signed with the RSA public key's JWK as the "secret": the classic confusion.
+            let public_jwk = issuer.jwks["keys"][0].to_string();
+            let confused = Hs256.token(&header("rsa-1"), &good_claims(), &Hs256Key::new(public_jwk.as_bytes())).unwrap();
+            assert_eq!(verify(&confused, &keys, &rules(), NOW), Err(TokenProblem::UnsupportedHeader));
+            // A valid RS384 signature with a key published for RS256.
+            let rs384 = Rsa::rs384().token(&header("rsa-1"), &good_claims(), &issuer.rsa).unwrap();
+            assert_eq!(verify(&rs384, &keys, &rules(), NOW), Err(TokenProblem::UnsupportedHeader));
+            // The EC key's token presented under the Ed25519 key's kid.
+            let swapped = Es256.token(&header("ed-1"), &good_claims(), &issuer.es256).unwrap();
+            assert_eq!(verify(&swapped, &keys, &rules(), NOW), Err(TokenProblem::UnsupportedHeader));
+        }
+
+        #[test]
+        fn unknown_kids_and_other_issuers_fail() {
+            let issuer = issuer();
+            let keys = keys_of(&issuer);
+            let unknown = Es256.token(&header("ec-2"), &good_claims(), &issuer.es256).unwrap();
+            assert_eq!(verify(&unknown, &keys, &rules(), NOW), Err(TokenProblem::UnknownKey));
+            let stranger = p256::ecdsa::SigningKey::random(&mut OsRng);
+            let forged = Es256.token(&header("ec-1"), &good_claims(), &stranger).unwrap();
+            assert_eq!(verify(&forged, &keys, &rules(), NOW), Err(TokenProblem::BadSignature));
+        }
+
+        #[test]
+        fn hmac_tokens_with_a_kid_still_use_the_secret() {
+            let mut keys = keys_of(&issuer());
+            keys.keys.push(KeyEntry { kid: None, key: VerifyingKey::Hmac { algorithm: HmacAlgorithm::Hs256, secret: Secret::new(SECRET) } });
+            let with_kid = Hs256.token(&header("backend-1"), &good_claims(), &Hs256Key::new(SECRET.as_bytes())).unwrap();
+            assert!(verify(&with_kid, &keys, &rules(), NOW).is_ok());
+        }
+
+        #[test]
+        fn unusable_keys_are_skipped_with_a_reason() {
+            let (_, weak) = rsa_pair(1024);
+            let strong_private = issuer().rsa;
+            let mut private_jwk = serde_json::to_value(JsonWebKey::from(&strong_private)).unwrap();
+            private_jwk["kid"] = json!("leaked");
+            let document = json!({ "keys": [
+                jwk(JsonWebKey::from(&weak), "weak", "RS256"),
+                private_jwk,
+                { "kty": "oct", "k": "c2VjcmV0", "kid": "oct" },
+                { "kty": "EC", "crv": "P-384", "x": "AA", "y": "AA", "kid": "p384" },
+                { "kty": "RSA", "n": "AQAB", "e": "AQAB", "use": "enc", "kid": "enc" },
+                { "kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo", "alg": "ES256", "kid": "mismatch" },
+            ]});
+            let parsed = parse_jwks(document.to_string().as_bytes()).unwrap();
+            assert!(parsed.keys.is_empty());
+            let reasons = parsed.skipped.join("\n");
+            for reason in ["shorter than 2048", "private key", "symmetric", "unsupported", "not a signature key"] {
+                assert!(reasons.contains(reason), "{reason} in {reasons}");
+            }
+            assert_eq!(parsed.skipped.len(), 6);
+            assert!(parse_jwks(b"[]").is_err());
+            assert!(parse_jwks(b"{\"keys\": 1}").is_err());
+        }
+
+        fn rsa_pair(bits: usize) -> (rsa::RsaPrivateKey, RsaPublicKey) {
+            let private = rsa::RsaPrivateKey::new(&mut OsRng, bits).unwrap();
+            let public = private.to_public_key();
+            (private, public)
+        }
+    }
+
+    #[test]
+    fn admin_tokens_must_match_exactly() {
+        let expected = Secret::new("admin-token-admin-token-admin-token");
+        assert!(admin_token_matches("admin-token-admin-token-admin-token", &expected));
+        for wrong in ["", "admin-token-admin-token-admin-toke", "admin-token-admin-token-admin-token ", "ADMIN-token-admin-token-admin-token"] {
+            assert!(!admin_token_matches(wrong, &expected), "{wrong}");
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::auth::{ClaimRules, HmacAlgorithm, KeyEntry, KeySet, VerifyingKey, MIN_HMAC_SECRET_BYTES};
+use crate::auth::{ClaimRules, HmacAlgorithm, KeyEntry, VerifyingKey, MIN_HMAC_SECRET_BYTES};
 use crate::error::ProxyError;
 
 pub const DEFAULT_UPSTREAM_BASE_URL: &str = "https://api.openai.com/v1";
@@ -15,6 +15,9 @@ pub const DEFAULT_SYSTEM_PROMPT: &str = "You are a helpful assistant.";
 pub const DEFAULT_MAX_BODY_BYTES: usize = 65_536;
 pub const DEFAULT_JWT_LEEWAY_SECONDS: i64 = 30;
 pub const DEFAULT_JWT_MAX_TTL_SECONDS: i64 = 86_400;
+pub const DEFAULT_JWKS_CACHE_SECONDS: u64 = 600;
+/// Admin bearer tokens are compared in constant time, and must be hard to guess.
+pub const MIN_ADMIN_TOKEN_BYTES: usize = 32;
 
 /// A secret value whose `Debug` output never shows it.
 #[derive(Clone, PartialEq, Eq)]
@@ -49,6 +52,12 @@ pub struct Config {
     /// What a user token's claims must satisfy.
     pub claim_rules: ClaimRules,
     jwt_secret: Option<(HmacAlgorithm, Secret)>,
+    /// A JSON Web Key Set given inline (`JWKS`), parsed and cached by the edge.
+    pub inline_jwks: Option<String>,
+    /// The identity provider's key set URL (`JWKS_URL`), fetched and cached by the edge.
+    pub jwks_url: Option<String>,
+    pub jwks_cache_seconds: u64,
+    admin_token: Option<Secret>,
     openai_api_key: Option<Secret>,
 }
 
@@ -57,7 +66,8 @@ impl Config {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ProxyError> {
         let value = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
 
-        let upstream_base_url = parse_upstream_base_url(
+        let upstream_base_url = parse_service_url(
+            "UPSTREAM_BASE_URL",
             value("UPSTREAM_BASE_URL").as_deref().unwrap_or(DEFAULT_UPSTREAM_BASE_URL),
         )?;
         let allowed_origins = split_list(value("ALLOWED_ORIGINS").as_deref().unwrap_or(""))
@@ -89,6 +99,24 @@ impl Config {
             })?,
         };
         let jwt_secret = value("JWT_SECRET").map(|secret| (hmac_algorithm, Secret::new(secret)));
+        let inline_jwks = value("JWKS");
+        let jwks_url = value("JWKS_URL").map(|url| parse_service_url("JWKS_URL", &url)).transpose()?;
+        if inline_jwks.is_some() && jwks_url.is_some() {
+            return Err(ProxyError::misconfigured("set JWKS (inline key set) or JWKS_URL, not both"));
+        }
+        if jwt_secret.is_none() && inline_jwks.is_none() && jwks_url.is_none() {
+            return Err(ProxyError::misconfigured(
+                "no key to verify user tokens: set the JWT_SECRET secret, or the JWKS_URL (or JWKS) var",
+            ));
+        }
+        let jwks_cache_seconds =
+            parse_number("JWKS_CACHE_SECONDS", value("JWKS_CACHE_SECONDS"), DEFAULT_JWKS_CACHE_SECONDS, 0..=86_400)?;
+        let admin_token = value("ADMIN_TOKEN").map(Secret::new);
+        if admin_token.as_ref().is_some_and(|token| token.expose().len() < MIN_ADMIN_TOKEN_BYTES) {
+            return Err(ProxyError::misconfigured(format!(
+                "secret ADMIN_TOKEN is shorter than {MIN_ADMIN_TOKEN_BYTES} bytes: use a random one, e.g. `openssl rand -base64 48`"
+            )));
+        }
         let openai_api_key = value("OPENAI_API_KEY").map(|key| Secret::new(key.trim()));
 
         Ok(Config {
@@ -99,6 +127,10 @@ impl Config {
             max_body_bytes,
             claim_rules,
             jwt_secret,
+            inline_jwks,
+            jwks_url,
+            jwks_cache_seconds,
+            admin_token,
             openai_api_key,
         })
     }
@@ -112,21 +144,20 @@ impl Config {
         })
     }
 
-    /// The keys user tokens are checked with. Without any, every proxy route fails closed.
-    pub fn user_token_keys(&self) -> Result<KeySet, ProxyError> {
-        let mut keys = Vec::new();
-        if let Some((algorithm, secret)) = &self.jwt_secret {
-            if secret.expose().len() < MIN_HMAC_SECRET_BYTES {
-                return Err(ProxyError::misconfigured(format!(
-                    "secret JWT_SECRET is shorter than {MIN_HMAC_SECRET_BYTES} bytes: use a random one, e.g. `openssl rand -base64 48`"
-                )));
-            }
-            keys.push(KeyEntry { kid: None, key: VerifyingKey::Hmac { algorithm: *algorithm, secret: secret.clone() } });
+    /// The `JWT_SECRET` key, if one is set. A short secret fails closed rather than being used.
+    pub fn secret_key(&self) -> Result<Option<KeyEntry>, ProxyError> {
+        let Some((algorithm, secret)) = &self.jwt_secret else { return Ok(None) };
+        if secret.expose().len() < MIN_HMAC_SECRET_BYTES {
+            return Err(ProxyError::misconfigured(format!(
+                "secret JWT_SECRET is shorter than {MIN_HMAC_SECRET_BYTES} bytes: use a random one, e.g. `openssl rand -base64 48`"
+            )));
         }
-        if keys.is_empty() {
-            return Err(ProxyError::misconfigured("no key to verify user tokens: set the JWT_SECRET secret"));
-        }
-        Ok(KeySet { keys })
+        Ok(Some(KeyEntry { kid: None, key: VerifyingKey::Hmac { algorithm: *algorithm, secret: secret.clone() } }))
+    }
+
+    /// The admin bearer token; without one the admin routes do not exist (404).
+    pub fn admin_token(&self) -> Option<&Secret> {
+        self.admin_token.as_ref()
     }
 
     pub fn default_model(&self) -> &str {
@@ -136,6 +167,19 @@ impl Config {
 
     pub fn is_model_allowed(&self, model: &str) -> bool {
         self.allowed_models.iter().any(|allowed| allowed == model)
+    }
+}
+
+#[cfg(test)]
+impl Config {
+    /// A config from these vars, with a JWT_SECRET unless they set a key source themselves.
+    pub fn for_tests(pairs: &[(&str, &str)]) -> Result<Config, ProxyError> {
+        let has_key_source = pairs.iter().any(|(name, _)| name.starts_with("JWT_SECRET") || name.starts_with("JWKS"));
+        Config::from_lookup(|name| match pairs.iter().find(|(n, _)| *n == name) {
+            Some((_, value)) => Some(value.to_string()),
+            None if name == "JWT_SECRET" && !has_key_source => Some("a-test-secret-that-is-32-bytes-long!".into()),
+            None => None,
+        })
     }
 }
 
@@ -198,12 +242,11 @@ fn is_valid_authority(authority: &str) -> bool {
     host_ok && port.is_none_or(|port| port.parse::<u16>().is_ok())
 }
 
-/// The upstream receives our key, so it must be HTTPS; plain HTTP only to this machine (dev, tests).
-fn parse_upstream_base_url(raw: &str) -> Result<String, ProxyError> {
+/// A URL the proxy calls. It carries our key (upstream) or decides who gets in (JWKS), so it
+/// must be HTTPS; plain HTTP only to this machine (dev, tests).
+fn parse_service_url(name: &str, raw: &str) -> Result<String, ProxyError> {
     let trimmed = raw.trim().trim_end_matches('/');
-    let invalid = |why: &str| {
-        ProxyError::misconfigured(format!("UPSTREAM_BASE_URL={raw:?} is not usable: {why}"))
-    };
+    let invalid = |why: &str| ProxyError::misconfigured(format!("{name}={raw:?} is not usable: {why}"));
     let (scheme, rest) = trimmed.split_once("://").ok_or_else(|| invalid("not an absolute URL"))?;
     let authority = rest.split('/').next().unwrap_or_default();
     if rest.contains(['?', '#', '@']) || !is_valid_authority(authority) {
@@ -221,12 +264,9 @@ fn parse_upstream_base_url(raw: &str) -> Result<String, ProxyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
     fn config(pairs: &[(&str, &str)]) -> Result<Config, ProxyError> {
-        let vars: HashMap<String, String> =
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        Config::from_lookup(|name| vars.get(name).cloned())
+        Config::for_tests(pairs)
     }
 
     fn detail(result: Result<Config, ProxyError>) -> String {
@@ -297,13 +337,33 @@ mod tests {
 
     #[test]
     fn token_keys_fail_closed() {
-        let none = config(&[]).unwrap().user_token_keys().unwrap_err();
+        let none = Config::from_lookup(|_| None).unwrap_err();
         assert!(none.log_detail().unwrap().contains("JWT_SECRET"));
-        let short = config(&[("JWT_SECRET", "too-short")]).unwrap().user_token_keys().unwrap_err();
+        let short = config(&[("JWT_SECRET", "too-short")]).unwrap().secret_key().unwrap_err();
         assert!(short.log_detail().unwrap().contains("shorter than 32 bytes"));
         let ok = config(&[("JWT_SECRET", &"s".repeat(32)), ("JWT_HMAC_ALGORITHM", "HS512")]).unwrap();
-        assert_eq!(ok.user_token_keys().unwrap().keys.len(), 1);
+        assert!(ok.secret_key().unwrap().is_some());
         assert!(detail(config(&[("JWT_HMAC_ALGORITHM", "RS256")])).starts_with("JWT_HMAC_ALGORITHM"));
+    }
+
+    #[test]
+    fn a_key_set_alone_is_enough() {
+        let config = config(&[("JWKS_URL", "https://id.example.com/.well-known/jwks.json")]).unwrap();
+        assert!(config.secret_key().unwrap().is_none());
+        assert_eq!(config.jwks_url.as_deref(), Some("https://id.example.com/.well-known/jwks.json"));
+        assert_eq!(config.jwks_cache_seconds, 600);
+        assert!(detail(config_with_url("http://id.example.com/jwks")).starts_with("JWKS_URL"));
+    }
+
+    fn config_with_url(url: &str) -> Result<Config, ProxyError> {
+        config(&[("JWKS_URL", url)])
+    }
+
+    #[test]
+    fn admin_token_is_optional_but_strong() {
+        assert!(config(&[]).unwrap().admin_token().is_none());
+        assert!(detail(config(&[("ADMIN_TOKEN", "admin")])).contains("ADMIN_TOKEN"));
+        assert!(config(&[("ADMIN_TOKEN", &"a".repeat(32))]).unwrap().admin_token().is_some());
     }
 
     #[test]

@@ -74,6 +74,8 @@ pub enum ProxyError {
     /// Upstream unreachable, 5xx, or an unreadable answer; `detail` is for the log only.
     UpstreamFailed { detail: String },
     UpstreamTimeout,
+    /// A dependency of the proxy (the key set, a Durable Object) cannot answer: fail closed.
+    Unavailable { detail: String },
     Internal { detail: String },
 }
 
@@ -100,6 +102,7 @@ impl ProxyError {
             ProxyError::UpstreamRateLimited { .. } => 429,
             ProxyError::Misconfigured { .. } | ProxyError::Internal { .. } => 500,
             ProxyError::UpstreamAuthFailed { .. } | ProxyError::UpstreamFailed { .. } => 502,
+            ProxyError::Unavailable { .. } => 503,
             ProxyError::UpstreamTimeout => 504,
         }
     }
@@ -133,6 +136,7 @@ impl ProxyError {
             ProxyError::UpstreamRejected { .. } => "upstream_rejected",
             ProxyError::UpstreamFailed { .. } => "upstream_error",
             ProxyError::UpstreamTimeout => "upstream_timeout",
+            ProxyError::Unavailable { .. } => "temporarily_unavailable",
             ProxyError::Internal { .. } => "internal_error",
         }
     }
@@ -168,6 +172,7 @@ impl ProxyError {
             ProxyError::UpstreamRejected { .. } => "The upstream API rejected the request.".into(),
             ProxyError::UpstreamFailed { .. } => "The upstream API failed to answer.".into(),
             ProxyError::UpstreamTimeout => "The upstream API did not answer in time.".into(),
+            ProxyError::Unavailable { .. } => "The proxy cannot serve this request right now; retry shortly.".into(),
             ProxyError::Internal { .. } => "Internal error.".into(),
         }
     }
@@ -177,6 +182,7 @@ impl ProxyError {
         match self {
             ProxyError::Misconfigured { detail }
             | ProxyError::UpstreamFailed { detail }
+            | ProxyError::Unavailable { detail }
             | ProxyError::Internal { detail } => Some(detail.clone()),
             ProxyError::UpstreamAuthFailed { status } => Some(format!(
                 "upstream answered {status} to our API key: check the OPENAI_API_KEY secret"
@@ -267,6 +273,7 @@ mod tests {
             (ProxyError::UpstreamRateLimited { retry_after: Some(3) }, 429, "rate_limit_error"),
             (ProxyError::UpstreamAuthFailed { status: 401 }, 502, "server_error"),
             (ProxyError::UpstreamTimeout, 504, "server_error"),
+            (ProxyError::Unavailable { detail: "x".into() }, 503, "server_error"),
             (ProxyError::misconfigured("x"), 500, "server_error"),
         ];
         for (error, status, kind) in cases {

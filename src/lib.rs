@@ -11,6 +11,7 @@ pub mod error;
 pub mod forwarding;
 pub mod policy;
 pub mod routes;
+pub mod user_state;
 
 #[cfg(target_arch = "wasm32")]
 mod edge;

@@ -128,12 +128,7 @@ mod tests {
     use super::*;
 
     fn config() -> Config {
-        Config::from_lookup(|name| match name {
-            "ALLOWED_MODELS" => Some("gpt-4o-mini,gpt-4.1-nano".into()),
-            "SYSTEM_PROMPT" => Some("Be brief.".into()),
-            _ => None,
-        })
-        .unwrap()
+        Config::for_tests(&[("ALLOWED_MODELS", "gpt-4o-mini,gpt-4.1-nano"), ("SYSTEM_PROMPT", "Be brief.")]).unwrap()
     }
 
     fn rejected(body: &str) -> ProxyError {

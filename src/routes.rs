@@ -1,43 +1,76 @@
 //! Which endpoint a request is for. Anything not listed is a 404: there is no open passthrough.
 
+use percent_encoding::percent_decode_str;
+
+use crate::auth::MAX_SUB_BYTES;
 use crate::error::ProxyError;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
+    /// `GET /healthz`: no token, no configuration.
     Health,
+    /// Takes the `ADMIN_TOKEN`.
+    Admin(AdminRoute),
+    /// Takes a user token.
+    User(UserRoute),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserRoute {
     Models,
     ChatCompletions,
     GenerateText,
 }
 
-impl Route {
-    /// Whether the route needs a user token (everything but the health check).
-    pub fn needs_user_token(self) -> bool {
-        self != Route::Health
-    }
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminRoute {
+    /// `POST` (revoke) or `DELETE` (lift) `/admin/users/{sub}/revoke`
+    Revocation { sub: String, revoke: bool },
+}
 
+impl Route {
     /// A short name for log lines.
-    pub fn name(self) -> &'static str {
+    pub fn name(&self) -> &'static str {
         match self {
             Route::Health => "healthz",
-            Route::Models => "models",
-            Route::ChatCompletions => "chat.completions",
-            Route::GenerateText => "generate-text",
+            Route::User(UserRoute::Models) => "models",
+            Route::User(UserRoute::ChatCompletions) => "chat.completions",
+            Route::User(UserRoute::GenerateText) => "generate-text",
+            Route::Admin(AdminRoute::Revocation { revoke: true, .. }) => "admin.revoke",
+            Route::Admin(AdminRoute::Revocation { revoke: false, .. }) => "admin.unrevoke",
         }
     }
 }
 
 /// Resolves a method and path; `OPTIONS` is handled by CORS before routing.
 pub fn route(method: &str, path: &str) -> Result<Route, ProxyError> {
+    if let Some(rest) = path.strip_prefix("/admin/users/") {
+        let sub = rest.strip_suffix("/revoke").and_then(decode_sub).ok_or(ProxyError::NotFound)?;
+        let revoke = match method {
+            "POST" => true,
+            "DELETE" => false,
+            _ => return Err(ProxyError::MethodNotAllowed),
+        };
+        return Ok(Route::Admin(AdminRoute::Revocation { sub, revoke }));
+    }
     let (route, allowed_method) = match path.trim_end_matches('/') {
         "/healthz" => (Route::Health, "GET"),
-        "/v1/models" => (Route::Models, "GET"),
-        "/v1/chat/completions" => (Route::ChatCompletions, "POST"),
-        "/api/generate-text" => (Route::GenerateText, "POST"),
+        "/v1/models" => (Route::User(UserRoute::Models), "GET"),
+        "/v1/chat/completions" => (Route::User(UserRoute::ChatCompletions), "POST"),
+        "/api/generate-text" => (Route::User(UserRoute::GenerateText), "POST"),
         _ => return Err(ProxyError::NotFound),
     };
     let method_ok = method == allowed_method || (allowed_method == "GET" && method == "HEAD");
     if method_ok { Ok(route) } else { Err(ProxyError::MethodNotAllowed) }
+}
+
+/// One percent-encoded path segment as a `sub` (subjects like `auth0|123` arrive encoded).
+fn decode_sub(segment: &str) -> Option<String> {
+    if segment.is_empty() || segment.contains('/') {
+        return None;
+    }
+    let sub = percent_decode_str(segment).decode_utf8().ok()?;
+    (sub.len() <= MAX_SUB_BYTES).then(|| sub.into_owned())
 }
 
 #[cfg(test)]
@@ -47,10 +80,11 @@ mod tests {
     #[test]
     fn known_paths_route() {
         assert_eq!(route("GET", "/healthz"), Ok(Route::Health));
-        assert_eq!(route("GET", "/v1/models"), Ok(Route::Models));
-        assert_eq!(route("POST", "/v1/chat/completions"), Ok(Route::ChatCompletions));
-        assert_eq!(route("POST", "/v1/chat/completions/"), Ok(Route::ChatCompletions));
-        assert_eq!(route("POST", "/api/generate-text"), Ok(Route::GenerateText));
+        assert_eq!(route("HEAD", "/healthz"), Ok(Route::Health));
+        assert_eq!(route("GET", "/v1/models"), Ok(Route::User(UserRoute::Models)));
+        assert_eq!(route("POST", "/v1/chat/completions"), Ok(Route::User(UserRoute::ChatCompletions)));
+        assert_eq!(route("POST", "/v1/chat/completions/"), Ok(Route::User(UserRoute::ChatCompletions)));
+        assert_eq!(route("POST", "/api/generate-text"), Ok(Route::User(UserRoute::GenerateText)));
     }
 
     #[test]
@@ -63,9 +97,13 @@ mod tests {
     }
 
     #[test]
-    fn only_health_is_open() {
-        assert!(!Route::Health.needs_user_token());
-        assert!(Route::Models.needs_user_token());
-        assert!(Route::GenerateText.needs_user_token());
+    fn admin_paths_carry_the_decoded_subject() {
+        assert_eq!(route("POST", "/admin/users/auth0%7C123/revoke"), Ok(Route::Admin(AdminRoute::Revocation { sub: "auth0|123".into(), revoke: true })));
+        assert_eq!(route("DELETE", "/admin/users/alice/revoke"), Ok(Route::Admin(AdminRoute::Revocation { sub: "alice".into(), revoke: false })));
+        assert_eq!(route("GET", "/admin/users/alice/revoke"), Err(ProxyError::MethodNotAllowed));
+        let too_long = format!("/admin/users/{}/revoke", "x".repeat(MAX_SUB_BYTES + 1));
+        for path in ["/admin/users//revoke", "/admin/users/a/b/revoke", "/admin/users/alice", "/admin/users/%FF/revoke", too_long.as_str()] {
+            assert_eq!(route("POST", path), Err(ProxyError::NotFound), "{path}");
+        }
     }
 }

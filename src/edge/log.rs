@@ -31,3 +31,8 @@ pub fn request_line(request_id: &str, outcome: &Outcome, status: u16, error: Opt
     }
     worker::console_log!("{line}");
 }
+
+/// An operator-facing warning that is not tied to one request's outcome.
+pub fn warn(event: &str, detail: &str) {
+    worker::console_log!("{}", json!({ "level": "warn", "event": event, "detail": detail }));
+}

@@ -1,7 +1,9 @@
 //! The wasm edge: translates between the Workers platform and the core. No policy lives here.
 
+mod jwks;
 mod log;
 mod upstream;
+mod user_object;
 
 use futures_util::StreamExt;
 use serde_json::json;
@@ -10,9 +12,10 @@ use worker::{js_sys, Context, Date, Env, Headers, Method, Request, Response, Res
 use crate::auth::{self, Identity};
 use crate::config::Config;
 use crate::cors::{self, OriginCheck};
-use crate::error::ProxyError;
+use crate::error::{ProxyError, TokenProblem};
 use crate::policy;
-use crate::routes::{self, Route};
+use crate::routes::{self, AdminRoute, Route, UserRoute};
+use crate::user_state::{self, UserCommand};
 
 /// What one request's log line says; filled in as the request goes.
 struct Outcome {
@@ -47,10 +50,11 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
 /// The request pipeline: health, config, CORS, route, token, handler.
 async fn handle(req: Request, env: &Env, outcome: &mut Outcome) -> std::result::Result<Response, ProxyError> {
     let method = req.method();
-    let path = req.path();
-    if method == Method::Get && path == "/healthz" {
+    let route = routes::route(method.as_ref(), &req.path());
+    // Before the configuration: the health check needs no secret or variable.
+    if route == Ok(Route::Health) {
         outcome.route = Route::Health.name();
-        return json_response(200, &json!({ "status": "ok" }).to_string());
+        return health_response();
     }
 
     let config = Config::from_lookup(|name| env_string(env, name))?;
@@ -64,19 +68,28 @@ async fn handle(req: Request, env: &Env, outcome: &mut Outcome) -> std::result::
         outcome.route = "preflight";
         return preflight(&req, outcome.allowed_origin.as_deref());
     }
-    serve(req, &config, outcome).await
+    let route = route?;
+    outcome.route = route.name();
+    match route {
+        Route::Health => health_response(),
+        Route::Admin(AdminRoute::Revocation { sub, revoke }) => admin_revocation(&req, env, &config, &sub, revoke).await,
+        Route::User(user_route) => {
+            let identity = authenticate(&req, env, &config).await?;
+            outcome.sub = Some(identity.sub.clone());
+            serve_user(user_route, req, &config, outcome).await
+        }
+    }
 }
 
-async fn serve(mut req: Request, config: &Config, outcome: &mut Outcome) -> std::result::Result<Response, ProxyError> {
-    let route = routes::route(req.method().as_ref(), &req.path())?;
-    outcome.route = route.name();
-    let identity = authenticate(&req, config)?;
-    outcome.sub = Some(identity.sub.clone());
-
+async fn serve_user(
+    route: UserRoute,
+    mut req: Request,
+    config: &Config,
+    outcome: &mut Outcome,
+) -> std::result::Result<Response, ProxyError> {
     match route {
-        Route::Health => unreachable!("answered before configuration is read"),
-        Route::Models => models_response(config),
-        Route::ChatCompletions => {
+        UserRoute::Models => models_response(config),
+        UserRoute::ChatCompletions => {
             let body = read_body(&mut req, config.max_body_bytes).await?;
             let chat = policy::parse_chat_request(&body, config)?;
             outcome.model = Some(chat.model.clone());
@@ -84,7 +97,7 @@ async fn serve(mut req: Request, config: &Config, outcome: &mut Outcome) -> std:
             let answer = upstream::send(config, &chat, req.headers()).await?;
             upstream::relay(answer, chat.stream)
         }
-        Route::GenerateText => {
+        UserRoute::GenerateText => {
             let body = read_body(&mut req, config.max_body_bytes).await?;
             let chat = policy::parse_generate_text(&body, config)?;
             outcome.model = Some(chat.model.clone());
@@ -97,13 +110,51 @@ async fn serve(mut req: Request, config: &Config, outcome: &mut Outcome) -> std:
     }
 }
 
-/// The single place that decides who the caller is.
-fn authenticate(req: &Request, config: &Config) -> std::result::Result<Identity, ProxyError> {
+/// The single place that decides who the caller is: a valid token whose user is not revoked.
+async fn authenticate(req: &Request, env: &Env, config: &Config) -> std::result::Result<Identity, ProxyError> {
     let authorization = header(req, "authorization");
     let token = auth::bearer_token(authorization.as_deref())?;
-    let keys = config.user_token_keys()?;
-    let now = (Date::now().as_millis() / 1000) as i64;
-    auth::verify(token, &keys, &config.claim_rules, now).map_err(ProxyError::InvalidToken)
+    let now_ms = Date::now().as_millis();
+    let now = (now_ms / 1000) as i64;
+    let keys = jwks::key_set(config, now_ms).await?;
+    let identity = match auth::verify(token, &keys, &config.claim_rules, now) {
+        // The provider may have rotated its keys since we fetched them.
+        Err(TokenProblem::UnknownKey) => match jwks::refetch_for_unknown_kid(config, now_ms).await? {
+            Some(fresh) => auth::verify(token, &fresh, &config.claim_rules, now),
+            None => Err(TokenProblem::UnknownKey),
+        },
+        verified => verified,
+    }
+    .map_err(ProxyError::InvalidToken)?;
+
+    let user = user_object::call(env, &identity.sub, &UserCommand::Check).await?;
+    if user_state::is_revoked(identity.issued_at, user.revoked_at) {
+        return Err(ProxyError::InvalidToken(TokenProblem::Revoked));
+    }
+    Ok(identity)
+}
+
+/// `POST`/`DELETE /admin/users/{sub}/revoke`. Without an `ADMIN_TOKEN` the route does not exist.
+async fn admin_revocation(
+    req: &Request,
+    env: &Env,
+    config: &Config,
+    sub: &str,
+    revoke: bool,
+) -> std::result::Result<Response, ProxyError> {
+    let expected = config.admin_token().ok_or(ProxyError::NotFound)?;
+    let authorization = header(req, "authorization");
+    let presented = auth::bearer_token(authorization.as_deref()).map_err(|_| ProxyError::AdminUnauthorized)?;
+    if !auth::admin_token_matches(presented, expected) {
+        return Err(ProxyError::AdminUnauthorized);
+    }
+    let command = if revoke {
+        UserCommand::Revoke { at: (Date::now().as_millis() / 1000) as i64 }
+    } else {
+        UserCommand::Unrevoke
+    };
+    let reply = user_object::call(env, sub, &command).await?;
+    json_response(200, &json!({ "sub": sub, "revoked_at": reply.revoked_at }).to_string())
 }
 
 /// Reads the body, counting bytes as they arrive and stopping past the limit (a
@@ -124,6 +175,10 @@ async fn read_body(req: &mut Request, limit: usize) -> std::result::Result<Vec<u
         body.extend_from_slice(&chunk);
     }
     Ok(body)
+}
+
+fn health_response() -> std::result::Result<Response, ProxyError> {
+    json_response(200, &json!({ "status": "ok" }).to_string())
 }
 
 fn models_response(config: &Config) -> std::result::Result<Response, ProxyError> {

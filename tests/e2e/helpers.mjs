@@ -25,12 +25,13 @@ export async function startProxy(bindings = {}) {
     scriptPath: new URL("build/index.js", ROOT).pathname,
     modulesRules: [{ type: "CompiledWasm", include: ["**/*.wasm"], fallthrough: true }],
     compatibilityDate,
-    bindings: {
-      ALLOWED_ORIGINS: ALLOWED_ORIGIN,
-      ALLOWED_MODELS: "gpt-4o-mini,gpt-4.1-nano",
-      JWT_SECRET,
-      ...bindings,
-    },
+    // A binding given as `undefined` removes the default.
+    bindings: Object.fromEntries(
+      Object.entries({ ALLOWED_ORIGINS: ALLOWED_ORIGIN, ALLOWED_MODELS: "gpt-4o-mini,gpt-4.1-nano", JWT_SECRET, ...bindings }).filter(
+        ([, value]) => value !== undefined,
+      ),
+    ),
+    durableObjects: { USERS: { className: "UserState", useSQLite: true } },
     host: "127.0.0.1",
     port: 0,
     handleRuntimeStdio(stdout, stderr) {

@@ -1,0 +1,188 @@
+// User tokens in workerd: the key types identity providers use, every rejection, a JWKS served
+// over HTTP and its caching, and revocation. Tokens are signed here with node:crypto, not with
+// the proxy's code.
+import assert from "node:assert/strict";
+import { createHmac, generateKeyPairSync, randomUUID, sign } from "node:crypto";
+import http from "node:http";
+import { after, before, describe, test } from "node:test";
+import { JWT_SECRET, startProxy } from "./helpers.mjs";
+
+const ISSUER = "https://id.example.com/";
+const AUDIENCE = "edge-proxy";
+const ADMIN_TOKEN = "admin-token-for-tests-0123456789abcdef";
+
+const rsa = generateKeyPairSync("rsa", { modulusLength: 2048 });
+const ec = generateKeyPairSync("ec", { namedCurve: "P-256" });
+const ed = generateKeyPairSync("ed25519");
+const jwk = (pair, kid, alg) => ({ ...pair.publicKey.export({ format: "jwk" }), kid, alg, use: "sig" });
+const PROVIDER_KEYS = [jwk(rsa, "rsa-1", "RS256"), jwk(ec, "ec-1", "ES256"), jwk(ed, "ed-1", "EdDSA")];
+
+const b64 = (value) => Buffer.from(typeof value === "string" ? value : JSON.stringify(value)).toString("base64url");
+const now = () => Math.floor(Date.now() / 1000);
+
+/** A JWT signed with `alg`; `key` is a private KeyObject, or a secret for HS256. */
+function jwt({ alg, kid, key, claims = {}, header = {} }) {
+  const payload = { sub: "alice", iss: ISSUER, aud: AUDIENCE, iat: now(), exp: now() + 300, jti: randomUUID(), ...claims };
+  const input = `${b64({ alg, typ: "JWT", ...(kid && { kid }), ...header })}.${b64(payload)}`;
+  const data = Buffer.from(input);
+  const signature = {
+    HS256: () => createHmac("sha256", key).update(input).digest(),
+    RS256: () => sign("sha256", data, key),
+    ES256: () => sign("sha256", data, { key, dsaEncoding: "ieee-p1363" }),
+    EdDSA: () => sign(null, data, key),
+    none: () => Buffer.alloc(0),
+  }[alg]();
+  return `${input}.${signature.toString("base64url")}`;
+}
+
+const hs256 = (claims, extra) => jwt({ alg: "HS256", key: JWT_SECRET, claims, ...extra });
+
+async function status(proxy, token) {
+  const response = await fetch(`${proxy.url}/v1/models`, { headers: { authorization: `Bearer ${token}` } });
+  const body = await response.json();
+  return { status: response.status, message: body.error?.message, challenge: response.headers.get("www-authenticate") };
+}
+
+describe("tokens checked against JWT_SECRET and an inline JWKS", () => {
+  let proxy;
+  before(async () => {
+    proxy = await startProxy({ JWKS: JSON.stringify({ keys: PROVIDER_KEYS }), JWT_ISSUER: ISSUER, JWT_AUDIENCE: AUDIENCE, ADMIN_TOKEN });
+  });
+  after(() => proxy?.dispose());
+
+  test("HS256, RS256, ES256 and EdDSA tokens are accepted", async () => {
+    const tokens = {
+      HS256: hs256(),
+      RS256: jwt({ alg: "RS256", kid: "rsa-1", key: rsa.privateKey }),
+      ES256: jwt({ alg: "ES256", kid: "ec-1", key: ec.privateKey }),
+      EdDSA: jwt({ alg: "EdDSA", kid: "ed-1", key: ed.privateKey }),
+    };
+    for (const [alg, token] of Object.entries(tokens)) assert.equal((await status(proxy, token)).status, 200, alg);
+  });
+
+  const rejections = {
+    "token expired": () => hs256({ iat: now() - 400, exp: now() - 100 }),
+    "not yet valid": () => hs256({ nbf: now() + 300 }),
+    "issued in the future": () => hs256({ iat: now() + 300, exp: now() + 600 }),
+    "lifetime is longer": () => hs256({ exp: now() + 2 * 86_400 }),
+    "wrong issuer": () => hs256({ iss: "https://evil.example.com/" }),
+    "wrong audience": () => hs256({ aud: ["other-app"] }),
+    "no `sub`": () => hs256({ sub: undefined }),
+    "bad signature": () => {
+      const [header, , signature] = hs256().split(".");
+      return `${header}.${b64({ sub: "admin", iss: ISSUER, aud: AUDIENCE, exp: now() + 300 })}.${signature}`;
+    },
+    "algorithm this proxy does not accept (alg none)": () => jwt({ alg: "none" }),
+    "HS256 signed with the RSA public key": () =>
+      jwt({ alg: "HS256", kid: "rsa-1", key: rsa.publicKey.export({ format: "pem", type: "spki" }) }),
+    "RS256 key presented as EdDSA": () => jwt({ alg: "EdDSA", kid: "rsa-1", key: ed.privateKey }),
+    "unknown key": () => jwt({ alg: "ES256", kid: "ec-404", key: ec.privateKey }),
+    "jku header": () => jwt({ alg: "RS256", kid: "rsa-1", key: rsa.privateKey, header: { jku: "https://evil.example.com/jwks" } }),
+    "crit header": () => hs256({}, { header: { crit: ["exp"] } }),
+    "malformed": () => "a.b",
+  };
+  for (const [name, makeToken] of Object.entries(rejections)) {
+    test(`401 invalid_token: ${name}`, async () => {
+      const result = await status(proxy, makeToken());
+      assert.equal(result.status, 401);
+      assert.match(result.challenge, /error="invalid_token"/);
+      assert.ok(result.message.length > 0);
+    });
+  }
+
+  test("messages name the kind of problem, never the token", async () => {
+    const expired = hs256({ iat: now() - 400, exp: now() - 100 });
+    const result = await status(proxy, expired);
+    assert.equal(result.message, "The access token expired.");
+    assert.ok(!result.message.includes(expired.split(".")[1]));
+  });
+
+  describe("revocation", () => {
+    const admin = (method, sub, token = ADMIN_TOKEN) =>
+      fetch(`${proxy.url}/admin/users/${encodeURIComponent(sub)}/revoke`, { method, headers: { authorization: `Bearer ${token}` } });
+
+    test("revoking a user stops their old tokens; new tokens work; lifting restores", async () => {
+      const sub = "auth0|bob";
+      const old = hs256({ sub, iat: now() - 5 });
+      assert.equal((await status(proxy, old)).status, 200);
+
+      const revoked = await admin("POST", sub);
+      assert.equal(revoked.status, 200);
+      const record = await revoked.json();
+      assert.equal(record.sub, sub);
+      assert.ok(record.revoked_at >= now() - 5);
+
+      const after = await status(proxy, old);
+      assert.equal(after.status, 401);
+      assert.equal(after.message, "The access token was revoked.");
+      const fresh = hs256({ sub, iat: record.revoked_at + 1 });
+      assert.equal((await status(proxy, fresh)).status, 200, "a token issued after the revocation works");
+      assert.equal((await status(proxy, hs256({ sub: "carol", iat: now() - 5 }))).status, 200, "other users are untouched");
+
+      assert.equal((await admin("DELETE", sub)).status, 200);
+      assert.equal((await status(proxy, old)).status, 200);
+    });
+
+    test("admin routes need the admin token", async () => {
+      assert.equal((await admin("POST", "alice", "wrong-admin-token-0123456789abcdefgh")).status, 401);
+      const missing = await fetch(`${proxy.url}/admin/users/alice/revoke`, { method: "POST" });
+      assert.equal(missing.status, 401);
+      assert.equal((await admin("POST", "alice", hs256())).status, 401, "a user token is not an admin token");
+    });
+  });
+});
+
+test("without ADMIN_TOKEN the admin routes do not exist", async () => {
+  const proxy = await startProxy();
+  try {
+    const response = await fetch(`${proxy.url}/admin/users/alice/revoke`, { method: "POST", headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+    assert.equal(response.status, 404);
+  } finally {
+    await proxy.dispose();
+  }
+});
+
+describe("a JWKS fetched from JWKS_URL", () => {
+  let server;
+  let proxy;
+  let keys = [PROVIDER_KEYS[1]];
+  let fetches = 0;
+
+  before(async () => {
+    server = http.createServer((req, res) => {
+      fetches++;
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(JSON.stringify({ keys }));
+    });
+    await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const url = `http://127.0.0.1:${server.address().port}/.well-known/jwks.json`;
+    proxy = await startProxy({ JWT_SECRET: undefined, JWKS_URL: url, JWT_ISSUER: ISSUER, JWT_AUDIENCE: AUDIENCE });
+  });
+  after(async () => {
+    await proxy?.dispose();
+    server?.closeAllConnections();
+    await new Promise((resolve) => server?.close(resolve));
+  });
+
+  test("is fetched once and cached across requests", async () => {
+    for (let i = 0; i < 5; i++) {
+      assert.equal((await status(proxy, jwt({ alg: "ES256", kid: "ec-1", key: ec.privateKey }))).status, 200);
+    }
+    assert.equal(fetches, 1);
+  });
+
+  test("is fetched again when a token names a new key, but not for every unknown kid", async () => {
+    keys = [PROVIDER_KEYS[1], PROVIDER_KEYS[2]]; // the provider rotates in an Ed25519 key
+    assert.equal((await status(proxy, jwt({ alg: "EdDSA", kid: "ed-1", key: ed.privateKey }))).status, 200);
+    assert.equal(fetches, 2);
+    for (let i = 0; i < 10; i++) {
+      const random = jwt({ alg: "ES256", kid: `random-${i}`, key: ec.privateKey });
+      assert.equal((await status(proxy, random)).status, 401);
+    }
+    assert.equal(fetches, 2, "a flood of unknown kids must not hammer the provider");
+  });
+
+  test("HS256 tokens are refused when no JWT_SECRET is configured", async () => {
+    assert.equal((await status(proxy, hs256())).status, 401);
+  });
+});
