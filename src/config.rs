@@ -8,6 +8,7 @@ use std::str::FromStr;
 
 use crate::auth::{ClaimRules, HmacAlgorithm, KeyEntry, VerifyingKey, MIN_HMAC_SECRET_BYTES};
 use crate::error::ProxyError;
+use crate::quota::{Limits, RateLimit};
 
 pub const DEFAULT_UPSTREAM_BASE_URL: &str = "https://api.openai.com/v1";
 pub const DEFAULT_ALLOWED_MODELS: &str = "gpt-4o-mini";
@@ -16,6 +17,12 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 65_536;
 pub const DEFAULT_JWT_LEEWAY_SECONDS: i64 = 30;
 pub const DEFAULT_JWT_MAX_TTL_SECONDS: i64 = 86_400;
 pub const DEFAULT_JWKS_CACHE_SECONDS: u64 = 600;
+pub const DEFAULT_MAX_OUTPUT_TOKENS: u64 = 1024;
+pub const DEFAULT_MAX_PROMPT_CHARS: usize = 8000;
+pub const DEFAULT_RATE_LIMIT_REQUESTS: u32 = 20;
+pub const DEFAULT_RATE_LIMIT_WINDOW_SECONDS: i64 = 900;
+pub const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 2;
+pub const DEFAULT_DAILY_TOKEN_BUDGET: u64 = 100_000;
 /// Admin bearer tokens are compared in constant time, and must be hard to guess.
 pub const MIN_ADMIN_TOKEN_BYTES: usize = 32;
 
@@ -39,6 +46,13 @@ impl fmt::Debug for Secret {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestLimits {
+    pub max_output_tokens: u64,
+    pub max_n: u64,
+    pub max_prompt_chars: usize,
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Base of the OpenAI-compatible API, without a trailing slash.
@@ -49,6 +63,12 @@ pub struct Config {
     pub allowed_models: Vec<String>,
     pub system_prompt: String,
     pub max_body_bytes: usize,
+    /// What one request may ask for.
+    pub request_limits: RequestLimits,
+    /// What one user may use.
+    pub user_limits: Limits,
+    /// What all users together may use per day (`GLOBAL_DAILY_TOKEN_BUDGET`), if set.
+    pub global_limits: Option<Limits>,
     /// What a user token's claims must satisfy.
     pub claim_rules: ClaimRules,
     jwt_secret: Option<(HmacAlgorithm, Secret)>,
@@ -81,6 +101,28 @@ impl Config {
             value("SYSTEM_PROMPT").unwrap_or_else(|| DEFAULT_SYSTEM_PROMPT.to_owned());
         let max_body_bytes =
             parse_number("MAX_BODY_BYTES", value("MAX_BODY_BYTES"), DEFAULT_MAX_BODY_BYTES, 1..=1 << 24)?;
+        let number = |name: &str, default: u64, max: u64| parse_number(name, value(name), default, 1..=max);
+        let request_limits = RequestLimits {
+            max_output_tokens: number("MAX_OUTPUT_TOKENS", DEFAULT_MAX_OUTPUT_TOKENS, 1_000_000)?,
+            max_n: number("MAX_N", 1, 128)?,
+            max_prompt_chars: number("MAX_PROMPT_CHARS", DEFAULT_MAX_PROMPT_CHARS as u64, 10_000_000)? as usize,
+        };
+        let user_limits = Limits {
+            rate: Some(RateLimit {
+                requests: number("RATE_LIMIT_REQUESTS", DEFAULT_RATE_LIMIT_REQUESTS.into(), 1000)? as u32,
+                window_ms: number("RATE_LIMIT_WINDOW_SECONDS", DEFAULT_RATE_LIMIT_WINDOW_SECONDS as u64, 604_800)? as i64 * 1000,
+            }),
+            max_streams: Some(number("MAX_CONCURRENT_STREAMS", DEFAULT_MAX_CONCURRENT_STREAMS.into(), 100)? as u32),
+            daily_tokens: Some(number("DAILY_TOKEN_BUDGET", DEFAULT_DAILY_TOKEN_BUDGET, 1_000_000_000_000)?),
+        };
+        let global_limits = match value("GLOBAL_DAILY_TOKEN_BUDGET") {
+            Some(_) => Some(Limits {
+                rate: None,
+                max_streams: None,
+                daily_tokens: Some(number("GLOBAL_DAILY_TOKEN_BUDGET", 0, 1_000_000_000_000_000)?),
+            }),
+            None => None,
+        };
         let claim_rules = ClaimRules {
             issuer: value("JWT_ISSUER").map(|v| v.trim().to_owned()),
             audience: value("JWT_AUDIENCE").map(|v| v.trim().to_owned()),
@@ -125,6 +167,9 @@ impl Config {
             allowed_models,
             system_prompt,
             max_body_bytes,
+            request_limits,
+            user_limits,
+            global_limits,
             claim_rules,
             jwt_secret,
             inline_jwks,
@@ -316,6 +361,21 @@ mod tests {
         assert!(config(&[("UPSTREAM_BASE_URL", "https://gateway.example.com/openai/v1")]).is_ok());
         for bad in ["http://evil.example.com/v1", "api.openai.com", "https://a.com/v1?x=1", "https://user:pw@a.com/v1"] {
             assert!(detail(config(&[("UPSTREAM_BASE_URL", bad)])).starts_with("UPSTREAM_BASE_URL"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn quota_defaults_and_overrides() {
+        let defaults = config(&[]).unwrap();
+        assert_eq!(defaults.request_limits, RequestLimits { max_output_tokens: 1024, max_n: 1, max_prompt_chars: 8000 });
+        assert_eq!(defaults.user_limits.rate, Some(RateLimit { requests: 20, window_ms: 900_000 }));
+        assert_eq!((defaults.user_limits.max_streams, defaults.user_limits.daily_tokens), (Some(2), Some(100_000)));
+        assert!(defaults.global_limits.is_none());
+        let custom = config(&[("RATE_LIMIT_REQUESTS", "5"), ("GLOBAL_DAILY_TOKEN_BUDGET", "5000000")]).unwrap();
+        assert_eq!(custom.user_limits.rate.unwrap().requests, 5);
+        assert_eq!(custom.global_limits.unwrap().daily_tokens, Some(5_000_000));
+        for name in ["RATE_LIMIT_REQUESTS", "MAX_CONCURRENT_STREAMS", "DAILY_TOKEN_BUDGET", "GLOBAL_DAILY_TOKEN_BUDGET", "MAX_N"] {
+            assert!(detail(config(&[(name, "0")])).starts_with(name), "{name}");
         }
     }
 

@@ -5,6 +5,8 @@
 
 use serde_json::json;
 
+use crate::quota::Refusal;
+
 /// Why a bearer token was refused. The client is told the kind, never the token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenProblem {
@@ -69,6 +71,8 @@ pub enum ProxyError {
     /// Upstream refused our key (401/403): the operator's problem, not the client's.
     UpstreamAuthFailed { status: u16 },
     UpstreamRateLimited { retry_after: Option<u64> },
+    /// A per-user limit (or, with `global`, the budget of all users) refused the request.
+    Quota { refusal: Refusal, global: bool },
     /// Upstream rejected the request (4xx other than auth and rate limit).
     UpstreamRejected { status: u16 },
     /// Upstream unreachable, 5xx, or an unreadable answer; `detail` is for the log only.
@@ -99,7 +103,7 @@ impl ProxyError {
             ProxyError::NotFound => 404,
             ProxyError::MethodNotAllowed => 405,
             ProxyError::PayloadTooLarge { .. } => 413,
-            ProxyError::UpstreamRateLimited { .. } => 429,
+            ProxyError::UpstreamRateLimited { .. } | ProxyError::Quota { .. } => 429,
             ProxyError::Misconfigured { .. } | ProxyError::Internal { .. } => 500,
             ProxyError::UpstreamAuthFailed { .. } | ProxyError::UpstreamFailed { .. } => 502,
             ProxyError::Unavailable { .. } => 503,
@@ -109,6 +113,9 @@ impl ProxyError {
 
     /// OpenAI's `error.type`.
     pub fn error_type(&self) -> &'static str {
+        if let ProxyError::Quota { refusal: Refusal::BudgetExhausted { .. }, .. } = self {
+            return "insufficient_quota";
+        }
         match self.status() {
             400 | 404 | 405 | 413 => "invalid_request_error",
             401 => "authentication_error",
@@ -133,6 +140,9 @@ impl ProxyError {
             ProxyError::Misconfigured { .. } => "proxy_misconfigured",
             ProxyError::UpstreamAuthFailed { .. } => "upstream_auth_failed",
             ProxyError::UpstreamRateLimited { .. } => "upstream_rate_limited",
+            ProxyError::Quota { refusal: Refusal::RateLimited { .. }, .. } => "rate_limit_exceeded",
+            ProxyError::Quota { refusal: Refusal::TooManyStreams { .. }, .. } => "too_many_concurrent_streams",
+            ProxyError::Quota { refusal: Refusal::BudgetExhausted { .. }, .. } => "insufficient_quota",
             ProxyError::UpstreamRejected { .. } => "upstream_rejected",
             ProxyError::UpstreamFailed { .. } => "upstream_error",
             ProxyError::UpstreamTimeout => "upstream_timeout",
@@ -170,6 +180,20 @@ impl ProxyError {
                 "The upstream API is rate limiting this proxy; retry later.".into()
             }
             ProxyError::UpstreamRejected { .. } => "The upstream API rejected the request.".into(),
+            ProxyError::Quota { refusal, global } => match (refusal, global) {
+                (Refusal::RateLimited { retry_after_seconds }, _) => {
+                    format!("Too many requests for this user; retry in {retry_after_seconds} s.")
+                }
+                (Refusal::TooManyStreams { .. }, _) => {
+                    "Too many streams open for this user; finish one before starting another.".into()
+                }
+                (Refusal::BudgetExhausted { .. }, false) => {
+                    "This user's daily token budget is used up; it resets at 00:00 UTC.".into()
+                }
+                (Refusal::BudgetExhausted { .. }, true) => {
+                    "The service's daily token budget is used up; it resets at 00:00 UTC.".into()
+                }
+            },
             ProxyError::UpstreamFailed { .. } => "The upstream API failed to answer.".into(),
             ProxyError::UpstreamTimeout => "The upstream API did not answer in time.".into(),
             ProxyError::Unavailable { .. } => "The proxy cannot serve this request right now; retry shortly.".into(),
@@ -213,6 +237,11 @@ impl ProxyError {
     pub fn retry_after(&self) -> Option<u64> {
         match self {
             ProxyError::UpstreamRateLimited { retry_after } => *retry_after,
+            ProxyError::Quota { refusal, .. } => Some(match refusal {
+                Refusal::RateLimited { retry_after_seconds }
+                | Refusal::TooManyStreams { retry_after_seconds }
+                | Refusal::BudgetExhausted { retry_after_seconds } => *retry_after_seconds,
+            }),
             _ => None,
         }
     }
@@ -294,6 +323,16 @@ mod tests {
             assert!(!error.to_json().contains("OPENAI_API_KEY"));
             assert_eq!(error.log_detail().as_deref(), Some(secret_detail));
         }
+    }
+
+    #[test]
+    fn quota_refusals_are_429_with_retry_after() {
+        let rate = ProxyError::Quota { refusal: Refusal::RateLimited { retry_after_seconds: 42 }, global: false };
+        assert_eq!((rate.status(), rate.code(), rate.retry_after()), (429, "rate_limit_exceeded", Some(42)));
+        assert_eq!(rate.error_type(), "rate_limit_error");
+        let budget = ProxyError::Quota { refusal: Refusal::BudgetExhausted { retry_after_seconds: 7 }, global: true };
+        assert_eq!((budget.code(), budget.error_type()), ("insufficient_quota", "insufficient_quota"));
+        assert!(budget.client_message().contains("service's"));
     }
 
     #[test]

@@ -10,7 +10,9 @@ pub mod cors;
 pub mod error;
 pub mod forwarding;
 pub mod policy;
+pub mod quota;
 pub mod routes;
+pub mod sse;
 pub mod user_state;
 
 #[cfg(target_arch = "wasm32")]

@@ -6,70 +6,182 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::config::Config;
+use crate::config::{Config, RequestLimits};
 use crate::error::ProxyError;
 
 const VALID_ROLES: [&str; 6] = ["system", "developer", "user", "assistant", "tool", "function"];
 
-/// A validated `POST /v1/chat/completions` body.
+/// A validated chat completion request, ready to send upstream.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChatRequest {
-    body: Map<String, Value>,
+    upstream_body: String,
     pub model: String,
     pub stream: bool,
+    /// The client asked for the final usage chunk (`stream_options.include_usage`). The proxy
+    /// always asks upstream for it, to meter, and passes it on only then.
+    pub client_wants_usage: bool,
+    /// Tokens to reserve before calling upstream: the upstream body's bytes (a text prompt
+    /// never has more tokens than bytes) plus the output cap for each of the `n` choices.
+    pub reserve_tokens: u64,
+    /// A rough count of the prompt's tokens, charged when a stream ends without usage.
+    pub prompt_token_estimate: u64,
 }
 
 impl ChatRequest {
     /// The JSON to send upstream.
-    pub fn upstream_body(&self) -> String {
-        Value::Object(self.body.clone()).to_string()
+    pub fn upstream_body(&self) -> &str {
+        &self.upstream_body
     }
+}
+
+/// Roughly 4 bytes a token, never zero: the charge when upstream reported no usage.
+pub fn estimate_tokens(text_bytes: usize) -> u64 {
+    (text_bytes as u64).div_ceil(4).max(1)
 }
 
 /// Parses and checks a chat completion request.
 pub fn parse_chat_request(bytes: &[u8], config: &Config) -> Result<ChatRequest, ProxyError> {
     let body = parse_object(bytes)?;
-    let model = match body.get("model") {
-        Some(Value::String(model)) => model.clone(),
+    match body.get("model") {
+        Some(Value::String(_)) => {}
         Some(_) => return Err(ProxyError::invalid_request("`model` must be a string.", Some("model"))),
         None => return Err(ProxyError::invalid_request("`model` is required.", Some("model"))),
-    };
-    if !config.is_model_allowed(&model) {
-        return Err(ProxyError::ModelNotAllowed { model });
     }
-    check_messages(body.get("messages"))?;
-    let stream = match body.get("stream") {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(stream)) => *stream,
-        Some(_) => return Err(ProxyError::invalid_request("`stream` must be a boolean.", Some("stream"))),
-    };
-    Ok(ChatRequest { body, model, stream })
+    checked(body, config)
 }
 
 /// `POST /api/generate-text` `{"userPrompt": "..."}`: the simple form, turned into a chat
-/// request with the operator's system prompt and the default model.
+/// request with the operator's system prompt and the default model. HTML tags are stripped
+/// from the prompt (a convenience for apps that send markup, not a security boundary).
 pub fn parse_generate_text(bytes: &[u8], config: &Config) -> Result<ChatRequest, ProxyError> {
     let body = parse_object(bytes)?;
     let prompt = match body.get("userPrompt") {
-        Some(Value::String(prompt)) if !prompt.trim().is_empty() => prompt,
-        Some(Value::String(_)) => {
-            return Err(ProxyError::invalid_request("`userPrompt` is empty.", Some("userPrompt")))
-        }
+        Some(Value::String(prompt)) => strip_html_tags(prompt),
         Some(_) => {
             return Err(ProxyError::invalid_request("`userPrompt` must be a string.", Some("userPrompt")))
         }
         None => return Err(ProxyError::invalid_request("`userPrompt` is required.", Some("userPrompt"))),
     };
-    let model = config.default_model().to_owned();
+    if prompt.trim().is_empty() {
+        return Err(ProxyError::invalid_request("`userPrompt` is empty.", Some("userPrompt")));
+    }
+    if prompt.chars().count() > config.request_limits.max_prompt_chars {
+        return Err(ProxyError::invalid_request(
+            format!("`userPrompt` is longer than {} characters.", config.request_limits.max_prompt_chars),
+            Some("userPrompt"),
+        ));
+    }
     let chat = json!({
-        "model": model,
+        "model": config.default_model(),
         "messages": [
             { "role": "system", "content": config.system_prompt },
             { "role": "user", "content": prompt },
         ],
     });
     let Value::Object(body) = chat else { unreachable!("json! object literal") };
-    Ok(ChatRequest { body, model, stream: false })
+    checked(body, config)
+}
+
+/// The checks every chat request passes, and the rewriting for upstream.
+fn checked(mut body: Map<String, Value>, config: &Config) -> Result<ChatRequest, ProxyError> {
+    let limits = &config.request_limits;
+    let model = body.get("model").and_then(Value::as_str).unwrap_or_default().to_owned();
+    if !config.is_model_allowed(&model) {
+        return Err(ProxyError::ModelNotAllowed { model });
+    }
+    let prompt = check_messages(body.get("messages"))?;
+    if prompt.chars > limits.max_prompt_chars {
+        return Err(ProxyError::invalid_request(
+            format!("The messages hold more than {} characters of text.", limits.max_prompt_chars),
+            Some("messages"),
+        ));
+    }
+    if !prompt.has_content {
+        return Err(ProxyError::invalid_request("The messages hold no text.", Some("messages")));
+    }
+
+    let output_cap = output_cap(&mut body, limits)?;
+    let n = match body.get("n") {
+        None | Some(Value::Null) => 1,
+        Some(value) => match value.as_u64() {
+            Some(n) if (1..=limits.max_n).contains(&n) => n,
+            _ => return Err(ProxyError::invalid_request(format!("`n` must be a whole number from 1 to {}.", limits.max_n), Some("n"))),
+        },
+    };
+
+    let stream = match body.get("stream") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(stream)) => *stream,
+        Some(_) => return Err(ProxyError::invalid_request("`stream` must be a boolean.", Some("stream"))),
+    };
+    let mut client_wants_usage = false;
+    if stream {
+        let options = body.entry("stream_options").or_insert_with(|| json!({}));
+        let Value::Object(options) = options else {
+            return Err(ProxyError::invalid_request("`stream_options` must be an object.", Some("stream_options")));
+        };
+        client_wants_usage = options.get("include_usage") == Some(&Value::Bool(true));
+        options.insert("include_usage".into(), Value::Bool(true));
+    }
+
+    let upstream_body = Value::Object(body).to_string();
+    Ok(ChatRequest {
+        reserve_tokens: upstream_body.len() as u64 + output_cap * n,
+        prompt_token_estimate: estimate_tokens(prompt.bytes),
+        upstream_body,
+        model,
+        stream,
+        client_wants_usage,
+    })
+}
+
+/// The output cap: `max_completion_tokens` and/or the older `max_tokens`, each at most
+/// `MAX_OUTPUT_TOKENS`; when the client sets neither, the proxy sets `max_completion_tokens`.
+fn output_cap(body: &mut Map<String, Value>, limits: &RequestLimits) -> Result<u64, ProxyError> {
+    let mut cap = None;
+    for field in ["max_completion_tokens", "max_tokens"] {
+        match body.get(field) {
+            None | Some(Value::Null) => {}
+            Some(value) => match value.as_u64() {
+                Some(tokens) if (1..=limits.max_output_tokens).contains(&tokens) => {
+                    // With both set, which one upstream applies is not ours to guess: reserve the larger.
+                    cap = Some(cap.map_or(tokens, |other: u64| other.max(tokens)));
+                }
+                _ => {
+                    return Err(ProxyError::invalid_request(
+                        format!("`{field}` must be a whole number from 1 to {}.", limits.max_output_tokens),
+                        Some(field),
+                    ))
+                }
+            },
+        }
+    }
+    Ok(match cap {
+        Some(cap) => cap,
+        None => {
+            body.insert("max_completion_tokens".into(), json!(limits.max_output_tokens));
+            limits.max_output_tokens
+        }
+    })
+}
+
+/// Removes `<tag ...>` sequences (a `<` followed by a letter, `/` or `!`); a lone `<` stays.
+pub fn strip_html_tags(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        let starts_tag = c == '<' && chars.peek().is_some_and(|next| next.is_ascii_alphabetic() || matches!(next, '/' | '!'));
+        if starts_tag {
+            for inside in chars.by_ref() {
+                if inside == '>' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// `{"result": "..."}` from a non-stream chat completion answer.
@@ -94,7 +206,14 @@ fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, ProxyError> {
     }
 }
 
-fn check_messages(messages: Option<&Value>) -> Result<(), ProxyError> {
+/// The text of the messages, measured.
+struct PromptText {
+    chars: usize,
+    bytes: usize,
+    has_content: bool,
+}
+
+fn check_messages(messages: Option<&Value>) -> Result<PromptText, ProxyError> {
     let messages = match messages {
         Some(Value::Array(messages)) if !messages.is_empty() => messages,
         Some(_) => {
@@ -102,6 +221,7 @@ fn check_messages(messages: Option<&Value>) -> Result<(), ProxyError> {
         }
         None => return Err(ProxyError::invalid_request("`messages` is required.", Some("messages"))),
     };
+    let mut prompt = PromptText { chars: 0, bytes: 0, has_content: false };
     for (index, message) in messages.iter().enumerate() {
         let field = |name: &str| format!("messages[{index}]{name}");
         let invalid = |name: &str, why: &str| {
@@ -116,11 +236,30 @@ fn check_messages(messages: Option<&Value>) -> Result<(), ProxyError> {
             _ => return Err(invalid(".role", "must be one of system, developer, user, assistant, tool.")),
         }
         match message.get("content") {
-            Some(Value::String(_) | Value::Array(_) | Value::Null) | None => {}
+            Some(Value::String(text)) => prompt.add(text),
+            Some(Value::Array(parts)) => {
+                for (part_index, part) in parts.iter().enumerate() {
+                    let Value::Object(part) = part else {
+                        return Err(invalid(&format!(".content[{part_index}]"), "must be a content part object."));
+                    };
+                    if let Some(Value::String(text)) = part.get("text") {
+                        prompt.add(text);
+                    }
+                }
+            }
+            Some(Value::Null) | None => {}
             Some(_) => return Err(invalid(".content", "must be a string or an array of content parts.")),
         }
     }
-    Ok(())
+    Ok(prompt)
+}
+
+impl PromptText {
+    fn add(&mut self, text: &str) {
+        self.chars += text.chars().count();
+        self.bytes += text.len();
+        self.has_content |= !text.trim().is_empty();
+    }
 }
 
 #[cfg(test)]
@@ -217,6 +356,82 @@ mod tests {
             let error = parse_generate_text(body.as_bytes(), &config()).unwrap_err();
             assert_eq!(param(&error).as_deref(), Some("userPrompt"), "{body}");
         }
+    }
+
+    fn forwarded(request: &ChatRequest) -> Value {
+        serde_json::from_str(request.upstream_body()).unwrap()
+    }
+
+    fn chat(extra: Value) -> Result<ChatRequest, ProxyError> {
+        chat_with(extra, &config())
+    }
+
+    fn chat_with(extra: Value, config: &Config) -> Result<ChatRequest, ProxyError> {
+        let mut body = json!({"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]});
+        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        parse_chat_request(body.to_string().as_bytes(), config)
+    }
+
+    #[test]
+    fn the_output_cap_is_bounded_and_defaulted() {
+        let defaulted = chat(json!({})).unwrap();
+        assert_eq!(forwarded(&defaulted)["max_completion_tokens"], 1024);
+        assert_eq!(defaulted.reserve_tokens, defaulted.upstream_body().len() as u64 + 1024);
+        let own = chat(json!({"max_tokens": 100})).unwrap();
+        assert_eq!(forwarded(&own).get("max_completion_tokens"), None, "the client's own field is kept alone");
+        assert_eq!(own.reserve_tokens, own.upstream_body().len() as u64 + 100);
+        let both = chat(json!({"max_tokens": 500, "max_completion_tokens": 200})).unwrap();
+        assert_eq!(both.reserve_tokens, both.upstream_body().len() as u64 + 500, "the larger of two caps is the worst case");
+        for (field, value) in [("max_tokens", json!(1025)), ("max_completion_tokens", json!(0)), ("max_tokens", json!(-1)), ("max_tokens", json!(10.5)), ("max_tokens", json!("10"))] {
+            let error = chat(json!({ field: value })).unwrap_err();
+            assert_eq!(param(&error).as_deref(), Some(field), "{field}={value}");
+        }
+    }
+
+    #[test]
+    fn more_than_one_choice_needs_max_n() {
+        assert_eq!(param(&chat(json!({"n": 2})).unwrap_err()).as_deref(), Some("n"));
+        assert!(chat(json!({"n": 1})).is_ok());
+        let generous = Config::for_tests(&[("MAX_N", "4")]).unwrap();
+        let two = chat_with(json!({"n": 2, "max_tokens": 100}), &generous).unwrap();
+        assert_eq!(two.reserve_tokens, two.upstream_body().len() as u64 + 200, "each choice is reserved");
+    }
+
+    #[test]
+    fn prompt_size_counts_all_message_text() {
+        let long = "x".repeat(5000);
+        let parts = json!({"messages":[
+            {"role":"system","content": long},
+            {"role":"user","content":[{"type":"text","text": long}, {"type":"image_url","image_url":{"url":"https://x/y.png"}}]},
+        ]});
+        assert_eq!(param(&chat(parts).unwrap_err()).as_deref(), Some("messages"));
+        assert!(chat(json!({"messages":[{"role":"user","content":"é".repeat(8000)}]})).is_ok(), "characters, not bytes");
+        let empty = chat(json!({"messages":[{"role":"user","content":"   "},{"role":"user","content":[]}]})).unwrap_err();
+        assert!(empty.client_message().contains("no text"));
+    }
+
+    #[test]
+    fn streams_always_ask_upstream_for_usage() {
+        let plain = chat(json!({"stream": true})).unwrap();
+        assert_eq!(forwarded(&plain)["stream_options"]["include_usage"], true);
+        assert!(!plain.client_wants_usage);
+        let asked = chat(json!({"stream": true, "stream_options": {"include_usage": true}})).unwrap();
+        assert!(asked.client_wants_usage);
+        assert_eq!(forwarded(&chat(json!({})).unwrap()).get("stream_options"), None, "non-streams are left alone");
+        assert_eq!(param(&chat(json!({"stream": true, "stream_options": 1})).unwrap_err()).as_deref(), Some("stream_options"));
+    }
+
+    #[test]
+    fn html_tags_are_stripped_from_simple_prompts() {
+        assert_eq!(strip_html_tags("<b>bold</b> and <a href='x'>link</a>"), "bold and link");
+        assert_eq!(strip_html_tags("1 < 2 and <!-- note --> 3 > 2"), "1 < 2 and  3 > 2");
+        assert_eq!(strip_html_tags("<unclosed"), "");
+        let request = parse_generate_text(br#"{"userPrompt":"<p>Hi <i>there</i></p>"}"#, &config()).unwrap();
+        assert_eq!(forwarded(&request)["messages"][1]["content"], "Hi there");
+        let only_tags = parse_generate_text(br#"{"userPrompt":"<br><br>"}"#, &config()).unwrap_err();
+        assert_eq!(param(&only_tags).as_deref(), Some("userPrompt"));
+        let long = format!(r#"{{"userPrompt":"{}"}}"#, "x".repeat(8001));
+        assert_eq!(param(&parse_generate_text(long.as_bytes(), &config()).unwrap_err()).as_deref(), Some("userPrompt"));
     }
 
     #[test]

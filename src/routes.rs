@@ -18,6 +18,8 @@ pub enum Route {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UserRoute {
     Models,
+    /// `GET /v1/usage`: the caller's own counters.
+    Usage,
     ChatCompletions,
     GenerateText,
 }
@@ -26,6 +28,8 @@ pub enum UserRoute {
 pub enum AdminRoute {
     /// `POST` (revoke) or `DELETE` (lift) `/admin/users/{sub}/revoke`
     Revocation { sub: String, revoke: bool },
+    /// `GET /admin/users/{sub}/usage`
+    Usage { sub: String },
 }
 
 impl Route {
@@ -34,6 +38,8 @@ impl Route {
         match self {
             Route::Health => "healthz",
             Route::User(UserRoute::Models) => "models",
+            Route::User(UserRoute::Usage) => "usage",
+            Route::Admin(AdminRoute::Usage { .. }) => "admin.usage",
             Route::User(UserRoute::ChatCompletions) => "chat.completions",
             Route::User(UserRoute::GenerateText) => "generate-text",
             Route::Admin(AdminRoute::Revocation { revoke: true, .. }) => "admin.revoke",
@@ -45,17 +51,20 @@ impl Route {
 /// Resolves a method and path; `OPTIONS` is handled by CORS before routing.
 pub fn route(method: &str, path: &str) -> Result<Route, ProxyError> {
     if let Some(rest) = path.strip_prefix("/admin/users/") {
-        let sub = rest.strip_suffix("/revoke").and_then(decode_sub).ok_or(ProxyError::NotFound)?;
-        let revoke = match method {
-            "POST" => true,
-            "DELETE" => false,
-            _ => return Err(ProxyError::MethodNotAllowed),
+        let (segment, action) = rest.rsplit_once('/').ok_or(ProxyError::NotFound)?;
+        let sub = decode_sub(segment).ok_or(ProxyError::NotFound)?;
+        return match (action, method) {
+            ("revoke", "POST") => Ok(Route::Admin(AdminRoute::Revocation { sub, revoke: true })),
+            ("revoke", "DELETE") => Ok(Route::Admin(AdminRoute::Revocation { sub, revoke: false })),
+            ("usage", "GET") => Ok(Route::Admin(AdminRoute::Usage { sub })),
+            ("revoke" | "usage", _) => Err(ProxyError::MethodNotAllowed),
+            _ => Err(ProxyError::NotFound),
         };
-        return Ok(Route::Admin(AdminRoute::Revocation { sub, revoke }));
     }
     let (route, allowed_method) = match path.trim_end_matches('/') {
         "/healthz" => (Route::Health, "GET"),
         "/v1/models" => (Route::User(UserRoute::Models), "GET"),
+        "/v1/usage" => (Route::User(UserRoute::Usage), "GET"),
         "/v1/chat/completions" => (Route::User(UserRoute::ChatCompletions), "POST"),
         "/api/generate-text" => (Route::User(UserRoute::GenerateText), "POST"),
         _ => return Err(ProxyError::NotFound),
@@ -101,6 +110,8 @@ mod tests {
         assert_eq!(route("POST", "/admin/users/auth0%7C123/revoke"), Ok(Route::Admin(AdminRoute::Revocation { sub: "auth0|123".into(), revoke: true })));
         assert_eq!(route("DELETE", "/admin/users/alice/revoke"), Ok(Route::Admin(AdminRoute::Revocation { sub: "alice".into(), revoke: false })));
         assert_eq!(route("GET", "/admin/users/alice/revoke"), Err(ProxyError::MethodNotAllowed));
+        assert_eq!(route("GET", "/admin/users/bob/usage"), Ok(Route::Admin(AdminRoute::Usage { sub: "bob".into() })));
+        assert_eq!(route("GET", "/v1/usage"), Ok(Route::User(UserRoute::Usage)));
         let too_long = format!("/admin/users/{}/revoke", "x".repeat(MAX_SUB_BYTES + 1));
         for path in ["/admin/users//revoke", "/admin/users/a/b/revoke", "/admin/users/alice", "/admin/users/%FF/revoke", too_long.as_str()] {
             assert_eq!(route("POST", path), Err(ProxyError::NotFound), "{path}");

@@ -1,42 +1,90 @@
 //! What a user's Durable Object (one per verified `sub`) stores and answers. The edge only
 //! moves these values between the Worker and the object; the decisions are made here.
+//!
+//! The same record type serves the global budget object, with limits that only set a budget.
 
 use serde::{Deserialize, Serialize};
 
-/// A message to a user's object, sent as JSON. One message per request: one round trip.
+use crate::quota::{Ask, Limits, QuotaState, Refusal, Reservation, Standing};
+
+/// The object that holds the budget all users share (`GLOBAL_DAILY_TOKEN_BUDGET`).
+pub const GLOBAL_OBJECT_NAME: &str = "global";
+
+/// The name of a user's object; prefixed so that no `sub` can name the global one.
+pub fn user_object_name(sub: &str) -> String {
+    format!("user:{sub}")
+}
+
+/// A message to a user's object, sent as JSON. Each request makes one admission call and, if
+/// admitted with an `ask`, one finish call later.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum UserCommand {
-    /// The state the proxy needs to admit a request.
-    Check,
+    /// Checks revocation (for a token issued at `issued_at`), then, with an `ask`, admits the
+    /// request against `limits`. Without an `ask` nothing is counted (a status read).
+    Admit { issued_at: Option<i64>, ask: Option<Ask>, limits: Limits, now_ms: i64 },
+    /// The request of `reservation_id` ended having used `used_tokens`.
+    Finish { reservation_id: u64, used_tokens: u64, limits: Limits, now_ms: i64 },
     /// Tokens of this user issued at or before `at` (Unix seconds) stop working.
     Revoke { at: i64 },
     /// Lifts a revocation.
     Unrevoke,
+    /// Where the user stands, for an operator.
+    Status { limits: Limits, now_ms: i64 },
 }
 
 /// The stored state of one user.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserRecord {
     pub revoked_at: Option<i64>,
+    #[serde(default)]
+    pub quota: QuotaState,
 }
 
 /// The object's answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UserReply {
-    pub revoked_at: Option<i64>,
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum UserReply {
+    Admitted { reservation: Option<Reservation>, standing: Standing },
+    Refused { refusal: Refusal, standing: Standing },
+    Revoked,
+    Status { revoked_at: Option<i64>, standing: Option<Standing> },
+    Finished,
 }
 
 impl UserRecord {
     /// Applies a command; says whether the record changed (and so must be stored).
     pub fn apply(&mut self, command: &UserCommand) -> (UserReply, bool) {
         let before = self.clone();
-        match command {
-            UserCommand::Check => {}
-            UserCommand::Revoke { at } => self.revoked_at = Some(*at),
-            UserCommand::Unrevoke => self.revoked_at = None,
-        }
-        (UserReply { revoked_at: self.revoked_at }, *self != before)
+        let reply = match command {
+            UserCommand::Admit { issued_at, .. } if is_revoked(*issued_at, self.revoked_at) => UserReply::Revoked,
+            UserCommand::Admit { ask: None, limits, now_ms, .. } => {
+                UserReply::Admitted { reservation: None, standing: self.quota.standing(limits, *now_ms) }
+            }
+            UserCommand::Admit { ask: Some(ask), limits, now_ms, .. } => match self.quota.admit(limits, *ask, *now_ms) {
+                Ok(reservation) => {
+                    UserReply::Admitted { reservation: Some(reservation), standing: self.quota.standing(limits, *now_ms) }
+                }
+                Err(refusal) => UserReply::Refused { refusal, standing: self.quota.standing(limits, *now_ms) },
+            },
+            UserCommand::Finish { reservation_id, used_tokens, limits, now_ms } => {
+                self.quota.finish(limits, *reservation_id, *used_tokens, *now_ms);
+                UserReply::Finished
+            }
+            UserCommand::Revoke { at } => {
+                self.revoked_at = Some(*at);
+                UserReply::Status { revoked_at: self.revoked_at, standing: None }
+            }
+            UserCommand::Unrevoke => {
+                self.revoked_at = None;
+                UserReply::Status { revoked_at: None, standing: None }
+            }
+            UserCommand::Status { limits, now_ms } => {
+                UserReply::Status { revoked_at: self.revoked_at, standing: Some(self.quota.standing(limits, *now_ms)) }
+            }
+        };
+        let changed = *self != before;
+        (reply, changed)
     }
 }
 
@@ -54,14 +102,55 @@ pub fn is_revoked(issued_at: Option<i64>, revoked_at: Option<i64>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::quota::RateLimit;
+
+    const NOW: i64 = 1_800_000_000_000;
+    const LIMITS: Limits =
+        Limits { rate: Some(RateLimit { requests: 2, window_ms: 60_000 }), max_streams: Some(1), daily_tokens: Some(100) };
+    const ASK: Ask = Ask { tokens: 10, stream: false };
+
+    fn admit(record: &mut UserRecord, issued_at: i64, ask: Option<Ask>) -> UserReply {
+        record.apply(&UserCommand::Admit { issued_at: Some(issued_at), ask, limits: LIMITS, now_ms: NOW }).0
+    }
 
     #[test]
-    fn revoke_and_unrevoke_change_the_record() {
+    fn revoked_tokens_are_refused_before_counting() {
         let mut record = UserRecord::default();
-        assert_eq!(record.apply(&UserCommand::Check), (UserReply { revoked_at: None }, false));
-        assert_eq!(record.apply(&UserCommand::Revoke { at: 100 }), (UserReply { revoked_at: Some(100) }, true));
-        assert_eq!(record.apply(&UserCommand::Check), (UserReply { revoked_at: Some(100) }, false));
-        assert_eq!(record.apply(&UserCommand::Unrevoke), (UserReply { revoked_at: None }, true));
+        record.apply(&UserCommand::Revoke { at: 100 });
+        assert_eq!(admit(&mut record, 100, Some(ASK)), UserReply::Revoked);
+        assert!(record.quota.admitted_at_ms.is_empty(), "a revoked request must not use the user's quota");
+        assert!(matches!(admit(&mut record, 101, Some(ASK)), UserReply::Admitted { reservation: Some(_), .. }));
+        record.apply(&UserCommand::Unrevoke);
+        assert!(matches!(admit(&mut record, 50, None), UserReply::Admitted { reservation: None, .. }));
+    }
+
+    #[test]
+    fn admission_and_finish_go_through_the_quota() {
+        let mut record = UserRecord::default();
+        let UserReply::Admitted { reservation: Some(reservation), standing } = admit(&mut record, 1, Some(ASK)) else {
+            panic!("not admitted")
+        };
+        assert_eq!(standing.rate.unwrap().remaining, 1);
+        let (reply, changed) =
+            record.apply(&UserCommand::Finish { reservation_id: reservation.id, used_tokens: 7, limits: LIMITS, now_ms: NOW });
+        assert_eq!((reply, changed), (UserReply::Finished, true));
+        admit(&mut record, 1, Some(ASK));
+        let UserReply::Refused { refusal, .. } = admit(&mut record, 1, Some(ASK)) else { panic!("admitted past the rate") };
+        assert!(matches!(refusal, Refusal::RateLimited { .. }));
+        let (UserReply::Status { standing: Some(standing), .. }, _) = record.apply(&UserCommand::Status { limits: LIMITS, now_ms: NOW }) else {
+            panic!("no status")
+        };
+        assert_eq!((standing.used_tokens, standing.reserved_tokens), (7, 10));
+    }
+
+    #[test]
+    fn status_reads_change_nothing() {
+        let mut record = UserRecord::default();
+        admit(&mut record, 1, Some(ASK));
+        let before = record.clone();
+        assert!(!record.apply(&UserCommand::Status { limits: LIMITS, now_ms: NOW }).1);
+        assert!(!record.apply(&UserCommand::Admit { issued_at: Some(1), ask: None, limits: LIMITS, now_ms: NOW }).1);
+        assert_eq!(record, before);
     }
 
     #[test]
@@ -76,6 +165,6 @@ mod tests {
     #[test]
     fn commands_have_a_stable_wire_form() {
         assert_eq!(serde_json::to_string(&UserCommand::Revoke { at: 5 }).unwrap(), r#"{"op":"revoke","at":5}"#);
-        assert_eq!(serde_json::from_str::<UserCommand>(r#"{"op":"check"}"#).unwrap(), UserCommand::Check);
+        assert_eq!(serde_json::from_str::<UserCommand>(r#"{"op":"unrevoke"}"#).unwrap(), UserCommand::Unrevoke);
     }
 }

@@ -33,6 +33,11 @@ export async function startMockUpstream({ port = 0, apiKey = "sk-mock-upstream-k
     } catch {}
     const record = { method: req.method, path: req.url, headers: req.headers, body, json, at: Date.now() };
     requests.push(record);
+    // When the proxy drops the connection (a client went away, a timeout), for the tests.
+    res.on("close", () => {
+      record.closedAt = Date.now();
+      record.completed = res.writableFinished;
+    });
 
     if (req.url === "/v1/models" && req.method === "GET") {
       return sendJson(res, 200, { object: "list", data: [{ id: "gpt-4o-mini", object: "model" }] });
@@ -121,7 +126,8 @@ function answerText(request) {
   return `This is the bundled mock upstream, not OpenAI. You said: ${said.slice(0, 200)}`;
 }
 
-function usage(request) {
+/** The usage the mock reports for `request` (what the proxy should charge). */
+export function usage(request) {
   const prompt_tokens = Math.ceil(JSON.stringify(request?.messages ?? []).length / 4);
   const completion_tokens = answerText(request).split(" ").length;
   return { prompt_tokens, completion_tokens, total_tokens: prompt_tokens + completion_tokens };

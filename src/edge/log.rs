@@ -36,3 +36,18 @@ pub fn request_line(request_id: &str, outcome: &Outcome, status: u16, error: Opt
 pub fn warn(event: &str, detail: &str) {
     worker::console_log!("{}", json!({ "level": "warn", "event": event, "detail": detail }));
 }
+
+/// The end of a stream, which comes after its request's line: what it was charged, and
+/// whether the client went away first.
+pub fn stream_end(request_id: &str, tokens: u64, usage_reported: bool, disconnected: bool, upstream_error: Option<&str>) {
+    let line = json!({
+        "level": if upstream_error.is_some() { "error" } else { "info" },
+        "upstream_error": upstream_error,
+        "event": "stream_end",
+        "request_id": request_id,
+        "tokens": tokens,
+        "usage_reported": usage_reported,
+        "disconnected": disconnected,
+    });
+    worker::console_log!("{line}");
+}

@@ -2,20 +2,26 @@
 
 mod jwks;
 mod log;
+mod stream;
 mod upstream;
 mod user_object;
 
+use std::rc::Rc;
+
 use futures_util::StreamExt;
 use serde_json::json;
-use worker::{js_sys, Context, Date, Env, Headers, Method, Request, Response, Result};
+use worker::{js_sys, AbortController, Context, Date, Env, Headers, Method, Request, Response, Result};
 
 use crate::auth::{self, Identity};
 use crate::config::Config;
 use crate::cors::{self, OriginCheck};
 use crate::error::{ProxyError, TokenProblem};
-use crate::policy;
+use crate::policy::{self, ChatRequest};
+use crate::quota::{Ask, Standing};
 use crate::routes::{self, AdminRoute, Route, UserRoute};
-use crate::user_state::{self, UserCommand};
+use crate::sse;
+use crate::user_state::{user_object_name, UserCommand, UserReply};
+use user_object::Admission;
 
 /// What one request's log line says; filled in as the request goes.
 struct Outcome {
@@ -26,6 +32,8 @@ struct Outcome {
     sub: Option<String>,
     model: Option<String>,
     stream: bool,
+    /// The user's limits as admission saw them: the RateLimit headers of the answer.
+    standing: Option<Standing>,
 }
 
 #[worker::event(start)]
@@ -34,21 +42,22 @@ fn start() {
 }
 
 #[worker::event(fetch)]
-async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
+async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
     let started = Date::now().as_millis();
     let request_id = request_id(&req);
-    let mut outcome = Outcome { route: "unknown", allowed_origin: None, sub: None, model: None, stream: false };
-    let (response, error) = match handle(req, &env, &mut outcome).await {
+    let ctx = Rc::new(ctx);
+    let mut outcome = Outcome { route: "unknown", allowed_origin: None, sub: None, model: None, stream: false, standing: None };
+    let (response, error) = match handle(req, &env, &ctx, &mut outcome, &request_id).await {
         Ok(response) => (response, None),
         Err(error) => (error_response(&error)?, Some(error)),
     };
-    let response = finish(response, &request_id, outcome.allowed_origin.as_deref())?;
+    let response = finish(response, &request_id, &outcome)?;
     log::request_line(&request_id, &outcome, response.status_code(), error.as_ref(), Date::now().as_millis() - started);
     Ok(response)
 }
 
 /// The request pipeline: health, config, CORS, route, token, handler.
-async fn handle(req: Request, env: &Env, outcome: &mut Outcome) -> std::result::Result<Response, ProxyError> {
+async fn handle(req: Request, env: &Env, ctx: &Rc<Context>, outcome: &mut Outcome, request_id: &str) -> std::result::Result<Response, ProxyError> {
     let method = req.method();
     let route = routes::route(method.as_ref(), &req.path());
     // Before the configuration: the health check needs no secret or variable.
@@ -72,52 +81,111 @@ async fn handle(req: Request, env: &Env, outcome: &mut Outcome) -> std::result::
     outcome.route = route.name();
     match route {
         Route::Health => health_response(),
-        Route::Admin(AdminRoute::Revocation { sub, revoke }) => admin_revocation(&req, env, &config, &sub, revoke).await,
+        Route::Admin(admin_route) => serve_admin(admin_route, &req, env, &config).await,
         Route::User(user_route) => {
-            let identity = authenticate(&req, env, &config).await?;
+            let identity = authenticate(&req, &config).await?;
             outcome.sub = Some(identity.sub.clone());
-            serve_user(user_route, req, &config, outcome).await
+            serve_user(user_route, &identity, req, env, ctx, &config, outcome, request_id).await
         }
     }
 }
 
+/// A user's request. Every check that costs nothing comes first; then one admission call to
+/// the user's object (revocation, rate, streams, budget); then upstream.
 async fn serve_user(
     route: UserRoute,
+    identity: &Identity,
     mut req: Request,
+    env: &Env,
+    ctx: &Rc<Context>,
     config: &Config,
     outcome: &mut Outcome,
+    request_id: &str,
 ) -> std::result::Result<Response, ProxyError> {
+    let chat = match route {
+        UserRoute::Models | UserRoute::Usage => {
+            let admission = user_object::admit(env, ctx, config, identity, None, &mut outcome.standing).await?;
+            return match route {
+                UserRoute::Usage => json_response(200, &admission.standing.usage_json(&identity.sub).to_string()),
+                _ => models_response(config),
+            };
+        }
+        UserRoute::ChatCompletions => policy::parse_chat_request(&read_body(&mut req, config.max_body_bytes).await?, config)?,
+        UserRoute::GenerateText => policy::parse_generate_text(&read_body(&mut req, config.max_body_bytes).await?, config)?,
+    };
+    outcome.model = Some(chat.model.clone());
+    outcome.stream = chat.stream;
+    let ask = Ask { tokens: chat.reserve_tokens, stream: chat.stream };
+    let admission = user_object::admit(env, ctx, config, identity, Some(ask), &mut outcome.standing).await?;
+    let Admission { settlement, .. } = admission;
+
+    let upstream_abort = AbortController::default();
+    let answer = match upstream::send(config, &chat, req.headers(), &upstream_abort).await {
+        Ok(answer) => answer,
+        Err(error) => {
+            // Upstream refused or failed: no tokens were spent.
+            if let Some(settlement) = settlement {
+                settlement.settle(0);
+            }
+            return Err(error);
+        }
+    };
+    if chat.stream {
+        return upstream::relay_stream(ctx, answer, &chat, settlement, request_id, upstream_abort);
+    }
+    let whole = upstream::read_whole(answer).await;
+    let used = match &whole {
+        Ok((body, _)) => used_tokens(&chat, body),
+        Err(_) => chat.reserve_tokens, // unknown: charge the worst case
+    };
+    if let Some(settlement) = settlement {
+        settlement.settle(used);
+    }
+    let (body, headers) = whole?;
     match route {
-        UserRoute::Models => models_response(config),
-        UserRoute::ChatCompletions => {
-            let body = read_body(&mut req, config.max_body_bytes).await?;
-            let chat = policy::parse_chat_request(&body, config)?;
-            outcome.model = Some(chat.model.clone());
-            outcome.stream = chat.stream;
-            let answer = upstream::send(config, &chat, req.headers()).await?;
-            upstream::relay(answer, chat.stream)
-        }
-        UserRoute::GenerateText => {
-            let body = read_body(&mut req, config.max_body_bytes).await?;
-            let chat = policy::parse_generate_text(&body, config)?;
-            outcome.model = Some(chat.model.clone());
-            let mut answer = upstream::send(config, &chat, req.headers()).await?;
-            let text = answer.bytes().await.map_err(|e| ProxyError::UpstreamFailed {
-                detail: format!("reading upstream answer: {e}"),
-            })?;
-            json_response(200, &policy::generate_text_result(&text)?)
-        }
+        UserRoute::GenerateText => json_response(200, &policy::generate_text_result(&body)?),
+        _ => Ok(Response::from_bytes(body).map_err(internal)?.with_headers(headers)),
     }
 }
 
-/// The single place that decides who the caller is: a valid token whose user is not revoked.
-async fn authenticate(req: &Request, env: &Env, config: &Config) -> std::result::Result<Identity, ProxyError> {
+/// What a whole answer used: its `usage`, else an estimate (never zero).
+fn used_tokens(chat: &ChatRequest, body: &[u8]) -> u64 {
+    sse::answer_usage(body).map_or_else(|| chat.prompt_token_estimate + policy::estimate_tokens(body.len()), |u| u.total())
+}
+
+async fn serve_admin(route: AdminRoute, req: &Request, env: &Env, config: &Config) -> std::result::Result<Response, ProxyError> {
+    let expected = config.admin_token().ok_or(ProxyError::NotFound)?;
+    let authorization = header(req, "authorization");
+    let presented = auth::bearer_token(authorization.as_deref()).map_err(|_| ProxyError::AdminUnauthorized)?;
+    if !auth::admin_token_matches(presented, expected) {
+        return Err(ProxyError::AdminUnauthorized);
+    }
+    let now_ms = Date::now().as_millis() as i64;
+    let (sub, command) = match route {
+        AdminRoute::Revocation { sub, revoke: true } => (sub, UserCommand::Revoke { at: now_ms / 1000 }),
+        AdminRoute::Revocation { sub, revoke: false } => (sub, UserCommand::Unrevoke),
+        AdminRoute::Usage { sub } => (sub, UserCommand::Status { limits: config.user_limits, now_ms }),
+    };
+    let UserReply::Status { revoked_at, standing } = user_object::call(env, &user_object_name(&sub), &command).await? else {
+        return Err(ProxyError::Internal { detail: "user object did not answer with a status".into() });
+    };
+    let mut body = match standing {
+        Some(standing) => standing.usage_json(&sub),
+        None => json!({ "sub": sub }),
+    };
+    body["revoked_at"] = json!(revoked_at);
+    json_response(200, &body.to_string())
+}
+
+/// The single place that decides who the caller is. Revocation is checked in the same
+/// Durable Object call as admission, so a bad token costs no Durable Object call at all.
+async fn authenticate(req: &Request, config: &Config) -> std::result::Result<Identity, ProxyError> {
     let authorization = header(req, "authorization");
     let token = auth::bearer_token(authorization.as_deref())?;
     let now_ms = Date::now().as_millis();
     let now = (now_ms / 1000) as i64;
     let keys = jwks::key_set(config, now_ms).await?;
-    let identity = match auth::verify(token, &keys, &config.claim_rules, now) {
+    match auth::verify(token, &keys, &config.claim_rules, now) {
         // The provider may have rotated its keys since we fetched them.
         Err(TokenProblem::UnknownKey) => match jwks::refetch_for_unknown_kid(config, now_ms).await? {
             Some(fresh) => auth::verify(token, &fresh, &config.claim_rules, now),
@@ -125,36 +193,7 @@ async fn authenticate(req: &Request, env: &Env, config: &Config) -> std::result:
         },
         verified => verified,
     }
-    .map_err(ProxyError::InvalidToken)?;
-
-    let user = user_object::call(env, &identity.sub, &UserCommand::Check).await?;
-    if user_state::is_revoked(identity.issued_at, user.revoked_at) {
-        return Err(ProxyError::InvalidToken(TokenProblem::Revoked));
-    }
-    Ok(identity)
-}
-
-/// `POST`/`DELETE /admin/users/{sub}/revoke`. Without an `ADMIN_TOKEN` the route does not exist.
-async fn admin_revocation(
-    req: &Request,
-    env: &Env,
-    config: &Config,
-    sub: &str,
-    revoke: bool,
-) -> std::result::Result<Response, ProxyError> {
-    let expected = config.admin_token().ok_or(ProxyError::NotFound)?;
-    let authorization = header(req, "authorization");
-    let presented = auth::bearer_token(authorization.as_deref()).map_err(|_| ProxyError::AdminUnauthorized)?;
-    if !auth::admin_token_matches(presented, expected) {
-        return Err(ProxyError::AdminUnauthorized);
-    }
-    let command = if revoke {
-        UserCommand::Revoke { at: (Date::now().as_millis() / 1000) as i64 }
-    } else {
-        UserCommand::Unrevoke
-    };
-    let reply = user_object::call(env, sub, &command).await?;
-    json_response(200, &json!({ "sub": sub, "revoked_at": reply.revoked_at }).to_string())
+    .map_err(ProxyError::InvalidToken)
 }
 
 /// Reads the body, counting bytes as they arrive and stopping past the limit (a
@@ -222,10 +261,14 @@ fn json_response(status: u16, body: &str) -> std::result::Result<Response, Proxy
     Ok(Response::from_bytes(body.as_bytes().to_vec()).map_err(internal)?.with_status(status).with_headers(headers))
 }
 
-/// Headers every response carries, and CORS headers for an allowed origin.
-fn finish(mut response: Response, request_id: &str, allowed_origin: Option<&str>) -> Result<Response> {
+/// Headers every response carries, CORS headers for an allowed origin, and the user's
+/// RateLimit headers once admission has seen them.
+fn finish(mut response: Response, request_id: &str, outcome: &Outcome) -> Result<Response> {
     let headers = response.headers_mut();
-    if let Some(origin) = allowed_origin {
+    for (name, value) in outcome.standing.iter().flat_map(Standing::rate_limit_headers) {
+        headers.set(name, &value)?;
+    }
+    if let Some(origin) = outcome.allowed_origin.as_deref() {
         for (name, value) in cors::response_headers(origin) {
             headers.set(name, &value)?;
         }

@@ -1,0 +1,373 @@
+//! Per-user limits, as arithmetic on stored state and "now" (milliseconds); no I/O here.
+//!
+//! - Rate: an exact sliding window. The times of the requests admitted in the last window are
+//!   kept (at most `requests` of them), so "N per window" holds at every instant.
+//! - Streams: one slot per open stream, released when the stream finishes.
+//! - Tokens: a daily (UTC) budget. Admission reserves a request's worst case; finishing
+//!   replaces the reservation with the real usage. Since every admitted request is reserved
+//!   until it finishes, concurrent requests cannot together pass the budget.
+//!
+//! A reservation whose Worker died before finishing expires after `RESERVATION_TIMEOUT_MS`:
+//! it is charged in full (the operator never pays for what was not counted) and its stream
+//! slot is freed.
+
+use serde::{Deserialize, Serialize};
+
+pub const DAY_MS: i64 = 86_400_000;
+/// A request still unfinished after this long is taken to have died with its Worker.
+pub const RESERVATION_TIMEOUT_MS: i64 = 15 * 60 * 1000;
+/// How long a client should wait for a stream slot to free up.
+const STREAM_SLOT_RETRY_SECONDS: u64 = 2;
+
+/// The limits a record is checked against; `None` is no limit (the global record has only a
+/// budget).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    pub rate: Option<RateLimit>,
+    pub max_streams: Option<u32>,
+    pub daily_tokens: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RateLimit {
+    pub requests: u32,
+    pub window_ms: i64,
+}
+
+/// What one request asks to be admitted with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ask {
+    /// Worst-case tokens of the request.
+    pub tokens: u64,
+    /// Whether it holds a stream slot until it finishes.
+    pub stream: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reservation {
+    pub id: u64,
+    pub tokens: u64,
+    pub stream: bool,
+    pub expires_at_ms: i64,
+}
+
+/// The stored quota state of one user (or of everyone, for the global budget).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuotaState {
+    /// Admission times (ms) within the current window, oldest first.
+    pub admitted_at_ms: Vec<i64>,
+    /// Days since the epoch (UTC) that `used_tokens` counts.
+    pub day: i64,
+    pub used_tokens: u64,
+    pub reservations: Vec<Reservation>,
+    pub next_reservation_id: u64,
+}
+
+/// Where a user stands: for response headers, 429s and `/v1/usage`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Standing {
+    pub rate: Option<RateStanding>,
+    pub max_streams: Option<u32>,
+    pub open_streams: u32,
+    pub daily_tokens: Option<u64>,
+    pub used_tokens: u64,
+    pub reserved_tokens: u64,
+    /// Seconds until the token budget starts over (next UTC midnight).
+    pub budget_reset_seconds: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RateStanding {
+    pub limit: u32,
+    pub remaining: u32,
+    /// Seconds until one more request may be admitted (0 when one may be now).
+    pub reset_seconds: u64,
+    pub window_seconds: u64,
+}
+
+impl Standing {
+    pub fn tokens_remaining(&self) -> Option<u64> {
+        self.daily_tokens.map(|limit| limit.saturating_sub(self.used_tokens + self.reserved_tokens))
+    }
+
+    /// The `RateLimit-Limit`/`-Remaining`/`-Reset` headers (draft-ietf-httpapi-ratelimit-headers,
+    /// the widely used form), for every answer to a user.
+    pub fn rate_limit_headers(&self) -> Vec<(&'static str, String)> {
+        let Some(rate) = self.rate else { return Vec::new() };
+        vec![
+            ("ratelimit-limit", rate.limit.to_string()),
+            ("ratelimit-remaining", rate.remaining.to_string()),
+            ("ratelimit-reset", rate.reset_seconds.to_string()),
+        ]
+    }
+
+    /// The body of `GET /v1/usage`, for a quota bar in the app.
+    pub fn usage_json(&self, sub: &str) -> serde_json::Value {
+        serde_json::json!({
+            "object": "usage",
+            "sub": sub,
+            "requests": self.rate.map(|rate| serde_json::json!({
+                "limit": rate.limit,
+                "remaining": rate.remaining,
+                "window_seconds": rate.window_seconds,
+                "reset_seconds": rate.reset_seconds,
+            })),
+            "tokens": {
+                "limit": self.daily_tokens,
+                "used": self.used_tokens,
+                "reserved": self.reserved_tokens,
+                "remaining": self.tokens_remaining(),
+                "reset_seconds": self.budget_reset_seconds,
+            },
+            "streams": { "limit": self.max_streams, "open": self.open_streams },
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Refusal {
+    RateLimited { retry_after_seconds: u64 },
+    TooManyStreams { retry_after_seconds: u64 },
+    BudgetExhausted { retry_after_seconds: u64 },
+}
+
+impl QuotaState {
+    /// Brings the state to `now`: drops admissions out of the window, starts a new budget day,
+    /// and charges reservations that expired in full.
+    fn advance(&mut self, limits: &Limits, now_ms: i64) {
+        if let Some(rate) = limits.rate {
+            self.admitted_at_ms.retain(|&at| at > now_ms - rate.window_ms);
+        }
+        let (expired, live): (Vec<Reservation>, Vec<Reservation>) =
+            self.reservations.iter().partition(|r| r.expires_at_ms <= now_ms);
+        self.reservations = live;
+        let today = now_ms.div_euclid(DAY_MS);
+        if self.day != today {
+            self.day = today;
+            self.used_tokens = 0;
+        }
+        self.used_tokens += expired.iter().map(|r| r.tokens).sum::<u64>();
+    }
+
+    /// Admits a request (recording it and reserving its tokens) or says why not. Refusals
+    /// record nothing.
+    pub fn admit(&mut self, limits: &Limits, ask: Ask, now_ms: i64) -> Result<Reservation, Refusal> {
+        self.advance(limits, now_ms);
+        if let Some(rate) = limits.rate {
+            if self.admitted_at_ms.len() >= rate.requests as usize {
+                let oldest = self.admitted_at_ms[self.admitted_at_ms.len() - rate.requests as usize];
+                return Err(Refusal::RateLimited { retry_after_seconds: ceil_seconds(oldest + rate.window_ms - now_ms) });
+            }
+        }
+        if ask.stream && limits.max_streams.is_some_and(|max| self.open_streams() >= max) {
+            return Err(Refusal::TooManyStreams { retry_after_seconds: STREAM_SLOT_RETRY_SECONDS });
+        }
+        if let Some(budget) = limits.daily_tokens {
+            if self.used_tokens + self.reserved_tokens() + ask.tokens > budget {
+                return Err(Refusal::BudgetExhausted { retry_after_seconds: ceil_seconds(self.next_day_ms() - now_ms) });
+            }
+        }
+        if limits.rate.is_some() {
+            self.admitted_at_ms.push(now_ms);
+        }
+        let reservation = Reservation {
+            id: self.next_reservation_id,
+            tokens: ask.tokens,
+            stream: ask.stream,
+            expires_at_ms: now_ms + RESERVATION_TIMEOUT_MS,
+        };
+        self.next_reservation_id += 1;
+        self.reservations.push(reservation);
+        Ok(reservation)
+    }
+
+    /// Replaces a reservation with what the request really used, and frees its stream slot. A
+    /// reservation that already expired was charged in full, so it is not charged again.
+    pub fn finish(&mut self, limits: &Limits, reservation_id: u64, used_tokens: u64, now_ms: i64) {
+        self.advance(limits, now_ms);
+        if let Some(index) = self.reservations.iter().position(|r| r.id == reservation_id) {
+            self.reservations.remove(index);
+            self.used_tokens += used_tokens;
+        }
+    }
+
+    pub fn standing(&mut self, limits: &Limits, now_ms: i64) -> Standing {
+        self.advance(limits, now_ms);
+        let rate = limits.rate.map(|rate| {
+            let admitted = self.admitted_at_ms.len() as u32;
+            let remaining = rate.requests.saturating_sub(admitted);
+            let reset_seconds = if remaining > 0 {
+                0
+            } else {
+                let oldest = self.admitted_at_ms[self.admitted_at_ms.len() - rate.requests as usize];
+                ceil_seconds(oldest + rate.window_ms - now_ms)
+            };
+            RateStanding { limit: rate.requests, remaining, reset_seconds, window_seconds: ceil_seconds(rate.window_ms) }
+        });
+        Standing {
+            rate,
+            max_streams: limits.max_streams,
+            open_streams: self.open_streams(),
+            daily_tokens: limits.daily_tokens,
+            used_tokens: self.used_tokens,
+            reserved_tokens: self.reserved_tokens(),
+            budget_reset_seconds: ceil_seconds(self.next_day_ms() - now_ms),
+        }
+    }
+
+    fn open_streams(&self) -> u32 {
+        self.reservations.iter().filter(|r| r.stream).count() as u32
+    }
+
+    fn reserved_tokens(&self) -> u64 {
+        self.reservations.iter().map(|r| r.tokens).sum()
+    }
+
+    fn next_day_ms(&self) -> i64 {
+        (self.day + 1) * DAY_MS
+    }
+}
+
+fn ceil_seconds(ms: i64) -> u64 {
+    (ms.max(0) as u64).div_ceil(1000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: i64 = 1_800_000_000_000; // some UTC day, 08:00
+
+    fn limits() -> Limits {
+        Limits {
+            rate: Some(RateLimit { requests: 3, window_ms: 60_000 }),
+            max_streams: Some(2),
+            daily_tokens: Some(1_000),
+        }
+    }
+
+    const SMALL: Ask = Ask { tokens: 10, stream: false };
+    const STREAM: Ask = Ask { tokens: 10, stream: true };
+
+    #[test]
+    fn the_window_admits_exactly_n() {
+        let mut state = QuotaState::default();
+        for i in 0..3 {
+            assert!(state.admit(&limits(), SMALL, T0 + i * 1000).is_ok());
+        }
+        assert_eq!(
+            state.admit(&limits(), SMALL, T0 + 3000),
+            Err(Refusal::RateLimited { retry_after_seconds: 57 })
+        );
+        // Still full one millisecond before the first admission leaves the window...
+        assert!(state.admit(&limits(), SMALL, T0 + 59_999).is_err());
+        // ...and one slot frees exactly when it does.
+        assert!(state.admit(&limits(), SMALL, T0 + 60_000).is_ok());
+        assert!(state.admit(&limits(), SMALL, T0 + 60_001).is_err());
+    }
+
+    #[test]
+    fn refusals_do_not_count() {
+        let mut state = QuotaState::default();
+        for _ in 0..3 {
+            state.admit(&limits(), SMALL, T0).unwrap();
+        }
+        for _ in 0..10 {
+            assert!(state.admit(&limits(), SMALL, T0 + 1).is_err());
+        }
+        assert_eq!(state.admitted_at_ms.len(), 3);
+    }
+
+    #[test]
+    fn a_clock_step_back_does_not_free_slots() {
+        let mut state = QuotaState::default();
+        for _ in 0..3 {
+            state.admit(&limits(), SMALL, T0).unwrap();
+        }
+        assert!(state.admit(&limits(), SMALL, T0 - 5_000).is_err());
+    }
+
+    #[test]
+    fn stream_slots_are_held_until_finish() {
+        let mut state = QuotaState::default();
+        let unlimited_rate = Limits { rate: None, ..limits() };
+        let first = state.admit(&unlimited_rate, STREAM, T0).unwrap();
+        state.admit(&unlimited_rate, STREAM, T0).unwrap();
+        assert_eq!(state.admit(&unlimited_rate, STREAM, T0), Err(Refusal::TooManyStreams { retry_after_seconds: 2 }));
+        assert!(state.admit(&unlimited_rate, SMALL, T0).is_ok(), "non-stream requests need no slot");
+        state.finish(&unlimited_rate, first.id, 5, T0 + 100);
+        assert!(state.admit(&unlimited_rate, STREAM, T0 + 200).is_ok());
+    }
+
+    #[test]
+    fn reservations_keep_concurrent_requests_inside_the_budget() {
+        let mut state = QuotaState::default();
+        let budget_only = Limits { rate: None, max_streams: None, daily_tokens: Some(1_000) };
+        let ask = Ask { tokens: 300, stream: false };
+        let admitted: Vec<_> = (0..10).filter_map(|_| state.admit(&budget_only, ask, T0).ok()).collect();
+        assert_eq!(admitted.len(), 3, "3 x 300 fit in 1000, a 4th would not");
+        // Finishing with less than reserved frees the difference.
+        state.finish(&budget_only, admitted[0].id, 50, T0 + 1);
+        assert_eq!(state.standing(&budget_only, T0 + 1).tokens_remaining(), Some(1_000 - 50 - 600));
+        assert!(state.admit(&budget_only, ask, T0 + 2).is_ok());
+        let refused = state.admit(&budget_only, ask, T0 + 3);
+        let midnight = (T0.div_euclid(DAY_MS) + 1) * DAY_MS;
+        assert_eq!(refused, Err(Refusal::BudgetExhausted { retry_after_seconds: ((midnight - T0 - 3) as u64).div_ceil(1000) }));
+    }
+
+    #[test]
+    fn the_budget_starts_over_at_utc_midnight() {
+        let mut state = QuotaState::default();
+        let budget_only = Limits { rate: None, max_streams: None, daily_tokens: Some(100) };
+        let r = state.admit(&budget_only, Ask { tokens: 100, stream: false }, T0).unwrap();
+        state.finish(&budget_only, r.id, 100, T0 + 1);
+        assert!(state.admit(&budget_only, SMALL, T0 + 2).is_err());
+        let next_day = (T0.div_euclid(DAY_MS) + 1) * DAY_MS;
+        assert!(state.admit(&budget_only, SMALL, next_day).is_ok());
+        assert_eq!(state.standing(&budget_only, next_day).used_tokens, 0);
+    }
+
+    #[test]
+    fn a_dead_workers_reservation_expires_charged_in_full() {
+        let mut state = QuotaState::default();
+        let r = state.admit(&limits(), Ask { tokens: 400, stream: true }, T0).unwrap();
+        let later = T0 + RESERVATION_TIMEOUT_MS;
+        let standing = state.standing(&limits(), later);
+        assert_eq!((standing.open_streams, standing.reserved_tokens, standing.used_tokens), (0, 0, 400));
+        // A late finish does not charge again.
+        state.finish(&limits(), r.id, 50, later + 1);
+        assert_eq!(state.standing(&limits(), later + 2).used_tokens, 400);
+    }
+
+    #[test]
+    fn finishing_an_unknown_reservation_changes_nothing() {
+        let mut state = QuotaState::default();
+        state.admit(&limits(), SMALL, T0).unwrap();
+        let before = state.clone();
+        state.finish(&limits(), 99, 1_000, T0);
+        assert_eq!(state, before);
+    }
+
+    #[test]
+    fn standing_reports_remaining_and_resets() {
+        let mut state = QuotaState::default();
+        let fresh = state.standing(&limits(), T0);
+        assert_eq!(fresh.rate, Some(RateStanding { limit: 3, remaining: 3, reset_seconds: 0, window_seconds: 60 }));
+        for _ in 0..3 {
+            state.admit(&limits(), SMALL, T0).unwrap();
+        }
+        let full = state.standing(&limits(), T0 + 10_500).rate.unwrap();
+        assert_eq!((full.remaining, full.reset_seconds), (0, 50));
+        assert_eq!(state.standing(&limits(), T0).reserved_tokens, 30);
+        let standing = state.standing(&limits(), T0 + 10_500);
+        assert_eq!(
+            standing.rate_limit_headers(),
+            [("ratelimit-limit", "3".to_string()), ("ratelimit-remaining", "0".into()), ("ratelimit-reset", "50".into())]
+        );
+        let usage = standing.usage_json("alice");
+        assert_eq!(usage["tokens"]["remaining"], 1000 - 30);
+        assert_eq!(usage["requests"]["remaining"], 0);
+        assert_eq!(usage["streams"]["limit"], 2);
+    }
+}

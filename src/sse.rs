@@ -1,0 +1,313 @@
+//! Incremental scanner of an upstream Server-Sent Events stream (chat completions).
+//!
+//! Chunks arrive split anywhere: inside a line, between `\r` and `\n`, several events at once.
+//! The meter cuts the byte stream into whole events, reads each one's `usage` and streamed
+//! text, and hands back the events to forward, whole and in order, so a client never sees half
+//! an event. Hand-written because it must also decide per event (drop the usage-only event
+//! when the client did not ask for it) and count as it goes; an SSE client crate does neither.
+
+use serde::Deserialize;
+
+use crate::error::ProxyError;
+
+/// A final SSE event carrying an OpenAI-shaped error, for a stream that cannot go on.
+pub fn error_event(error: &ProxyError) -> Vec<u8> {
+    format!("data: {}\n\n", error.to_json()).into_bytes()
+}
+
+/// Token counts as OpenAI reports them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub struct Usage {
+    #[serde(default)]
+    pub prompt_tokens: u64,
+    #[serde(default)]
+    pub completion_tokens: u64,
+    #[serde(default)]
+    pub total_tokens: u64,
+}
+
+impl Usage {
+    pub fn total(&self) -> u64 {
+        self.total_tokens.max(self.prompt_tokens + self.completion_tokens)
+    }
+}
+
+/// The `usage` of a whole (non-stream) JSON answer.
+pub fn answer_usage(body: &[u8]) -> Option<Usage> {
+    #[derive(Deserialize)]
+    struct Answer {
+        usage: Option<Usage>,
+    }
+    serde_json::from_slice::<Answer>(body).ok()?.usage
+}
+
+/// The parts of a chat completion chunk the meter reads; everything else is skipped unparsed.
+#[derive(Deserialize)]
+struct ChunkView {
+    #[serde(default)]
+    choices: Vec<ChoiceView>,
+    usage: Option<Usage>,
+}
+
+#[derive(Deserialize)]
+struct ChoiceView {
+    delta: Option<DeltaView>,
+}
+
+#[derive(Deserialize)]
+struct DeltaView {
+    content: Option<String>,
+    refusal: Option<String>,
+    #[serde(default)]
+    tool_calls: Vec<ToolCallView>,
+}
+
+#[derive(Deserialize)]
+struct ToolCallView {
+    function: Option<FunctionView>,
+}
+
+#[derive(Deserialize)]
+struct FunctionView {
+    arguments: Option<String>,
+}
+
+#[derive(Debug, Default)]
+pub struct SseMeter {
+    /// Pass on the final usage-only event (the client asked for `include_usage`).
+    forward_usage_event: bool,
+    /// Bytes of the event being read, as received.
+    event: Vec<u8>,
+    /// The line being read, without its line end.
+    line: Vec<u8>,
+    /// The `data:` lines of the event, joined with `\n`.
+    data: Vec<u8>,
+    /// The last byte was `\r`: a `\n` right after it ends no new line.
+    after_cr: bool,
+    /// An event ended with `\r`; it is dispatched at the next byte, which may be its `\n`.
+    dispatch_pending: bool,
+    pub usage: Option<Usage>,
+    /// Bytes of generated text seen (content, refusals, tool arguments), for estimates.
+    pub streamed_text_bytes: usize,
+    /// `data: [DONE]` was seen.
+    pub done: bool,
+}
+
+impl SseMeter {
+    pub fn new(forward_usage_event: bool) -> Self {
+        SseMeter { forward_usage_event, ..SseMeter::default() }
+    }
+
+    /// Reads a chunk; returns the bytes of the events it completed, to forward.
+    pub fn feed(&mut self, chunk: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for &byte in chunk {
+            if std::mem::take(&mut self.dispatch_pending) {
+                if byte == b'\n' {
+                    self.event.push(byte);
+                    self.after_cr = false;
+                    self.dispatch(&mut out);
+                    continue;
+                }
+                self.dispatch(&mut out);
+            }
+            self.event.push(byte);
+            let after_cr = std::mem::replace(&mut self.after_cr, byte == b'\r');
+            match byte {
+                b'\n' if after_cr => {}
+                b'\n' | b'\r' => self.end_line(byte, &mut out),
+                _ => self.line.push(byte),
+            }
+        }
+        out
+    }
+
+    /// The stream ended. An event cut off without its blank line is completed and read, as
+    /// long as its last line was whole (`data: [DONE]\n` with no final `\n`, say); a half line
+    /// is dropped, never forwarded.
+    pub fn finish(&mut self) -> Vec<u8> {
+        let mut out = Vec::new();
+        let ends_with_line_end = matches!(self.event.last(), Some(b'\n' | b'\r'));
+        if std::mem::take(&mut self.dispatch_pending) {
+            self.dispatch(&mut out);
+        } else if ends_with_line_end && !self.data.is_empty() {
+            self.event.extend_from_slice(b"\n");
+            self.dispatch(&mut out);
+        }
+        self.event.clear();
+        self.line.clear();
+        self.data.clear();
+        out
+    }
+
+    fn end_line(&mut self, line_end: u8, out: &mut Vec<u8>) {
+        if self.line.is_empty() {
+            if line_end == b'\r' {
+                self.dispatch_pending = true;
+            } else {
+                self.dispatch(out);
+            }
+            return;
+        }
+        if let Some(value) = self.line.strip_prefix(b"data:") {
+            let value = value.strip_prefix(b" ").unwrap_or(value);
+            if !self.data.is_empty() {
+                self.data.push(b'\n');
+            }
+            self.data.extend_from_slice(value);
+        }
+        // Comments (`:`), `event:`, `id:` and `retry:` lines travel with their event unread.
+        self.line.clear();
+    }
+
+    /// A blank line ended an event: read it, and forward it unless it is to be dropped.
+    fn dispatch(&mut self, out: &mut Vec<u8>) {
+        let forward = self.read_event();
+        if forward {
+            out.extend_from_slice(&self.event);
+        }
+        self.event.clear();
+        self.data.clear();
+    }
+
+    /// Reads the event's data; says whether to forward it.
+    fn read_event(&mut self) -> bool {
+        if self.data == b"[DONE]" {
+            self.done = true;
+            return true;
+        }
+        let Ok(chunk) = serde_json::from_slice::<ChunkView>(&self.data) else { return true };
+        for delta in chunk.choices.iter().filter_map(|choice| choice.delta.as_ref()) {
+            self.streamed_text_bytes += delta.content.as_ref().map_or(0, String::len);
+            self.streamed_text_bytes += delta.refusal.as_ref().map_or(0, String::len);
+            for call in &delta.tool_calls {
+                self.streamed_text_bytes += call.function.as_ref().and_then(|f| f.arguments.as_ref()).map_or(0, String::len);
+            }
+        }
+        match chunk.usage {
+            Some(usage) => {
+                self.usage = Some(usage);
+                // The usage-only event (no choices) exists because the proxy asked for it.
+                self.forward_usage_event || !chunk.choices.is_empty()
+            }
+            None => true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STREAM: &str = concat!(
+        ": keep-alive comment\n\n",
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}],\"usage\":null}\n\n",
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Héllo\"}}],\"usage\":null}\n\n",
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"{}\"}}]}}]}\n\n",
+        "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":3,\"total_tokens\":12}}\n\n",
+        "data: [DONE]\n\n",
+    );
+    const USAGE_EVENT: &str = "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":3,\"total_tokens\":12}}\n\n";
+
+    fn run(input: &[u8], chunks: &[usize], forward_usage: bool) -> (Vec<u8>, SseMeter) {
+        let mut meter = SseMeter::new(forward_usage);
+        let mut out = Vec::new();
+        let mut start = 0;
+        for &end in chunks.iter().chain(std::iter::once(&input.len())) {
+            out.extend(meter.feed(&input[start..end]));
+            start = end;
+        }
+        out.extend(meter.finish());
+        (out, meter)
+    }
+
+    fn check(meter: &SseMeter) {
+        assert_eq!(meter.usage.map(|u| u.total()), Some(12));
+        assert_eq!(meter.streamed_text_bytes, "Héllo".len() + 2);
+        assert!(meter.done);
+    }
+
+    #[test]
+    fn whole_stream_in_one_chunk() {
+        let (out, meter) = run(STREAM.as_bytes(), &[], true);
+        assert_eq!(out, STREAM.as_bytes());
+        check(&meter);
+    }
+
+    #[test]
+    fn split_at_every_byte_position_gives_the_same_result() {
+        let input = STREAM.as_bytes();
+        for split in 0..=input.len() {
+            let (out, meter) = run(input, &[split], true);
+            assert_eq!(out, input, "split at {split}");
+            check(&meter);
+        }
+    }
+
+    #[test]
+    fn byte_by_byte_and_crlf_line_ends() {
+        let crlf = STREAM.replace('\n', "\r\n");
+        let every_byte: Vec<usize> = (1..crlf.len()).collect();
+        let (out, meter) = run(crlf.as_bytes(), &every_byte, true);
+        assert_eq!(out, crlf.as_bytes());
+        check(&meter);
+        let cr_only = STREAM.replace('\n', "\r");
+        let (out, meter) = run(cr_only.as_bytes(), &every_byte[..cr_only.len() - 1], true);
+        assert_eq!(out, cr_only.as_bytes());
+        check(&meter);
+    }
+
+    #[test]
+    fn events_are_forwarded_only_when_complete() {
+        let mut meter = SseMeter::new(true);
+        assert!(meter.feed(b"data: {\"choices\":[]").is_empty());
+        assert!(meter.feed(b"}\n").is_empty());
+        assert_eq!(meter.feed(b"\ndata: [DO"), b"data: {\"choices\":[]}\n\n");
+    }
+
+    #[test]
+    fn the_usage_event_is_dropped_unless_asked_for() {
+        let (out, meter) = run(STREAM.as_bytes(), &[17, 200], false);
+        assert_eq!(String::from_utf8(out).unwrap(), STREAM.replace(USAGE_EVENT, ""));
+        check(&meter);
+    }
+
+    #[test]
+    fn a_missing_final_blank_line_still_counts_but_half_lines_are_dropped() {
+        let unterminated = STREAM.trim_end_matches('\n').to_owned() + "\n";
+        let (out, meter) = run(unterminated.as_bytes(), &[], true);
+        assert_eq!(out, STREAM.as_bytes());
+        check(&meter);
+        let cut = &STREAM.as_bytes()[..STREAM.find("Héllo").unwrap()];
+        let (out, meter) = run(cut, &[], true);
+        assert!(out.ends_with(b"\n\n"), "only whole events are forwarded");
+        assert!(!String::from_utf8_lossy(&out).contains("delta\":{\"content\":\"H"));
+        assert!(meter.usage.is_none() && !meter.done);
+    }
+
+    #[test]
+    fn error_events_are_whole_sse_events_with_openai_errors() {
+        let event = error_event(&ProxyError::UpstreamTimeout);
+        let mut meter = SseMeter::new(false);
+        assert_eq!(meter.feed(&event), event, "a complete event");
+        let text = String::from_utf8(event).unwrap();
+        let json: serde_json::Value = serde_json::from_str(text.trim_start_matches("data: ").trim_end()).unwrap();
+        assert_eq!(json["error"]["code"], "upstream_timeout");
+    }
+
+    #[test]
+    fn usage_of_a_whole_answer() {
+        let answer = br#"{"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7}}"#;
+        assert_eq!(answer_usage(answer).map(|u| u.total()), Some(7));
+        assert_eq!(answer_usage(b"{}"), None);
+        assert_eq!(answer_usage(b"not json"), None);
+    }
+
+    #[test]
+    fn multi_line_data_and_unparsable_events_pass_through() {
+        let odd = "event: ping\ndata: {\"a\":\ndata: 1}\n\ndata: not json\n\n";
+        let (out, meter) = run(odd.as_bytes(), &[3], false);
+        assert_eq!(out, odd.as_bytes());
+        assert_eq!((meter.usage, meter.streamed_text_bytes), (None, 0));
+    }
+}

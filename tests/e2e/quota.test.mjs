@@ -1,0 +1,230 @@
+// Quotas in workerd with real Durable Objects: exact rate limits under concurrency, stream
+// slots, token budgets that concurrent streams cannot overrun, and /v1/usage.
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { startMockUpstream, usage } from "../mock-upstream.mjs";
+import { ALLOWED_ORIGIN, browserHeaders, chatBody, mintToken, startProxy, within } from "./helpers.mjs";
+
+let mock;
+before(async () => {
+  mock = await startMockUpstream();
+});
+after(() => mock?.close());
+
+const chat = (proxy, sub, body = chatBody(), init = {}) =>
+  fetch(`${proxy.url}/v1/chat/completions`, { method: "POST", headers: browserHeaders(mintToken({ sub })), body, ...init });
+
+async function usageOf(proxy, sub) {
+  const response = await fetch(`${proxy.url}/v1/usage`, { headers: { authorization: `Bearer ${mintToken({ sub })}` } });
+  assert.equal(response.status, 200);
+  return response.json();
+}
+
+/** Polls /v1/usage until no tokens are reserved (reconciliation runs after the response). */
+async function settledUsage(proxy, sub) {
+  return within(5000, (async () => {
+    for (;;) {
+      const current = await usageOf(proxy, sub);
+      if (current.tokens.reserved === 0 && current.streams.open === 0) return current;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  })(), `usage of ${sub} to settle`);
+}
+
+/** Reads a stream response to its end; returns its text. */
+const drain = (response, ms = 5000) => within(ms, response.text(), "stream to end");
+
+/** Waits until a stream response has delivered its first content. */
+async function firstChunk(response) {
+  const reader = response.body.getReader();
+  const { value } = await within(5000, reader.read(), "first chunk");
+  return { reader, first: new TextDecoder().decode(value) };
+}
+
+describe("rate limit (defaults: 20 per 900 s)", () => {
+  let proxy;
+  before(async () => {
+    proxy = await startProxy({ UPSTREAM_BASE_URL: mock.url, OPENAI_API_KEY: mock.apiKey, RATE_LIMIT_REQUESTS: undefined });
+  });
+  after(() => proxy?.dispose());
+
+  test("the 21st request in a window is refused, with Retry-After and RateLimit headers", async () => {
+    for (let i = 0; i < 20; i++) {
+      const response = await chat(proxy, "rate-user");
+      assert.equal(response.status, 200, `request ${i + 1}`);
+      await response.arrayBuffer();
+      assert.equal(response.headers.get("ratelimit-limit"), "20");
+      assert.equal(response.headers.get("ratelimit-remaining"), String(19 - i));
+    }
+    const refused = await chat(proxy, "rate-user");
+    assert.equal(refused.status, 429);
+    const { error } = await refused.json();
+    assert.equal(error.code, "rate_limit_exceeded");
+    const retryAfter = Number(refused.headers.get("retry-after"));
+    assert.ok(retryAfter > 800 && retryAfter <= 900, `Retry-After ${retryAfter}`);
+    assert.equal(refused.headers.get("ratelimit-remaining"), "0");
+    assert.equal(refused.headers.get("ratelimit-reset"), String(retryAfter));
+    assert.equal(refused.headers.get("access-control-allow-origin"), ALLOWED_ORIGIN, "the page can read the 429");
+    assert.match(refused.headers.get("access-control-expose-headers"), /ratelimit-remaining/);
+
+    const other = await chat(proxy, "another-user");
+    assert.equal(other.status, 200, "users do not share limits");
+    await other.arrayBuffer();
+  });
+
+  test("200 concurrent requests of one user: exactly 20 are admitted", async () => {
+    const before = mock.requests.length;
+    const responses = await within(30_000, Promise.all(Array.from({ length: 200 }, () => chat(proxy, "burst-user"))), "200 requests");
+    const statuses = await Promise.all(responses.map(async (r) => (await r.arrayBuffer(), r.status)));
+    const admitted = statuses.filter((s) => s === 200).length;
+    assert.equal(admitted, 20);
+    assert.equal(statuses.filter((s) => s === 429).length, 180);
+    assert.equal(mock.requests.length - before, 20, "refused requests never reach upstream");
+  });
+});
+
+describe("streams and token budget", () => {
+  let proxy;
+  before(async () => {
+    proxy = await startProxy({
+      UPSTREAM_BASE_URL: mock.url,
+      OPENAI_API_KEY: mock.apiKey,
+      DAILY_TOKEN_BUDGET: "2000",
+      MAX_OUTPUT_TOKENS: "200",
+      MAX_CONCURRENT_STREAMS: "2",
+    });
+  });
+  after(() => proxy?.dispose());
+
+  const streamBody = (content = "Count me", extra = {}) =>
+    chatBody({ stream: true, max_tokens: 200, messages: [{ role: "user", content }], ...extra });
+
+  test("usage from a stream is counted, and /v1/usage matches what was spent", async () => {
+    const response = await chat(proxy, "meter-user", streamBody("Meter this stream", { stream_options: { include_usage: true } }));
+    const text = await drain(response);
+    assert.match(text, /"usage":\{"prompt_tokens"/, "the client asked for usage, so it gets the usage chunk");
+    const expected = usage(mock.requests.at(-1).json).total_tokens;
+    const spent = await settledUsage(proxy, "meter-user");
+    assert.equal(spent.tokens.used, expected);
+    assert.equal(spent.tokens.remaining, 2000 - expected);
+    assert.equal(spent.requests.remaining, 999);
+
+    const quiet = await drain(await chat(proxy, "meter-user", streamBody("No usage please")));
+    assert.doesNotMatch(quiet, /"usage":\{/, "a client that did not ask gets no usage chunk");
+    assert.equal(mock.requests.at(-1).json.stream_options.include_usage, true, "but upstream was asked for it");
+  });
+
+  test("a third concurrent stream is refused, and a finished stream frees its slot", async () => {
+    const release = mock.pauseStreams();
+    try {
+      const first = await chat(proxy, "streamer", streamBody());
+      const second = await chat(proxy, "streamer", streamBody());
+      assert.equal(first.status, 200);
+      assert.equal(second.status, 200);
+      const third = await chat(proxy, "streamer", streamBody());
+      assert.equal(third.status, 429);
+      assert.equal((await third.json()).error.code, "too_many_concurrent_streams");
+      assert.ok(Number(third.headers.get("retry-after")) > 0);
+      const nonStream = await chat(proxy, "streamer", chatBody({ max_tokens: 10 }));
+      assert.equal(nonStream.status, 200, "requests without a stream need no slot");
+      await nonStream.arrayBuffer();
+      release();
+      await Promise.all([drain(first), drain(second)]);
+      await settledUsage(proxy, "streamer");
+      const again = await chat(proxy, "streamer", streamBody());
+      assert.equal(again.status, 200);
+      await drain(again);
+    } finally {
+      release();
+    }
+  });
+
+});
+
+describe("a client that goes away", () => {
+  let slowMock;
+  let proxy;
+  before(async () => {
+    // Long, steady streams (about 4 s): the proxy notices a vanished client at its next write.
+    slowMock = await startMockUpstream({ chunkDelayMs: 100 });
+    proxy = await startProxy({ UPSTREAM_BASE_URL: slowMock.url, OPENAI_API_KEY: slowMock.apiKey, MAX_CONCURRENT_STREAMS: "2" });
+  });
+  after(async () => {
+    await proxy?.dispose();
+    await slowMock?.close();
+  });
+
+  const longStream = () => chatBody({ stream: true, messages: [{ role: "user", content: "word ".repeat(40) }] });
+
+  test("frees its stream slot, stops the upstream request, and is still charged", async () => {
+    const controller = new AbortController();
+    const leaving = await chat(proxy, "leaver", longStream(), { signal: controller.signal });
+    const staying = await chat(proxy, "leaver", longStream());
+    await firstChunk(leaving);
+    const upstreamOfLeaving = slowMock.requests.at(-2);
+    const abortedAt = Date.now();
+    controller.abort();
+
+    const replacement = await within(3000, (async () => {
+      for (;;) {
+        const response = await chat(proxy, "leaver", longStream());
+        if (response.status === 200) return response;
+        assert.equal((await response.json()).error.code, "too_many_concurrent_streams");
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    })(), "the slot of the stream whose client left");
+    assert.ok(upstreamOfLeaving.closedAt, "the upstream request was stopped");
+    assert.equal(upstreamOfLeaving.completed, false);
+    const closeDelay = upstreamOfLeaving.closedAt - abortedAt;
+    assert.ok(closeDelay < 1000, `upstream closed ${closeDelay} ms after the client left`);
+    console.log(`# upstream closed ${closeDelay} ms after the client went away`);
+
+    await Promise.all([drain(staying, 15_000), drain(replacement, 15_000)]);
+    const settled = await settledUsage(proxy, "leaver");
+    const line = proxy.logs.find((l) => l.event === "stream_end" && l.disconnected);
+    assert.ok(line, "the log says the client went away");
+    assert.ok(line.tokens > 0, "an abandoned stream is charged an estimate, never zero");
+    assert.ok(settled.tokens.used >= line.tokens);
+  });
+});
+
+describe("token budget", () => {
+  let proxy;
+  before(async () => {
+    proxy = await startProxy({
+      UPSTREAM_BASE_URL: mock.url,
+      OPENAI_API_KEY: mock.apiKey,
+      DAILY_TOKEN_BUDGET: "2000",
+      MAX_OUTPUT_TOKENS: "200",
+      MAX_CONCURRENT_STREAMS: "50",
+    });
+  });
+  after(() => proxy?.dispose());
+
+  test("concurrent streams can never push usage past the budget", async () => {
+    const before = mock.requests.length;
+    const release = mock.pauseStreams();
+    let responses;
+    try {
+      const body = (i) => chatBody({ stream: true, max_tokens: 200, messages: [{ role: "user", content: `budget ${i}` }] });
+      responses = await within(10_000, Promise.all(Array.from({ length: 12 }, (_, i) => chat(proxy, "spender", body(i)))), "12 streams");
+    } finally {
+      release();
+    }
+    const admitted = responses.filter((r) => r.status === 200);
+    const refused = responses.filter((r) => r.status === 429);
+    assert.ok(admitted.length >= 1 && admitted.length < 12, `admitted ${admitted.length}`);
+    for (const response of refused) {
+      const { error } = await response.json();
+      assert.equal(error.code, "insufficient_quota");
+      assert.equal(error.type, "insufficient_quota");
+    }
+    await Promise.all(admitted.map((response) => drain(response)));
+    const spent = await settledUsage(proxy, "spender");
+    const upstreamCalls = mock.requests.slice(before);
+    assert.equal(upstreamCalls.length, admitted.length, "refused requests never reach upstream");
+    const expected = upstreamCalls.reduce((sum, request) => sum + usage(request.json).total_tokens, 0);
+    assert.equal(spent.tokens.used, expected, "each stream is charged its real usage");
+    assert.ok(spent.tokens.used <= 2000);
+  });
+});
