@@ -228,3 +228,75 @@ describe("token budget", () => {
     assert.ok(spent.tokens.used <= 2000);
   });
 });
+
+describe("request policy before any quota is spent", () => {
+  let proxy;
+  before(async () => {
+    proxy = await startProxy({ UPSTREAM_BASE_URL: mock.url, OPENAI_API_KEY: mock.apiKey, ADMIN_TOKEN: "admin-token-for-tests-0123456789abcdef" });
+  });
+  after(() => proxy?.dispose());
+
+  test("rejected bodies are 400s naming the field, and cost no request, token or upstream call", async () => {
+    const before = mock.requests.length;
+    const cases = {
+      max_tokens: chatBody({ max_tokens: 5000 }),
+      n: chatBody({ n: 3 }),
+      messages: chatBody({ messages: [{ role: "user", content: "x".repeat(8001) }] }),
+    };
+    for (const [param, body] of Object.entries(cases)) {
+      const response = await chat(proxy, "careful-user", body);
+      assert.equal(response.status, 400, param);
+      assert.equal((await response.json()).error.param, param);
+    }
+    const untouched = await usageOf(proxy, "careful-user");
+    assert.equal(untouched.requests.remaining, untouched.requests.limit);
+    assert.equal(untouched.tokens.used + untouched.tokens.reserved, 0);
+    assert.equal(mock.requests.length, before);
+  });
+
+  test("the proxy caps the output when the client does not", async () => {
+    const response = await chat(proxy, "careful-user", chatBody());
+    await response.arrayBuffer();
+    assert.equal(mock.requests.at(-1).json.max_completion_tokens, 1024);
+  });
+
+  test("an operator sees a user's usage", async () => {
+    const spent = await settledUsage(proxy, "careful-user");
+    const response = await fetch(`${proxy.url}/admin/users/careful-user/usage`, {
+      headers: { authorization: "Bearer admin-token-for-tests-0123456789abcdef" },
+    });
+    assert.equal(response.status, 200);
+    const seen = await response.json();
+    assert.equal(seen.tokens.used, spent.tokens.used);
+    assert.equal(seen.requests.remaining, spent.requests.remaining);
+    assert.equal(seen.revoked_at, null);
+  });
+});
+
+describe("global budget", () => {
+  let proxy;
+  before(async () => {
+    proxy = await startProxy({ UPSTREAM_BASE_URL: mock.url, OPENAI_API_KEY: mock.apiKey, GLOBAL_DAILY_TOKEN_BUDGET: "250", MAX_OUTPUT_TOKENS: "100" });
+  });
+  after(() => proxy?.dispose());
+
+  test("caps all users together, and a refused user gets their reservation back", async () => {
+    const statuses = [];
+    for (const sub of ["g1", "g2", "g3", "g4", "g5"]) {
+      const response = await chat(proxy, sub, chatBody());
+      statuses.push(response.status);
+      if (response.status === 429) {
+        const { error } = await response.json();
+        assert.equal(error.code, "insufficient_quota");
+        assert.match(error.message, /service's daily token budget/);
+        const own = await settledUsage(proxy, sub);
+        assert.equal(own.tokens.used, 0, "nothing was spent");
+        assert.equal(own.tokens.reserved, 0, "the user's reservation was given back");
+      } else {
+        await response.arrayBuffer();
+      }
+    }
+    assert.equal(statuses[0], 200);
+    assert.ok(statuses.includes(429), statuses.join());
+  });
+});
