@@ -236,7 +236,9 @@ pub fn verify(token: &str, keys: &KeySet, rules: &ClaimRules, now: i64) -> Resul
 }
 
 /// Splits and decodes header and claims, refusing oversized or malformed tokens before crypto.
-fn decode_unverified(token: &str) -> Result<(Map<String, Value>, Map<String, Value>), TokenProblem> {
+type JsonObject = Map<String, Value>;
+
+fn decode_unverified(token: &str) -> Result<(JsonObject, JsonObject), TokenProblem> {
     if token.len() > MAX_TOKEN_BYTES {
         return Err(TokenProblem::Malformed);
     }
@@ -245,7 +247,7 @@ fn decode_unverified(token: &str) -> Result<(Map<String, Value>, Map<String, Val
     if segments.len() != 3 || !segments.iter().all(|s| base64url(s)) {
         return Err(TokenProblem::Malformed);
     }
-    let decode_object = |segment: &str| -> Result<Map<String, Value>, TokenProblem> {
+    let decode_object = |segment: &str| -> Result<JsonObject, TokenProblem> {
         let bytes = Base64UrlUnpadded::decode_vec(segment).map_err(|_| TokenProblem::Malformed)?;
         match serde_json::from_slice(&bytes) {
             Ok(Value::Object(object)) => Ok(object),

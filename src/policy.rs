@@ -290,7 +290,7 @@ mod tests {
         .unwrap();
         assert!(request.stream);
         assert_eq!(request.model, "gpt-4o-mini");
-        let forwarded: Value = serde_json::from_str(&request.upstream_body()).unwrap();
+        let forwarded = forwarded(&request);
         assert_eq!(forwarded["seed"], 7);
         assert_eq!(forwarded["future_param"]["x"], 1);
     }
@@ -302,7 +302,7 @@ mod tests {
             &config(),
         )
         .unwrap();
-        let forwarded: Value = serde_json::from_str(&request.upstream_body()).unwrap();
+        let forwarded = forwarded(&request);
         assert_eq!(forwarded["model"], request.model);
         assert_eq!(request.upstream_body().matches("\"model\"").count(), 1);
     }
@@ -347,7 +347,7 @@ mod tests {
     #[test]
     fn generate_text_uses_system_prompt_and_default_model() {
         let request = parse_generate_text(br#"{"userPrompt":"Tell me a joke"}"#, &config()).unwrap();
-        let forwarded: Value = serde_json::from_str(&request.upstream_body()).unwrap();
+        let forwarded = forwarded(&request);
         assert_eq!(forwarded["model"], "gpt-4o-mini");
         assert_eq!(forwarded["messages"][0]["content"], "Be brief.");
         assert_eq!(forwarded["messages"][1]["content"], "Tell me a joke");

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use super::Outcome;
 use crate::error::ProxyError;
 
-pub fn request_line(request_id: &str, outcome: &Outcome, status: u16, error: Option<&ProxyError>, duration_ms: u64) {
+pub fn request_line(outcome: &Outcome, status: u16, error: Option<&ProxyError>, duration_ms: u64) {
     let level = match status {
         500.. => "error",
         400.. => "warn",
@@ -14,7 +14,7 @@ pub fn request_line(request_id: &str, outcome: &Outcome, status: u16, error: Opt
     };
     let mut line = json!({
         "level": level,
-        "request_id": request_id,
+        "request_id": outcome.request_id,
         "route": outcome.route,
         "status": status,
         "sub": outcome.sub,

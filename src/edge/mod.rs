@@ -25,6 +25,7 @@ use user_object::Admission;
 
 /// What one request's log line says; filled in as the request goes.
 struct Outcome {
+    request_id: String,
     route: &'static str,
     /// Set once the origin is known to be allowed: every response to it, errors included,
     /// carries the CORS headers so the page can read it.
@@ -44,20 +45,27 @@ fn start() {
 #[worker::event(fetch)]
 async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
     let started = Date::now().as_millis();
-    let request_id = request_id(&req);
     let ctx = Rc::new(ctx);
-    let mut outcome = Outcome { route: "unknown", allowed_origin: None, sub: None, model: None, stream: false, standing: None };
-    let (response, error) = match handle(req, &env, &ctx, &mut outcome, &request_id).await {
+    let mut outcome = Outcome {
+        request_id: request_id(&req),
+        route: "unknown",
+        allowed_origin: None,
+        sub: None,
+        model: None,
+        stream: false,
+        standing: None,
+    };
+    let (response, error) = match handle(req, &env, &ctx, &mut outcome).await {
         Ok(response) => (response, None),
         Err(error) => (error_response(&error)?, Some(error)),
     };
-    let response = finish(response, &request_id, &outcome)?;
-    log::request_line(&request_id, &outcome, response.status_code(), error.as_ref(), Date::now().as_millis() - started);
+    let response = finish(response, &outcome)?;
+    log::request_line(&outcome, response.status_code(), error.as_ref(), Date::now().as_millis() - started);
     Ok(response)
 }
 
 /// The request pipeline: health, config, CORS, route, token, handler.
-async fn handle(req: Request, env: &Env, ctx: &Rc<Context>, outcome: &mut Outcome, request_id: &str) -> std::result::Result<Response, ProxyError> {
+async fn handle(req: Request, env: &Env, ctx: &Rc<Context>, outcome: &mut Outcome) -> std::result::Result<Response, ProxyError> {
     let method = req.method();
     let route = routes::route(method.as_ref(), &req.path());
     // Before the configuration: the health check needs no secret or variable.
@@ -85,7 +93,7 @@ async fn handle(req: Request, env: &Env, ctx: &Rc<Context>, outcome: &mut Outcom
         Route::User(user_route) => {
             let identity = authenticate(&req, &config).await?;
             outcome.sub = Some(identity.sub.clone());
-            serve_user(user_route, &identity, req, env, ctx, &config, outcome, request_id).await
+            serve_user(user_route, &identity, req, env, ctx, &config, outcome).await
         }
     }
 }
@@ -100,7 +108,6 @@ async fn serve_user(
     ctx: &Rc<Context>,
     config: &Config,
     outcome: &mut Outcome,
-    request_id: &str,
 ) -> std::result::Result<Response, ProxyError> {
     let chat = match route {
         UserRoute::Models | UserRoute::Usage => {
@@ -131,7 +138,7 @@ async fn serve_user(
         }
     };
     if chat.stream {
-        return upstream::relay_stream(ctx, answer, &chat, settlement, request_id, upstream_abort);
+        return upstream::relay_stream(ctx, answer, &chat, settlement, &outcome.request_id, upstream_abort);
     }
     let whole = upstream::read_whole(answer).await;
     let used = match &whole {
@@ -263,7 +270,7 @@ fn json_response(status: u16, body: &str) -> std::result::Result<Response, Proxy
 
 /// Headers every response carries, CORS headers for an allowed origin, and the user's
 /// RateLimit headers once admission has seen them.
-fn finish(mut response: Response, request_id: &str, outcome: &Outcome) -> Result<Response> {
+fn finish(mut response: Response, outcome: &Outcome) -> Result<Response> {
     let headers = response.headers_mut();
     for (name, value) in outcome.standing.iter().flat_map(Standing::rate_limit_headers) {
         headers.set(name, &value)?;
@@ -273,7 +280,7 @@ fn finish(mut response: Response, request_id: &str, outcome: &Outcome) -> Result
             headers.set(name, &value)?;
         }
     }
-    headers.set("x-request-id", request_id)?;
+    headers.set("x-request-id", &outcome.request_id)?;
     headers.append("vary", "Origin")?;
     headers.set("x-content-type-options", "nosniff")?;
     Ok(response)

@@ -11,6 +11,16 @@ before(async () => {
 });
 after(() => mock?.close());
 
+/** A proxy on the shared mock with these limits, for the enclosing describe block. */
+function proxyFor(bindings) {
+  const handle = {};
+  before(async () => {
+    handle.proxy = await startProxy({ UPSTREAM_BASE_URL: mock.url, OPENAI_API_KEY: mock.apiKey, ...bindings });
+  });
+  after(() => handle.proxy?.dispose());
+  return handle;
+}
+
 const chat = (proxy, sub, body = chatBody(), init = {}) =>
   fetch(`${proxy.url}/v1/chat/completions`, { method: "POST", headers: browserHeaders(mintToken({ sub })), body, ...init });
 
@@ -42,21 +52,17 @@ async function firstChunk(response) {
 }
 
 describe("rate limit (defaults: 20 per 900 s)", () => {
-  let proxy;
-  before(async () => {
-    proxy = await startProxy({ UPSTREAM_BASE_URL: mock.url, OPENAI_API_KEY: mock.apiKey, RATE_LIMIT_REQUESTS: undefined });
-  });
-  after(() => proxy?.dispose());
+  const setup = proxyFor({ RATE_LIMIT_REQUESTS: undefined });
 
   test("the 21st request in a window is refused, with Retry-After and RateLimit headers", async () => {
     for (let i = 0; i < 20; i++) {
-      const response = await chat(proxy, "rate-user");
+      const response = await chat(setup.proxy, "rate-user");
       assert.equal(response.status, 200, `request ${i + 1}`);
       await response.arrayBuffer();
       assert.equal(response.headers.get("ratelimit-limit"), "20");
       assert.equal(response.headers.get("ratelimit-remaining"), String(19 - i));
     }
-    const refused = await chat(proxy, "rate-user");
+    const refused = await chat(setup.proxy, "rate-user");
     assert.equal(refused.status, 429);
     const { error } = await refused.json();
     assert.equal(error.code, "rate_limit_exceeded");
@@ -67,14 +73,14 @@ describe("rate limit (defaults: 20 per 900 s)", () => {
     assert.equal(refused.headers.get("access-control-allow-origin"), ALLOWED_ORIGIN, "the page can read the 429");
     assert.match(refused.headers.get("access-control-expose-headers"), /ratelimit-remaining/);
 
-    const other = await chat(proxy, "another-user");
+    const other = await chat(setup.proxy, "another-user");
     assert.equal(other.status, 200, "users do not share limits");
     await other.arrayBuffer();
   });
 
   test("200 concurrent requests of one user: exactly 20 are admitted", async () => {
     const before = mock.requests.length;
-    const responses = await within(30_000, Promise.all(Array.from({ length: 200 }, () => chat(proxy, "burst-user"))), "200 requests");
+    const responses = await within(30_000, Promise.all(Array.from({ length: 200 }, () => chat(setup.proxy, "burst-user"))), "200 requests");
     const statuses = await Promise.all(responses.map(async (r) => (await r.arrayBuffer(), r.status)));
     const admitted = statuses.filter((s) => s === 200).length;
     assert.equal(admitted, 20);
@@ -83,33 +89,23 @@ describe("rate limit (defaults: 20 per 900 s)", () => {
   });
 });
 
-describe("streams and token budget", () => {
-  let proxy;
-  before(async () => {
-    proxy = await startProxy({
-      UPSTREAM_BASE_URL: mock.url,
-      OPENAI_API_KEY: mock.apiKey,
-      DAILY_TOKEN_BUDGET: "2000",
-      MAX_OUTPUT_TOKENS: "200",
-      MAX_CONCURRENT_STREAMS: "2",
-    });
-  });
-  after(() => proxy?.dispose());
+describe("streams", () => {
+  const setup = proxyFor({ DAILY_TOKEN_BUDGET: "2000", MAX_OUTPUT_TOKENS: "200", MAX_CONCURRENT_STREAMS: "2" });
 
   const streamBody = (content = "Count me", extra = {}) =>
     chatBody({ stream: true, max_tokens: 200, messages: [{ role: "user", content }], ...extra });
 
   test("usage from a stream is counted, and /v1/usage matches what was spent", async () => {
-    const response = await chat(proxy, "meter-user", streamBody("Meter this stream", { stream_options: { include_usage: true } }));
+    const response = await chat(setup.proxy, "meter-user", streamBody("Meter this stream", { stream_options: { include_usage: true } }));
     const text = await drain(response);
     assert.match(text, /"usage":\{"prompt_tokens"/, "the client asked for usage, so it gets the usage chunk");
     const expected = usage(mock.requests.at(-1).json).total_tokens;
-    const spent = await settledUsage(proxy, "meter-user");
+    const spent = await settledUsage(setup.proxy, "meter-user");
     assert.equal(spent.tokens.used, expected);
     assert.equal(spent.tokens.remaining, 2000 - expected);
     assert.equal(spent.requests.remaining, 999);
 
-    const quiet = await drain(await chat(proxy, "meter-user", streamBody("No usage please")));
+    const quiet = await drain(await chat(setup.proxy, "meter-user", streamBody("No usage please")));
     assert.doesNotMatch(quiet, /"usage":\{/, "a client that did not ask gets no usage chunk");
     assert.equal(mock.requests.at(-1).json.stream_options.include_usage, true, "but upstream was asked for it");
   });
@@ -117,21 +113,21 @@ describe("streams and token budget", () => {
   test("a third concurrent stream is refused, and a finished stream frees its slot", async () => {
     const release = mock.pauseStreams();
     try {
-      const first = await chat(proxy, "streamer", streamBody());
-      const second = await chat(proxy, "streamer", streamBody());
+      const first = await chat(setup.proxy, "streamer", streamBody());
+      const second = await chat(setup.proxy, "streamer", streamBody());
       assert.equal(first.status, 200);
       assert.equal(second.status, 200);
-      const third = await chat(proxy, "streamer", streamBody());
+      const third = await chat(setup.proxy, "streamer", streamBody());
       assert.equal(third.status, 429);
       assert.equal((await third.json()).error.code, "too_many_concurrent_streams");
       assert.ok(Number(third.headers.get("retry-after")) > 0);
-      const nonStream = await chat(proxy, "streamer", chatBody({ max_tokens: 10 }));
+      const nonStream = await chat(setup.proxy, "streamer", chatBody({ max_tokens: 10 }));
       assert.equal(nonStream.status, 200, "requests without a stream need no slot");
       await nonStream.arrayBuffer();
       release();
       await Promise.all([drain(first), drain(second)]);
-      await settledUsage(proxy, "streamer");
-      const again = await chat(proxy, "streamer", streamBody());
+      await settledUsage(setup.proxy, "streamer");
+      const again = await chat(setup.proxy, "streamer", streamBody());
       assert.equal(again.status, 200);
       await drain(again);
     } finally {
@@ -189,17 +185,7 @@ describe("a client that goes away", () => {
 });
 
 describe("token budget", () => {
-  let proxy;
-  before(async () => {
-    proxy = await startProxy({
-      UPSTREAM_BASE_URL: mock.url,
-      OPENAI_API_KEY: mock.apiKey,
-      DAILY_TOKEN_BUDGET: "2000",
-      MAX_OUTPUT_TOKENS: "200",
-      MAX_CONCURRENT_STREAMS: "50",
-    });
-  });
-  after(() => proxy?.dispose());
+  const setup = proxyFor({ DAILY_TOKEN_BUDGET: "2000", MAX_OUTPUT_TOKENS: "200", MAX_CONCURRENT_STREAMS: "50" });
 
   test("concurrent streams can never push usage past the budget", async () => {
     const before = mock.requests.length;
@@ -207,7 +193,7 @@ describe("token budget", () => {
     let responses;
     try {
       const body = (i) => chatBody({ stream: true, max_tokens: 200, messages: [{ role: "user", content: `budget ${i}` }] });
-      responses = await within(10_000, Promise.all(Array.from({ length: 12 }, (_, i) => chat(proxy, "spender", body(i)))), "12 streams");
+      responses = await within(10_000, Promise.all(Array.from({ length: 12 }, (_, i) => chat(setup.proxy, "spender", body(i)))), "12 streams");
     } finally {
       release();
     }
@@ -220,7 +206,7 @@ describe("token budget", () => {
       assert.equal(error.type, "insufficient_quota");
     }
     await Promise.all(admitted.map((response) => drain(response)));
-    const spent = await settledUsage(proxy, "spender");
+    const spent = await settledUsage(setup.proxy, "spender");
     const upstreamCalls = mock.requests.slice(before);
     assert.equal(upstreamCalls.length, admitted.length, "refused requests never reach upstream");
     const expected = upstreamCalls.reduce((sum, request) => sum + usage(request.json).total_tokens, 0);
@@ -230,11 +216,7 @@ describe("token budget", () => {
 });
 
 describe("request policy before any quota is spent", () => {
-  let proxy;
-  before(async () => {
-    proxy = await startProxy({ UPSTREAM_BASE_URL: mock.url, OPENAI_API_KEY: mock.apiKey, ADMIN_TOKEN: "admin-token-for-tests-0123456789abcdef" });
-  });
-  after(() => proxy?.dispose());
+  const setup = proxyFor({ ADMIN_TOKEN: "admin-token-for-tests-0123456789abcdef" });
 
   test("rejected bodies are 400s naming the field, and cost no request, token or upstream call", async () => {
     const before = mock.requests.length;
@@ -244,25 +226,25 @@ describe("request policy before any quota is spent", () => {
       messages: chatBody({ messages: [{ role: "user", content: "x".repeat(8001) }] }),
     };
     for (const [param, body] of Object.entries(cases)) {
-      const response = await chat(proxy, "careful-user", body);
+      const response = await chat(setup.proxy, "careful-user", body);
       assert.equal(response.status, 400, param);
       assert.equal((await response.json()).error.param, param);
     }
-    const untouched = await usageOf(proxy, "careful-user");
+    const untouched = await usageOf(setup.proxy, "careful-user");
     assert.equal(untouched.requests.remaining, untouched.requests.limit);
     assert.equal(untouched.tokens.used + untouched.tokens.reserved, 0);
     assert.equal(mock.requests.length, before);
   });
 
-  test("the proxy caps the output when the client does not", async () => {
-    const response = await chat(proxy, "careful-user", chatBody());
+  test("the setup.proxy caps the output when the client does not", async () => {
+    const response = await chat(setup.proxy, "careful-user", chatBody());
     await response.arrayBuffer();
     assert.equal(mock.requests.at(-1).json.max_completion_tokens, 1024);
   });
 
   test("an operator sees a user's usage", async () => {
-    const spent = await settledUsage(proxy, "careful-user");
-    const response = await fetch(`${proxy.url}/admin/users/careful-user/usage`, {
+    const spent = await settledUsage(setup.proxy, "careful-user");
+    const response = await fetch(`${setup.proxy.url}/admin/users/careful-user/usage`, {
       headers: { authorization: "Bearer admin-token-for-tests-0123456789abcdef" },
     });
     assert.equal(response.status, 200);
@@ -274,22 +256,18 @@ describe("request policy before any quota is spent", () => {
 });
 
 describe("global budget", () => {
-  let proxy;
-  before(async () => {
-    proxy = await startProxy({ UPSTREAM_BASE_URL: mock.url, OPENAI_API_KEY: mock.apiKey, GLOBAL_DAILY_TOKEN_BUDGET: "250", MAX_OUTPUT_TOKENS: "100" });
-  });
-  after(() => proxy?.dispose());
+  const setup = proxyFor({ GLOBAL_DAILY_TOKEN_BUDGET: "250", MAX_OUTPUT_TOKENS: "100" });
 
   test("caps all users together, and a refused user gets their reservation back", async () => {
     const statuses = [];
     for (const sub of ["g1", "g2", "g3", "g4", "g5"]) {
-      const response = await chat(proxy, sub, chatBody());
+      const response = await chat(setup.proxy, sub, chatBody());
       statuses.push(response.status);
       if (response.status === 429) {
         const { error } = await response.json();
         assert.equal(error.code, "insufficient_quota");
         assert.match(error.message, /service's daily token budget/);
-        const own = await settledUsage(proxy, sub);
+        const own = await settledUsage(setup.proxy, sub);
         assert.equal(own.tokens.used, 0, "nothing was spent");
         assert.equal(own.tokens.reserved, 0, "the user's reservation was given back");
       } else {
