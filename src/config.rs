@@ -23,6 +23,9 @@ pub const DEFAULT_RATE_LIMIT_REQUESTS: u32 = 20;
 pub const DEFAULT_RATE_LIMIT_WINDOW_SECONDS: i64 = 900;
 pub const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 2;
 pub const DEFAULT_DAILY_TOKEN_BUDGET: u64 = 100_000;
+pub const DEFAULT_UPSTREAM_TIMEOUT_MS: u64 = 30_000;
+pub const DEFAULT_STREAM_IDLE_TIMEOUT_MS: u64 = 60_000;
+pub const DEFAULT_UPSTREAM_RETRIES: u32 = 1;
 /// Admin bearer tokens are compared in constant time, and must be hard to guess.
 pub const MIN_ADMIN_TOKEN_BYTES: usize = 32;
 
@@ -65,6 +68,12 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// What one request may ask for.
     pub request_limits: RequestLimits,
+    /// How long to wait for upstream's response headers.
+    pub upstream_timeout_ms: u64,
+    /// How long a stream may go silent before the proxy ends it.
+    pub stream_idle_timeout_ms: u64,
+    /// Extra attempts after an upstream 429/500/502/503, before anything reached the client.
+    pub upstream_retries: u32,
     /// What one user may use.
     pub user_limits: Limits,
     /// What all users together may use per day (`GLOBAL_DAILY_TOKEN_BUDGET`), if set.
@@ -79,6 +88,8 @@ pub struct Config {
     pub jwks_cache_seconds: u64,
     admin_token: Option<Secret>,
     openai_api_key: Option<Secret>,
+    /// The key being rotated in (`OPENAI_API_KEY_NEXT`), tried when upstream refuses the first.
+    openai_api_key_next: Option<Secret>,
 }
 
 impl Config {
@@ -160,6 +171,11 @@ impl Config {
             )));
         }
         let openai_api_key = value("OPENAI_API_KEY").map(|key| Secret::new(key.trim()));
+        let openai_api_key_next = value("OPENAI_API_KEY_NEXT").map(|key| Secret::new(key.trim()));
+        let upstream_timeout_ms = number("UPSTREAM_TIMEOUT_MS", DEFAULT_UPSTREAM_TIMEOUT_MS, 600_000)?;
+        let stream_idle_timeout_ms = number("STREAM_IDLE_TIMEOUT_MS", DEFAULT_STREAM_IDLE_TIMEOUT_MS, 600_000)?;
+        let upstream_retries =
+            parse_number("UPSTREAM_RETRIES", value("UPSTREAM_RETRIES"), DEFAULT_UPSTREAM_RETRIES, 0..=3)?;
 
         Ok(Config {
             upstream_base_url,
@@ -168,6 +184,9 @@ impl Config {
             system_prompt,
             max_body_bytes,
             request_limits,
+            upstream_timeout_ms,
+            stream_idle_timeout_ms,
+            upstream_retries,
             user_limits,
             global_limits,
             claim_rules,
@@ -177,6 +196,7 @@ impl Config {
             jwks_cache_seconds,
             admin_token,
             openai_api_key,
+            openai_api_key_next,
         })
     }
 
@@ -187,6 +207,21 @@ impl Config {
                 "secret OPENAI_API_KEY is not set: run `wrangler secret put OPENAI_API_KEY` (or set it in .dev.vars locally)",
             )
         })
+    }
+
+    /// The key to try after upstream refused `openai_api_key` (a rotation in progress).
+    pub fn openai_api_key_next(&self) -> Option<&Secret> {
+        self.openai_api_key_next.as_ref()
+    }
+
+    /// Every secret value, so that text passed on from upstream can be scrubbed of them.
+    pub fn secrets(&self) -> Vec<&str> {
+        let hmac = self.jwt_secret.as_ref().map(|(_, secret)| secret);
+        [self.openai_api_key.as_ref(), self.openai_api_key_next.as_ref(), self.admin_token.as_ref(), hmac]
+            .into_iter()
+            .flatten()
+            .map(Secret::expose)
+            .collect()
     }
 
     /// The `JWT_SECRET` key, if one is set. A short secret fails closed rather than being used.
@@ -377,6 +412,18 @@ mod tests {
         for name in ["RATE_LIMIT_REQUESTS", "MAX_CONCURRENT_STREAMS", "DAILY_TOKEN_BUDGET", "GLOBAL_DAILY_TOKEN_BUDGET", "MAX_N"] {
             assert!(detail(config(&[(name, "0")])).starts_with(name), "{name}");
         }
+    }
+
+    #[test]
+    fn upstream_resilience_settings() {
+        let defaults = config(&[]).unwrap();
+        assert_eq!((defaults.upstream_timeout_ms, defaults.stream_idle_timeout_ms, defaults.upstream_retries), (30_000, 60_000, 1));
+        assert!(detail(config(&[("UPSTREAM_RETRIES", "9")])).starts_with("UPSTREAM_RETRIES"));
+        let rotating = config(&[("OPENAI_API_KEY", "sk-old-key-1234567890"), ("OPENAI_API_KEY_NEXT", "sk-new-key-1234567890")]).unwrap();
+        assert_eq!(rotating.openai_api_key_next().unwrap().expose(), "sk-new-key-1234567890");
+        let secrets = rotating.secrets();
+        assert!(secrets.contains(&"sk-old-key-1234567890") && secrets.contains(&"sk-new-key-1234567890"));
+        assert!(secrets.contains(&"a-test-secret-that-is-32-bytes-long!"));
     }
 
     #[test]

@@ -53,6 +53,15 @@ impl TokenProblem {
     }
 }
 
+/// The fields of an OpenAI error worth passing on, already scrubbed of secrets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamErrorDetail {
+    pub message: String,
+    pub error_type: Option<String>,
+    pub param: Option<String>,
+    pub code: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProxyError {
     /// No usable `Authorization: Bearer` header.
@@ -73,8 +82,9 @@ pub enum ProxyError {
     UpstreamRateLimited { retry_after: Option<u64> },
     /// A per-user limit (or, with `global`, the budget of all users) refused the request.
     Quota { refusal: Refusal, global: bool },
-    /// Upstream rejected the request (4xx other than auth and rate limit).
-    UpstreamRejected { status: u16 },
+    /// Upstream rejected the request (4xx other than auth and rate limit). OpenAI's own error,
+    /// scrubbed, when it gave one: the client needs it ("context length exceeded"...).
+    UpstreamRejected { status: u16, detail: Option<UpstreamErrorDetail> },
     /// Upstream unreachable, 5xx, or an unreadable answer; `detail` is for the log only.
     UpstreamFailed { detail: String },
     UpstreamTimeout,
@@ -179,7 +189,8 @@ impl ProxyError {
             ProxyError::UpstreamRateLimited { .. } => {
                 "The upstream API is rate limiting this proxy; retry later.".into()
             }
-            ProxyError::UpstreamRejected { .. } => "The upstream API rejected the request.".into(),
+            ProxyError::UpstreamRejected { detail: Some(detail), .. } => detail.message.clone(),
+            ProxyError::UpstreamRejected { detail: None, .. } => "The upstream API rejected the request.".into(),
             ProxyError::Quota { refusal, global } => match (refusal, global) {
                 (Refusal::RateLimited { retry_after_seconds }, _) => {
                     format!("Too many requests for this user; retry in {retry_after_seconds} s.")
@@ -211,7 +222,7 @@ impl ProxyError {
             ProxyError::UpstreamAuthFailed { status } => Some(format!(
                 "upstream answered {status} to our API key: check the OPENAI_API_KEY secret"
             )),
-            ProxyError::UpstreamRejected { status } => Some(format!("upstream answered {status}")),
+            ProxyError::UpstreamRejected { status, .. } => Some(format!("upstream answered {status}")),
             ProxyError::ModelNotAllowed { model } => {
                 Some(format!("model {:?} is not in ALLOWED_MODELS", truncate(model, 64)))
             }
@@ -248,6 +259,17 @@ impl ProxyError {
 
     /// `{"error":{"message","type","param","code"}}`, as OpenAI answers.
     pub fn to_json(&self) -> String {
+        if let ProxyError::UpstreamRejected { detail: Some(detail), .. } = self {
+            return json!({
+                "error": {
+                    "message": detail.message,
+                    "type": detail.error_type.as_deref().unwrap_or(self.error_type()),
+                    "param": detail.param,
+                    "code": detail.code.as_deref().unwrap_or(self.code()),
+                }
+            })
+            .to_string();
+        }
         let param = match self {
             ProxyError::InvalidRequest { param, .. } => param.clone(),
             ProxyError::ModelNotAllowed { .. } => Some("model".into()),

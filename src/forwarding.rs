@@ -1,17 +1,24 @@
 //! What crosses the proxy: fixed upstream URLs and allow-listed headers in both directions.
 
+use serde_json::Value;
+
 use crate::config::Secret;
+use crate::error::UpstreamErrorDetail;
 
 /// Upstream endpoints the proxy calls. Paths are fixed here, so no client input reaches the URL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UpstreamEndpoint {
     ChatCompletions,
+    Responses,
+    Embeddings,
 }
 
 impl UpstreamEndpoint {
     fn path(self) -> &'static str {
         match self {
             UpstreamEndpoint::ChatCompletions => "chat/completions",
+            UpstreamEndpoint::Responses => "responses",
+            UpstreamEndpoint::Embeddings => "embeddings",
         }
     }
 
@@ -56,6 +63,46 @@ pub fn client_response_headers<'a>(
         .collect()
 }
 
+/// OpenAI's error from an upstream 4xx body (`{"error":{...}}`), scrubbed; `None` when the body
+/// is not one.
+pub fn upstream_error_detail(body: &[u8], secrets: &[&str]) -> Option<UpstreamErrorDetail> {
+    let body: Value = serde_json::from_slice(body).ok()?;
+    let error = body.get("error")?;
+    let field = |name: &str| error.get(name).and_then(Value::as_str).map(|text| scrub(text, secrets));
+    Some(UpstreamErrorDetail {
+        message: field("message")?,
+        error_type: field("type"),
+        param: field("param"),
+        code: field("code"),
+    })
+}
+
+/// Text from upstream with every secret of ours, and anything shaped like an OpenAI key
+/// (`sk-` and 8 or more key characters), replaced. Hand-written: a regex crate would double
+/// the Worker's size for one pattern.
+pub fn scrub(text: &str, secrets: &[&str]) -> String {
+    let mut text = text.to_owned();
+    for secret in secrets.iter().filter(|secret| secret.len() >= 8) {
+        text = text.replace(secret, "[redacted]");
+    }
+    let key_char = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text.as_str();
+    while let Some(start) = rest.find("sk-") {
+        let after = &rest[start + 3..];
+        let key_len = after.find(|c: char| !key_char(c)).unwrap_or(after.len());
+        out.push_str(&rest[..start]);
+        if key_len >= 8 {
+            out.push_str("[redacted]");
+        } else {
+            out.push_str(&rest[start..start + 3 + key_len]);
+        }
+        rest = &after[key_len..];
+    }
+    out.push_str(rest);
+    out
+}
+
 fn is_listed(list: &[&str], name: &str) -> bool {
     list.iter().any(|listed| listed.eq_ignore_ascii_case(name))
 }
@@ -70,6 +117,7 @@ mod tests {
             UpstreamEndpoint::ChatCompletions.url("https://api.openai.com/v1"),
             "https://api.openai.com/v1/chat/completions"
         );
+        assert_eq!(UpstreamEndpoint::Responses.url("http://127.0.0.1:9/v1"), "http://127.0.0.1:9/v1/responses");
     }
 
     #[test]
@@ -92,6 +140,28 @@ mod tests {
                 ("authorization".into(), "Bearer sk-operator".into()),
             ]
         );
+    }
+
+    #[test]
+    fn key_shaped_text_and_our_secrets_are_scrubbed() {
+        let secrets = ["proxy-admin-token-value", "short"];
+        assert_eq!(
+            scrub("Bad key sk-proj-AbC123_xyz-987 and proxy-admin-token-value; sk-no and sk-", &secrets),
+            "Bad key [redacted] and [redacted]; sk-no and sk-"
+        );
+        assert_eq!(scrub("nothing here", &secrets), "nothing here");
+        assert_eq!(scrub("ends with sk-abcdefgh", &[]), "ends with [redacted]");
+    }
+
+    #[test]
+    fn openai_errors_keep_their_fields_scrubbed() {
+        let body = br#"{"error":{"message":"This model's maximum context length is 128000 tokens (key sk-live-1234567890abc)","type":"invalid_request_error","param":"messages","code":"context_length_exceeded"}}"#;
+        let detail = upstream_error_detail(body, &[]).unwrap();
+        assert_eq!(detail.message, "This model's maximum context length is 128000 tokens (key [redacted])");
+        assert_eq!(detail.param.as_deref(), Some("messages"));
+        assert_eq!(detail.code.as_deref(), Some("context_length_exceeded"));
+        assert_eq!(upstream_error_detail(b"<html>oops</html>", &[]), None);
+        assert_eq!(upstream_error_detail(br#"{"error":{"code":"x"}}"#, &[]), None);
     }
 
     #[test]

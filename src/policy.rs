@@ -8,13 +8,15 @@ use serde_json::{json, Map, Value};
 
 use crate::config::{Config, RequestLimits};
 use crate::error::ProxyError;
+use crate::forwarding::UpstreamEndpoint;
 
 const VALID_ROLES: [&str; 6] = ["system", "developer", "user", "assistant", "tool", "function"];
 
 /// A validated chat completion request, ready to send upstream.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ChatRequest {
+pub struct ApiRequest {
     upstream_body: String,
+    pub endpoint: UpstreamEndpoint,
     pub model: String,
     pub stream: bool,
     /// The client asked for the final usage chunk (`stream_options.include_usage`). The proxy
@@ -27,7 +29,7 @@ pub struct ChatRequest {
     pub prompt_token_estimate: u64,
 }
 
-impl ChatRequest {
+impl ApiRequest {
     /// The JSON to send upstream.
     pub fn upstream_body(&self) -> &str {
         &self.upstream_body
@@ -40,20 +42,14 @@ pub fn estimate_tokens(text_bytes: usize) -> u64 {
 }
 
 /// Parses and checks a chat completion request.
-pub fn parse_chat_request(bytes: &[u8], config: &Config) -> Result<ChatRequest, ProxyError> {
-    let body = parse_object(bytes)?;
-    match body.get("model") {
-        Some(Value::String(_)) => {}
-        Some(_) => return Err(ProxyError::invalid_request("`model` must be a string.", Some("model"))),
-        None => return Err(ProxyError::invalid_request("`model` is required.", Some("model"))),
-    }
-    checked(body, config)
+pub fn parse_chat_request(bytes: &[u8], config: &Config) -> Result<ApiRequest, ProxyError> {
+    checked(parse_object(bytes)?, config)
 }
 
 /// `POST /api/generate-text` `{"userPrompt": "..."}`: the simple form, turned into a chat
 /// request with the operator's system prompt and the default model. HTML tags are stripped
 /// from the prompt (a convenience for apps that send markup, not a security boundary).
-pub fn parse_generate_text(bytes: &[u8], config: &Config) -> Result<ChatRequest, ProxyError> {
+pub fn parse_generate_text(bytes: &[u8], config: &Config) -> Result<ApiRequest, ProxyError> {
     let body = parse_object(bytes)?;
     let prompt = match body.get("userPrompt") {
         Some(Value::String(prompt)) => strip_html_tags(prompt),
@@ -83,24 +79,12 @@ pub fn parse_generate_text(bytes: &[u8], config: &Config) -> Result<ChatRequest,
 }
 
 /// The checks every chat request passes, and the rewriting for upstream.
-fn checked(mut body: Map<String, Value>, config: &Config) -> Result<ChatRequest, ProxyError> {
+fn checked(mut body: Map<String, Value>, config: &Config) -> Result<ApiRequest, ProxyError> {
     let limits = &config.request_limits;
-    let model = body.get("model").and_then(Value::as_str).unwrap_or_default().to_owned();
-    if !config.is_model_allowed(&model) {
-        return Err(ProxyError::ModelNotAllowed { model });
-    }
+    let model = check_model(&body, config)?;
     let prompt = check_messages(body.get("messages"))?;
-    if prompt.chars > limits.max_prompt_chars {
-        return Err(ProxyError::invalid_request(
-            format!("The messages hold more than {} characters of text.", limits.max_prompt_chars),
-            Some("messages"),
-        ));
-    }
-    if !prompt.has_content {
-        return Err(ProxyError::invalid_request("The messages hold no text.", Some("messages")));
-    }
-
-    let output_cap = output_cap(&mut body, limits)?;
+    check_prompt_size(&prompt, limits, "messages")?;
+    let output_cap = output_cap(&mut body, limits, &["max_completion_tokens", "max_tokens"])?;
     let n = match body.get("n") {
         None | Some(Value::Null) => 1,
         Some(value) => match value.as_u64() {
@@ -108,12 +92,7 @@ fn checked(mut body: Map<String, Value>, config: &Config) -> Result<ChatRequest,
             _ => return Err(ProxyError::invalid_request(format!("`n` must be a whole number from 1 to {}.", limits.max_n), Some("n"))),
         },
     };
-
-    let stream = match body.get("stream") {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(stream)) => *stream,
-        Some(_) => return Err(ProxyError::invalid_request("`stream` must be a boolean.", Some("stream"))),
-    };
+    let stream = check_stream(&body)?;
     let mut client_wants_usage = false;
     if stream {
         let options = body.entry("stream_options").or_insert_with(|| json!({}));
@@ -123,23 +102,117 @@ fn checked(mut body: Map<String, Value>, config: &Config) -> Result<ChatRequest,
         client_wants_usage = options.get("include_usage") == Some(&Value::Bool(true));
         options.insert("include_usage".into(), Value::Bool(true));
     }
+    Ok(finish(body, UpstreamEndpoint::ChatCompletions, model, stream, client_wants_usage, output_cap * n, &prompt))
+}
 
+/// `POST /v1/responses`: `input` (a string or items) and `instructions` count toward the
+/// prompt size; `max_output_tokens` is the output cap. Its streams always end with the usage
+/// (in `response.completed`), so there is nothing to ask for or to hide.
+pub fn parse_responses_request(bytes: &[u8], config: &Config) -> Result<ApiRequest, ProxyError> {
+    let mut body = parse_object(bytes)?;
+    let limits = &config.request_limits;
+    let model = check_model(&body, config)?;
+    let mut prompt = PromptText::default();
+    match body.get("input") {
+        Some(Value::String(text)) => prompt.add(text),
+        Some(Value::Array(items)) if !items.is_empty() => items.iter().for_each(|item| prompt.add_all_text(item)),
+        _ => return Err(ProxyError::invalid_request("`input` must be a string or a non-empty array of items.", Some("input"))),
+    }
+    match body.get("instructions") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(text)) => prompt.add(text),
+        Some(_) => return Err(ProxyError::invalid_request("`instructions` must be a string.", Some("instructions"))),
+    }
+    check_prompt_size(&prompt, limits, "input")?;
+    let output_cap = output_cap(&mut body, limits, &["max_output_tokens"])?;
+    let stream = check_stream(&body)?;
+    Ok(finish(body, UpstreamEndpoint::Responses, model, stream, true, output_cap, &prompt))
+}
+
+/// `POST /v1/embeddings`: `input` (a string, strings, or token arrays) is bounded like a
+/// prompt; the cost is the input, so the reservation is the body's bytes.
+pub fn parse_embeddings_request(bytes: &[u8], config: &Config) -> Result<ApiRequest, ProxyError> {
+    let body = parse_object(bytes)?;
+    let model = check_model(&body, config)?;
+    let invalid = || ProxyError::invalid_request("`input` must be a string, an array of strings, or token arrays.", Some("input"));
+    let mut prompt = PromptText::default();
+    match body.get("input") {
+        Some(Value::String(text)) => prompt.add(text),
+        Some(Value::Array(items)) if !items.is_empty() => {
+            for item in items {
+                match item {
+                    Value::String(text) => prompt.add(text),
+                    // A token id stands for about four characters of text.
+                    Value::Number(_) => prompt.add_tokens(1),
+                    Value::Array(tokens) if tokens.iter().all(Value::is_number) => prompt.add_tokens(tokens.len()),
+                    _ => return Err(invalid()),
+                }
+            }
+        }
+        _ => return Err(invalid()),
+    }
+    check_prompt_size(&prompt, &config.request_limits, "input")?;
+    Ok(finish(body, UpstreamEndpoint::Embeddings, model, false, false, 0, &prompt))
+}
+
+/// The request as it goes upstream, with its reservation: the body's bytes (a text prompt never
+/// has more tokens than bytes) plus what the answer may add.
+fn finish(
+    body: Map<String, Value>,
+    endpoint: UpstreamEndpoint,
+    model: String,
+    stream: bool,
+    client_wants_usage: bool,
+    output_tokens: u64,
+    prompt: &PromptText,
+) -> ApiRequest {
     let upstream_body = Value::Object(body).to_string();
-    Ok(ChatRequest {
-        reserve_tokens: upstream_body.len() as u64 + output_cap * n,
+    ApiRequest {
+        reserve_tokens: upstream_body.len() as u64 + output_tokens,
         prompt_token_estimate: estimate_tokens(prompt.bytes),
         upstream_body,
+        endpoint,
         model,
         stream,
         client_wants_usage,
-    })
+    }
 }
 
-/// The output cap: `max_completion_tokens` and/or the older `max_tokens`, each at most
-/// `MAX_OUTPUT_TOKENS`; when the client sets neither, the proxy sets `max_completion_tokens`.
-fn output_cap(body: &mut Map<String, Value>, limits: &RequestLimits) -> Result<u64, ProxyError> {
+fn check_model(body: &Map<String, Value>, config: &Config) -> Result<String, ProxyError> {
+    let model = match body.get("model") {
+        Some(Value::String(model)) => model.clone(),
+        Some(_) => return Err(ProxyError::invalid_request("`model` must be a string.", Some("model"))),
+        None => return Err(ProxyError::invalid_request("`model` is required.", Some("model"))),
+    };
+    if config.is_model_allowed(&model) { Ok(model) } else { Err(ProxyError::ModelNotAllowed { model }) }
+}
+
+fn check_stream(body: &Map<String, Value>) -> Result<bool, ProxyError> {
+    match body.get("stream") {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(stream)) => Ok(*stream),
+        Some(_) => Err(ProxyError::invalid_request("`stream` must be a boolean.", Some("stream"))),
+    }
+}
+
+fn check_prompt_size(prompt: &PromptText, limits: &RequestLimits, param: &str) -> Result<(), ProxyError> {
+    if prompt.chars > limits.max_prompt_chars {
+        return Err(ProxyError::invalid_request(
+            format!("The input holds more than {} characters of text.", limits.max_prompt_chars),
+            Some(param),
+        ));
+    }
+    if !prompt.has_content {
+        return Err(ProxyError::invalid_request("The input holds no text.", Some(param)));
+    }
+    Ok(())
+}
+
+/// The output cap: each of `fields` the client sets is at most `MAX_OUTPUT_TOKENS`; when it
+/// sets none, the proxy sets the first to `MAX_OUTPUT_TOKENS`.
+fn output_cap(body: &mut Map<String, Value>, limits: &RequestLimits, fields: &[&str]) -> Result<u64, ProxyError> {
     let mut cap = None;
-    for field in ["max_completion_tokens", "max_tokens"] {
+    for &field in fields {
         match body.get(field) {
             None | Some(Value::Null) => {}
             Some(value) => match value.as_u64() {
@@ -159,7 +232,7 @@ fn output_cap(body: &mut Map<String, Value>, limits: &RequestLimits) -> Result<u
     Ok(match cap {
         Some(cap) => cap,
         None => {
-            body.insert("max_completion_tokens".into(), json!(limits.max_output_tokens));
+            body.insert(fields[0].into(), json!(limits.max_output_tokens));
             limits.max_output_tokens
         }
     })
@@ -206,7 +279,8 @@ fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, ProxyError> {
     }
 }
 
-/// The text of the messages, measured.
+/// The text of the input, measured.
+#[derive(Default)]
 struct PromptText {
     chars: usize,
     bytes: usize,
@@ -221,7 +295,7 @@ fn check_messages(messages: Option<&Value>) -> Result<PromptText, ProxyError> {
         }
         None => return Err(ProxyError::invalid_request("`messages` is required.", Some("messages"))),
     };
-    let mut prompt = PromptText { chars: 0, bytes: 0, has_content: false };
+    let mut prompt = PromptText::default();
     for (index, message) in messages.iter().enumerate() {
         let field = |name: &str| format!("messages[{index}]{name}");
         let invalid = |name: &str, why: &str| {
@@ -259,6 +333,29 @@ impl PromptText {
         self.chars += text.chars().count();
         self.bytes += text.len();
         self.has_content |= !text.trim().is_empty();
+    }
+
+    fn add_tokens(&mut self, tokens: usize) {
+        self.chars += tokens * 4;
+        self.bytes += tokens * 4;
+        self.has_content |= tokens > 0;
+    }
+
+    /// Every text a Responses input item may carry: `content` strings, parts' `text`, and
+    /// tool `output`s.
+    fn add_all_text(&mut self, item: &Value) {
+        match item {
+            Value::String(text) => self.add(text),
+            Value::Array(items) => items.iter().for_each(|item| self.add_all_text(item)),
+            Value::Object(fields) => {
+                for name in ["content", "text", "output"] {
+                    if let Some(value) = fields.get(name) {
+                        self.add_all_text(value);
+                    }
+                }
+            }
+            _ => {}
+        }
     }
 }
 
@@ -358,15 +455,15 @@ mod tests {
         }
     }
 
-    fn forwarded(request: &ChatRequest) -> Value {
+    fn forwarded(request: &ApiRequest) -> Value {
         serde_json::from_str(request.upstream_body()).unwrap()
     }
 
-    fn chat(extra: Value) -> Result<ChatRequest, ProxyError> {
+    fn chat(extra: Value) -> Result<ApiRequest, ProxyError> {
         chat_with(extra, &config())
     }
 
-    fn chat_with(extra: Value, config: &Config) -> Result<ChatRequest, ProxyError> {
+    fn chat_with(extra: Value, config: &Config) -> Result<ApiRequest, ProxyError> {
         let mut body = json!({"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]});
         body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
         parse_chat_request(body.to_string().as_bytes(), config)
@@ -408,6 +505,7 @@ mod tests {
         assert!(chat(json!({"messages":[{"role":"user","content":"é".repeat(8000)}]})).is_ok(), "characters, not bytes");
         let empty = chat(json!({"messages":[{"role":"user","content":"   "},{"role":"user","content":[]}]})).unwrap_err();
         assert!(empty.client_message().contains("no text"));
+        assert!(matches!(chat(json!({"model": "gpt-4-expensive"})).unwrap_err(), ProxyError::ModelNotAllowed { .. }));
     }
 
     #[test]
@@ -432,6 +530,39 @@ mod tests {
         assert_eq!(param(&only_tags).as_deref(), Some("userPrompt"));
         let long = format!(r#"{{"userPrompt":"{}"}}"#, "x".repeat(8001));
         assert_eq!(param(&parse_generate_text(long.as_bytes(), &config()).unwrap_err()).as_deref(), Some("userPrompt"));
+    }
+
+    #[test]
+    fn responses_requests_are_bounded_like_chats() {
+        let request = parse_responses_request(br#"{"model":"gpt-4o-mini","input":"Hi","stream":true}"#, &config()).unwrap();
+        assert_eq!(request.endpoint, UpstreamEndpoint::Responses);
+        assert!(request.stream);
+        assert_eq!(forwarded(&request)["max_output_tokens"], 1024);
+        assert_eq!(request.reserve_tokens, request.upstream_body().len() as u64 + 1024);
+        let items = json!({"model":"gpt-4o-mini","instructions":"x".repeat(4000),"input":[
+            {"role":"user","content":[{"type":"input_text","text":"y".repeat(4000)}]},
+            {"type":"function_call_output","call_id":"c","output":"z"}]});
+        assert_eq!(param(&parse_responses_request(items.to_string().as_bytes(), &config()).unwrap_err()).as_deref(), Some("input"));
+        for (body, field) in [
+            (r#"{"model":"gpt-4o-mini"}"#, "input"),
+            (r#"{"model":"gpt-4o-mini","input":[]}"#, "input"),
+            (r#"{"model":"gpt-4o-mini","input":"hi","max_output_tokens":4096}"#, "max_output_tokens"),
+            (r#"{"model":"gpt-4o-mini","input":"hi","instructions":7}"#, "instructions"),
+        ] {
+            assert_eq!(param(&parse_responses_request(body.as_bytes(), &config()).unwrap_err()).as_deref(), Some(field), "{body}");
+        }
+    }
+
+    #[test]
+    fn embeddings_inputs_are_bounded() {
+        let request = parse_embeddings_request(br#"{"model":"gpt-4o-mini","input":["a","b"]}"#, &config()).unwrap();
+        assert_eq!(request.endpoint, UpstreamEndpoint::Embeddings);
+        assert_eq!(request.reserve_tokens, request.upstream_body().len() as u64);
+        assert!(parse_embeddings_request(br#"{"model":"gpt-4o-mini","input":[[1,2,3]]}"#, &config()).is_ok());
+        let long = json!({"model":"gpt-4o-mini","input":["x".repeat(8001)]});
+        for body in [long.to_string(), r#"{"model":"gpt-4o-mini","input":[{}]}"#.into(), r#"{"model":"gpt-4o-mini"}"#.into()] {
+            assert_eq!(param(&parse_embeddings_request(body.as_bytes(), &config()).unwrap_err()).as_deref(), Some("input"), "{body}");
+        }
     }
 
     #[test]

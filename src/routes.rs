@@ -21,6 +21,8 @@ pub enum UserRoute {
     /// `GET /v1/usage`: the caller's own counters.
     Usage,
     ChatCompletions,
+    Responses,
+    Embeddings,
     GenerateText,
 }
 
@@ -41,6 +43,8 @@ impl Route {
             Route::User(UserRoute::Usage) => "usage",
             Route::Admin(AdminRoute::Usage { .. }) => "admin.usage",
             Route::User(UserRoute::ChatCompletions) => "chat.completions",
+            Route::User(UserRoute::Responses) => "responses",
+            Route::User(UserRoute::Embeddings) => "embeddings",
             Route::User(UserRoute::GenerateText) => "generate-text",
             Route::Admin(AdminRoute::Revocation { revoke: true, .. }) => "admin.revoke",
             Route::Admin(AdminRoute::Revocation { revoke: false, .. }) => "admin.unrevoke",
@@ -66,6 +70,8 @@ pub fn route(method: &str, path: &str) -> Result<Route, ProxyError> {
         "/v1/models" => (Route::User(UserRoute::Models), "GET"),
         "/v1/usage" => (Route::User(UserRoute::Usage), "GET"),
         "/v1/chat/completions" => (Route::User(UserRoute::ChatCompletions), "POST"),
+        "/v1/responses" => (Route::User(UserRoute::Responses), "POST"),
+        "/v1/embeddings" => (Route::User(UserRoute::Embeddings), "POST"),
         "/api/generate-text" => (Route::User(UserRoute::GenerateText), "POST"),
         _ => return Err(ProxyError::NotFound),
     };
@@ -94,6 +100,8 @@ mod tests {
         assert_eq!(route("POST", "/v1/chat/completions"), Ok(Route::User(UserRoute::ChatCompletions)));
         assert_eq!(route("POST", "/v1/chat/completions/"), Ok(Route::User(UserRoute::ChatCompletions)));
         assert_eq!(route("POST", "/api/generate-text"), Ok(Route::User(UserRoute::GenerateText)));
+        assert_eq!(route("POST", "/v1/responses"), Ok(Route::User(UserRoute::Responses)));
+        assert_eq!(route("POST", "/v1/embeddings"), Ok(Route::User(UserRoute::Embeddings)));
     }
 
     #[test]

@@ -15,12 +15,13 @@ pub fn error_event(error: &ProxyError) -> Vec<u8> {
     format!("data: {}\n\n", error.to_json()).into_bytes()
 }
 
-/// Token counts as OpenAI reports them.
+/// Token counts as OpenAI reports them (Chat Completions names; the Responses API's
+/// `input_tokens`/`output_tokens` are read into the same fields).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 pub struct Usage {
-    #[serde(default)]
+    #[serde(default, alias = "input_tokens")]
     pub prompt_tokens: u64,
-    #[serde(default)]
+    #[serde(default, alias = "output_tokens")]
     pub completion_tokens: u64,
     #[serde(default)]
     pub total_tokens: u64,
@@ -72,8 +73,34 @@ struct FunctionView {
     arguments: Option<String>,
 }
 
+/// Which event stream a meter reads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum StreamKind {
+    /// Chat Completions: `chat.completion.chunk` events, then `data: [DONE]`.
+    #[default]
+    Chat,
+    /// The Responses API: typed events; `response.completed` (or `.incomplete`/`.failed`)
+    /// carries the usage and ends the stream.
+    Responses,
+}
+
+/// A Responses API event, as far as the meter reads it.
+#[derive(Deserialize)]
+struct ResponsesEventView {
+    #[serde(rename = "type")]
+    event_type: String,
+    delta: Option<serde_json::Value>,
+    response: Option<ResponseView>,
+}
+
+#[derive(Deserialize)]
+struct ResponseView {
+    usage: Option<Usage>,
+}
+
 #[derive(Debug, Default)]
 pub struct SseMeter {
+    kind: StreamKind,
     /// Pass on the final usage-only event (the client asked for `include_usage`).
     forward_usage_event: bool,
     /// Bytes of the event being read, as received.
@@ -89,13 +116,14 @@ pub struct SseMeter {
     pub usage: Option<Usage>,
     /// Bytes of generated text seen (content, refusals, tool arguments), for estimates.
     pub streamed_text_bytes: usize,
-    /// `data: [DONE]` was seen.
-    pub done: bool,
+    /// The stream reached its proper end (`[DONE]`, or a final Responses event). A stream
+    /// that stops without it was cut off.
+    pub complete: bool,
 }
 
 impl SseMeter {
-    pub fn new(forward_usage_event: bool) -> Self {
-        SseMeter { forward_usage_event, ..SseMeter::default() }
+    pub fn new(kind: StreamKind, forward_usage_event: bool) -> Self {
+        SseMeter { kind, forward_usage_event, ..SseMeter::default() }
     }
 
     /// Reads a chunk; returns the bytes of the events it completed, to forward.
@@ -172,8 +200,33 @@ impl SseMeter {
 
     /// Reads the event's data; says whether to forward it.
     fn read_event(&mut self) -> bool {
+        match self.kind {
+            StreamKind::Chat => self.read_chat_event(),
+            StreamKind::Responses => {
+                self.read_responses_event();
+                true
+            }
+        }
+    }
+
+    fn read_responses_event(&mut self) {
+        let Ok(event) = serde_json::from_slice::<ResponsesEventView>(&self.data) else { return };
+        if event.event_type.ends_with(".delta") {
+            if let Some(serde_json::Value::String(delta)) = &event.delta {
+                self.streamed_text_bytes += delta.len();
+            }
+        }
+        if matches!(event.event_type.as_str(), "response.completed" | "response.incomplete" | "response.failed") {
+            self.complete = true;
+            if let Some(usage) = event.response.and_then(|response| response.usage) {
+                self.usage = Some(usage);
+            }
+        }
+    }
+
+    fn read_chat_event(&mut self) -> bool {
         if self.data == b"[DONE]" {
-            self.done = true;
+            self.complete = true;
             return true;
         }
         let Ok(chunk) = serde_json::from_slice::<ChunkView>(&self.data) else { return true };
@@ -210,7 +263,11 @@ mod tests {
     const USAGE_EVENT: &str = "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":3,\"total_tokens\":12}}\n\n";
 
     fn run(input: &[u8], chunks: &[usize], forward_usage: bool) -> (Vec<u8>, SseMeter) {
-        let mut meter = SseMeter::new(forward_usage);
+        run_kind(StreamKind::Chat, input, chunks, forward_usage)
+    }
+
+    fn run_kind(kind: StreamKind, input: &[u8], chunks: &[usize], forward_usage: bool) -> (Vec<u8>, SseMeter) {
+        let mut meter = SseMeter::new(kind, forward_usage);
         let mut out = Vec::new();
         let mut start = 0;
         for &end in chunks.iter().chain(std::iter::once(&input.len())) {
@@ -224,7 +281,7 @@ mod tests {
     fn check(meter: &SseMeter) {
         assert_eq!(meter.usage.map(|u| u.total()), Some(12));
         assert_eq!(meter.streamed_text_bytes, "Héllo".len() + 2);
-        assert!(meter.done);
+        assert!(meter.complete);
     }
 
     #[test]
@@ -259,7 +316,7 @@ mod tests {
 
     #[test]
     fn events_are_forwarded_only_when_complete() {
-        let mut meter = SseMeter::new(true);
+        let mut meter = SseMeter::new(StreamKind::Chat, true);
         assert!(meter.feed(b"data: {\"choices\":[]").is_empty());
         assert!(meter.feed(b"}\n").is_empty());
         assert_eq!(meter.feed(b"\ndata: [DO"), b"data: {\"choices\":[]}\n\n");
@@ -282,23 +339,47 @@ mod tests {
         let (out, meter) = run(cut, &[], true);
         assert!(out.ends_with(b"\n\n"), "only whole events are forwarded");
         assert!(!String::from_utf8_lossy(&out).contains("delta\":{\"content\":\"H"));
-        assert!(meter.usage.is_none() && !meter.done);
+        assert!(meter.usage.is_none() && !meter.complete);
     }
 
     #[test]
     fn error_events_are_whole_sse_events_with_openai_errors() {
         let event = error_event(&ProxyError::UpstreamTimeout);
-        let mut meter = SseMeter::new(false);
+        let mut meter = SseMeter::new(StreamKind::Chat, false);
         assert_eq!(meter.feed(&event), event, "a complete event");
         let text = String::from_utf8(event).unwrap();
         let json: serde_json::Value = serde_json::from_str(text.trim_start_matches("data: ").trim_end()).unwrap();
         assert_eq!(json["error"]["code"], "upstream_timeout");
     }
 
+    const RESPONSES_STREAM: &str = concat!(
+        "event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"usage\":null}}\n\n",
+        "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"Hi \"}\n\n",
+        "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"there\"}\n\n",
+        "event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"usage\":{\"input_tokens\":7,\"output_tokens\":2,\"total_tokens\":9}}}\n\n",
+    );
+
+    #[test]
+    fn responses_streams_are_metered_from_their_completed_event() {
+        let input = RESPONSES_STREAM.as_bytes();
+        for split in 0..=input.len() {
+            let (out, meter) = run_kind(StreamKind::Responses, input, &[split], false);
+            assert_eq!(out, input, "split at {split}: every event is forwarded");
+            assert_eq!(meter.usage.map(|u| u.total()), Some(9));
+            assert_eq!(meter.streamed_text_bytes, "Hi there".len());
+            assert!(meter.complete);
+        }
+        let cut = &RESPONSES_STREAM[..RESPONSES_STREAM.find("event: response.completed").unwrap()];
+        let (_, meter) = run_kind(StreamKind::Responses, cut.as_bytes(), &[], false);
+        assert!(!meter.complete && meter.usage.is_none());
+    }
+
     #[test]
     fn usage_of_a_whole_answer() {
         let answer = br#"{"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7}}"#;
         assert_eq!(answer_usage(answer).map(|u| u.total()), Some(7));
+        let response = br#"{"object":"response","usage":{"input_tokens":5,"output_tokens":4,"total_tokens":9}}"#;
+        assert_eq!(answer_usage(response).map(|u| u.total()), Some(9));
         assert_eq!(answer_usage(b"{}"), None);
         assert_eq!(answer_usage(b"not json"), None);
     }

@@ -1,7 +1,8 @@
 // An OpenAI-compatible mock upstream on loopback, for the tests and for `make dev` without a key.
 //
-// It answers POST /v1/chat/completions (JSON or SSE), records every request, and can be told to
-// pause a stream mid-way or to answer the next requests with a given status. Like OpenAI, it
+// It answers POST /v1/chat/completions and /v1/responses (JSON or SSE) and /v1/embeddings,
+// records every request, and can be told to pause streams, to answer the next requests with a
+// given status, or to misbehave on the next one (slow headers, a reset, a stall, a cut stream). Like OpenAI, it
 // rejects a wrong key with a 401 whose message echoes part of that key, and it sends account
 // headers (openai-organization, set-cookie, x-ratelimit-*) the proxy must not pass on.
 import http from "node:http";
@@ -23,6 +24,7 @@ const ACCOUNT_HEADERS = {
 export async function startMockUpstream({ port = 0, apiKey = "sk-mock-upstream-key", chunkDelayMs = 5 } = {}) {
   const requests = [];
   const queuedAnswers = [];
+  const queuedFaults = [];
   let pause = null;
 
   const server = http.createServer(async (req, res) => {
@@ -42,7 +44,8 @@ export async function startMockUpstream({ port = 0, apiKey = "sk-mock-upstream-k
     if (req.url === "/v1/models" && req.method === "GET") {
       return sendJson(res, 200, { object: "list", data: [{ id: "gpt-4o-mini", object: "model" }] });
     }
-    if (req.url !== "/v1/chat/completions" || req.method !== "POST") {
+    const api = { "/v1/chat/completions": "chat", "/v1/responses": "responses", "/v1/embeddings": "embeddings" }[req.url];
+    if (!api || req.method !== "POST") {
       return sendJson(res, 404, { error: { message: "Unknown mock route", type: "invalid_request_error" } });
     }
     if (req.headers.authorization !== `Bearer ${apiKey}`) {
@@ -59,37 +62,35 @@ export async function startMockUpstream({ port = 0, apiKey = "sk-mock-upstream-k
     if (queued) {
       return sendJson(res, queued.status, queued.body ?? { error: { message: "mock failure detail: internal trace at /srv/openai/app.py:42" } }, queued.headers);
     }
+    const fault = queuedFaults.shift() ?? {};
+    if (fault.headerDelayMs) await sleep(fault.headerDelayMs);
+    if (api === "embeddings") return sendJson(res, 200, embeddings(json));
+    if (json?.stream && fault.kind === "not-sse") return sendJson(res, 200, completion(json));
     if (json?.stream) {
-      await streamAnswer(res, json, record, () => pause);
+      await streamAnswer(res, json, record, api, fault.kind);
     } else {
-      sendJson(res, 200, completion(json));
+      sendJson(res, 200, api === "responses" ? responseObject(json) : completion(json));
     }
   });
 
-  async function streamAnswer(res, request, record, currentPause) {
+  async function streamAnswer(res, request, record, api, fault) {
     res.writeHead(200, { "content-type": "text/event-stream", ...ACCOUNT_HEADERS });
-    const id = `chatcmpl-mock-${requests.length}`;
+    const send = (event) => res.write(`${api === "responses" ? `event: ${event.type}\n` : ""}data: ${JSON.stringify(event)}\n\n`);
     const words = answerText(request).split(/(?<= )/);
-    const chunk = (delta, finish_reason = null) => ({
-      id,
-      object: "chat.completion.chunk",
-      created: Math.floor(Date.now() / 1000),
-      model: request.model,
-      choices: [{ index: 0, delta, finish_reason }],
-    });
-    const send = (event) => res.write(`data: ${JSON.stringify(event)}\n\n`);
-    send(chunk({ role: "assistant", content: "" }));
-    for (const [index, word] of words.entries()) {
-      send(chunk({ content: word }));
-      if (index === 0 && currentPause()) await currentPause().promise;
+    const events = api === "responses" ? responsesEvents(request, words) : chatEvents(request, words, requests.length);
+    for (const [index, event] of events.entries()) {
+      if (event === FIRST_WORD_WRITTEN) {
+        if (pause) await pause.promise;
+        if (fault === "reset") return res.destroy();
+        if (fault === "stall") return; // never writes again; the proxy must give up
+        continue;
+      }
+      if (fault === "cut" && index === events.length - 2) return res.end(); // no final event
+      send(event);
       await sleep(chunkDelayMs);
     }
-    send(chunk({}, "stop"));
-    if (request.stream_options?.include_usage) {
-      send({ id, object: "chat.completion.chunk", created: 0, model: request.model, choices: [], usage: usage(request) });
-    }
     record.lastChunkWrittenAt = Date.now();
-    res.end("data: [DONE]\n\n");
+    res.end(api === "chat" ? "data: [DONE]\n\n" : undefined);
   }
 
   await new Promise((resolve) => server.listen(port, "127.0.0.1", resolve));
@@ -99,6 +100,13 @@ export async function startMockUpstream({ port = 0, apiKey = "sk-mock-upstream-k
     url,
     apiKey,
     requests,
+    /**
+     * Misbehave on the next request: `headerDelayMs` before answering, and for a stream `kind`
+     * "reset" or "stall" after the first word, "cut" (no final event) or "not-sse" (JSON).
+     */
+    faultNext(fault) {
+      queuedFaults.push(fault);
+    },
     /** Answer the next request with this status (and body/headers) instead of a completion. */
     failNext(status, { body, headers } = {}) {
       queuedAnswers.push({ status, body, headers });
@@ -120,9 +128,68 @@ export async function startMockUpstream({ port = 0, apiKey = "sk-mock-upstream-k
   };
 }
 
+/** Marks where a stream may pause or fail: right after its first word. */
+const FIRST_WORD_WRITTEN = Symbol("first word written");
+
+function chatEvents(request, words, number) {
+  const id = `chatcmpl-mock-${number}`;
+  const chunk = (delta, finish_reason = null) => ({
+    id,
+    object: "chat.completion.chunk",
+    created: Math.floor(Date.now() / 1000),
+    model: request.model,
+    choices: [{ index: 0, delta, finish_reason }],
+  });
+  const events = [chunk({ role: "assistant", content: "" }), ...words.flatMap((word, i) => (i === 0 ? [chunk({ content: word }), FIRST_WORD_WRITTEN] : [chunk({ content: word })])), chunk({}, "stop")];
+  if (request.stream_options?.include_usage) {
+    events.push({ id, object: "chat.completion.chunk", created: 0, model: request.model, choices: [], usage: usage(request) });
+  }
+  return events;
+}
+
+function responsesEvents(request, words) {
+  const response = { id: "resp_mock", object: "response", created_at: Math.floor(Date.now() / 1000), model: request.model, status: "in_progress", output: [], usage: null };
+  let sequence_number = 0;
+  const event = (type, fields) => ({ type, sequence_number: sequence_number++, ...fields });
+  const deltas = words.flatMap((word, i) => {
+    const delta = event("response.output_text.delta", { item_id: "msg_mock", output_index: 0, content_index: 0, delta: word });
+    return i === 0 ? [delta, FIRST_WORD_WRITTEN] : [delta];
+  });
+  const done = responseObject(request);
+  return [event("response.created", { response }), ...deltas, event("response.completed", { response: done })];
+}
+
+function responseObject(request) {
+  const text = answerText(request);
+  const input_tokens = Math.ceil(JSON.stringify(request?.input ?? "").length / 4);
+  const output_tokens = text.split(" ").length;
+  return {
+    id: "resp_mock",
+    object: "response",
+    created_at: Math.floor(Date.now() / 1000),
+    status: "completed",
+    model: request?.model,
+    output: [{ type: "message", id: "msg_mock", status: "completed", role: "assistant", content: [{ type: "output_text", text, annotations: [] }] }],
+    usage: { input_tokens, output_tokens, total_tokens: input_tokens + output_tokens },
+  };
+}
+
+function embeddings(request) {
+  const inputs = Array.isArray(request.input) ? request.input : [request.input];
+  const vector = [0.25, -0.5, 0.125];
+  const encode = (values) => (request.encoding_format === "base64" ? Buffer.from(new Float32Array(values).buffer).toString("base64") : values);
+  const prompt_tokens = Math.ceil(JSON.stringify(request.input).length / 4);
+  return {
+    object: "list",
+    model: request.model,
+    data: inputs.map((_, index) => ({ object: "embedding", index, embedding: encode(vector) })),
+    usage: { prompt_tokens, total_tokens: prompt_tokens },
+  };
+}
+
 function answerText(request) {
   const last = [...(request?.messages ?? [])].reverse().find((m) => m.role === "user");
-  const said = typeof last?.content === "string" ? last.content : "something";
+  const said = typeof last?.content === "string" ? last.content : typeof request?.input === "string" ? request.input : "something";
   return `This is the bundled mock upstream, not OpenAI. You said: ${said.slice(0, 200)}`;
 }
 

@@ -39,10 +39,10 @@ pub fn warn(event: &str, detail: &str) {
 
 /// The end of a stream, which comes after its request's line: what it was charged, and
 /// whether the client went away first.
-pub fn stream_end(request_id: &str, tokens: u64, usage_reported: bool, disconnected: bool, upstream_error: Option<&str>) {
+pub fn stream_end(request_id: &str, tokens: u64, usage_reported: bool, disconnected: bool, failure: Option<&str>) {
     let line = json!({
-        "level": if upstream_error.is_some() { "error" } else { "info" },
-        "upstream_error": upstream_error,
+        "level": if failure.is_some() { "error" } else { "info" },
+        "failure": failure,
         "event": "stream_end",
         "request_id": request_id,
         "tokens": tokens,

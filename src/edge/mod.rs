@@ -10,13 +10,13 @@ use std::rc::Rc;
 
 use futures_util::StreamExt;
 use serde_json::json;
-use worker::{js_sys, AbortController, Context, Date, Env, Headers, Method, Request, Response, Result};
+use worker::{js_sys, Context, Date, Env, Headers, Method, Request, Response, Result};
 
 use crate::auth::{self, Identity};
 use crate::config::Config;
 use crate::cors::{self, OriginCheck};
 use crate::error::{ProxyError, TokenProblem};
-use crate::policy::{self, ChatRequest};
+use crate::policy::{self, ApiRequest};
 use crate::quota::{Ask, Standing};
 use crate::routes::{self, AdminRoute, Route, UserRoute};
 use crate::sse;
@@ -118,6 +118,8 @@ async fn serve_user(
             };
         }
         UserRoute::ChatCompletions => policy::parse_chat_request(&read_body(&mut req, config.max_body_bytes).await?, config)?,
+        UserRoute::Responses => policy::parse_responses_request(&read_body(&mut req, config.max_body_bytes).await?, config)?,
+        UserRoute::Embeddings => policy::parse_embeddings_request(&read_body(&mut req, config.max_body_bytes).await?, config)?,
         UserRoute::GenerateText => policy::parse_generate_text(&read_body(&mut req, config.max_body_bytes).await?, config)?,
     };
     outcome.model = Some(chat.model.clone());
@@ -126,7 +128,7 @@ async fn serve_user(
     let admission = user_object::admit(env, ctx, config, identity, Some(ask), &mut outcome.standing).await?;
     let Admission { settlement, .. } = admission;
 
-    let upstream_abort = AbortController::default();
+    let upstream_abort = worker::web_sys::AbortController::new().map_err(internal)?;
     let answer = match upstream::send(config, &chat, req.headers(), &upstream_abort).await {
         Ok(answer) => answer,
         Err(error) => {
@@ -138,7 +140,7 @@ async fn serve_user(
         }
     };
     if chat.stream {
-        return upstream::relay_stream(ctx, answer, &chat, settlement, &outcome.request_id, upstream_abort);
+        return upstream::relay_stream(ctx, config, answer, &chat, settlement, &outcome.request_id, upstream_abort);
     }
     let whole = upstream::read_whole(answer).await;
     let used = match &whole {
@@ -156,7 +158,7 @@ async fn serve_user(
 }
 
 /// What a whole answer used: its `usage`, else an estimate (never zero).
-fn used_tokens(chat: &ChatRequest, body: &[u8]) -> u64 {
+fn used_tokens(chat: &ApiRequest, body: &[u8]) -> u64 {
     sse::answer_usage(body).map_or_else(|| chat.prompt_token_estimate + policy::estimate_tokens(body.len()), |u| u.total())
 }
 

@@ -8,13 +8,14 @@
 //! upstream stops generating for nobody) and settles the request's usage.
 
 use std::rc::Rc;
+use std::time::Duration;
 
-use futures_util::future::LocalBoxFuture;
+use futures_util::future::{select, Either, LocalBoxFuture};
 use futures_util::StreamExt;
 use worker::js_sys::Uint8Array;
 use worker::wasm_bindgen_futures::JsFuture;
-use worker::web_sys::{ReadableStream, TransformStream, WritableStreamDefaultWriter};
-use worker::{AbortController, ByteStream, Context};
+use worker::web_sys::{AbortController, ReadableStream, TransformStream, WritableStreamDefaultWriter};
+use worker::{ByteStream, Context, Delay};
 
 use super::internal;
 use crate::error::ProxyError;
@@ -25,8 +26,9 @@ pub struct StreamEnd {
     pub meter: SseMeter,
     /// The client went away before the end.
     pub disconnected: bool,
-    /// Upstream broke off mid-stream (for the log; the client got an error event).
-    pub upstream_error: Option<String>,
+    /// Why upstream's stream failed (for the log; the client got an error event): it broke
+    /// off, stopped before its proper end, or went silent past the idle timeout.
+    pub failure: Option<String>,
 }
 
 /// Starts pumping `upstream` through `meter`; returns the client's body. `on_end` runs once,
@@ -36,35 +38,53 @@ pub fn metered(
     mut upstream: ByteStream,
     mut meter: SseMeter,
     upstream_abort: AbortController,
+    idle_timeout: Duration,
     on_end: impl FnOnce(StreamEnd) -> LocalBoxFuture<'static, ()> + 'static,
 ) -> Result<ReadableStream, ProxyError> {
     let pipe = TransformStream::new().map_err(internal)?;
     let writer = pipe.writable().get_writer().map_err(internal)?;
     ctx.wait_until(async move {
-        let (disconnected, upstream_error) = loop {
-            let (events, upstream_error, finished) = match upstream.next().await {
-                Some(Ok(chunk)) => (meter.feed(&chunk), None, false),
-                // Whole events only, then a well-formed error event: never a half line, never a
-                // `[DONE]` that would claim the answer is complete.
-                Some(Err(error)) => {
-                    let mut events = meter.finish();
-                    events.extend(sse::error_event(&ProxyError::UpstreamFailed { detail: String::new() }));
-                    (events, Some(error.to_string()), true)
+        let (disconnected, failure) = loop {
+            let next = select(upstream.next(), Box::pin(Delay::from(idle_timeout))).await;
+            let (events, finished) = match next {
+                Either::Left((Some(Ok(chunk)), _)) => (meter.feed(&chunk), None),
+                Either::Left((Some(Err(error)), _)) => (end_with(&mut meter, ProxyError::UpstreamFailed { detail: String::new() }), Some(Some(format!("upstream broke off: {error}")))),
+                Either::Left((None, _)) => {
+                    let events = meter.finish();
+                    if meter.complete {
+                        (events, Some(None))
+                    } else {
+                        let mut events = events;
+                        events.extend(sse::error_event(&ProxyError::UpstreamFailed { detail: String::new() }));
+                        (events, Some(Some("upstream stream stopped before its end".to_owned())))
+                    }
                 }
-                None => (meter.finish(), None, true),
+                Either::Right(_) => {
+                    upstream_abort.abort();
+                    let silent = format!("upstream was silent for {} ms", idle_timeout.as_millis());
+                    (end_with(&mut meter, ProxyError::UpstreamTimeout), Some(Some(silent)))
+                }
             };
             if !events.is_empty() && write(&writer, &events).await.is_err() {
                 upstream_abort.abort();
                 break (true, None);
             }
-            if finished {
+            if let Some(failure) = finished {
                 let _ = JsFuture::from(writer.close()).await;
-                break (false, upstream_error);
+                break (false, failure);
             }
         };
-        on_end(StreamEnd { meter, disconnected, upstream_error }).await;
+        on_end(StreamEnd { meter, disconnected, failure }).await;
     });
     Ok(pipe.readable())
+}
+
+/// Whole events only, then a well-formed error event: never a half line, never a `[DONE]`
+/// that would claim the answer is complete.
+fn end_with(meter: &mut SseMeter, error: ProxyError) -> Vec<u8> {
+    let mut events = meter.finish();
+    events.extend(sse::error_event(&error));
+    events
 }
 
 /// Writes one chunk; fails when the client's side is gone.

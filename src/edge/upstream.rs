@@ -1,55 +1,110 @@
 //! The upstream call: the validated JSON plus the operator's key, and the answer relayed back.
 
 use std::rc::Rc;
+use std::time::Duration;
 
+use futures_util::future::{select, Either};
 use worker::wasm_bindgen::JsValue;
-use worker::{AbortController, Context, Fetch, Headers, Method, Request, RequestInit, Response};
+use worker::web_sys::AbortController;
+use worker::{AbortSignal, Context, Delay, Fetch, Headers, Method, Request, RequestInit, Response};
 
 use super::user_object::Settlement;
 use super::{internal, log, stream};
-use crate::config::Config;
+use crate::config::{Config, Secret};
 use crate::error::ProxyError;
-use crate::forwarding::{self, UpstreamEndpoint};
-use crate::policy::{estimate_tokens, ChatRequest};
-use crate::sse::SseMeter;
+use crate::forwarding;
+use crate::policy::{estimate_tokens, ApiRequest};
+use crate::forwarding::UpstreamEndpoint;
+use crate::sse::{SseMeter, StreamKind};
 
-/// Sends the chat request upstream. A non-2xx answer becomes a `ProxyError`; its body, which
-/// can echo part of our key (OpenAI's 401 does), is dropped unread.
+/// Sends the request upstream and waits (at most `UPSTREAM_TIMEOUT_MS`) for its headers.
+///
+/// Before anything reaches the client, a 429/500/502/503 is retried (`UPSTREAM_RETRIES`, with
+/// jittered backoff), and a 401/403 is retried once with `OPENAI_API_KEY_NEXT` if one is set
+/// (a key rotation in progress). Other non-2xx answers become a `ProxyError`; only 4xx bodies
+/// are read, for OpenAI's message (scrubbed), as a 401's can echo part of our key.
 pub async fn send(
     config: &Config,
-    chat: &ChatRequest,
+    request: &ApiRequest,
     client_headers: &Headers,
     abort: &AbortController,
 ) -> Result<Response, ProxyError> {
-    let api_key = config.openai_api_key()?;
     let client_headers: Vec<(String, String)> = client_headers.entries().collect();
+    let mut api_key = config.openai_api_key()?;
+    let mut rotated = false;
+    let mut retries_left = config.upstream_retries;
+    loop {
+        let answer = attempt(config, request, &client_headers, api_key, abort).await?;
+        let status = answer.status_code();
+        if (200..300).contains(&status) {
+            return Ok(answer);
+        }
+        if matches!(status, 401 | 403) && !rotated {
+            if let Some(next) = config.openai_api_key_next() {
+                log::warn(
+                    "key_rotation",
+                    &format!("upstream answered {status} to OPENAI_API_KEY; retrying with OPENAI_API_KEY_NEXT. Finish the rotation: copy the new key into OPENAI_API_KEY."),
+                );
+                (api_key, rotated) = (next, true);
+                continue;
+            }
+        }
+        let retry_after = header_seconds(&answer, "retry-after");
+        if matches!(status, 429 | 500 | 502 | 503) && retries_left > 0 && retry_after.is_none_or(|s| s <= MAX_RETRY_WAIT_SECONDS) {
+            retries_left -= 1;
+            let jitter = (worker::js_sys::Math::random() * 250.0) as u64;
+            let wait_ms = retry_after.map_or(250 + jitter, |seconds| seconds * 1000 + jitter);
+            Delay::from(Duration::from_millis(wait_ms)).await;
+            continue;
+        }
+        return Err(match status {
+            401 | 403 => ProxyError::UpstreamAuthFailed { status },
+            429 => ProxyError::UpstreamRateLimited { retry_after },
+            400..=499 => {
+                let mut answer = answer;
+                let body = answer.bytes().await.unwrap_or_default();
+                ProxyError::UpstreamRejected { status, detail: forwarding::upstream_error_detail(&body, &config.secrets()) }
+            }
+            _ => ProxyError::UpstreamFailed { detail: format!("upstream answered {status}") },
+        });
+    }
+}
+
+/// Upstream's `Retry-After` above this is passed to the client rather than waited out.
+const MAX_RETRY_WAIT_SECONDS: u64 = 2;
+
+/// One upstream request with `api_key`, bounded by `UPSTREAM_TIMEOUT_MS` until its headers.
+async fn attempt(
+    config: &Config,
+    request: &ApiRequest,
+    client_headers: &[(String, String)],
+    api_key: &Secret,
+    abort: &AbortController,
+) -> Result<Response, ProxyError> {
     let headers = Headers::new();
-    let upstream_headers =
-        forwarding::upstream_request_headers(client_headers.iter().map(|(n, v)| (n.as_str(), v.as_str())), api_key);
+    let upstream_headers = forwarding::upstream_request_headers(client_headers.iter().map(|(n, v)| (n.as_str(), v.as_str())), api_key);
     for (name, value) in upstream_headers {
         headers.set(&name, &value).map_err(internal)?;
     }
     let mut init = RequestInit::new();
-    init.with_method(Method::Post)
-        .with_headers(headers)
-        .with_body(Some(JsValue::from_str(chat.upstream_body())));
-    let url = UpstreamEndpoint::ChatCompletions.url(&config.upstream_base_url);
-    let request = Request::new_with_init(&url, &init).map_err(internal)?;
-
-    let answer = Fetch::Request(request)
-        .send_with_signal(&abort.signal())
-        .await
-        .map_err(|e| ProxyError::UpstreamFailed { detail: format!("fetch to upstream failed: {e}") })?;
-    match answer.status_code() {
-        200..=299 => Ok(answer),
-        status @ (401 | 403) => Err(ProxyError::UpstreamAuthFailed { status }),
-        429 => {
-            let retry_after = answer.headers().get("retry-after").ok().flatten().and_then(|v| v.parse().ok());
-            Err(ProxyError::UpstreamRateLimited { retry_after })
+    init.with_method(Method::Post).with_headers(headers).with_body(Some(JsValue::from_str(request.upstream_body())));
+    let url = request.endpoint.url(&config.upstream_base_url);
+    let upstream_request = Request::new_with_init(&url, &init).map_err(internal)?;
+    let signal = AbortSignal::from(abort.signal());
+    let fetch = Fetch::Request(upstream_request);
+    let timeout = Delay::from(Duration::from_millis(config.upstream_timeout_ms));
+    let outcome = select(Box::pin(fetch.send_with_signal(&signal)), Box::pin(timeout)).await;
+    match outcome {
+        Either::Left((answer, _)) => answer.map_err(|e| ProxyError::UpstreamFailed { detail: format!("fetch to upstream failed: {e}") }),
+        Either::Right(_) => {
+            abort.abort();
+            Err(ProxyError::UpstreamTimeout)
         }
-        status @ 400..=499 => Err(ProxyError::UpstreamRejected { status }),
-        status => Err(ProxyError::UpstreamFailed { detail: format!("upstream answered {status}") }),
     }
+}
+
+fn header_seconds(answer: &Response, name: &str) -> Option<u64> {
+    answer.headers().get(name).ok().flatten().and_then(|value| value.trim().parse().ok())
 }
 
 /// A streamed answer, passed through the meter as it arrives. When it ends (or the client
@@ -60,8 +115,9 @@ pub async fn send(
 /// gzip, and its compressor would hold back the whole stream.
 pub fn relay_stream(
     ctx: &Rc<Context>,
+    config: &Config,
     mut answer: Response,
-    chat: &ChatRequest,
+    chat: &ApiRequest,
     settlement: Option<Settlement>,
     request_id: &str,
     upstream_abort: AbortController,
@@ -80,12 +136,14 @@ pub fn relay_stream(
         }
     };
     let request_id = request_id.to_owned();
-    let meter = SseMeter::new(chat.client_wants_usage);
-    let readable = stream::metered(ctx, body, meter, upstream_abort, move |end| {
+    let kind = if chat.endpoint == UpstreamEndpoint::Responses { StreamKind::Responses } else { StreamKind::Chat };
+    let meter = SseMeter::new(kind, chat.client_wants_usage);
+    let idle_timeout = Duration::from_millis(config.stream_idle_timeout_ms);
+    let readable = stream::metered(ctx, body, meter, upstream_abort, idle_timeout, move |end| {
         Box::pin(async move {
             let reported = end.meter.usage.map(|usage| usage.total());
             let used = reported.unwrap_or_else(|| prompt_estimate + estimate_tokens(end.meter.streamed_text_bytes));
-            log::stream_end(&request_id, used, reported.is_some(), end.disconnected, end.upstream_error.as_deref());
+            log::stream_end(&request_id, used, reported.is_some(), end.disconnected, end.failure.as_deref());
             if let Some(settlement) = settlement {
                 settlement.finish(used).await;
             }

@@ -121,9 +121,12 @@ test("upstream account headers are not passed to the client", async () => {
   assert.ok(response.headers.get("x-request-id"));
 });
 
-test("an upstream 5xx becomes a generic 502 without upstream detail", async () => {
+test("an upstream 5xx, retried once, becomes a generic 502 without upstream detail", async () => {
+  const before = mock.requests.length;
   mock.failNext(500);
+  mock.failNext(502);
   const response = await post("/v1/chat/completions", chatBody());
+  assert.equal(mock.requests.length - before, 2, "one retry, then the error");
   const error = await expectError(response, 502, "upstream_error");
   assert.ok(!JSON.stringify(error).includes("/srv/openai"), "upstream detail leaked");
 });
