@@ -49,6 +49,27 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// The least severe log lines written (`LOG_LEVEL`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub enum LogLevel {
+    Debug,
+    #[default]
+    Info,
+    Warn,
+    Error,
+}
+
+impl LogLevel {
+    pub fn name(self) -> &'static str {
+        match self {
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RequestLimits {
     pub max_output_tokens: u64,
@@ -80,6 +101,9 @@ pub struct Config {
     pub global_limits: Option<Limits>,
     /// What a user token's claims must satisfy.
     pub claim_rules: ClaimRules,
+    pub log_level: LogLevel,
+    /// Add the prompt's length (never its text) to log lines (`LOG_PROMPTS=true`).
+    pub log_prompts: bool,
     jwt_secret: Option<(HmacAlgorithm, Secret)>,
     /// A JSON Web Key Set given inline (`JWKS`), parsed and cached by the edge.
     pub inline_jwks: Option<String>,
@@ -133,6 +157,19 @@ impl Config {
                 daily_tokens: Some(number("GLOBAL_DAILY_TOKEN_BUDGET", 0, 1_000_000_000_000_000)?),
             }),
             None => None,
+        };
+        let log_level = match value("LOG_LEVEL").as_deref().map(str::trim) {
+            None => LogLevel::default(),
+            Some("debug") => LogLevel::Debug,
+            Some("info") => LogLevel::Info,
+            Some("warn") => LogLevel::Warn,
+            Some("error") => LogLevel::Error,
+            Some(other) => return Err(ProxyError::misconfigured(format!("LOG_LEVEL={other:?} is not one of debug, info, warn, error"))),
+        };
+        let log_prompts = match value("LOG_PROMPTS").as_deref().map(str::trim) {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(other) => return Err(ProxyError::misconfigured(format!("LOG_PROMPTS={other:?} is not true or false"))),
         };
         let claim_rules = ClaimRules {
             issuer: value("JWT_ISSUER").map(|v| v.trim().to_owned()),
@@ -190,6 +227,8 @@ impl Config {
             user_limits,
             global_limits,
             claim_rules,
+            log_level,
+            log_prompts,
             jwt_secret,
             inline_jwks,
             jwks_url,
@@ -424,6 +463,17 @@ mod tests {
         let secrets = rotating.secrets();
         assert!(secrets.contains(&"sk-old-key-1234567890") && secrets.contains(&"sk-new-key-1234567890"));
         assert!(secrets.contains(&"a-test-secret-that-is-32-bytes-long!"));
+    }
+
+    #[test]
+    fn log_settings() {
+        let defaults = config(&[]).unwrap();
+        assert_eq!((defaults.log_level, defaults.log_prompts), (LogLevel::Info, false));
+        let verbose = config(&[("LOG_LEVEL", "debug"), ("LOG_PROMPTS", "true")]).unwrap();
+        assert_eq!((verbose.log_level, verbose.log_prompts), (LogLevel::Debug, true));
+        assert!(LogLevel::Warn > LogLevel::Info);
+        assert!(detail(config(&[("LOG_LEVEL", "loud")])).starts_with("LOG_LEVEL"));
+        assert!(detail(config(&[("LOG_PROMPTS", "yes")])).starts_with("LOG_PROMPTS"));
     }
 
     #[test]

@@ -27,6 +27,8 @@ pub struct ApiRequest {
     pub reserve_tokens: u64,
     /// A rough count of the prompt's tokens, charged when a stream ends without usage.
     pub prompt_token_estimate: u64,
+    /// Characters of prompt text (logged only with `LOG_PROMPTS=true`; never the text).
+    pub prompt_chars: usize,
 }
 
 impl ApiRequest {
@@ -170,6 +172,7 @@ fn finish(
     ApiRequest {
         reserve_tokens: upstream_body.len() as u64 + output_tokens,
         prompt_token_estimate: estimate_tokens(prompt.bytes),
+        prompt_chars: prompt.chars,
         upstream_body,
         endpoint,
         model,

@@ -1,33 +1,50 @@
-//! One JSON object per line on the console, where `wrangler tail` and Workers Logs read it.
-//! Never the prompt, the completion, a token or a key.
+//! One JSON object per line on the console, where `wrangler tail`, Workers Logs and Logpush
+//! read it. Never the prompt, the completion, a token or a key.
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::Outcome;
-use crate::error::ProxyError;
+use crate::config::LogLevel;
 
-pub fn request_line(outcome: &Outcome, status: u16, error: Option<&ProxyError>, duration_ms: u64) {
-    let level = match status {
-        500.. => "error",
-        400.. => "warn",
-        _ => "info",
+/// The request's one audit line (for a stream, written when the stream ends).
+pub fn request_line(outcome: &Outcome) {
+    let level = match outcome.status {
+        500.. => LogLevel::Error,
+        400.. => LogLevel::Warn,
+        _ if outcome.failure.is_some() => LogLevel::Error,
+        _ => LogLevel::Info,
     };
+    if level < outcome.log_level {
+        return;
+    }
+    let usage = outcome.usage;
     let mut line = json!({
-        "level": level,
+        "level": level.name(),
+        "time": worker::js_sys::Date::new_0().to_iso_string().as_string(),
         "request_id": outcome.request_id,
         "route": outcome.route,
-        "status": status,
+        "status": outcome.status,
+        "error_code": outcome.error_code,
         "sub": outcome.sub,
         "model": outcome.model,
-        "stream": outcome.stream,
         "origin": outcome.allowed_origin,
-        "duration_ms": duration_ms,
+        "stream": outcome.stream,
+        "disconnected": outcome.disconnected,
+        "prompt_tokens": usage.map(|u| u.prompt_tokens),
+        "completion_tokens": usage.map(|u| u.completion_tokens),
+        "total_tokens": outcome.tokens_charged,
+        "usage_reported": usage.is_some(),
+        "upstream_ms": outcome.upstream_ms,
+        "duration_ms": worker::Date::now().as_millis().saturating_sub(outcome.started_ms),
     });
-    if let Some(error) = error {
-        line["error_code"] = Value::from(error.code());
-        if let Some(detail) = error.log_detail() {
-            line["detail"] = Value::from(detail);
-        }
+    if let Some(detail) = &outcome.detail {
+        line["detail"] = json!(detail);
+    }
+    if let Some(failure) = &outcome.failure {
+        line["failure"] = json!(failure);
+    }
+    if outcome.log_prompts {
+        line["prompt_chars"] = json!(outcome.prompt_chars);
     }
     worker::console_log!("{line}");
 }
@@ -35,19 +52,4 @@ pub fn request_line(outcome: &Outcome, status: u16, error: Option<&ProxyError>, 
 /// An operator-facing warning that is not tied to one request's outcome.
 pub fn warn(event: &str, detail: &str) {
     worker::console_log!("{}", json!({ "level": "warn", "event": event, "detail": detail }));
-}
-
-/// The end of a stream, which comes after its request's line: what it was charged, and
-/// whether the client went away first.
-pub fn stream_end(request_id: &str, tokens: u64, usage_reported: bool, disconnected: bool, failure: Option<&str>) {
-    let line = json!({
-        "level": if failure.is_some() { "error" } else { "info" },
-        "failure": failure,
-        "event": "stream_end",
-        "request_id": request_id,
-        "tokens": tokens,
-        "usage_reported": usage_reported,
-        "disconnected": disconnected,
-    });
-    worker::console_log!("{line}");
 }

@@ -13,7 +13,7 @@ use serde_json::json;
 use worker::{js_sys, Context, Date, Env, Headers, Method, Request, Response, Result};
 
 use crate::auth::{self, Identity};
-use crate::config::Config;
+use crate::config::{Config, LogLevel};
 use crate::cors::{self, OriginCheck};
 use crate::error::{ProxyError, TokenProblem};
 use crate::policy::{self, ApiRequest};
@@ -24,8 +24,10 @@ use crate::user_state::{user_object_name, UserCommand, UserReply};
 use user_object::Admission;
 
 /// What one request's log line says; filled in as the request goes.
+#[derive(Clone, Default)]
 struct Outcome {
     request_id: String,
+    started_ms: u64,
     route: &'static str,
     /// Set once the origin is known to be allowed: every response to it, errors included,
     /// carries the CORS headers so the page can read it.
@@ -35,6 +37,24 @@ struct Outcome {
     stream: bool,
     /// The user's limits as admission saw them: the RateLimit headers of the answer.
     standing: Option<Standing>,
+    status: u16,
+    error_code: Option<&'static str>,
+    /// Operator-facing detail of an error.
+    detail: Option<String>,
+    /// What upstream reported, when it did.
+    usage: Option<sse::Usage>,
+    /// What the request was charged (the usage, or an estimate).
+    tokens_charged: Option<u64>,
+    /// Time until upstream's response headers.
+    upstream_ms: Option<u64>,
+    disconnected: bool,
+    /// Why a stream failed.
+    failure: Option<String>,
+    prompt_chars: Option<usize>,
+    log_level: LogLevel,
+    log_prompts: bool,
+    /// A stream writes this request's line when it ends.
+    logged_by_stream: bool,
 }
 
 #[worker::event(start)]
@@ -44,23 +64,26 @@ fn start() {
 
 #[worker::event(fetch)]
 async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
-    let started = Date::now().as_millis();
     let ctx = Rc::new(ctx);
     let mut outcome = Outcome {
         request_id: request_id(&req),
+        started_ms: Date::now().as_millis(),
         route: "unknown",
-        allowed_origin: None,
-        sub: None,
-        model: None,
-        stream: false,
-        standing: None,
+        ..Outcome::default()
     };
-    let (response, error) = match handle(req, &env, &ctx, &mut outcome).await {
-        Ok(response) => (response, None),
-        Err(error) => (error_response(&error)?, Some(error)),
+    let response = match handle(req, &env, &ctx, &mut outcome).await {
+        Ok(response) => response,
+        Err(error) => {
+            outcome.error_code = Some(error.code());
+            outcome.detail = error.log_detail();
+            error_response(&error)?
+        }
     };
     let response = finish(response, &outcome)?;
-    log::request_line(&outcome, response.status_code(), error.as_ref(), Date::now().as_millis() - started);
+    outcome.status = response.status_code();
+    if !outcome.logged_by_stream {
+        log::request_line(&outcome);
+    }
     Ok(response)
 }
 
@@ -75,6 +98,8 @@ async fn handle(req: Request, env: &Env, ctx: &Rc<Context>, outcome: &mut Outcom
     }
 
     let config = Config::from_lookup(|name| env_string(env, name))?;
+    outcome.log_level = config.log_level;
+    outcome.log_prompts = config.log_prompts;
     let origin = header(&req, "origin");
     match cors::check_origin(origin.as_deref(), &config.allowed_origins) {
         OriginCheck::Denied => return Err(ProxyError::OriginNotAllowed),
@@ -124,12 +149,16 @@ async fn serve_user(
     };
     outcome.model = Some(chat.model.clone());
     outcome.stream = chat.stream;
+    outcome.prompt_chars = Some(chat.prompt_chars);
     let ask = Ask { tokens: chat.reserve_tokens, stream: chat.stream };
     let admission = user_object::admit(env, ctx, config, identity, Some(ask), &mut outcome.standing).await?;
     let Admission { settlement, .. } = admission;
 
     let upstream_abort = worker::web_sys::AbortController::new().map_err(internal)?;
-    let answer = match upstream::send(config, &chat, req.headers(), &upstream_abort).await {
+    let upstream_started = Date::now().as_millis();
+    let sent = upstream::send(config, &chat, req.headers(), &upstream_abort).await;
+    outcome.upstream_ms = Some(Date::now().as_millis().saturating_sub(upstream_started));
+    let answer = match sent {
         Ok(answer) => answer,
         Err(error) => {
             // Upstream refused or failed: no tokens were spent.
@@ -140,13 +169,18 @@ async fn serve_user(
         }
     };
     if chat.stream {
-        return upstream::relay_stream(ctx, config, answer, &chat, settlement, &outcome.request_id, upstream_abort);
+        outcome.logged_by_stream = true;
+        let mut line = outcome.clone();
+        line.status = 200;
+        return upstream::relay_stream(ctx, config, answer, &chat, settlement, line, upstream_abort);
     }
     let whole = upstream::read_whole(answer).await;
+    outcome.usage = whole.as_ref().ok().and_then(|(body, _)| sse::answer_usage(body));
     let used = match &whole {
         Ok((body, _)) => used_tokens(&chat, body),
         Err(_) => chat.reserve_tokens, // unknown: charge the worst case
     };
+    outcome.tokens_charged = Some(used);
     if let Some(settlement) = settlement {
         settlement.settle(used);
     }

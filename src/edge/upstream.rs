@@ -9,7 +9,7 @@ use worker::web_sys::AbortController;
 use worker::{AbortSignal, Context, Delay, Fetch, Headers, Method, Request, RequestInit, Response};
 
 use super::user_object::Settlement;
-use super::{internal, log, stream};
+use super::{internal, log, stream, Outcome};
 use crate::config::{Config, Secret};
 use crate::error::ProxyError;
 use crate::forwarding;
@@ -119,7 +119,7 @@ pub fn relay_stream(
     mut answer: Response,
     chat: &ApiRequest,
     settlement: Option<Settlement>,
-    request_id: &str,
+    mut log_line: Outcome,
     upstream_abort: AbortController,
 ) -> Result<Response, ProxyError> {
     let headers = client_headers(&answer)?;
@@ -135,15 +135,17 @@ pub fn relay_stream(
             return Err(ProxyError::UpstreamFailed { detail: format!("upstream stream has no body: {error}") });
         }
     };
-    let request_id = request_id.to_owned();
     let kind = if chat.endpoint == UpstreamEndpoint::Responses { StreamKind::Responses } else { StreamKind::Chat };
     let meter = SseMeter::new(kind, chat.client_wants_usage);
     let idle_timeout = Duration::from_millis(config.stream_idle_timeout_ms);
     let readable = stream::metered(ctx, body, meter, upstream_abort, idle_timeout, move |end| {
         Box::pin(async move {
-            let reported = end.meter.usage.map(|usage| usage.total());
-            let used = reported.unwrap_or_else(|| prompt_estimate + estimate_tokens(end.meter.streamed_text_bytes));
-            log::stream_end(&request_id, used, reported.is_some(), end.disconnected, end.failure.as_deref());
+            let used = end.meter.usage.map_or_else(|| prompt_estimate + estimate_tokens(end.meter.streamed_text_bytes), |usage| usage.total());
+            log_line.usage = end.meter.usage;
+            log_line.tokens_charged = Some(used);
+            log_line.disconnected = end.disconnected;
+            log_line.failure = end.failure;
+            log::request_line(&log_line);
             if let Some(settlement) = settlement {
                 settlement.finish(used).await;
             }

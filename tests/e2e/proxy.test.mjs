@@ -293,3 +293,33 @@ describe("missing secret", () => {
     }
   });
 });
+
+describe("audit log", () => {
+  test("one JSON line per request, with the fields operators need and no secrets or text", async () => {
+    const response = await post("/v1/chat/completions", chatBody({ stream: true }));
+    await response.text();
+    const requestId = response.headers.get("x-request-id");
+    const line = await within(2000, (async () => {
+      for (;;) {
+        const found = proxy.logs.find((l) => l.request_id === requestId);
+        if (found) return found;
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    })(), "the stream's log line");
+    assert.equal(proxy.logs.filter((l) => l.request_id === requestId).length, 1, "exactly one line per request");
+    for (const field of ["time", "route", "status", "sub", "model", "origin", "stream", "disconnected", "prompt_tokens", "completion_tokens", "total_tokens", "upstream_ms", "duration_ms"]) {
+      assert.ok(field in line, `missing ${field}`);
+    }
+    assert.equal(line.sub, "alice");
+    assert.equal(line.route, "chat.completions");
+    assert.equal(line.stream, true);
+    assert.ok(line.total_tokens > 0 && line.usage_reported);
+    assert.ok(!("prompt_chars" in line), "prompt length only with LOG_PROMPTS=true");
+
+    const everything = JSON.stringify(proxy.logs);
+    assert.ok(proxy.logs.every((l) => !l.raw), "every line is JSON");
+    for (const secret of [mock.apiKey, token, "Hello proxy", "You said", "Tell me a joke"]) {
+      assert.ok(!everything.includes(secret), `the log contains ${secret.slice(0, 12)}`);
+    }
+  });
+});

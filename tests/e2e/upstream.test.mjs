@@ -86,13 +86,14 @@ describe("mid-stream", () => {
       assertEndsWithError(text, code);
       const line = await within(2000, (async () => {
         for (;;) {
-          const found = proxy.logs.findLast((l) => l.event === "stream_end");
+          const found = proxy.logs.findLast((l) => l.route === "chat.completions" && l.stream);
           if (found && found.failure) return found;
           await new Promise((resolve) => setTimeout(resolve, 20));
         }
       })(), "the stream_end log line");
       assert.ok(line.failure.length > 0, "the log says what happened");
-      assert.ok(line.tokens > 0);
+      assert.equal(line.level, "error");
+      assert.ok(line.total_tokens > 0);
     });
   }
 });
