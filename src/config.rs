@@ -6,6 +6,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use crate::alerts::AlertRules;
 use crate::auth::{ClaimRules, HmacAlgorithm, KeyEntry, VerifyingKey, MIN_HMAC_SECRET_BYTES};
 use crate::error::ProxyError;
 use crate::quota::{Limits, RateLimit};
@@ -102,6 +103,12 @@ pub struct Config {
     /// What a user token's claims must satisfy.
     pub claim_rules: ClaimRules,
     pub log_level: LogLevel,
+    /// Alert thresholds for a user's object.
+    pub user_alerts: AlertRules,
+    /// Alert thresholds for the global budget's object.
+    pub global_alerts: AlertRules,
+    /// Where alerts are POSTed (`{"text": ...}`, Slack-compatible), besides the log.
+    pub alert_webhook_url: Option<String>,
     /// Add the prompt's length (never its text) to log lines (`LOG_PROMPTS=true`).
     pub log_prompts: bool,
     jwt_secret: Option<(HmacAlgorithm, Secret)>,
@@ -158,6 +165,17 @@ impl Config {
             }),
             None => None,
         };
+        let user_alerts = AlertRules {
+            requests_per_hour: value("ALERT_REQUESTS_PER_HOUR")
+                .map(|raw| parse_number("ALERT_REQUESTS_PER_HOUR", Some(raw), 0, 1..=10_000_000))
+                .transpose()?,
+            budget_percent: None,
+        };
+        let global_alerts = AlertRules {
+            requests_per_hour: None,
+            budget_percent: Some(parse_number("ALERT_BUDGET_PERCENT", value("ALERT_BUDGET_PERCENT"), 80, 1..=100)?),
+        };
+        let alert_webhook_url = value("ALERT_WEBHOOK_URL").map(|url| parse_service_url("ALERT_WEBHOOK_URL", &url)).transpose()?;
         let log_level = match value("LOG_LEVEL").as_deref().map(str::trim) {
             None => LogLevel::default(),
             Some("debug") => LogLevel::Debug,
@@ -229,6 +247,9 @@ impl Config {
             claim_rules,
             log_level,
             log_prompts,
+            user_alerts,
+            global_alerts,
+            alert_webhook_url,
             jwt_secret,
             inline_jwks,
             jwks_url,
@@ -463,6 +484,17 @@ mod tests {
         let secrets = rotating.secrets();
         assert!(secrets.contains(&"sk-old-key-1234567890") && secrets.contains(&"sk-new-key-1234567890"));
         assert!(secrets.contains(&"a-test-secret-that-is-32-bytes-long!"));
+    }
+
+    #[test]
+    fn alert_settings() {
+        let defaults = config(&[]).unwrap();
+        assert_eq!(defaults.user_alerts.requests_per_hour, None);
+        assert_eq!(defaults.global_alerts.budget_percent, Some(80));
+        let set = config(&[("ALERT_REQUESTS_PER_HOUR", "100"), ("ALERT_WEBHOOK_URL", "https://hooks.slack.com/services/T/B/X")]).unwrap();
+        assert_eq!(set.user_alerts.requests_per_hour, Some(100));
+        assert!(set.alert_webhook_url.is_some());
+        assert!(detail(config(&[("ALERT_WEBHOOK_URL", "http://example.com/hook")])).starts_with("ALERT_WEBHOOK_URL"));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! Two layers: the core modules below are plain Rust (no JS types, no clock, no I/O) and are
 //! tested natively; `edge` (wasm only) translates between the Workers platform and the core.
 
+pub mod alerts;
 pub mod auth;
 pub mod config;
 pub mod cors;

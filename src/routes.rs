@@ -32,6 +32,8 @@ pub enum AdminRoute {
     Revocation { sub: String, revoke: bool },
     /// `GET /admin/users/{sub}/usage`
     Usage { sub: String },
+    /// `GET /admin/usage?day=YYYY-MM-DD`: every user's tokens of a day.
+    DayUsage,
 }
 
 impl Route {
@@ -42,6 +44,7 @@ impl Route {
             Route::User(UserRoute::Models) => "models",
             Route::User(UserRoute::Usage) => "usage",
             Route::Admin(AdminRoute::Usage { .. }) => "admin.usage",
+            Route::Admin(AdminRoute::DayUsage) => "admin.day_usage",
             Route::User(UserRoute::ChatCompletions) => "chat.completions",
             Route::User(UserRoute::Responses) => "responses",
             Route::User(UserRoute::Embeddings) => "embeddings",
@@ -67,6 +70,7 @@ pub fn route(method: &str, path: &str) -> Result<Route, ProxyError> {
     }
     let (route, allowed_method) = match path.trim_end_matches('/') {
         "/healthz" => (Route::Health, "GET"),
+        "/admin/usage" => (Route::Admin(AdminRoute::DayUsage), "GET"),
         "/v1/models" => (Route::User(UserRoute::Models), "GET"),
         "/v1/usage" => (Route::User(UserRoute::Usage), "GET"),
         "/v1/chat/completions" => (Route::User(UserRoute::ChatCompletions), "POST"),

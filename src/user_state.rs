@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::alerts::{Alert, AlertRules, AlertState};
 use crate::quota::{Ask, Limits, QuotaState, Refusal, Reservation, Standing};
 
 /// The object that holds the budget all users share (`GLOBAL_DAILY_TOKEN_BUDGET`).
@@ -15,6 +16,31 @@ pub fn user_object_name(sub: &str) -> String {
     format!("user:{sub}")
 }
 
+/// The object that lists what each user spent on a UTC day, for operators.
+pub fn usage_index_name(day: &str) -> String {
+    format!("usage:{day}")
+}
+
+/// The UTC day (`YYYY-MM-DD`) of a time in milliseconds.
+pub fn utc_day(now_ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(now_ms).map_or_else(String::new, |time| time.date_naive().to_string())
+}
+
+/// `YYYY-MM-DD` as given by an operator, if it is a real date.
+pub fn parse_day(text: &str) -> Option<String> {
+    chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").ok().filter(|_| text.len() == 10).map(|day| day.to_string())
+}
+
+/// A message to a day's usage index object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum IndexCommand {
+    /// `sub` spent `tokens` more that day.
+    Record { sub: String, tokens: u64 },
+    /// Every user's total for the day.
+    List,
+}
+
 /// A message to a user's object, sent as JSON. Each request makes one admission call and, if
 /// admitted with an `ask`, one finish call later.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -22,7 +48,7 @@ pub fn user_object_name(sub: &str) -> String {
 pub enum UserCommand {
     /// Checks revocation (for a token issued at `issued_at`), then, with an `ask`, admits the
     /// request against `limits`. Without an `ask` nothing is counted (a status read).
-    Admit { issued_at: Option<i64>, ask: Option<Ask>, limits: Limits, now_ms: i64 },
+    Admit { issued_at: Option<i64>, ask: Option<Ask>, limits: Limits, alerts: AlertRules, now_ms: i64 },
     /// The request of `reservation_id` ended having used `used_tokens`.
     Finish { reservation_id: u64, used_tokens: u64, limits: Limits, now_ms: i64 },
     /// Tokens of this user issued at or before `at` (Unix seconds) stop working.
@@ -39,13 +65,15 @@ pub struct UserRecord {
     pub revoked_at: Option<i64>,
     #[serde(default)]
     pub quota: QuotaState,
+    #[serde(default)]
+    pub alerts: AlertState,
 }
 
 /// The object's answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum UserReply {
-    Admitted { reservation: Option<Reservation>, standing: Standing },
+    Admitted { reservation: Option<Reservation>, standing: Standing, alert: Option<Alert> },
     Refused { refusal: Refusal, standing: Standing },
     Revoked,
     Status { revoked_at: Option<i64>, standing: Option<Standing> },
@@ -59,11 +87,13 @@ impl UserRecord {
         let reply = match command {
             UserCommand::Admit { issued_at, .. } if is_revoked(*issued_at, self.revoked_at) => UserReply::Revoked,
             UserCommand::Admit { ask: None, limits, now_ms, .. } => {
-                UserReply::Admitted { reservation: None, standing: self.quota.standing(limits, *now_ms) }
+                UserReply::Admitted { reservation: None, standing: self.quota.standing(limits, *now_ms), alert: None }
             }
-            UserCommand::Admit { ask: Some(ask), limits, now_ms, .. } => match self.quota.admit(limits, *ask, *now_ms) {
+            UserCommand::Admit { ask: Some(ask), limits, alerts, now_ms, .. } => match self.quota.admit(limits, *ask, *now_ms) {
                 Ok(reservation) => {
-                    UserReply::Admitted { reservation: Some(reservation), standing: self.quota.standing(limits, *now_ms) }
+                    let standing = self.quota.standing(limits, *now_ms);
+                    let alert = self.alerts.on_admit(alerts, &standing, *now_ms);
+                    UserReply::Admitted { reservation: Some(reservation), standing, alert }
                 }
                 Err(refusal) => UserReply::Refused { refusal, standing: self.quota.standing(limits, *now_ms) },
             },
@@ -110,7 +140,7 @@ mod tests {
     const ASK: Ask = Ask { tokens: 10, stream: false };
 
     fn admit(record: &mut UserRecord, issued_at: i64, ask: Option<Ask>) -> UserReply {
-        record.apply(&UserCommand::Admit { issued_at: Some(issued_at), ask, limits: LIMITS, now_ms: NOW }).0
+        record.apply(&UserCommand::Admit { issued_at: Some(issued_at), ask, limits: LIMITS, alerts: AlertRules::default(), now_ms: NOW }).0
     }
 
     #[test]
@@ -127,7 +157,7 @@ mod tests {
     #[test]
     fn admission_and_finish_go_through_the_quota() {
         let mut record = UserRecord::default();
-        let UserReply::Admitted { reservation: Some(reservation), standing } = admit(&mut record, 1, Some(ASK)) else {
+        let UserReply::Admitted { reservation: Some(reservation), standing, .. } = admit(&mut record, 1, Some(ASK)) else {
             panic!("not admitted")
         };
         assert_eq!(standing.rate.unwrap().remaining, 1);
@@ -149,7 +179,8 @@ mod tests {
         admit(&mut record, 1, Some(ASK));
         let before = record.clone();
         assert!(!record.apply(&UserCommand::Status { limits: LIMITS, now_ms: NOW }).1);
-        assert!(!record.apply(&UserCommand::Admit { issued_at: Some(1), ask: None, limits: LIMITS, now_ms: NOW }).1);
+        let status_read = UserCommand::Admit { issued_at: Some(1), ask: None, limits: LIMITS, alerts: AlertRules::default(), now_ms: NOW };
+        assert!(!record.apply(&status_read).1);
         assert_eq!(record, before);
     }
 
@@ -160,6 +191,16 @@ mod tests {
         assert!(is_revoked(Some(100), Some(100)));
         assert!(!is_revoked(Some(101), Some(100)));
         assert!(is_revoked(None, Some(100)));
+    }
+
+    #[test]
+    fn days_are_utc_dates() {
+        assert_eq!(utc_day(0), "1970-01-01");
+        assert_eq!(utc_day(1_800_000_000_000), "2027-01-15");
+        assert_eq!(parse_day("2026-11-23").as_deref(), Some("2026-11-23"));
+        for bad in ["2026-13-01", "2026-11-31", "yesterday", "2026-1-1", "2026-11-23x"] {
+            assert_eq!(parse_day(bad), None, "{bad}");
+        }
     }
 
     #[test]

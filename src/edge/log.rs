@@ -53,3 +53,8 @@ pub fn request_line(outcome: &Outcome) {
 pub fn warn(event: &str, detail: &str) {
     worker::console_log!("{}", json!({ "level": "warn", "event": event, "detail": detail }));
 }
+
+/// A traffic-spike alert, for log-based alerting (`level: "alert"`).
+pub fn alert(message: &str) {
+    worker::console_log!("{}", json!({ "level": "alert", "event": "traffic_alert", "message": message }));
+}

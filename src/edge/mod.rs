@@ -20,7 +20,7 @@ use crate::policy::{self, ApiRequest};
 use crate::quota::{Ask, Standing};
 use crate::routes::{self, AdminRoute, Route, UserRoute};
 use crate::sse;
-use crate::user_state::{user_object_name, UserCommand, UserReply};
+use crate::user_state::{parse_day, user_object_name, utc_day, UserCommand, UserReply};
 use user_object::Admission;
 
 /// What one request's log line says; filled in as the request goes.
@@ -205,6 +205,7 @@ async fn serve_admin(route: AdminRoute, req: &Request, env: &Env, config: &Confi
     }
     let now_ms = Date::now().as_millis() as i64;
     let (sub, command) = match route {
+        AdminRoute::DayUsage => return day_usage(req, env, now_ms).await,
         AdminRoute::Revocation { sub, revoke: true } => (sub, UserCommand::Revoke { at: now_ms / 1000 }),
         AdminRoute::Revocation { sub, revoke: false } => (sub, UserCommand::Unrevoke),
         AdminRoute::Usage { sub } => (sub, UserCommand::Status { limits: config.user_limits, now_ms }),
@@ -218,6 +219,18 @@ async fn serve_admin(route: AdminRoute, req: &Request, env: &Env, config: &Confi
     };
     body["revoked_at"] = json!(revoked_at);
     json_response(200, &body.to_string())
+}
+
+/// `GET /admin/usage?day=YYYY-MM-DD` (default: today, UTC): every user's tokens of that day.
+async fn day_usage(req: &Request, env: &Env, now_ms: i64) -> std::result::Result<Response, ProxyError> {
+    let url = req.url().map_err(internal)?;
+    let asked = url.query_pairs().find(|(name, _)| name == "day").map(|(_, value)| value.into_owned());
+    let day = match asked {
+        Some(text) => parse_day(&text).ok_or_else(|| ProxyError::invalid_request("`day` must be a date like 2026-11-23.", Some("day")))?,
+        None => utc_day(now_ms),
+    };
+    let users = user_object::day_usage(env, &day).await?;
+    json_response(200, &json!({ "day": day, "users": users }).to_string())
 }
 
 /// The single place that decides who the caller is. Revocation is checked in the same

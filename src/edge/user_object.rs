@@ -12,7 +12,7 @@ use crate::auth::Identity;
 use crate::config::Config;
 use crate::error::{ProxyError, TokenProblem};
 use crate::quota::{Ask, Limits, Reservation, Standing};
-use crate::user_state::{user_object_name, UserCommand, UserRecord, UserReply, GLOBAL_OBJECT_NAME};
+use crate::user_state::{usage_index_name, user_object_name, utc_day, IndexCommand, UserCommand, UserRecord, UserReply, GLOBAL_OBJECT_NAME};
 
 /// The Durable Object binding in wrangler.toml.
 const BINDING: &str = "USERS";
@@ -29,8 +29,11 @@ impl DurableObject for UserState {
     }
 
     /// One read, and one write when the record changed. Input gates hold other events during
-    /// the read, so read-apply-write is atomic per user.
+    /// the read, so read-apply-write is atomic per user. `/index` is a day's usage index.
     async fn fetch(&self, mut req: Request) -> Result<Response> {
+        if req.path() == INDEX_PATH {
+            return self.index(req.json().await?).await;
+        }
         let command: UserCommand = req.json().await?;
         let storage = self.state.storage();
         let mut record: UserRecord = storage.get(RECORD_KEY).await?.unwrap_or_default();
@@ -41,6 +44,35 @@ impl DurableObject for UserState {
         Response::from_json(&reply)
     }
 }
+
+impl UserState {
+    /// A day's usage index: one storage key per user, so the record never grows with users.
+    async fn index(&self, command: IndexCommand) -> Result<Response> {
+        let storage = self.state.storage();
+        match command {
+            IndexCommand::Record { sub, tokens } => {
+                let key = format!("{INDEX_KEY_PREFIX}{sub}");
+                let total: u64 = storage.get(&key).await?.unwrap_or(0);
+                storage.put(&key, total + tokens).await?;
+                Response::from_json(&serde_json::json!({}))
+            }
+            IndexCommand::List => {
+                let entries = storage.list_with_options(worker::ListOptions::new().prefix(INDEX_KEY_PREFIX)).await?;
+                let mut users = Vec::new();
+                for entry in entries.entries() {
+                    let pair = worker::js_sys::Array::from(&entry?);
+                    let key = pair.get(0).as_string().unwrap_or_default();
+                    let tokens = pair.get(1).as_f64().unwrap_or(0.0) as u64;
+                    users.push(serde_json::json!({ "sub": key.trim_start_matches(INDEX_KEY_PREFIX), "total_tokens": tokens }));
+                }
+                Response::from_json(&users)
+            }
+        }
+    }
+}
+
+const INDEX_PATH: &str = "/index";
+const INDEX_KEY_PREFIX: &str = "tokens:";
 
 /// What admission gave a request.
 pub struct Admission {
@@ -62,10 +94,13 @@ pub async fn admit(
 ) -> std::result::Result<Admission, ProxyError> {
     let now_ms = Date::now().as_millis() as i64;
     let user_name = user_object_name(&identity.sub);
-    let command = UserCommand::Admit { issued_at: identity.issued_at, ask, limits: config.user_limits, now_ms };
+    let command = UserCommand::Admit { issued_at: identity.issued_at, ask, limits: config.user_limits, alerts: config.user_alerts, now_ms };
     let (user, user_standing) = match call(env, &user_name, &command).await? {
-        UserReply::Admitted { reservation, standing: admitted } => {
+        UserReply::Admitted { reservation, standing: admitted, alert } => {
             *standing = Some(admitted);
+            if let Some(alert) = alert {
+                raise(ctx, config, &alert.message(&identity.sub));
+            }
             (reservation, admitted)
         }
         UserReply::Refused { refusal, standing: refused } => {
@@ -78,14 +113,18 @@ pub async fn admit(
     let mut settlement = user.map(|reservation| Settlement {
         env: env.clone(),
         ctx: ctx.clone(),
+        sub: identity.sub.clone(),
         reservations: vec![(user_name, config.user_limits, reservation)],
     });
 
     if let (Some(ask), Some(global_limits), Some(pending)) = (ask, config.global_limits, settlement.as_mut()) {
-        let command = UserCommand::Admit { issued_at: None, ask: Some(ask), limits: global_limits, now_ms };
+        let command = UserCommand::Admit { issued_at: None, ask: Some(ask), limits: global_limits, alerts: config.global_alerts, now_ms };
         let refused = match call(env, GLOBAL_OBJECT_NAME, &command).await {
-            Ok(UserReply::Admitted { reservation: Some(reservation), .. }) => {
+            Ok(UserReply::Admitted { reservation: Some(reservation), alert, .. }) => {
                 pending.reservations.push((GLOBAL_OBJECT_NAME.to_owned(), global_limits, reservation));
+                if let Some(alert) = alert {
+                    raise(ctx, config, &alert.message("all users"));
+                }
                 None
             }
             Ok(UserReply::Refused { refusal, .. }) => Some(ProxyError::Quota { refusal, global: true }),
@@ -107,6 +146,7 @@ pub async fn admit(
 pub struct Settlement {
     env: Env,
     ctx: Rc<Context>,
+    sub: String,
     reservations: Vec<(String, Limits, Reservation)>,
 }
 
@@ -128,11 +168,57 @@ impl Settlement {
                 log::warn("settle_failed", &error.log_detail().unwrap_or_default());
             }
         }
+        if used_tokens > 0 {
+            let record = IndexCommand::Record { sub: self.sub, tokens: used_tokens };
+            if let Err(error) = call_index::<serde_json::Value>(&self.env, &utc_day(now_ms), &record).await {
+                log::warn("usage_index_failed", &error.log_detail().unwrap_or_default());
+            }
+        }
     }
+}
+
+/// An alert goes to the log and, if `ALERT_WEBHOOK_URL` is set, to the webhook after the
+/// response (`wait_until`), so it never delays the request that crossed the threshold.
+fn raise(ctx: &Rc<Context>, config: &Config, message: &str) {
+    log::alert(message);
+    if let Some(url) = config.alert_webhook_url.clone() {
+        let body = serde_json::json!({ "text": message }).to_string();
+        ctx.wait_until(async move {
+            let headers = worker::Headers::new();
+            let _ = headers.set("content-type", "application/json");
+            let mut init = RequestInit::new();
+            init.with_method(Method::Post).with_headers(headers).with_body(Some(JsValue::from_str(&body)));
+            let sent = match Request::new_with_init(&url, &init) {
+                Ok(request) => worker::Fetch::Request(request).send().await.map(|r| r.status_code()),
+                Err(error) => Err(error),
+            };
+            if !matches!(sent, Ok(200..=299)) {
+                log::warn("alert_webhook_failed", &format!("{sent:?}"));
+            }
+        });
+    }
+}
+
+/// Every user's total tokens of `day` (`YYYY-MM-DD`).
+pub async fn day_usage(env: &Env, day: &str) -> std::result::Result<serde_json::Value, ProxyError> {
+    call_index(env, day, &IndexCommand::List).await
+}
+
+async fn call_index<R: serde::de::DeserializeOwned>(env: &Env, day: &str, command: &IndexCommand) -> std::result::Result<R, ProxyError> {
+    send(env, &usage_index_name(day), INDEX_PATH, command).await
 }
 
 /// Sends `command` to the object named `name`. Any failure fails closed (503): no upstream call.
 pub async fn call(env: &Env, name: &str, command: &UserCommand) -> std::result::Result<UserReply, ProxyError> {
+    send(env, name, "/", command).await
+}
+
+async fn send<C: serde::Serialize, R: serde::de::DeserializeOwned>(
+    env: &Env,
+    name: &str,
+    path: &str,
+    command: &C,
+) -> std::result::Result<R, ProxyError> {
     let unavailable = |step: &str, error: worker::Error| ProxyError::Unavailable { detail: format!("user object {step}: {error}") };
     let namespace = env
         .durable_object(BINDING)
@@ -141,7 +227,7 @@ pub async fn call(env: &Env, name: &str, command: &UserCommand) -> std::result::
     let body = serde_json::to_string(command).map_err(|e| ProxyError::Internal { detail: e.to_string() })?;
     let mut init = RequestInit::new();
     init.with_method(Method::Post).with_body(Some(JsValue::from_str(&body)));
-    let request = Request::new_with_init("https://user-state/", &init).map_err(|e| unavailable("request", e))?;
+    let request = Request::new_with_init(&format!("https://user-state{path}"), &init).map_err(|e| unavailable("request", e))?;
     let mut response = stub.fetch_with_request(request).await.map_err(|e| unavailable("call", e))?;
     if response.status_code() != 200 {
         return Err(ProxyError::Unavailable { detail: format!("user object answered {}", response.status_code()) });

@@ -1,0 +1,122 @@
+//! Traffic-spike alerts, decided on admission: a user's requests in the current hour pass
+//! `ALERT_REQUESTS_PER_HOUR` (at most one alert per user per hour), or the global budget's use
+//! passes `ALERT_BUDGET_PERCENT` (at most one alert per day).
+
+use serde::{Deserialize, Serialize};
+
+use crate::quota::{Standing, DAY_MS};
+
+const HOUR_MS: i64 = 3_600_000;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertRules {
+    pub requests_per_hour: Option<u32>,
+    pub budget_percent: Option<u8>,
+}
+
+/// What the object remembers to count requests and alert once.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertState {
+    hour: i64,
+    requests_this_hour: u32,
+    alerted_hour: Option<i64>,
+    alerted_day: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Alert {
+    RequestsPerHour { requests: u32, threshold: u32 },
+    BudgetPercent { used_tokens: u64, budget: u64, threshold_percent: u8 },
+}
+
+impl Alert {
+    /// A one-line message for a person (log line and Slack-compatible webhook `text`).
+    pub fn message(&self, subject: &str) -> String {
+        match self {
+            Alert::RequestsPerHour { requests, threshold } => {
+                format!("openai-edge-proxy: user {subject} made {requests} requests in the current hour (alert threshold {threshold}).")
+            }
+            Alert::BudgetPercent { used_tokens, budget, threshold_percent } => format!(
+                "openai-edge-proxy: {used_tokens} of the {budget} tokens of today's global budget are used or reserved (alert threshold {threshold_percent}%)."
+            ),
+        }
+    }
+}
+
+impl AlertState {
+    /// Counts an admitted request and says whether it crossed a threshold for the first time
+    /// in its hour (requests) or day (budget). `standing` is the state after admission.
+    pub fn on_admit(&mut self, rules: &AlertRules, standing: &Standing, now_ms: i64) -> Option<Alert> {
+        let hour = now_ms.div_euclid(HOUR_MS);
+        if self.hour != hour {
+            self.hour = hour;
+            self.requests_this_hour = 0;
+        }
+        self.requests_this_hour += 1;
+        if let Some(threshold) = rules.requests_per_hour {
+            if self.requests_this_hour > threshold && self.alerted_hour != Some(hour) {
+                self.alerted_hour = Some(hour);
+                return Some(Alert::RequestsPerHour { requests: self.requests_this_hour, threshold });
+            }
+        }
+        if let (Some(percent), Some(budget)) = (rules.budget_percent, standing.daily_tokens) {
+            let day = now_ms.div_euclid(DAY_MS);
+            let spent = standing.used_tokens + standing.reserved_tokens;
+            if spent * 100 >= budget * u64::from(percent) && self.alerted_day != Some(day) {
+                self.alerted_day = Some(day);
+                return Some(Alert::BudgetPercent { used_tokens: spent, budget, threshold_percent: percent });
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: i64 = 1_800_000_000_000 - 1_800_000_000_000 % HOUR_MS;
+
+    fn standing(used: u64) -> Standing {
+        Standing {
+            rate: None,
+            max_streams: None,
+            open_streams: 0,
+            daily_tokens: Some(1000),
+            used_tokens: used,
+            reserved_tokens: 0,
+            budget_reset_seconds: 0,
+        }
+    }
+
+    #[test]
+    fn requests_alert_once_per_hour() {
+        let rules = AlertRules { requests_per_hour: Some(3), budget_percent: None };
+        let mut state = AlertState::default();
+        let alerts: Vec<_> = (0..10).filter_map(|i| state.on_admit(&rules, &standing(0), T0 + i)).collect();
+        assert_eq!(alerts, [Alert::RequestsPerHour { requests: 4, threshold: 3 }]);
+        let next_hour: Vec<_> = (0..5).filter_map(|i| state.on_admit(&rules, &standing(0), T0 + HOUR_MS + i)).collect();
+        assert_eq!(next_hour.len(), 1, "a new hour counts from zero and may alert again");
+    }
+
+    #[test]
+    fn the_budget_alerts_once_a_day_past_its_percent() {
+        let rules = AlertRules { requests_per_hour: None, budget_percent: Some(80) };
+        let mut state = AlertState::default();
+        assert_eq!(state.on_admit(&rules, &standing(799), T0), None);
+        assert_eq!(
+            state.on_admit(&rules, &standing(800), T0 + 1),
+            Some(Alert::BudgetPercent { used_tokens: 800, budget: 1000, threshold_percent: 80 })
+        );
+        assert_eq!(state.on_admit(&rules, &standing(950), T0 + 2), None);
+        assert!(state.on_admit(&rules, &standing(0), T0).is_none());
+    }
+
+    #[test]
+    fn no_rules_no_alerts() {
+        let mut state = AlertState::default();
+        assert!((0..1000).all(|i| state.on_admit(&AlertRules::default(), &standing(1000), T0 + i).is_none()));
+        assert!(Alert::RequestsPerHour { requests: 5, threshold: 4 }.message("alice").contains("user alice made 5 requests"));
+    }
+}

@@ -1,0 +1,94 @@
+// What operators get: traffic-spike alerts (log + Slack-compatible webhook) and per-user usage
+// of a day.
+import assert from "node:assert/strict";
+import http from "node:http";
+import { after, before, test } from "node:test";
+import { startMockUpstream, usage } from "../mock-upstream.mjs";
+import { browserHeaders, chatBody, mintToken, startProxy, within } from "./helpers.mjs";
+
+const ADMIN_TOKEN = "admin-token-for-tests-0123456789abcdef";
+let mock;
+let webhook;
+let hooks = [];
+let proxy;
+
+before(async () => {
+  mock = await startMockUpstream();
+  webhook = http.createServer((req, res) => {
+    let body = "";
+    req.on("data", (chunk) => (body += chunk));
+    req.on("end", () => {
+      hooks.push(JSON.parse(body));
+      res.end("ok");
+    });
+  });
+  await new Promise((resolve) => webhook.listen(0, "127.0.0.1", resolve));
+  proxy = await startProxy({
+    UPSTREAM_BASE_URL: mock.url,
+    OPENAI_API_KEY: mock.apiKey,
+    ADMIN_TOKEN,
+    ALERT_REQUESTS_PER_HOUR: "3",
+    ALERT_WEBHOOK_URL: `http://127.0.0.1:${webhook.address().port}/hook`,
+    GLOBAL_DAILY_TOKEN_BUDGET: "100000",
+    ALERT_BUDGET_PERCENT: "1",
+  });
+});
+after(async () => {
+  await proxy?.dispose();
+  await mock?.close();
+  webhook?.closeAllConnections();
+  await new Promise((resolve) => webhook?.close(resolve));
+});
+
+const chat = async (sub) => {
+  const response = await fetch(`${proxy.url}/v1/chat/completions`, { method: "POST", headers: browserHeaders(mintToken({ sub })), body: chatBody() });
+  assert.equal(response.status, 200);
+  await response.arrayBuffer();
+};
+const settle = () => new Promise((resolve) => setTimeout(resolve, 300));
+
+test("a user past ALERT_REQUESTS_PER_HOUR raises one alert, not one per request", async () => {
+  hooks = [];
+  for (let i = 0; i < 6; i++) await chat("spiky");
+  for (let i = 0; i < 2; i++) await chat("calm");
+  await within(3000, (async () => {
+    while (!hooks.some((h) => h.text.includes("user spiky"))) await new Promise((resolve) => setTimeout(resolve, 20));
+  })(), "the webhook");
+  await settle();
+  const spiky = hooks.filter((h) => h.text.includes("user spiky"));
+  assert.equal(spiky.length, 1, "once per user per hour");
+  assert.match(spiky[0].text, /made 4 requests in the current hour \(alert threshold 3\)/);
+  assert.ok(!hooks.some((h) => h.text.includes("user calm")));
+  const lines = proxy.logs.filter((l) => l.level === "alert" && l.message.includes("user spiky"));
+  assert.equal(lines.length, 1);
+});
+
+test("the global budget passing ALERT_BUDGET_PERCENT raises one alert a day", async () => {
+  await within(3000, (async () => {
+    while (!hooks.some((h) => h.text.includes("global budget"))) await new Promise((resolve) => setTimeout(resolve, 20));
+  })(), "the budget webhook");
+  const before = hooks.filter((h) => h.text.includes("global budget")).length;
+  for (let i = 0; i < 3; i++) await chat("another");
+  await settle();
+  assert.equal(before, 1);
+  assert.equal(hooks.filter((h) => h.text.includes("global budget")).length, 1, "not again the same day");
+});
+
+test("GET /admin/usage lists every user's tokens of the day", async () => {
+  await settle();
+  const response = await fetch(`${proxy.url}/admin/usage`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+  assert.equal(response.status, 200);
+  const { day, users } = await response.json();
+  assert.match(day, /^\d{4}-\d{2}-\d{2}$/);
+  const perCall = usage(JSON.parse(chatBody())).total_tokens;
+  const bySub = Object.fromEntries(users.map((u) => [u.sub, u.total_tokens]));
+  assert.equal(bySub.spiky, 6 * perCall);
+  assert.equal(bySub.calm, 2 * perCall);
+
+  const other = await fetch(`${proxy.url}/admin/usage?day=2001-01-01`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+  assert.deepEqual((await other.json()).users, []);
+  const bad = await fetch(`${proxy.url}/admin/usage?day=yesterday`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+  assert.equal(bad.status, 400);
+  const stranger = await fetch(`${proxy.url}/admin/usage`, { headers: { authorization: `Bearer ${mintToken()}` } });
+  assert.equal(stranger.status, 401);
+});
