@@ -15,6 +15,7 @@ dev: tools
 	@node scripts/dev.mjs
 
 test: build
+	@bash scripts/ensure-chromium.sh
 	cargo test --locked
 	node --test --test-concurrency=1 tests/e2e/
 

@@ -2,6 +2,7 @@
 // and no internet (the bundled mock upstream stands in for OpenAI), plus a curl to try it.
 import { spawn, execFileSync } from "node:child_process";
 import { copyFileSync, existsSync, readFileSync } from "node:fs";
+import { startExample } from "../examples/browser/server.mjs";
 import { startMockUpstream } from "../tests/mock-upstream.mjs";
 
 const PORT = 8787;
@@ -45,6 +46,7 @@ const wrangler = spawn("node_modules/.bin/wrangler", wranglerArgs, {
   env: { ...process.env, WRANGLER_SEND_METRICS: "false" },
 });
 let stopping = false;
+let example = null;
 async function stop(code = 0) {
   if (stopping) return;
   stopping = true;
@@ -52,6 +54,7 @@ async function stop(code = 0) {
     process.kill(-wrangler.pid, "SIGINT");
   } catch {} // already gone
   await mock?.close();
+  await example?.close();
   process.exit(code);
 }
 process.on("SIGINT", () => stop(0));
@@ -70,6 +73,12 @@ if (!stopping && Date.now() >= deadline) {
   await stop(1);
 }
 
+// The example page, on its own origin (listed in .dev.vars.example's ALLOWED_ORIGINS).
+example = await startExample({ port: 8788, proxyUrl: BASE, jwtSecret: devVars.JWT_SECRET || process.env.JWT_SECRET }).catch((error) => {
+  console.error(`The example page could not start: ${error.message}`);
+  return null;
+});
+
 const token = execFileSync("cargo", ["run", "--quiet", "--bin", "mint-token", "--", "--sub", "dev-user", "--ttl", "1h"], { encoding: "utf8" }).trim();
 const model = (devVars.ALLOWED_MODELS || "gpt-4o-mini").split(/[\s,]+/)[0];
 console.log(`
@@ -80,6 +89,6 @@ curl -N ${BASE}/v1/chat/completions \\
   -H 'Content-Type: application/json' \\
   -d '{"model":"${model}","stream":true,"messages":[{"role":"user","content":"Say hello"}]}'
 
-More tokens: cargo run --bin mint-token -- --sub alice --ttl 15m
+${example ? `The example chat page: ${example.url}\n` : ""}More tokens: cargo run --bin mint-token -- --sub alice --ttl 15m
 Stop with Ctrl-C.
 `);

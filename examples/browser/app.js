@@ -1,0 +1,96 @@
+// The example page: a user token from the app's backend, a streamed chat completion through
+// the proxy rendered as it arrives, the user's quota, and clear messages when something fails.
+const PROXY = "__PROXY_URL__";
+const $ = (id) => document.getElementById(id);
+let token = null;
+
+async function userToken() {
+  if (token && token.user === $("user").value && token.expiresAt > Date.now() + 30_000) return token.value;
+  const response = await fetch(`/token?user=${encodeURIComponent($("user").value)}`, { method: "POST" });
+  if (!response.ok) throw new Error("The app's backend did not give a token.");
+  const { token: value, expires_in } = await response.json();
+  token = { value, user: $("user").value, expiresAt: Date.now() + expires_in * 1000 };
+  return value;
+}
+
+function show(text, isError = false) {
+  $("message").textContent = text;
+  $("message").className = isError ? "error" : "";
+}
+
+/** Explains a failed answer the way a user can act on. */
+async function explain(response) {
+  const { error } = await response.json().catch(() => ({}));
+  if (response.status === 401) {
+    token = null;
+    return "Your session has expired: sign in again.";
+  }
+  if (response.status === 429) {
+    const wait = response.headers.get("retry-after");
+    return `${error?.message ?? "Too many requests."} You can send again in ${wait ?? "a few"} s.`;
+  }
+  return error?.message ?? `The proxy answered ${response.status}.`;
+}
+
+async function refreshQuota() {
+  try {
+    const response = await fetch(`${PROXY}/v1/usage`, { headers: { authorization: `Bearer ${await userToken()}` } });
+    if (!response.ok) return;
+    const usage = await response.json();
+    $("quota").textContent =
+      `Quota: ${usage.requests.remaining} of ${usage.requests.limit} requests left in this window · ` +
+      `${usage.tokens.remaining} of ${usage.tokens.limit} tokens left today`;
+  } catch {
+    $("quota").textContent = "Quota: unavailable";
+  }
+}
+
+async function send() {
+  const prompt = $("prompt").value.trim();
+  if (!prompt) return show("Type a prompt first.", true);
+  $("send").disabled = true;
+  $("answer").textContent = "";
+  show("Thinking…");
+  try {
+    const response = await fetch(`${PROXY}/v1/chat/completions`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${await userToken()}`, "content-type": "application/json" },
+      body: JSON.stringify({ model: "gpt-4o-mini", stream: true, messages: [{ role: "user", content: prompt }] }),
+    });
+    if (!response.ok) return show(await explain(response), true);
+    await render(response.body);
+  } catch (error) {
+    // fetch rejects without a status for network failures and CORS refusals alike.
+    show(`Network error: the proxy cannot be reached from this page (${error.message}).`, true);
+  } finally {
+    $("send").disabled = false;
+    refreshQuota();
+  }
+}
+
+/** Appends each `data:` event's text as it arrives; a final error event is shown as an error. */
+async function render(body) {
+  const reader = body.pipeThrough(new TextDecoderStream()).getReader();
+  let pending = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    pending += value;
+    const events = pending.split("\n\n");
+    pending = events.pop();
+    for (const event of events) {
+      const data = event.split("\n").filter((line) => line.startsWith("data: ")).map((line) => line.slice(6)).join("\n");
+      if (!data || data === "[DONE]") continue;
+      const chunk = JSON.parse(data);
+      if (chunk.error) return show(chunk.error.message, true);
+      $("answer").textContent += chunk.choices?.[0]?.delta?.content ?? "";
+    }
+  }
+  show("");
+}
+
+$("send").addEventListener("click", send);
+$("prompt").addEventListener("keydown", (event) => {
+  if (event.key === "Enter" && (event.metaKey || event.ctrlKey)) send();
+});
+refreshQuota();

@@ -1,0 +1,106 @@
+// The example page in real headless Chromium, on another origin than the proxy: the streamed
+// answer grows over several frames, the quota drops, a disallowed origin gets nothing, and the
+// OpenAI key is nowhere in the page, its network traffic or its storage.
+import assert from "node:assert/strict";
+import { existsSync, mkdirSync } from "node:fs";
+import { after, before, test } from "node:test";
+import { startExample } from "../../examples/browser/server.mjs";
+import { startMockUpstream } from "../mock-upstream.mjs";
+import { JWT_SECRET, startProxy } from "./helpers.mjs";
+
+const CHROMIUM = "/usr/bin/chromium";
+const skip = existsSync(CHROMIUM) ? false : `${CHROMIUM} is missing (make test installs it as root with apt-get)`;
+const RESULTS = new URL("../../test-results/", import.meta.url);
+
+let mock;
+let proxy;
+let allowed;
+let disallowed;
+let browser;
+
+before(async () => {
+  if (skip) return;
+  const { chromium } = await import("playwright-core");
+  mock = await startMockUpstream({ chunkDelayMs: 60 });
+  // The proxy must allow the page's origin, and the page must know the proxy's URL.
+  allowed = await startExample({ port: 0, jwtSecret: JWT_SECRET });
+  proxy = await startProxy({ UPSTREAM_BASE_URL: mock.url, OPENAI_API_KEY: mock.apiKey, ALLOWED_ORIGINS: allowed.url, RATE_LIMIT_REQUESTS: "5" });
+  allowed.setProxyUrl(proxy.url);
+  disallowed = await startExample({ port: 0, jwtSecret: JWT_SECRET, proxyUrl: proxy.url });
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+});
+after(async () => {
+  await browser?.close();
+  await allowed?.close();
+  await disallowed?.close();
+  await proxy?.dispose();
+  await mock?.close();
+});
+
+/** Opens a page that records every response body it receives. */
+async function open(url) {
+  const page = await browser.newPage();
+  const bodies = [];
+  page.on("response", async (response) => bodies.push((await response.text().catch(() => "")) + JSON.stringify(await response.allHeaders())));
+  await page.goto(url);
+  return { page, bodies };
+}
+
+test("the page streams an answer, shows the quota drop, and never sees the key", { skip }, async () => {
+  const { page, bodies } = await open(allowed.url);
+  await page.waitForFunction(() => document.getElementById("quota").textContent.includes("5 of 5 requests left"), null, { timeout: 5000 });
+  await page.fill("#prompt", "Hello from Chromium");
+  // Sample the answer's length on every animation frame while it streams.
+  const lengths = page.evaluate(
+    () =>
+      new Promise((resolve) => {
+        const seen = [];
+        const sample = () => {
+          const length = document.getElementById("answer").textContent.length;
+          if (seen.at(-1) !== length) seen.push(length);
+          if (document.getElementById("answer").textContent.endsWith("Hello from Chromium")) return resolve(seen);
+          requestAnimationFrame(sample);
+        };
+        requestAnimationFrame(sample);
+      }),
+  );
+  await page.click("#send");
+  const grew = await lengths;
+  assert.ok(grew.filter((length) => length > 0).length >= 5, `the answer grew in ${grew.length} steps: ${grew}`);
+  assert.equal(await page.textContent("#answer"), "This is the bundled mock upstream, not OpenAI. You said: Hello from Chromium");
+  await page.waitForFunction(() => document.getElementById("quota").textContent.includes("4 of 5 requests left"), null, { timeout: 5000 });
+
+  mkdirSync(RESULTS, { recursive: true });
+  await page.screenshot({ path: new URL("browser-example.png", RESULTS).pathname, fullPage: true });
+
+  const storage = await page.evaluate(() => JSON.stringify({ ...localStorage }) + JSON.stringify({ ...sessionStorage }) + document.documentElement.outerHTML);
+  for (const seen of [storage, ...bodies]) assert.ok(!seen.includes(mock.apiKey), "the OpenAI key reached the browser");
+  await page.close();
+});
+
+test("a 429 tells the user when to retry", { skip }, async () => {
+  const { page } = await open(allowed.url);
+  await page.fill("#user", "impatient-user");
+  for (let i = 0; i < 6; i++) {
+    await page.fill("#prompt", `Request ${i}`);
+    await page.click("#send");
+    await page.waitForFunction(() => !document.getElementById("send").disabled, null, { timeout: 10_000 });
+  }
+  assert.match(await page.textContent("#message"), /Too many requests.*You can send again in \d+ s/);
+  await page.close();
+});
+
+test("a page on a disallowed origin gets a CORS error and no answer", { skip }, async () => {
+  const { page } = await open(disallowed.url);
+  const errors = [];
+  page.on("console", (message) => message.type() === "error" && errors.push(message.text()));
+  await page.fill("#prompt", "Let me in");
+  await page.click("#send");
+  await page.waitForFunction(() => document.getElementById("message").textContent.startsWith("Network error"), null, { timeout: 5000 });
+  assert.equal(await page.textContent("#answer"), "");
+  assert.ok(errors.some((text) => /CORS|Access-Control-Allow-Origin/i.test(text)), errors.join("\n"));
+  await page.close();
+});
