@@ -1,0 +1,180 @@
+//! Invariants of the parsers and the limiter over generated inputs: no panic on any input
+//! (a panic can take down the isolate and the requests in flight), and the same answers
+//! however a stream is split.
+
+use openai_edge_proxy::auth::{self, mint_hmac_token, ClaimRules, HmacAlgorithm, KeyEntry, KeySet, VerifyingKey};
+use openai_edge_proxy::config::{Config, Secret};
+use openai_edge_proxy::policy;
+use openai_edge_proxy::quota::{Ask, Limits, QuotaState, RateLimit};
+use openai_edge_proxy::sse::{SseMeter, StreamKind};
+use proptest::prelude::*;
+use serde_json::{json, Value};
+
+const SECRET: &str = "a-property-test-secret-of-32-bytes!";
+const NOW: i64 = 1_800_000_000;
+
+fn config() -> Config {
+    Config::from_lookup(|name| match name {
+        "JWT_SECRET" => Some(SECRET.into()),
+        "ALLOWED_MODELS" => Some("gpt-4o-mini".into()),
+        _ => None,
+    })
+    .unwrap()
+}
+
+fn keys() -> KeySet {
+    KeySet { keys: vec![KeyEntry { kid: None, key: VerifyingKey::Hmac { algorithm: HmacAlgorithm::Hs256, secret: Secret::new(SECRET) } }] }
+}
+
+fn rules() -> ClaimRules {
+    ClaimRules { issuer: None, audience: None, leeway_seconds: 30, max_ttl_seconds: 86_400 }
+}
+
+/// SSE-like text: data lines (JSON chunks, usage, [DONE]), comments and other fields, with
+/// every kind of line end.
+fn sse_stream() -> impl Strategy<Value = String> {
+    let data = prop_oneof![
+        "[a-zA-Z é]{0,12}".prop_map(|text| format!("data: {}", json!({"choices":[{"delta":{"content": text}}]}))),
+        (0u64..1000, 0u64..1000).prop_map(|(p, c)| format!("data: {}", json!({"choices":[],"usage":{"prompt_tokens":p,"completion_tokens":c,"total_tokens":p + c}}))),
+        Just("data: [DONE]".to_owned()),
+        Just(": keep-alive".to_owned()),
+        Just("event: ping".to_owned()),
+        "[ -~]{0,20}".prop_map(|junk| format!("data: {junk}")),
+    ];
+    let line_end = prop_oneof![Just("\n"), Just("\r\n"), Just("\r")];
+    prop::collection::vec((data, line_end.clone(), proptest::bool::ANY, line_end), 0..12).prop_map(|events| {
+        events
+            .into_iter()
+            .map(|(line, end, blank, blank_end)| format!("{line}{end}{}", if blank { blank_end } else { "" }))
+            .collect()
+    })
+}
+
+fn meter_run(input: &[u8], cuts: &[usize], kind: StreamKind) -> (Vec<u8>, Option<u64>, usize, bool) {
+    let mut meter = SseMeter::new(kind, false);
+    let mut out = Vec::new();
+    let mut start = 0;
+    for &cut in cuts.iter().chain(std::iter::once(&input.len())) {
+        let cut = cut.clamp(start, input.len());
+        out.extend(meter.feed(&input[start..cut]));
+        start = cut;
+    }
+    out.extend(meter.finish());
+    (out, meter.usage.map(|u| u.total()), meter.streamed_text_bytes, meter.complete)
+}
+
+/// Arbitrary JSON values, a few levels deep.
+fn json_value() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::from),
+        prop_oneof![Just("gpt-4o-mini".to_owned()), Just("user".to_owned()), "[ -~]{0,16}"].prop_map(Value::from),
+    ];
+    leaf.prop_recursive(4, 48, 6, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..6).prop_map(Value::from),
+            prop::collection::btree_map(
+                prop_oneof![
+                    Just("model"), Just("messages"), Just("role"), Just("content"), Just("text"), Just("stream"), Just("n"),
+                    Just("max_tokens"), Just("max_completion_tokens"), Just("max_output_tokens"), Just("input"), Just("stream_options"), Just("x")
+                ]
+                .prop_map(str::to_owned),
+                inner,
+                0..6
+            )
+            .prop_map(|map| Value::Object(map.into_iter().collect())),
+        ]
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn the_sse_meter_gives_the_same_result_however_the_stream_is_split(
+        stream in sse_stream(),
+        mut cuts in prop::collection::vec(0usize..400, 0..8),
+        responses in any::<bool>(),
+    ) {
+        let kind = if responses { StreamKind::Responses } else { StreamKind::Chat };
+        cuts.sort_unstable();
+        let whole = meter_run(stream.as_bytes(), &[], kind);
+        let split = meter_run(stream.as_bytes(), &cuts, kind);
+        prop_assert_eq!(whole, split);
+    }
+
+    #[test]
+    fn the_sse_meter_takes_any_bytes(bytes in prop::collection::vec(any::<u8>(), 0..512), cut in 0usize..512) {
+        let (out, ..) = meter_run(&bytes, &[cut], StreamKind::Chat);
+        prop_assert!(out.len() <= bytes.len() + 2, "it forwards what it got, at most completing the last event");
+    }
+
+    #[test]
+    fn the_token_verifier_takes_any_string(token in "[ -~]{0,300}") {
+        let _ = auth::verify(&token, &keys(), &rules(), NOW);
+        let _ = auth::bearer_token(Some(&token));
+    }
+
+    #[test]
+    fn no_changed_token_verifies(position in 0usize..200, replacement in "[A-Za-z0-9_.-]") {
+        let claims = json!({"sub": "alice", "iat": NOW, "exp": NOW + 600}).as_object().unwrap().clone();
+        let token = mint_hmac_token(HmacAlgorithm::Hs256, SECRET.as_bytes(), &claims).unwrap();
+        let position = position % token.len();
+        let mut changed = token.clone();
+        changed.replace_range(position..position + 1, &replacement);
+        prop_assume!(changed != token);
+        // A change in base64 padding bits can decode to the same bytes; anything else must fail.
+        if let Ok(identity) = auth::verify(&changed, &keys(), &rules(), NOW) {
+            prop_assert_eq!(identity.sub, "alice");
+        }
+    }
+
+    #[test]
+    fn the_request_policy_takes_any_json(body in json_value()) {
+        let bytes = body.to_string().into_bytes();
+        let config = config();
+        for parse in [policy::parse_chat_request, policy::parse_responses_request, policy::parse_embeddings_request, policy::parse_generate_text] {
+            if let Ok(request) = parse(&bytes, &config) {
+                let forwarded: Value = serde_json::from_str(request.upstream_body()).unwrap();
+                prop_assert_eq!(forwarded["model"].as_str(), Some("gpt-4o-mini"));
+                prop_assert!(request.reserve_tokens >= request.upstream_body().len() as u64);
+            }
+        }
+    }
+
+    #[test]
+    fn the_configuration_takes_any_values(values in prop::collection::vec("[ -~]{0,40}", 12)) {
+        let names = ["UPSTREAM_BASE_URL", "ALLOWED_ORIGINS", "ALLOWED_MODELS", "MAX_BODY_BYTES", "JWT_SECRET", "JWKS_URL",
+                     "RATE_LIMIT_REQUESTS", "DAILY_TOKEN_BUDGET", "JWT_LEEWAY_SECONDS", "LOG_LEVEL", "ALERT_WEBHOOK_URL", "UPSTREAM_RETRIES"];
+        let _ = Config::from_lookup(|name| names.iter().position(|n| *n == name).map(|i| values[i].clone()));
+    }
+
+    #[test]
+    fn no_sequence_of_requests_passes_the_limits(
+        steps in prop::collection::vec((0u64..400, any::<bool>(), 0i64..5_000, prop::option::of(0u64..400)), 1..80),
+    ) {
+        let limits = Limits { rate: Some(RateLimit { requests: 5, window_ms: 10_000 }), max_streams: Some(2), daily_tokens: Some(1_000) };
+        let mut state = QuotaState::default();
+        let mut now = 1_800_000_000_000i64;
+        let mut open = Vec::new();
+        let mut admitted_at = Vec::new();
+        for (tokens, stream, step_ms, finish_with) in steps {
+            now += step_ms;
+            if let Ok(reservation) = state.admit(&limits, Ask { tokens, stream }, now) {
+                admitted_at.push(now);
+                open.push((reservation.id, tokens));
+            }
+            if let (Some(used), Some((id, reserved))) = (finish_with, open.first().copied()) {
+                // Upstream never reports more than the worst case that was reserved.
+                state.finish(&limits, id, used.min(reserved), now);
+                open.remove(0);
+            }
+            let standing = state.standing(&limits, now);
+            prop_assert!(standing.used_tokens + standing.reserved_tokens <= 1_000);
+            prop_assert!(standing.open_streams <= 2);
+            prop_assert!(admitted_at.iter().filter(|&&at| at > now - 10_000).count() <= 5);
+        }
+    }
+}
