@@ -3,6 +3,8 @@
 //!
 //! The same record type serves the global budget object, with limits that only set a budget.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::alerts::{Alert, AlertRules, AlertState};
@@ -35,10 +37,29 @@ pub fn parse_day(text: &str) -> Option<String> {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum IndexCommand {
-    /// `sub` spent `tokens` more that day.
-    Record { sub: String, tokens: u64 },
+    /// Each `sub` spent this many tokens more that day.
+    Record { spent: BTreeMap<String, u64> },
     /// Every user's total for the day.
     List,
+}
+
+/// Usage not yet sent to the day indexes. Requests that end while a send is under way join
+/// the next send, so under load an isolate makes a few index calls, not one per request.
+#[derive(Debug, Default)]
+pub struct UsageBatch {
+    by_day: BTreeMap<String, BTreeMap<String, u64>>,
+}
+
+impl UsageBatch {
+    pub fn add(&mut self, day: String, sub: String, tokens: u64) {
+        let spent = self.by_day.entry(day).or_default().entry(sub).or_default();
+        *spent = spent.saturating_add(tokens);
+    }
+
+    /// Everything pending, one `Record` per day, leaving the batch empty.
+    pub fn take(&mut self) -> Vec<(String, IndexCommand)> {
+        std::mem::take(&mut self.by_day).into_iter().map(|(day, spent)| (day, IndexCommand::Record { spent })).collect()
+    }
 }
 
 /// A message to a user's object, sent as JSON. Each request makes one admission call and, if
@@ -138,6 +159,22 @@ mod tests {
     const LIMITS: Limits =
         Limits { rate: Some(RateLimit { requests: 2, window_ms: 60_000 }), max_streams: Some(1), daily_tokens: Some(100) };
     const ASK: Ask = Ask { tokens: 10, stream: false };
+
+    #[test]
+    fn a_usage_batch_sums_per_user_and_day_and_empties_when_taken() {
+        let mut batch = UsageBatch::default();
+        batch.add("2026-11-23".into(), "alice".into(), 10);
+        batch.add("2026-11-23".into(), "bob".into(), 5);
+        batch.add("2026-11-23".into(), "alice".into(), 7);
+        batch.add("2026-11-24".into(), "alice".into(), 1);
+        let sent = batch.take();
+        let spent = |pairs: &[(&str, u64)]| IndexCommand::Record { spent: pairs.iter().map(|(sub, n)| (sub.to_string(), *n)).collect() };
+        assert_eq!(
+            sent,
+            vec![("2026-11-23".to_string(), spent(&[("alice", 17), ("bob", 5)])), ("2026-11-24".to_string(), spent(&[("alice", 1)]))]
+        );
+        assert!(batch.take().is_empty());
+    }
 
     fn admit(record: &mut UserRecord, issued_at: i64, ask: Option<Ask>) -> UserReply {
         record.apply(&UserCommand::Admit { issued_at: Some(issued_at), ask, limits: LIMITS, alerts: AlertRules::default(), now_ms: NOW }).0

@@ -97,7 +97,7 @@ async fn handle(req: Request, env: &Env, ctx: &Rc<Context>, outcome: &mut Outcom
         return health_response();
     }
 
-    let config = Config::from_lookup(|name| env_string(env, name))?;
+    let config = config(env)?;
     outcome.log_level = config.log_level;
     outcome.log_prompts = config.log_prompts;
     let origin = header(&req, "origin");
@@ -344,6 +344,22 @@ fn request_id(req: &Request) -> String {
     // Two draws: one f64 carries only 53 random bits.
     let draw = || (js_sys::Math::random() * f64::from(u32::MAX)) as u32;
     header(req, "cf-ray").unwrap_or_else(|| format!("{:08x}{:08x}", draw(), draw()))
+}
+
+thread_local! {
+    // Vars and secrets are fixed for an isolate's life (a deploy or `secret put` starts new
+    // isolates), so a valid configuration is parsed once per isolate, not per request.
+    static CONFIG: std::cell::RefCell<Option<Rc<Config>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The parsed configuration. An invalid one is not kept: every request reports it.
+fn config(env: &Env) -> std::result::Result<Rc<Config>, ProxyError> {
+    if let Some(config) = CONFIG.with_borrow(Clone::clone) {
+        return Ok(config);
+    }
+    let config = Rc::new(Config::from_lookup(|name| env_string(env, name))?);
+    CONFIG.set(Some(config.clone()));
+    Ok(config)
 }
 
 /// A var or secret as a string. `[vars]` may hold numbers or booleans, which are not JS strings.

@@ -2,6 +2,7 @@
 //! Its state lives in storage, not memory, so it survives eviction; the decisions are
 //! `UserRecord::apply` in the core.
 
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use worker::wasm_bindgen::JsValue;
@@ -12,7 +13,7 @@ use crate::auth::Identity;
 use crate::config::Config;
 use crate::error::{ProxyError, TokenProblem};
 use crate::quota::{Ask, Limits, Reservation, Standing};
-use crate::user_state::{usage_index_name, user_object_name, utc_day, IndexCommand, UserCommand, UserRecord, UserReply, GLOBAL_OBJECT_NAME};
+use crate::user_state::{usage_index_name, user_object_name, utc_day, IndexCommand, UsageBatch, UserCommand, UserRecord, UserReply, GLOBAL_OBJECT_NAME};
 
 /// The Durable Object binding in wrangler.toml.
 const BINDING: &str = "USERS";
@@ -50,10 +51,12 @@ impl UserState {
     async fn index(&self, command: IndexCommand) -> Result<Response> {
         let storage = self.state.storage();
         match command {
-            IndexCommand::Record { sub, tokens } => {
-                let key = format!("{INDEX_KEY_PREFIX}{sub}");
-                let total: u64 = storage.get(&key).await?.unwrap_or(0);
-                storage.put(&key, total + tokens).await?;
+            IndexCommand::Record { spent } => {
+                for (sub, tokens) in spent {
+                    let key = format!("{INDEX_KEY_PREFIX}{sub}");
+                    let total: u64 = storage.get(&key).await?.unwrap_or(0);
+                    storage.put(&key, total.saturating_add(tokens)).await?;
+                }
                 Response::from_json(&serde_json::json!({}))
             }
             IndexCommand::List => {
@@ -169,8 +172,38 @@ impl Settlement {
             }
         }
         if used_tokens > 0 {
-            let record = IndexCommand::Record { sub: self.sub, tokens: used_tokens };
-            if let Err(error) = call_index::<serde_json::Value>(&self.env, &utc_day(now_ms), &record).await {
+            PENDING_USAGE.with_borrow_mut(|batch| batch.add(utc_day(now_ms), self.sub, used_tokens));
+            send_pending_usage(&self.env).await;
+        }
+    }
+}
+
+thread_local! {
+    static PENDING_USAGE: RefCell<UsageBatch> = RefCell::default();
+    static SENDING_USAGE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Sends the isolate's pending usage to the day indexes, unless a send is already under way:
+/// that one loops until nothing is pending, so it carries this request's usage too.
+async fn send_pending_usage(env: &Env) {
+    if SENDING_USAGE.replace(true) {
+        return;
+    }
+    // Cleared however the loop ends (also if its task is dropped), so sending never stops.
+    struct Sending;
+    impl Drop for Sending {
+        fn drop(&mut self) {
+            SENDING_USAGE.set(false);
+        }
+    }
+    let _sending = Sending;
+    loop {
+        let batch = PENDING_USAGE.with_borrow_mut(UsageBatch::take);
+        if batch.is_empty() {
+            return;
+        }
+        for (day, record) in batch {
+            if let Err(error) = call_index::<serde_json::Value>(env, &day, &record).await {
                 log::warn("usage_index_failed", &error.log_detail().unwrap_or_default());
             }
         }
