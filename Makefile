@@ -1,5 +1,5 @@
 # The two commands of the README: `make dev` and `make test`. Each installs what it needs.
-.PHONY: dev test build tools clean
+.PHONY: dev test build tools bench fuzz clean
 
 export WRANGLER_SEND_METRICS := false
 
@@ -18,6 +18,15 @@ test: build
 	@bash scripts/ensure-chromium.sh
 	cargo test --locked
 	node --test --test-concurrency=1 tests/e2e/
+	node bench/run.mjs --smoke
+
+# The proxy against its baselines (minutes); writes bench/results/<date>.json and a table.
+bench: build
+	node bench/run.mjs
+
+# Every cargo fuzz target for FUZZ_SECONDS (default 60) each; needs nightly, installs it.
+fuzz:
+	@bash scripts/fuzz.sh
 
 clean:
 	rm -rf build target .wrangler

@@ -1,28 +1,18 @@
 #!/usr/bin/env bash
 # Installs every build tool the Worker needs, pinned, and skips what is already there.
 # Sourced by build.sh, which then uses WORKER_BUILD_BIN and WASM_BINDGEN_BIN.
-#
-# Cargo tools go to a per-version folder of a shared cache (TOOLS_DIR), so a fresh clone reuses
-# them and two versions never overwrite each other.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source scripts/cargo-tool.sh
 
 WORKER_BUILD_VERSION=0.8.7
 # wasm-bindgen-cli must equal the wasm-bindgen crate in Cargo.lock, or the build fails with a schema mismatch.
 WASM_BINDGEN_VERSION=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock)
-TOOLS_DIR=${TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/openai-edge-proxy/tools}
 
 if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
   rustup target add wasm32-unknown-unknown
 fi
 
-install_cargo_tool() { # crate version binary
-  local root="$TOOLS_DIR/$1-$2"
-  if [ "$("$root/bin/$3" --version 2>/dev/null | awk '{ print $NF }')" != "$2" ]; then
-    echo "==> installing $1 $2 into $root (a few minutes, once)" >&2
-    cargo install --quiet --locked --root "$root" "$1" --version "$2"
-  fi
-}
 install_cargo_tool worker-build "$WORKER_BUILD_VERSION" worker-build
 install_cargo_tool wasm-bindgen-cli "$WASM_BINDGEN_VERSION" wasm-bindgen
 WORKER_BUILD_BIN="$TOOLS_DIR/worker-build-$WORKER_BUILD_VERSION/bin/worker-build"

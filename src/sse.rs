@@ -168,6 +168,22 @@ impl SseMeter {
         out
     }
 
+    /// Meters a whole `stream` as if it arrived cut at `cuts` (ascending offsets; out of range
+    /// ones are clamped), then ended: what it forwarded, and the meter. Property tests and
+    /// fuzzing compare the splits of one stream with it.
+    pub fn meter_split(kind: StreamKind, stream: &[u8], cuts: &[usize]) -> (Vec<u8>, SseMeter) {
+        let mut meter = SseMeter::new(kind, false);
+        let mut forwarded = Vec::new();
+        let mut start = 0;
+        for &cut in cuts.iter().chain(std::iter::once(&stream.len())) {
+            let cut = cut.clamp(start, stream.len());
+            forwarded.extend(meter.feed(&stream[start..cut]));
+            start = cut;
+        }
+        forwarded.extend(meter.finish());
+        (forwarded, meter)
+    }
+
     fn end_line(&mut self, line_end: u8, out: &mut Vec<u8>) {
         if self.line.is_empty() {
             if line_end == b'\r' {

@@ -51,16 +51,8 @@ fn sse_stream() -> impl Strategy<Value = String> {
 }
 
 fn meter_run(input: &[u8], cuts: &[usize], kind: StreamKind) -> (Vec<u8>, Option<u64>, usize, bool) {
-    let mut meter = SseMeter::new(kind, false);
-    let mut out = Vec::new();
-    let mut start = 0;
-    for &cut in cuts.iter().chain(std::iter::once(&input.len())) {
-        let cut = cut.clamp(start, input.len());
-        out.extend(meter.feed(&input[start..cut]));
-        start = cut;
-    }
-    out.extend(meter.finish());
-    (out, meter.usage.map(|u| u.total()), meter.streamed_text_bytes, meter.complete)
+    let (forwarded, meter) = SseMeter::meter_split(kind, input, cuts);
+    (forwarded, meter.usage.map(|u| u.total()), meter.streamed_text_bytes, meter.complete)
 }
 
 /// Arbitrary JSON values, a few levels deep.

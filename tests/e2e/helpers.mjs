@@ -18,21 +18,25 @@ export async function startProxy(bindings = {}) {
   if (!existsSync(new URL("build/index.js", ROOT))) {
     throw new Error("build/index.js is missing: run `make build` (make test does) first");
   }
+  // Suites about other things make many requests as one user; quota.test.mjs sets its limits.
+  const defaults = { ALLOWED_ORIGINS: ALLOWED_ORIGIN, ALLOWED_MODELS: "gpt-4o-mini,gpt-4.1-nano", JWT_SECRET, RATE_LIMIT_REQUESTS: "1000" };
+  return startWorker(new URL("build/index.js", ROOT), { ...defaults, ...bindings }, { USERS: "UserState" });
+}
+
+/**
+ * Starts a module Worker (`script`, with its wasm beside it) in workerd on a free loopback port.
+ * A binding given as `undefined` is left out. `durableObjects` maps binding names to classes.
+ */
+export async function startWorker(script, bindings, durableObjects = {}) {
   const logs = [];
   const mf = new Miniflare({
     modules: true,
-    modulesRoot: new URL("build", ROOT).pathname,
-    scriptPath: new URL("build/index.js", ROOT).pathname,
+    modulesRoot: new URL(".", script).pathname,
+    scriptPath: script.pathname,
     modulesRules: [{ type: "CompiledWasm", include: ["**/*.wasm"], fallthrough: true }],
     compatibilityDate,
-    // A binding given as `undefined` removes the default.
-    bindings: Object.fromEntries(
-      // Suites about other things make many requests as one user; quota.test.mjs sets its limits.
-      Object.entries({ ALLOWED_ORIGINS: ALLOWED_ORIGIN, ALLOWED_MODELS: "gpt-4o-mini,gpt-4.1-nano", JWT_SECRET, RATE_LIMIT_REQUESTS: "1000", ...bindings }).filter(
-        ([, value]) => value !== undefined,
-      ),
-    ),
-    durableObjects: { USERS: { className: "UserState", useSQLite: true } },
+    bindings: Object.fromEntries(Object.entries(bindings).filter(([, value]) => value !== undefined)),
+    durableObjects: Object.fromEntries(Object.entries(durableObjects).map(([name, className]) => [name, { className, useSQLite: true }])),
     host: "127.0.0.1",
     port: 0,
     handleRuntimeStdio(stdout, stderr) {
