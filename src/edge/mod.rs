@@ -175,9 +175,11 @@ async fn serve_user(
         return upstream::relay_stream(ctx, config, answer, &chat, settlement, line, upstream_abort);
     }
     let whole = upstream::read_whole(answer).await;
-    outcome.usage = whole.as_ref().ok().and_then(|(body, _)| sse::answer_usage(body));
     let used = match &whole {
-        Ok((body, _)) => used_tokens(&chat, body),
+        Ok((body, _)) => {
+            outcome.usage = sse::answer_usage(body);
+            used_tokens(&chat, outcome.usage, body.len())
+        }
         Err(_) => chat.reserve_tokens, // unknown: charge the worst case
     };
     outcome.tokens_charged = Some(used);
@@ -191,9 +193,9 @@ async fn serve_user(
     }
 }
 
-/// What a whole answer used: its `usage`, else an estimate (never zero).
-fn used_tokens(chat: &ApiRequest, body: &[u8]) -> u64 {
-    sse::answer_usage(body).map_or_else(|| chat.prompt_token_estimate + policy::estimate_tokens(body.len()), |u| u.total())
+/// What a whole answer used: its `usage`, else an estimate from its size (never zero).
+fn used_tokens(chat: &ApiRequest, usage: Option<sse::Usage>, answer_bytes: usize) -> u64 {
+    usage.map_or_else(|| chat.prompt_token_estimate + policy::estimate_tokens(answer_bytes), |u| u.total())
 }
 
 async fn serve_admin(route: AdminRoute, req: &Request, env: &Env, config: &Config) -> std::result::Result<Response, ProxyError> {

@@ -48,16 +48,14 @@ pub fn metered(
             let next = select(upstream.next(), Box::pin(Delay::from(idle_timeout))).await;
             let (events, finished) = match next {
                 Either::Left((Some(Ok(chunk)), _)) => (meter.feed(&chunk), None),
-                Either::Left((Some(Err(error)), _)) => (end_with(&mut meter, ProxyError::UpstreamFailed { detail: String::new() }), Some(Some(format!("upstream broke off: {error}")))),
+                Either::Left((Some(Err(error)), _)) => (end_with(&mut meter, upstream_failed()), Some(Some(format!("upstream broke off: {error}")))),
                 Either::Left((None, _)) => {
-                    let events = meter.finish();
-                    if meter.complete {
-                        (events, Some(None))
-                    } else {
-                        let mut events = events;
-                        events.extend(sse::error_event(&ProxyError::UpstreamFailed { detail: String::new() }));
-                        (events, Some(Some("upstream stream stopped before its end".to_owned())))
+                    let mut events = meter.finish();
+                    let cut_off = !meter.complete;
+                    if cut_off {
+                        events.extend(sse::error_event(&upstream_failed()));
                     }
+                    (events, Some(cut_off.then(|| "upstream stream stopped before its end".to_owned())))
                 }
                 Either::Right(_) => {
                     upstream_abort.abort();
@@ -85,6 +83,11 @@ fn end_with(meter: &mut SseMeter, error: ProxyError) -> Vec<u8> {
     let mut events = meter.finish();
     events.extend(sse::error_event(&error));
     events
+}
+
+/// The error a client's stream ends with when upstream failed (the detail goes to the log).
+fn upstream_failed() -> ProxyError {
+    ProxyError::UpstreamFailed { detail: String::new() }
 }
 
 /// Writes one chunk; fails when the client's side is gone.
