@@ -26,8 +26,15 @@ pub struct AlertState {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Alert {
-    RequestsPerHour { requests: u32, threshold: u32 },
-    BudgetPercent { used_tokens: u64, budget: u64, threshold_percent: u8 },
+    RequestsPerHour {
+        requests: u32,
+        threshold: u32,
+    },
+    BudgetPercent {
+        used_tokens: u64,
+        budget: u64,
+        threshold_percent: u8,
+    },
 }
 
 impl Alert {
@@ -57,7 +64,10 @@ impl AlertState {
         if let Some(threshold) = rules.requests_per_hour {
             if self.requests_this_hour > threshold && self.alerted_hour != Some(hour) {
                 self.alerted_hour = Some(hour);
-                return Some(Alert::RequestsPerHour { requests: self.requests_this_hour, threshold });
+                return Some(Alert::RequestsPerHour {
+                    requests: self.requests_this_hour,
+                    threshold,
+                });
             }
         }
         if let (Some(percent), Some(budget)) = (rules.budget_percent, standing.daily_tokens) {
@@ -65,7 +75,11 @@ impl AlertState {
             let spent = standing.used_tokens + standing.reserved_tokens;
             if spent * 100 >= budget * u64::from(percent) && self.alerted_day != Some(day) {
                 self.alerted_day = Some(day);
-                return Some(Alert::BudgetPercent { used_tokens: spent, budget, threshold_percent: percent });
+                return Some(Alert::BudgetPercent {
+                    used_tokens: spent,
+                    budget,
+                    threshold_percent: percent,
+                });
             }
         }
         None
@@ -92,22 +106,42 @@ mod tests {
 
     #[test]
     fn requests_alert_once_per_hour() {
-        let rules = AlertRules { requests_per_hour: Some(3), budget_percent: None };
+        let rules = AlertRules {
+            requests_per_hour: Some(3),
+            budget_percent: None,
+        };
         let mut state = AlertState::default();
-        let alerts: Vec<_> = (0..10).filter_map(|i| state.on_admit(&rules, &standing(0), T0 + i)).collect();
-        assert_eq!(alerts, [Alert::RequestsPerHour { requests: 4, threshold: 3 }]);
-        let next_hour: Vec<_> = (0..5).filter_map(|i| state.on_admit(&rules, &standing(0), T0 + HOUR_MS + i)).collect();
+        let alerts: Vec<_> = (0..10)
+            .filter_map(|i| state.on_admit(&rules, &standing(0), T0 + i))
+            .collect();
+        assert_eq!(
+            alerts,
+            [Alert::RequestsPerHour {
+                requests: 4,
+                threshold: 3
+            }]
+        );
+        let next_hour: Vec<_> = (0..5)
+            .filter_map(|i| state.on_admit(&rules, &standing(0), T0 + HOUR_MS + i))
+            .collect();
         assert_eq!(next_hour.len(), 1, "a new hour counts from zero and may alert again");
     }
 
     #[test]
     fn the_budget_alerts_once_a_day_past_its_percent() {
-        let rules = AlertRules { requests_per_hour: None, budget_percent: Some(80) };
+        let rules = AlertRules {
+            requests_per_hour: None,
+            budget_percent: Some(80),
+        };
         let mut state = AlertState::default();
         assert_eq!(state.on_admit(&rules, &standing(799), T0), None);
         assert_eq!(
             state.on_admit(&rules, &standing(800), T0 + 1),
-            Some(Alert::BudgetPercent { used_tokens: 800, budget: 1000, threshold_percent: 80 })
+            Some(Alert::BudgetPercent {
+                used_tokens: 800,
+                budget: 1000,
+                threshold_percent: 80
+            })
         );
         assert_eq!(state.on_admit(&rules, &standing(950), T0 + 2), None);
         assert!(state.on_admit(&rules, &standing(0), T0).is_none());
@@ -116,7 +150,14 @@ mod tests {
     #[test]
     fn no_rules_no_alerts() {
         let mut state = AlertState::default();
-        assert!((0..1000).all(|i| state.on_admit(&AlertRules::default(), &standing(1000), T0 + i).is_none()));
-        assert!(Alert::RequestsPerHour { requests: 5, threshold: 4 }.message("alice").contains("user alice made 5 requests"));
+        assert!((0..1000).all(|i| state
+            .on_admit(&AlertRules::default(), &standing(1000), T0 + i)
+            .is_none()));
+        assert!(Alert::RequestsPerHour {
+            requests: 5,
+            threshold: 4
+        }
+        .message("alice")
+        .contains("user alice made 5 requests"));
     }
 }

@@ -67,9 +67,15 @@ const MIN_RSA_BITS: usize = 2048;
 /// A key and the one algorithm it is used with (RFC 8725 section 3.1).
 #[derive(Debug, Clone)]
 pub enum VerifyingKey {
-    Hmac { algorithm: HmacAlgorithm, secret: Secret },
+    Hmac {
+        algorithm: HmacAlgorithm,
+        secret: Secret,
+    },
     /// RS256/384/512 or PS256/384/512, as the key's JWK says (RS256 when it says nothing).
-    Rsa { algorithm: Rsa, key: Box<RsaPublicKey> },
+    Rsa {
+        algorithm: Rsa,
+        key: Box<RsaPublicKey>,
+    },
     Es256(p256::ecdsa::VerifyingKey),
     Ed25519(ed25519_compact::PublicKey),
 }
@@ -89,9 +95,18 @@ impl VerifyingKey {
             VerifyingKey::Hmac { algorithm, secret } => {
                 let secret = secret.expose().as_bytes();
                 match algorithm {
-                    HmacAlgorithm::Hs256 => Hs256.validator::<Empty>(&Hs256Key::new(secret)).validate(token).map(drop),
-                    HmacAlgorithm::Hs384 => Hs384.validator::<Empty>(&Hs384Key::new(secret)).validate(token).map(drop),
-                    HmacAlgorithm::Hs512 => Hs512.validator::<Empty>(&Hs512Key::new(secret)).validate(token).map(drop),
+                    HmacAlgorithm::Hs256 => Hs256
+                        .validator::<Empty>(&Hs256Key::new(secret))
+                        .validate(token)
+                        .map(drop),
+                    HmacAlgorithm::Hs384 => Hs384
+                        .validator::<Empty>(&Hs384Key::new(secret))
+                        .validate(token)
+                        .map(drop),
+                    HmacAlgorithm::Hs512 => Hs512
+                        .validator::<Empty>(&Hs512Key::new(secret))
+                        .validate(token)
+                        .map(drop),
                 }
             }
             VerifyingKey::Rsa { algorithm, key } => algorithm.validator::<Empty>(key).validate(token).map(drop),
@@ -121,15 +136,24 @@ impl VerifyingKey {
                 if key.size() * 8 < MIN_RSA_BITS {
                     return Err(format!("RSA key shorter than {MIN_RSA_BITS} bits"));
                 }
-                Ok(VerifyingKey::Rsa { algorithm, key: Box::new(key) })
+                Ok(VerifyingKey::Rsa {
+                    algorithm,
+                    key: Box::new(key),
+                })
             }
             (JsonWebKey::EllipticCurve { curve, .. }, None | Some("ES256")) if curve == "P-256" => {
-                Ok(VerifyingKey::Es256(p256::ecdsa::VerifyingKey::try_from(&key).map_err(|e| format!("bad P-256 key: {e}"))?))
+                Ok(VerifyingKey::Es256(
+                    p256::ecdsa::VerifyingKey::try_from(&key).map_err(|e| format!("bad P-256 key: {e}"))?,
+                ))
             }
             (JsonWebKey::KeyPair { curve, .. }, None | Some("EdDSA" | "Ed25519")) if curve == "Ed25519" => {
-                Ok(VerifyingKey::Ed25519(ed25519_compact::PublicKey::try_from(&key).map_err(|e| format!("bad Ed25519 key: {e}"))?))
+                Ok(VerifyingKey::Ed25519(
+                    ed25519_compact::PublicKey::try_from(&key).map_err(|e| format!("bad Ed25519 key: {e}"))?,
+                ))
             }
-            (_, alg) => Err(format!("unsupported key type or alg {alg:?} (supported: RSA, EC P-256, OKP Ed25519)")),
+            (_, alg) => Err(format!(
+                "unsupported key type or alg {alg:?} (supported: RSA, EC P-256, OKP Ed25519)"
+            )),
         }
     }
 }
@@ -157,12 +181,19 @@ pub struct ParsedKeySet {
 /// Parses a JWKS document (`{"keys": [...]}`), as identity providers publish it.
 pub fn parse_jwks(document: &[u8]) -> Result<ParsedKeySet, String> {
     let document: Value = serde_json::from_slice(document).map_err(|e| format!("not JSON: {e}"))?;
-    let keys = document.get("keys").and_then(Value::as_array).ok_or("no `keys` array")?;
+    let keys = document
+        .get("keys")
+        .and_then(Value::as_array)
+        .ok_or("no `keys` array")?;
     let mut parsed = ParsedKeySet::default();
     for (index, jwk) in keys.iter().enumerate() {
         let kid = jwk.get("kid").and_then(Value::as_str).map(str::to_owned);
         let label = format!("key {index} (kid {kid:?})");
-        if jwk.get("use").and_then(Value::as_str).is_some_and(|usage| usage != "sig") {
+        if jwk
+            .get("use")
+            .and_then(Value::as_str)
+            .is_some_and(|usage| usage != "sig")
+        {
             parsed.skipped.push(format!("{label}: not a signature key"));
             continue;
         }
@@ -180,7 +211,11 @@ impl KeySet {
     fn select(&self, kid: Option<&str>, algorithm: &str) -> Result<&VerifyingKey, TokenProblem> {
         let by_kid = kid.and_then(|kid| self.keys.iter().find(|entry| entry.kid.as_deref() == Some(kid)));
         let entry = by_kid
-            .or_else(|| self.keys.iter().find(|entry| entry.kid.is_none() && entry.key.algorithm() == algorithm))
+            .or_else(|| {
+                self.keys
+                    .iter()
+                    .find(|entry| entry.kid.is_none() && entry.key.algorithm() == algorithm)
+            })
             .ok_or(TokenProblem::UnknownKey)?;
         if entry.key.algorithm() != algorithm {
             return Err(TokenProblem::UnsupportedHeader);
@@ -201,7 +236,10 @@ pub struct ClaimRules {
 /// The token of an `Authorization` header (RFC 6750 section 2.1). The Fetch API joins repeated
 /// headers with ", ", which a JWT never contains, so two headers fail here too.
 pub fn bearer_token(authorization: Option<&str>) -> Result<&str, ProxyError> {
-    let value = authorization.map(str::trim).filter(|v| !v.is_empty()).ok_or(ProxyError::MissingToken)?;
+    let value = authorization
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .ok_or(ProxyError::MissingToken)?;
     let (scheme, token) = value.split_once(' ').ok_or(ProxyError::MissingToken)?;
     let token = token.trim_start();
     if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() || token.contains([',', ' ']) {
@@ -215,7 +253,10 @@ pub fn verify(token: &str, keys: &KeySet, rules: &ClaimRules, now: i64) -> Resul
     let (header, claims) = decode_unverified(token)?;
     let times = TimeClaims::parse(&claims)?;
 
-    let algorithm = header.get("alg").and_then(Value::as_str).ok_or(TokenProblem::Malformed)?;
+    let algorithm = header
+        .get("alg")
+        .and_then(Value::as_str)
+        .ok_or(TokenProblem::Malformed)?;
     if FORBIDDEN_HEADER_FIELDS.iter().any(|field| header.contains_key(*field)) {
         return Err(TokenProblem::UnsupportedHeader);
     }
@@ -289,7 +330,11 @@ fn check_claims(
     rules: &ClaimRules,
     now: i64,
 ) -> Result<Identity, TokenProblem> {
-    let TimeClaims { expires_at, not_before, issued_at } = times;
+    let TimeClaims {
+        expires_at,
+        not_before,
+        issued_at,
+    } = times;
     let leeway = rules.leeway_seconds;
 
     // RFC 7519 4.1.4: now must be before `exp`; so `exp == now` (with no leeway) is expired.
@@ -328,7 +373,10 @@ fn check_claims(
         Some(_) => return Err(TokenProblem::InvalidClaim("sub")),
         None => return Err(TokenProblem::MissingClaim("sub")),
     };
-    Ok(Identity { sub, issued_at: issued_at.or(not_before) })
+    Ok(Identity {
+        sub,
+        issued_at: issued_at.or(not_before),
+    })
 }
 
 /// Compares a presented admin token with the configured one in constant time. Both are
@@ -336,7 +384,9 @@ fn check_claims(
 pub fn admin_token_matches(presented: &str, expected: &Secret) -> bool {
     use sha2::{Digest, Sha256};
     use subtle::ConstantTimeEq;
-    Sha256::digest(presented.as_bytes()).ct_eq(&Sha256::digest(expected.expose().as_bytes())).into()
+    Sha256::digest(presented.as_bytes())
+        .ct_eq(&Sha256::digest(expected.expose().as_bytes()))
+        .into()
 }
 
 /// Claims for a dev token, shared by `mint-token` and the tests. Not used to verify.
@@ -352,7 +402,9 @@ pub fn mint_hmac_token(
         HmacAlgorithm::Hs384 => Hs384.token(&header, &claims, &Hs384Key::new(secret)),
         HmacAlgorithm::Hs512 => Hs512.token(&header, &claims, &Hs512Key::new(secret)),
     };
-    token.map_err(|error| ProxyError::Internal { detail: format!("cannot sign token: {error}") })
+    token.map_err(|error| ProxyError::Internal {
+        detail: format!("cannot sign token: {error}"),
+    })
 }
 
 #[cfg(test)]
@@ -367,18 +419,29 @@ mod tests {
         KeySet {
             keys: vec![KeyEntry {
                 kid: None,
-                key: VerifyingKey::Hmac { algorithm: HmacAlgorithm::Hs256, secret: Secret::new(SECRET) },
+                key: VerifyingKey::Hmac {
+                    algorithm: HmacAlgorithm::Hs256,
+                    secret: Secret::new(SECRET),
+                },
             }],
         }
     }
 
     fn rules() -> ClaimRules {
-        ClaimRules { issuer: None, audience: None, leeway_seconds: 30, max_ttl_seconds: 86_400 }
+        ClaimRules {
+            issuer: None,
+            audience: None,
+            leeway_seconds: 30,
+            max_ttl_seconds: 86_400,
+        }
     }
 
     fn claims(extra: Value) -> Map<String, Value> {
         let mut claims = json!({ "sub": "alice", "iat": NOW - 10, "exp": NOW + 600 });
-        claims.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        claims
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
         claims.as_object().unwrap().clone()
     }
 
@@ -400,7 +463,10 @@ mod tests {
         );
         let mut mac = Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
         mac.update(signing_input.as_bytes());
-        format!("{signing_input}.{}", Base64UrlUnpadded::encode_string(&mac.finalize().into_bytes()))
+        format!(
+            "{signing_input}.{}",
+            Base64UrlUnpadded::encode_string(&mac.finalize().into_bytes())
+        )
     }
 
     fn check(token: &str) -> Result<Identity, TokenProblem> {
@@ -410,7 +476,13 @@ mod tests {
     #[test]
     fn a_valid_token_yields_its_subject() {
         let identity = check(&token(json!({}))).unwrap();
-        assert_eq!(identity, Identity { sub: "alice".into(), issued_at: Some(NOW - 10) });
+        assert_eq!(
+            identity,
+            Identity {
+                sub: "alice".into(),
+                issued_at: Some(NOW - 10)
+            }
+        );
     }
 
     #[test]
@@ -418,12 +490,23 @@ mod tests {
         let good = token(json!({}));
         let [header, claims, signature]: [&str; 3] = good.split('.').collect::<Vec<_>>().try_into().unwrap();
 
-        let other_key = mint_hmac_token(HmacAlgorithm::Hs256, b"another-secret-of-32-bytes-length", &claims_map()).unwrap();
+        let other_key = mint_hmac_token(
+            HmacAlgorithm::Hs256,
+            b"another-secret-of-32-bytes-length",
+            &claims_map(),
+        )
+        .unwrap();
         let other_signature = other_key.rsplit('.').next().unwrap();
-        assert_eq!(check(&format!("{header}.{claims}.{other_signature}")), Err(TokenProblem::BadSignature));
+        assert_eq!(
+            check(&format!("{header}.{claims}.{other_signature}")),
+            Err(TokenProblem::BadSignature)
+        );
 
         let mallory = Base64UrlUnpadded::encode_string(json!({"sub":"mallory","exp":NOW+600}).to_string().as_bytes());
-        assert_eq!(check(&format!("{header}.{mallory}.{signature}")), Err(TokenProblem::BadSignature));
+        assert_eq!(
+            check(&format!("{header}.{mallory}.{signature}")),
+            Err(TokenProblem::BadSignature)
+        );
     }
 
     #[test]
@@ -437,7 +520,12 @@ mod tests {
         assert_eq!(check(&none), Err(TokenProblem::Malformed));
         let none_with_sig = format!("{none}c2ln");
         assert_eq!(check(&none_with_sig), Err(TokenProblem::UnknownKey));
-        let hs384 = mint_hmac_token(HmacAlgorithm::Hs384, SECRET.as_bytes(), &claims.as_object().unwrap().clone()).unwrap();
+        let hs384 = mint_hmac_token(
+            HmacAlgorithm::Hs384,
+            SECRET.as_bytes(),
+            &claims.as_object().unwrap().clone(),
+        )
+        .unwrap();
         assert_eq!(check(&hs384), Err(TokenProblem::UnknownKey));
     }
 
@@ -468,23 +556,46 @@ mod tests {
         for token in cases {
             assert!(check(&token).is_err(), "{token:.40}");
         }
-        assert_eq!(check(&raw_token(json!({"alg":"HS256"}), json!("claims"))), Err(TokenProblem::Malformed));
+        assert_eq!(
+            check(&raw_token(json!({"alg":"HS256"}), json!("claims"))),
+            Err(TokenProblem::Malformed)
+        );
     }
 
     #[test]
     fn expiry_is_required_and_exclusive() {
-        let no_leeway = ClaimRules { leeway_seconds: 0, ..rules() };
-        let at = |exp: i64| verify(&raw_token(json!({"alg":"HS256"}), json!({"sub":"a","exp":exp})), &keys(), &no_leeway, NOW);
+        let no_leeway = ClaimRules {
+            leeway_seconds: 0,
+            ..rules()
+        };
+        let at = |exp: i64| {
+            verify(
+                &raw_token(json!({"alg":"HS256"}), json!({"sub":"a","exp":exp})),
+                &keys(),
+                &no_leeway,
+                NOW,
+            )
+        };
         assert_eq!(at(NOW), Err(TokenProblem::Expired));
         assert!(at(NOW + 1).is_ok());
         assert_eq!(check(&token(json!({"exp": NOW - 31}))), Err(TokenProblem::Expired));
         assert!(check(&token(json!({"exp": NOW - 29}))).is_ok(), "inside the leeway");
-        assert_eq!(check(&raw_token(json!({"alg":"HS256"}), json!({"sub":"a"}))), Err(TokenProblem::MissingClaim("exp")));
+        assert_eq!(
+            check(&raw_token(json!({"alg":"HS256"}), json!({"sub":"a"}))),
+            Err(TokenProblem::MissingClaim("exp"))
+        );
     }
 
     #[test]
     fn time_claims_must_be_sane_integers() {
-        for bad in [json!(1.8e9), json!("1800000600"), json!(-8_334_601_228_800_i64), json!(-1), json!(1e300), json!(u64::MAX)] {
+        for bad in [
+            json!(1.8e9),
+            json!("1800000600"),
+            json!(-8_334_601_228_800_i64),
+            json!(-1),
+            json!(1e300),
+            json!(u64::MAX),
+        ] {
             for claim in ["exp", "nbf", "iat"] {
                 let mut claims = json!({"sub":"a","exp":NOW+600});
                 claims[claim] = bad.clone();
@@ -498,12 +609,18 @@ mod tests {
     fn not_before_and_issued_at_are_honoured() {
         assert_eq!(check(&token(json!({"nbf": NOW + 60}))), Err(TokenProblem::NotYetValid));
         assert!(check(&token(json!({"nbf": NOW + 20}))).is_ok(), "inside the leeway");
-        assert_eq!(check(&token(json!({"iat": NOW + 60}))), Err(TokenProblem::IssuedInFuture));
+        assert_eq!(
+            check(&token(json!({"iat": NOW + 60}))),
+            Err(TokenProblem::IssuedInFuture)
+        );
     }
 
     #[test]
     fn lifetime_is_capped() {
-        assert_eq!(check(&token(json!({"iat": NOW, "exp": NOW + 86_401}))), Err(TokenProblem::LifetimeTooLong));
+        assert_eq!(
+            check(&token(json!({"iat": NOW, "exp": NOW + 86_401}))),
+            Err(TokenProblem::LifetimeTooLong)
+        );
         assert!(check(&token(json!({"iat": NOW, "exp": NOW + 86_400}))).is_ok());
         let no_iat = raw_token(json!({"alg":"HS256"}), json!({"sub":"a","exp":NOW + 90_000}));
         assert_eq!(check(&no_iat), Err(TokenProblem::LifetimeTooLong));
@@ -511,21 +628,43 @@ mod tests {
 
     #[test]
     fn issuer_and_audience_must_match_when_configured() {
-        let strict = ClaimRules { issuer: Some("https://id.example".into()), audience: Some("edge".into()), ..rules() };
+        let strict = ClaimRules {
+            issuer: Some("https://id.example".into()),
+            audience: Some("edge".into()),
+            ..rules()
+        };
         let run = |extra: Value| verify(&token(extra), &keys(), &strict, NOW);
         assert!(run(json!({"iss":"https://id.example","aud":"edge"})).is_ok());
         assert!(run(json!({"iss":"https://id.example","aud":["other","edge"]})).is_ok());
-        assert_eq!(run(json!({"iss":"https://evil.example","aud":"edge"})), Err(TokenProblem::WrongIssuer));
+        assert_eq!(
+            run(json!({"iss":"https://evil.example","aud":"edge"})),
+            Err(TokenProblem::WrongIssuer)
+        );
         assert_eq!(run(json!({"aud":"edge"})), Err(TokenProblem::WrongIssuer));
-        assert_eq!(run(json!({"iss":"https://id.example","aud":"other"})), Err(TokenProblem::WrongAudience));
-        assert_eq!(run(json!({"iss":"https://id.example"})), Err(TokenProblem::WrongAudience));
+        assert_eq!(
+            run(json!({"iss":"https://id.example","aud":"other"})),
+            Err(TokenProblem::WrongAudience)
+        );
+        assert_eq!(
+            run(json!({"iss":"https://id.example"})),
+            Err(TokenProblem::WrongAudience)
+        );
     }
 
     #[test]
     fn subject_is_required_and_bounded() {
-        assert_eq!(check(&token(json!({"sub": ""}))), Err(TokenProblem::InvalidClaim("sub")));
-        assert_eq!(check(&token(json!({"sub": 42}))), Err(TokenProblem::InvalidClaim("sub")));
-        assert_eq!(check(&token(json!({"sub": "x".repeat(257)}))), Err(TokenProblem::InvalidClaim("sub")));
+        assert_eq!(
+            check(&token(json!({"sub": ""}))),
+            Err(TokenProblem::InvalidClaim("sub"))
+        );
+        assert_eq!(
+            check(&token(json!({"sub": 42}))),
+            Err(TokenProblem::InvalidClaim("sub"))
+        );
+        assert_eq!(
+            check(&token(json!({"sub": "x".repeat(257)}))),
+            Err(TokenProblem::InvalidClaim("sub"))
+        );
         let no_sub = raw_token(json!({"alg":"HS256"}), json!({"exp":NOW+600}));
         assert_eq!(check(&no_sub), Err(TokenProblem::MissingClaim("sub")));
     }
@@ -560,7 +699,12 @@ mod tests {
                 jwk(JsonWebKey::from(es256.verifying_key()), "ec-1", "ES256"),
                 jwk(JsonWebKey::from(&ed25519.pk), "ed-1", "EdDSA"),
             ]});
-            Issuer { jwks, rsa, es256, ed25519: ed25519.sk }
+            Issuer {
+                jwks,
+                rsa,
+                es256,
+                ed25519: ed25519.sk,
+            }
         }
 
         fn keys_of(issuer: &Issuer) -> KeySet {
@@ -581,7 +725,9 @@ mod tests {
         fn tokens_of_every_provider_key_type_verify() {
             let issuer = issuer();
             let keys = keys_of(&issuer);
-            let rs256 = Rsa::rs256().token(&header("rsa-1"), &good_claims(), &issuer.rsa).unwrap();
+            let rs256 = Rsa::rs256()
+                .token(&header("rsa-1"), &good_claims(), &issuer.rsa)
+                .unwrap();
             let es256 = Es256.token(&header("ec-1"), &good_claims(), &issuer.es256).unwrap();
             let eddsa = Ed25519.token(&header("ed-1"), &good_claims(), &issuer.ed25519).unwrap();
             for token in [rs256, es256, eddsa] {
@@ -595,14 +741,27 @@ mod tests {
             let keys = keys_of(&issuer);
             // HS256 signed with the RSA public key's JWK as the "secret": the classic confusion.
             let public_jwk = issuer.jwks["keys"][0].to_string();
-            let confused = Hs256.token(&header("rsa-1"), &good_claims(), &Hs256Key::new(public_jwk.as_bytes())).unwrap();
-            assert_eq!(verify(&confused, &keys, &rules(), NOW), Err(TokenProblem::UnsupportedHeader));
+            let confused = Hs256
+                .token(&header("rsa-1"), &good_claims(), &Hs256Key::new(public_jwk.as_bytes()))
+                .unwrap();
+            assert_eq!(
+                verify(&confused, &keys, &rules(), NOW),
+                Err(TokenProblem::UnsupportedHeader)
+            );
             // A valid RS384 signature with a key published for RS256.
-            let rs384 = Rsa::rs384().token(&header("rsa-1"), &good_claims(), &issuer.rsa).unwrap();
-            assert_eq!(verify(&rs384, &keys, &rules(), NOW), Err(TokenProblem::UnsupportedHeader));
+            let rs384 = Rsa::rs384()
+                .token(&header("rsa-1"), &good_claims(), &issuer.rsa)
+                .unwrap();
+            assert_eq!(
+                verify(&rs384, &keys, &rules(), NOW),
+                Err(TokenProblem::UnsupportedHeader)
+            );
             // The EC key's token presented under the Ed25519 key's kid.
             let swapped = Es256.token(&header("ed-1"), &good_claims(), &issuer.es256).unwrap();
-            assert_eq!(verify(&swapped, &keys, &rules(), NOW), Err(TokenProblem::UnsupportedHeader));
+            assert_eq!(
+                verify(&swapped, &keys, &rules(), NOW),
+                Err(TokenProblem::UnsupportedHeader)
+            );
         }
 
         #[test]
@@ -619,8 +778,16 @@ mod tests {
         #[test]
         fn hmac_tokens_with_a_kid_still_use_the_secret() {
             let mut keys = keys_of(&issuer());
-            keys.keys.push(KeyEntry { kid: None, key: VerifyingKey::Hmac { algorithm: HmacAlgorithm::Hs256, secret: Secret::new(SECRET) } });
-            let with_kid = Hs256.token(&header("backend-1"), &good_claims(), &Hs256Key::new(SECRET.as_bytes())).unwrap();
+            keys.keys.push(KeyEntry {
+                kid: None,
+                key: VerifyingKey::Hmac {
+                    algorithm: HmacAlgorithm::Hs256,
+                    secret: Secret::new(SECRET),
+                },
+            });
+            let with_kid = Hs256
+                .token(&header("backend-1"), &good_claims(), &Hs256Key::new(SECRET.as_bytes()))
+                .unwrap();
             assert!(verify(&with_kid, &keys, &rules(), NOW).is_ok());
         }
 
@@ -641,7 +808,13 @@ mod tests {
             let parsed = parse_jwks(document.to_string().as_bytes()).unwrap();
             assert!(parsed.keys.is_empty());
             let reasons = parsed.skipped.join("\n");
-            for reason in ["shorter than 2048", "private key", "symmetric", "unsupported", "not a signature key"] {
+            for reason in [
+                "shorter than 2048",
+                "private key",
+                "symmetric",
+                "unsupported",
+                "not a signature key",
+            ] {
                 assert!(reasons.contains(reason), "{reason} in {reasons}");
             }
             assert_eq!(parsed.skipped.len(), 6);
@@ -660,7 +833,12 @@ mod tests {
     fn admin_tokens_must_match_exactly() {
         let expected = Secret::new("admin-token-admin-token-admin-token");
         assert!(admin_token_matches("admin-token-admin-token-admin-token", &expected));
-        for wrong in ["", "admin-token-admin-token-admin-toke", "admin-token-admin-token-admin-token ", "ADMIN-token-admin-token-admin-token"] {
+        for wrong in [
+            "",
+            "admin-token-admin-token-admin-toke",
+            "admin-token-admin-token-admin-token ",
+            "ADMIN-token-admin-token-admin-token",
+        ] {
             assert!(!admin_token_matches(wrong, &expected), "{wrong}");
         }
     }
@@ -669,7 +847,15 @@ mod tests {
     fn bearer_header_is_parsed_strictly() {
         assert_eq!(bearer_token(Some("Bearer abc.def.ghi")), Ok("abc.def.ghi"));
         assert_eq!(bearer_token(Some("bearer abc.def.ghi")), Ok("abc.def.ghi"));
-        for bad in [None, Some(""), Some("Bearer"), Some("Bearer "), Some("Basic dXNlcjpwdw=="), Some("Bearer a.b.c, Bearer d.e.f"), Some("abc.def.ghi")] {
+        for bad in [
+            None,
+            Some(""),
+            Some("Bearer"),
+            Some("Bearer "),
+            Some("Basic dXNlcjpwdw=="),
+            Some("Bearer a.b.c, Bearer d.e.f"),
+            Some("abc.def.ghi"),
+        ] {
             assert_eq!(bearer_token(bad), Err(ProxyError::MissingToken), "{bad:?}");
         }
     }

@@ -130,7 +130,9 @@ impl Config {
 
         let upstream_base_url = parse_service_url(
             "UPSTREAM_BASE_URL",
-            value("UPSTREAM_BASE_URL").as_deref().unwrap_or(DEFAULT_UPSTREAM_BASE_URL),
+            value("UPSTREAM_BASE_URL")
+                .as_deref()
+                .unwrap_or(DEFAULT_UPSTREAM_BASE_URL),
         )?;
         let allowed_origins = split_list(value("ALLOWED_ORIGINS").as_deref().unwrap_or(""))
             .map(parse_origin)
@@ -139,10 +141,13 @@ impl Config {
             split_list(value("ALLOWED_MODELS").as_deref().unwrap_or(DEFAULT_ALLOWED_MODELS))
                 .map(str::to_owned)
                 .collect();
-        let system_prompt =
-            value("SYSTEM_PROMPT").unwrap_or_else(|| DEFAULT_SYSTEM_PROMPT.to_owned());
-        let max_body_bytes =
-            parse_number("MAX_BODY_BYTES", value("MAX_BODY_BYTES"), DEFAULT_MAX_BODY_BYTES, 1..=1 << 24)?;
+        let system_prompt = value("SYSTEM_PROMPT").unwrap_or_else(|| DEFAULT_SYSTEM_PROMPT.to_owned());
+        let max_body_bytes = parse_number(
+            "MAX_BODY_BYTES",
+            value("MAX_BODY_BYTES"),
+            DEFAULT_MAX_BODY_BYTES,
+            1..=1 << 24,
+        )?;
         let number = |name: &str, default: u64, max: u64| parse_number(name, value(name), default, 1..=max);
         let request_limits = RequestLimits {
             max_output_tokens: number("MAX_OUTPUT_TOKENS", DEFAULT_MAX_OUTPUT_TOKENS, 1_000_000)?,
@@ -152,10 +157,19 @@ impl Config {
         let user_limits = Limits {
             rate: Some(RateLimit {
                 requests: number("RATE_LIMIT_REQUESTS", DEFAULT_RATE_LIMIT_REQUESTS.into(), 1000)? as u32,
-                window_ms: number("RATE_LIMIT_WINDOW_SECONDS", DEFAULT_RATE_LIMIT_WINDOW_SECONDS as u64, 604_800)? as i64 * 1000,
+                window_ms: number(
+                    "RATE_LIMIT_WINDOW_SECONDS",
+                    DEFAULT_RATE_LIMIT_WINDOW_SECONDS as u64,
+                    604_800,
+                )? as i64
+                    * 1000,
             }),
             max_streams: Some(number("MAX_CONCURRENT_STREAMS", DEFAULT_MAX_CONCURRENT_STREAMS.into(), 100)? as u32),
-            daily_tokens: Some(number("DAILY_TOKEN_BUDGET", DEFAULT_DAILY_TOKEN_BUDGET, 1_000_000_000_000)?),
+            daily_tokens: Some(number(
+                "DAILY_TOKEN_BUDGET",
+                DEFAULT_DAILY_TOKEN_BUDGET,
+                1_000_000_000_000,
+            )?),
         };
         let global_limits = match value("GLOBAL_DAILY_TOKEN_BUDGET") {
             Some(_) => Some(Limits {
@@ -173,26 +187,46 @@ impl Config {
         };
         let global_alerts = AlertRules {
             requests_per_hour: None,
-            budget_percent: Some(parse_number("ALERT_BUDGET_PERCENT", value("ALERT_BUDGET_PERCENT"), 80, 1..=100)?),
+            budget_percent: Some(parse_number(
+                "ALERT_BUDGET_PERCENT",
+                value("ALERT_BUDGET_PERCENT"),
+                80,
+                1..=100,
+            )?),
         };
-        let alert_webhook_url = value("ALERT_WEBHOOK_URL").map(|url| parse_service_url("ALERT_WEBHOOK_URL", &url)).transpose()?;
+        let alert_webhook_url = value("ALERT_WEBHOOK_URL")
+            .map(|url| parse_service_url("ALERT_WEBHOOK_URL", &url))
+            .transpose()?;
         let log_level = match value("LOG_LEVEL").as_deref().map(str::trim) {
             None => LogLevel::default(),
             Some("debug") => LogLevel::Debug,
             Some("info") => LogLevel::Info,
             Some("warn") => LogLevel::Warn,
             Some("error") => LogLevel::Error,
-            Some(other) => return Err(ProxyError::misconfigured(format!("LOG_LEVEL={other:?} is not one of debug, info, warn, error"))),
+            Some(other) => {
+                return Err(ProxyError::misconfigured(format!(
+                    "LOG_LEVEL={other:?} is not one of debug, info, warn, error"
+                )))
+            }
         };
         let log_prompts = match value("LOG_PROMPTS").as_deref().map(str::trim) {
             None | Some("false") => false,
             Some("true") => true,
-            Some(other) => return Err(ProxyError::misconfigured(format!("LOG_PROMPTS={other:?} is not true or false"))),
+            Some(other) => {
+                return Err(ProxyError::misconfigured(format!(
+                    "LOG_PROMPTS={other:?} is not true or false"
+                )))
+            }
         };
         let claim_rules = ClaimRules {
             issuer: value("JWT_ISSUER").map(|v| v.trim().to_owned()),
             audience: value("JWT_AUDIENCE").map(|v| v.trim().to_owned()),
-            leeway_seconds: parse_number("JWT_LEEWAY_SECONDS", value("JWT_LEEWAY_SECONDS"), DEFAULT_JWT_LEEWAY_SECONDS, 0..=300)?,
+            leeway_seconds: parse_number(
+                "JWT_LEEWAY_SECONDS",
+                value("JWT_LEEWAY_SECONDS"),
+                DEFAULT_JWT_LEEWAY_SECONDS,
+                0..=300,
+            )?,
             max_ttl_seconds: parse_number(
                 "JWT_MAX_TTL_SECONDS",
                 value("JWT_MAX_TTL_SECONDS"),
@@ -208,19 +242,30 @@ impl Config {
         };
         let jwt_secret = value("JWT_SECRET").map(|secret| (hmac_algorithm, Secret::new(secret)));
         let inline_jwks = value("JWKS");
-        let jwks_url = value("JWKS_URL").map(|url| parse_service_url("JWKS_URL", &url)).transpose()?;
+        let jwks_url = value("JWKS_URL")
+            .map(|url| parse_service_url("JWKS_URL", &url))
+            .transpose()?;
         if inline_jwks.is_some() && jwks_url.is_some() {
-            return Err(ProxyError::misconfigured("set JWKS (inline key set) or JWKS_URL, not both"));
+            return Err(ProxyError::misconfigured(
+                "set JWKS (inline key set) or JWKS_URL, not both",
+            ));
         }
         if jwt_secret.is_none() && inline_jwks.is_none() && jwks_url.is_none() {
             return Err(ProxyError::misconfigured(
                 "no key to verify user tokens: set the JWT_SECRET secret, or the JWKS_URL (or JWKS) var",
             ));
         }
-        let jwks_cache_seconds =
-            parse_number("JWKS_CACHE_SECONDS", value("JWKS_CACHE_SECONDS"), DEFAULT_JWKS_CACHE_SECONDS, 0..=86_400)?;
+        let jwks_cache_seconds = parse_number(
+            "JWKS_CACHE_SECONDS",
+            value("JWKS_CACHE_SECONDS"),
+            DEFAULT_JWKS_CACHE_SECONDS,
+            0..=86_400,
+        )?;
         let admin_token = value("ADMIN_TOKEN").map(Secret::new);
-        if admin_token.as_ref().is_some_and(|token| token.expose().len() < MIN_ADMIN_TOKEN_BYTES) {
+        if admin_token
+            .as_ref()
+            .is_some_and(|token| token.expose().len() < MIN_ADMIN_TOKEN_BYTES)
+        {
             return Err(ProxyError::misconfigured(format!(
                 "secret ADMIN_TOKEN is shorter than {MIN_ADMIN_TOKEN_BYTES} bytes: use a random one, e.g. `openssl rand -base64 48`"
             )));
@@ -229,8 +274,12 @@ impl Config {
         let openai_api_key_next = value("OPENAI_API_KEY_NEXT").map(|key| Secret::new(key.trim()));
         let upstream_timeout_ms = number("UPSTREAM_TIMEOUT_MS", DEFAULT_UPSTREAM_TIMEOUT_MS, 600_000)?;
         let stream_idle_timeout_ms = number("STREAM_IDLE_TIMEOUT_MS", DEFAULT_STREAM_IDLE_TIMEOUT_MS, 600_000)?;
-        let upstream_retries =
-            parse_number("UPSTREAM_RETRIES", value("UPSTREAM_RETRIES"), DEFAULT_UPSTREAM_RETRIES, 0..=3)?;
+        let upstream_retries = parse_number(
+            "UPSTREAM_RETRIES",
+            value("UPSTREAM_RETRIES"),
+            DEFAULT_UPSTREAM_RETRIES,
+            0..=3,
+        )?;
 
         Ok(Config {
             upstream_base_url,
@@ -277,22 +326,35 @@ impl Config {
     /// Every secret value, so that text passed on from upstream can be scrubbed of them.
     pub fn secrets(&self) -> Vec<&str> {
         let hmac = self.jwt_secret.as_ref().map(|(_, secret)| secret);
-        [self.openai_api_key.as_ref(), self.openai_api_key_next.as_ref(), self.admin_token.as_ref(), hmac]
-            .into_iter()
-            .flatten()
-            .map(Secret::expose)
-            .collect()
+        [
+            self.openai_api_key.as_ref(),
+            self.openai_api_key_next.as_ref(),
+            self.admin_token.as_ref(),
+            hmac,
+        ]
+        .into_iter()
+        .flatten()
+        .map(Secret::expose)
+        .collect()
     }
 
     /// The `JWT_SECRET` key, if one is set. A short secret fails closed rather than being used.
     pub fn secret_key(&self) -> Result<Option<KeyEntry>, ProxyError> {
-        let Some((algorithm, secret)) = &self.jwt_secret else { return Ok(None) };
+        let Some((algorithm, secret)) = &self.jwt_secret else {
+            return Ok(None);
+        };
         if secret.expose().len() < MIN_HMAC_SECRET_BYTES {
             return Err(ProxyError::misconfigured(format!(
                 "secret JWT_SECRET is shorter than {MIN_HMAC_SECRET_BYTES} bytes: use a random one, e.g. `openssl rand -base64 48`"
             )));
         }
-        Ok(Some(KeyEntry { kid: None, key: VerifyingKey::Hmac { algorithm: *algorithm, secret: secret.clone() } }))
+        Ok(Some(KeyEntry {
+            kid: None,
+            key: VerifyingKey::Hmac {
+                algorithm: *algorithm,
+                secret: secret.clone(),
+            },
+        }))
     }
 
     /// The admin bearer token; without one the admin routes do not exist (404).
@@ -314,7 +376,9 @@ impl Config {
 impl Config {
     /// A config from these vars, with a JWT_SECRET unless they set a key source themselves.
     pub fn for_tests(pairs: &[(&str, &str)]) -> Result<Config, ProxyError> {
-        let has_key_source = pairs.iter().any(|(name, _)| name.starts_with("JWT_SECRET") || name.starts_with("JWKS"));
+        let has_key_source = pairs
+            .iter()
+            .any(|(name, _)| name.starts_with("JWT_SECRET") || name.starts_with("JWKS"));
         Config::from_lookup(|name| match pairs.iter().find(|(n, _)| *n == name) {
             Some((_, value)) => Some(value.to_string()),
             None if name == "JWT_SECRET" && !has_key_source => Some("a-test-secret-that-is-32-bytes-long!".into()),
@@ -325,7 +389,8 @@ impl Config {
 
 /// Items of a comma- or whitespace-separated list.
 fn split_list(raw: &str) -> impl Iterator<Item = &str> {
-    raw.split(|c: char| c == ',' || c.is_whitespace()).filter(|item| !item.is_empty())
+    raw.split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|item| !item.is_empty())
 }
 
 fn parse_number<T>(
@@ -370,15 +435,23 @@ fn split_authority(authority: &str) -> Option<(&str, Option<&str>)> {
     } else {
         authority.split_at(authority.find(':').unwrap_or(authority.len()))
     };
-    let port = if rest.is_empty() { None } else { Some(rest.strip_prefix(':')?) };
+    let port = if rest.is_empty() {
+        None
+    } else {
+        Some(rest.strip_prefix(':')?)
+    };
     Some((host, port))
 }
 
 /// `host[:port]` with no userinfo, path, query or wildcard.
 fn is_valid_authority(authority: &str) -> bool {
-    let Some((host, port)) = split_authority(authority) else { return false };
+    let Some((host, port)) = split_authority(authority) else {
+        return false;
+    };
     let host_ok = !host.is_empty()
-        && host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '[' | ']' | ':'));
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '[' | ']' | ':'));
     host_ok && port.is_none_or(|port| port.parse::<u16>().is_ok())
 }
 
@@ -387,10 +460,14 @@ fn is_valid_authority(authority: &str) -> bool {
 fn parse_service_url(name: &str, raw: &str) -> Result<String, ProxyError> {
     let trimmed = raw.trim().trim_end_matches('/');
     let invalid = |why: &str| ProxyError::misconfigured(format!("{name}={raw:?} is not usable: {why}"));
-    let (scheme, rest) = trimmed.split_once("://").ok_or_else(|| invalid("not an absolute URL"))?;
+    let (scheme, rest) = trimmed
+        .split_once("://")
+        .ok_or_else(|| invalid("not an absolute URL"))?;
     let authority = rest.split('/').next().unwrap_or_default();
     if rest.contains(['?', '#', '@']) || !is_valid_authority(authority) {
-        return Err(invalid("expected https://host[:port]/path with no query, fragment or credentials"));
+        return Err(invalid(
+            "expected https://host[:port]/path with no query, fragment or credentials",
+        ));
     }
     let host = split_authority(authority).map_or(authority, |(host, _)| host);
     let loopback = matches!(host, "127.0.0.1" | "localhost" | "[::1]");
@@ -434,12 +511,23 @@ mod tests {
         assert_eq!(config.allowed_models, ["gpt-4o-mini", "gpt-4.1-nano"]);
         assert!(config.is_model_allowed("gpt-4.1-nano"));
         assert!(!config.is_model_allowed("gpt-4"));
-        assert_eq!(config.allowed_origins, ["https://app.example.com", "http://localhost:5173"]);
+        assert_eq!(
+            config.allowed_origins,
+            ["https://app.example.com", "http://localhost:5173"]
+        );
     }
 
     #[test]
     fn origins_must_be_exact_origins() {
-        for bad in ["not a url", "*", "https://*.example.com", "ftp://example.com", "https://a.com/path", "https://u@a.com", "https://a.com:http"] {
+        for bad in [
+            "not a url",
+            "*",
+            "https://*.example.com",
+            "ftp://example.com",
+            "https://a.com/path",
+            "https://u@a.com",
+            "https://a.com:http",
+        ] {
             let message = detail(config(&[("ALLOWED_ORIGINS", bad)]));
             assert!(message.starts_with("ALLOWED_ORIGINS"), "{bad}: {message}");
         }
@@ -450,26 +538,58 @@ mod tests {
     #[test]
     fn upstream_must_be_https_unless_loopback() {
         assert_eq!(
-            config(&[("UPSTREAM_BASE_URL", "http://127.0.0.1:9999/v1/")]).unwrap().upstream_base_url,
+            config(&[("UPSTREAM_BASE_URL", "http://127.0.0.1:9999/v1/")])
+                .unwrap()
+                .upstream_base_url,
             "http://127.0.0.1:9999/v1"
         );
         assert!(config(&[("UPSTREAM_BASE_URL", "https://gateway.example.com/openai/v1")]).is_ok());
-        for bad in ["http://evil.example.com/v1", "api.openai.com", "https://a.com/v1?x=1", "https://user:pw@a.com/v1"] {
-            assert!(detail(config(&[("UPSTREAM_BASE_URL", bad)])).starts_with("UPSTREAM_BASE_URL"), "{bad}");
+        for bad in [
+            "http://evil.example.com/v1",
+            "api.openai.com",
+            "https://a.com/v1?x=1",
+            "https://user:pw@a.com/v1",
+        ] {
+            assert!(
+                detail(config(&[("UPSTREAM_BASE_URL", bad)])).starts_with("UPSTREAM_BASE_URL"),
+                "{bad}"
+            );
         }
     }
 
     #[test]
     fn quota_defaults_and_overrides() {
         let defaults = config(&[]).unwrap();
-        assert_eq!(defaults.request_limits, RequestLimits { max_output_tokens: 1024, max_n: 1, max_prompt_chars: 8000 });
-        assert_eq!(defaults.user_limits.rate, Some(RateLimit { requests: 20, window_ms: 900_000 }));
-        assert_eq!((defaults.user_limits.max_streams, defaults.user_limits.daily_tokens), (Some(2), Some(100_000)));
+        assert_eq!(
+            defaults.request_limits,
+            RequestLimits {
+                max_output_tokens: 1024,
+                max_n: 1,
+                max_prompt_chars: 8000
+            }
+        );
+        assert_eq!(
+            defaults.user_limits.rate,
+            Some(RateLimit {
+                requests: 20,
+                window_ms: 900_000
+            })
+        );
+        assert_eq!(
+            (defaults.user_limits.max_streams, defaults.user_limits.daily_tokens),
+            (Some(2), Some(100_000))
+        );
         assert!(defaults.global_limits.is_none());
         let custom = config(&[("RATE_LIMIT_REQUESTS", "5"), ("GLOBAL_DAILY_TOKEN_BUDGET", "5000000")]).unwrap();
         assert_eq!(custom.user_limits.rate.unwrap().requests, 5);
         assert_eq!(custom.global_limits.unwrap().daily_tokens, Some(5_000_000));
-        for name in ["RATE_LIMIT_REQUESTS", "MAX_CONCURRENT_STREAMS", "DAILY_TOKEN_BUDGET", "GLOBAL_DAILY_TOKEN_BUDGET", "MAX_N"] {
+        for name in [
+            "RATE_LIMIT_REQUESTS",
+            "MAX_CONCURRENT_STREAMS",
+            "DAILY_TOKEN_BUDGET",
+            "GLOBAL_DAILY_TOKEN_BUDGET",
+            "MAX_N",
+        ] {
             assert!(detail(config(&[(name, "0")])).starts_with(name), "{name}");
         }
     }
@@ -477,10 +597,24 @@ mod tests {
     #[test]
     fn upstream_resilience_settings() {
         let defaults = config(&[]).unwrap();
-        assert_eq!((defaults.upstream_timeout_ms, defaults.stream_idle_timeout_ms, defaults.upstream_retries), (30_000, 60_000, 1));
+        assert_eq!(
+            (
+                defaults.upstream_timeout_ms,
+                defaults.stream_idle_timeout_ms,
+                defaults.upstream_retries
+            ),
+            (30_000, 60_000, 1)
+        );
         assert!(detail(config(&[("UPSTREAM_RETRIES", "9")])).starts_with("UPSTREAM_RETRIES"));
-        let rotating = config(&[("OPENAI_API_KEY", "sk-old-key-1234567890"), ("OPENAI_API_KEY_NEXT", "sk-new-key-1234567890")]).unwrap();
-        assert_eq!(rotating.openai_api_key_next().unwrap().expose(), "sk-new-key-1234567890");
+        let rotating = config(&[
+            ("OPENAI_API_KEY", "sk-old-key-1234567890"),
+            ("OPENAI_API_KEY_NEXT", "sk-new-key-1234567890"),
+        ])
+        .unwrap();
+        assert_eq!(
+            rotating.openai_api_key_next().unwrap().expose(),
+            "sk-new-key-1234567890"
+        );
         let secrets = rotating.secrets();
         assert!(secrets.contains(&"sk-old-key-1234567890") && secrets.contains(&"sk-new-key-1234567890"));
         assert!(secrets.contains(&"a-test-secret-that-is-32-bytes-long!"));
@@ -491,7 +625,11 @@ mod tests {
         let defaults = config(&[]).unwrap();
         assert_eq!(defaults.user_alerts.requests_per_hour, None);
         assert_eq!(defaults.global_alerts.budget_percent, Some(80));
-        let set = config(&[("ALERT_REQUESTS_PER_HOUR", "100"), ("ALERT_WEBHOOK_URL", "https://hooks.slack.com/services/T/B/X")]).unwrap();
+        let set = config(&[
+            ("ALERT_REQUESTS_PER_HOUR", "100"),
+            ("ALERT_WEBHOOK_URL", "https://hooks.slack.com/services/T/B/X"),
+        ])
+        .unwrap();
         assert_eq!(set.user_alerts.requests_per_hour, Some(100));
         assert!(set.alert_webhook_url.is_some());
         assert!(detail(config(&[("ALERT_WEBHOOK_URL", "http://example.com/hook")])).starts_with("ALERT_WEBHOOK_URL"));
@@ -512,7 +650,10 @@ mod tests {
     fn numbers_are_range_checked() {
         assert_eq!(config(&[("MAX_BODY_BYTES", "1024")]).unwrap().max_body_bytes, 1024);
         for bad in ["0", "-5", "lots", "99999999999"] {
-            assert!(detail(config(&[("MAX_BODY_BYTES", bad)])).starts_with("MAX_BODY_BYTES"), "{bad}");
+            assert!(
+                detail(config(&[("MAX_BODY_BYTES", bad)])).starts_with("MAX_BODY_BYTES"),
+                "{bad}"
+            );
         }
     }
 
@@ -528,7 +669,10 @@ mod tests {
     fn token_keys_fail_closed() {
         let none = Config::from_lookup(|_| None).unwrap_err();
         assert!(none.log_detail().unwrap().contains("JWT_SECRET"));
-        let short = config(&[("JWT_SECRET", "too-short")]).unwrap().secret_key().unwrap_err();
+        let short = config(&[("JWT_SECRET", "too-short")])
+            .unwrap()
+            .secret_key()
+            .unwrap_err();
         assert!(short.log_detail().unwrap().contains("shorter than 32 bytes"));
         let ok = config(&[("JWT_SECRET", &"s".repeat(32)), ("JWT_HMAC_ALGORITHM", "HS512")]).unwrap();
         assert!(ok.secret_key().unwrap().is_some());
@@ -539,7 +683,10 @@ mod tests {
     fn a_key_set_alone_is_enough() {
         let config = config(&[("JWKS_URL", "https://id.example.com/.well-known/jwks.json")]).unwrap();
         assert!(config.secret_key().unwrap().is_none());
-        assert_eq!(config.jwks_url.as_deref(), Some("https://id.example.com/.well-known/jwks.json"));
+        assert_eq!(
+            config.jwks_url.as_deref(),
+            Some("https://id.example.com/.well-known/jwks.json")
+        );
         assert_eq!(config.jwks_cache_seconds, 600);
         assert!(detail(config_with_url("http://id.example.com/jwks")).starts_with("JWKS_URL"));
     }
@@ -552,14 +699,21 @@ mod tests {
     fn admin_token_is_optional_but_strong() {
         assert!(config(&[]).unwrap().admin_token().is_none());
         assert!(detail(config(&[("ADMIN_TOKEN", "admin")])).contains("ADMIN_TOKEN"));
-        assert!(config(&[("ADMIN_TOKEN", &"a".repeat(32))]).unwrap().admin_token().is_some());
+        assert!(config(&[("ADMIN_TOKEN", &"a".repeat(32))])
+            .unwrap()
+            .admin_token()
+            .is_some());
     }
 
     #[test]
     fn claim_rules_come_from_vars() {
-        let rules = config(&[("JWT_ISSUER", "https://id.example"), ("JWT_AUDIENCE", "edge"), ("JWT_LEEWAY_SECONDS", "5")])
-            .unwrap()
-            .claim_rules;
+        let rules = config(&[
+            ("JWT_ISSUER", "https://id.example"),
+            ("JWT_AUDIENCE", "edge"),
+            ("JWT_LEEWAY_SECONDS", "5"),
+        ])
+        .unwrap()
+        .claim_rules;
         assert_eq!(rules.issuer.as_deref(), Some("https://id.example"));
         assert_eq!(rules.audience.as_deref(), Some("edge"));
         assert_eq!(rules.leeway_seconds, 5);
@@ -569,7 +723,11 @@ mod tests {
 
     #[test]
     fn key_never_shows_in_debug_output() {
-        let config = config(&[("OPENAI_API_KEY", "sk-test-very-secret"), ("JWT_SECRET", "jwt-very-secret-jwt-very-secret!")]).unwrap();
+        let config = config(&[
+            ("OPENAI_API_KEY", "sk-test-very-secret"),
+            ("JWT_SECRET", "jwt-very-secret-jwt-very-secret!"),
+        ])
+        .unwrap();
         assert_eq!(config.openai_api_key().unwrap().expose(), "sk-test-very-secret");
         assert!(!format!("{config:?}").contains("very-secret"));
     }

@@ -6,8 +6,7 @@ pub const ALLOWED_METHODS: &str = "GET, POST, OPTIONS";
 /// `*` would not cover `Authorization`, so the headers are listed.
 const ALWAYS_ALLOWED_HEADERS: [&str; 2] = ["authorization", "content-type"];
 /// Readable by the page: retry timing and rate-limit state, and the id to quote in bug reports.
-pub const EXPOSED_HEADERS: &str =
-    "retry-after, ratelimit-limit, ratelimit-remaining, ratelimit-reset, x-request-id";
+pub const EXPOSED_HEADERS: &str = "retry-after, ratelimit-limit, ratelimit-remaining, ratelimit-reset, x-request-id";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OriginCheck {
@@ -105,7 +104,10 @@ mod tests {
         );
         let value = |name: &str| headers.iter().find(|(n, _)| *n == name).unwrap().1.clone();
         assert_eq!(value("access-control-allow-origin"), "https://app.example.com");
-        assert_eq!(value("access-control-allow-headers"), "authorization, content-type, x-stainless-os");
+        assert_eq!(
+            value("access-control-allow-headers"),
+            "authorization, content-type, x-stainless-os"
+        );
         assert_eq!(value("access-control-max-age"), "7200");
         assert!(!headers.iter().any(|(_, v)| v == "*"));
     }
@@ -113,7 +115,10 @@ mod tests {
     #[test]
     fn actual_responses_expose_rate_limit_headers() {
         let headers = response_headers("https://app.example.com");
-        assert_eq!(headers[0], ("access-control-allow-origin", "https://app.example.com".into()));
+        assert_eq!(
+            headers[0],
+            ("access-control-allow-origin", "https://app.example.com".into())
+        );
         assert!(headers[1].1.contains("retry-after"));
         assert!(headers[1].1.contains("ratelimit-remaining"));
     }

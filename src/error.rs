@@ -37,9 +37,7 @@ impl TokenProblem {
             TokenProblem::Expired => "The access token expired.".into(),
             TokenProblem::NotYetValid => "The access token is not yet valid.".into(),
             TokenProblem::IssuedInFuture => "The access token was issued in the future.".into(),
-            TokenProblem::LifetimeTooLong => {
-                "The access token's lifetime is longer than this proxy allows.".into()
-            }
+            TokenProblem::LifetimeTooLong => "The access token's lifetime is longer than this proxy allows.".into(),
             TokenProblem::MissingClaim(claim) => {
                 format!("The access token has no `{claim}` claim.")
             }
@@ -72,30 +70,58 @@ pub enum ProxyError {
     OriginNotAllowed,
     NotFound,
     MethodNotAllowed,
-    PayloadTooLarge { limit: usize },
-    InvalidRequest { message: String, param: Option<String> },
-    ModelNotAllowed { model: String },
+    PayloadTooLarge {
+        limit: usize,
+    },
+    InvalidRequest {
+        message: String,
+        param: Option<String>,
+    },
+    ModelNotAllowed {
+        model: String,
+    },
     /// A variable or secret is missing or invalid; `detail` names it, for the log only.
-    Misconfigured { detail: String },
+    Misconfigured {
+        detail: String,
+    },
     /// Upstream refused our key (401/403): the operator's problem, not the client's.
-    UpstreamAuthFailed { status: u16 },
-    UpstreamRateLimited { retry_after: Option<u64> },
+    UpstreamAuthFailed {
+        status: u16,
+    },
+    UpstreamRateLimited {
+        retry_after: Option<u64>,
+    },
     /// A per-user limit (or, with `global`, the budget of all users) refused the request.
-    Quota { refusal: Refusal, global: bool },
+    Quota {
+        refusal: Refusal,
+        global: bool,
+    },
     /// Upstream rejected the request (4xx other than auth and rate limit). OpenAI's own error,
     /// scrubbed, when it gave one: the client needs it ("context length exceeded"...).
-    UpstreamRejected { status: u16, detail: Option<UpstreamErrorDetail> },
+    UpstreamRejected {
+        status: u16,
+        detail: Option<UpstreamErrorDetail>,
+    },
     /// Upstream unreachable, 5xx, or an unreadable answer; `detail` is for the log only.
-    UpstreamFailed { detail: String },
+    UpstreamFailed {
+        detail: String,
+    },
     UpstreamTimeout,
     /// A dependency of the proxy (the key set, a Durable Object) cannot answer: fail closed.
-    Unavailable { detail: String },
-    Internal { detail: String },
+    Unavailable {
+        detail: String,
+    },
+    Internal {
+        detail: String,
+    },
 }
 
 impl ProxyError {
     pub fn invalid_request(message: impl Into<String>, param: Option<&str>) -> Self {
-        ProxyError::InvalidRequest { message: message.into(), param: param.map(str::to_owned) }
+        ProxyError::InvalidRequest {
+            message: message.into(),
+            param: param.map(str::to_owned),
+        }
     }
 
     pub fn misconfigured(detail: impl Into<String>) -> Self {
@@ -106,9 +132,7 @@ impl ProxyError {
         match self {
             ProxyError::InvalidRequest { .. } | ProxyError::ModelNotAllowed { .. } => 400,
             ProxyError::UpstreamRejected { .. } => 400,
-            ProxyError::MissingToken
-            | ProxyError::InvalidToken(_)
-            | ProxyError::AdminUnauthorized => 401,
+            ProxyError::MissingToken | ProxyError::InvalidToken(_) | ProxyError::AdminUnauthorized => 401,
             ProxyError::OriginNotAllowed => 403,
             ProxyError::NotFound => 404,
             ProxyError::MethodNotAllowed => 405,
@@ -123,7 +147,11 @@ impl ProxyError {
 
     /// OpenAI's `error.type`.
     pub fn error_type(&self) -> &'static str {
-        if let ProxyError::Quota { refusal: Refusal::BudgetExhausted { .. }, .. } = self {
+        if let ProxyError::Quota {
+            refusal: Refusal::BudgetExhausted { .. },
+            ..
+        } = self
+        {
             return "insufficient_quota";
         }
         match self.status() {
@@ -150,9 +178,18 @@ impl ProxyError {
             ProxyError::Misconfigured { .. } => "proxy_misconfigured",
             ProxyError::UpstreamAuthFailed { .. } => "upstream_auth_failed",
             ProxyError::UpstreamRateLimited { .. } => "upstream_rate_limited",
-            ProxyError::Quota { refusal: Refusal::RateLimited { .. }, .. } => "rate_limit_exceeded",
-            ProxyError::Quota { refusal: Refusal::TooManyStreams { .. }, .. } => "too_many_concurrent_streams",
-            ProxyError::Quota { refusal: Refusal::BudgetExhausted { .. }, .. } => "insufficient_quota",
+            ProxyError::Quota {
+                refusal: Refusal::RateLimited { .. },
+                ..
+            } => "rate_limit_exceeded",
+            ProxyError::Quota {
+                refusal: Refusal::TooManyStreams { .. },
+                ..
+            } => "too_many_concurrent_streams",
+            ProxyError::Quota {
+                refusal: Refusal::BudgetExhausted { .. },
+                ..
+            } => "insufficient_quota",
             ProxyError::UpstreamRejected { .. } => "upstream_rejected",
             ProxyError::UpstreamFailed { .. } => "upstream_error",
             ProxyError::UpstreamTimeout => "upstream_timeout",
@@ -164,9 +201,7 @@ impl ProxyError {
     /// What the client reads. Never contains upstream text, secrets or internal detail.
     pub fn client_message(&self) -> String {
         match self {
-            ProxyError::MissingToken => {
-                "Missing access token: send `Authorization: Bearer <token>`.".into()
-            }
+            ProxyError::MissingToken => "Missing access token: send `Authorization: Bearer <token>`.".into(),
             ProxyError::InvalidToken(problem) => problem.message(),
             ProxyError::AdminUnauthorized => "Invalid admin token.".into(),
             ProxyError::OriginNotAllowed => "This origin is not allowed to use this proxy.".into(),
@@ -177,19 +212,18 @@ impl ProxyError {
             }
             ProxyError::InvalidRequest { message, .. } => message.clone(),
             ProxyError::ModelNotAllowed { .. } => {
-                "This model is not available through this proxy; GET /v1/models lists the ones that are."
-                    .into()
+                "This model is not available through this proxy; GET /v1/models lists the ones that are.".into()
             }
             ProxyError::Misconfigured { .. } => {
                 "The proxy is misconfigured; the operator has been told in the server log.".into()
             }
-            ProxyError::UpstreamAuthFailed { .. } => {
-                "The proxy could not authenticate with the upstream API.".into()
-            }
+            ProxyError::UpstreamAuthFailed { .. } => "The proxy could not authenticate with the upstream API.".into(),
             ProxyError::UpstreamRateLimited { .. } => {
                 "The upstream API is rate limiting this proxy; retry later.".into()
             }
-            ProxyError::UpstreamRejected { detail: Some(detail), .. } => detail.message.clone(),
+            ProxyError::UpstreamRejected {
+                detail: Some(detail), ..
+            } => detail.message.clone(),
             ProxyError::UpstreamRejected { detail: None, .. } => "The upstream API rejected the request.".into(),
             ProxyError::Quota { refusal, global } => match (refusal, global) {
                 (Refusal::RateLimited { retry_after_seconds }, _) => {
@@ -233,12 +267,8 @@ impl ProxyError {
     /// The `WWW-Authenticate` challenge of a 401 (RFC 6750 section 3).
     pub fn www_authenticate(&self) -> Option<&'static str> {
         match self {
-            ProxyError::MissingToken => {
-                Some(r#"Bearer realm="openai-edge-proxy", error="invalid_request""#)
-            }
-            ProxyError::InvalidToken(_) => {
-                Some(r#"Bearer realm="openai-edge-proxy", error="invalid_token""#)
-            }
+            ProxyError::MissingToken => Some(r#"Bearer realm="openai-edge-proxy", error="invalid_request""#),
+            ProxyError::InvalidToken(_) => Some(r#"Bearer realm="openai-edge-proxy", error="invalid_token""#),
             ProxyError::AdminUnauthorized => Some(r#"Bearer realm="openai-edge-proxy-admin""#),
             _ => None,
         }
@@ -259,7 +289,10 @@ impl ProxyError {
 
     /// `{"error":{"message","type","param","code"}}`, as OpenAI answers.
     pub fn to_json(&self) -> String {
-        if let ProxyError::UpstreamRejected { detail: Some(detail), .. } = self {
+        if let ProxyError::UpstreamRejected {
+            detail: Some(detail), ..
+        } = self
+        {
             return json!({
                 "error": {
                     "message": detail.message,
@@ -306,7 +339,10 @@ mod tests {
 
     #[test]
     fn json_has_openai_shape() {
-        let body = parsed(&ProxyError::invalid_request("`messages` must be an array", Some("messages")));
+        let body = parsed(&ProxyError::invalid_request(
+            "`messages` must be an array",
+            Some("messages"),
+        ));
         assert_eq!(body["error"]["message"], "`messages` must be an array");
         assert_eq!(body["error"]["type"], "invalid_request_error");
         assert_eq!(body["error"]["param"], "messages");
@@ -321,7 +357,11 @@ mod tests {
             (ProxyError::NotFound, 404, "invalid_request_error"),
             (ProxyError::MethodNotAllowed, 405, "invalid_request_error"),
             (ProxyError::PayloadTooLarge { limit: 10 }, 413, "invalid_request_error"),
-            (ProxyError::UpstreamRateLimited { retry_after: Some(3) }, 429, "rate_limit_error"),
+            (
+                ProxyError::UpstreamRateLimited { retry_after: Some(3) },
+                429,
+                "rate_limit_error",
+            ),
             (ProxyError::UpstreamAuthFailed { status: 401 }, 502, "server_error"),
             (ProxyError::UpstreamTimeout, 504, "server_error"),
             (ProxyError::Unavailable { detail: "x".into() }, 503, "server_error"),
@@ -338,8 +378,12 @@ mod tests {
         let secret_detail = "secret OPENAI_API_KEY sk-live-abc is missing";
         for error in [
             ProxyError::misconfigured(secret_detail),
-            ProxyError::UpstreamFailed { detail: secret_detail.into() },
-            ProxyError::Internal { detail: secret_detail.into() },
+            ProxyError::UpstreamFailed {
+                detail: secret_detail.into(),
+            },
+            ProxyError::Internal {
+                detail: secret_detail.into(),
+            },
         ] {
             assert!(!error.to_json().contains("sk-live-abc"));
             assert!(!error.to_json().contains("OPENAI_API_KEY"));
@@ -349,11 +393,25 @@ mod tests {
 
     #[test]
     fn quota_refusals_are_429_with_retry_after() {
-        let rate = ProxyError::Quota { refusal: Refusal::RateLimited { retry_after_seconds: 42 }, global: false };
-        assert_eq!((rate.status(), rate.code(), rate.retry_after()), (429, "rate_limit_exceeded", Some(42)));
+        let rate = ProxyError::Quota {
+            refusal: Refusal::RateLimited {
+                retry_after_seconds: 42,
+            },
+            global: false,
+        };
+        assert_eq!(
+            (rate.status(), rate.code(), rate.retry_after()),
+            (429, "rate_limit_exceeded", Some(42))
+        );
         assert_eq!(rate.error_type(), "rate_limit_error");
-        let budget = ProxyError::Quota { refusal: Refusal::BudgetExhausted { retry_after_seconds: 7 }, global: true };
-        assert_eq!((budget.code(), budget.error_type()), ("insufficient_quota", "insufficient_quota"));
+        let budget = ProxyError::Quota {
+            refusal: Refusal::BudgetExhausted { retry_after_seconds: 7 },
+            global: true,
+        };
+        assert_eq!(
+            (budget.code(), budget.error_type()),
+            ("insufficient_quota", "insufficient_quota")
+        );
         assert!(budget.client_message().contains("service's"));
     }
 
@@ -366,7 +424,10 @@ mod tests {
 
     #[test]
     fn only_auth_errors_carry_a_challenge() {
-        assert!(ProxyError::MissingToken.www_authenticate().unwrap().contains("invalid_request"));
+        assert!(ProxyError::MissingToken
+            .www_authenticate()
+            .unwrap()
+            .contains("invalid_request"));
         let expired = ProxyError::InvalidToken(TokenProblem::Expired);
         assert!(expired.www_authenticate().unwrap().contains("invalid_token"));
         assert_eq!(parsed(&expired)["error"]["message"], "The access token expired.");

@@ -117,7 +117,10 @@ mod tests {
             UpstreamEndpoint::ChatCompletions.url("https://api.openai.com/v1"),
             "https://api.openai.com/v1/chat/completions"
         );
-        assert_eq!(UpstreamEndpoint::Responses.url("http://127.0.0.1:9/v1"), "http://127.0.0.1:9/v1/responses");
+        assert_eq!(
+            UpstreamEndpoint::Responses.url("http://127.0.0.1:9/v1"),
+            "http://127.0.0.1:9/v1/responses"
+        );
     }
 
     #[test]
@@ -146,7 +149,10 @@ mod tests {
     fn key_shaped_text_and_our_secrets_are_scrubbed() {
         let secrets = ["proxy-admin-token-value", "short"];
         assert_eq!(
-            scrub("Bad key sk-proj-AbC123_xyz-987 and proxy-admin-token-value; sk-no and sk-", &secrets),
+            scrub(
+                "Bad key sk-proj-AbC123_xyz-987 and proxy-admin-token-value; sk-no and sk-",
+                &secrets
+            ),
             "Bad key [redacted] and [redacted]; sk-no and sk-"
         );
         assert_eq!(scrub("nothing here", &secrets), "nothing here");
@@ -157,7 +163,10 @@ mod tests {
     fn openai_errors_keep_their_fields_scrubbed() {
         let body = br#"{"error":{"message":"This model's maximum context length is 128000 tokens (key sk-live-1234567890abc)","type":"invalid_request_error","param":"messages","code":"context_length_exceeded"}}"#;
         let detail = upstream_error_detail(body, &[]).unwrap();
-        assert_eq!(detail.message, "This model's maximum context length is 128000 tokens (key [redacted])");
+        assert_eq!(
+            detail.message,
+            "This model's maximum context length is 128000 tokens (key [redacted])"
+        );
         assert_eq!(detail.param.as_deref(), Some("messages"));
         assert_eq!(detail.code.as_deref(), Some("context_length_exceeded"));
         assert_eq!(upstream_error_detail(b"<html>oops</html>", &[]), None);

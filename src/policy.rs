@@ -56,16 +56,30 @@ pub fn parse_generate_text(bytes: &[u8], config: &Config) -> Result<ApiRequest, 
     let prompt = match body.get("userPrompt") {
         Some(Value::String(prompt)) => strip_html_tags(prompt),
         Some(_) => {
-            return Err(ProxyError::invalid_request("`userPrompt` must be a string.", Some("userPrompt")))
+            return Err(ProxyError::invalid_request(
+                "`userPrompt` must be a string.",
+                Some("userPrompt"),
+            ))
         }
-        None => return Err(ProxyError::invalid_request("`userPrompt` is required.", Some("userPrompt"))),
+        None => {
+            return Err(ProxyError::invalid_request(
+                "`userPrompt` is required.",
+                Some("userPrompt"),
+            ))
+        }
     };
     if prompt.trim().is_empty() {
-        return Err(ProxyError::invalid_request("`userPrompt` is empty.", Some("userPrompt")));
+        return Err(ProxyError::invalid_request(
+            "`userPrompt` is empty.",
+            Some("userPrompt"),
+        ));
     }
     if prompt.chars().count() > config.request_limits.max_prompt_chars {
         return Err(ProxyError::invalid_request(
-            format!("`userPrompt` is longer than {} characters.", config.request_limits.max_prompt_chars),
+            format!(
+                "`userPrompt` is longer than {} characters.",
+                config.request_limits.max_prompt_chars
+            ),
             Some("userPrompt"),
         ));
     }
@@ -76,7 +90,9 @@ pub fn parse_generate_text(bytes: &[u8], config: &Config) -> Result<ApiRequest, 
             { "role": "user", "content": prompt },
         ],
     });
-    let Value::Object(body) = chat else { unreachable!("json! object literal") };
+    let Value::Object(body) = chat else {
+        unreachable!("json! object literal")
+    };
     checked(body, config)
 }
 
@@ -91,7 +107,12 @@ fn checked(mut body: Map<String, Value>, config: &Config) -> Result<ApiRequest, 
         None | Some(Value::Null) => 1,
         Some(value) => match value.as_u64() {
             Some(n) if (1..=limits.max_n).contains(&n) => n,
-            _ => return Err(ProxyError::invalid_request(format!("`n` must be a whole number from 1 to {}.", limits.max_n), Some("n"))),
+            _ => {
+                return Err(ProxyError::invalid_request(
+                    format!("`n` must be a whole number from 1 to {}.", limits.max_n),
+                    Some("n"),
+                ))
+            }
         },
     };
     let stream = check_stream(&body)?;
@@ -99,12 +120,23 @@ fn checked(mut body: Map<String, Value>, config: &Config) -> Result<ApiRequest, 
     if stream {
         let options = body.entry("stream_options").or_insert_with(|| json!({}));
         let Value::Object(options) = options else {
-            return Err(ProxyError::invalid_request("`stream_options` must be an object.", Some("stream_options")));
+            return Err(ProxyError::invalid_request(
+                "`stream_options` must be an object.",
+                Some("stream_options"),
+            ));
         };
         client_wants_usage = options.get("include_usage") == Some(&Value::Bool(true));
         options.insert("include_usage".into(), Value::Bool(true));
     }
-    Ok(finish(body, UpstreamEndpoint::ChatCompletions, model, stream, client_wants_usage, output_cap * n, &prompt))
+    Ok(finish(
+        body,
+        UpstreamEndpoint::ChatCompletions,
+        model,
+        stream,
+        client_wants_usage,
+        output_cap * n,
+        &prompt,
+    ))
 }
 
 /// `POST /v1/responses`: `input` (a string or items) and `instructions` count toward the
@@ -118,17 +150,35 @@ pub fn parse_responses_request(bytes: &[u8], config: &Config) -> Result<ApiReque
     match body.get("input") {
         Some(Value::String(text)) => prompt.add(text),
         Some(Value::Array(items)) if !items.is_empty() => items.iter().for_each(|item| prompt.add_all_text(item)),
-        _ => return Err(ProxyError::invalid_request("`input` must be a string or a non-empty array of items.", Some("input"))),
+        _ => {
+            return Err(ProxyError::invalid_request(
+                "`input` must be a string or a non-empty array of items.",
+                Some("input"),
+            ))
+        }
     }
     match body.get("instructions") {
         None | Some(Value::Null) => {}
         Some(Value::String(text)) => prompt.add(text),
-        Some(_) => return Err(ProxyError::invalid_request("`instructions` must be a string.", Some("instructions"))),
+        Some(_) => {
+            return Err(ProxyError::invalid_request(
+                "`instructions` must be a string.",
+                Some("instructions"),
+            ))
+        }
     }
     check_prompt_size(&prompt, limits, "input")?;
     let output_cap = output_cap(&mut body, limits, &["max_output_tokens"])?;
     let stream = check_stream(&body)?;
-    Ok(finish(body, UpstreamEndpoint::Responses, model, stream, true, output_cap, &prompt))
+    Ok(finish(
+        body,
+        UpstreamEndpoint::Responses,
+        model,
+        stream,
+        true,
+        output_cap,
+        &prompt,
+    ))
 }
 
 /// `POST /v1/embeddings`: `input` (a string, strings, or token arrays) is bounded like a
@@ -136,7 +186,12 @@ pub fn parse_responses_request(bytes: &[u8], config: &Config) -> Result<ApiReque
 pub fn parse_embeddings_request(bytes: &[u8], config: &Config) -> Result<ApiRequest, ProxyError> {
     let body = parse_object(bytes)?;
     let model = check_model(&body, config)?;
-    let invalid = || ProxyError::invalid_request("`input` must be a string, an array of strings, or token arrays.", Some("input"));
+    let invalid = || {
+        ProxyError::invalid_request(
+            "`input` must be a string, an array of strings, or token arrays.",
+            Some("input"),
+        )
+    };
     let mut prompt = PromptText::default();
     match body.get("input") {
         Some(Value::String(text)) => prompt.add(text),
@@ -154,7 +209,15 @@ pub fn parse_embeddings_request(bytes: &[u8], config: &Config) -> Result<ApiRequ
         _ => return Err(invalid()),
     }
     check_prompt_size(&prompt, &config.request_limits, "input")?;
-    Ok(finish(body, UpstreamEndpoint::Embeddings, model, false, false, 0, &prompt))
+    Ok(finish(
+        body,
+        UpstreamEndpoint::Embeddings,
+        model,
+        false,
+        false,
+        0,
+        &prompt,
+    ))
 }
 
 /// The request as it goes upstream, with its reservation: the body's bytes (a text prompt never
@@ -187,21 +250,31 @@ fn check_model(body: &Map<String, Value>, config: &Config) -> Result<String, Pro
         Some(_) => return Err(ProxyError::invalid_request("`model` must be a string.", Some("model"))),
         None => return Err(ProxyError::invalid_request("`model` is required.", Some("model"))),
     };
-    if config.is_model_allowed(&model) { Ok(model) } else { Err(ProxyError::ModelNotAllowed { model }) }
+    if config.is_model_allowed(&model) {
+        Ok(model)
+    } else {
+        Err(ProxyError::ModelNotAllowed { model })
+    }
 }
 
 fn check_stream(body: &Map<String, Value>) -> Result<bool, ProxyError> {
     match body.get("stream") {
         None | Some(Value::Null) => Ok(false),
         Some(Value::Bool(stream)) => Ok(*stream),
-        Some(_) => Err(ProxyError::invalid_request("`stream` must be a boolean.", Some("stream"))),
+        Some(_) => Err(ProxyError::invalid_request(
+            "`stream` must be a boolean.",
+            Some("stream"),
+        )),
     }
 }
 
 fn check_prompt_size(prompt: &PromptText, limits: &RequestLimits, param: &str) -> Result<(), ProxyError> {
     if prompt.chars > limits.max_prompt_chars {
         return Err(ProxyError::invalid_request(
-            format!("The input holds more than {} characters of text.", limits.max_prompt_chars),
+            format!(
+                "The input holds more than {} characters of text.",
+                limits.max_prompt_chars
+            ),
             Some(param),
         ));
     }
@@ -225,7 +298,10 @@ fn output_cap(body: &mut Map<String, Value>, limits: &RequestLimits, fields: &[&
                 }
                 _ => {
                     return Err(ProxyError::invalid_request(
-                        format!("`{field}` must be a whole number from 1 to {}.", limits.max_output_tokens),
+                        format!(
+                            "`{field}` must be a whole number from 1 to {}.",
+                            limits.max_output_tokens
+                        ),
                         Some(field),
                     ))
                 }
@@ -246,7 +322,10 @@ pub fn strip_html_tags(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut chars = text.chars().peekable();
     while let Some(c) = chars.next() {
-        let starts_tag = c == '<' && chars.peek().is_some_and(|next| next.is_ascii_alphabetic() || matches!(next, '/' | '!'));
+        let starts_tag = c == '<'
+            && chars
+                .peek()
+                .is_some_and(|next| next.is_ascii_alphabetic() || matches!(next, '/' | '!'));
         if starts_tag {
             for inside in chars.by_ref() {
                 if inside == '>' {
@@ -277,7 +356,10 @@ pub fn generate_text_result(upstream_body: &[u8]) -> Result<String, ProxyError> 
 fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, ProxyError> {
     match serde_json::from_slice::<Value>(bytes) {
         Ok(Value::Object(body)) => Ok(body),
-        Ok(_) => Err(ProxyError::invalid_request("The request body must be a JSON object.", None)),
+        Ok(_) => Err(ProxyError::invalid_request(
+            "The request body must be a JSON object.",
+            None,
+        )),
         Err(_) => Err(ProxyError::invalid_request("The request body is not valid JSON.", None)),
     }
 }
@@ -294,7 +376,10 @@ fn check_messages(messages: Option<&Value>) -> Result<PromptText, ProxyError> {
     let messages = match messages {
         Some(Value::Array(messages)) if !messages.is_empty() => messages,
         Some(_) => {
-            return Err(ProxyError::invalid_request("`messages` must be a non-empty array.", Some("messages")))
+            return Err(ProxyError::invalid_request(
+                "`messages` must be a non-empty array.",
+                Some("messages"),
+            ))
         }
         None => return Err(ProxyError::invalid_request("`messages` is required.", Some("messages"))),
     };
@@ -310,14 +395,22 @@ fn check_messages(messages: Option<&Value>) -> Result<PromptText, ProxyError> {
         };
         match message.get("role") {
             Some(Value::String(role)) if VALID_ROLES.contains(&role.as_str()) => {}
-            _ => return Err(invalid(".role", "must be one of system, developer, user, assistant, tool.")),
+            _ => {
+                return Err(invalid(
+                    ".role",
+                    "must be one of system, developer, user, assistant, tool.",
+                ))
+            }
         }
         match message.get("content") {
             Some(Value::String(text)) => prompt.add(text),
             Some(Value::Array(parts)) => {
                 for (part_index, part) in parts.iter().enumerate() {
                     let Value::Object(part) = part else {
-                        return Err(invalid(&format!(".content[{part_index}]"), "must be a content part object."));
+                        return Err(invalid(
+                            &format!(".content[{part_index}]"),
+                            "must be a content part object.",
+                        ));
                     };
                     if let Some(Value::String(text)) = part.get("text") {
                         prompt.add(text);
@@ -367,7 +460,11 @@ mod tests {
     use super::*;
 
     fn config() -> Config {
-        Config::for_tests(&[("ALLOWED_MODELS", "gpt-4o-mini,gpt-4.1-nano"), ("SYSTEM_PROMPT", "Be brief.")]).unwrap()
+        Config::for_tests(&[
+            ("ALLOWED_MODELS", "gpt-4o-mini,gpt-4.1-nano"),
+            ("SYSTEM_PROMPT", "Be brief."),
+        ])
+        .unwrap()
     }
 
     fn rejected(body: &str) -> ProxyError {
@@ -413,7 +510,10 @@ mod tests {
             rejected(r#"{"model":"gpt-4-expensive","messages":[{"role":"user","content":"hi"}]}"#),
             ProxyError::ModelNotAllowed { .. }
         ));
-        assert_eq!(param(&rejected(r#"{"messages":[{"role":"user","content":"hi"}]}"#)).unwrap(), "model");
+        assert_eq!(
+            param(&rejected(r#"{"messages":[{"role":"user","content":"hi"}]}"#)).unwrap(),
+            "model"
+        );
         assert_eq!(param(&rejected(r#"{"model":5,"messages":[]}"#)).unwrap(), "model");
     }
 
@@ -424,10 +524,22 @@ mod tests {
             (r#"{"model":"gpt-4o-mini","messages":[]}"#, "messages"),
             (r#"{"model":"gpt-4o-mini","messages":"hi"}"#, "messages"),
             (r#"{"model":"gpt-4o-mini","messages":[1]}"#, "messages[0]"),
-            (r#"{"model":"gpt-4o-mini","messages":[{"content":"hi"}]}"#, "messages[0].role"),
-            (r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"a"},{"role":"boss","content":"b"}]}"#, "messages[1].role"),
-            (r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":7}]}"#, "messages[0].content"),
-            (r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}],"stream":"yes"}"#, "stream"),
+            (
+                r#"{"model":"gpt-4o-mini","messages":[{"content":"hi"}]}"#,
+                "messages[0].role",
+            ),
+            (
+                r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"a"},{"role":"boss","content":"b"}]}"#,
+                "messages[1].role",
+            ),
+            (
+                r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":7}]}"#,
+                "messages[0].content",
+            ),
+            (
+                r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}],"stream":"yes"}"#,
+                "stream",
+            ),
         ];
         for (body, field) in cases {
             let error = rejected(body);
@@ -478,11 +590,25 @@ mod tests {
         assert_eq!(forwarded(&defaulted)["max_completion_tokens"], 1024);
         assert_eq!(defaulted.reserve_tokens, defaulted.upstream_body().len() as u64 + 1024);
         let own = chat(json!({"max_tokens": 100})).unwrap();
-        assert_eq!(forwarded(&own).get("max_completion_tokens"), None, "the client's own field is kept alone");
+        assert_eq!(
+            forwarded(&own).get("max_completion_tokens"),
+            None,
+            "the client's own field is kept alone"
+        );
         assert_eq!(own.reserve_tokens, own.upstream_body().len() as u64 + 100);
         let both = chat(json!({"max_tokens": 500, "max_completion_tokens": 200})).unwrap();
-        assert_eq!(both.reserve_tokens, both.upstream_body().len() as u64 + 500, "the larger of two caps is the worst case");
-        for (field, value) in [("max_tokens", json!(1025)), ("max_completion_tokens", json!(0)), ("max_tokens", json!(-1)), ("max_tokens", json!(10.5)), ("max_tokens", json!("10"))] {
+        assert_eq!(
+            both.reserve_tokens,
+            both.upstream_body().len() as u64 + 500,
+            "the larger of two caps is the worst case"
+        );
+        for (field, value) in [
+            ("max_tokens", json!(1025)),
+            ("max_completion_tokens", json!(0)),
+            ("max_tokens", json!(-1)),
+            ("max_tokens", json!(10.5)),
+            ("max_tokens", json!("10")),
+        ] {
             let error = chat(json!({ field: value })).unwrap_err();
             assert_eq!(param(&error).as_deref(), Some(field), "{field}={value}");
         }
@@ -494,7 +620,11 @@ mod tests {
         assert!(chat(json!({"n": 1})).is_ok());
         let generous = Config::for_tests(&[("MAX_N", "4")]).unwrap();
         let two = chat_with(json!({"n": 2, "max_tokens": 100}), &generous).unwrap();
-        assert_eq!(two.reserve_tokens, two.upstream_body().len() as u64 + 200, "each choice is reserved");
+        assert_eq!(
+            two.reserve_tokens,
+            two.upstream_body().len() as u64 + 200,
+            "each choice is reserved"
+        );
     }
 
     #[test]
@@ -505,10 +635,17 @@ mod tests {
             {"role":"user","content":[{"type":"text","text": long}, {"type":"image_url","image_url":{"url":"https://x/y.png"}}]},
         ]});
         assert_eq!(param(&chat(parts).unwrap_err()).as_deref(), Some("messages"));
-        assert!(chat(json!({"messages":[{"role":"user","content":"é".repeat(8000)}]})).is_ok(), "characters, not bytes");
-        let empty = chat(json!({"messages":[{"role":"user","content":"   "},{"role":"user","content":[]}]})).unwrap_err();
+        assert!(
+            chat(json!({"messages":[{"role":"user","content":"é".repeat(8000)}]})).is_ok(),
+            "characters, not bytes"
+        );
+        let empty =
+            chat(json!({"messages":[{"role":"user","content":"   "},{"role":"user","content":[]}]})).unwrap_err();
         assert!(empty.client_message().contains("no text"));
-        assert!(matches!(chat(json!({"model": "gpt-4-expensive"})).unwrap_err(), ProxyError::ModelNotAllowed { .. }));
+        assert!(matches!(
+            chat(json!({"model": "gpt-4-expensive"})).unwrap_err(),
+            ProxyError::ModelNotAllowed { .. }
+        ));
     }
 
     #[test]
@@ -518,8 +655,15 @@ mod tests {
         assert!(!plain.client_wants_usage);
         let asked = chat(json!({"stream": true, "stream_options": {"include_usage": true}})).unwrap();
         assert!(asked.client_wants_usage);
-        assert_eq!(forwarded(&chat(json!({})).unwrap()).get("stream_options"), None, "non-streams are left alone");
-        assert_eq!(param(&chat(json!({"stream": true, "stream_options": 1})).unwrap_err()).as_deref(), Some("stream_options"));
+        assert_eq!(
+            forwarded(&chat(json!({})).unwrap()).get("stream_options"),
+            None,
+            "non-streams are left alone"
+        );
+        assert_eq!(
+            param(&chat(json!({"stream": true, "stream_options": 1})).unwrap_err()).as_deref(),
+            Some("stream_options")
+        );
     }
 
     #[test]
@@ -532,12 +676,16 @@ mod tests {
         let only_tags = parse_generate_text(br#"{"userPrompt":"<br><br>"}"#, &config()).unwrap_err();
         assert_eq!(param(&only_tags).as_deref(), Some("userPrompt"));
         let long = format!(r#"{{"userPrompt":"{}"}}"#, "x".repeat(8001));
-        assert_eq!(param(&parse_generate_text(long.as_bytes(), &config()).unwrap_err()).as_deref(), Some("userPrompt"));
+        assert_eq!(
+            param(&parse_generate_text(long.as_bytes(), &config()).unwrap_err()).as_deref(),
+            Some("userPrompt")
+        );
     }
 
     #[test]
     fn responses_requests_are_bounded_like_chats() {
-        let request = parse_responses_request(br#"{"model":"gpt-4o-mini","input":"Hi","stream":true}"#, &config()).unwrap();
+        let request =
+            parse_responses_request(br#"{"model":"gpt-4o-mini","input":"Hi","stream":true}"#, &config()).unwrap();
         assert_eq!(request.endpoint, UpstreamEndpoint::Responses);
         assert!(request.stream);
         assert_eq!(forwarded(&request)["max_output_tokens"], 1024);
@@ -545,14 +693,27 @@ mod tests {
         let items = json!({"model":"gpt-4o-mini","instructions":"x".repeat(4000),"input":[
             {"role":"user","content":[{"type":"input_text","text":"y".repeat(4000)}]},
             {"type":"function_call_output","call_id":"c","output":"z"}]});
-        assert_eq!(param(&parse_responses_request(items.to_string().as_bytes(), &config()).unwrap_err()).as_deref(), Some("input"));
+        assert_eq!(
+            param(&parse_responses_request(items.to_string().as_bytes(), &config()).unwrap_err()).as_deref(),
+            Some("input")
+        );
         for (body, field) in [
             (r#"{"model":"gpt-4o-mini"}"#, "input"),
             (r#"{"model":"gpt-4o-mini","input":[]}"#, "input"),
-            (r#"{"model":"gpt-4o-mini","input":"hi","max_output_tokens":4096}"#, "max_output_tokens"),
-            (r#"{"model":"gpt-4o-mini","input":"hi","instructions":7}"#, "instructions"),
+            (
+                r#"{"model":"gpt-4o-mini","input":"hi","max_output_tokens":4096}"#,
+                "max_output_tokens",
+            ),
+            (
+                r#"{"model":"gpt-4o-mini","input":"hi","instructions":7}"#,
+                "instructions",
+            ),
         ] {
-            assert_eq!(param(&parse_responses_request(body.as_bytes(), &config()).unwrap_err()).as_deref(), Some(field), "{body}");
+            assert_eq!(
+                param(&parse_responses_request(body.as_bytes(), &config()).unwrap_err()).as_deref(),
+                Some(field),
+                "{body}"
+            );
         }
     }
 
@@ -563,8 +724,16 @@ mod tests {
         assert_eq!(request.reserve_tokens, request.upstream_body().len() as u64);
         assert!(parse_embeddings_request(br#"{"model":"gpt-4o-mini","input":[[1,2,3]]}"#, &config()).is_ok());
         let long = json!({"model":"gpt-4o-mini","input":["x".repeat(8001)]});
-        for body in [long.to_string(), r#"{"model":"gpt-4o-mini","input":[{}]}"#.into(), r#"{"model":"gpt-4o-mini"}"#.into()] {
-            assert_eq!(param(&parse_embeddings_request(body.as_bytes(), &config()).unwrap_err()).as_deref(), Some("input"), "{body}");
+        for body in [
+            long.to_string(),
+            r#"{"model":"gpt-4o-mini","input":[{}]}"#.into(),
+            r#"{"model":"gpt-4o-mini"}"#.into(),
+        ] {
+            assert_eq!(
+                param(&parse_embeddings_request(body.as_bytes(), &config()).unwrap_err()).as_deref(),
+                Some("input"),
+                "{body}"
+            );
         }
     }
 

@@ -87,7 +87,8 @@ pub struct RateStanding {
 
 impl Standing {
     pub fn tokens_remaining(&self) -> Option<u64> {
-        self.daily_tokens.map(|limit| limit.saturating_sub(self.used_tokens + self.reserved_tokens))
+        self.daily_tokens
+            .map(|limit| limit.saturating_sub(self.used_tokens + self.reserved_tokens))
     }
 
     /// The `RateLimit-Limit`/`-Remaining`/`-Reset` headers (draft-ietf-httpapi-ratelimit-headers,
@@ -157,15 +158,21 @@ impl QuotaState {
         if let Some(rate) = limits.rate {
             if self.admitted_at_ms.len() >= rate.requests as usize {
                 let oldest = self.admitted_at_ms[self.admitted_at_ms.len() - rate.requests as usize];
-                return Err(Refusal::RateLimited { retry_after_seconds: ceil_seconds(oldest + rate.window_ms - now_ms) });
+                return Err(Refusal::RateLimited {
+                    retry_after_seconds: ceil_seconds(oldest + rate.window_ms - now_ms),
+                });
             }
         }
         if ask.stream && limits.max_streams.is_some_and(|max| self.open_streams() >= max) {
-            return Err(Refusal::TooManyStreams { retry_after_seconds: STREAM_SLOT_RETRY_SECONDS });
+            return Err(Refusal::TooManyStreams {
+                retry_after_seconds: STREAM_SLOT_RETRY_SECONDS,
+            });
         }
         if let Some(budget) = limits.daily_tokens {
             if self.used_tokens + self.reserved_tokens() + ask.tokens > budget {
-                return Err(Refusal::BudgetExhausted { retry_after_seconds: ceil_seconds(self.next_day_ms() - now_ms) });
+                return Err(Refusal::BudgetExhausted {
+                    retry_after_seconds: ceil_seconds(self.next_day_ms() - now_ms),
+                });
             }
         }
         if limits.rate.is_some() {
@@ -203,7 +210,12 @@ impl QuotaState {
                 let oldest = self.admitted_at_ms[self.admitted_at_ms.len() - rate.requests as usize];
                 ceil_seconds(oldest + rate.window_ms - now_ms)
             };
-            RateStanding { limit: rate.requests, remaining, reset_seconds, window_seconds: ceil_seconds(rate.window_ms) }
+            RateStanding {
+                limit: rate.requests,
+                remaining,
+                reset_seconds,
+                window_seconds: ceil_seconds(rate.window_ms),
+            }
         });
         Standing {
             rate,
@@ -241,14 +253,23 @@ mod tests {
 
     fn limits() -> Limits {
         Limits {
-            rate: Some(RateLimit { requests: 3, window_ms: 60_000 }),
+            rate: Some(RateLimit {
+                requests: 3,
+                window_ms: 60_000,
+            }),
             max_streams: Some(2),
             daily_tokens: Some(1_000),
         }
     }
 
-    const SMALL: Ask = Ask { tokens: 10, stream: false };
-    const STREAM: Ask = Ask { tokens: 10, stream: true };
+    const SMALL: Ask = Ask {
+        tokens: 10,
+        stream: false,
+    };
+    const STREAM: Ask = Ask {
+        tokens: 10,
+        stream: true,
+    };
 
     #[test]
     fn the_window_admits_exactly_n() {
@@ -258,7 +279,9 @@ mod tests {
         }
         assert_eq!(
             state.admit(&limits(), SMALL, T0 + 3000),
-            Err(Refusal::RateLimited { retry_after_seconds: 57 })
+            Err(Refusal::RateLimited {
+                retry_after_seconds: 57
+            })
         );
         // Still full one millisecond before the first admission leaves the window...
         assert!(state.admit(&limits(), SMALL, T0 + 59_999).is_err());
@@ -294,8 +317,14 @@ mod tests {
         let unlimited_rate = Limits { rate: None, ..limits() };
         let first = state.admit(&unlimited_rate, STREAM, T0).unwrap();
         state.admit(&unlimited_rate, STREAM, T0).unwrap();
-        assert_eq!(state.admit(&unlimited_rate, STREAM, T0), Err(Refusal::TooManyStreams { retry_after_seconds: 2 }));
-        assert!(state.admit(&unlimited_rate, SMALL, T0).is_ok(), "non-stream requests need no slot");
+        assert_eq!(
+            state.admit(&unlimited_rate, STREAM, T0),
+            Err(Refusal::TooManyStreams { retry_after_seconds: 2 })
+        );
+        assert!(
+            state.admit(&unlimited_rate, SMALL, T0).is_ok(),
+            "non-stream requests need no slot"
+        );
         state.finish(&unlimited_rate, first.id, 5, T0 + 100);
         assert!(state.admit(&unlimited_rate, STREAM, T0 + 200).is_ok());
     }
@@ -303,24 +332,54 @@ mod tests {
     #[test]
     fn reservations_keep_concurrent_requests_inside_the_budget() {
         let mut state = QuotaState::default();
-        let budget_only = Limits { rate: None, max_streams: None, daily_tokens: Some(1_000) };
-        let ask = Ask { tokens: 300, stream: false };
-        let admitted: Vec<_> = (0..10).filter_map(|_| state.admit(&budget_only, ask, T0).ok()).collect();
+        let budget_only = Limits {
+            rate: None,
+            max_streams: None,
+            daily_tokens: Some(1_000),
+        };
+        let ask = Ask {
+            tokens: 300,
+            stream: false,
+        };
+        let admitted: Vec<_> = (0..10)
+            .filter_map(|_| state.admit(&budget_only, ask, T0).ok())
+            .collect();
         assert_eq!(admitted.len(), 3, "3 x 300 fit in 1000, a 4th would not");
         // Finishing with less than reserved frees the difference.
         state.finish(&budget_only, admitted[0].id, 50, T0 + 1);
-        assert_eq!(state.standing(&budget_only, T0 + 1).tokens_remaining(), Some(1_000 - 50 - 600));
+        assert_eq!(
+            state.standing(&budget_only, T0 + 1).tokens_remaining(),
+            Some(1_000 - 50 - 600)
+        );
         assert!(state.admit(&budget_only, ask, T0 + 2).is_ok());
         let refused = state.admit(&budget_only, ask, T0 + 3);
         let midnight = (T0.div_euclid(DAY_MS) + 1) * DAY_MS;
-        assert_eq!(refused, Err(Refusal::BudgetExhausted { retry_after_seconds: ((midnight - T0 - 3) as u64).div_ceil(1000) }));
+        assert_eq!(
+            refused,
+            Err(Refusal::BudgetExhausted {
+                retry_after_seconds: ((midnight - T0 - 3) as u64).div_ceil(1000)
+            })
+        );
     }
 
     #[test]
     fn the_budget_starts_over_at_utc_midnight() {
         let mut state = QuotaState::default();
-        let budget_only = Limits { rate: None, max_streams: None, daily_tokens: Some(100) };
-        let r = state.admit(&budget_only, Ask { tokens: 100, stream: false }, T0).unwrap();
+        let budget_only = Limits {
+            rate: None,
+            max_streams: None,
+            daily_tokens: Some(100),
+        };
+        let r = state
+            .admit(
+                &budget_only,
+                Ask {
+                    tokens: 100,
+                    stream: false,
+                },
+                T0,
+            )
+            .unwrap();
         state.finish(&budget_only, r.id, 100, T0 + 1);
         assert!(state.admit(&budget_only, SMALL, T0 + 2).is_err());
         let next_day = (T0.div_euclid(DAY_MS) + 1) * DAY_MS;
@@ -331,10 +390,22 @@ mod tests {
     #[test]
     fn a_dead_workers_reservation_expires_charged_in_full() {
         let mut state = QuotaState::default();
-        let r = state.admit(&limits(), Ask { tokens: 400, stream: true }, T0).unwrap();
+        let r = state
+            .admit(
+                &limits(),
+                Ask {
+                    tokens: 400,
+                    stream: true,
+                },
+                T0,
+            )
+            .unwrap();
         let later = T0 + RESERVATION_TIMEOUT_MS;
         let standing = state.standing(&limits(), later);
-        assert_eq!((standing.open_streams, standing.reserved_tokens, standing.used_tokens), (0, 0, 400));
+        assert_eq!(
+            (standing.open_streams, standing.reserved_tokens, standing.used_tokens),
+            (0, 0, 400)
+        );
         // A late finish does not charge again.
         state.finish(&limits(), r.id, 50, later + 1);
         assert_eq!(state.standing(&limits(), later + 2).used_tokens, 400);
@@ -353,7 +424,15 @@ mod tests {
     fn standing_reports_remaining_and_resets() {
         let mut state = QuotaState::default();
         let fresh = state.standing(&limits(), T0);
-        assert_eq!(fresh.rate, Some(RateStanding { limit: 3, remaining: 3, reset_seconds: 0, window_seconds: 60 }));
+        assert_eq!(
+            fresh.rate,
+            Some(RateStanding {
+                limit: 3,
+                remaining: 3,
+                reset_seconds: 0,
+                window_seconds: 60
+            })
+        );
         for _ in 0..3 {
             state.admit(&limits(), SMALL, T0).unwrap();
         }
@@ -363,7 +442,11 @@ mod tests {
         let standing = state.standing(&limits(), T0 + 10_500);
         assert_eq!(
             standing.rate_limit_headers(),
-            [("ratelimit-limit", "3".to_string()), ("ratelimit-remaining", "0".into()), ("ratelimit-reset", "50".into())]
+            [
+                ("ratelimit-limit", "3".to_string()),
+                ("ratelimit-remaining", "0".into()),
+                ("ratelimit-reset", "50".into())
+            ]
         );
         let usage = standing.usage_json("alice");
         assert_eq!(usage["tokens"]["remaining"], 1000 - 30);

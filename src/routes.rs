@@ -80,7 +80,11 @@ pub fn route(method: &str, path: &str) -> Result<Route, ProxyError> {
         _ => return Err(ProxyError::NotFound),
     };
     let method_ok = method == allowed_method || (allowed_method == "GET" && method == "HEAD");
-    if method_ok { Ok(route) } else { Err(ProxyError::MethodNotAllowed) }
+    if method_ok {
+        Ok(route)
+    } else {
+        Err(ProxyError::MethodNotAllowed)
+    }
 }
 
 /// One percent-encoded path segment as a `sub` (subjects like `auth0|123` arrive encoded).
@@ -101,9 +105,18 @@ mod tests {
         assert_eq!(route("GET", "/healthz"), Ok(Route::Health));
         assert_eq!(route("HEAD", "/healthz"), Ok(Route::Health));
         assert_eq!(route("GET", "/v1/models"), Ok(Route::User(UserRoute::Models)));
-        assert_eq!(route("POST", "/v1/chat/completions"), Ok(Route::User(UserRoute::ChatCompletions)));
-        assert_eq!(route("POST", "/v1/chat/completions/"), Ok(Route::User(UserRoute::ChatCompletions)));
-        assert_eq!(route("POST", "/api/generate-text"), Ok(Route::User(UserRoute::GenerateText)));
+        assert_eq!(
+            route("POST", "/v1/chat/completions"),
+            Ok(Route::User(UserRoute::ChatCompletions))
+        );
+        assert_eq!(
+            route("POST", "/v1/chat/completions/"),
+            Ok(Route::User(UserRoute::ChatCompletions))
+        );
+        assert_eq!(
+            route("POST", "/api/generate-text"),
+            Ok(Route::User(UserRoute::GenerateText))
+        );
         assert_eq!(route("POST", "/v1/responses"), Ok(Route::User(UserRoute::Responses)));
         assert_eq!(route("POST", "/v1/embeddings"), Ok(Route::User(UserRoute::Embeddings)));
     }
@@ -112,20 +125,50 @@ mod tests {
     fn wrong_method_is_405_and_unknown_path_is_404() {
         assert_eq!(route("GET", "/v1/chat/completions"), Err(ProxyError::MethodNotAllowed));
         assert_eq!(route("DELETE", "/v1/models"), Err(ProxyError::MethodNotAllowed));
-        for path in ["/", "/v1/files", "/v1/chat/completions/../../admin", "/V1/models", "/v1//models"] {
+        for path in [
+            "/",
+            "/v1/files",
+            "/v1/chat/completions/../../admin",
+            "/V1/models",
+            "/v1//models",
+        ] {
             assert_eq!(route("GET", path), Err(ProxyError::NotFound), "{path}");
         }
     }
 
     #[test]
     fn admin_paths_carry_the_decoded_subject() {
-        assert_eq!(route("POST", "/admin/users/auth0%7C123/revoke"), Ok(Route::Admin(AdminRoute::Revocation { sub: "auth0|123".into(), revoke: true })));
-        assert_eq!(route("DELETE", "/admin/users/alice/revoke"), Ok(Route::Admin(AdminRoute::Revocation { sub: "alice".into(), revoke: false })));
-        assert_eq!(route("GET", "/admin/users/alice/revoke"), Err(ProxyError::MethodNotAllowed));
-        assert_eq!(route("GET", "/admin/users/bob/usage"), Ok(Route::Admin(AdminRoute::Usage { sub: "bob".into() })));
+        assert_eq!(
+            route("POST", "/admin/users/auth0%7C123/revoke"),
+            Ok(Route::Admin(AdminRoute::Revocation {
+                sub: "auth0|123".into(),
+                revoke: true
+            }))
+        );
+        assert_eq!(
+            route("DELETE", "/admin/users/alice/revoke"),
+            Ok(Route::Admin(AdminRoute::Revocation {
+                sub: "alice".into(),
+                revoke: false
+            }))
+        );
+        assert_eq!(
+            route("GET", "/admin/users/alice/revoke"),
+            Err(ProxyError::MethodNotAllowed)
+        );
+        assert_eq!(
+            route("GET", "/admin/users/bob/usage"),
+            Ok(Route::Admin(AdminRoute::Usage { sub: "bob".into() }))
+        );
         assert_eq!(route("GET", "/v1/usage"), Ok(Route::User(UserRoute::Usage)));
         let too_long = format!("/admin/users/{}/revoke", "x".repeat(MAX_SUB_BYTES + 1));
-        for path in ["/admin/users//revoke", "/admin/users/a/b/revoke", "/admin/users/alice", "/admin/users/%FF/revoke", too_long.as_str()] {
+        for path in [
+            "/admin/users//revoke",
+            "/admin/users/a/b/revoke",
+            "/admin/users/alice",
+            "/admin/users/%FF/revoke",
+            too_long.as_str(),
+        ] {
             assert_eq!(route("POST", path), Err(ProxyError::NotFound), "{path}");
         }
     }

@@ -123,7 +123,11 @@ pub struct SseMeter {
 
 impl SseMeter {
     pub fn new(kind: StreamKind, forward_usage_event: bool) -> Self {
-        SseMeter { kind, forward_usage_event, ..SseMeter::default() }
+        SseMeter {
+            kind,
+            forward_usage_event,
+            ..SseMeter::default()
+        }
     }
 
     /// Reads a chunk; returns the bytes of the events it completed, to forward.
@@ -226,13 +230,18 @@ impl SseMeter {
     }
 
     fn read_responses_event(&mut self) {
-        let Ok(event) = serde_json::from_slice::<ResponsesEventView>(&self.data) else { return };
+        let Ok(event) = serde_json::from_slice::<ResponsesEventView>(&self.data) else {
+            return;
+        };
         if event.event_type.ends_with(".delta") {
             if let Some(serde_json::Value::String(delta)) = &event.delta {
                 self.streamed_text_bytes += delta.len();
             }
         }
-        if matches!(event.event_type.as_str(), "response.completed" | "response.incomplete" | "response.failed") {
+        if matches!(
+            event.event_type.as_str(),
+            "response.completed" | "response.incomplete" | "response.failed"
+        ) {
             self.complete = true;
             if let Some(usage) = event.response.and_then(|response| response.usage) {
                 self.usage = Some(usage);
@@ -245,12 +254,18 @@ impl SseMeter {
             self.complete = true;
             return true;
         }
-        let Ok(chunk) = serde_json::from_slice::<ChunkView>(&self.data) else { return true };
+        let Ok(chunk) = serde_json::from_slice::<ChunkView>(&self.data) else {
+            return true;
+        };
         for delta in chunk.choices.iter().filter_map(|choice| choice.delta.as_ref()) {
             self.streamed_text_bytes += delta.content.as_ref().map_or(0, String::len);
             self.streamed_text_bytes += delta.refusal.as_ref().map_or(0, String::len);
             for call in &delta.tool_calls {
-                self.streamed_text_bytes += call.function.as_ref().and_then(|f| f.arguments.as_ref()).map_or(0, String::len);
+                self.streamed_text_bytes += call
+                    .function
+                    .as_ref()
+                    .and_then(|f| f.arguments.as_ref())
+                    .map_or(0, String::len);
             }
         }
         match chunk.usage {
@@ -276,7 +291,8 @@ mod tests {
         "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":3,\"total_tokens\":12}}\n\n",
         "data: [DONE]\n\n",
     );
-    const USAGE_EVENT: &str = "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":3,\"total_tokens\":12}}\n\n";
+    const USAGE_EVENT: &str =
+        "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":3,\"total_tokens\":12}}\n\n";
 
     fn run(input: &[u8], chunks: &[usize], forward_usage: bool) -> (Vec<u8>, SseMeter) {
         run_kind(StreamKind::Chat, input, chunks, forward_usage)

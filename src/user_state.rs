@@ -30,7 +30,10 @@ pub fn utc_day(now_ms: i64) -> String {
 
 /// `YYYY-MM-DD` as given by an operator, if it is a real date.
 pub fn parse_day(text: &str) -> Option<String> {
-    chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").ok().filter(|_| text.len() == 10).map(|day| day.to_string())
+    chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .ok()
+        .filter(|_| text.len() == 10)
+        .map(|day| day.to_string())
 }
 
 /// A message to a day's usage index object.
@@ -58,7 +61,10 @@ impl UsageBatch {
 
     /// Everything pending, one `Record` per day, leaving the batch empty.
     pub fn take(&mut self) -> Vec<(String, IndexCommand)> {
-        std::mem::take(&mut self.by_day).into_iter().map(|(day, spent)| (day, IndexCommand::Record { spent })).collect()
+        std::mem::take(&mut self.by_day)
+            .into_iter()
+            .map(|(day, spent)| (day, IndexCommand::Record { spent }))
+            .collect()
     }
 }
 
@@ -69,9 +75,20 @@ impl UsageBatch {
 pub enum UserCommand {
     /// Checks revocation (for a token issued at `issued_at`), then, with an `ask`, admits the
     /// request against `limits`. Without an `ask` nothing is counted (a status read).
-    Admit { issued_at: Option<i64>, ask: Option<Ask>, limits: Limits, alerts: AlertRules, now_ms: i64 },
+    Admit {
+        issued_at: Option<i64>,
+        ask: Option<Ask>,
+        limits: Limits,
+        alerts: AlertRules,
+        now_ms: i64,
+    },
     /// The request of `reservation_id` ended having used `used_tokens`.
-    Finish { reservation_id: u64, used_tokens: u64, limits: Limits, now_ms: i64 },
+    Finish {
+        reservation_id: u64,
+        used_tokens: u64,
+        limits: Limits,
+        now_ms: i64,
+    },
     /// Tokens of this user issued at or before `at` (Unix seconds) stop working.
     Revoke { at: i64 },
     /// Lifts a revocation.
@@ -94,10 +111,20 @@ pub struct UserRecord {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum UserReply {
-    Admitted { reservation: Option<Reservation>, standing: Standing, alert: Option<Alert> },
-    Refused { refusal: Refusal, standing: Standing },
+    Admitted {
+        reservation: Option<Reservation>,
+        standing: Standing,
+        alert: Option<Alert>,
+    },
+    Refused {
+        refusal: Refusal,
+        standing: Standing,
+    },
     Revoked,
-    Status { revoked_at: Option<i64>, standing: Option<Standing> },
+    Status {
+        revoked_at: Option<i64>,
+        standing: Option<Standing>,
+    },
     Finished,
 }
 
@@ -107,32 +134,64 @@ impl UserRecord {
         let before = self.clone();
         let reply = match command {
             UserCommand::Admit { issued_at, .. } if is_revoked(*issued_at, self.revoked_at) => UserReply::Revoked,
-            UserCommand::Admit { ask: None, limits, now_ms, .. } => {
-                UserReply::Admitted { reservation: None, standing: self.quota.standing(limits, *now_ms), alert: None }
-            }
-            UserCommand::Admit { ask: Some(ask), limits, alerts, now_ms, .. } => match self.quota.admit(limits, *ask, *now_ms) {
+            UserCommand::Admit {
+                ask: None,
+                limits,
+                now_ms,
+                ..
+            } => UserReply::Admitted {
+                reservation: None,
+                standing: self.quota.standing(limits, *now_ms),
+                alert: None,
+            },
+            UserCommand::Admit {
+                ask: Some(ask),
+                limits,
+                alerts,
+                now_ms,
+                ..
+            } => match self.quota.admit(limits, *ask, *now_ms) {
                 Ok(reservation) => {
                     let standing = self.quota.standing(limits, *now_ms);
                     let alert = self.alerts.on_admit(alerts, &standing, *now_ms);
-                    UserReply::Admitted { reservation: Some(reservation), standing, alert }
+                    UserReply::Admitted {
+                        reservation: Some(reservation),
+                        standing,
+                        alert,
+                    }
                 }
-                Err(refusal) => UserReply::Refused { refusal, standing: self.quota.standing(limits, *now_ms) },
+                Err(refusal) => UserReply::Refused {
+                    refusal,
+                    standing: self.quota.standing(limits, *now_ms),
+                },
             },
-            UserCommand::Finish { reservation_id, used_tokens, limits, now_ms } => {
+            UserCommand::Finish {
+                reservation_id,
+                used_tokens,
+                limits,
+                now_ms,
+            } => {
                 self.quota.finish(limits, *reservation_id, *used_tokens, *now_ms);
                 UserReply::Finished
             }
             UserCommand::Revoke { at } => {
                 self.revoked_at = Some(*at);
-                UserReply::Status { revoked_at: self.revoked_at, standing: None }
+                UserReply::Status {
+                    revoked_at: self.revoked_at,
+                    standing: None,
+                }
             }
             UserCommand::Unrevoke => {
                 self.revoked_at = None;
-                UserReply::Status { revoked_at: None, standing: None }
+                UserReply::Status {
+                    revoked_at: None,
+                    standing: None,
+                }
             }
-            UserCommand::Status { limits, now_ms } => {
-                UserReply::Status { revoked_at: self.revoked_at, standing: Some(self.quota.standing(limits, *now_ms)) }
-            }
+            UserCommand::Status { limits, now_ms } => UserReply::Status {
+                revoked_at: self.revoked_at,
+                standing: Some(self.quota.standing(limits, *now_ms)),
+            },
         };
         let changed = *self != before;
         (reply, changed)
@@ -156,9 +215,18 @@ mod tests {
     use crate::quota::RateLimit;
 
     const NOW: i64 = 1_800_000_000_000;
-    const LIMITS: Limits =
-        Limits { rate: Some(RateLimit { requests: 2, window_ms: 60_000 }), max_streams: Some(1), daily_tokens: Some(100) };
-    const ASK: Ask = Ask { tokens: 10, stream: false };
+    const LIMITS: Limits = Limits {
+        rate: Some(RateLimit {
+            requests: 2,
+            window_ms: 60_000,
+        }),
+        max_streams: Some(1),
+        daily_tokens: Some(100),
+    };
+    const ASK: Ask = Ask {
+        tokens: 10,
+        stream: false,
+    };
 
     #[test]
     fn a_usage_batch_sums_per_user_and_day_and_empties_when_taken() {
@@ -168,16 +236,29 @@ mod tests {
         batch.add("2026-11-23".into(), "alice".into(), 7);
         batch.add("2026-11-24".into(), "alice".into(), 1);
         let sent = batch.take();
-        let spent = |pairs: &[(&str, u64)]| IndexCommand::Record { spent: pairs.iter().map(|(sub, n)| (sub.to_string(), *n)).collect() };
+        let spent = |pairs: &[(&str, u64)]| IndexCommand::Record {
+            spent: pairs.iter().map(|(sub, n)| (sub.to_string(), *n)).collect(),
+        };
         assert_eq!(
             sent,
-            vec![("2026-11-23".to_string(), spent(&[("alice", 17), ("bob", 5)])), ("2026-11-24".to_string(), spent(&[("alice", 1)]))]
+            vec![
+                ("2026-11-23".to_string(), spent(&[("alice", 17), ("bob", 5)])),
+                ("2026-11-24".to_string(), spent(&[("alice", 1)]))
+            ]
         );
         assert!(batch.take().is_empty());
     }
 
     fn admit(record: &mut UserRecord, issued_at: i64, ask: Option<Ask>) -> UserReply {
-        record.apply(&UserCommand::Admit { issued_at: Some(issued_at), ask, limits: LIMITS, alerts: AlertRules::default(), now_ms: NOW }).0
+        record
+            .apply(&UserCommand::Admit {
+                issued_at: Some(issued_at),
+                ask,
+                limits: LIMITS,
+                alerts: AlertRules::default(),
+                now_ms: NOW,
+            })
+            .0
     }
 
     #[test]
@@ -185,26 +266,59 @@ mod tests {
         let mut record = UserRecord::default();
         record.apply(&UserCommand::Revoke { at: 100 });
         assert_eq!(admit(&mut record, 100, Some(ASK)), UserReply::Revoked);
-        assert!(record.quota.admitted_at_ms.is_empty(), "a revoked request must not use the user's quota");
-        assert!(matches!(admit(&mut record, 101, Some(ASK)), UserReply::Admitted { reservation: Some(_), .. }));
+        assert!(
+            record.quota.admitted_at_ms.is_empty(),
+            "a revoked request must not use the user's quota"
+        );
+        assert!(matches!(
+            admit(&mut record, 101, Some(ASK)),
+            UserReply::Admitted {
+                reservation: Some(_),
+                ..
+            }
+        ));
         record.apply(&UserCommand::Unrevoke);
-        assert!(matches!(admit(&mut record, 50, None), UserReply::Admitted { reservation: None, .. }));
+        assert!(matches!(
+            admit(&mut record, 50, None),
+            UserReply::Admitted { reservation: None, .. }
+        ));
     }
 
     #[test]
     fn admission_and_finish_go_through_the_quota() {
         let mut record = UserRecord::default();
-        let UserReply::Admitted { reservation: Some(reservation), standing, .. } = admit(&mut record, 1, Some(ASK)) else {
+        let UserReply::Admitted {
+            reservation: Some(reservation),
+            standing,
+            ..
+        } = admit(&mut record, 1, Some(ASK))
+        else {
             panic!("not admitted")
         };
         assert_eq!(standing.rate.unwrap().remaining, 1);
-        let (reply, changed) =
-            record.apply(&UserCommand::Finish { reservation_id: reservation.id, used_tokens: 7, limits: LIMITS, now_ms: NOW });
+        let (reply, changed) = record.apply(&UserCommand::Finish {
+            reservation_id: reservation.id,
+            used_tokens: 7,
+            limits: LIMITS,
+            now_ms: NOW,
+        });
         assert_eq!((reply, changed), (UserReply::Finished, true));
         admit(&mut record, 1, Some(ASK));
-        let UserReply::Refused { refusal, .. } = admit(&mut record, 1, Some(ASK)) else { panic!("admitted past the rate") };
+        let UserReply::Refused { refusal, .. } = admit(&mut record, 1, Some(ASK)) else {
+            panic!("admitted past the rate")
+        };
         assert!(matches!(refusal, Refusal::RateLimited { .. }));
-        let (UserReply::Status { standing: Some(standing), .. }, _) = record.apply(&UserCommand::Status { limits: LIMITS, now_ms: NOW }) else {
+        let (
+            UserReply::Status {
+                standing: Some(standing),
+                ..
+            },
+            _,
+        ) = record.apply(&UserCommand::Status {
+            limits: LIMITS,
+            now_ms: NOW,
+        })
+        else {
             panic!("no status")
         };
         assert_eq!((standing.used_tokens, standing.reserved_tokens), (7, 10));
@@ -215,8 +329,21 @@ mod tests {
         let mut record = UserRecord::default();
         admit(&mut record, 1, Some(ASK));
         let before = record.clone();
-        assert!(!record.apply(&UserCommand::Status { limits: LIMITS, now_ms: NOW }).1);
-        let status_read = UserCommand::Admit { issued_at: Some(1), ask: None, limits: LIMITS, alerts: AlertRules::default(), now_ms: NOW };
+        assert!(
+            !record
+                .apply(&UserCommand::Status {
+                    limits: LIMITS,
+                    now_ms: NOW
+                })
+                .1
+        );
+        let status_read = UserCommand::Admit {
+            issued_at: Some(1),
+            ask: None,
+            limits: LIMITS,
+            alerts: AlertRules::default(),
+            now_ms: NOW,
+        };
         assert!(!record.apply(&status_read).1);
         assert_eq!(record, before);
     }
@@ -242,7 +369,13 @@ mod tests {
 
     #[test]
     fn commands_have_a_stable_wire_form() {
-        assert_eq!(serde_json::to_string(&UserCommand::Revoke { at: 5 }).unwrap(), r#"{"op":"revoke","at":5}"#);
-        assert_eq!(serde_json::from_str::<UserCommand>(r#"{"op":"unrevoke"}"#).unwrap(), UserCommand::Unrevoke);
+        assert_eq!(
+            serde_json::to_string(&UserCommand::Revoke { at: 5 }).unwrap(),
+            r#"{"op":"revoke","at":5}"#
+        );
+        assert_eq!(
+            serde_json::from_str::<UserCommand>(r#"{"op":"unrevoke"}"#).unwrap(),
+            UserCommand::Unrevoke
+        );
     }
 }

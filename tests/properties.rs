@@ -23,11 +23,24 @@ fn config() -> Config {
 }
 
 fn keys() -> KeySet {
-    KeySet { keys: vec![KeyEntry { kid: None, key: VerifyingKey::Hmac { algorithm: HmacAlgorithm::Hs256, secret: Secret::new(SECRET) } }] }
+    KeySet {
+        keys: vec![KeyEntry {
+            kid: None,
+            key: VerifyingKey::Hmac {
+                algorithm: HmacAlgorithm::Hs256,
+                secret: Secret::new(SECRET),
+            },
+        }],
+    }
 }
 
 fn rules() -> ClaimRules {
-    ClaimRules { issuer: None, audience: None, leeway_seconds: 30, max_ttl_seconds: 86_400 }
+    ClaimRules {
+        issuer: None,
+        audience: None,
+        leeway_seconds: 30,
+        max_ttl_seconds: 86_400,
+    }
 }
 
 /// SSE-like text: data lines (JSON chunks, usage, [DONE]), comments and other fields, with
@@ -35,7 +48,10 @@ fn rules() -> ClaimRules {
 fn sse_stream() -> impl Strategy<Value = String> {
     let data = prop_oneof![
         "[a-zA-Z é]{0,12}".prop_map(|text| format!("data: {}", json!({"choices":[{"delta":{"content": text}}]}))),
-        (0u64..1000, 0u64..1000).prop_map(|(p, c)| format!("data: {}", json!({"choices":[],"usage":{"prompt_tokens":p,"completion_tokens":c,"total_tokens":p + c}}))),
+        (0u64..1000, 0u64..1000).prop_map(|(p, c)| format!(
+            "data: {}",
+            json!({"choices":[],"usage":{"prompt_tokens":p,"completion_tokens":c,"total_tokens":p + c}})
+        )),
         Just("data: [DONE]".to_owned()),
         Just(": keep-alive".to_owned()),
         Just("event: ping".to_owned()),
@@ -52,7 +68,12 @@ fn sse_stream() -> impl Strategy<Value = String> {
 
 fn meter_run(input: &[u8], cuts: &[usize], kind: StreamKind) -> (Vec<u8>, Option<u64>, usize, bool) {
     let (forwarded, meter) = SseMeter::meter_split(kind, input, cuts);
-    (forwarded, meter.usage.map(|u| u.total()), meter.streamed_text_bytes, meter.complete)
+    (
+        forwarded,
+        meter.usage.map(|u| u.total()),
+        meter.streamed_text_bytes,
+        meter.complete,
+    )
 }
 
 /// Arbitrary JSON values, a few levels deep.
@@ -61,7 +82,9 @@ fn json_value() -> impl Strategy<Value = Value> {
         Just(Value::Null),
         any::<bool>().prop_map(Value::from),
         any::<i64>().prop_map(Value::from),
-        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::from),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(Value::from),
         prop_oneof![Just("gpt-4o-mini".to_owned()), Just("user".to_owned()), "[ -~]{0,16}"].prop_map(Value::from),
     ];
     leaf.prop_recursive(4, 48, 6, |inner| {
@@ -69,8 +92,19 @@ fn json_value() -> impl Strategy<Value = Value> {
             prop::collection::vec(inner.clone(), 0..6).prop_map(Value::from),
             prop::collection::btree_map(
                 prop_oneof![
-                    Just("model"), Just("messages"), Just("role"), Just("content"), Just("text"), Just("stream"), Just("n"),
-                    Just("max_tokens"), Just("max_completion_tokens"), Just("max_output_tokens"), Just("input"), Just("stream_options"), Just("x")
+                    Just("model"),
+                    Just("messages"),
+                    Just("role"),
+                    Just("content"),
+                    Just("text"),
+                    Just("stream"),
+                    Just("n"),
+                    Just("max_tokens"),
+                    Just("max_completion_tokens"),
+                    Just("max_output_tokens"),
+                    Just("input"),
+                    Just("stream_options"),
+                    Just("x")
                 ]
                 .prop_map(str::to_owned),
                 inner,

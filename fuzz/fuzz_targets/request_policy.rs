@@ -22,9 +22,15 @@ fn config() -> &'static Config {
 
 fuzz_target!(|body: &[u8]| {
     let config = config();
-    for parse in [policy::parse_chat_request, policy::parse_responses_request, policy::parse_embeddings_request, policy::parse_generate_text] {
+    for parse in [
+        policy::parse_chat_request,
+        policy::parse_responses_request,
+        policy::parse_embeddings_request,
+        policy::parse_generate_text,
+    ] {
         if let Ok(request) = parse(body, config) {
-            let forwarded: serde_json::Value = serde_json::from_str(request.upstream_body()).expect("forwarded body is JSON");
+            let forwarded: serde_json::Value =
+                serde_json::from_str(request.upstream_body()).expect("forwarded body is JSON");
             assert!(config.is_model_allowed(forwarded["model"].as_str().expect("model is set")));
             assert!(request.reserve_tokens >= request.upstream_body().len() as u64);
         }

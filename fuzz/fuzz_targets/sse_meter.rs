@@ -7,15 +7,26 @@ use openai_edge_proxy::sse::{SseMeter, StreamKind};
 
 fn run(stream: &[u8], cuts: &[usize], kind: StreamKind) -> (Vec<u8>, Option<u64>, usize, bool) {
     let (forwarded, meter) = SseMeter::meter_split(kind, stream, cuts);
-    (forwarded, meter.usage.map(|usage| usage.total()), meter.streamed_text_bytes, meter.complete)
+    (
+        forwarded,
+        meter.usage.map(|usage| usage.total()),
+        meter.streamed_text_bytes,
+        meter.complete,
+    )
 }
 
 // The first bytes choose the stream kind and the cut points; the rest is the stream.
 fuzz_target!(|data: &[u8]| {
-    let Some((&header, rest)) = data.split_first() else { return };
+    let Some((&header, rest)) = data.split_first() else {
+        return;
+    };
     let cut_count = usize::from(header & 0x0f).min(rest.len());
     let (cut_bytes, stream) = rest.split_at(cut_count);
-    let kind = if header & 0x10 == 0 { StreamKind::Chat } else { StreamKind::Responses };
+    let kind = if header & 0x10 == 0 {
+        StreamKind::Chat
+    } else {
+        StreamKind::Responses
+    };
     let mut cuts: Vec<usize> = cut_bytes.iter().map(|&b| usize::from(b) * stream.len() / 255).collect();
     cuts.sort_unstable();
     let whole = run(stream, &[], kind);

@@ -16,8 +16,18 @@ fn key_sets() -> &'static [KeySet; 2] {
     KEY_SETS.get_or_init(|| {
         let secret = Secret::new("a-fuzzing-secret-that-is-32-bytes-long");
         [
-            KeySet { keys: vec![KeyEntry { kid: None, key: VerifyingKey::Hmac { algorithm: HmacAlgorithm::Hs256, secret } }] },
-            KeySet { keys: parse_jwks(JWKS).expect("the key set parses").keys },
+            KeySet {
+                keys: vec![KeyEntry {
+                    kid: None,
+                    key: VerifyingKey::Hmac {
+                        algorithm: HmacAlgorithm::Hs256,
+                        secret,
+                    },
+                }],
+            },
+            KeySet {
+                keys: parse_jwks(JWKS).expect("the key set parses").keys,
+            },
         ]
     })
 }
@@ -25,9 +35,17 @@ fn key_sets() -> &'static [KeySet; 2] {
 fuzz_target!(|data: &[u8]| {
     let Ok(token) = std::str::from_utf8(data) else { return };
     let _ = auth::bearer_token(Some(token));
-    let rules = ClaimRules { issuer: None, audience: None, leeway_seconds: 30, max_ttl_seconds: 86_400 };
+    let rules = ClaimRules {
+        issuer: None,
+        audience: None,
+        leeway_seconds: 30,
+        max_ttl_seconds: 86_400,
+    };
     for keys in key_sets() {
         // The fuzzer cannot sign with keys it does not hold: any token it makes up must fail.
-        assert!(auth::verify(token, keys, &rules, NOW).is_err(), "an unsigned token verified: {token:?}");
+        assert!(
+            auth::verify(token, keys, &rules, NOW).is_err(),
+            "an unsigned token verified: {token:?}"
+        );
     }
 });

@@ -38,19 +38,29 @@ fn run() -> Result<String, String> {
     let args = parse_args(std::env::args().skip(1))?;
     let dev_vars = read_dev_vars(".dev.vars");
     let setting = |name: &str| {
-        std::env::var(name).ok().or_else(|| dev_vars.get(name).cloned()).filter(|v| !v.trim().is_empty())
+        std::env::var(name)
+            .ok()
+            .or_else(|| dev_vars.get(name).cloned())
+            .filter(|v| !v.trim().is_empty())
     };
 
     let secret = setting("JWT_SECRET").ok_or("JWT_SECRET is not set (environment or .dev.vars)")?;
     if secret.len() < MIN_HMAC_SECRET_BYTES {
-        return Err(format!("JWT_SECRET is shorter than {MIN_HMAC_SECRET_BYTES} bytes; the proxy would refuse it"));
+        return Err(format!(
+            "JWT_SECRET is shorter than {MIN_HMAC_SECRET_BYTES} bytes; the proxy would refuse it"
+        ));
     }
     let algorithm_name = setting("JWT_HMAC_ALGORITHM").unwrap_or_else(|| "HS256".into());
-    let algorithm = HmacAlgorithm::parse(&algorithm_name).ok_or(format!("JWT_HMAC_ALGORITHM={algorithm_name} is not HS256, HS384 or HS512"))?;
+    let algorithm = HmacAlgorithm::parse(&algorithm_name).ok_or(format!(
+        "JWT_HMAC_ALGORITHM={algorithm_name} is not HS256, HS384 or HS512"
+    ))?;
 
     let sub = args.get("sub").ok_or("--sub is required")?;
     let ttl = parse_duration(args.get("ttl").map_or("15m", String::as_str))?;
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_err(|e| e.to_string())?.as_secs();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_err(|e| e.to_string())?
+        .as_secs();
     let mut claims = Map::new();
     claims.insert("sub".into(), json!(sub));
     claims.insert("iat".into(), json!(now));

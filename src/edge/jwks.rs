@@ -68,7 +68,9 @@ async fn provider_keys(config: &Config, now_ms: u64, refetch: bool) -> Result<Rc
         let keys = parse(inline.as_bytes(), "JWKS").map_err(ProxyError::misconfigured)?;
         return Ok(remember(inline, keys, now_ms));
     }
-    let Some(url) = &config.jwks_url else { return Ok(Rc::default()) };
+    let Some(url) = &config.jwks_url else {
+        return Ok(Rc::default());
+    };
     let max_age_ms = config.jwks_cache_seconds * 1000;
     if !refetch {
         if let Some(keys) = cached(url, Some(max_age_ms), now_ms) {
@@ -80,7 +82,9 @@ async fn provider_keys(config: &Config, now_ms: u64, refetch: bool) -> Result<Rc
             }
         }
     }
-    let fetched = fetch_document(url).await.and_then(|document| Ok((parse(&document, "JWKS_URL")?, document)));
+    let fetched = fetch_document(url)
+        .await
+        .and_then(|document| Ok((parse(&document, "JWKS_URL")?, document)));
     match fetched {
         Ok((keys, document)) => {
             to_cache_api(url, document, config.jwks_cache_seconds).await;
@@ -92,7 +96,9 @@ async fn provider_keys(config: &Config, now_ms: u64, refetch: bool) -> Result<Rc
                 log::warn("jwks_stale", &format!("using the previous key set: {detail}"));
                 Ok(stale)
             }
-            None => Err(ProxyError::Unavailable { detail: format!("cannot load the key set: {detail}") }),
+            None => Err(ProxyError::Unavailable {
+                detail: format!("cannot load the key set: {detail}"),
+            }),
         },
     }
 }
@@ -107,7 +113,11 @@ fn cached(source: &str, max_age_ms: Option<u64>, now_ms: u64) -> Option<Rc<Vec<K
 
 fn remember(source: &str, keys: Vec<KeyEntry>, now_ms: u64) -> Rc<Vec<KeyEntry>> {
     let keys = Rc::new(keys);
-    CACHED.set(Some(CachedKeys { source: source.to_owned(), keys: keys.clone(), fetched_at_ms: now_ms }));
+    CACHED.set(Some(CachedKeys {
+        source: source.to_owned(),
+        keys: keys.clone(),
+        fetched_at_ms: now_ms,
+    }));
     keys
 }
 
@@ -140,7 +150,10 @@ async fn fetch_document(url: &str) -> Result<Vec<u8>, String> {
     if response.status_code() != 200 {
         return Err(format!("answered {}", response.status_code()));
     }
-    let body = response.bytes().await.map_err(|e| format!("reading the body failed: {e}"))?;
+    let body = response
+        .bytes()
+        .await
+        .map_err(|e| format!("reading the body failed: {e}"))?;
     if body.len() > MAX_JWKS_BYTES {
         return Err(format!("larger than {MAX_JWKS_BYTES} bytes"));
     }
@@ -157,12 +170,16 @@ async fn to_cache_api(url: &str, document: Vec<u8>, max_age_seconds: u64) {
     if max_age_seconds == 0 {
         return;
     }
-    let stored = Response::from_bytes(document).map_err(internal).and_then(|mut response| {
-        let headers = response.headers_mut();
-        headers.set("cache-control", &format!("max-age={max_age_seconds}")).map_err(internal)?;
-        headers.set("content-type", "application/json").map_err(internal)?;
-        Ok(response)
-    });
+    let stored = Response::from_bytes(document)
+        .map_err(internal)
+        .and_then(|mut response| {
+            let headers = response.headers_mut();
+            headers
+                .set("cache-control", &format!("max-age={max_age_seconds}"))
+                .map_err(internal)?;
+            headers.set("content-type", "application/json").map_err(internal)?;
+            Ok(response)
+        });
     if let Ok(response) = stored {
         if let Err(error) = Cache::default().put(url, response).await {
             log::warn("jwks_cache_write_failed", &error.to_string());

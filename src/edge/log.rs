@@ -56,5 +56,8 @@ pub fn warn(event: &str, detail: &str) {
 
 /// A traffic-spike alert, for log-based alerting (`level: "alert"`).
 pub fn alert(message: &str) {
-    worker::console_log!("{}", json!({ "level": "alert", "event": "traffic_alert", "message": message }));
+    worker::console_log!(
+        "{}",
+        json!({ "level": "alert", "event": "traffic_alert", "message": message })
+    );
 }

@@ -88,7 +88,12 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
 }
 
 /// The request pipeline: health, config, CORS, route, token, handler.
-async fn handle(req: Request, env: &Env, ctx: &Rc<Context>, outcome: &mut Outcome) -> std::result::Result<Response, ProxyError> {
+async fn handle(
+    req: Request,
+    env: &Env,
+    ctx: &Rc<Context>,
+    outcome: &mut Outcome,
+) -> std::result::Result<Response, ProxyError> {
     let method = req.method();
     let route = routes::route(method.as_ref(), &req.path());
     // Before the configuration: the health check needs no secret or variable.
@@ -142,15 +147,26 @@ async fn serve_user(
                 _ => models_response(config),
             };
         }
-        UserRoute::ChatCompletions => policy::parse_chat_request(&read_body(&mut req, config.max_body_bytes).await?, config)?,
-        UserRoute::Responses => policy::parse_responses_request(&read_body(&mut req, config.max_body_bytes).await?, config)?,
-        UserRoute::Embeddings => policy::parse_embeddings_request(&read_body(&mut req, config.max_body_bytes).await?, config)?,
-        UserRoute::GenerateText => policy::parse_generate_text(&read_body(&mut req, config.max_body_bytes).await?, config)?,
+        UserRoute::ChatCompletions => {
+            policy::parse_chat_request(&read_body(&mut req, config.max_body_bytes).await?, config)?
+        }
+        UserRoute::Responses => {
+            policy::parse_responses_request(&read_body(&mut req, config.max_body_bytes).await?, config)?
+        }
+        UserRoute::Embeddings => {
+            policy::parse_embeddings_request(&read_body(&mut req, config.max_body_bytes).await?, config)?
+        }
+        UserRoute::GenerateText => {
+            policy::parse_generate_text(&read_body(&mut req, config.max_body_bytes).await?, config)?
+        }
     };
     outcome.model = Some(chat.model.clone());
     outcome.stream = chat.stream;
     outcome.prompt_chars = Some(chat.prompt_chars);
-    let ask = Ask { tokens: chat.reserve_tokens, stream: chat.stream };
+    let ask = Ask {
+        tokens: chat.reserve_tokens,
+        stream: chat.stream,
+    };
     let admission = user_object::admit(env, ctx, config, identity, Some(ask), &mut outcome.standing).await?;
     let Admission { settlement, .. } = admission;
 
@@ -195,10 +211,18 @@ async fn serve_user(
 
 /// What a whole answer used: its `usage`, else an estimate from its size (never zero).
 fn used_tokens(chat: &ApiRequest, usage: Option<sse::Usage>, answer_bytes: usize) -> u64 {
-    usage.map_or_else(|| chat.prompt_token_estimate + policy::estimate_tokens(answer_bytes), |u| u.total())
+    usage.map_or_else(
+        || chat.prompt_token_estimate + policy::estimate_tokens(answer_bytes),
+        |u| u.total(),
+    )
 }
 
-async fn serve_admin(route: AdminRoute, req: &Request, env: &Env, config: &Config) -> std::result::Result<Response, ProxyError> {
+async fn serve_admin(
+    route: AdminRoute,
+    req: &Request,
+    env: &Env,
+    config: &Config,
+) -> std::result::Result<Response, ProxyError> {
     let expected = config.admin_token().ok_or(ProxyError::NotFound)?;
     let authorization = header(req, "authorization");
     let presented = auth::bearer_token(authorization.as_deref()).map_err(|_| ProxyError::AdminUnauthorized)?;
@@ -210,10 +234,19 @@ async fn serve_admin(route: AdminRoute, req: &Request, env: &Env, config: &Confi
         AdminRoute::DayUsage => return day_usage(req, env, now_ms).await,
         AdminRoute::Revocation { sub, revoke: true } => (sub, UserCommand::Revoke { at: now_ms / 1000 }),
         AdminRoute::Revocation { sub, revoke: false } => (sub, UserCommand::Unrevoke),
-        AdminRoute::Usage { sub } => (sub, UserCommand::Status { limits: config.user_limits, now_ms }),
+        AdminRoute::Usage { sub } => (
+            sub,
+            UserCommand::Status {
+                limits: config.user_limits,
+                now_ms,
+            },
+        ),
     };
-    let UserReply::Status { revoked_at, standing } = user_object::call(env, &user_object_name(&sub), &command).await? else {
-        return Err(ProxyError::Internal { detail: "user object did not answer with a status".into() });
+    let UserReply::Status { revoked_at, standing } = user_object::call(env, &user_object_name(&sub), &command).await?
+    else {
+        return Err(ProxyError::Internal {
+            detail: "user object did not answer with a status".into(),
+        });
     };
     let mut body = match standing {
         Some(standing) => standing.usage_json(&sub),
@@ -226,9 +259,13 @@ async fn serve_admin(route: AdminRoute, req: &Request, env: &Env, config: &Confi
 /// `GET /admin/usage?day=YYYY-MM-DD` (default: today, UTC): every user's tokens of that day.
 async fn day_usage(req: &Request, env: &Env, now_ms: i64) -> std::result::Result<Response, ProxyError> {
     let url = req.url().map_err(internal)?;
-    let asked = url.query_pairs().find(|(name, _)| name == "day").map(|(_, value)| value.into_owned());
+    let asked = url
+        .query_pairs()
+        .find(|(name, _)| name == "day")
+        .map(|(_, value)| value.into_owned());
     let day = match asked {
-        Some(text) => parse_day(&text).ok_or_else(|| ProxyError::invalid_request("`day` must be a date like 2026-11-23.", Some("day")))?,
+        Some(text) => parse_day(&text)
+            .ok_or_else(|| ProxyError::invalid_request("`day` must be a date like 2026-11-23.", Some("day")))?,
         None => utc_day(now_ms),
     };
     let users = user_object::day_usage(env, &day).await?;
@@ -265,7 +302,8 @@ async fn read_body(req: &mut Request, limit: usize) -> std::result::Result<Vec<u
     let mut body = Vec::new();
     let Ok(mut stream) = req.stream() else { return Ok(body) }; // no body at all
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| ProxyError::invalid_request(format!("Could not read the request body: {e}"), None))?;
+        let chunk =
+            chunk.map_err(|e| ProxyError::invalid_request(format!("Could not read the request body: {e}"), None))?;
         if body.len() + chunk.len() > limit {
             return Err(too_large);
         }
@@ -298,11 +336,15 @@ fn preflight(req: &Request, allowed_origin: Option<&str>) -> std::result::Result
         }
         None => headers.set("allow", cors::ALLOWED_METHODS).map_err(internal)?,
     }
-    Ok(Response::empty().map_err(internal)?.with_status(204).with_headers(headers))
+    Ok(Response::empty()
+        .map_err(internal)?
+        .with_status(204)
+        .with_headers(headers))
 }
 
 fn error_response(error: &ProxyError) -> Result<Response> {
-    let mut response = json_response(error.status(), &error.to_json()).map_err(|e| worker::Error::RustError(format!("{e:?}")))?;
+    let mut response =
+        json_response(error.status(), &error.to_json()).map_err(|e| worker::Error::RustError(format!("{e:?}")))?;
     let headers = response.headers_mut();
     if let Some(challenge) = error.www_authenticate() {
         headers.set("www-authenticate", challenge)?;
@@ -316,7 +358,10 @@ fn error_response(error: &ProxyError) -> Result<Response> {
 fn json_response(status: u16, body: &str) -> std::result::Result<Response, ProxyError> {
     let headers = Headers::new();
     headers.set("content-type", "application/json").map_err(internal)?;
-    Ok(Response::from_bytes(body.as_bytes().to_vec()).map_err(internal)?.with_status(status).with_headers(headers))
+    Ok(Response::from_bytes(body.as_bytes().to_vec())
+        .map_err(internal)?
+        .with_status(status)
+        .with_headers(headers))
 }
 
 /// Headers every response carries, CORS headers for an allowed origin, and the user's
@@ -367,9 +412,14 @@ fn config(env: &Env) -> std::result::Result<Rc<Config>, ProxyError> {
 /// A var or secret as a string. `[vars]` may hold numbers or booleans, which are not JS strings.
 fn env_string(env: &Env, name: &str) -> Option<String> {
     let value = js_sys::Reflect::get(env, &name.into()).ok()?;
-    value.as_string().or_else(|| value.as_f64().map(|n| n.to_string())).or_else(|| value.as_bool().map(|b| b.to_string()))
+    value
+        .as_string()
+        .or_else(|| value.as_f64().map(|n| n.to_string()))
+        .or_else(|| value.as_bool().map(|b| b.to_string()))
 }
 
 fn internal(error: impl std::fmt::Debug) -> ProxyError {
-    ProxyError::Internal { detail: format!("{error:?}") }
+    ProxyError::Internal {
+        detail: format!("{error:?}"),
+    }
 }

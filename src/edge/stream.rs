@@ -48,14 +48,20 @@ pub fn metered(
             let next = select(upstream.next(), Box::pin(Delay::from(idle_timeout))).await;
             let (events, finished) = match next {
                 Either::Left((Some(Ok(chunk)), _)) => (meter.feed(&chunk), None),
-                Either::Left((Some(Err(error)), _)) => (end_with(&mut meter, upstream_failed()), Some(Some(format!("upstream broke off: {error}")))),
+                Either::Left((Some(Err(error)), _)) => (
+                    end_with(&mut meter, upstream_failed()),
+                    Some(Some(format!("upstream broke off: {error}"))),
+                ),
                 Either::Left((None, _)) => {
                     let mut events = meter.finish();
                     let cut_off = !meter.complete;
                     if cut_off {
                         events.extend(sse::error_event(&upstream_failed()));
                     }
-                    (events, Some(cut_off.then(|| "upstream stream stopped before its end".to_owned())))
+                    (
+                        events,
+                        Some(cut_off.then(|| "upstream stream stopped before its end".to_owned())),
+                    )
                 }
                 Either::Right(_) => {
                     upstream_abort.abort();
@@ -72,7 +78,12 @@ pub fn metered(
                 break (false, failure);
             }
         };
-        on_end(StreamEnd { meter, disconnected, failure }).await;
+        on_end(StreamEnd {
+            meter,
+            disconnected,
+            failure,
+        })
+        .await;
     });
     Ok(pipe.readable())
 }
@@ -93,5 +104,8 @@ fn upstream_failed() -> ProxyError {
 /// Writes one chunk; fails when the client's side is gone.
 async fn write(writer: &WritableStreamDefaultWriter, bytes: &[u8]) -> Result<(), ()> {
     let chunk = Uint8Array::from(bytes);
-    JsFuture::from(writer.write_with_chunk(&chunk)).await.map(drop).map_err(drop)
+    JsFuture::from(writer.write_with_chunk(&chunk))
+        .await
+        .map(drop)
+        .map_err(drop)
 }

@@ -13,8 +13,8 @@ use super::{internal, log, stream, Outcome};
 use crate::config::{Config, Secret};
 use crate::error::ProxyError;
 use crate::forwarding;
-use crate::policy::{estimate_tokens, ApiRequest};
 use crate::forwarding::UpstreamEndpoint;
+use crate::policy::{estimate_tokens, ApiRequest};
 use crate::sse::{SseMeter, StreamKind};
 
 /// Sends the request upstream and waits (at most `UPSTREAM_TIMEOUT_MS`) for its headers.
@@ -50,7 +50,10 @@ pub async fn send(
             }
         }
         let retry_after = header_seconds(&answer, "retry-after");
-        if matches!(status, 429 | 500 | 502 | 503) && retries_left > 0 && retry_after.is_none_or(|s| s <= MAX_RETRY_WAIT_SECONDS) {
+        if matches!(status, 429 | 500 | 502 | 503)
+            && retries_left > 0
+            && retry_after.is_none_or(|s| s <= MAX_RETRY_WAIT_SECONDS)
+        {
             retries_left -= 1;
             let jitter = (worker::js_sys::Math::random() * 250.0) as u64;
             let wait_ms = retry_after.map_or(250 + jitter, |seconds| seconds * 1000 + jitter);
@@ -63,9 +66,14 @@ pub async fn send(
             400..=499 => {
                 let mut answer = answer;
                 let body = answer.bytes().await.unwrap_or_default();
-                ProxyError::UpstreamRejected { status, detail: forwarding::upstream_error_detail(&body, &config.secrets()) }
+                ProxyError::UpstreamRejected {
+                    status,
+                    detail: forwarding::upstream_error_detail(&body, &config.secrets()),
+                }
             }
-            _ => ProxyError::UpstreamFailed { detail: format!("upstream answered {status}") },
+            _ => ProxyError::UpstreamFailed {
+                detail: format!("upstream answered {status}"),
+            },
         });
     }
 }
@@ -82,12 +90,15 @@ async fn attempt(
     abort: &AbortController,
 ) -> Result<Response, ProxyError> {
     let headers = Headers::new();
-    let upstream_headers = forwarding::upstream_request_headers(client_headers.iter().map(|(n, v)| (n.as_str(), v.as_str())), api_key);
+    let upstream_headers =
+        forwarding::upstream_request_headers(client_headers.iter().map(|(n, v)| (n.as_str(), v.as_str())), api_key);
     for (name, value) in upstream_headers {
         headers.set(&name, &value).map_err(internal)?;
     }
     let mut init = RequestInit::new();
-    init.with_method(Method::Post).with_headers(headers).with_body(Some(JsValue::from_str(request.upstream_body())));
+    init.with_method(Method::Post)
+        .with_headers(headers)
+        .with_body(Some(JsValue::from_str(request.upstream_body())));
     let url = request.endpoint.url(&config.upstream_base_url);
     let upstream_request = Request::new_with_init(&url, &init).map_err(internal)?;
     let signal = AbortSignal::from(abort.signal());
@@ -95,7 +106,9 @@ async fn attempt(
     let timeout = Delay::from(Duration::from_millis(config.upstream_timeout_ms));
     let outcome = select(Box::pin(fetch.send_with_signal(&signal)), Box::pin(timeout)).await;
     match outcome {
-        Either::Left((answer, _)) => answer.map_err(|e| ProxyError::UpstreamFailed { detail: format!("fetch to upstream failed: {e}") }),
+        Either::Left((answer, _)) => answer.map_err(|e| ProxyError::UpstreamFailed {
+            detail: format!("fetch to upstream failed: {e}"),
+        }),
         Either::Right(_) => {
             abort.abort();
             Err(ProxyError::UpstreamTimeout)
@@ -104,7 +117,12 @@ async fn attempt(
 }
 
 fn header_seconds(answer: &Response, name: &str) -> Option<u64> {
-    answer.headers().get(name).ok().flatten().and_then(|value| value.trim().parse().ok())
+    answer
+        .headers()
+        .get(name)
+        .ok()
+        .flatten()
+        .and_then(|value| value.trim().parse().ok())
 }
 
 /// A streamed answer, passed through the meter as it arrives. When it ends (or the client
@@ -123,7 +141,9 @@ pub fn relay_stream(
     upstream_abort: AbortController,
 ) -> Result<Response, ProxyError> {
     let headers = client_headers(&answer)?;
-    headers.set("content-type", "text/event-stream; charset=utf-8").map_err(internal)?;
+    headers
+        .set("content-type", "text/event-stream; charset=utf-8")
+        .map_err(internal)?;
     headers.set("cache-control", "no-cache").map_err(internal)?;
     let prompt_estimate = chat.prompt_token_estimate;
     let body = match answer.stream() {
@@ -132,15 +152,24 @@ pub fn relay_stream(
             if let Some(settlement) = settlement {
                 settlement.settle(prompt_estimate);
             }
-            return Err(ProxyError::UpstreamFailed { detail: format!("upstream stream has no body: {error}") });
+            return Err(ProxyError::UpstreamFailed {
+                detail: format!("upstream stream has no body: {error}"),
+            });
         }
     };
-    let kind = if chat.endpoint == UpstreamEndpoint::Responses { StreamKind::Responses } else { StreamKind::Chat };
+    let kind = if chat.endpoint == UpstreamEndpoint::Responses {
+        StreamKind::Responses
+    } else {
+        StreamKind::Chat
+    };
     let meter = SseMeter::new(kind, chat.client_wants_usage);
     let idle_timeout = Duration::from_millis(config.stream_idle_timeout_ms);
     let readable = stream::metered(ctx, body, meter, upstream_abort, idle_timeout, move |end| {
         Box::pin(async move {
-            let used = end.meter.usage.map_or_else(|| prompt_estimate + estimate_tokens(end.meter.streamed_text_bytes), |usage| usage.total());
+            let used = end.meter.usage.map_or_else(
+                || prompt_estimate + estimate_tokens(end.meter.streamed_text_bytes),
+                |usage| usage.total(),
+            );
             log_line.usage = end.meter.usage;
             log_line.tokens_charged = Some(used);
             log_line.disconnected = end.disconnected;
@@ -151,16 +180,18 @@ pub fn relay_stream(
             }
         })
     })?;
-    Ok(Response::builder().with_status(200).with_headers(headers).stream(readable))
+    Ok(Response::builder()
+        .with_status(200)
+        .with_headers(headers)
+        .stream(readable))
 }
 
 /// A whole (non-stream) answer: its bytes, and the headers the client may see.
 pub async fn read_whole(mut answer: Response) -> Result<(Vec<u8>, Headers), ProxyError> {
     let headers = client_headers(&answer)?;
-    let body = answer
-        .bytes()
-        .await
-        .map_err(|e| ProxyError::UpstreamFailed { detail: format!("reading the upstream answer failed: {e}") })?;
+    let body = answer.bytes().await.map_err(|e| ProxyError::UpstreamFailed {
+        detail: format!("reading the upstream answer failed: {e}"),
+    })?;
     Ok((body, headers))
 }
 
@@ -168,7 +199,9 @@ pub async fn read_whole(mut answer: Response) -> Result<(Vec<u8>, Headers), Prox
 fn client_headers(answer: &Response) -> Result<Headers, ProxyError> {
     let upstream_headers: Vec<(String, String)> = answer.headers().entries().collect();
     let headers = Headers::new();
-    for (name, value) in forwarding::client_response_headers(upstream_headers.iter().map(|(n, v)| (n.as_str(), v.as_str()))) {
+    for (name, value) in
+        forwarding::client_response_headers(upstream_headers.iter().map(|(n, v)| (n.as_str(), v.as_str())))
+    {
         headers.set(&name, &value).map_err(internal)?;
     }
     Ok(headers)

@@ -6,14 +6,19 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use worker::wasm_bindgen::JsValue;
-use worker::{durable_object, Context, Date, DurableObject, Env, Method, Request, RequestInit, Response, Result, State};
+use worker::{
+    durable_object, Context, Date, DurableObject, Env, Method, Request, RequestInit, Response, Result, State,
+};
 
 use super::log;
 use crate::auth::Identity;
 use crate::config::Config;
 use crate::error::{ProxyError, TokenProblem};
 use crate::quota::{Ask, Limits, Reservation, Standing};
-use crate::user_state::{usage_index_name, user_object_name, utc_day, IndexCommand, UsageBatch, UserCommand, UserRecord, UserReply, GLOBAL_OBJECT_NAME};
+use crate::user_state::{
+    usage_index_name, user_object_name, utc_day, IndexCommand, UsageBatch, UserCommand, UserRecord, UserReply,
+    GLOBAL_OBJECT_NAME,
+};
 
 /// The Durable Object binding in wrangler.toml.
 const BINDING: &str = "USERS";
@@ -60,13 +65,17 @@ impl UserState {
                 Response::from_json(&serde_json::json!({}))
             }
             IndexCommand::List => {
-                let entries = storage.list_with_options(worker::ListOptions::new().prefix(INDEX_KEY_PREFIX)).await?;
+                let entries = storage
+                    .list_with_options(worker::ListOptions::new().prefix(INDEX_KEY_PREFIX))
+                    .await?;
                 let mut users = Vec::new();
                 for entry in entries.entries() {
                     let pair = worker::js_sys::Array::from(&entry?);
                     let key = pair.get(0).as_string().unwrap_or_default();
                     let tokens = pair.get(1).as_f64().unwrap_or(0.0) as u64;
-                    users.push(serde_json::json!({ "sub": key.trim_start_matches(INDEX_KEY_PREFIX), "total_tokens": tokens }));
+                    users.push(
+                        serde_json::json!({ "sub": key.trim_start_matches(INDEX_KEY_PREFIX), "total_tokens": tokens }),
+                    );
                 }
                 Response::from_json(&users)
             }
@@ -97,21 +106,38 @@ pub async fn admit(
 ) -> std::result::Result<Admission, ProxyError> {
     let now_ms = Date::now().as_millis() as i64;
     let user_name = user_object_name(&identity.sub);
-    let command = UserCommand::Admit { issued_at: identity.issued_at, ask, limits: config.user_limits, alerts: config.user_alerts, now_ms };
+    let command = UserCommand::Admit {
+        issued_at: identity.issued_at,
+        ask,
+        limits: config.user_limits,
+        alerts: config.user_alerts,
+        now_ms,
+    };
     let (user, user_standing) = match call(env, &user_name, &command).await? {
-        UserReply::Admitted { reservation, standing: admitted, alert } => {
+        UserReply::Admitted {
+            reservation,
+            standing: admitted,
+            alert,
+        } => {
             *standing = Some(admitted);
             if let Some(alert) = alert {
                 raise(ctx, config, &alert.message(&identity.sub));
             }
             (reservation, admitted)
         }
-        UserReply::Refused { refusal, standing: refused } => {
+        UserReply::Refused {
+            refusal,
+            standing: refused,
+        } => {
             *standing = Some(refused);
             return Err(ProxyError::Quota { refusal, global: false });
         }
         UserReply::Revoked => return Err(ProxyError::InvalidToken(TokenProblem::Revoked)),
-        other => return Err(ProxyError::Internal { detail: format!("user object answered {other:?} to admit") }),
+        other => {
+            return Err(ProxyError::Internal {
+                detail: format!("user object answered {other:?} to admit"),
+            })
+        }
     };
     let mut settlement = user.map(|reservation| Settlement {
         env: env.clone(),
@@ -121,17 +147,31 @@ pub async fn admit(
     });
 
     if let (Some(ask), Some(global_limits), Some(pending)) = (ask, config.global_limits, settlement.as_mut()) {
-        let command = UserCommand::Admit { issued_at: None, ask: Some(ask), limits: global_limits, alerts: config.global_alerts, now_ms };
+        let command = UserCommand::Admit {
+            issued_at: None,
+            ask: Some(ask),
+            limits: global_limits,
+            alerts: config.global_alerts,
+            now_ms,
+        };
         let refused = match call(env, GLOBAL_OBJECT_NAME, &command).await {
-            Ok(UserReply::Admitted { reservation: Some(reservation), alert, .. }) => {
-                pending.reservations.push((GLOBAL_OBJECT_NAME.to_owned(), global_limits, reservation));
+            Ok(UserReply::Admitted {
+                reservation: Some(reservation),
+                alert,
+                ..
+            }) => {
+                pending
+                    .reservations
+                    .push((GLOBAL_OBJECT_NAME.to_owned(), global_limits, reservation));
                 if let Some(alert) = alert {
                     raise(ctx, config, &alert.message("all users"));
                 }
                 None
             }
             Ok(UserReply::Refused { refusal, .. }) => Some(ProxyError::Quota { refusal, global: true }),
-            Ok(other) => Some(ProxyError::Internal { detail: format!("global object answered {other:?} to admit") }),
+            Ok(other) => Some(ProxyError::Internal {
+                detail: format!("global object answered {other:?} to admit"),
+            }),
             Err(error) => Some(error),
         };
         if let Some(error) = refused {
@@ -142,7 +182,10 @@ pub async fn admit(
             return Err(error);
         }
     }
-    Ok(Admission { standing: user_standing, settlement })
+    Ok(Admission {
+        standing: user_standing,
+        settlement,
+    })
 }
 
 /// The reservations of an admitted request, replaced by what it used once it ends.
@@ -165,7 +208,12 @@ impl Settlement {
     pub async fn finish(self, used_tokens: u64) {
         let now_ms = Date::now().as_millis() as i64;
         for (name, limits, reservation) in self.reservations {
-            let command = UserCommand::Finish { reservation_id: reservation.id, used_tokens, limits, now_ms };
+            let command = UserCommand::Finish {
+                reservation_id: reservation.id,
+                used_tokens,
+                limits,
+                now_ms,
+            };
             if let Err(error) = call(&self.env, &name, &command).await {
                 // The reservation expires and is charged in full: the operator is safe.
                 log::warn("settle_failed", &error.log_detail().unwrap_or_default());
@@ -220,7 +268,9 @@ fn raise(ctx: &Rc<Context>, config: &Config, message: &str) {
             let headers = worker::Headers::new();
             let _ = headers.set("content-type", "application/json");
             let mut init = RequestInit::new();
-            init.with_method(Method::Post).with_headers(headers).with_body(Some(JsValue::from_str(&body)));
+            init.with_method(Method::Post)
+                .with_headers(headers)
+                .with_body(Some(JsValue::from_str(&body)));
             let sent = match Request::new_with_init(&url, &init) {
                 Ok(request) => worker::Fetch::Request(request).send().await.map(|r| r.status_code()),
                 Err(error) => Err(error),
@@ -237,7 +287,11 @@ pub async fn day_usage(env: &Env, day: &str) -> std::result::Result<serde_json::
     call_index(env, day, &IndexCommand::List).await
 }
 
-async fn call_index<R: serde::de::DeserializeOwned>(env: &Env, day: &str, command: &IndexCommand) -> std::result::Result<R, ProxyError> {
+async fn call_index<R: serde::de::DeserializeOwned>(
+    env: &Env,
+    day: &str,
+    command: &IndexCommand,
+) -> std::result::Result<R, ProxyError> {
     send(env, &usage_index_name(day), INDEX_PATH, command).await
 }
 
@@ -252,18 +306,31 @@ async fn send<C: serde::Serialize, R: serde::de::DeserializeOwned>(
     path: &str,
     command: &C,
 ) -> std::result::Result<R, ProxyError> {
-    let unavailable = |step: &str, error: worker::Error| ProxyError::Unavailable { detail: format!("user object {step}: {error}") };
-    let namespace = env
-        .durable_object(BINDING)
-        .map_err(|_| ProxyError::misconfigured(format!("Durable Object binding {BINDING} is missing from wrangler.toml")))?;
-    let stub = namespace.id_from_name(name).and_then(|id| id.get_stub()).map_err(|e| unavailable("lookup", e))?;
+    let unavailable = |step: &str, error: worker::Error| ProxyError::Unavailable {
+        detail: format!("user object {step}: {error}"),
+    };
+    let namespace = env.durable_object(BINDING).map_err(|_| {
+        ProxyError::misconfigured(format!(
+            "Durable Object binding {BINDING} is missing from wrangler.toml"
+        ))
+    })?;
+    let stub = namespace
+        .id_from_name(name)
+        .and_then(|id| id.get_stub())
+        .map_err(|e| unavailable("lookup", e))?;
     let body = serde_json::to_string(command).map_err(|e| ProxyError::Internal { detail: e.to_string() })?;
     let mut init = RequestInit::new();
     init.with_method(Method::Post).with_body(Some(JsValue::from_str(&body)));
-    let request = Request::new_with_init(&format!("https://user-state{path}"), &init).map_err(|e| unavailable("request", e))?;
-    let mut response = stub.fetch_with_request(request).await.map_err(|e| unavailable("call", e))?;
+    let request =
+        Request::new_with_init(&format!("https://user-state{path}"), &init).map_err(|e| unavailable("request", e))?;
+    let mut response = stub
+        .fetch_with_request(request)
+        .await
+        .map_err(|e| unavailable("call", e))?;
     if response.status_code() != 200 {
-        return Err(ProxyError::Unavailable { detail: format!("user object answered {}", response.status_code()) });
+        return Err(ProxyError::Unavailable {
+            detail: format!("user object answered {}", response.status_code()),
+        });
     }
     response.json().await.map_err(|e| unavailable("reply", e))
 }
