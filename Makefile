@@ -1,5 +1,5 @@
 # The two commands of the README: `make dev` and `make test`. Each installs what it needs.
-.PHONY: dev test build tools bench fuzz clean
+.PHONY: dev test lint build tools bench fuzz clean
 
 export WRANGLER_SEND_METRICS := false
 
@@ -14,11 +14,18 @@ build:
 dev: tools
 	@node scripts/dev.mjs
 
-test: build
+test: lint build
 	@bash scripts/ensure-chromium.sh
 	cargo test --locked
 	node --test --test-concurrency=1 tests/e2e/
 	node bench/run.mjs --smoke
+
+# Formatting and lints gate `make test`: native (core, tests, mint-token) and wasm (the edge).
+lint: tools
+	@rustup component list --installed | grep -q '^clippy' && rustup component list --installed | grep -q '^rustfmt' || rustup component add clippy rustfmt
+	cargo fmt --check
+	cargo clippy --all-targets --locked -- -D warnings
+	cargo clippy --target wasm32-unknown-unknown --lib --locked -- -D warnings
 
 # The proxy against its baselines (minutes); writes bench/results/<date>.json and a table.
 bench: build
