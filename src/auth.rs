@@ -43,21 +43,25 @@ pub enum HmacAlgorithm {
 }
 
 impl HmacAlgorithm {
+    /// Each algorithm by its JOSE name (`JWT_HMAC_ALGORITHM`).
+    pub const CHOICES: [(&'static str, HmacAlgorithm); 3] = [
+        ("HS256", HmacAlgorithm::Hs256),
+        ("HS384", HmacAlgorithm::Hs384),
+        ("HS512", HmacAlgorithm::Hs512),
+    ];
+
     pub fn parse(name: &str) -> Option<Self> {
-        match name {
-            "HS256" => Some(HmacAlgorithm::Hs256),
-            "HS384" => Some(HmacAlgorithm::Hs384),
-            "HS512" => Some(HmacAlgorithm::Hs512),
-            _ => None,
-        }
+        Self::CHOICES
+            .iter()
+            .find(|(choice, _)| *choice == name)
+            .map(|(_, algorithm)| *algorithm)
     }
 
     fn name(self) -> &'static str {
-        match self {
-            HmacAlgorithm::Hs256 => "HS256",
-            HmacAlgorithm::Hs384 => "HS384",
-            HmacAlgorithm::Hs512 => "HS512",
-        }
+        Self::CHOICES
+            .iter()
+            .find(|(_, algorithm)| *algorithm == self)
+            .map_or("HS256", |(name, _)| name)
     }
 }
 

@@ -1,10 +1,14 @@
-//! Typed configuration, parsed once per request from the Worker's vars and secrets.
+//! Typed configuration, parsed once per isolate from the Worker's vars and secrets.
 //!
 //! Defaults live here and only here; README's configuration table mirrors them. A bad value
-//! is a `ProxyError::Misconfigured` naming the variable (for the log), never a panic.
+//! is a `ProxyError::Misconfigured` naming the variable (for the log), never a panic. Each
+//! variable's name is written once, at the `Vars` getter that reads it, inside the constructor
+//! of its section.
 
 use std::fmt;
+use std::ops::RangeInclusive;
 use std::str::FromStr;
+use std::time::Duration;
 
 use crate::alerts::AlertRules;
 use crate::auth::{ClaimRules, HmacAlgorithm, KeyEntry, VerifyingKey, MIN_HMAC_SECRET_BYTES};
@@ -12,23 +16,11 @@ use crate::error::ProxyError;
 use crate::quota::{Limits, RateLimit};
 
 pub const DEFAULT_UPSTREAM_BASE_URL: &str = "https://api.openai.com/v1";
-pub const DEFAULT_ALLOWED_MODELS: &str = "gpt-4o-mini";
 pub const DEFAULT_SYSTEM_PROMPT: &str = "You are a helpful assistant.";
-pub const DEFAULT_MAX_BODY_BYTES: usize = 65_536;
-pub const DEFAULT_JWT_LEEWAY_SECONDS: i64 = 30;
 pub const DEFAULT_JWT_MAX_TTL_SECONDS: i64 = 86_400;
-pub const DEFAULT_JWKS_CACHE_SECONDS: u64 = 600;
-pub const DEFAULT_MAX_OUTPUT_TOKENS: u64 = 1024;
-pub const DEFAULT_MAX_PROMPT_CHARS: usize = 8000;
-pub const DEFAULT_RATE_LIMIT_REQUESTS: u32 = 20;
-pub const DEFAULT_RATE_LIMIT_WINDOW_SECONDS: i64 = 900;
-pub const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 2;
-pub const DEFAULT_DAILY_TOKEN_BUDGET: u64 = 100_000;
-pub const DEFAULT_UPSTREAM_TIMEOUT_MS: u64 = 30_000;
-pub const DEFAULT_STREAM_IDLE_TIMEOUT_MS: u64 = 60_000;
-pub const DEFAULT_UPSTREAM_RETRIES: u32 = 1;
 /// Admin bearer tokens are compared in constant time, and must be hard to guess.
 pub const MIN_ADMIN_TOKEN_BYTES: usize = 32;
+const RANDOM_SECRET_HINT: &str = "use a random one, e.g. `openssl rand -base64 48`";
 
 /// A secret value whose `Debug` output never shows it.
 #[derive(Clone, PartialEq, Eq)]
@@ -61,21 +53,120 @@ pub enum LogLevel {
 }
 
 impl LogLevel {
+    const CHOICES: [(&'static str, LogLevel); 4] = [
+        ("debug", LogLevel::Debug),
+        ("info", LogLevel::Info),
+        ("warn", LogLevel::Warn),
+        ("error", LogLevel::Error),
+    ];
+
     pub fn name(self) -> &'static str {
-        match self {
-            LogLevel::Debug => "debug",
-            LogLevel::Info => "info",
-            LogLevel::Warn => "warn",
-            LogLevel::Error => "error",
-        }
+        Self::CHOICES
+            .iter()
+            .find(|(_, level)| *level == self)
+            .map_or("info", |(name, _)| name)
     }
 }
 
+/// What one request may ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RequestLimits {
     pub max_output_tokens: u64,
     pub max_n: u64,
     pub max_prompt_chars: usize,
+}
+
+impl RequestLimits {
+    fn from_vars(vars: &Vars<impl Lookup>) -> Result<Self, ProxyError> {
+        Ok(RequestLimits {
+            max_output_tokens: vars.number("MAX_OUTPUT_TOKENS", 1024, 1..=1_000_000)?,
+            max_n: vars.number("MAX_N", 1, 1..=128)?,
+            max_prompt_chars: vars.number("MAX_PROMPT_CHARS", 8000, 1..=10_000_000)?,
+        })
+    }
+}
+
+/// Where the keys that verify user tokens come from: `JWT_SECRET`, and an identity
+/// provider's key set given inline (`JWKS`) or fetched from `JWKS_URL`.
+#[derive(Debug, Clone)]
+pub struct KeySources {
+    jwt_secret: Option<(HmacAlgorithm, Secret)>,
+    /// A JSON Web Key Set given inline, parsed and cached by the edge.
+    pub inline_jwks: Option<String>,
+    /// The identity provider's key set URL, fetched and cached by the edge.
+    pub jwks_url: Option<String>,
+    /// How long a fetched key set is used before it is fetched again.
+    pub jwks_cache: Duration,
+}
+
+impl KeySources {
+    fn from_vars(vars: &Vars<impl Lookup>) -> Result<Self, ProxyError> {
+        let algorithm = vars.choice("JWT_HMAC_ALGORITHM", &HmacAlgorithm::CHOICES, HmacAlgorithm::Hs256)?;
+        let sources = KeySources {
+            jwt_secret: vars.secret("JWT_SECRET").map(|secret| (algorithm, secret)),
+            inline_jwks: vars.raw("JWKS"),
+            jwks_url: vars.service_url("JWKS_URL")?,
+            jwks_cache: vars.seconds("JWKS_CACHE_SECONDS", 600, 0..=86_400)?,
+        };
+        match (&sources.jwt_secret, &sources.inline_jwks, &sources.jwks_url) {
+            (_, Some(_), Some(_)) => Err(ProxyError::misconfigured(
+                "set JWKS (inline key set) or JWKS_URL, not both",
+            )),
+            (None, None, None) => Err(ProxyError::misconfigured(
+                "no key to verify user tokens: set the JWT_SECRET secret, or the JWKS_URL (or JWKS) var",
+            )),
+            _ => Ok(sources),
+        }
+    }
+
+    /// Whether an identity provider's key set is configured.
+    pub fn has_key_set(&self) -> bool {
+        self.inline_jwks.is_some() || self.jwks_url.is_some()
+    }
+
+    /// The `JWT_SECRET` key, if one is set. A short secret fails closed rather than being used.
+    pub fn secret_key(&self) -> Result<Option<KeyEntry>, ProxyError> {
+        let Some((algorithm, secret)) = &self.jwt_secret else {
+            return Ok(None);
+        };
+        if secret.expose().len() < MIN_HMAC_SECRET_BYTES {
+            return Err(ProxyError::misconfigured(format!(
+                "secret JWT_SECRET is shorter than {MIN_HMAC_SECRET_BYTES} bytes: {RANDOM_SECRET_HINT}"
+            )));
+        }
+        let key = VerifyingKey::Hmac {
+            algorithm: *algorithm,
+            secret: secret.clone(),
+        };
+        Ok(Some(KeyEntry { kid: None, key }))
+    }
+}
+
+/// Traffic-spike alerts and where they go besides the log.
+#[derive(Debug, Clone)]
+pub struct AlertSettings {
+    /// Thresholds checked in each user's object.
+    pub user: AlertRules,
+    /// Thresholds checked in the global budget's object.
+    pub global: AlertRules,
+    /// Where alerts are POSTed (`{"text": ...}`, Slack-compatible).
+    pub webhook_url: Option<String>,
+}
+
+impl AlertSettings {
+    fn from_vars(vars: &Vars<impl Lookup>) -> Result<Self, ProxyError> {
+        Ok(AlertSettings {
+            user: AlertRules {
+                requests_per_hour: vars.optional_number("ALERT_REQUESTS_PER_HOUR", 1..=10_000_000)?,
+                budget_percent: None,
+            },
+            global: AlertRules {
+                requests_per_hour: None,
+                budget_percent: Some(vars.number("ALERT_BUDGET_PERCENT", 80, 1..=100)?),
+            },
+            webhook_url: vars.service_url("ALERT_WEBHOOK_URL")?,
+        })
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -88,12 +179,11 @@ pub struct Config {
     pub allowed_models: Vec<String>,
     pub system_prompt: String,
     pub max_body_bytes: usize,
-    /// What one request may ask for.
     pub request_limits: RequestLimits,
     /// How long to wait for upstream's response headers.
-    pub upstream_timeout_ms: u64,
+    pub upstream_timeout: Duration,
     /// How long a stream may go silent before the proxy ends it.
-    pub stream_idle_timeout_ms: u64,
+    pub stream_idle_timeout: Duration,
     /// Extra attempts after an upstream 429/500/502/503, before anything reached the client.
     pub upstream_retries: u32,
     /// What one user may use.
@@ -102,21 +192,11 @@ pub struct Config {
     pub global_limits: Option<Limits>,
     /// What a user token's claims must satisfy.
     pub claim_rules: ClaimRules,
+    pub keys: KeySources,
     pub log_level: LogLevel,
-    /// Alert thresholds for a user's object.
-    pub user_alerts: AlertRules,
-    /// Alert thresholds for the global budget's object.
-    pub global_alerts: AlertRules,
-    /// Where alerts are POSTed (`{"text": ...}`, Slack-compatible), besides the log.
-    pub alert_webhook_url: Option<String>,
     /// Add the prompt's length (never its text) to log lines (`LOG_PROMPTS=true`).
     pub log_prompts: bool,
-    jwt_secret: Option<(HmacAlgorithm, Secret)>,
-    /// A JSON Web Key Set given inline (`JWKS`), parsed and cached by the edge.
-    pub inline_jwks: Option<String>,
-    /// The identity provider's key set URL (`JWKS_URL`), fetched and cached by the edge.
-    pub jwks_url: Option<String>,
-    pub jwks_cache_seconds: u64,
+    pub alerts: AlertSettings,
     admin_token: Option<Secret>,
     openai_api_key: Option<Secret>,
     /// The key being rotated in (`OPENAI_API_KEY_NEXT`), tried when upstream refuses the first.
@@ -126,186 +206,38 @@ pub struct Config {
 impl Config {
     /// Parses every variable and secret through `lookup` (name -> value, `None` when unset).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ProxyError> {
-        let value = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
-
-        let upstream_base_url = parse_service_url(
-            "UPSTREAM_BASE_URL",
-            value("UPSTREAM_BASE_URL")
-                .as_deref()
-                .unwrap_or(DEFAULT_UPSTREAM_BASE_URL),
-        )?;
-        let allowed_origins = split_list(value("ALLOWED_ORIGINS").as_deref().unwrap_or(""))
-            .map(parse_origin)
-            .collect::<Result<Vec<_>, _>>()?;
-        let allowed_models: Vec<String> =
-            split_list(value("ALLOWED_MODELS").as_deref().unwrap_or(DEFAULT_ALLOWED_MODELS))
-                .map(str::to_owned)
-                .collect();
-        let system_prompt = value("SYSTEM_PROMPT").unwrap_or_else(|| DEFAULT_SYSTEM_PROMPT.to_owned());
-        let max_body_bytes = parse_number(
-            "MAX_BODY_BYTES",
-            value("MAX_BODY_BYTES"),
-            DEFAULT_MAX_BODY_BYTES,
-            1..=1 << 24,
-        )?;
-        let number = |name: &str, default: u64, max: u64| parse_number(name, value(name), default, 1..=max);
-        let request_limits = RequestLimits {
-            max_output_tokens: number("MAX_OUTPUT_TOKENS", DEFAULT_MAX_OUTPUT_TOKENS, 1_000_000)?,
-            max_n: number("MAX_N", 1, 128)?,
-            max_prompt_chars: number("MAX_PROMPT_CHARS", DEFAULT_MAX_PROMPT_CHARS as u64, 10_000_000)? as usize,
-        };
-        let user_limits = Limits {
-            rate: Some(RateLimit {
-                requests: number("RATE_LIMIT_REQUESTS", DEFAULT_RATE_LIMIT_REQUESTS.into(), 1000)? as u32,
-                window_ms: number(
-                    "RATE_LIMIT_WINDOW_SECONDS",
-                    DEFAULT_RATE_LIMIT_WINDOW_SECONDS as u64,
-                    604_800,
-                )? as i64
-                    * 1000,
-            }),
-            max_streams: Some(number("MAX_CONCURRENT_STREAMS", DEFAULT_MAX_CONCURRENT_STREAMS.into(), 100)? as u32),
-            daily_tokens: Some(number(
-                "DAILY_TOKEN_BUDGET",
-                DEFAULT_DAILY_TOKEN_BUDGET,
-                1_000_000_000_000,
-            )?),
-        };
-        let global_limits = match value("GLOBAL_DAILY_TOKEN_BUDGET") {
-            Some(_) => Some(Limits {
-                rate: None,
-                max_streams: None,
-                daily_tokens: Some(number("GLOBAL_DAILY_TOKEN_BUDGET", 0, 1_000_000_000_000_000)?),
-            }),
-            None => None,
-        };
-        let user_alerts = AlertRules {
-            requests_per_hour: value("ALERT_REQUESTS_PER_HOUR")
-                .map(|raw| parse_number("ALERT_REQUESTS_PER_HOUR", Some(raw), 0, 1..=10_000_000))
-                .transpose()?,
-            budget_percent: None,
-        };
-        let global_alerts = AlertRules {
-            requests_per_hour: None,
-            budget_percent: Some(parse_number(
-                "ALERT_BUDGET_PERCENT",
-                value("ALERT_BUDGET_PERCENT"),
-                80,
-                1..=100,
-            )?),
-        };
-        let alert_webhook_url = value("ALERT_WEBHOOK_URL")
-            .map(|url| parse_service_url("ALERT_WEBHOOK_URL", &url))
-            .transpose()?;
-        let log_level = match value("LOG_LEVEL").as_deref().map(str::trim) {
-            None => LogLevel::default(),
-            Some("debug") => LogLevel::Debug,
-            Some("info") => LogLevel::Info,
-            Some("warn") => LogLevel::Warn,
-            Some("error") => LogLevel::Error,
-            Some(other) => {
-                return Err(ProxyError::misconfigured(format!(
-                    "LOG_LEVEL={other:?} is not one of debug, info, warn, error"
-                )))
-            }
-        };
-        let log_prompts = match value("LOG_PROMPTS").as_deref().map(str::trim) {
-            None | Some("false") => false,
-            Some("true") => true,
-            Some(other) => {
-                return Err(ProxyError::misconfigured(format!(
-                    "LOG_PROMPTS={other:?} is not true or false"
-                )))
-            }
-        };
-        let claim_rules = ClaimRules {
-            issuer: value("JWT_ISSUER").map(|v| v.trim().to_owned()),
-            audience: value("JWT_AUDIENCE").map(|v| v.trim().to_owned()),
-            leeway_seconds: parse_number(
-                "JWT_LEEWAY_SECONDS",
-                value("JWT_LEEWAY_SECONDS"),
-                DEFAULT_JWT_LEEWAY_SECONDS,
-                0..=300,
-            )?,
-            max_ttl_seconds: parse_number(
-                "JWT_MAX_TTL_SECONDS",
-                value("JWT_MAX_TTL_SECONDS"),
-                DEFAULT_JWT_MAX_TTL_SECONDS,
-                60..=31_536_000,
-            )?,
-        };
-        let hmac_algorithm = match value("JWT_HMAC_ALGORITHM") {
-            None => HmacAlgorithm::Hs256,
-            Some(name) => HmacAlgorithm::parse(name.trim()).ok_or_else(|| {
-                ProxyError::misconfigured(format!("JWT_HMAC_ALGORITHM={name:?} is not one of HS256, HS384, HS512"))
-            })?,
-        };
-        let jwt_secret = value("JWT_SECRET").map(|secret| (hmac_algorithm, Secret::new(secret)));
-        let inline_jwks = value("JWKS");
-        let jwks_url = value("JWKS_URL")
-            .map(|url| parse_service_url("JWKS_URL", &url))
-            .transpose()?;
-        if inline_jwks.is_some() && jwks_url.is_some() {
-            return Err(ProxyError::misconfigured(
-                "set JWKS (inline key set) or JWKS_URL, not both",
-            ));
-        }
-        if jwt_secret.is_none() && inline_jwks.is_none() && jwks_url.is_none() {
-            return Err(ProxyError::misconfigured(
-                "no key to verify user tokens: set the JWT_SECRET secret, or the JWKS_URL (or JWKS) var",
-            ));
-        }
-        let jwks_cache_seconds = parse_number(
-            "JWKS_CACHE_SECONDS",
-            value("JWKS_CACHE_SECONDS"),
-            DEFAULT_JWKS_CACHE_SECONDS,
-            0..=86_400,
-        )?;
-        let admin_token = value("ADMIN_TOKEN").map(Secret::new);
-        if admin_token
-            .as_ref()
-            .is_some_and(|token| token.expose().len() < MIN_ADMIN_TOKEN_BYTES)
-        {
-            return Err(ProxyError::misconfigured(format!(
-                "secret ADMIN_TOKEN is shorter than {MIN_ADMIN_TOKEN_BYTES} bytes: use a random one, e.g. `openssl rand -base64 48`"
-            )));
-        }
-        let openai_api_key = value("OPENAI_API_KEY").map(|key| Secret::new(key.trim()));
-        let openai_api_key_next = value("OPENAI_API_KEY_NEXT").map(|key| Secret::new(key.trim()));
-        let upstream_timeout_ms = number("UPSTREAM_TIMEOUT_MS", DEFAULT_UPSTREAM_TIMEOUT_MS, 600_000)?;
-        let stream_idle_timeout_ms = number("STREAM_IDLE_TIMEOUT_MS", DEFAULT_STREAM_IDLE_TIMEOUT_MS, 600_000)?;
-        let upstream_retries = parse_number(
-            "UPSTREAM_RETRIES",
-            value("UPSTREAM_RETRIES"),
-            DEFAULT_UPSTREAM_RETRIES,
-            0..=3,
-        )?;
-
+        let vars = Vars(lookup);
+        let allowed_models = vars
+            .list("ALLOWED_MODELS")
+            .unwrap_or_else(|| vec!["gpt-4o-mini".to_owned()]);
+        let allowed_origins = vars.list("ALLOWED_ORIGINS").unwrap_or_default();
         Ok(Config {
-            upstream_base_url,
-            allowed_origins,
+            upstream_base_url: vars
+                .service_url("UPSTREAM_BASE_URL")?
+                .unwrap_or_else(|| DEFAULT_UPSTREAM_BASE_URL.to_owned()),
+            allowed_origins: allowed_origins
+                .iter()
+                .map(|origin| parse_origin(origin))
+                .collect::<Result<_, _>>()?,
             allowed_models,
-            system_prompt,
-            max_body_bytes,
-            request_limits,
-            upstream_timeout_ms,
-            stream_idle_timeout_ms,
-            upstream_retries,
-            user_limits,
-            global_limits,
-            claim_rules,
-            log_level,
-            log_prompts,
-            user_alerts,
-            global_alerts,
-            alert_webhook_url,
-            jwt_secret,
-            inline_jwks,
-            jwks_url,
-            jwks_cache_seconds,
-            admin_token,
-            openai_api_key,
-            openai_api_key_next,
+            system_prompt: vars
+                .raw("SYSTEM_PROMPT")
+                .unwrap_or_else(|| DEFAULT_SYSTEM_PROMPT.to_owned()),
+            max_body_bytes: vars.number("MAX_BODY_BYTES", 65_536, 1..=1 << 24)?,
+            request_limits: RequestLimits::from_vars(&vars)?,
+            upstream_timeout: vars.millis("UPSTREAM_TIMEOUT_MS", 30_000, 1..=600_000)?,
+            stream_idle_timeout: vars.millis("STREAM_IDLE_TIMEOUT_MS", 60_000, 1..=600_000)?,
+            upstream_retries: vars.number("UPSTREAM_RETRIES", 1, 0..=3)?,
+            user_limits: user_limits(&vars)?,
+            global_limits: global_limits(&vars)?,
+            claim_rules: claim_rules(&vars)?,
+            keys: KeySources::from_vars(&vars)?,
+            log_level: vars.choice("LOG_LEVEL", &LogLevel::CHOICES, LogLevel::default())?,
+            log_prompts: vars.flag("LOG_PROMPTS", false)?,
+            alerts: AlertSettings::from_vars(&vars)?,
+            admin_token: admin_token(&vars)?,
+            openai_api_key: vars.api_key("OPENAI_API_KEY"),
+            openai_api_key_next: vars.api_key("OPENAI_API_KEY_NEXT"),
         })
     }
 
@@ -325,7 +257,7 @@ impl Config {
 
     /// Every secret value, so that text passed on from upstream can be scrubbed of them.
     pub fn secrets(&self) -> Vec<&str> {
-        let hmac = self.jwt_secret.as_ref().map(|(_, secret)| secret);
+        let hmac = self.keys.jwt_secret.as_ref().map(|(_, secret)| secret);
         [
             self.openai_api_key.as_ref(),
             self.openai_api_key_next.as_ref(),
@@ -338,37 +270,57 @@ impl Config {
         .collect()
     }
 
-    /// The `JWT_SECRET` key, if one is set. A short secret fails closed rather than being used.
-    pub fn secret_key(&self) -> Result<Option<KeyEntry>, ProxyError> {
-        let Some((algorithm, secret)) = &self.jwt_secret else {
-            return Ok(None);
-        };
-        if secret.expose().len() < MIN_HMAC_SECRET_BYTES {
-            return Err(ProxyError::misconfigured(format!(
-                "secret JWT_SECRET is shorter than {MIN_HMAC_SECRET_BYTES} bytes: use a random one, e.g. `openssl rand -base64 48`"
-            )));
-        }
-        Ok(Some(KeyEntry {
-            kid: None,
-            key: VerifyingKey::Hmac {
-                algorithm: *algorithm,
-                secret: secret.clone(),
-            },
-        }))
-    }
-
     /// The admin bearer token; without one the admin routes do not exist (404).
     pub fn admin_token(&self) -> Option<&Secret> {
         self.admin_token.as_ref()
     }
 
     pub fn default_model(&self) -> &str {
-        // from_lookup guarantees at least one model.
+        // `Vars::list` never returns an empty list.
         &self.allowed_models[0]
     }
 
     pub fn is_model_allowed(&self, model: &str) -> bool {
         self.allowed_models.iter().any(|allowed| allowed == model)
+    }
+}
+
+fn user_limits(vars: &Vars<impl Lookup>) -> Result<Limits, ProxyError> {
+    Ok(Limits {
+        rate: Some(RateLimit {
+            requests: vars.number("RATE_LIMIT_REQUESTS", 20, 1..=1000)?,
+            window: vars.seconds("RATE_LIMIT_WINDOW_SECONDS", 900, 1..=604_800)?,
+        }),
+        max_streams: Some(vars.number("MAX_CONCURRENT_STREAMS", 2, 1..=100)?),
+        daily_tokens: Some(vars.number("DAILY_TOKEN_BUDGET", 100_000, 1..=1_000_000_000_000)?),
+    })
+}
+
+/// The budget of all users together; none unless `GLOBAL_DAILY_TOKEN_BUDGET` is set.
+fn global_limits(vars: &Vars<impl Lookup>) -> Result<Option<Limits>, ProxyError> {
+    let budget = vars.optional_number("GLOBAL_DAILY_TOKEN_BUDGET", 1..=1_000_000_000_000_000)?;
+    Ok(budget.map(|tokens| Limits {
+        rate: None,
+        max_streams: None,
+        daily_tokens: Some(tokens),
+    }))
+}
+
+fn claim_rules(vars: &Vars<impl Lookup>) -> Result<ClaimRules, ProxyError> {
+    Ok(ClaimRules {
+        issuer: vars.text("JWT_ISSUER"),
+        audience: vars.text("JWT_AUDIENCE"),
+        leeway_seconds: vars.number("JWT_LEEWAY_SECONDS", 30, 0..=300)?,
+        max_ttl_seconds: vars.number("JWT_MAX_TTL_SECONDS", DEFAULT_JWT_MAX_TTL_SECONDS, 60..=31_536_000)?,
+    })
+}
+
+fn admin_token(vars: &Vars<impl Lookup>) -> Result<Option<Secret>, ProxyError> {
+    match vars.secret("ADMIN_TOKEN") {
+        Some(token) if token.expose().len() < MIN_ADMIN_TOKEN_BYTES => Err(ProxyError::misconfigured(format!(
+            "secret ADMIN_TOKEN is shorter than {MIN_ADMIN_TOKEN_BYTES} bytes: {RANDOM_SECRET_HINT}"
+        ))),
+        token => Ok(token),
     }
 }
 
@@ -387,29 +339,100 @@ impl Config {
     }
 }
 
-/// Items of a comma- or whitespace-separated list.
-fn split_list(raw: &str) -> impl Iterator<Item = &str> {
-    raw.split(|c: char| c == ',' || c.is_whitespace())
-        .filter(|item| !item.is_empty())
-}
+/// Reads variables by name. A blank value counts as unset, so `VAR = ""` in wrangler.toml
+/// means "the default".
+trait Lookup: Fn(&str) -> Option<String> {}
+impl<F: Fn(&str) -> Option<String>> Lookup for F {}
 
-fn parse_number<T>(
-    name: &str,
-    raw: Option<String>,
-    default: T,
-    range: std::ops::RangeInclusive<T>,
-) -> Result<T, ProxyError>
-where
-    T: FromStr + PartialOrd + fmt::Display + Copy,
-{
-    let Some(raw) = raw else { return Ok(default) };
-    match raw.trim().parse::<T>() {
-        Ok(number) if range.contains(&number) => Ok(number),
-        _ => Err(ProxyError::misconfigured(format!(
-            "{name}={raw:?} is not a whole number from {} to {}",
-            range.start(),
-            range.end()
-        ))),
+struct Vars<F>(F);
+
+impl<F: Lookup> Vars<F> {
+    /// The value as given, if set and not blank.
+    fn raw(&self, name: &str) -> Option<String> {
+        (self.0)(name).filter(|value| !value.trim().is_empty())
+    }
+
+    /// The trimmed value, if set and not blank.
+    fn text(&self, name: &str) -> Option<String> {
+        self.raw(name).map(|value| value.trim().to_owned())
+    }
+
+    /// A secret exactly as given: an HMAC secret's bytes are its bytes.
+    fn secret(&self, name: &str) -> Option<Secret> {
+        self.raw(name).map(Secret::new)
+    }
+
+    /// An API key, trimmed: a pasted key often ends with a newline, and no key has spaces.
+    fn api_key(&self, name: &str) -> Option<Secret> {
+        self.text(name).map(Secret::new)
+    }
+
+    fn number<T>(&self, name: &str, default: T, range: RangeInclusive<T>) -> Result<T, ProxyError>
+    where
+        T: FromStr + PartialOrd + fmt::Display + Copy,
+    {
+        Ok(self.optional_number(name, range)?.unwrap_or(default))
+    }
+
+    fn optional_number<T>(&self, name: &str, range: RangeInclusive<T>) -> Result<Option<T>, ProxyError>
+    where
+        T: FromStr + PartialOrd + fmt::Display + Copy,
+    {
+        let Some(raw) = self.text(name) else {
+            return Ok(None);
+        };
+        match raw.parse::<T>() {
+            Ok(number) if range.contains(&number) => Ok(Some(number)),
+            _ => Err(ProxyError::misconfigured(format!(
+                "{name}={raw:?} is not a whole number from {} to {}",
+                range.start(),
+                range.end()
+            ))),
+        }
+    }
+
+    fn seconds(&self, name: &str, default: u64, range: RangeInclusive<u64>) -> Result<Duration, ProxyError> {
+        self.number(name, default, range).map(Duration::from_secs)
+    }
+
+    fn millis(&self, name: &str, default: u64, range: RangeInclusive<u64>) -> Result<Duration, ProxyError> {
+        self.number(name, default, range).map(Duration::from_millis)
+    }
+
+    fn flag(&self, name: &str, default: bool) -> Result<bool, ProxyError> {
+        self.choice(name, &[("true", true), ("false", false)], default)
+    }
+
+    /// One of `choices`, by its exact name.
+    fn choice<T: Copy>(&self, name: &str, choices: &[(&str, T)], default: T) -> Result<T, ProxyError> {
+        let Some(raw) = self.text(name) else {
+            return Ok(default);
+        };
+        match choices.iter().find(|(choice, _)| *choice == raw) {
+            Some((_, value)) => Ok(*value),
+            None => {
+                let names: Vec<&str> = choices.iter().map(|(choice, _)| *choice).collect();
+                Err(ProxyError::misconfigured(format!(
+                    "{name}={raw:?} is not one of {}",
+                    names.join(", ")
+                )))
+            }
+        }
+    }
+
+    /// Items of a comma- or whitespace-separated list; `None` when it has none.
+    fn list(&self, name: &str) -> Option<Vec<String>> {
+        let raw = self.text(name)?;
+        let items: Vec<String> = raw
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|item| !item.is_empty())
+            .map(str::to_owned)
+            .collect();
+        (!items.is_empty()).then_some(items)
+    }
+
+    fn service_url(&self, name: &str) -> Result<Option<String>, ProxyError> {
+        self.text(name).map(|raw| parse_service_url(name, &raw)).transpose()
     }
 }
 
@@ -572,7 +595,7 @@ mod tests {
             defaults.user_limits.rate,
             Some(RateLimit {
                 requests: 20,
-                window_ms: 900_000
+                window: Duration::from_secs(900)
             })
         );
         assert_eq!(
@@ -599,8 +622,8 @@ mod tests {
         let defaults = config(&[]).unwrap();
         assert_eq!(
             (
-                defaults.upstream_timeout_ms,
-                defaults.stream_idle_timeout_ms,
+                defaults.upstream_timeout.as_millis(),
+                defaults.stream_idle_timeout.as_millis(),
                 defaults.upstream_retries
             ),
             (30_000, 60_000, 1)
@@ -623,15 +646,15 @@ mod tests {
     #[test]
     fn alert_settings() {
         let defaults = config(&[]).unwrap();
-        assert_eq!(defaults.user_alerts.requests_per_hour, None);
-        assert_eq!(defaults.global_alerts.budget_percent, Some(80));
+        assert_eq!(defaults.alerts.user.requests_per_hour, None);
+        assert_eq!(defaults.alerts.global.budget_percent, Some(80));
         let set = config(&[
             ("ALERT_REQUESTS_PER_HOUR", "100"),
             ("ALERT_WEBHOOK_URL", "https://hooks.slack.com/services/T/B/X"),
         ])
         .unwrap();
-        assert_eq!(set.user_alerts.requests_per_hour, Some(100));
-        assert!(set.alert_webhook_url.is_some());
+        assert_eq!(set.alerts.user.requests_per_hour, Some(100));
+        assert!(set.alerts.webhook_url.is_some());
         assert!(detail(config(&[("ALERT_WEBHOOK_URL", "http://example.com/hook")])).starts_with("ALERT_WEBHOOK_URL"));
     }
 
@@ -671,23 +694,24 @@ mod tests {
         assert!(none.log_detail().unwrap().contains("JWT_SECRET"));
         let short = config(&[("JWT_SECRET", "too-short")])
             .unwrap()
+            .keys
             .secret_key()
             .unwrap_err();
         assert!(short.log_detail().unwrap().contains("shorter than 32 bytes"));
         let ok = config(&[("JWT_SECRET", &"s".repeat(32)), ("JWT_HMAC_ALGORITHM", "HS512")]).unwrap();
-        assert!(ok.secret_key().unwrap().is_some());
+        assert!(ok.keys.secret_key().unwrap().is_some());
         assert!(detail(config(&[("JWT_HMAC_ALGORITHM", "RS256")])).starts_with("JWT_HMAC_ALGORITHM"));
     }
 
     #[test]
     fn a_key_set_alone_is_enough() {
         let config = config(&[("JWKS_URL", "https://id.example.com/.well-known/jwks.json")]).unwrap();
-        assert!(config.secret_key().unwrap().is_none());
+        assert!(config.keys.secret_key().unwrap().is_none());
         assert_eq!(
-            config.jwks_url.as_deref(),
+            config.keys.jwks_url.as_deref(),
             Some("https://id.example.com/.well-known/jwks.json")
         );
-        assert_eq!(config.jwks_cache_seconds, 600);
+        assert_eq!(config.keys.jwks_cache, Duration::from_secs(600));
         assert!(detail(config_with_url("http://id.example.com/jwks")).starts_with("JWKS_URL"));
     }
 

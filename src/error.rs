@@ -3,6 +3,8 @@
 //! Every failure the client can see is a `ProxyError`. The client gets a generic, useful
 //! message; anything internal (upstream text, which variable is wrong) is only in `log_detail`.
 
+use std::fmt;
+
 use serde_json::json;
 
 use crate::quota::Refusal;
@@ -115,6 +117,18 @@ pub enum ProxyError {
         detail: String,
     },
 }
+
+/// The operator's view: the code and the log detail (or the client message when there is none).
+impl fmt::Display for ProxyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.log_detail() {
+            Some(detail) => write!(f, "{}: {detail}", self.code()),
+            None => write!(f, "{}: {}", self.code(), self.client_message()),
+        }
+    }
+}
+
+impl std::error::Error for ProxyError {}
 
 impl ProxyError {
     pub fn invalid_request(message: impl Into<String>, param: Option<&str>) -> Self {

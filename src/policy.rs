@@ -9,10 +9,11 @@ use serde_json::{json, Map, Value};
 use crate::config::{Config, RequestLimits};
 use crate::error::ProxyError;
 use crate::forwarding::UpstreamEndpoint;
+use crate::routes::ApiRoute;
 
 const VALID_ROLES: [&str; 6] = ["system", "developer", "user", "assistant", "tool", "function"];
 
-/// A validated chat completion request, ready to send upstream.
+/// A validated API request (chat, Responses, embeddings), ready to send upstream.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiRequest {
     upstream_body: String,
@@ -41,6 +42,17 @@ impl ApiRequest {
 /// Roughly 4 bytes a token, never zero: the charge when upstream reported no usage.
 pub fn estimate_tokens(text_bytes: usize) -> u64 {
     (text_bytes as u64).div_ceil(4).max(1)
+}
+
+/// Parses and checks the body of a call to `route`: the one way a client's body becomes an
+/// upstream request.
+pub fn parse(route: ApiRoute, bytes: &[u8], config: &Config) -> Result<ApiRequest, ProxyError> {
+    match route {
+        ApiRoute::ChatCompletions => parse_chat_request(bytes, config),
+        ApiRoute::Responses => parse_responses_request(bytes, config),
+        ApiRoute::Embeddings => parse_embeddings_request(bytes, config),
+        ApiRoute::GenerateText => parse_generate_text(bytes, config),
+    }
 }
 
 /// Parses and checks a chat completion request.

@@ -11,6 +11,8 @@
 //! it is charged in full (the operator never pays for what was not counted) and its stream
 //! slot is freed.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
 pub const DAY_MS: i64 = 86_400_000;
@@ -31,7 +33,29 @@ pub struct Limits {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RateLimit {
     pub requests: u32,
-    pub window_ms: i64,
+    /// Sent to the object as whole milliseconds, the unit of its arithmetic.
+    #[serde(rename = "window_ms", with = "duration_ms")]
+    pub window: Duration,
+}
+
+impl RateLimit {
+    fn window_ms(&self) -> i64 {
+        i64::try_from(self.window.as_millis()).unwrap_or(i64::MAX)
+    }
+}
+
+mod duration_ms {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u64(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        u64::deserialize(deserializer).map(Duration::from_millis)
+    }
 }
 
 /// What one request asks to be admitted with.
@@ -138,7 +162,8 @@ impl QuotaState {
     /// and charges reservations that expired in full.
     fn advance(&mut self, limits: &Limits, now_ms: i64) {
         if let Some(rate) = limits.rate {
-            self.admitted_at_ms.retain(|&at| at > now_ms - rate.window_ms);
+            self.admitted_at_ms
+                .retain(|&at| at > now_ms.saturating_sub(rate.window_ms()));
         }
         let (expired, live): (Vec<Reservation>, Vec<Reservation>) =
             self.reservations.iter().partition(|r| r.expires_at_ms <= now_ms);
@@ -159,7 +184,7 @@ impl QuotaState {
             if self.admitted_at_ms.len() >= rate.requests as usize {
                 let oldest = self.admitted_at_ms[self.admitted_at_ms.len() - rate.requests as usize];
                 return Err(Refusal::RateLimited {
-                    retry_after_seconds: ceil_seconds(oldest + rate.window_ms - now_ms),
+                    retry_after_seconds: ceil_seconds(oldest.saturating_add(rate.window_ms()) - now_ms),
                 });
             }
         }
@@ -208,13 +233,13 @@ impl QuotaState {
                 0
             } else {
                 let oldest = self.admitted_at_ms[self.admitted_at_ms.len() - rate.requests as usize];
-                ceil_seconds(oldest + rate.window_ms - now_ms)
+                ceil_seconds(oldest.saturating_add(rate.window_ms()) - now_ms)
             };
             RateStanding {
                 limit: rate.requests,
                 remaining,
                 reset_seconds,
-                window_seconds: ceil_seconds(rate.window_ms),
+                window_seconds: ceil_seconds(rate.window_ms()),
             }
         });
         Standing {
@@ -255,7 +280,7 @@ mod tests {
         Limits {
             rate: Some(RateLimit {
                 requests: 3,
-                window_ms: 60_000,
+                window: Duration::from_secs(60),
             }),
             max_streams: Some(2),
             daily_tokens: Some(1_000),

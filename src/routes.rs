@@ -20,9 +20,17 @@ pub enum UserRoute {
     Models,
     /// `GET /v1/usage`: the caller's own counters.
     Usage,
+    /// A call that goes upstream and is metered.
+    Api(ApiRoute),
+}
+
+/// The endpoints whose body the policy checks and whose answer costs tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiRoute {
     ChatCompletions,
     Responses,
     Embeddings,
+    /// `POST /api/generate-text`: a prompt in, the answer's text out.
     GenerateText,
 }
 
@@ -45,10 +53,10 @@ impl Route {
             Route::User(UserRoute::Usage) => "usage",
             Route::Admin(AdminRoute::Usage { .. }) => "admin.usage",
             Route::Admin(AdminRoute::DayUsage) => "admin.day_usage",
-            Route::User(UserRoute::ChatCompletions) => "chat.completions",
-            Route::User(UserRoute::Responses) => "responses",
-            Route::User(UserRoute::Embeddings) => "embeddings",
-            Route::User(UserRoute::GenerateText) => "generate-text",
+            Route::User(UserRoute::Api(ApiRoute::ChatCompletions)) => "chat.completions",
+            Route::User(UserRoute::Api(ApiRoute::Responses)) => "responses",
+            Route::User(UserRoute::Api(ApiRoute::Embeddings)) => "embeddings",
+            Route::User(UserRoute::Api(ApiRoute::GenerateText)) => "generate-text",
             Route::Admin(AdminRoute::Revocation { revoke: true, .. }) => "admin.revoke",
             Route::Admin(AdminRoute::Revocation { revoke: false, .. }) => "admin.unrevoke",
         }
@@ -73,10 +81,10 @@ pub fn route(method: &str, path: &str) -> Result<Route, ProxyError> {
         "/admin/usage" => (Route::Admin(AdminRoute::DayUsage), "GET"),
         "/v1/models" => (Route::User(UserRoute::Models), "GET"),
         "/v1/usage" => (Route::User(UserRoute::Usage), "GET"),
-        "/v1/chat/completions" => (Route::User(UserRoute::ChatCompletions), "POST"),
-        "/v1/responses" => (Route::User(UserRoute::Responses), "POST"),
-        "/v1/embeddings" => (Route::User(UserRoute::Embeddings), "POST"),
-        "/api/generate-text" => (Route::User(UserRoute::GenerateText), "POST"),
+        "/v1/chat/completions" => (Route::User(UserRoute::Api(ApiRoute::ChatCompletions)), "POST"),
+        "/v1/responses" => (Route::User(UserRoute::Api(ApiRoute::Responses)), "POST"),
+        "/v1/embeddings" => (Route::User(UserRoute::Api(ApiRoute::Embeddings)), "POST"),
+        "/api/generate-text" => (Route::User(UserRoute::Api(ApiRoute::GenerateText)), "POST"),
         _ => return Err(ProxyError::NotFound),
     };
     let method_ok = method == allowed_method || (allowed_method == "GET" && method == "HEAD");
@@ -107,18 +115,24 @@ mod tests {
         assert_eq!(route("GET", "/v1/models"), Ok(Route::User(UserRoute::Models)));
         assert_eq!(
             route("POST", "/v1/chat/completions"),
-            Ok(Route::User(UserRoute::ChatCompletions))
+            Ok(Route::User(UserRoute::Api(ApiRoute::ChatCompletions)))
         );
         assert_eq!(
             route("POST", "/v1/chat/completions/"),
-            Ok(Route::User(UserRoute::ChatCompletions))
+            Ok(Route::User(UserRoute::Api(ApiRoute::ChatCompletions)))
         );
         assert_eq!(
             route("POST", "/api/generate-text"),
-            Ok(Route::User(UserRoute::GenerateText))
+            Ok(Route::User(UserRoute::Api(ApiRoute::GenerateText)))
         );
-        assert_eq!(route("POST", "/v1/responses"), Ok(Route::User(UserRoute::Responses)));
-        assert_eq!(route("POST", "/v1/embeddings"), Ok(Route::User(UserRoute::Embeddings)));
+        assert_eq!(
+            route("POST", "/v1/responses"),
+            Ok(Route::User(UserRoute::Api(ApiRoute::Responses)))
+        );
+        assert_eq!(
+            route("POST", "/v1/embeddings"),
+            Ok(Route::User(UserRoute::Api(ApiRoute::Embeddings)))
+        );
     }
 
     #[test]

@@ -218,7 +218,7 @@ mod tests {
     const LIMITS: Limits = Limits {
         rate: Some(RateLimit {
             requests: 2,
-            window_ms: 60_000,
+            window: std::time::Duration::from_secs(60),
         }),
         max_streams: Some(1),
         daily_tokens: Some(100),

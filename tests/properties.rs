@@ -181,7 +181,7 @@ proptest! {
     fn no_sequence_of_requests_passes_the_limits(
         steps in prop::collection::vec((0u64..400, any::<bool>(), 0i64..5_000, prop::option::of(0u64..400)), 1..80),
     ) {
-        let limits = Limits { rate: Some(RateLimit { requests: 5, window_ms: 10_000 }), max_streams: Some(2), daily_tokens: Some(1_000) };
+        let limits = Limits { rate: Some(RateLimit { requests: 5, window: std::time::Duration::from_secs(10) }), max_streams: Some(2), daily_tokens: Some(1_000) };
         let mut state = QuotaState::default();
         let mut now = 1_800_000_000_000i64;
         let mut open = Vec::new();

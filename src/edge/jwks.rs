@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures_util::future::{select, Either};
 use worker::{AbortController, Cache, Delay, Fetch, Headers, Request, RequestInit, Response};
 
-use super::{internal, log};
+use super::{log, Now};
 use crate::auth::{self, KeyEntry, KeySet};
 use crate::config::Config;
 use crate::error::ProxyError;
@@ -33,15 +33,17 @@ thread_local! {
 }
 
 /// Every key a token may be checked with.
-pub async fn key_set(config: &Config, now_ms: u64) -> Result<KeySet, ProxyError> {
+pub async fn key_set(config: &Config, now: Now) -> Result<KeySet, ProxyError> {
+    let now_ms = now.0;
     let provider = provider_keys(config, now_ms, false).await?;
     combine(config, &provider)
 }
 
 /// After a token named an unknown `kid`: the provider's set fetched anew (it may have rotated
 /// keys), or `None` when there is no `JWKS_URL` or a refetch happened too recently.
-pub async fn refetch_for_unknown_kid(config: &Config, now_ms: u64) -> Result<Option<KeySet>, ProxyError> {
-    if config.jwks_url.is_none() {
+pub async fn refetch_for_unknown_kid(config: &Config, now: Now) -> Result<Option<KeySet>, ProxyError> {
+    let now_ms = now.0;
+    if config.keys.jwks_url.is_none() {
         return Ok(None);
     }
     let last = LAST_UNKNOWN_KID_REFETCH_MS.get();
@@ -54,24 +56,24 @@ pub async fn refetch_for_unknown_kid(config: &Config, now_ms: u64) -> Result<Opt
 }
 
 fn combine(config: &Config, provider: &[KeyEntry]) -> Result<KeySet, ProxyError> {
-    let mut keys: Vec<KeyEntry> = config.secret_key()?.into_iter().collect();
+    let mut keys: Vec<KeyEntry> = config.keys.secret_key()?.into_iter().collect();
     keys.extend(provider.iter().cloned());
     Ok(KeySet { keys })
 }
 
 /// The provider's keys; `refetch` skips both caches.
 async fn provider_keys(config: &Config, now_ms: u64, refetch: bool) -> Result<Rc<Vec<KeyEntry>>, ProxyError> {
-    if let Some(inline) = &config.inline_jwks {
+    if let Some(inline) = &config.keys.inline_jwks {
         if let Some(keys) = cached(inline, None, now_ms) {
             return Ok(keys);
         }
         let keys = parse(inline.as_bytes(), "JWKS").map_err(ProxyError::misconfigured)?;
         return Ok(remember(inline, keys, now_ms));
     }
-    let Some(url) = &config.jwks_url else {
+    let Some(url) = &config.keys.jwks_url else {
         return Ok(Rc::default());
     };
-    let max_age_ms = config.jwks_cache_seconds * 1000;
+    let max_age_ms = u64::try_from(config.keys.jwks_cache.as_millis()).unwrap_or(u64::MAX);
     if !refetch {
         if let Some(keys) = cached(url, Some(max_age_ms), now_ms) {
             return Ok(keys);
@@ -87,7 +89,7 @@ async fn provider_keys(config: &Config, now_ms: u64, refetch: bool) -> Result<Rc
         .and_then(|document| Ok((parse(&document, "JWKS_URL")?, document)));
     match fetched {
         Ok((keys, document)) => {
-            to_cache_api(url, document, config.jwks_cache_seconds).await;
+            to_cache_api(url, document, config.keys.jwks_cache.as_secs()).await;
             Ok(remember(url, keys, now_ms))
         }
         // The provider is down or broken: keep verifying with the keys we had.
@@ -170,16 +172,12 @@ async fn to_cache_api(url: &str, document: Vec<u8>, max_age_seconds: u64) {
     if max_age_seconds == 0 {
         return;
     }
-    let stored = Response::from_bytes(document)
-        .map_err(internal)
-        .and_then(|mut response| {
-            let headers = response.headers_mut();
-            headers
-                .set("cache-control", &format!("max-age={max_age_seconds}"))
-                .map_err(internal)?;
-            headers.set("content-type", "application/json").map_err(internal)?;
-            Ok(response)
-        });
+    let stored = Response::from_bytes(document).and_then(|mut response| {
+        let headers = response.headers_mut();
+        headers.set("cache-control", &format!("max-age={max_age_seconds}"))?;
+        headers.set("content-type", "application/json")?;
+        Ok(response)
+    });
     if let Ok(response) = stored {
         if let Err(error) = Cache::default().put(url, response).await {
             log::warn("jwks_cache_write_failed", &error.to_string());

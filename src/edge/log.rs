@@ -3,8 +3,63 @@
 
 use serde_json::json;
 
-use super::Outcome;
+use super::Now;
 use crate::config::LogLevel;
+use crate::policy::ApiRequest;
+use crate::quota::Standing;
+use crate::sse;
+
+/// What one request's log line says; filled in by the request's phases.
+#[derive(Clone, Default)]
+pub struct Outcome {
+    pub request_id: String,
+    started_ms: u64,
+    pub route: &'static str,
+    /// Set once the origin is known to be allowed: every response to it, errors included,
+    /// carries the CORS headers so the page can read it.
+    pub allowed_origin: Option<String>,
+    pub sub: Option<String>,
+    pub model: Option<String>,
+    pub stream: bool,
+    /// The user's limits as admission saw them: the RateLimit headers of the answer.
+    pub standing: Option<Standing>,
+    pub status: u16,
+    pub error_code: Option<&'static str>,
+    /// Operator-facing detail of an error.
+    pub detail: Option<String>,
+    /// What upstream reported, when it did.
+    pub usage: Option<sse::Usage>,
+    /// What the request was charged (the usage, or an estimate).
+    pub tokens_charged: Option<u64>,
+    /// Time until upstream's response headers.
+    pub upstream_ms: Option<u64>,
+    pub disconnected: bool,
+    /// Why a stream failed.
+    pub failure: Option<String>,
+    prompt_chars: Option<usize>,
+    pub log_level: LogLevel,
+    pub log_prompts: bool,
+    /// A stream writes this request's line when it ends.
+    pub logged_by_stream: bool,
+}
+
+impl Outcome {
+    pub fn new(request_id: String, started: Now) -> Self {
+        Outcome {
+            request_id,
+            started_ms: started.0,
+            route: "unknown",
+            ..Outcome::default()
+        }
+    }
+
+    /// What the validated request asked for.
+    pub fn describe(&mut self, request: &ApiRequest) {
+        self.model = Some(request.model.clone());
+        self.stream = request.stream;
+        self.prompt_chars = Some(request.prompt_chars);
+    }
+}
 
 /// The request's one audit line (for a stream, written when the stream ends).
 pub fn request_line(outcome: &Outcome) {
@@ -35,7 +90,7 @@ pub fn request_line(outcome: &Outcome) {
         "total_tokens": outcome.tokens_charged,
         "usage_reported": usage.is_some(),
         "upstream_ms": outcome.upstream_ms,
-        "duration_ms": worker::Date::now().as_millis().saturating_sub(outcome.started_ms),
+        "duration_ms": Now::read().since(Now(outcome.started_ms)),
     });
     if let Some(detail) = &outcome.detail {
         line["detail"] = json!(detail);

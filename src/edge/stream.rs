@@ -17,7 +17,6 @@ use worker::wasm_bindgen_futures::JsFuture;
 use worker::web_sys::{AbortController, ReadableStream, TransformStream, WritableStreamDefaultWriter};
 use worker::{ByteStream, Context, Delay};
 
-use super::internal;
 use crate::error::ProxyError;
 use crate::sse::{self, SseMeter};
 
@@ -41,8 +40,8 @@ pub fn metered(
     idle_timeout: Duration,
     on_end: impl FnOnce(StreamEnd) -> LocalBoxFuture<'static, ()> + 'static,
 ) -> Result<ReadableStream, ProxyError> {
-    let pipe = TransformStream::new().map_err(internal)?;
-    let writer = pipe.writable().get_writer().map_err(internal)?;
+    let pipe = TransformStream::new()?;
+    let writer = pipe.writable().get_writer()?;
     ctx.wait_until(async move {
         let (disconnected, failure) = loop {
             let next = select(upstream.next(), Box::pin(Delay::from(idle_timeout))).await;

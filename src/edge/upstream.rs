@@ -8,8 +8,9 @@ use worker::wasm_bindgen::JsValue;
 use worker::web_sys::AbortController;
 use worker::{AbortSignal, Context, Delay, Fetch, Headers, Method, Request, RequestInit, Response};
 
+use super::log::{self, Outcome};
+use super::stream;
 use super::user_object::Settlement;
-use super::{internal, log, stream, Outcome};
 use crate::config::{Config, Secret};
 use crate::error::ProxyError;
 use crate::forwarding;
@@ -93,17 +94,17 @@ async fn attempt(
     let upstream_headers =
         forwarding::upstream_request_headers(client_headers.iter().map(|(n, v)| (n.as_str(), v.as_str())), api_key);
     for (name, value) in upstream_headers {
-        headers.set(&name, &value).map_err(internal)?;
+        headers.set(&name, &value)?;
     }
     let mut init = RequestInit::new();
     init.with_method(Method::Post)
         .with_headers(headers)
         .with_body(Some(JsValue::from_str(request.upstream_body())));
     let url = request.endpoint.url(&config.upstream_base_url);
-    let upstream_request = Request::new_with_init(&url, &init).map_err(internal)?;
+    let upstream_request = Request::new_with_init(&url, &init)?;
     let signal = AbortSignal::from(abort.signal());
     let fetch = Fetch::Request(upstream_request);
-    let timeout = Delay::from(Duration::from_millis(config.upstream_timeout_ms));
+    let timeout = Delay::from(config.upstream_timeout);
     let outcome = select(Box::pin(fetch.send_with_signal(&signal)), Box::pin(timeout)).await;
     match outcome {
         Either::Left((answer, _)) => answer.map_err(|e| ProxyError::UpstreamFailed {
@@ -136,22 +137,18 @@ pub fn relay_stream(
     config: &Config,
     mut answer: Response,
     chat: &ApiRequest,
-    settlement: Option<Settlement>,
+    settlement: Settlement,
     mut log_line: Outcome,
     upstream_abort: AbortController,
 ) -> Result<Response, ProxyError> {
     let headers = client_headers(&answer)?;
-    headers
-        .set("content-type", "text/event-stream; charset=utf-8")
-        .map_err(internal)?;
-    headers.set("cache-control", "no-cache").map_err(internal)?;
+    headers.set("content-type", "text/event-stream; charset=utf-8")?;
+    headers.set("cache-control", "no-cache")?;
     let prompt_estimate = chat.prompt_token_estimate;
     let body = match answer.stream() {
         Ok(body) => body,
         Err(error) => {
-            if let Some(settlement) = settlement {
-                settlement.settle(prompt_estimate);
-            }
+            settlement.settle(prompt_estimate);
             return Err(ProxyError::UpstreamFailed {
                 detail: format!("upstream stream has no body: {error}"),
             });
@@ -163,7 +160,7 @@ pub fn relay_stream(
         StreamKind::Chat
     };
     let meter = SseMeter::new(kind, chat.client_wants_usage);
-    let idle_timeout = Duration::from_millis(config.stream_idle_timeout_ms);
+    let idle_timeout = config.stream_idle_timeout;
     let readable = stream::metered(ctx, body, meter, upstream_abort, idle_timeout, move |end| {
         Box::pin(async move {
             let used = end.meter.usage.map_or_else(
@@ -175,9 +172,7 @@ pub fn relay_stream(
             log_line.disconnected = end.disconnected;
             log_line.failure = end.failure;
             log::request_line(&log_line);
-            if let Some(settlement) = settlement {
-                settlement.finish(used).await;
-            }
+            settlement.finish(used).await;
         })
     })?;
     Ok(Response::builder()
@@ -202,7 +197,7 @@ fn client_headers(answer: &Response) -> Result<Headers, ProxyError> {
     for (name, value) in
         forwarding::client_response_headers(upstream_headers.iter().map(|(n, v)| (n.as_str(), v.as_str())))
     {
-        headers.set(&name, &value).map_err(internal)?;
+        headers.set(&name, &value)?;
     }
     Ok(headers)
 }

@@ -92,3 +92,12 @@ test("GET /admin/usage lists every user's tokens of the day", async () => {
   const stranger = await fetch(`${proxy.url}/admin/usage`, { headers: { authorization: `Bearer ${mintToken()}` } });
   assert.equal(stranger.status, 401);
 });
+
+test("GET /admin/usage lists a sub exactly, even one that looks like the index's own key prefix", async () => {
+  await chat("tokens:tokens:mallory");
+  await settle();
+  const response = await fetch(`${proxy.url}/admin/usage`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+  const subs = (await response.json()).users.map((u) => u.sub);
+  assert.ok(subs.includes("tokens:tokens:mallory"), `listed as ${JSON.stringify(subs)}`);
+  assert.ok(!subs.includes("mallory") && !subs.includes("tokens:mallory"), "another user's name");
+});

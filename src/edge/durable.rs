@@ -1,0 +1,40 @@
+//! The Worker's calls to its Durable Objects: a typed command as JSON in, a typed reply out.
+//! Any failure is `Unavailable` (503): the caller fails closed and calls nothing upstream.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use worker::wasm_bindgen::JsValue;
+use worker::{Env, Method, Request, RequestInit};
+
+use super::Result;
+use crate::error::ProxyError;
+
+/// Sends `command` to the object `name` of the namespace `binding`.
+pub async fn call<C: Serialize, R: DeserializeOwned>(env: &Env, binding: &str, name: &str, command: &C) -> Result<R> {
+    let unavailable = |step: &str, error: worker::Error| ProxyError::Unavailable {
+        detail: format!("{binding} {step}: {error}"),
+    };
+    let namespace = env.durable_object(binding).map_err(|_| {
+        ProxyError::misconfigured(format!(
+            "Durable Object binding {binding} is missing from wrangler.toml"
+        ))
+    })?;
+    let stub = namespace
+        .id_from_name(name)
+        .and_then(|id| id.get_stub())
+        .map_err(|e| unavailable("lookup", e))?;
+    let body = serde_json::to_string(command).map_err(|e| ProxyError::Internal { detail: e.to_string() })?;
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post).with_body(Some(JsValue::from_str(&body)));
+    // The host is a placeholder: a stub routes by the object, not by URL.
+    let request = Request::new_with_init("https://object/", &init).map_err(|e| unavailable("request", e))?;
+    let mut response = stub
+        .fetch_with_request(request)
+        .await
+        .map_err(|e| unavailable("call", e))?;
+    if response.status_code() != 200 {
+        let detail = format!("{binding} object answered {}", response.status_code());
+        return Err(ProxyError::Unavailable { detail });
+    }
+    response.json().await.map_err(|e| unavailable("reply", e))
+}
