@@ -231,7 +231,7 @@ impl Config {
             user_limits: user_limits(&vars)?,
             global_limits: global_limits(&vars)?,
             claim_rules: claim_rules(&vars)?,
-            keys: KeySources::from_vars(&vars)?,
+            keys: key_sources(&vars)?,
             log_level: vars.choice("LOG_LEVEL", &LogLevel::CHOICES, LogLevel::default())?,
             log_prompts: vars.flag("LOG_PROMPTS", false)?,
             alerts: AlertSettings::from_vars(&vars)?,
@@ -304,6 +304,20 @@ fn global_limits(vars: &Vars<impl Lookup>) -> Result<Option<Limits>, ProxyError>
         max_streams: None,
         daily_tokens: Some(tokens),
     }))
+}
+
+/// A provider's key set signs tokens for every app of the provider (Firebase's is shared by
+/// all projects; Auth0, Okta and Cognito tenants serve other apps too), so a token it verifies
+/// is ours only if its issuer is ours: with a key set, `JWT_ISSUER` is required.
+fn key_sources(vars: &Vars<impl Lookup>) -> Result<KeySources, ProxyError> {
+    let keys = KeySources::from_vars(vars)?;
+    if keys.has_key_set() && vars.text("JWT_ISSUER").is_none() {
+        return Err(ProxyError::misconfigured(
+            "JWT_ISSUER is required when JWKS_URL or JWKS is set: a provider's key set also verifies tokens \
+             it issued for other apps (README: identity providers)",
+        ));
+    }
+    Ok(keys)
 }
 
 fn claim_rules(vars: &Vars<impl Lookup>) -> Result<ClaimRules, ProxyError> {
@@ -704,8 +718,12 @@ mod tests {
     }
 
     #[test]
-    fn a_key_set_alone_is_enough() {
-        let config = config(&[("JWKS_URL", "https://id.example.com/.well-known/jwks.json")]).unwrap();
+    fn a_key_set_with_its_issuer_is_enough() {
+        let config = config(&[
+            ("JWKS_URL", "https://id.example.com/.well-known/jwks.json"),
+            ("JWT_ISSUER", "https://id.example.com/"),
+        ])
+        .unwrap();
         assert!(config.keys.secret_key().unwrap().is_none());
         assert_eq!(
             config.keys.jwks_url.as_deref(),
@@ -716,7 +734,22 @@ mod tests {
     }
 
     fn config_with_url(url: &str) -> Result<Config, ProxyError> {
-        config(&[("JWKS_URL", url)])
+        config(&[("JWKS_URL", url), ("JWT_ISSUER", "https://id.example.com/")])
+    }
+
+    #[test]
+    fn a_key_set_without_an_issuer_is_a_configuration_error() {
+        let inline = r#"{"keys":[]}"#;
+        for key_set in [("JWKS_URL", "https://id.example.com/jwks.json"), ("JWKS", inline)] {
+            let message = detail(config(&[key_set]));
+            assert!(message.starts_with("JWT_ISSUER is required"), "{message}");
+            let blank = detail(config(&[key_set, ("JWT_ISSUER", "  ")]));
+            assert!(blank.starts_with("JWT_ISSUER is required"), "{blank}");
+        }
+        assert!(
+            config(&[("JWT_SECRET", &"s".repeat(32))]).is_ok(),
+            "an HMAC secret is the app's own"
+        );
     }
 
     #[test]

@@ -40,7 +40,7 @@ const hs256 = (claims, extra) => jwt({ alg: "HS256", key: JWT_SECRET, claims, ..
 async function status(proxy, token) {
   const response = await fetch(`${proxy.url}/v1/models`, { headers: { authorization: `Bearer ${token}` } });
   const body = await response.json();
-  return { status: response.status, message: body.error?.message, challenge: response.headers.get("www-authenticate") };
+  return { status: response.status, code: body.error?.code, message: body.error?.message, challenge: response.headers.get("www-authenticate") };
 }
 
 describe("tokens checked against JWT_SECRET and an inline JWKS", () => {
@@ -185,4 +185,18 @@ describe("a JWKS fetched from JWKS_URL", () => {
   test("HS256 tokens are refused when no JWT_SECRET is configured", async () => {
     assert.equal((await status(proxy, hs256())).status, 401);
   });
+});
+
+test("a key set without JWT_ISSUER is refused as a misconfiguration: any app's token of the provider would pass", async () => {
+  // Signed by a key the set holds, for another app of the same provider.
+  const foreign = jwt({ alg: "ES256", kid: "ec-1", key: ec.privateKey, claims: { iss: "https://another-app.example.com/" } });
+  const proxy = await startProxy({ JWT_SECRET: undefined, JWKS: JSON.stringify({ keys: PROVIDER_KEYS }) });
+  try {
+    const answer = await status(proxy, foreign);
+    assert.equal(answer.status, 500);
+    assert.equal(answer.code, "proxy_misconfigured");
+    assert.ok(proxy.logs.some((line) => line.error_code === "proxy_misconfigured" && line.detail?.includes("JWT_ISSUER")));
+  } finally {
+    await proxy.dispose();
+  }
 });
