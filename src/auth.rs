@@ -1,8 +1,8 @@
 //! User token (JWT) verification, given keys and "now".
 //!
 //! jwt-compact checks the signature and that `alg` matches the algorithm we verify with; it does
-//! not check `crit`/`b64`/`jku`/..., `iss`, `aud`, and its time checks can overflow (see
-//! ../shared/SECURITY.md). So this module checks structure, header and claims itself, with
+//! not check `crit`/`b64`/`jku`/..., `iss`, `aud`, and its time checks can overflow on a
+//! validly signed `nbf` near `i64::MIN`. So this module checks structure, header and claims itself, with
 //! integer arithmetic, and uses jwt-compact only for the signature, with the algorithm taken
 //! from the key, never from the token.
 

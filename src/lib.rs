@@ -3,18 +3,49 @@
 //!
 //! Two layers: the core modules below are plain Rust (no JS types, no clock, no I/O) and are
 //! tested natively; `edge` (wasm only) translates between the Workers platform and the core.
+//! The crate is a Worker, not a library: its modules are private, and `testing` lends the
+//! mint-token tool, the property tests and the fuzz targets what they exercise.
 
-pub mod alerts;
-pub mod auth;
-pub mod config;
-pub mod cors;
-pub mod error;
-pub mod forwarding;
-pub mod policy;
-pub mod quota;
-pub mod routes;
-pub mod sse;
-pub mod user_state;
+// Natively the edge is not compiled, so what only it uses would look unused; the wasm build
+// (and its clippy run in `make lint`) compiles everything and judges dead code.
+#![cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+
+mod alerts;
+mod auth;
+mod config;
+mod cors;
+mod error;
+mod forwarding;
+mod policy;
+mod quota;
+mod routes;
+mod sse;
+mod user_state;
 
 #[cfg(target_arch = "wasm32")]
 mod edge;
+
+/// Hooks for `src/bin/mint-token.rs`, `tests/properties.rs` and `fuzz/`; not an API.
+#[doc(hidden)]
+pub mod testing {
+    pub mod auth {
+        pub use crate::auth::{
+            bearer_token, mint_hmac_token, parse_jwks, verify, ClaimRules, HmacAlgorithm, KeyEntry, KeySet,
+            VerifyingKey, MIN_HMAC_SECRET_BYTES,
+        };
+    }
+    pub mod config {
+        pub use crate::config::{Config, Secret};
+    }
+    pub mod policy {
+        pub use crate::policy::{
+            parse_chat_request, parse_embeddings_request, parse_generate_text, parse_responses_request,
+        };
+    }
+    pub mod quota {
+        pub use crate::quota::{Ask, Limits, QuotaState, RateLimit};
+    }
+    pub mod sse {
+        pub use crate::sse::{SseMeter, StreamKind};
+    }
+}

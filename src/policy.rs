@@ -408,10 +408,8 @@ fn check_messages(messages: Option<&Value>) -> Result<PromptText, ProxyError> {
         match message.get("role") {
             Some(Value::String(role)) if VALID_ROLES.contains(&role.as_str()) => {}
             _ => {
-                return Err(invalid(
-                    ".role",
-                    "must be one of system, developer, user, assistant, tool.",
-                ))
+                let roles = VALID_ROLES.join(", ");
+                return Err(invalid(".role", &format!("must be one of {roles}.")));
             }
         }
         match message.get("content") {

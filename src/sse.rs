@@ -1,4 +1,5 @@
-//! Incremental scanner of an upstream Server-Sent Events stream (chat completions).
+//! Incremental scanner of an upstream Server-Sent Events stream: Chat Completions chunks or
+//! Responses API events.
 //!
 //! Chunks arrive split anywhere: inside a line, between `\r` and `\n`, several events at once.
 //! The meter cuts the byte stream into whole events, reads each one's `usage` and streamed

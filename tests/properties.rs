@@ -2,11 +2,13 @@
 //! (a panic can take down the isolate and the requests in flight), and the same answers
 //! however a stream is split.
 
-use openai_edge_proxy::auth::{self, mint_hmac_token, ClaimRules, HmacAlgorithm, KeyEntry, KeySet, VerifyingKey};
-use openai_edge_proxy::config::{Config, Secret};
-use openai_edge_proxy::policy;
-use openai_edge_proxy::quota::{Ask, Limits, QuotaState, RateLimit};
-use openai_edge_proxy::sse::{SseMeter, StreamKind};
+use openai_edge_proxy::testing::auth::{
+    self, mint_hmac_token, ClaimRules, HmacAlgorithm, KeyEntry, KeySet, VerifyingKey,
+};
+use openai_edge_proxy::testing::config::{Config, Secret};
+use openai_edge_proxy::testing::policy;
+use openai_edge_proxy::testing::quota::{Ask, Limits, QuotaState, RateLimit};
+use openai_edge_proxy::testing::sse::{SseMeter, StreamKind};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use openai_edge_proxy::config::Config;
+use openai_edge_proxy::testing::config::Config;
 
 const NAMES: &[&str] = &[
     "UPSTREAM_BASE_URL",

@@ -5,8 +5,8 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use openai_edge_proxy::config::Config;
-use openai_edge_proxy::policy;
+use openai_edge_proxy::testing::config::Config;
+use openai_edge_proxy::testing::policy;
 
 fn config() -> &'static Config {
     static CONFIG: OnceLock<Config> = OnceLock::new();

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use openai_edge_proxy::sse::{SseMeter, StreamKind};
+use openai_edge_proxy::testing::sse::{SseMeter, StreamKind};
 
 fn run(stream: &[u8], cuts: &[usize], kind: StreamKind) -> (Vec<u8>, Option<u64>, usize, bool) {
     let (forwarded, meter) = SseMeter::meter_split(kind, stream, cuts);

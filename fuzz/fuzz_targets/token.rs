@@ -5,8 +5,8 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use openai_edge_proxy::auth::{self, parse_jwks, ClaimRules, HmacAlgorithm, KeyEntry, KeySet, VerifyingKey};
-use openai_edge_proxy::config::Secret;
+use openai_edge_proxy::testing::auth::{self, parse_jwks, ClaimRules, HmacAlgorithm, KeyEntry, KeySet, VerifyingKey};
+use openai_edge_proxy::testing::config::Secret;
 
 const NOW: i64 = 1_800_000_000;
 const JWKS: &[u8] = include_bytes!("../jwks.json");

@@ -10,7 +10,7 @@ use std::io::Read;
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use openai_edge_proxy::auth::{mint_hmac_token, HmacAlgorithm, MIN_HMAC_SECRET_BYTES};
+use openai_edge_proxy::testing::auth::{mint_hmac_token, HmacAlgorithm, MIN_HMAC_SECRET_BYTES};
 use serde_json::{json, Map, Value};
 
 const USAGE: &str = "usage: mint-token --sub <user id> [--ttl 15m] [--iss <issuer>] [--aud <audience>]
