@@ -7,7 +7,9 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::alerts::AlertRules;
+use crate::attribution::SafetyKey;
 use crate::auth::{ClaimRules, HmacAlgorithm, KeyEntry, VerifyingKey, MIN_HMAC_SECRET_BYTES};
+use crate::cost::{self, CostRules};
 use crate::error::ProxyError;
 use crate::quota::{Limits, RateLimit};
 
@@ -90,6 +92,8 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// What one request may ask for.
     pub request_limits: RequestLimits,
+    /// What a request may spend beyond text: images, hosted tools, stored responses.
+    pub cost_rules: CostRules,
     /// How long to wait for upstream's response headers.
     pub upstream_timeout_ms: u64,
     /// How long a stream may go silent before the proxy ends it.
@@ -121,6 +125,10 @@ pub struct Config {
     openai_api_key: Option<Secret>,
     /// The key being rotated in (`OPENAI_API_KEY_NEXT`), tried when upstream refuses the first.
     openai_api_key_next: Option<Secret>,
+    /// `SAFETY_IDENTIFIER_SECRET`, kept only to scrub it from upstream text.
+    safety_identifier_secret: Option<Secret>,
+    /// Keys the `safety_identifier` HMAC (see `attribution`).
+    safety_key: Option<SafetyKey>,
 }
 
 impl Config {
@@ -154,6 +162,35 @@ impl Config {
             max_n: number("MAX_N", 1, 128)?,
             max_prompt_chars: number("MAX_PROMPT_CHARS", DEFAULT_MAX_PROMPT_CHARS as u64, 10_000_000)? as usize,
         };
+        // Cost beyond text (issue 12). The image reserve defaults to the allowed models' worst case.
+        let cost_rules = CostRules {
+            max_image_inputs: parse_number("MAX_IMAGE_INPUTS", value("MAX_IMAGE_INPUTS"), 0, 0..=100)?,
+            image_input_reserve_tokens: number(
+                "IMAGE_INPUT_RESERVE_TOKENS",
+                cost::default_image_reserve(&allowed_models),
+                10_000_000,
+            )?,
+            hosted_tools: cost::parse_hosted_tools(value("ALLOWED_HOSTED_TOOLS").as_deref().unwrap_or(""))?,
+            max_hosted_tool_calls: number("MAX_HOSTED_TOOL_CALLS", 1, 100)?,
+            responses_store: match value("RESPONSES_STORE").as_deref().map(str::trim) {
+                None | Some("false") => false,
+                Some("true") => true,
+                Some(other) => {
+                    return Err(ProxyError::misconfigured(format!(
+                        "RESPONSES_STORE={other:?} is not true or false"
+                    )))
+                }
+            },
+        };
+        let safety_identifier_secret = value("SAFETY_IDENTIFIER_SECRET").map(|secret| Secret::new(secret.trim()));
+        if safety_identifier_secret
+            .as_ref()
+            .is_some_and(|secret| secret.expose().len() < MIN_HMAC_SECRET_BYTES)
+        {
+            return Err(ProxyError::misconfigured(format!(
+                "secret SAFETY_IDENTIFIER_SECRET is shorter than {MIN_HMAC_SECRET_BYTES} bytes: use a random one, e.g. `openssl rand -base64 48`"
+            )));
+        }
         let user_limits = Limits {
             rate: Some(RateLimit {
                 requests: number("RATE_LIMIT_REQUESTS", DEFAULT_RATE_LIMIT_REQUESTS.into(), 1000)? as u32,
@@ -241,6 +278,10 @@ impl Config {
             })?,
         };
         let jwt_secret = value("JWT_SECRET").map(|secret| (hmac_algorithm, Secret::new(secret)));
+        let safety_key = safety_identifier_secret
+            .as_ref()
+            .or(jwt_secret.as_ref().map(|(_, secret)| secret))
+            .map(|secret| SafetyKey::derive(secret.expose()));
         let inline_jwks = value("JWKS");
         let jwks_url = value("JWKS_URL")
             .map(|url| parse_service_url("JWKS_URL", &url))
@@ -288,6 +329,7 @@ impl Config {
             system_prompt,
             max_body_bytes,
             request_limits,
+            cost_rules,
             upstream_timeout_ms,
             stream_idle_timeout_ms,
             upstream_retries,
@@ -306,6 +348,18 @@ impl Config {
             admin_token,
             openai_api_key,
             openai_api_key_next,
+            safety_identifier_secret,
+            safety_key,
+        })
+    }
+
+    /// The `safety_identifier` key: `SAFETY_IDENTIFIER_SECRET`, else derived from `JWT_SECRET`.
+    /// Without either, requests that would carry one fail closed rather than send the raw `sub`.
+    pub fn safety_key(&self) -> Result<&SafetyKey, ProxyError> {
+        self.safety_key.as_ref().ok_or_else(|| {
+            ProxyError::misconfigured(
+                "no key for safety_identifier: set the SAFETY_IDENTIFIER_SECRET secret (at least 32 bytes) when JWT_SECRET is not set",
+            )
         })
     }
 
@@ -331,6 +385,7 @@ impl Config {
             self.openai_api_key_next.as_ref(),
             self.admin_token.as_ref(),
             hmac,
+            self.safety_identifier_secret.as_ref(),
         ]
         .into_iter()
         .flatten()
@@ -644,6 +699,43 @@ mod tests {
         assert!(LogLevel::Warn > LogLevel::Info);
         assert!(detail(config(&[("LOG_LEVEL", "loud")])).starts_with("LOG_LEVEL"));
         assert!(detail(config(&[("LOG_PROMPTS", "yes")])).starts_with("LOG_PROMPTS"));
+    }
+
+    #[test]
+    fn cost_settings_default_to_refusing_what_cannot_be_priced() {
+        let defaults = config(&[]).unwrap();
+        let rules = &defaults.cost_rules;
+        assert_eq!((rules.max_image_inputs, rules.image_input_reserve_tokens), (0, 48_169));
+        assert!(rules.hosted_tools.is_empty());
+        assert_eq!((rules.max_hosted_tool_calls, rules.responses_store), (1, false));
+        let nano = config(&[("ALLOWED_MODELS", "gpt-4.1-nano")]).unwrap();
+        assert_eq!(nano.cost_rules.image_input_reserve_tokens, 3_779);
+        let set = config(&[
+            ("ALLOWED_HOSTED_TOOLS", "web_search:12000"),
+            ("RESPONSES_STORE", "true"),
+        ])
+        .unwrap();
+        assert_eq!(
+            set.cost_rules
+                .hosted_tool("web_search")
+                .unwrap()
+                .reserve_tokens_per_call,
+            12_000
+        );
+        assert!(set.cost_rules.responses_store);
+        for (name, bad) in [
+            ("ALLOWED_HOSTED_TOOLS", "web_search"),
+            ("RESPONSES_STORE", "yes"),
+            ("MAX_IMAGE_INPUTS", "-1"),
+            ("SAFETY_IDENTIFIER_SECRET", "short"),
+        ] {
+            assert!(detail(config(&[(name, bad)])).contains(name), "{name}");
+        }
+        let secret = "a-safety-secret-of-32-bytes-long!!";
+        assert!(config(&[("SAFETY_IDENTIFIER_SECRET", secret)])
+            .unwrap()
+            .secrets()
+            .contains(&secret));
     }
 
     #[test]

@@ -5,12 +5,15 @@
 //! tested natively; `edge` (wasm only) translates between the Workers platform and the core.
 
 pub mod alerts;
+pub mod attribution;
 pub mod auth;
 pub mod config;
 pub mod cors;
+pub mod cost;
 pub mod error;
 pub mod forwarding;
 pub mod policy;
+pub mod prompt;
 pub mod quota;
 pub mod routes;
 pub mod sse;

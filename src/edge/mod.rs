@@ -139,6 +139,7 @@ async fn serve_user(
     config: &Config,
     outcome: &mut Outcome,
 ) -> std::result::Result<Response, ProxyError> {
+    let sub = identity.sub.as_str();
     let chat = match route {
         UserRoute::Models | UserRoute::Usage => {
             let admission = user_object::admit(env, ctx, config, identity, None, &mut outcome.standing).await?;
@@ -148,16 +149,16 @@ async fn serve_user(
             };
         }
         UserRoute::ChatCompletions => {
-            policy::parse_chat_request(&read_body(&mut req, config.max_body_bytes).await?, config)?
+            policy::parse_chat_request(&read_body(&mut req, config.max_body_bytes).await?, config, sub)?
         }
         UserRoute::Responses => {
-            policy::parse_responses_request(&read_body(&mut req, config.max_body_bytes).await?, config)?
+            policy::parse_responses_request(&read_body(&mut req, config.max_body_bytes).await?, config, sub)?
         }
         UserRoute::Embeddings => {
-            policy::parse_embeddings_request(&read_body(&mut req, config.max_body_bytes).await?, config)?
+            policy::parse_embeddings_request(&read_body(&mut req, config.max_body_bytes).await?, config, sub)?
         }
         UserRoute::GenerateText => {
-            policy::parse_generate_text(&read_body(&mut req, config.max_body_bytes).await?, config)?
+            policy::parse_generate_text(&read_body(&mut req, config.max_body_bytes).await?, config, sub)?
         }
     };
     outcome.model = Some(chat.model.clone());
@@ -177,9 +178,11 @@ async fn serve_user(
     let answer = match sent {
         Ok(answer) => answer,
         Err(error) => {
-            // Upstream refused or failed: no tokens were spent.
+            // An error status is not billed; a timeout may have been (see charge_after_failure).
+            let charged = chat.charge_after_failure(&error);
+            outcome.tokens_charged = Some(charged);
             if let Some(settlement) = settlement {
-                settlement.settle(0);
+                settlement.settle(charged);
             }
             return Err(error);
         }
