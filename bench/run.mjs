@@ -55,7 +55,8 @@ const targets = {
   },
   rust: { worker: await startProxy(generous), path: "/v1/chat/completions", token: (sub) => mintToken({ sub, exp: Math.floor(Date.now() / 1000) + 3600 }) },
 };
-const providerProxy = await startProxy({ ...generous, JWT_SECRET: undefined, JWKS: jwks });
+// Without JWT_SECRET, safety_identifier needs its own key (chat requests fail closed otherwise).
+const providerProxy = await startProxy({ ...generous, JWT_SECRET: undefined, JWKS: jwks, SAFETY_IDENTIFIER_SECRET: "bench-safety-identifier-secret-0123456789" });
 targets["rust-es"] = { worker: providerProxy, path: "/v1/chat/completions", token: (sub) => providerToken("es", sub) };
 targets["rust-rs"] = { worker: providerProxy, path: "/v1/chat/completions", token: (sub) => providerToken("rs", sub) };
 for (const target of Object.values(targets)) target.url ??= target.worker.url;
