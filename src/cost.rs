@@ -2,6 +2,7 @@
 //! no-usage charge built from them. Facts about OpenAI's prices live here, with their source.
 
 use crate::error::ProxyError;
+use crate::sse::Usage;
 
 /// An image's worst case in input tokens, per model family (a name, or its dated snapshots).
 ///
@@ -142,6 +143,23 @@ impl Cost {
     }
 }
 
+/// The fees of a request's hosted tool calls, which `usage` does not report.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ToolFees {
+    /// Calls reserved (`max_tool_calls`, or one for a search model).
+    pub calls: u64,
+    pub tokens_per_call: u64,
+}
+
+impl ToolFees {
+    /// What a request with a usage report is charged: the usage, plus the fee of each hosted
+    /// call the answer lists (all reserved calls when it lists none, as Chat Completions).
+    pub fn charge(&self, usage: &Usage) -> u64 {
+        let calls = usage.hosted_tool_calls.unwrap_or(self.calls);
+        usage.total().saturating_add(calls.saturating_mul(self.tokens_per_call))
+    }
+}
+
 /// Roughly 4 bytes a token, never zero: the charge when upstream reported no usage.
 pub fn estimate_tokens(text_bytes: usize) -> u64 {
     (text_bytes as u64).div_ceil(4).max(1)
@@ -181,6 +199,28 @@ mod tests {
             let detail = parse_hosted_tools(bad).unwrap_err().log_detail().unwrap();
             assert!(detail.starts_with("ALLOWED_HOSTED_TOOLS"), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_usage_report_is_charged_with_the_fees_of_the_hosted_calls_that_ran() {
+        let fees = ToolFees {
+            calls: 3,
+            tokens_per_call: 1000,
+        };
+        let reported = |calls| Usage {
+            prompt_tokens: 50,
+            completion_tokens: 10,
+            total_tokens: 60,
+            hosted_tool_calls: calls,
+        };
+        assert_eq!(fees.charge(&reported(Some(1))), 60 + 1000);
+        assert_eq!(fees.charge(&reported(Some(0))), 60);
+        assert_eq!(fees.charge(&reported(None)), 60 + 3000, "unknown: every reserved call");
+        assert_eq!(
+            ToolFees::default().charge(&reported(Some(2))),
+            60,
+            "no hosted tool allowed, no fee"
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@
 use serde_json::{json, Map, Value};
 
 use crate::config::{Config, RequestLimits};
-use crate::cost::{Cost, CostRules};
+use crate::cost::{Cost, CostRules, ToolFees};
 use crate::error::ProxyError;
 use crate::forwarding::UpstreamEndpoint;
 use crate::prompt::PromptMeter;
@@ -40,6 +40,8 @@ pub struct ApiRequest {
     pub prompt_token_estimate: u64,
     /// Characters the model reads (logged only with `LOG_PROMPTS=true`; never the text).
     pub prompt_chars: usize,
+    /// Hosted tool fees, added to a usage report (`ToolFees::charge`).
+    pub tool_fees: ToolFees,
 }
 
 impl ApiRequest {
@@ -327,6 +329,10 @@ fn finish(body: Map<String, Value>, draft: Draft) -> ApiRequest {
         reserve_tokens: cost.reserve(),
         prompt_token_estimate: cost.input_estimate(),
         prompt_chars: draft.prompt_chars,
+        tool_fees: ToolFees {
+            calls: cost.hosted_tool_calls,
+            tokens_per_call: cost.hosted_tokens_per_call,
+        },
         upstream_body,
         endpoint: draft.endpoint,
         model: draft.model,
@@ -1098,6 +1104,14 @@ mod tests {
         let body = request.upstream_body().len() as u64;
         assert_eq!(request.reserve_tokens, body * 3 + 1024 + 2 * 5000);
         assert_eq!(request.prompt_token_estimate, body.div_ceil(4) * 3 + 2 * 5000);
+        assert_eq!(
+            request.tool_fees,
+            ToolFees {
+                calls: 2,
+                tokens_per_call: 5000
+            },
+            "a usage report is charged each call's fee on top"
+        );
         let mut too_many = tools.clone();
         too_many["max_tool_calls"] = json!(3);
         assert_eq!(

@@ -212,11 +212,12 @@ async fn serve_user(
     }
 }
 
-/// What a whole answer used: its `usage`, else an estimate from its size (never zero).
+/// What a whole answer used: its `usage` (with hosted tool fees), else an estimate from its
+/// size (never zero).
 fn used_tokens(chat: &ApiRequest, usage: Option<sse::Usage>, answer_bytes: usize) -> u64 {
     usage.map_or_else(
         || chat.prompt_token_estimate + policy::estimate_tokens(answer_bytes),
-        |u| u.total(),
+        |u| chat.tool_fees.charge(&u),
     )
 }
 

@@ -146,6 +146,7 @@ pub fn relay_stream(
         .map_err(internal)?;
     headers.set("cache-control", "no-cache").map_err(internal)?;
     let prompt_estimate = chat.prompt_token_estimate;
+    let tool_fees = chat.tool_fees;
     let body = match answer.stream() {
         Ok(body) => body,
         Err(error) => {
@@ -168,7 +169,7 @@ pub fn relay_stream(
         Box::pin(async move {
             let used = end.meter.usage.map_or_else(
                 || prompt_estimate + estimate_tokens(end.meter.streamed_text_bytes),
-                |usage| usage.total(),
+                |usage| tool_fees.charge(&usage),
             );
             log_line.usage = end.meter.usage;
             log_line.tokens_charged = Some(used);

@@ -191,6 +191,26 @@ describe("Responses fields and hosted tools the proxy cannot price", () => {
   });
 });
 
+describe("an allowed hosted tool", () => {
+  const setup = proxyFor({ ALLOWED_HOSTED_TOOLS: "web_search:5000", MAX_HOSTED_TOOL_CALLS: "2" });
+
+  test("is bounded by max_tool_calls and charged its usage plus the fee of each call it made", async () => {
+    for (const stream of [false, true]) {
+      const sub = `searcher-${stream}`;
+      const response = await respond(setup.proxy, sub, { tools: [{ type: "web_search" }], stream });
+      assert.equal(response.status, 200);
+      const text = await response.text();
+      assert.equal(mock.requests.at(-1).json.max_tool_calls, 2, "the proxy bounds the calls it reserved");
+      const answer = stream
+        ? JSON.parse(text.split("\n").find((line) => line.startsWith("data: ") && line.includes('"response.completed"')).slice(6)).response
+        : JSON.parse(text);
+      assert.equal(answer.output.filter((item) => item.type === "web_search_call").length, 1);
+      const spent = await settledUsage(setup.proxy, sub);
+      assert.equal(spent.tokens.used, answer.usage.total_tokens + 5000, `stream: ${stream}: usage plus one call's fee`);
+    }
+  });
+});
+
 describe("images, files and audio", () => {
   const refusing = proxyFor({});
   const allowing = proxyFor({ MAX_IMAGE_INPUTS: "1", IMAGE_INPUT_RESERVE_TOKENS: "5000", DAILY_TOKEN_BUDGET: "4000", MAX_OUTPUT_TOKENS: "200" });
