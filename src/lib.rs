@@ -7,6 +7,7 @@
 pub mod alerts;
 pub mod attribution;
 pub mod auth;
+pub mod billable;
 pub mod config;
 pub mod cors;
 pub mod cost;
