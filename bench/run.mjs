@@ -34,11 +34,13 @@ const jwks = JSON.stringify({
     { ...rsa.publicKey.export({ format: "jwk" }), kid: "rs", alg: "RS256", use: "sig" },
   ],
 });
+const PROVIDER_ISSUER = "https://id.example.com/";
+
 function providerToken(kid, sub) {
   const now = Math.floor(Date.now() / 1000);
   const encode = (value) => Buffer.from(JSON.stringify(value)).toString("base64url");
   const alg = kid === "es" ? "ES256" : "RS256";
-  const input = `${encode({ alg, typ: "JWT", kid })}.${encode({ sub, iat: now, exp: now + 3600, jti: randomUUID() })}`;
+  const input = `${encode({ alg, typ: "JWT", kid })}.${encode({ sub, iss: PROVIDER_ISSUER, iat: now, exp: now + 3600, jti: randomUUID() })}`;
   const key = kid === "es" ? { key: ec.privateKey, dsaEncoding: "ieee-p1363" } : rsa.privateKey;
   return `${input}.${sign("sha256", Buffer.from(input), key).toString("base64url")}`;
 }
@@ -55,7 +57,8 @@ const targets = {
   },
   rust: { worker: await startProxy(generous), path: "/v1/chat/completions", token: (sub) => mintToken({ sub, exp: Math.floor(Date.now() / 1000) + 3600 }) },
 };
-const providerProxy = await startProxy({ ...generous, JWT_SECRET: undefined, JWKS: jwks });
+// Without JWT_SECRET, safety_identifier needs its own key (chat requests fail closed otherwise).
+const providerProxy = await startProxy({ ...generous, JWT_SECRET: undefined, JWKS: jwks, JWT_ISSUER: PROVIDER_ISSUER, SAFETY_IDENTIFIER_SECRET: "bench-safety-identifier-secret-0123456789" });
 targets["rust-es"] = { worker: providerProxy, path: "/v1/chat/completions", token: (sub) => providerToken("es", sub) };
 targets["rust-rs"] = { worker: providerProxy, path: "/v1/chat/completions", token: (sub) => providerToken("rs", sub) };
 for (const target of Object.values(targets)) target.url ??= target.worker.url;

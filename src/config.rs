@@ -11,7 +11,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use crate::alerts::AlertRules;
+use crate::attribution::SafetyKey;
 use crate::auth::{ClaimRules, HmacAlgorithm, KeyEntry, VerifyingKey, MIN_HMAC_SECRET_BYTES};
+use crate::cost::{self, CostRules};
 use crate::error::ProxyError;
 use crate::quota::{Limits, RateLimit};
 
@@ -180,6 +182,8 @@ pub struct Config {
     pub system_prompt: String,
     pub max_body_bytes: usize,
     pub request_limits: RequestLimits,
+    /// What a request may spend beyond text: images, hosted tools, stored responses.
+    pub cost_rules: CostRules,
     /// How long to wait for upstream's response headers.
     pub upstream_timeout: Duration,
     /// How long a stream may go silent before the proxy ends it.
@@ -201,6 +205,10 @@ pub struct Config {
     openai_api_key: Option<Secret>,
     /// The key being rotated in (`OPENAI_API_KEY_NEXT`), tried when upstream refuses the first.
     openai_api_key_next: Option<Secret>,
+    /// `SAFETY_IDENTIFIER_SECRET`, kept only to scrub it from upstream text.
+    safety_identifier_secret: Option<Secret>,
+    /// Keys the `safety_identifier` HMAC (see `attribution`).
+    safety_key: Option<SafetyKey>,
 }
 
 impl Config {
@@ -211,6 +219,20 @@ impl Config {
             .list("ALLOWED_MODELS")
             .unwrap_or_else(|| vec!["gpt-4o-mini".to_owned()]);
         let allowed_origins = vars.list("ALLOWED_ORIGINS").unwrap_or_default();
+        let keys = key_sources(&vars)?;
+        let safety_identifier_secret = vars.text("SAFETY_IDENTIFIER_SECRET").map(Secret::new);
+        if safety_identifier_secret
+            .as_ref()
+            .is_some_and(|secret| secret.expose().len() < MIN_HMAC_SECRET_BYTES)
+        {
+            return Err(ProxyError::misconfigured(format!(
+                "secret SAFETY_IDENTIFIER_SECRET is shorter than {MIN_HMAC_SECRET_BYTES} bytes: {RANDOM_SECRET_HINT}"
+            )));
+        }
+        let safety_key = safety_identifier_secret
+            .as_ref()
+            .or(keys.jwt_secret.as_ref().map(|(_, secret)| secret))
+            .map(|secret| SafetyKey::derive(secret.expose()));
         Ok(Config {
             upstream_base_url: vars
                 .service_url("UPSTREAM_BASE_URL")?
@@ -219,25 +241,38 @@ impl Config {
                 .iter()
                 .map(|origin| parse_origin(origin))
                 .collect::<Result<_, _>>()?,
-            allowed_models,
             system_prompt: vars
                 .raw("SYSTEM_PROMPT")
                 .unwrap_or_else(|| DEFAULT_SYSTEM_PROMPT.to_owned()),
             max_body_bytes: vars.number("MAX_BODY_BYTES", 65_536, 1..=1 << 24)?,
             request_limits: RequestLimits::from_vars(&vars)?,
+            cost_rules: cost_rules(&vars, &allowed_models)?,
             upstream_timeout: vars.millis("UPSTREAM_TIMEOUT_MS", 30_000, 1..=600_000)?,
             stream_idle_timeout: vars.millis("STREAM_IDLE_TIMEOUT_MS", 60_000, 1..=600_000)?,
             upstream_retries: vars.number("UPSTREAM_RETRIES", 1, 0..=3)?,
             user_limits: user_limits(&vars)?,
             global_limits: global_limits(&vars)?,
             claim_rules: claim_rules(&vars)?,
-            keys: key_sources(&vars)?,
+            keys,
             log_level: vars.choice("LOG_LEVEL", &LogLevel::CHOICES, LogLevel::default())?,
             log_prompts: vars.flag("LOG_PROMPTS", false)?,
             alerts: AlertSettings::from_vars(&vars)?,
             admin_token: admin_token(&vars)?,
             openai_api_key: vars.api_key("OPENAI_API_KEY"),
             openai_api_key_next: vars.api_key("OPENAI_API_KEY_NEXT"),
+            safety_identifier_secret,
+            safety_key,
+            allowed_models,
+        })
+    }
+
+    /// The `safety_identifier` key: `SAFETY_IDENTIFIER_SECRET`, else derived from `JWT_SECRET`.
+    /// Without either, requests that would carry one fail closed rather than send the raw `sub`.
+    pub fn safety_key(&self) -> Result<&SafetyKey, ProxyError> {
+        self.safety_key.as_ref().ok_or_else(|| {
+            ProxyError::misconfigured(
+                "no key for safety_identifier: set the SAFETY_IDENTIFIER_SECRET secret (at least 32 bytes) when JWT_SECRET is not set",
+            )
         })
     }
 
@@ -263,6 +298,7 @@ impl Config {
             self.openai_api_key_next.as_ref(),
             self.admin_token.as_ref(),
             hmac,
+            self.safety_identifier_secret.as_ref(),
         ]
         .into_iter()
         .flatten()
@@ -283,6 +319,22 @@ impl Config {
     pub fn is_model_allowed(&self, model: &str) -> bool {
         self.allowed_models.iter().any(|allowed| allowed == model)
     }
+}
+
+/// What a request may spend beyond text: images, hosted tools, stored responses. The image
+/// reserve defaults to the worst case of the allowed models.
+fn cost_rules(vars: &Vars<impl Lookup>, allowed_models: &[String]) -> Result<CostRules, ProxyError> {
+    Ok(CostRules {
+        max_image_inputs: vars.number("MAX_IMAGE_INPUTS", 0, 0..=100)?,
+        image_input_reserve_tokens: vars.number(
+            "IMAGE_INPUT_RESERVE_TOKENS",
+            cost::default_image_reserve(allowed_models),
+            1..=10_000_000,
+        )?,
+        hosted_tools: cost::parse_hosted_tools(vars.text("ALLOWED_HOSTED_TOOLS").as_deref().unwrap_or(""))?,
+        max_hosted_tool_calls: vars.number("MAX_HOSTED_TOOL_CALLS", 1, 1..=100)?,
+        responses_store: vars.flag("RESPONSES_STORE", false)?,
+    })
 }
 
 fn user_limits(vars: &Vars<impl Lookup>) -> Result<Limits, ProxyError> {
@@ -681,6 +733,43 @@ mod tests {
         assert!(LogLevel::Warn > LogLevel::Info);
         assert!(detail(config(&[("LOG_LEVEL", "loud")])).starts_with("LOG_LEVEL"));
         assert!(detail(config(&[("LOG_PROMPTS", "yes")])).starts_with("LOG_PROMPTS"));
+    }
+
+    #[test]
+    fn cost_settings_default_to_refusing_what_cannot_be_priced() {
+        let defaults = config(&[]).unwrap();
+        let rules = &defaults.cost_rules;
+        assert_eq!((rules.max_image_inputs, rules.image_input_reserve_tokens), (0, 48_169));
+        assert!(rules.hosted_tools.is_empty());
+        assert_eq!((rules.max_hosted_tool_calls, rules.responses_store), (1, false));
+        let nano = config(&[("ALLOWED_MODELS", "gpt-4.1-nano")]).unwrap();
+        assert_eq!(nano.cost_rules.image_input_reserve_tokens, 3_779);
+        let set = config(&[
+            ("ALLOWED_HOSTED_TOOLS", "web_search:12000"),
+            ("RESPONSES_STORE", "true"),
+        ])
+        .unwrap();
+        assert_eq!(
+            set.cost_rules
+                .hosted_tool("web_search")
+                .unwrap()
+                .reserve_tokens_per_call,
+            12_000
+        );
+        assert!(set.cost_rules.responses_store);
+        for (name, bad) in [
+            ("ALLOWED_HOSTED_TOOLS", "web_search"),
+            ("RESPONSES_STORE", "yes"),
+            ("MAX_IMAGE_INPUTS", "-1"),
+            ("SAFETY_IDENTIFIER_SECRET", "short"),
+        ] {
+            assert!(detail(config(&[(name, bad)])).contains(name), "{name}");
+        }
+        let secret = "a-safety-secret-of-32-bytes-long!!";
+        assert!(config(&[("SAFETY_IDENTIFIER_SECRET", secret)])
+            .unwrap()
+            .secrets()
+            .contains(&secret));
     }
 
     #[test]

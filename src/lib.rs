@@ -11,12 +11,16 @@
 #![cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 
 mod alerts;
+mod attribution;
 mod auth;
+mod billable;
 mod config;
 mod cors;
+mod cost;
 mod error;
 mod forwarding;
 mod policy;
+mod prompt;
 mod quota;
 mod routes;
 mod sse;

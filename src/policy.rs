@@ -2,13 +2,18 @@
 //!
 //! The body is parsed once; the proxy forwards the JSON it validated, re-serialised, never the
 //! client's bytes (so a duplicate key cannot mean one thing here and another upstream).
-//! Fields the proxy does not know pass through untouched, so new OpenAI parameters keep working.
+//! Fields the proxy does not know pass through untouched, so new OpenAI parameters keep working;
+//! the known fields that would cost what the proxy cannot see or bound are refused (400, `param`
+//! names the field): see `billable`.
 
 use serde_json::{json, Map, Value};
 
+use crate::billable::{attribute, check_price_fields, check_tools, hosted_call_cap, search_model_fee};
 use crate::config::{Config, RequestLimits};
+use crate::cost::{Cost, CostRules, ToolFees};
 use crate::error::ProxyError;
 use crate::forwarding::UpstreamEndpoint;
+use crate::prompt::PromptMeter;
 use crate::routes::ApiRoute;
 
 const VALID_ROLES: [&str; 6] = ["system", "developer", "user", "assistant", "tool", "function"];
@@ -23,13 +28,16 @@ pub struct ApiRequest {
     /// The client asked for the final usage chunk (`stream_options.include_usage`). The proxy
     /// always asks upstream for it, to meter, and passes it on only then.
     pub client_wants_usage: bool,
-    /// Tokens to reserve before calling upstream: the upstream body's bytes (a text prompt
-    /// never has more tokens than bytes) plus the output cap for each of the `n` choices.
+    /// Tokens to reserve before calling upstream: the worst case of `Cost::reserve` (the body's
+    /// bytes, images, hosted tool calls, and the output cap for each of the `n` choices).
     pub reserve_tokens: u64,
-    /// A rough count of the prompt's tokens, charged when a stream ends without usage.
+    /// The input's estimated tokens (`Cost::input_estimate`: the whole upstream body, not only
+    /// its message text), charged when upstream reports no usage, plus what was streamed.
     pub prompt_token_estimate: u64,
-    /// Characters of prompt text (logged only with `LOG_PROMPTS=true`; never the text).
+    /// Characters the model reads (logged only with `LOG_PROMPTS=true`; never the text).
     pub prompt_chars: usize,
+    /// Hosted tool fees, added to a usage report (`ToolFees::charge`).
+    pub tool_fees: ToolFees,
 }
 
 impl ApiRequest {
@@ -37,33 +45,38 @@ impl ApiRequest {
     pub fn upstream_body(&self) -> &str {
         &self.upstream_body
     }
-}
 
-/// Roughly 4 bytes a token, never zero: the charge when upstream reported no usage.
-pub fn estimate_tokens(text_bytes: usize) -> u64 {
-    (text_bytes as u64).div_ceil(4).max(1)
-}
-
-/// Parses and checks the body of a call to `route`: the one way a client's body becomes an
-/// upstream request.
-pub fn parse(route: ApiRoute, bytes: &[u8], config: &Config) -> Result<ApiRequest, ProxyError> {
-    match route {
-        ApiRoute::ChatCompletions => parse_chat_request(bytes, config),
-        ApiRoute::Responses => parse_responses_request(bytes, config),
-        ApiRoute::Embeddings => parse_embeddings_request(bytes, config),
-        ApiRoute::GenerateText => parse_generate_text(bytes, config),
+    /// What a request that got no answer from upstream is charged. After a timeout the request
+    /// was sent and OpenAI may well have processed (and billed) it: its input estimate. Any
+    /// other failure is an error status from upstream (not billed) or a connection that failed.
+    pub fn charge_after_failure(&self, error: &ProxyError) -> u64 {
+        match error {
+            ProxyError::UpstreamTimeout => self.prompt_token_estimate,
+            _ => 0,
+        }
     }
 }
 
-/// Parses and checks a chat completion request.
-pub fn parse_chat_request(bytes: &[u8], config: &Config) -> Result<ApiRequest, ProxyError> {
-    checked(parse_object(bytes)?, config)
+/// Parses and checks the body of a call to `route` by the user `sub`: the one way a client's
+/// body becomes an upstream request.
+pub fn parse(route: ApiRoute, bytes: &[u8], config: &Config, sub: &str) -> Result<ApiRequest, ProxyError> {
+    match route {
+        ApiRoute::ChatCompletions => parse_chat_request(bytes, config, sub),
+        ApiRoute::Responses => parse_responses_request(bytes, config, sub),
+        ApiRoute::Embeddings => parse_embeddings_request(bytes, config, sub),
+        ApiRoute::GenerateText => parse_generate_text(bytes, config, sub),
+    }
+}
+
+/// Parses and checks a chat completion request of the user `sub`.
+pub fn parse_chat_request(bytes: &[u8], config: &Config, sub: &str) -> Result<ApiRequest, ProxyError> {
+    checked(parse_object(bytes)?, config, sub)
 }
 
 /// `POST /api/generate-text` `{"userPrompt": "..."}`: the simple form, turned into a chat
 /// request with the operator's system prompt and the default model. HTML tags are stripped
 /// from the prompt (a convenience for apps that send markup, not a security boundary).
-pub fn parse_generate_text(bytes: &[u8], config: &Config) -> Result<ApiRequest, ProxyError> {
+pub fn parse_generate_text(bytes: &[u8], config: &Config, sub: &str) -> Result<ApiRequest, ProxyError> {
     let body = parse_object(bytes)?;
     let prompt = match body.get("userPrompt") {
         Some(Value::String(prompt)) => strip_html_tags(prompt),
@@ -105,15 +118,25 @@ pub fn parse_generate_text(bytes: &[u8], config: &Config) -> Result<ApiRequest, 
     let Value::Object(body) = chat else {
         unreachable!("json! object literal")
     };
-    checked(body, config)
+    checked(body, config, sub)
 }
 
 /// The checks every chat request passes, and the rewriting for upstream.
-fn checked(mut body: Map<String, Value>, config: &Config) -> Result<ApiRequest, ProxyError> {
+fn checked(mut body: Map<String, Value>, config: &Config, sub: &str) -> Result<ApiRequest, ProxyError> {
     let limits = &config.request_limits;
+    let rules = &config.cost_rules;
     let model = check_model(&body, config)?;
-    let prompt = check_messages(body.get("messages"))?;
-    check_prompt_size(&prompt, limits, "messages")?;
+    let mut meter = meter(limits, rules);
+    check_messages(body.get("messages"), &mut meter)?;
+    check_price_fields(&body, UpstreamEndpoint::ChatCompletions)?;
+    let mut per_call = check_tools(&body, "tools", &mut meter, rules)?;
+    per_call = per_call.max(check_tools(&body, "functions", &mut meter, rules)?);
+    if let Some(schema) = body.get("response_format") {
+        meter.at("response_format", |meter| meter.json(schema))?;
+    }
+    per_call = per_call.max(search_model_fee(&body, rules)?);
+    // Chat Completions has no `max_tool_calls`: an allowed hosted tool is reserved one call.
+    let hosted_tool_calls = u64::from(per_call > 0);
     let output_cap = output_cap(&mut body, limits, &["max_completion_tokens", "max_tokens"])?;
     let n = match body.get("n") {
         None | Some(Value::Null) => 1,
@@ -140,38 +163,41 @@ fn checked(mut body: Map<String, Value>, config: &Config) -> Result<ApiRequest, 
         client_wants_usage = options.get("include_usage") == Some(&Value::Bool(true));
         options.insert("include_usage".into(), Value::Bool(true));
     }
+    attribute(&mut body, config, sub, UpstreamEndpoint::ChatCompletions)?;
+    let cost = Cost {
+        output_tokens: output_cap.saturating_mul(n),
+        hosted_tool_calls,
+        hosted_tokens_per_call: per_call,
+        ..image_cost(&meter, rules)
+    };
     Ok(finish(
         body,
-        UpstreamEndpoint::ChatCompletions,
-        model,
-        stream,
-        client_wants_usage,
-        output_cap * n,
-        &prompt,
+        Draft {
+            endpoint: UpstreamEndpoint::ChatCompletions,
+            model,
+            stream,
+            client_wants_usage,
+            cost,
+            prompt_chars: meter.chars,
+        },
     ))
 }
 
-/// `POST /v1/responses`: `input` (a string or items) and `instructions` count toward the
-/// prompt size; `max_output_tokens` is the output cap. Its streams always end with the usage
-/// (in `response.completed`), so there is nothing to ask for or to hide.
-pub fn parse_responses_request(bytes: &[u8], config: &Config) -> Result<ApiRequest, ProxyError> {
+/// `POST /v1/responses`: `input` (a string or items of any type), `instructions`, tools and
+/// `text.format` count toward the prompt size; `max_output_tokens` is the output cap. Its
+/// streams always end with the usage (in `response.completed`), so there is nothing to ask for
+/// or to hide.
+pub fn parse_responses_request(bytes: &[u8], config: &Config, sub: &str) -> Result<ApiRequest, ProxyError> {
     let mut body = parse_object(bytes)?;
     let limits = &config.request_limits;
+    let rules = &config.cost_rules;
     let model = check_model(&body, config)?;
-    let mut prompt = PromptText::default();
-    match body.get("input") {
-        Some(Value::String(text)) => prompt.add(text),
-        Some(Value::Array(items)) if !items.is_empty() => items.iter().for_each(|item| prompt.add_all_text(item)),
-        _ => {
-            return Err(ProxyError::invalid_request(
-                "`input` must be a string or a non-empty array of items.",
-                Some("input"),
-            ))
-        }
-    }
+    check_price_fields(&body, UpstreamEndpoint::Responses)?;
+    let mut meter = meter(limits, rules);
+    read_input_items(body.get("input"), &mut meter)?;
     match body.get("instructions") {
         None | Some(Value::Null) => {}
-        Some(Value::String(text)) => prompt.add(text),
+        Some(Value::String(text)) => meter.at("instructions", |meter| meter.text(text))?,
         Some(_) => {
             return Err(ProxyError::invalid_request(
                 "`instructions` must be a string.",
@@ -179,24 +205,73 @@ pub fn parse_responses_request(bytes: &[u8], config: &Config) -> Result<ApiReque
             ))
         }
     }
-    check_prompt_size(&prompt, limits, "input")?;
+    require_content(&meter, "input")?;
+    let per_call = check_tools(&body, "tools", &mut meter, rules)?;
+    if let Some(format) = body.get("text").and_then(|text| text.get("format")) {
+        meter.at("text.format", |meter| meter.json(format))?;
+    }
+    // A hosted tool may run up to `max_tool_calls` times in one response, each with its fee.
+    let hosted_tool_calls = if per_call > 0 {
+        hosted_call_cap(&mut body, rules)?
+    } else {
+        0
+    };
     let output_cap = output_cap(&mut body, limits, &["max_output_tokens"])?;
     let stream = check_stream(&body)?;
+    // Stored by default upstream; a stored response is context the proxy cannot bound later.
+    if !rules.responses_store {
+        body.insert("store".into(), Value::Bool(false));
+    }
+    attribute(&mut body, config, sub, UpstreamEndpoint::Responses)?;
+    let cost = Cost {
+        output_tokens: output_cap,
+        hosted_tool_calls,
+        hosted_tokens_per_call: per_call,
+        ..image_cost(&meter, rules)
+    };
     Ok(finish(
         body,
-        UpstreamEndpoint::Responses,
-        model,
-        stream,
-        true,
-        output_cap,
-        &prompt,
+        Draft {
+            endpoint: UpstreamEndpoint::Responses,
+            model,
+            stream,
+            client_wants_usage: true,
+            cost,
+            prompt_chars: meter.chars,
+        },
     ))
+}
+
+/// The Responses `input`: a string, or items of any type, every string of which the model reads.
+fn read_input_items(input: Option<&Value>, meter: &mut PromptMeter) -> Result<(), ProxyError> {
+    let items = match input {
+        Some(Value::String(text)) => return meter.at("input", |meter| meter.text(text)),
+        Some(Value::Array(items)) if !items.is_empty() => items,
+        _ => {
+            return Err(ProxyError::invalid_request(
+                "`input` must be a string or a non-empty array of items.",
+                Some("input"),
+            ))
+        }
+    };
+    for (index, item) in items.iter().enumerate() {
+        meter.at(&format!("input[{index}]"), |meter| {
+            if item.get("type").and_then(Value::as_str) == Some("item_reference") {
+                return Err(meter.refuse(
+                    "",
+                    "`item_reference` input items are not accepted: the proxy cannot see or bound stored items.",
+                ));
+            }
+            meter.content(item)
+        })?;
+    }
+    Ok(())
 }
 
 /// `POST /v1/embeddings`: `input` (a string, strings, or token arrays) is bounded like a
 /// prompt; the cost is the input, so the reservation is the body's bytes.
-pub fn parse_embeddings_request(bytes: &[u8], config: &Config) -> Result<ApiRequest, ProxyError> {
-    let body = parse_object(bytes)?;
+pub fn parse_embeddings_request(bytes: &[u8], config: &Config, sub: &str) -> Result<ApiRequest, ProxyError> {
+    let mut body = parse_object(bytes)?;
     let model = check_model(&body, config)?;
     let invalid = || {
         ProxyError::invalid_request(
@@ -204,55 +279,79 @@ pub fn parse_embeddings_request(bytes: &[u8], config: &Config) -> Result<ApiRequ
             Some("input"),
         )
     };
-    let mut prompt = PromptText::default();
+    let mut meter = PromptMeter::new(config.request_limits.max_prompt_chars, 0);
     match body.get("input") {
-        Some(Value::String(text)) => prompt.add(text),
+        Some(Value::String(text)) => meter.at("input", |meter| meter.text(text))?,
         Some(Value::Array(items)) if !items.is_empty() => {
-            for item in items {
-                match item {
-                    Value::String(text) => prompt.add(text),
-                    // A token id stands for about four characters of text.
-                    Value::Number(_) => prompt.add_tokens(1),
-                    Value::Array(tokens) if tokens.iter().all(Value::is_number) => prompt.add_tokens(tokens.len()),
-                    _ => return Err(invalid()),
-                }
+            for (index, item) in items.iter().enumerate() {
+                meter.at(&format!("input[{index}]"), |meter| match item {
+                    Value::String(text) => meter.text(text),
+                    Value::Number(_) => meter.tokens(1),
+                    Value::Array(tokens) if tokens.iter().all(Value::is_number) => meter.tokens(tokens.len()),
+                    _ => Err(invalid()),
+                })?;
             }
         }
         _ => return Err(invalid()),
     }
-    check_prompt_size(&prompt, &config.request_limits, "input")?;
+    require_content(&meter, "input")?;
+    attribute(&mut body, config, sub, UpstreamEndpoint::Embeddings)?;
     Ok(finish(
         body,
-        UpstreamEndpoint::Embeddings,
-        model,
-        false,
-        false,
-        0,
-        &prompt,
+        Draft {
+            endpoint: UpstreamEndpoint::Embeddings,
+            model,
+            stream: false,
+            client_wants_usage: false,
+            cost: Cost::default(),
+            prompt_chars: meter.chars,
+        },
     ))
 }
 
-/// The request as it goes upstream, with its reservation: the body's bytes (a text prompt never
-/// has more tokens than bytes) plus what the answer may add.
-fn finish(
-    body: Map<String, Value>,
+/// A request's parts before its body is serialised.
+struct Draft {
     endpoint: UpstreamEndpoint,
     model: String,
     stream: bool,
     client_wants_usage: bool,
-    output_tokens: u64,
-    prompt: &PromptText,
-) -> ApiRequest {
+    /// Everything but the body's bytes, known only once it is serialised.
+    cost: Cost,
+    prompt_chars: usize,
+}
+
+/// The request as it goes upstream, with its reservation and its no-usage charge.
+fn finish(body: Map<String, Value>, draft: Draft) -> ApiRequest {
     let upstream_body = Value::Object(body).to_string();
+    let cost = Cost {
+        body_bytes: upstream_body.len() as u64,
+        ..draft.cost
+    };
     ApiRequest {
-        reserve_tokens: upstream_body.len() as u64 + output_tokens,
-        prompt_token_estimate: estimate_tokens(prompt.bytes),
-        prompt_chars: prompt.chars,
+        reserve_tokens: cost.reserve(),
+        prompt_token_estimate: cost.input_estimate(),
+        prompt_chars: draft.prompt_chars,
+        tool_fees: ToolFees {
+            calls: cost.hosted_tool_calls,
+            tokens_per_call: cost.hosted_tokens_per_call,
+        },
         upstream_body,
-        endpoint,
-        model,
-        stream,
-        client_wants_usage,
+        endpoint: draft.endpoint,
+        model: draft.model,
+        stream: draft.stream,
+        client_wants_usage: draft.client_wants_usage,
+    }
+}
+
+fn meter(limits: &RequestLimits, rules: &CostRules) -> PromptMeter {
+    PromptMeter::new(limits.max_prompt_chars, rules.max_image_inputs)
+}
+
+fn image_cost(meter: &PromptMeter, rules: &CostRules) -> Cost {
+    Cost {
+        images: meter.images,
+        image_tokens_each: rules.image_input_reserve_tokens,
+        ..Cost::default()
     }
 }
 
@@ -280,20 +379,12 @@ fn check_stream(body: &Map<String, Value>) -> Result<bool, ProxyError> {
     }
 }
 
-fn check_prompt_size(prompt: &PromptText, limits: &RequestLimits, param: &str) -> Result<(), ProxyError> {
-    if prompt.chars > limits.max_prompt_chars {
-        return Err(ProxyError::invalid_request(
-            format!(
-                "The input holds more than {} characters of text.",
-                limits.max_prompt_chars
-            ),
-            Some(param),
-        ));
+fn require_content(meter: &PromptMeter, param: &str) -> Result<(), ProxyError> {
+    if meter.has_content {
+        Ok(())
+    } else {
+        Err(ProxyError::invalid_request("The input holds no text.", Some(param)))
     }
-    if !prompt.has_content {
-        return Err(ProxyError::invalid_request("The input holds no text.", Some(param)));
-    }
-    Ok(())
 }
 
 /// The output cap: each of `fields` the client sets is at most `MAX_OUTPUT_TOKENS`; when it
@@ -376,15 +467,8 @@ fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, ProxyError> {
     }
 }
 
-/// The text of the input, measured.
-#[derive(Default)]
-struct PromptText {
-    chars: usize,
-    bytes: usize,
-    has_content: bool,
-}
-
-fn check_messages(messages: Option<&Value>) -> Result<PromptText, ProxyError> {
+/// The shape of `messages`, and everything in them the model reads (`PromptMeter::content`).
+fn check_messages(messages: Option<&Value>, meter: &mut PromptMeter) -> Result<(), ProxyError> {
     let messages = match messages {
         Some(Value::Array(messages)) if !messages.is_empty() => messages,
         Some(_) => {
@@ -395,74 +479,42 @@ fn check_messages(messages: Option<&Value>) -> Result<PromptText, ProxyError> {
         }
         None => return Err(ProxyError::invalid_request("`messages` is required.", Some("messages"))),
     };
-    let mut prompt = PromptText::default();
     for (index, message) in messages.iter().enumerate() {
         let field = |name: &str| format!("messages[{index}]{name}");
         let invalid = |name: &str, why: &str| {
             let param = field(name);
             ProxyError::invalid_request(format!("`{param}` {why}"), Some(&param))
         };
-        let Value::Object(message) = message else {
+        let Value::Object(fields) = message else {
             return Err(invalid("", "must be an object."));
         };
-        match message.get("role") {
+        match fields.get("role") {
             Some(Value::String(role)) if VALID_ROLES.contains(&role.as_str()) => {}
             _ => {
                 let roles = VALID_ROLES.join(", ");
                 return Err(invalid(".role", &format!("must be one of {roles}.")));
             }
         }
-        match message.get("content") {
-            Some(Value::String(text)) => prompt.add(text),
+        match fields.get("content") {
+            Some(Value::String(_)) | Some(Value::Null) | None => {}
             Some(Value::Array(parts)) => {
-                for (part_index, part) in parts.iter().enumerate() {
-                    let Value::Object(part) = part else {
-                        return Err(invalid(
-                            &format!(".content[{part_index}]"),
-                            "must be a content part object.",
-                        ));
-                    };
-                    if let Some(Value::String(text)) = part.get("text") {
-                        prompt.add(text);
-                    }
+                if let Some(part_index) = parts.iter().position(|part| !part.is_object()) {
+                    return Err(invalid(
+                        &format!(".content[{part_index}]"),
+                        "must be a content part object.",
+                    ));
                 }
             }
-            Some(Value::Null) | None => {}
             Some(_) => return Err(invalid(".content", "must be a string or an array of content parts.")),
         }
     }
-    Ok(prompt)
-}
-
-impl PromptText {
-    fn add(&mut self, text: &str) {
-        self.chars += text.chars().count();
-        self.bytes += text.len();
-        self.has_content |= !text.trim().is_empty();
-    }
-
-    fn add_tokens(&mut self, tokens: usize) {
-        self.chars += tokens * 4;
-        self.bytes += tokens * 4;
-        self.has_content |= tokens > 0;
-    }
-
-    /// Every text a Responses input item may carry: `content` strings, parts' `text`, and
-    /// tool `output`s.
-    fn add_all_text(&mut self, item: &Value) {
-        match item {
-            Value::String(text) => self.add(text),
-            Value::Array(items) => items.iter().for_each(|item| self.add_all_text(item)),
-            Value::Object(fields) => {
-                for name in ["content", "text", "output"] {
-                    if let Some(value) = fields.get(name) {
-                        self.add_all_text(value);
-                    }
-                }
-            }
-            _ => {}
+    meter.at("messages", |meter| {
+        for (index, message) in messages.iter().enumerate() {
+            meter.at(&format!("[{index}]"), |meter| meter.content(message))?;
         }
-    }
+        Ok(())
+    })?;
+    require_content(meter, "messages")
 }
 
 #[cfg(test)]
@@ -478,7 +530,7 @@ mod tests {
     }
 
     fn rejected(body: &str) -> ProxyError {
-        parse_chat_request(body.as_bytes(), &config()).unwrap_err()
+        parse_chat_request(body.as_bytes(), &config(), "alice").unwrap_err()
     }
 
     fn param(error: &ProxyError) -> Option<String> {
@@ -493,6 +545,7 @@ mod tests {
         let request = parse_chat_request(
             br#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}],"stream":true,"seed":7,"future_param":{"x":1}}"#,
             &config(),
+            "alice",
         )
         .unwrap();
         assert!(request.stream);
@@ -507,6 +560,7 @@ mod tests {
         let request = parse_chat_request(
             br#"{"model":"gpt-4-expensive","model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#,
             &config(),
+            "alice",
         )
         .unwrap();
         let forwarded = forwarded(&request);
@@ -568,14 +622,14 @@ mod tests {
 
     #[test]
     fn generate_text_uses_system_prompt_and_default_model() {
-        let request = parse_generate_text(br#"{"userPrompt":"Tell me a joke"}"#, &config()).unwrap();
+        let request = parse_generate_text(br#"{"userPrompt":"Tell me a joke"}"#, &config(), "alice").unwrap();
         let forwarded = forwarded(&request);
         assert_eq!(forwarded["model"], "gpt-4o-mini");
         assert_eq!(forwarded["messages"][0]["content"], "Be brief.");
         assert_eq!(forwarded["messages"][1]["content"], "Tell me a joke");
         assert!(!request.stream);
         for body in [r#"{}"#, r#"{"userPrompt":3}"#, r#"{"userPrompt":"  "}"#] {
-            let error = parse_generate_text(body.as_bytes(), &config()).unwrap_err();
+            let error = parse_generate_text(body.as_bytes(), &config(), "alice").unwrap_err();
             assert_eq!(param(&error).as_deref(), Some("userPrompt"), "{body}");
         }
     }
@@ -591,7 +645,7 @@ mod tests {
     fn chat_with(extra: Value, config: &Config) -> Result<ApiRequest, ProxyError> {
         let mut body = json!({"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]});
         body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
-        parse_chat_request(body.to_string().as_bytes(), config)
+        parse_chat_request(body.to_string().as_bytes(), config, "alice")
     }
 
     #[test]
@@ -642,9 +696,13 @@ mod tests {
         let long = "x".repeat(5000);
         let parts = json!({"messages":[
             {"role":"system","content": long},
-            {"role":"user","content":[{"type":"text","text": long}, {"type":"image_url","image_url":{"url":"https://x/y.png"}}]},
+            {"role":"user","content":[{"type":"text","text": long}]},
         ]});
-        assert_eq!(param(&chat(parts).unwrap_err()).as_deref(), Some("messages"));
+        assert_eq!(
+            param(&chat(parts).unwrap_err()).as_deref(),
+            Some("messages[1].content[0].text"),
+            "the part that passes the limit is named"
+        );
         assert!(
             chat(json!({"messages":[{"role":"user","content":"é".repeat(8000)}]})).is_ok(),
             "characters, not bytes"
@@ -681,21 +739,25 @@ mod tests {
         assert_eq!(strip_html_tags("<b>bold</b> and <a href='x'>link</a>"), "bold and link");
         assert_eq!(strip_html_tags("1 < 2 and <!-- note --> 3 > 2"), "1 < 2 and  3 > 2");
         assert_eq!(strip_html_tags("<unclosed"), "");
-        let request = parse_generate_text(br#"{"userPrompt":"<p>Hi <i>there</i></p>"}"#, &config()).unwrap();
+        let request = parse_generate_text(br#"{"userPrompt":"<p>Hi <i>there</i></p>"}"#, &config(), "alice").unwrap();
         assert_eq!(forwarded(&request)["messages"][1]["content"], "Hi there");
-        let only_tags = parse_generate_text(br#"{"userPrompt":"<br><br>"}"#, &config()).unwrap_err();
+        let only_tags = parse_generate_text(br#"{"userPrompt":"<br><br>"}"#, &config(), "alice").unwrap_err();
         assert_eq!(param(&only_tags).as_deref(), Some("userPrompt"));
         let long = format!(r#"{{"userPrompt":"{}"}}"#, "x".repeat(8001));
         assert_eq!(
-            param(&parse_generate_text(long.as_bytes(), &config()).unwrap_err()).as_deref(),
+            param(&parse_generate_text(long.as_bytes(), &config(), "alice").unwrap_err()).as_deref(),
             Some("userPrompt")
         );
     }
 
     #[test]
     fn responses_requests_are_bounded_like_chats() {
-        let request =
-            parse_responses_request(br#"{"model":"gpt-4o-mini","input":"Hi","stream":true}"#, &config()).unwrap();
+        let request = parse_responses_request(
+            br#"{"model":"gpt-4o-mini","input":"Hi","stream":true}"#,
+            &config(),
+            "alice",
+        )
+        .unwrap();
         assert_eq!(request.endpoint, UpstreamEndpoint::Responses);
         assert!(request.stream);
         assert_eq!(forwarded(&request)["max_output_tokens"], 1024);
@@ -704,8 +766,9 @@ mod tests {
             {"role":"user","content":[{"type":"input_text","text":"y".repeat(4000)}]},
             {"type":"function_call_output","call_id":"c","output":"z"}]});
         assert_eq!(
-            param(&parse_responses_request(items.to_string().as_bytes(), &config()).unwrap_err()).as_deref(),
-            Some("input")
+            param(&parse_responses_request(items.to_string().as_bytes(), &config(), "alice").unwrap_err()).as_deref(),
+            Some("instructions"),
+            "input items and instructions add up"
         );
         for (body, field) in [
             (r#"{"model":"gpt-4o-mini"}"#, "input"),
@@ -720,7 +783,7 @@ mod tests {
             ),
         ] {
             assert_eq!(
-                param(&parse_responses_request(body.as_bytes(), &config()).unwrap_err()).as_deref(),
+                param(&parse_responses_request(body.as_bytes(), &config(), "alice").unwrap_err()).as_deref(),
                 Some(field),
                 "{body}"
             );
@@ -729,19 +792,20 @@ mod tests {
 
     #[test]
     fn embeddings_inputs_are_bounded() {
-        let request = parse_embeddings_request(br#"{"model":"gpt-4o-mini","input":["a","b"]}"#, &config()).unwrap();
+        let request =
+            parse_embeddings_request(br#"{"model":"gpt-4o-mini","input":["a","b"]}"#, &config(), "alice").unwrap();
         assert_eq!(request.endpoint, UpstreamEndpoint::Embeddings);
         assert_eq!(request.reserve_tokens, request.upstream_body().len() as u64);
-        assert!(parse_embeddings_request(br#"{"model":"gpt-4o-mini","input":[[1,2,3]]}"#, &config()).is_ok());
-        let long = json!({"model":"gpt-4o-mini","input":["x".repeat(8001)]});
-        for body in [
-            long.to_string(),
-            r#"{"model":"gpt-4o-mini","input":[{}]}"#.into(),
-            r#"{"model":"gpt-4o-mini"}"#.into(),
+        assert!(parse_embeddings_request(br#"{"model":"gpt-4o-mini","input":[[1,2,3]]}"#, &config(), "alice").is_ok());
+        let long = json!({"model":"gpt-4o-mini","input":["x", "x".repeat(8000)]});
+        for (body, field) in [
+            (long.to_string(), "input[1]"),
+            (r#"{"model":"gpt-4o-mini","input":[{}]}"#.into(), "input"),
+            (r#"{"model":"gpt-4o-mini"}"#.into(), "input"),
         ] {
             assert_eq!(
-                param(&parse_embeddings_request(body.as_bytes(), &config()).unwrap_err()).as_deref(),
-                Some("input"),
+                param(&parse_embeddings_request(body.as_bytes(), &config(), "alice").unwrap_err()).as_deref(),
+                Some(field),
                 "{body}"
             );
         }
@@ -752,5 +816,307 @@ mod tests {
         let answer = br#"{"choices":[{"message":{"role":"assistant","content":"Hello!"}}]}"#;
         assert_eq!(generate_text_result(answer).unwrap(), r#"{"result":"Hello!"}"#);
         assert_eq!(generate_text_result(b"{}").unwrap_err().status(), 502);
+    }
+
+    fn responses(body: Value) -> Result<ApiRequest, ProxyError> {
+        responses_with(body, &config())
+    }
+
+    fn responses_with(mut body: Value, config: &Config) -> Result<ApiRequest, ProxyError> {
+        let fields = body.as_object_mut().unwrap();
+        fields.entry("model").or_insert(json!("gpt-4o-mini"));
+        fields.entry("input").or_insert(json!("hi"));
+        parse_responses_request(body.to_string().as_bytes(), config, "alice")
+    }
+
+    #[test]
+    fn every_string_the_model_reads_counts_toward_the_prompt_limit() {
+        let long = "x".repeat(9000);
+        let tool = |description: &str, parameters: Value| json!({"type": "function", "function": {"name": "f", "description": description, "parameters": parameters}});
+        let chat_cases = [
+            (
+                json!({"messages": [{"role": "user", "content": "hi"},
+                    {"role": "assistant", "tool_calls": [{"id": "c", "type": "function", "function": {"name": "f", "arguments": long}}]}]}),
+                "messages[1].tool_calls[0].function.arguments",
+            ),
+            (
+                json!({"tools": [tool(&long, json!({}))]}),
+                "tools[0].function.description",
+            ),
+            (
+                json!({"tools": [tool("d", json!({"type": "object", "description": long}))]}),
+                "tools[0].function.parameters",
+            ),
+            (
+                json!({"response_format": {"type": "json_schema", "json_schema": {"name": "s", "schema": {"description": long}}}}),
+                "response_format",
+            ),
+            (
+                json!({"messages": [{"role": "user", "content": "hi", "name": long}]}),
+                "messages[0].name",
+            ),
+            (
+                json!({"functions": [{"name": "f", "description": long}]}),
+                "functions[0].description",
+            ),
+        ];
+        for (extra, field) in chat_cases {
+            let error = chat(extra).unwrap_err();
+            assert_eq!(param(&error).as_deref(), Some(field));
+            assert!(error.client_message().contains("more than 8000 characters"), "{field}");
+        }
+        let responses_cases = [
+            (
+                json!({"tools": [{"type": "function", "name": "f", "description": long}]}),
+                "tools[0].description",
+            ),
+            (
+                json!({"text": {"format": {"type": "json_schema", "name": "s", "schema": {"description": long}}}}),
+                "text.format",
+            ),
+            (
+                json!({"input": [{"type": "function_call", "call_id": "c", "name": "f", "arguments": long}]}),
+                "input[0].arguments",
+            ),
+            (
+                json!({"input": [{"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": long}]}),
+                "input[0].encrypted_content",
+            ),
+        ];
+        for (extra, field) in responses_cases {
+            assert_eq!(param(&responses(extra).unwrap_err()).as_deref(), Some(field));
+        }
+        let small_tool = chat(json!({"tools": [tool("Looks up the weather", json!({"type": "object"}))]})).unwrap();
+        assert_eq!(
+            small_tool.prompt_chars,
+            "hi".len() + "f".len() + "Looks up the weather".len() + r#"{"type":"object"}"#.len()
+        );
+    }
+
+    #[test]
+    fn fields_that_cannot_be_priced_are_refused_and_name_the_field() {
+        for (extra, field) in [
+            (json!({"service_tier": "priority"}), "service_tier"),
+            (json!({"service_tier": "flex"}), "service_tier"),
+            (json!({"prediction": {"type": "content", "content": "x"}}), "prediction"),
+            (json!({"audio": {"voice": "alloy", "format": "wav"}}), "audio"),
+            (json!({"modalities": ["text", "audio"]}), "modalities"),
+            (json!({"tools": [{"type": "web_search"}]}), "tools[0].type"),
+            (json!({"web_search_options": {}}), "web_search_options"),
+        ] {
+            assert_eq!(
+                param(&chat(extra.clone()).unwrap_err()).as_deref(),
+                Some(field),
+                "{extra}"
+            );
+        }
+        for (extra, field) in [
+            (json!({"background": true}), "background"),
+            (json!({"previous_response_id": "resp_123"}), "previous_response_id"),
+            (json!({"conversation": "conv_123"}), "conversation"),
+            (json!({"prompt": {"id": "pmpt_123"}}), "prompt"),
+            (json!({"service_tier": "priority"}), "service_tier"),
+            (
+                json!({"input": [{"type": "item_reference", "id": "msg_1"}]}),
+                "input[0]",
+            ),
+            (
+                json!({"tools": [{"type": "function", "name": "f"}, {"type": "web_search"}]}),
+                "tools[1].type",
+            ),
+            (
+                json!({"tools": [{"type": "mcp", "server_label": "x", "server_url": "https://evil.example"}]}),
+                "tools[0].type",
+            ),
+            (
+                json!({"tools": [{"type": "code_interpreter", "container": {"type": "auto"}}]}),
+                "tools[0].type",
+            ),
+        ] {
+            assert_eq!(
+                param(&responses(extra.clone()).unwrap_err()).as_deref(),
+                Some(field),
+                "{extra}"
+            );
+        }
+        for fine in [
+            json!({"service_tier": "auto"}),
+            json!({"service_tier": "default"}),
+            json!({"service_tier": null, "prediction": null}),
+            json!({"background": false, "previous_response_id": null}),
+        ] {
+            assert!(responses(fine.clone()).is_ok(), "{fine}");
+        }
+    }
+
+    #[test]
+    fn an_allowed_hosted_tool_is_reserved_for_every_call_it_may_make() {
+        let config = Config::for_tests(&[
+            ("ALLOWED_HOSTED_TOOLS", "web_search:5000,file_search:800"),
+            ("MAX_HOSTED_TOOL_CALLS", "2"),
+        ])
+        .unwrap();
+        let tools = json!({"tools": [{"type": "web_search"}, {"type": "file_search", "vector_store_ids": ["vs_1"]}]});
+        let request = responses_with(tools.clone(), &config).unwrap();
+        assert_eq!(forwarded(&request)["max_tool_calls"], 2, "the proxy bounds the calls");
+        let body = request.upstream_body().len() as u64;
+        assert_eq!(request.reserve_tokens, body * 3 + 1024 + 2 * 5000);
+        assert_eq!(request.prompt_token_estimate, body.div_ceil(4) * 3 + 2 * 5000);
+        assert_eq!(
+            request.tool_fees,
+            ToolFees {
+                calls: 2,
+                tokens_per_call: 5000
+            },
+            "a usage report is charged each call's fee on top"
+        );
+        let mut too_many = tools.clone();
+        too_many["max_tool_calls"] = json!(3);
+        assert_eq!(
+            param(&responses_with(too_many, &config).unwrap_err()).as_deref(),
+            Some("max_tool_calls")
+        );
+        let other = json!({"tools": [{"type": "image_generation"}]});
+        assert_eq!(
+            param(&responses_with(other, &config).unwrap_err()).as_deref(),
+            Some("tools[0].type")
+        );
+        let search = chat_with(json!({"web_search_options": {}}), &config).unwrap();
+        assert_eq!(
+            search.reserve_tokens,
+            search.upstream_body().len() as u64 * 2 + 1024 + 5000
+        );
+    }
+
+    #[test]
+    fn responses_are_not_stored_unless_the_operator_says_so() {
+        assert_eq!(forwarded(&responses(json!({})).unwrap())["store"], false);
+        assert_eq!(forwarded(&responses(json!({"store": true})).unwrap())["store"], false);
+        let storing = Config::for_tests(&[("RESPONSES_STORE", "true")]).unwrap();
+        assert_eq!(
+            forwarded(&responses_with(json!({"store": true}), &storing).unwrap())["store"],
+            true
+        );
+        assert_eq!(
+            forwarded(&responses_with(json!({}), &storing).unwrap()).get("store"),
+            None
+        );
+        assert_eq!(
+            param(&responses_with(json!({"previous_response_id": "resp_1"}), &storing).unwrap_err()).as_deref(),
+            Some("previous_response_id"),
+            "storing does not open stored context"
+        );
+    }
+
+    #[test]
+    fn images_are_refused_by_default_and_reserved_at_their_worst_case_when_allowed() {
+        let image = json!({"type": "image_url", "image_url": {"url": "https://example.com/cat.png", "detail": "high"}});
+        let message =
+            json!({"messages": [{"role": "user", "content": [{"type": "text", "text": "what is it"}, image]}]});
+        let refused = chat(message.clone()).unwrap_err();
+        assert_eq!(param(&refused).as_deref(), Some("messages[0].content[1]"));
+        let allowing = Config::for_tests(&[("MAX_IMAGE_INPUTS", "1"), ("IMAGE_INPUT_RESERVE_TOKENS", "3000")]).unwrap();
+        let request = chat_with(message, &allowing).unwrap();
+        let body = request.upstream_body().len() as u64;
+        assert_eq!(request.reserve_tokens, body + 3000 + 1024);
+        assert_eq!(request.prompt_token_estimate, body.div_ceil(4) + 3000);
+        let input_image = json!({"input": [{"role": "user", "content": [
+            {"type": "input_text", "text": "and this?"}, {"type": "input_image", "image_url": "https://example.com/dog.png"}]}]});
+        assert_eq!(
+            param(&responses(input_image.clone()).unwrap_err()).as_deref(),
+            Some("input[0].content[1]")
+        );
+        assert!(responses_with(input_image, &allowing).is_ok());
+        assert_eq!(
+            Config::for_tests(&[]).unwrap().cost_rules.image_input_reserve_tokens,
+            48_169,
+            "gpt-4o-mini's worst image by default"
+        );
+        for (part, field) in [
+            (
+                json!({"type": "input_audio", "input_audio": {"data": "UklG", "format": "wav"}}),
+                "messages[0].content[0]",
+            ),
+            (
+                json!({"type": "file", "file": {"file_data": "JVBE", "filename": "a.pdf"}}),
+                "messages[0].content[0]",
+            ),
+        ] {
+            let body = json!({"messages": [{"role": "user", "content": [part]}]});
+            assert_eq!(param(&chat_with(body, &allowing).unwrap_err()).as_deref(), Some(field));
+        }
+        let file = json!({"input": [{"role": "user", "content": [{"type": "input_file", "file_id": "file-1"}]}]});
+        assert_eq!(
+            param(&responses_with(file, &allowing).unwrap_err()).as_deref(),
+            Some("input[0].content[0]")
+        );
+    }
+
+    #[test]
+    fn upstream_learns_an_opaque_stable_user_id_and_never_the_client_s() {
+        let config = config();
+        let expected = config.safety_key().unwrap().identifier("alice");
+        let chat_request = chat(json!({"user": "bob", "safety_identifier": "bob"})).unwrap();
+        let forwarded_chat = forwarded(&chat_request);
+        assert_eq!(forwarded_chat["safety_identifier"], expected.as_str());
+        assert_eq!(forwarded_chat.get("user"), None);
+        assert_ne!(expected, "alice");
+        assert_eq!(
+            forwarded(&responses(json!({"user": "bob"})).unwrap())["safety_identifier"],
+            expected.as_str()
+        );
+        let embeddings =
+            parse_embeddings_request(br#"{"model":"gpt-4o-mini","input":"a","user":"bob"}"#, &config, "alice").unwrap();
+        assert_eq!(
+            forwarded(&embeddings)["user"],
+            expected.as_str(),
+            "Embeddings knows only `user`"
+        );
+        let other = parse_chat_request(
+            br#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#,
+            &config,
+            "bob",
+        )
+        .unwrap();
+        assert_ne!(forwarded(&other)["safety_identifier"], expected.as_str());
+        let own_secret =
+            Config::for_tests(&[("SAFETY_IDENTIFIER_SECRET", "a-safety-secret-of-32-bytes-long!!")]).unwrap();
+        assert_ne!(own_secret.safety_key().unwrap().identifier("alice"), expected);
+        let keyless =
+            Config::for_tests(&[("JWKS", r#"{"keys":[]}"#), ("JWT_ISSUER", "https://id.example.com/")]).unwrap();
+        assert_eq!(
+            chat_with(json!({}), &keyless).unwrap_err().status(),
+            500,
+            "fails closed"
+        );
+    }
+
+    #[test]
+    fn without_usage_a_request_is_charged_its_whole_body_not_just_its_message_text() {
+        let schema = json!({"type": "object", "description": "z".repeat(7000)});
+        let request = chat(json!({"stream": true,
+            "tools": [{"type": "function", "function": {"name": "f", "parameters": schema}}]}))
+        .unwrap();
+        let body = request.upstream_body().len() as u64;
+        assert!(
+            request.prompt_token_estimate >= body / 4,
+            "{} < {}",
+            request.prompt_token_estimate,
+            body / 4
+        );
+        assert!(request.prompt_token_estimate > 1700, "the schema is charged");
+        assert!(request.prompt_token_estimate <= request.reserve_tokens);
+        assert_eq!(
+            request.charge_after_failure(&ProxyError::UpstreamTimeout),
+            request.prompt_token_estimate
+        );
+        let answered = ProxyError::UpstreamFailed {
+            detail: "upstream answered 500".into(),
+        };
+        assert_eq!(request.charge_after_failure(&answered), 0);
+        assert_eq!(
+            request.charge_after_failure(&ProxyError::UpstreamRateLimited { retry_after: None }),
+            0
+        );
     }
 }

@@ -26,6 +26,10 @@ pub struct Usage {
     pub completion_tokens: u64,
     #[serde(default)]
     pub total_tokens: u64,
+    /// Hosted tool calls the answer lists (Responses `output` items such as `web_search_call`),
+    /// whose fees `usage` leaves out; `None` when the answer has no `output` (Chat Completions).
+    #[serde(skip)]
+    pub hosted_tool_calls: Option<u64>,
 }
 
 impl Usage {
@@ -36,11 +40,7 @@ impl Usage {
 
 /// The `usage` of a whole (non-stream) JSON answer.
 pub fn answer_usage(body: &[u8]) -> Option<Usage> {
-    #[derive(Deserialize)]
-    struct Answer {
-        usage: Option<Usage>,
-    }
-    serde_json::from_slice::<Answer>(body).ok()?.usage
+    serde_json::from_slice::<ResponseView>(body).ok()?.usage()
 }
 
 /// The parts of a chat completion chunk the meter reads; everything else is skipped unparsed.
@@ -94,9 +94,29 @@ struct ResponsesEventView {
     response: Option<ResponseView>,
 }
 
+/// A whole answer, or the `response` of a final Responses event: its usage, and its `output`
+/// items (read loosely: an odd `output` must not cost the usage).
 #[derive(Deserialize)]
 struct ResponseView {
     usage: Option<Usage>,
+    output: Option<serde_json::Value>,
+}
+
+impl ResponseView {
+    fn usage(self) -> Option<Usage> {
+        let mut usage = self.usage?;
+        usage.hosted_tool_calls = self.output.as_ref().and_then(serde_json::Value::as_array).map(|items| {
+            let is_hosted_call = |item: &&serde_json::Value| {
+                item.get("type")
+                    .and_then(serde_json::Value::as_str)
+                    .is_some_and(|kind| {
+                        kind.ends_with("_call") && kind != "function_call" && kind != "custom_tool_call"
+                    })
+            };
+            items.iter().filter(is_hosted_call).count() as u64
+        });
+        Some(usage)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -244,7 +264,7 @@ impl SseMeter {
             "response.completed" | "response.incomplete" | "response.failed"
         ) {
             self.complete = true;
-            if let Some(usage) = event.response.and_then(|response| response.usage) {
+            if let Some(usage) = event.response.and_then(ResponseView::usage) {
                 self.usage = Some(usage);
             }
         }
@@ -415,6 +435,29 @@ mod tests {
         assert_eq!(answer_usage(response).map(|u| u.total()), Some(9));
         assert_eq!(answer_usage(b"{}"), None);
         assert_eq!(answer_usage(b"not json"), None);
+    }
+
+    #[test]
+    fn hosted_tool_calls_in_an_answer_are_counted_for_their_fees() {
+        let response = br#"{"object":"response","output":[{"type":"web_search_call","id":"ws_1"},
+            {"type":"function_call","name":"f"},{"type":"message","content":[]},{"type":"file_search_call"}],
+            "usage":{"input_tokens":5,"output_tokens":4,"total_tokens":9}}"#;
+        assert_eq!(answer_usage(response).unwrap().hosted_tool_calls, Some(2));
+        let chat = br#"{"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7}}"#;
+        assert_eq!(
+            answer_usage(chat).unwrap().hosted_tool_calls,
+            None,
+            "no output: unknown"
+        );
+        let odd = br#"{"output":"what","usage":{"input_tokens":5,"output_tokens":4,"total_tokens":9}}"#;
+        assert_eq!(
+            answer_usage(odd).map(|u| u.total()),
+            Some(9),
+            "an odd output does not cost the usage"
+        );
+        let event = "event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"output\":[{\"type\":\"web_search_call\"}],\"usage\":{\"input_tokens\":7,\"output_tokens\":2,\"total_tokens\":9}}}\n\n";
+        let (_, meter) = run_kind(StreamKind::Responses, event.as_bytes(), &[], false);
+        assert_eq!(meter.usage.unwrap().hosted_tool_calls, Some(1));
     }
 
     #[test]

@@ -169,7 +169,11 @@ function responseObject(request) {
     created_at: Math.floor(Date.now() / 1000),
     status: "completed",
     model: request?.model,
-    output: [{ type: "message", id: "msg_mock", status: "completed", role: "assistant", content: [{ type: "output_text", text, annotations: [] }] }],
+    // Like OpenAI, one `<type>_call` item for a hosted tool it was given (whose fee usage leaves out).
+    output: [
+      ...(request?.tools ?? []).filter((tool) => tool.type !== "function").slice(0, 1).map((tool) => ({ type: `${tool.type}_call`, id: "ws_mock", status: "completed" })),
+      { type: "message", id: "msg_mock", status: "completed", role: "assistant", content: [{ type: "output_text", text, annotations: [] }] },
+    ],
     usage: { input_tokens, output_tokens, total_tokens: input_tokens + output_tokens },
   };
 }

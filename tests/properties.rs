@@ -106,6 +106,11 @@ fn json_value() -> impl Strategy<Value = Value> {
                     Just("max_output_tokens"),
                     Just("input"),
                     Just("stream_options"),
+                    Just("tools"),
+                    Just("type"),
+                    Just("background"),
+                    Just("previous_response_id"),
+                    Just("user"),
                     Just("x")
                 ]
                 .prop_map(str::to_owned),
@@ -164,10 +169,19 @@ proptest! {
         let bytes = body.to_string().into_bytes();
         let config = config();
         for parse in [policy::parse_chat_request, policy::parse_responses_request, policy::parse_embeddings_request, policy::parse_generate_text] {
-            if let Ok(request) = parse(&bytes, &config) {
+            if let Ok(request) = parse(&bytes, &config, "alice") {
                 let forwarded: Value = serde_json::from_str(request.upstream_body()).unwrap();
+                let body_bytes = request.upstream_body().len() as u64;
                 prop_assert_eq!(forwarded["model"].as_str(), Some("gpt-4o-mini"));
-                prop_assert!(request.reserve_tokens >= request.upstream_body().len() as u64);
+                prop_assert!(request.reserve_tokens >= body_bytes);
+                // Without usage the whole body is charged, and never more than was reserved.
+                prop_assert!(request.prompt_token_estimate >= body_bytes / 4);
+                prop_assert!(request.prompt_token_estimate <= request.reserve_tokens);
+                // Nothing that cannot be priced goes upstream, and never the client's user id.
+                for field in ["background", "previous_response_id", "conversation", "prompt", "prediction"] {
+                    prop_assert!(forwarded[field].is_null() || forwarded[field] == false, "{}", field);
+                }
+                prop_assert!(forwarded.get("safety_identifier").or(forwarded.get("user")).is_some_and(|id| id != "alice"));
             }
         }
     }

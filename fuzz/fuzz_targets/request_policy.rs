@@ -1,5 +1,6 @@
 //! Arbitrary bytes as a request body, through every route's policy: never a panic, and what
-//! is accepted goes upstream as JSON with an allowed model and a reservation that covers it.
+//! is accepted goes upstream as JSON with an allowed model, a reservation that covers it, a
+//! no-usage charge of at least its bytes / 4, and none of the fields that cannot be priced.
 #![no_main]
 
 use std::sync::OnceLock;
@@ -28,11 +29,18 @@ fuzz_target!(|body: &[u8]| {
         policy::parse_embeddings_request,
         policy::parse_generate_text,
     ] {
-        if let Ok(request) = parse(body, config) {
+        if let Ok(request) = parse(body, config, "alice") {
             let forwarded: serde_json::Value =
                 serde_json::from_str(request.upstream_body()).expect("forwarded body is JSON");
+            let body_bytes = request.upstream_body().len() as u64;
             assert!(config.is_model_allowed(forwarded["model"].as_str().expect("model is set")));
-            assert!(request.reserve_tokens >= request.upstream_body().len() as u64);
+            assert!(request.reserve_tokens >= body_bytes);
+            // Without usage the whole body is charged, and never more than was reserved.
+            assert!(request.prompt_token_estimate >= body_bytes / 4);
+            assert!(request.prompt_token_estimate <= request.reserve_tokens);
+            for field in ["background", "previous_response_id", "conversation", "prompt", "prediction"] {
+                assert!(forwarded[field].is_null() || forwarded[field] == false, "{field} went upstream");
+            }
         }
     }
 });

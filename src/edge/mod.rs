@@ -159,11 +159,8 @@ async fn serve_user(
             };
         }
     };
-    let request = policy::parse(
-        api_route,
-        &http::read_body(&mut req, config.max_body_bytes).await?,
-        config,
-    )?;
+    let body = http::read_body(&mut req, config.max_body_bytes).await?;
+    let request = policy::parse(api_route, &body, config, &identity.sub)?;
     outcome.describe(&request);
 
     let ask = Ask {
@@ -181,8 +178,10 @@ async fn serve_user(
     let answer = match sent {
         Ok(answer) => answer,
         Err(error) => {
-            // Upstream refused or failed: no tokens were spent.
-            settlement.settle(0);
+            // An error status is not billed; a timeout may have been (see charge_after_failure).
+            let charged = request.charge_after_failure(&error);
+            outcome.tokens_charged = Some(charged);
+            settlement.settle(charged);
             return Err(error);
         }
     };
@@ -209,11 +208,12 @@ async fn serve_user(
     }
 }
 
-/// What a whole answer used: its `usage`, else an estimate from its size (never zero).
+/// What a whole answer used: its `usage` (with hosted tool fees), else an estimate from its
+/// size (never zero).
 fn used_tokens(request: &ApiRequest, usage: Option<sse::Usage>, answer_bytes: usize) -> u64 {
     usage.map_or_else(
-        || request.prompt_token_estimate + policy::estimate_tokens(answer_bytes),
-        |u| u.total(),
+        || request.prompt_token_estimate + crate::cost::estimate_tokens(answer_bytes),
+        |u| request.tool_fees.charge(&u),
     )
 }
 

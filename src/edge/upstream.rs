@@ -12,10 +12,11 @@ use super::log::{self, Outcome};
 use super::stream;
 use super::user_object::Settlement;
 use crate::config::{Config, Secret};
+use crate::cost::estimate_tokens;
 use crate::error::ProxyError;
 use crate::forwarding;
 use crate::forwarding::UpstreamEndpoint;
-use crate::policy::{estimate_tokens, ApiRequest};
+use crate::policy::ApiRequest;
 use crate::sse::{SseMeter, StreamKind};
 
 /// Sends the request upstream and waits (at most `UPSTREAM_TIMEOUT_MS`) for its headers.
@@ -145,6 +146,7 @@ pub fn relay_stream(
     headers.set("content-type", "text/event-stream; charset=utf-8")?;
     headers.set("cache-control", "no-cache")?;
     let prompt_estimate = chat.prompt_token_estimate;
+    let tool_fees = chat.tool_fees;
     let body = match answer.stream() {
         Ok(body) => body,
         Err(error) => {
@@ -165,7 +167,7 @@ pub fn relay_stream(
         Box::pin(async move {
             let used = end.meter.usage.map_or_else(
                 || prompt_estimate + estimate_tokens(end.meter.streamed_text_bytes),
-                |usage| usage.total(),
+                |usage| tool_fees.charge(&usage),
             );
             log_line.usage = end.meter.usage;
             log_line.tokens_charged = Some(used);

@@ -224,7 +224,7 @@ describe("request policy before any quota is spent", () => {
     const cases = {
       max_tokens: chatBody({ max_tokens: 5000 }),
       n: chatBody({ n: 3 }),
-      messages: chatBody({ messages: [{ role: "user", content: "x".repeat(8001) }] }),
+      "messages[0].content": chatBody({ messages: [{ role: "user", content: "x".repeat(8001) }] }),
     };
     for (const [param, body] of Object.entries(cases)) {
       const response = await chat(setup.proxy, "careful-user", body);
@@ -257,7 +257,8 @@ describe("request policy before any quota is spent", () => {
 });
 
 describe("global budget", () => {
-  const setup = proxyFor({ GLOBAL_DAILY_TOKEN_BUDGET: "250", MAX_OUTPUT_TOKENS: "100" });
+  // Room for one request (its body, safety_identifier included, plus 100 output tokens) and not for five.
+  const setup = proxyFor({ GLOBAL_DAILY_TOKEN_BUDGET: "320", MAX_OUTPUT_TOKENS: "100" });
 
   test("caps all users together, and a refused user gets their reservation back", async () => {
     const statuses = [];

@@ -1,0 +1,172 @@
+//! Fields that bill what the proxy cannot see or bound: refused (400, `param` names the field),
+//! bounded, or rewritten before the request goes upstream. The README's "Refused fields" table
+//! lists them with the variable that allows each.
+
+use serde_json::{json, Map, Value};
+
+use crate::config::Config;
+use crate::cost::CostRules;
+use crate::error::ProxyError;
+use crate::forwarding::UpstreamEndpoint;
+use crate::prompt::PromptMeter;
+
+/// Responses API fields that make OpenAI add stored context the proxy can neither see nor bound
+/// (and that let one user continue another's response: all share the operator's organisation).
+const STORED_CONTEXT_FIELDS: [&str; 3] = ["previous_response_id", "conversation", "prompt"];
+
+/// Every request upstream says which user it is for, as an opaque HMAC of `sub`
+/// (`safety_identifier`; Embeddings only knows the older `user`). The client's own `user` or
+/// `safety_identifier` is replaced, not forwarded: it could blame another user.
+pub(crate) fn attribute(
+    body: &mut Map<String, Value>,
+    config: &Config,
+    sub: &str,
+    endpoint: UpstreamEndpoint,
+) -> Result<(), ProxyError> {
+    let identifier = config.safety_key()?.identifier(sub);
+    body.remove("user");
+    body.remove("safety_identifier");
+    let field = match endpoint {
+        UpstreamEndpoint::Embeddings => "user",
+        UpstreamEndpoint::ChatCompletions | UpstreamEndpoint::Responses => "safety_identifier",
+    };
+    body.insert(field.into(), Value::String(identifier));
+    Ok(())
+}
+
+/// Fields that change the price per token, or add cost the proxy cannot see or bound.
+pub(crate) fn check_price_fields(body: &Map<String, Value>, endpoint: UpstreamEndpoint) -> Result<(), ProxyError> {
+    let refuse = |field: &str, why: &str| Err(ProxyError::invalid_request(format!("`{field}` {why}"), Some(field)));
+    match body.get("service_tier") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(tier)) if tier == "auto" || tier == "default" => {}
+        Some(_) => {
+            return refuse(
+                "service_tier",
+                "must be `auto` or `default`: other tiers change the price per token.",
+            )
+        }
+    }
+    if !is_null(body.get("prediction")) {
+        return refuse(
+            "prediction",
+            "is not accepted: rejected prediction tokens are billed as output.",
+        );
+    }
+    match endpoint {
+        UpstreamEndpoint::ChatCompletions => {
+            if !is_null(body.get("audio")) {
+                return refuse("audio", "is not accepted: audio output is billed at audio rates.");
+            }
+            if let Some(modalities) = body.get("modalities").filter(|value| !value.is_null()) {
+                let text_only = modalities
+                    .as_array()
+                    .is_some_and(|list| list.iter().all(|m| m == "text"));
+                if !text_only {
+                    return refuse("modalities", "may only ask for text.");
+                }
+            }
+        }
+        UpstreamEndpoint::Responses => {
+            match body.get("background") {
+                None | Some(Value::Null) | Some(Value::Bool(false)) => {}
+                Some(_) => {
+                    return refuse(
+                        "background",
+                        "is not accepted: a background response goes on generating unmetered.",
+                    )
+                }
+            }
+            if let Some(field) = STORED_CONTEXT_FIELDS.iter().find(|f| !is_null(body.get(**f))) {
+                return refuse(
+                    field,
+                    "is not accepted: the proxy cannot see or bound the stored context it adds.",
+                );
+            }
+        }
+        UpstreamEndpoint::Embeddings => {}
+    }
+    Ok(())
+}
+
+/// `field` (`tools`, or the older `functions`): function definitions count toward the prompt
+/// size; a hosted tool (any other `type`) needs the operator's leave (`ALLOWED_HOSTED_TOOLS`).
+/// Returns the largest per-call reserve of the hosted tools present (0 when none).
+pub(crate) fn check_tools(
+    body: &Map<String, Value>,
+    field: &str,
+    meter: &mut PromptMeter,
+    rules: &CostRules,
+) -> Result<u64, ProxyError> {
+    let tools = match body.get(field) {
+        None | Some(Value::Null) => return Ok(0),
+        Some(Value::Array(tools)) => tools,
+        Some(_) => {
+            return Err(ProxyError::invalid_request(
+                format!("`{field}` must be an array."),
+                Some(field),
+            ))
+        }
+    };
+    let mut per_call = 0;
+    for (index, tool) in tools.iter().enumerate() {
+        meter.at(&format!("{field}[{index}]"), |meter| {
+            // Legacy `functions` entries have no type: they are functions.
+            let kind = match tool.get("type") {
+                None if field == "functions" => "function",
+                Some(Value::String(kind)) => kind.as_str(),
+                _ => return Err(meter.refuse(".type", "A tool's `type` must be a string.")),
+            };
+            if kind == "function" {
+                return meter.definition(tool);
+            }
+            let hosted = rules.hosted_tool(kind).ok_or_else(|| {
+                meter.refuse(
+                    ".type",
+                    format!("This proxy does not allow the hosted tool `{kind}`; only `function` tools."),
+                )
+            })?;
+            per_call = per_call.max(hosted.reserve_tokens_per_call);
+            meter.json(tool)
+        })?;
+    }
+    Ok(per_call)
+}
+
+/// `max_tool_calls` of a request with hosted tools: at most `MAX_HOSTED_TOOL_CALLS`, and set to
+/// it when the client sets none, so that the fees have a bound.
+pub(crate) fn hosted_call_cap(body: &mut Map<String, Value>, rules: &CostRules) -> Result<u64, ProxyError> {
+    let max = rules.max_hosted_tool_calls;
+    match body.get("max_tool_calls") {
+        None | Some(Value::Null) => {
+            body.insert("max_tool_calls".into(), json!(max));
+            Ok(max)
+        }
+        Some(value) => match value.as_u64() {
+            Some(calls) if (1..=max).contains(&calls) => Ok(calls),
+            _ => Err(ProxyError::invalid_request(
+                format!("`max_tool_calls` must be a whole number from 1 to {max} with hosted tools."),
+                Some("max_tool_calls"),
+            )),
+        },
+    }
+}
+
+fn is_null(value: Option<&Value>) -> bool {
+    matches!(value, None | Some(Value::Null))
+}
+
+/// Search models (`web_search_options` in Chat Completions) search once per request and bill it
+/// like the `web_search` tool: its per-call reserve, or a refusal when it is not allowed.
+pub(crate) fn search_model_fee(body: &Map<String, Value>, rules: &CostRules) -> Result<u64, ProxyError> {
+    if is_null(body.get("web_search_options")) {
+        return Ok(0);
+    }
+    let web_search = rules.hosted_tool("web_search").ok_or_else(|| {
+        ProxyError::invalid_request(
+            "`web_search_options` is not accepted: this proxy does not allow web search.",
+            Some("web_search_options"),
+        )
+    })?;
+    Ok(web_search.reserve_tokens_per_call)
+}

@@ -1,0 +1,254 @@
+//! What a request may cost beyond its text: images, hosted tools, and the reservation and the
+//! no-usage charge built from them. Facts about OpenAI's prices live here, with their source.
+
+use crate::error::ProxyError;
+use crate::sse::Usage;
+
+/// An image's worst case in input tokens, per model family (a name, or its dated snapshots).
+///
+/// Source: OpenAI's "Images and vision" guide, section "Calculating costs". Tile models: at
+/// `detail: high` an image is scaled into 2048×2048, then its short side to 768 px, so it covers
+/// at most 2×4 = 8 tiles of 512 px. gpt-4o-mini bills 2,833 base + 5,667 per tile (its image
+/// tokens are inflated so that an image costs what it costs on gpt-4o); gpt-4o 85 + 170 per
+/// tile. Patch models (gpt-4.1 family): 32 px patches, capped at 1,536, times 1 (gpt-4.1),
+/// 1.62 (mini) or 2.46 (nano).
+const IMAGE_WORST_CASE: [(&str, u64); 5] = [
+    ("gpt-4o-mini", 2_833 + 8 * 5_667),
+    ("gpt-4o", 85 + 8 * 170),
+    ("gpt-4.1", 1_536),
+    ("gpt-4.1-mini", 2_489),
+    ("gpt-4.1-nano", 3_779),
+];
+
+/// A model whose image pricing is not in the table is assumed to cost the most we know of.
+const UNKNOWN_MODEL_IMAGE_TOKENS: u64 = 2_833 + 8 * 5_667;
+
+/// The worst case of one image on `model`, in its input tokens.
+pub fn image_worst_case(model: &str) -> u64 {
+    IMAGE_WORST_CASE
+        .iter()
+        .find(|(family, _)| {
+            model == *family
+                || model
+                    .strip_prefix(family)
+                    .is_some_and(|snapshot| snapshot.starts_with("-20"))
+        })
+        .map_or(UNKNOWN_MODEL_IMAGE_TOKENS, |&(_, tokens)| tokens)
+}
+
+/// `IMAGE_INPUT_RESERVE_TOKENS` when unset: the worst image of any allowed model.
+pub fn default_image_reserve(models: &[String]) -> u64 {
+    models
+        .iter()
+        .map(|model| image_worst_case(model))
+        .max()
+        .unwrap_or(UNKNOWN_MODEL_IMAGE_TOKENS)
+}
+
+/// A hosted (OpenAI-run) tool the operator allows, and what each call of it is reserved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostedTool {
+    /// The tool's `type`, e.g. `web_search`.
+    pub name: String,
+    pub reserve_tokens_per_call: u64,
+}
+
+/// What the operator lets a request spend beyond text (`MAX_IMAGE_INPUTS`, ...).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CostRules {
+    pub max_image_inputs: u64,
+    pub image_input_reserve_tokens: u64,
+    pub hosted_tools: Vec<HostedTool>,
+    /// The `max_tool_calls` a request with hosted tools may ask for (and gets when it sets none).
+    pub max_hosted_tool_calls: u64,
+    /// Let OpenAI store Responses (`RESPONSES_STORE`); otherwise the proxy sends `store: false`.
+    pub responses_store: bool,
+}
+
+impl CostRules {
+    pub fn hosted_tool(&self, name: &str) -> Option<&HostedTool> {
+        self.hosted_tools.iter().find(|tool| tool.name == name)
+    }
+}
+
+/// `ALLOWED_HOSTED_TOOLS`: `name:tokens` items, comma- or space-separated.
+pub fn parse_hosted_tools(raw: &str) -> Result<Vec<HostedTool>, ProxyError> {
+    let invalid = |item: &str| {
+        ProxyError::misconfigured(format!(
+            "ALLOWED_HOSTED_TOOLS: {item:?} is not `tool_type:tokens_per_call` (e.g. web_search:12000, tokens from 1 to 10000000)"
+        ))
+    };
+    raw.split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|item| !item.is_empty())
+        .map(|item| {
+            let (name, tokens) = item.split_once(':').ok_or_else(|| invalid(item))?;
+            let name_ok =
+                !name.is_empty() && name != "function" && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            match tokens.parse::<u64>() {
+                Ok(tokens) if name_ok && (1..=10_000_000).contains(&tokens) => Ok(HostedTool {
+                    name: name.to_owned(),
+                    reserve_tokens_per_call: tokens,
+                }),
+                _ => Err(invalid(item)),
+            }
+        })
+        .collect()
+}
+
+/// What one upstream request can cost, in the model's tokens.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Cost {
+    /// Bytes of the JSON sent upstream: a text never has more tokens than bytes.
+    pub body_bytes: u64,
+    pub images: u64,
+    pub image_tokens_each: u64,
+    /// The output cap times the number of choices.
+    pub output_tokens: u64,
+    /// Hosted tool calls allowed (`max_tool_calls`), and the largest per-call reserve among
+    /// the request's hosted tools.
+    pub hosted_tool_calls: u64,
+    pub hosted_tokens_per_call: u64,
+}
+
+impl Cost {
+    /// Times the model reads the input: once, and again after each hosted tool call (it reads
+    /// the tool's result with everything before it).
+    fn passes(&self) -> u64 {
+        self.hosted_tool_calls.saturating_add(1)
+    }
+
+    fn hosted_fees(&self) -> u64 {
+        self.hosted_tool_calls.saturating_mul(self.hosted_tokens_per_call)
+    }
+
+    fn image_tokens(&self) -> u64 {
+        self.images.saturating_mul(self.image_tokens_each)
+    }
+
+    /// The worst case, reserved before the request goes upstream.
+    pub fn reserve(&self) -> u64 {
+        let input = self.body_bytes.saturating_add(self.image_tokens());
+        input
+            .saturating_mul(self.passes())
+            .saturating_add(self.output_tokens)
+            .saturating_add(self.hosted_fees())
+    }
+
+    /// The input's likely cost, charged when upstream reports no usage: the whole body at
+    /// about 4 bytes a token (never zero), each image's worst case, and every allowed hosted
+    /// call (the proxy cannot tell how many ran).
+    pub fn input_estimate(&self) -> u64 {
+        let input = self.body_bytes.div_ceil(4).max(1).saturating_add(self.image_tokens());
+        input.saturating_mul(self.passes()).saturating_add(self.hosted_fees())
+    }
+}
+
+/// The fees of a request's hosted tool calls, which `usage` does not report.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ToolFees {
+    /// Calls reserved (`max_tool_calls`, or one for a search model).
+    pub calls: u64,
+    pub tokens_per_call: u64,
+}
+
+impl ToolFees {
+    /// What a request with a usage report is charged: the usage, plus the fee of each hosted
+    /// call the answer lists (all reserved calls when it lists none, as Chat Completions).
+    pub fn charge(&self, usage: &Usage) -> u64 {
+        let calls = usage.hosted_tool_calls.unwrap_or(self.calls);
+        usage.total().saturating_add(calls.saturating_mul(self.tokens_per_call))
+    }
+}
+
+/// Roughly 4 bytes a token, never zero: the charge when upstream reported no usage.
+pub fn estimate_tokens(text_bytes: usize) -> u64 {
+    (text_bytes as u64).div_ceil(4).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_image_costs_its_model_s_worst_case_and_unknown_models_the_most() {
+        assert_eq!(image_worst_case("gpt-4o-mini"), 48_169);
+        assert_eq!(image_worst_case("gpt-4o-mini-2024-07-18"), 48_169);
+        assert_eq!(image_worst_case("gpt-4o"), 1_445);
+        assert_eq!(image_worst_case("gpt-4o-2024-08-06"), 1_445);
+        assert_eq!(image_worst_case("gpt-4.1-nano"), 3_779);
+        assert_eq!(image_worst_case("gpt-4o-audio-preview"), 48_169, "not gpt-4o's price");
+        assert_eq!(image_worst_case("some-future-model"), 48_169);
+        let models = ["gpt-4o".to_owned(), "gpt-4.1-nano".to_owned()];
+        assert_eq!(default_image_reserve(&models), 3_779);
+    }
+
+    #[test]
+    fn hosted_tools_need_a_per_call_reserve() {
+        let tools = parse_hosted_tools("web_search:12000, file_search:3000").unwrap();
+        assert_eq!(tools[0].name, "web_search");
+        assert_eq!(tools[1].reserve_tokens_per_call, 3000);
+        assert!(parse_hosted_tools("").unwrap().is_empty());
+        for bad in [
+            "web_search",
+            "web_search:0",
+            "web_search:x",
+            ":5",
+            "function:10",
+            "a/b:5",
+        ] {
+            let detail = parse_hosted_tools(bad).unwrap_err().log_detail().unwrap();
+            assert!(detail.starts_with("ALLOWED_HOSTED_TOOLS"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_usage_report_is_charged_with_the_fees_of_the_hosted_calls_that_ran() {
+        let fees = ToolFees {
+            calls: 3,
+            tokens_per_call: 1000,
+        };
+        let reported = |calls| Usage {
+            prompt_tokens: 50,
+            completion_tokens: 10,
+            total_tokens: 60,
+            hosted_tool_calls: calls,
+        };
+        assert_eq!(fees.charge(&reported(Some(1))), 60 + 1000);
+        assert_eq!(fees.charge(&reported(Some(0))), 60);
+        assert_eq!(fees.charge(&reported(None)), 60 + 3000, "unknown: every reserved call");
+        assert_eq!(
+            ToolFees::default().charge(&reported(Some(2))),
+            60,
+            "no hosted tool allowed, no fee"
+        );
+    }
+
+    #[test]
+    fn the_reservation_covers_every_read_of_the_input_and_every_tool_fee() {
+        let text = Cost {
+            body_bytes: 1000,
+            output_tokens: 200,
+            ..Cost::default()
+        };
+        assert_eq!(text.reserve(), 1200);
+        assert_eq!(text.input_estimate(), 250);
+        let rich = Cost {
+            body_bytes: 1000,
+            images: 2,
+            image_tokens_each: 500,
+            output_tokens: 200,
+            hosted_tool_calls: 2,
+            hosted_tokens_per_call: 3000,
+        };
+        assert_eq!(rich.reserve(), (1000 + 1000) * 3 + 200 + 6000);
+        assert_eq!(rich.input_estimate(), (250 + 1000) * 3 + 6000);
+        assert!(rich.input_estimate() <= rich.reserve());
+        let huge = Cost {
+            body_bytes: u64::MAX,
+            hosted_tool_calls: u64::MAX,
+            hosted_tokens_per_call: u64::MAX,
+            ..Cost::default()
+        };
+        assert_eq!(huge.reserve(), u64::MAX, "saturates, never wraps to a small number");
+    }
+}
