@@ -175,9 +175,10 @@ pub async fn admit(
             Err(error) => Some(error),
         };
         if let Some(error) = refused {
-            // Give the user's reservation back: nothing was spent.
+            // Give back all the user's admission took, its rate-window entry included, before
+            // answering: a retry right after the 429 must find it given back.
             if let Some(pending) = settlement.take() {
-                pending.settle(0);
+                pending.cancel().await;
             }
             return Err(error);
         }
@@ -202,6 +203,23 @@ impl Settlement {
     pub fn settle(self, used_tokens: u64) {
         let ctx = self.ctx.clone();
         ctx.wait_until(self.finish(used_tokens));
+    }
+
+    /// Undoes the admissions: a request refused after its user's admission (by the global
+    /// budget) costs the user nothing, not even a request of their rate.
+    async fn cancel(self) {
+        let now_ms = Date::now().as_millis() as i64;
+        for (name, limits, reservation) in self.reservations {
+            let command = UserCommand::Cancel {
+                reservation_id: reservation.id,
+                limits,
+                now_ms,
+            };
+            if let Err(error) = call(&self.env, &name, &command).await {
+                // The reservation expires and is charged in full: the operator is safe.
+                log::warn("cancel_failed", &error.log_detail().unwrap_or_default());
+            }
+        }
     }
 
     /// The same, for a caller that already runs after the response.
