@@ -1,5 +1,6 @@
 //! The wasm edge: translates between the Workers platform and the core. No policy lives here.
 
+mod body;
 mod jwks;
 mod log;
 mod stream;

@@ -8,6 +8,7 @@ use worker::wasm_bindgen::JsValue;
 use worker::web_sys::AbortController;
 use worker::{AbortSignal, Context, Delay, Fetch, Headers, Method, Request, RequestInit, Response};
 
+use super::body::{self, BodyError};
 use super::user_object::Settlement;
 use super::{internal, log, stream, Outcome};
 use crate::config::{Config, Secret};
@@ -65,7 +66,7 @@ pub async fn send(
             429 => ProxyError::UpstreamRateLimited { retry_after },
             400..=499 => {
                 let mut answer = answer;
-                let body = answer.bytes().await.unwrap_or_default();
+                let body = body::read_prefix(&mut answer, body::MAX_ERROR_BODY_BYTES).await;
                 ProxyError::UpstreamRejected {
                     status,
                     detail: forwarding::upstream_error_detail(&body, &config.secrets()),
@@ -189,9 +190,14 @@ pub fn relay_stream(
 /// A whole (non-stream) answer: its bytes, and the headers the client may see.
 pub async fn read_whole(mut answer: Response) -> Result<(Vec<u8>, Headers), ProxyError> {
     let headers = client_headers(&answer)?;
-    let body = answer.bytes().await.map_err(|e| ProxyError::UpstreamFailed {
-        detail: format!("reading the upstream answer failed: {e}"),
-    })?;
+    let body = body::read_capped(&mut answer, body::MAX_ANSWER_BYTES)
+        .await
+        .map_err(|error| ProxyError::UpstreamFailed {
+            detail: match error {
+                BodyError::TooLarge => format!("the upstream answer is larger than {} bytes", body::MAX_ANSWER_BYTES),
+                BodyError::Failed(e) => format!("reading the upstream answer failed: {e}"),
+            },
+        })?;
     Ok((body, headers))
 }
 
