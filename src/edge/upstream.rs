@@ -6,7 +6,7 @@ use std::time::Duration;
 use futures_util::future::{select, Either};
 use worker::wasm_bindgen::JsValue;
 use worker::web_sys::AbortController;
-use worker::{AbortSignal, Context, Delay, Fetch, Headers, Method, Request, RequestInit, Response};
+use worker::{AbortSignal, Context, Delay, Fetch, Headers, Method, Request, RequestInit, RequestRedirect, Response};
 
 use super::body::{self, BodyError};
 use super::user_object::Settlement;
@@ -63,6 +63,9 @@ pub async fn send(
         }
         return Err(match status {
             401 | 403 => ProxyError::UpstreamAuthFailed { status },
+            300..=399 => ProxyError::UpstreamFailed {
+                detail: redirect_detail(&answer),
+            },
             429 => ProxyError::UpstreamRateLimited { retry_after },
             400..=499 => {
                 let mut answer = answer;
@@ -77,6 +80,17 @@ pub async fn send(
             },
         });
     }
+}
+
+/// Redirects are not followed (`redirect: "manual"`): following one would send the prompt, the
+/// key's account headers and `CF-Worker` wherever a gateway's `Location` points.
+fn redirect_detail(answer: &Response) -> String {
+    let location = answer.headers().get("location").ok().flatten().unwrap_or_default();
+    let location: String = location.chars().take(200).collect();
+    format!(
+        "upstream answered {} redirecting to {location:?}; redirects are not followed",
+        answer.status_code()
+    )
 }
 
 /// Upstream's `Retry-After` above this is passed to the client rather than waited out.
@@ -99,6 +113,7 @@ async fn attempt(
     let mut init = RequestInit::new();
     init.with_method(Method::Post)
         .with_headers(headers)
+        .with_redirect(RequestRedirect::Manual)
         .with_body(Some(JsValue::from_str(request.upstream_body())));
     let url = request.endpoint.url(&config.upstream_base_url);
     let upstream_request = Request::new_with_init(&url, &init).map_err(internal)?;

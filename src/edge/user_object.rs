@@ -7,7 +7,8 @@ use std::rc::Rc;
 
 use worker::wasm_bindgen::JsValue;
 use worker::{
-    durable_object, Context, Date, DurableObject, Env, Method, Request, RequestInit, Response, Result, State,
+    durable_object, Context, Date, DurableObject, Env, Method, Request, RequestInit, RequestRedirect, Response, Result,
+    State,
 };
 
 use super::log;
@@ -286,8 +287,10 @@ fn raise(ctx: &Rc<Context>, config: &Config, message: &str) {
             let headers = worker::Headers::new();
             let _ = headers.set("content-type", "application/json");
             let mut init = RequestInit::new();
+            // A redirected delivery fails: it would post the alert wherever `Location` says.
             init.with_method(Method::Post)
                 .with_headers(headers)
+                .with_redirect(RequestRedirect::Manual)
                 .with_body(Some(JsValue::from_str(&body)));
             let sent = match Request::new_with_init(&url, &init) {
                 Ok(request) => worker::Fetch::Request(request).send().await.map(|r| r.status_code()),
