@@ -278,6 +278,8 @@ async fn day_usage(req: &Request, env: &Env, now_ms: i64) -> std::result::Result
 async fn authenticate(req: &Request, config: &Config) -> std::result::Result<Identity, ProxyError> {
     let authorization = header(req, "authorization");
     let token = auth::bearer_token(authorization.as_deref())?;
+    // Before the key set: garbage must never cost a fetch from the identity provider.
+    auth::check_shape(token).map_err(ProxyError::InvalidToken)?;
     let now_ms = Date::now().as_millis();
     let now = (now_ms / 1000) as i64;
     let keys = jwks::key_set(config, now_ms).await?;

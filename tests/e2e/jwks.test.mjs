@@ -1,0 +1,86 @@
+// The identity provider's key set (JWKS_URL) under stress: garbage tokens, a provider that is
+// down, no cache time, a redirect, an endless body, and keys planted in the zone's cache. The
+// provider is a loopback server that counts its fetches; each test starts its own proxy, so
+// each starts with an empty isolate.
+import assert from "node:assert/strict";
+import { generateKeyPairSync, randomUUID, sign } from "node:crypto";
+import http from "node:http";
+import { after, before, beforeEach, test } from "node:test";
+import { startProxy } from "./helpers.mjs";
+
+const ISSUER = "https://id.example.com/";
+const AUDIENCE = "edge-proxy";
+const provider = generateKeyPairSync("ec", { namedCurve: "P-256" });
+const attacker = generateKeyPairSync("ec", { namedCurve: "P-256" });
+const jwk = (pair, kid) => ({ ...pair.publicKey.export({ format: "jwk" }), kid, alg: "ES256", use: "sig" });
+const PROVIDER_SET = JSON.stringify({ keys: [jwk(provider, "provider-1")] });
+const ATTACKER_SET = JSON.stringify({ keys: [jwk(attacker, "planted-1")] });
+
+const b64 = (value) => Buffer.from(JSON.stringify(value)).toString("base64url");
+const now = () => Math.floor(Date.now() / 1000);
+
+/** An ES256 token signed with `pair`'s private key. */
+function es256(pair, kid) {
+  const input = `${b64({ alg: "ES256", typ: "JWT", kid })}.${b64({ sub: "jwks-user", iss: ISSUER, aud: AUDIENCE, iat: now(), exp: now() + 300, jti: randomUUID() })}`;
+  return `${input}.${sign("sha256", Buffer.from(input), { key: pair.privateKey, dsaEncoding: "ieee-p1363" }).toString("base64url")}`;
+}
+
+/** A key-set server; `answer(res)` writes each response. Counts fetches per path. */
+async function keySetServer() {
+  const server = http.createServer((req, res) => {
+    state.fetches[req.url] = (state.fetches[req.url] ?? 0) + 1;
+    res.on("close", () => (state.lastCompleted = res.writableFinished));
+    state.answer(req, res);
+  });
+  const state = { fetches: {}, answer: serve(PROVIDER_SET), lastCompleted: undefined };
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  state.base = `http://127.0.0.1:${server.address().port}`;
+  state.url = `${state.base}/.well-known/jwks.json`;
+  state.count = () => state.fetches["/.well-known/jwks.json"] ?? 0;
+  state.close = async () => {
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  };
+  return state;
+}
+
+const serve = (body) => (req, res) => {
+  res.writeHead(200, { "content-type": "application/json" });
+  res.end(body);
+};
+
+let keys;
+let proxy;
+before(async () => {
+  keys = await keySetServer();
+});
+after(() => keys?.close());
+beforeEach(() => {
+  keys.fetches = {};
+  keys.answer = serve(PROVIDER_SET);
+  keys.lastCompleted = undefined;
+});
+
+/** A proxy with an empty isolate, verifying against the key-set server. */
+async function freshProxy(bindings = {}) {
+  await proxy?.dispose();
+  proxy = await startProxy({ JWT_SECRET: undefined, JWKS_URL: keys.url, JWT_ISSUER: ISSUER, JWT_AUDIENCE: AUDIENCE, ...bindings });
+  return proxy;
+}
+after(() => proxy?.dispose());
+
+async function status(target, token) {
+  const response = await fetch(`${target.url}/v1/models`, { headers: { authorization: `Bearer ${token}` } });
+  return { status: response.status, code: (await response.json()).error?.code };
+}
+
+test("garbage tokens are refused without fetching the key set", async () => {
+  await freshProxy();
+  const valid = es256(provider, "provider-1");
+  const [header, claims] = valid.split(".");
+  const garbage = ["a.b", "x.y.z", "e30.e30.c2ln", `${header}.${b64({ sub: "no-exp" })}.c2ln`, `${header}.${claims}`, "not a token"];
+  for (const token of garbage) assert.equal((await status(proxy, token)).status, 401, token);
+  assert.equal(keys.count(), 0, "no token was worth a fetch");
+  assert.equal((await status(proxy, valid)).status, 200);
+  assert.equal(keys.count(), 1);
+});
