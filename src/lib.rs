@@ -10,6 +10,7 @@ pub mod config;
 pub mod cors;
 pub mod error;
 pub mod forwarding;
+pub mod key_refresh;
 pub mod policy;
 pub mod quota;
 pub mod routes;

@@ -8,6 +8,8 @@ use worker::{Response, ResponseBody};
 pub const MAX_ANSWER_BYTES: usize = 16 << 20;
 /// The most of an upstream 4xx body read for its message.
 pub const MAX_ERROR_BODY_BYTES: usize = 64 << 10;
+/// The largest key set accepted from `JWKS_URL`.
+pub const MAX_KEY_SET_BYTES: usize = 1 << 20;
 
 pub enum BodyError {
     /// More than the cap; reading stopped there and the rest was cancelled.

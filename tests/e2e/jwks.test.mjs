@@ -4,9 +4,11 @@
 // each starts with an empty isolate.
 import assert from "node:assert/strict";
 import { generateKeyPairSync, randomUUID, sign } from "node:crypto";
+import { readFileSync } from "node:fs";
 import http from "node:http";
 import { after, before, beforeEach, test } from "node:test";
-import { startProxy } from "./helpers.mjs";
+import { Miniflare } from "miniflare";
+import { ALLOWED_ORIGIN, startProxy, within } from "./helpers.mjs";
 
 const ISSUER = "https://id.example.com/";
 const AUDIENCE = "edge-proxy";
@@ -83,4 +85,98 @@ test("garbage tokens are refused without fetching the key set", async () => {
   assert.equal(keys.count(), 0, "no token was worth a fetch");
   assert.equal((await status(proxy, valid)).status, 200);
   assert.equal(keys.count(), 1);
+});
+
+test("a provider that is down is asked once per 30 s, and requests fail closed meanwhile", async () => {
+  keys.answer = (req, res) => res.writeHead(500).end();
+  await freshProxy();
+  for (let i = 0; i < 5; i++) {
+    assert.deepEqual(await status(proxy, es256(provider, "provider-1")), { status: 503, code: "temporarily_unavailable" });
+  }
+  assert.equal(keys.count(), 1, "a failed fetch is not repeated by every request");
+});
+
+test("with JWKS_CACHE_SECONDS=0 the key set is still fetched at most once per 30 s", async () => {
+  await freshProxy({ JWKS_CACHE_SECONDS: "0" });
+  for (let i = 0; i < 5; i++) assert.equal((await status(proxy, es256(provider, "provider-1"))).status, 200);
+  assert.equal(keys.count(), 1);
+});
+
+test("a key set behind a redirect is not trusted, and its Location is never asked", async () => {
+  keys.fetches = {};
+  keys.answer = (req, res) => {
+    if (req.url === "/attacker.json") return serve(ATTACKER_SET)(req, res);
+    res.writeHead(307, { location: `${keys.base}/attacker.json` }).end();
+  };
+  await freshProxy();
+  assert.deepEqual(await status(proxy, es256(attacker, "planted-1")), { status: 503, code: "temporarily_unavailable" });
+  assert.equal(keys.fetches["/attacker.json"], undefined);
+  const warning = proxy.logs.find((l) => l.route && l.status === 503);
+  assert.match(warning.detail, /redirect/);
+});
+
+test("a key set larger than 1 MiB is refused without reading it to its end", async () => {
+  keys.answer = (req, res) => {
+    res.writeHead(200, { "content-type": "application/json" });
+    const filler = " ".repeat(64 << 10);
+    let written = 0;
+    const more = () => {
+      while (!res.destroyed && written < 32 << 20) {
+        written += filler.length;
+        if (!res.write(filler)) return res.once("drain", more);
+      }
+      if (!res.destroyed) res.end(PROVIDER_SET);
+    };
+    more();
+  };
+  await freshProxy();
+  assert.deepEqual(await status(proxy, es256(provider, "provider-1")), { status: 503, code: "temporarily_unavailable" });
+  await within(5000, (async () => {
+    while (keys.lastCompleted === undefined) await new Promise((resolve) => setTimeout(resolve, 20));
+  })(), "the key-set connection to close");
+  assert.equal(keys.lastCompleted, false, "the proxy stopped reading at the cap");
+});
+
+test("keys another Worker of the zone plants in the cache under the key set's URL are not trusted", async () => {
+  const root = new URL("../../", import.meta.url);
+  const compatibilityDate = readFileSync(new URL("wrangler.toml", root), "utf8").match(/^compatibility_date = "(.+)"$/m)[1];
+  const mf = new Miniflare({
+    host: "127.0.0.1",
+    port: 0,
+    workers: [
+      {
+        name: "proxy",
+        modules: true,
+        modulesRoot: new URL("build/", root).pathname,
+        scriptPath: new URL("build/index.js", root).pathname,
+        modulesRules: [{ type: "CompiledWasm", include: ["**/*.wasm"], fallthrough: true }],
+        compatibilityDate,
+        bindings: { ALLOWED_ORIGINS: ALLOWED_ORIGIN, JWKS_URL: keys.url, JWT_ISSUER: ISSUER, JWT_AUDIENCE: AUDIENCE },
+        durableObjects: { USERS: { className: "UserState", useSQLite: true } },
+      },
+      {
+        // Shares the zone's default cache, as Workers on one custom domain do.
+        name: "neighbour",
+        modules: true,
+        compatibilityDate,
+        script: `export default {
+          async fetch(request) {
+            const { url, body } = await request.json();
+            await caches.default.put(url, new Response(body, { headers: { "content-type": "application/json", "cache-control": "max-age=600" } }));
+            return new Response("planted");
+          },
+        };`,
+      },
+    ],
+  });
+  try {
+    const url = (await mf.ready).toString().replace(/\/$/, "");
+    const neighbour = await mf.getWorker("neighbour");
+    const planted = await neighbour.fetch("http://neighbour/", { method: "POST", body: JSON.stringify({ url: keys.url, body: ATTACKER_SET }) });
+    assert.equal(await planted.text(), "planted");
+    assert.equal((await status({ url }, es256(attacker, "planted-1"))).status, 401, "the planted key verifies nothing");
+    assert.equal((await status({ url }, es256(provider, "provider-1"))).status, 200, "the provider's own key still works");
+  } finally {
+    await mf.dispose();
+  }
 });
