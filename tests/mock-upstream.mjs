@@ -2,9 +2,10 @@
 //
 // It answers POST /v1/chat/completions and /v1/responses (JSON or SSE) and /v1/embeddings,
 // records every request, and can be told to pause streams, to answer the next requests with a
-// given status, or to misbehave on the next one (slow headers, a reset, a stall, a cut stream). Like OpenAI, it
-// rejects a wrong key with a 401 whose message echoes part of that key, and it sends account
-// headers (openai-organization, set-cookie, x-ratelimit-*) the proxy must not pass on.
+// given status, or to misbehave on the next one (slow headers, a reset, a stall, a cut stream,
+// an event or a body longer than any cap of the proxy). Like OpenAI, it rejects a wrong key
+// with a 401 whose message echoes part of that key, and it sends account headers
+// (openai-organization, set-cookie, x-ratelimit-*) the proxy must not pass on.
 import http from "node:http";
 import { pathToFileURL } from "node:url";
 

@@ -49,13 +49,13 @@ pub fn metered(
             let (events, finished) = match next {
                 Either::Left((Some(Ok(chunk)), _)) => {
                     let mut events = meter.feed(&chunk);
-                    if !meter.event_too_long {
-                        (events, None)
-                    } else {
+                    if meter.event_too_long {
                         upstream_abort.abort();
                         events.extend(sse::error_event(&upstream_failed()));
                         let why = format!("upstream sent an event over {} bytes", sse::MAX_EVENT_BYTES);
                         (events, Some(Some(why)))
+                    } else {
+                        (events, None)
                     }
                 }
                 Either::Left((Some(Err(error)), _)) => (

@@ -82,8 +82,8 @@ pub async fn send(
     }
 }
 
-/// Redirects are not followed (`redirect: "manual"`): following one would send the prompt, the
-/// key's account headers and `CF-Worker` wherever a gateway's `Location` points.
+/// Redirects are not followed (`redirect: "manual"`): following one would resend the user's
+/// prompt, with a `CF-Worker` header, wherever upstream's (or a gateway's) `Location` points.
 fn redirect_detail(answer: &Response) -> String {
     let location = answer.headers().get("location").ok().flatten().unwrap_or_default();
     let location: String = location.chars().take(200).collect();
