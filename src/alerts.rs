@@ -42,6 +42,7 @@ impl Alert {
     pub fn message(&self, subject: &str) -> String {
         match self {
             Alert::RequestsPerHour { requests, threshold } => {
+                let subject = slack_escape(subject);
                 format!("openai-edge-proxy: user {subject} made {requests} requests in the current hour (alert threshold {threshold}).")
             }
             Alert::BudgetPercent { used_tokens, budget, threshold_percent } => format!(
@@ -49,6 +50,12 @@ impl Alert {
             ),
         }
     }
+}
+
+/// Slack's escaping of `&`, `<` and `>`: a `sub` is the user's to choose, and unescaped Slack
+/// renders `<!channel>` as a mention of everyone and `<https://x|text>` as a link.
+fn slack_escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
 impl AlertState {
@@ -145,6 +152,20 @@ mod tests {
         );
         assert_eq!(state.on_admit(&rules, &standing(950), T0 + 2), None);
         assert!(state.on_admit(&rules, &standing(0), T0).is_none());
+    }
+
+    #[test]
+    fn a_sub_cannot_mention_the_channel_or_plant_a_link_in_an_alert() {
+        let alert = Alert::RequestsPerHour {
+            requests: 5,
+            threshold: 4,
+        };
+        let message = alert.message("<!channel> & <https://evil.example|click>");
+        assert!(
+            message.contains("user &lt;!channel&gt; &amp; &lt;https://evil.example|click&gt; made 5"),
+            "{message}"
+        );
+        assert!(!message.contains('<') && !message.contains('>'));
     }
 
     #[test]

@@ -252,23 +252,37 @@ pub fn bearer_token(authorization: Option<&str>) -> Result<&str, ProxyError> {
     Ok(token)
 }
 
-/// Verifies `token` at time `now` (Unix seconds).
-pub fn verify(token: &str, keys: &KeySet, rules: &ClaimRules, now: i64) -> Result<Identity, TokenProblem> {
+/// A token's header and claims, decoded and checked for shape, not yet for its signature.
+pub struct TokenShape {
+    header: JsonObject,
+    claims: JsonObject,
+    times: TimeClaims,
+}
+
+/// Decodes `token` and checks its shape. Costs no key: garbage is refused before anything (a
+/// key set fetch included) is spent on it.
+pub fn check_shape(token: &str) -> Result<TokenShape, TokenProblem> {
     let (header, claims) = decode_unverified(token)?;
     let times = TimeClaims::parse(&claims)?;
-
-    let algorithm = header
-        .get("alg")
-        .and_then(Value::as_str)
-        .ok_or(TokenProblem::Malformed)?;
+    if !header.get("alg").is_some_and(Value::is_string) {
+        return Err(TokenProblem::Malformed);
+    }
     if FORBIDDEN_HEADER_FIELDS.iter().any(|field| header.contains_key(*field)) {
         return Err(TokenProblem::UnsupportedHeader);
     }
-    let kid = match header.get("kid") {
-        None => None,
-        Some(Value::String(kid)) if kid.len() <= 256 => Some(kid.as_str()),
+    match header.get("kid") {
+        None => {}
+        Some(Value::String(kid)) if kid.len() <= 256 => {}
         Some(_) => return Err(TokenProblem::Malformed),
-    };
+    }
+    Ok(TokenShape { header, claims, times })
+}
+
+/// Verifies `token` at time `now` (Unix seconds).
+pub fn verify(token: &str, keys: &KeySet, rules: &ClaimRules, now: i64) -> Result<Identity, TokenProblem> {
+    let TokenShape { header, claims, times } = check_shape(token)?;
+    let algorithm = header.get("alg").and_then(Value::as_str).unwrap_or_default();
+    let kid = header.get("kid").and_then(Value::as_str);
     let key = keys.select(kid, algorithm)?;
     let untrusted = UntrustedToken::new(token).map_err(|_| TokenProblem::Malformed)?;
     key.verify(&untrusted).map_err(|error| match error {
@@ -486,6 +500,33 @@ mod tests {
                 sub: "alice".into(),
                 issued_at: Some(NOW - 10)
             }
+        );
+    }
+
+    #[test]
+    fn garbage_is_refused_by_its_shape_before_any_key_is_needed() {
+        let garbage = [
+            "a.b".to_owned(),
+            "x.y.z".to_owned(),
+            "e30.e30.c2ln".to_owned(),                             // `{}` header: no alg
+            raw_token(json!({"alg":"RS256"}), json!({"sub":"a"})), // no exp
+            raw_token(json!({"alg":"RS256","kid":7}), json!({"sub":"a","exp":NOW})),
+            raw_token(
+                json!({"alg":"RS256","jku":"https://evil"}),
+                json!({"sub":"a","exp":NOW}),
+            ),
+        ];
+        for token in &garbage {
+            assert!(check_shape(token).is_err(), "{token}");
+        }
+        assert!(check_shape(&token(json!({}))).is_ok());
+        let other_key = raw_token(
+            json!({"alg":"ES256","kid":"rotated"}),
+            json!({"sub":"a","exp":NOW + 60}),
+        );
+        assert!(
+            check_shape(&other_key).is_ok(),
+            "well-formed tokens go on to the key set"
         );
     }
 

@@ -19,6 +19,7 @@ mod cors;
 mod cost;
 mod error;
 mod forwarding;
+mod key_refresh;
 mod policy;
 mod prompt;
 mod quota;

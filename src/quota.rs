@@ -224,6 +224,20 @@ impl QuotaState {
         }
     }
 
+    /// Undoes an admission that was refused later (by the global budget): its reservation,
+    /// stream slot and rate-window entry are given back, and nothing is charged.
+    pub fn cancel(&mut self, limits: &Limits, reservation_id: u64, now_ms: i64) {
+        self.advance(limits, now_ms);
+        let Some(index) = self.reservations.iter().position(|r| r.id == reservation_id) else {
+            return;
+        };
+        let reservation = self.reservations.remove(index);
+        let admitted_at = reservation.expires_at_ms - RESERVATION_TIMEOUT_MS;
+        if let Some(entry) = self.admitted_at_ms.iter().rposition(|&at| at == admitted_at) {
+            self.admitted_at_ms.remove(entry);
+        }
+    }
+
     pub fn standing(&mut self, limits: &Limits, now_ms: i64) -> Standing {
         self.advance(limits, now_ms);
         let rate = limits.rate.map(|rate| {
@@ -434,6 +448,32 @@ mod tests {
         // A late finish does not charge again.
         state.finish(&limits(), r.id, 50, later + 1);
         assert_eq!(state.standing(&limits(), later + 2).used_tokens, 400);
+    }
+
+    #[test]
+    fn a_cancelled_admission_gives_back_its_rate_entry_slot_and_tokens() {
+        let mut state = QuotaState::default();
+        let kept = state.admit(&limits(), SMALL, T0).unwrap();
+        let before = state.standing(&limits(), T0 + 1);
+        let cancelled = state.admit(&limits(), STREAM, T0 + 1).unwrap();
+        state.cancel(&limits(), cancelled.id, T0 + 2);
+        let after = state.standing(&limits(), T0 + 2);
+        assert_eq!(after, before, "as if the cancelled request had never come");
+        assert_eq!(after.rate.unwrap().remaining, 2);
+        assert_eq!(after.reserved_tokens, kept.tokens);
+        state.cancel(&limits(), cancelled.id, T0 + 3);
+        assert_eq!(
+            state.standing(&limits(), T0 + 3),
+            after,
+            "cancelling twice changes nothing"
+        );
+        for _ in 0..2 {
+            state.admit(&limits(), SMALL, T0 + 4).unwrap();
+        }
+        assert!(matches!(
+            state.admit(&limits(), SMALL, T0 + 5),
+            Err(Refusal::RateLimited { .. })
+        ));
     }
 
     #[test]

@@ -16,6 +16,10 @@ pub fn error_event(error: &ProxyError) -> Vec<u8> {
     format!("data: {}\n\n", error.to_json()).into_bytes()
 }
 
+/// The longest event the meter holds. A line that never ends would otherwise grow until the
+/// isolate's 128 MB memory limit ends every request it serves.
+pub const MAX_EVENT_BYTES: usize = 1 << 20;
+
 /// Token counts as OpenAI reports them (Chat Completions names; the Responses API's
 /// `input_tokens`/`output_tokens` are read into the same fields).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -140,6 +144,9 @@ pub struct SseMeter {
     /// The stream reached its proper end (`[DONE]`, or a final Responses event). A stream
     /// that stops without it was cut off.
     pub complete: bool,
+    /// An event grew past `MAX_EVENT_BYTES`: the meter dropped it and reads nothing more, and
+    /// the stream must end with an error.
+    pub event_too_long: bool,
 }
 
 impl SseMeter {
@@ -154,6 +161,9 @@ impl SseMeter {
     /// Reads a chunk; returns the bytes of the events it completed, to forward.
     pub fn feed(&mut self, chunk: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
+        if self.event_too_long {
+            return out;
+        }
         for &byte in chunk {
             if std::mem::take(&mut self.dispatch_pending) {
                 if byte == b'\n' {
@@ -163,6 +173,10 @@ impl SseMeter {
                     continue;
                 }
                 self.dispatch(&mut out);
+            }
+            if self.event.len() >= MAX_EVENT_BYTES {
+                self.give_up();
+                return out;
             }
             self.event.push(byte);
             let after_cr = std::mem::replace(&mut self.after_cr, byte == b'\r');
@@ -191,6 +205,15 @@ impl SseMeter {
         self.line.clear();
         self.data.clear();
         out
+    }
+
+    /// Drops the over-long event; nothing after it can be cut into events safely.
+    fn give_up(&mut self) {
+        self.event_too_long = true;
+        self.dispatch_pending = false;
+        self.event = Vec::new();
+        self.line = Vec::new();
+        self.data = Vec::new();
     }
 
     /// Meters a whole `stream` as if it arrived cut at `cuts` (ascending offsets; out of range
@@ -458,6 +481,37 @@ mod tests {
         let event = "event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"output\":[{\"type\":\"web_search_call\"}],\"usage\":{\"input_tokens\":7,\"output_tokens\":2,\"total_tokens\":9}}}\n\n";
         let (_, meter) = run_kind(StreamKind::Responses, event.as_bytes(), &[], false);
         assert_eq!(meter.usage.unwrap().hosted_tool_calls, Some(1));
+    }
+
+    #[test]
+    fn an_event_longer_than_the_cap_ends_the_stream_instead_of_filling_memory() {
+        let mut meter = SseMeter::new(StreamKind::Chat, true);
+        let first = "data: {\"choices\":[]}\n\n";
+        assert_eq!(meter.feed(first.as_bytes()), first.as_bytes());
+        let endless_line = vec![b'x'; 64 * 1024];
+        let mut forwarded = Vec::new();
+        for _ in 0..(MAX_EVENT_BYTES / endless_line.len() + 2) {
+            forwarded.extend(meter.feed(&endless_line));
+        }
+        assert!(meter.event_too_long, "the over-long event is reported");
+        assert!(forwarded.is_empty(), "no part of it is forwarded");
+        assert!(meter.event.capacity() + meter.line.capacity() + meter.data.capacity() < 1024);
+        assert!(
+            meter.feed(b"\n\ndata: [DONE]\n\n").is_empty(),
+            "nothing after it is read"
+        );
+        assert!(meter.finish().is_empty() && !meter.complete);
+    }
+
+    #[test]
+    fn an_event_of_exactly_the_cap_passes() {
+        let prefix = "data: \"";
+        let filler = MAX_EVENT_BYTES - prefix.len() - "\"\n\n".len();
+        let event = format!("{prefix}{}\"\n\n", "y".repeat(filler));
+        assert_eq!(event.len(), MAX_EVENT_BYTES);
+        let (out, meter) = run(event.as_bytes(), &[1000], false);
+        assert_eq!(out, event.as_bytes());
+        assert!(!meter.event_too_long);
     }
 
     #[test]

@@ -89,6 +89,13 @@ pub enum UserCommand {
         limits: Limits,
         now_ms: i64,
     },
+    /// The request of `reservation_id` was refused after its admission (by the global
+    /// budget): everything its admission took is given back.
+    Cancel {
+        reservation_id: u64,
+        limits: Limits,
+        now_ms: i64,
+    },
     /// Tokens of this user issued at or before `at` (Unix seconds) stop working.
     Revoke { at: i64 },
     /// Lifts a revocation.
@@ -172,6 +179,14 @@ impl UserRecord {
                 now_ms,
             } => {
                 self.quota.finish(limits, *reservation_id, *used_tokens, *now_ms);
+                UserReply::Finished
+            }
+            UserCommand::Cancel {
+                reservation_id,
+                limits,
+                now_ms,
+            } => {
+                self.quota.cancel(limits, *reservation_id, *now_ms);
                 UserReply::Finished
             }
             UserCommand::Revoke { at } => {
@@ -322,6 +337,33 @@ mod tests {
             panic!("no status")
         };
         assert_eq!((standing.used_tokens, standing.reserved_tokens), (7, 10));
+    }
+
+    #[test]
+    fn a_cancelled_admission_leaves_the_user_as_before() {
+        let mut record = UserRecord::default();
+        admit(&mut record, 1, Some(ASK));
+        let before = record.clone();
+        let UserReply::Admitted {
+            reservation: Some(reservation),
+            ..
+        } = admit(&mut record, 1, Some(ASK))
+        else {
+            panic!("not admitted")
+        };
+        let cancel = UserCommand::Cancel {
+            reservation_id: reservation.id,
+            limits: LIMITS,
+            now_ms: NOW,
+        };
+        assert_eq!(record.apply(&cancel).0, UserReply::Finished);
+        assert_eq!(record.quota.admitted_at_ms, before.quota.admitted_at_ms);
+        assert_eq!(record.quota.reservations, before.quota.reservations);
+        assert_eq!(record.quota.used_tokens, 0);
+        assert!(
+            matches!(admit(&mut record, 1, Some(ASK)), UserReply::Admitted { .. }),
+            "the rate slot is free again"
+        );
     }
 
     #[test]

@@ -2,9 +2,10 @@
 //
 // It answers POST /v1/chat/completions and /v1/responses (JSON or SSE) and /v1/embeddings,
 // records every request, and can be told to pause streams, to answer the next requests with a
-// given status, or to misbehave on the next one (slow headers, a reset, a stall, a cut stream). Like OpenAI, it
-// rejects a wrong key with a 401 whose message echoes part of that key, and it sends account
-// headers (openai-organization, set-cookie, x-ratelimit-*) the proxy must not pass on.
+// given status, or to misbehave on the next one (slow headers, a reset, a stall, a cut stream,
+// an event or a body longer than any cap of the proxy). Like OpenAI, it rejects a wrong key
+// with a 401 whose message echoes part of that key, and it sends account headers
+// (openai-organization, set-cookie, x-ratelimit-*) the proxy must not pass on.
 import http from "node:http";
 import { pathToFileURL } from "node:url";
 
@@ -64,6 +65,8 @@ export async function startMockUpstream({ port = 0, apiKey = "sk-mock-upstream-k
     }
     const fault = queuedFaults.shift() ?? {};
     if (fault.headerDelayMs) await sleep(fault.headerDelayMs);
+    if (fault.kind === "huge-answer") return writeLong(res, 200, '{"choices":[{"message":{"content":"', '"}}]}');
+    if (fault.kind === "endless-error") return writeLong(res, 400, '{"error":{"message":"', '"}}');
     if (api === "embeddings") return sendJson(res, 200, embeddings(json));
     if (json?.stream && fault.kind === "not-sse") return sendJson(res, 200, completion(json));
     if (json?.stream) {
@@ -80,6 +83,7 @@ export async function startMockUpstream({ port = 0, apiKey = "sk-mock-upstream-k
     const events = api === "responses" ? responsesEvents(request, words) : chatEvents(request, words, requests.length);
     for (const [index, event] of events.entries()) {
       if (event === FIRST_WORD_WRITTEN) {
+        if (fault === "long-event" && !(await writeLong(res, null, 'data: {"choices":[{"index":0,"delta":{"content":"', '"}}]}\n\n'))) return;
         if (pause) await pause.promise;
         if (fault === "reset") return res.destroy();
         if (fault === "stall") return; // never writes again; the proxy must give up
@@ -102,7 +106,9 @@ export async function startMockUpstream({ port = 0, apiKey = "sk-mock-upstream-k
     requests,
     /**
      * Misbehave on the next request: `headerDelayMs` before answering, and for a stream `kind`
-     * "reset" or "stall" after the first word, "cut" (no final event) or "not-sse" (JSON).
+     * "reset" or "stall" after the first word, "cut" (no final event) or "not-sse" (JSON),
+     * "long-event" (a LONG_BODY_BYTES event after the first word); without a stream
+     * "huge-answer" (a 200 of LONG_BODY_BYTES) or "endless-error" (a 400 just as long).
      */
     faultNext(fault) {
       queuedFaults.push(fault);
@@ -213,6 +219,40 @@ function completion(request) {
     choices: [{ index: 0, message: { role: "assistant", content: answerText(request) }, finish_reason: "stop" }],
     usage: usage(request),
   };
+}
+
+/** How long the bodies of the "long" faults are: past every cap of the proxy. */
+export const LONG_BODY_BYTES = 32 << 20;
+
+/**
+ * Writes `head`, LONG_BODY_BYTES of filler in 64 KiB writes (as fast as the reader takes
+ * them), then `tail`; with a `status`, as a whole JSON response. Stops early, returning false,
+ * when the reader goes away.
+ */
+async function writeLong(res, status, head, tail) {
+  if (status) res.writeHead(status, { "content-type": "application/json", ...ACCOUNT_HEADERS });
+  const filler = "x".repeat(64 << 10);
+  res.write(head);
+  for (let written = 0; written < LONG_BODY_BYTES; written += filler.length) {
+    if (res.destroyed) return false;
+    if (!res.write(filler)) await drainedOrClosed(res);
+  }
+  if (res.destroyed) return false;
+  if (status) res.end(tail);
+  else res.write(tail);
+  return true;
+}
+
+function drainedOrClosed(res) {
+  return new Promise((resolve) => {
+    const done = () => {
+      res.off("drain", done);
+      res.off("close", done);
+      resolve();
+    };
+    res.on("drain", done);
+    res.on("close", done);
+  });
 }
 
 function sendJson(res, status, body, headers = {}) {

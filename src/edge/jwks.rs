@@ -1,58 +1,87 @@
 //! The keys user tokens are checked with: `JWT_SECRET`, and an identity provider's key set,
 //! inline (`JWKS`) or fetched from `JWKS_URL`. A fetched set is cached in this isolate's memory
-//! and in the Workers Cache API (shared by the isolates of a location) for `JWKS_CACHE_SECONDS`.
+//! and in a Cache API entry only this Worker uses, for `JWKS_CACHE_SECONDS`. When to fetch
+//! again, and how long a set may outlive its cache time, is `key_refresh` in the core.
 
 use std::cell::{Cell, RefCell};
+use std::fmt::Write as _;
 use std::rc::Rc;
 use std::time::Duration;
 
-use futures_util::future::{select, Either};
-use worker::{AbortController, Cache, Delay, Fetch, Headers, Request, RequestInit, Response};
+use futures_util::future::{select, Either, FutureExt, LocalBoxFuture, Shared};
+use sha2::{Digest, Sha256};
+use worker::{AbortController, Cache, Delay, Fetch, Headers, Request, RequestInit, RequestRedirect, Response};
 
+use super::body::{self, BodyError};
 use super::{log, Now};
 use crate::auth::{self, KeyEntry, KeySet};
 use crate::config::Config;
 use crate::error::ProxyError;
+use crate::key_refresh::{self, FetchLog, Freshness};
 
-/// A flood of tokens with random `kid`s may refetch the set at most this often per isolate.
-const UNKNOWN_KID_REFETCH_INTERVAL_MS: u64 = 30_000;
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
-const MAX_JWKS_BYTES: usize = 256 * 1024;
+/// A named cache and a key under a reserved host: the default cache of a custom domain is the
+/// zone's, shared with its other Workers and its origin's responses, which could plant keys
+/// under the provider's public URL.
+const CACHE_NAME: &str = "openai-edge-proxy:jwks";
+const CACHE_KEY_PREFIX: &str = "https://jwks.openai-edge-proxy.invalid/";
+/// Headers of a cache entry: which URL it holds, and when that was fetched (ms).
+const SOURCE_HEADER: &str = "x-openai-edge-proxy-jwks-source";
+const FETCHED_AT_HEADER: &str = "x-openai-edge-proxy-fetched-at-ms";
 
-struct CachedKeys {
+type Keys = Rc<Vec<KeyEntry>>;
+/// A refresh under way: requests that arrive meanwhile wait for it rather than start another.
+type Refresh = Shared<LocalBoxFuture<'static, Result<Keys, NotLoaded>>>;
+
+/// Why a refresh brought no set.
+#[derive(Clone)]
+enum NotLoaded {
+    /// Too soon after the last attempt to ask the provider again (not worth a warning).
+    BackingOff,
+    Failed(String),
+}
+
+struct HeldKeys {
     /// The `JWKS` text or the `JWKS_URL` it came from.
     source: String,
-    keys: Rc<Vec<KeyEntry>>,
+    keys: Keys,
     fetched_at_ms: u64,
 }
 
 thread_local! {
     // Borrowed only between awaits, never across one.
-    static CACHED: RefCell<Option<CachedKeys>> = const { RefCell::new(None) };
-    static LAST_UNKNOWN_KID_REFETCH_MS: Cell<Option<u64>> = const { Cell::new(None) };
+    static HELD: RefCell<Option<HeldKeys>> = const { RefCell::new(None) };
+    static FETCHES: Cell<FetchLog> = Cell::new(FetchLog::default());
+    static REFRESHING: RefCell<Option<Refresh>> = const { RefCell::new(None) };
 }
 
 /// Every key a token may be checked with.
 pub async fn key_set(config: &Config, now: Now) -> Result<KeySet, ProxyError> {
     let now_ms = now.0;
-    let provider = provider_keys(config, now_ms, false).await?;
+    let provider = provider_keys(config, now_ms).await?;
     combine(config, &provider)
 }
 
 /// After a token named an unknown `kid`: the provider's set fetched anew (it may have rotated
-/// keys), or `None` when there is no `JWKS_URL` or a refetch happened too recently.
+/// keys), or `None` when there is no `JWKS_URL`, a refetch happened too recently, or it failed.
 pub async fn refetch_for_unknown_kid(config: &Config, now: Now) -> Result<Option<KeySet>, ProxyError> {
     let now_ms = now.0;
-    if config.keys.jwks_url.is_none() {
+    let Some(url) = &config.keys.jwks_url else {
+        return Ok(None);
+    };
+    let mut fetches = FETCHES.get();
+    if !fetches.may_refetch_for_unknown_kid(now_ms) {
         return Ok(None);
     }
-    let last = LAST_UNKNOWN_KID_REFETCH_MS.get();
-    if last.is_some_and(|last| now_ms.saturating_sub(last) < UNKNOWN_KID_REFETCH_INTERVAL_MS) {
-        return Ok(None);
+    fetches.refetched_for_unknown_kid(now_ms);
+    FETCHES.set(fetches);
+    match fetch_from_provider(url.clone(), config.keys.jwks_cache.as_secs(), now_ms).await {
+        Ok(keys) => Ok(Some(combine(config, &keys)?)),
+        Err(detail) => {
+            log::warn("jwks_refetch_failed", &detail);
+            Ok(None)
+        }
     }
-    LAST_UNKNOWN_KID_REFETCH_MS.set(Some(now_ms));
-    let provider = provider_keys(config, now_ms, true).await?;
-    Ok(Some(combine(config, &provider)?))
 }
 
 fn combine(config: &Config, provider: &[KeyEntry]) -> Result<KeySet, ProxyError> {
@@ -61,10 +90,11 @@ fn combine(config: &Config, provider: &[KeyEntry]) -> Result<KeySet, ProxyError>
     Ok(KeySet { keys })
 }
 
-/// The provider's keys; `refetch` skips both caches.
-async fn provider_keys(config: &Config, now_ms: u64, refetch: bool) -> Result<Rc<Vec<KeyEntry>>, ProxyError> {
+/// The provider's keys: the held set while fresh, else a refreshed one, else the held set as
+/// long as it is not older than `key_refresh::MAX_STALE_MS`, else 503.
+async fn provider_keys(config: &Config, now_ms: u64) -> Result<Keys, ProxyError> {
     if let Some(inline) = &config.keys.inline_jwks {
-        if let Some(keys) = cached(inline, None, now_ms) {
+        if let Some((keys, _)) = held(inline) {
             return Ok(keys);
         }
         let keys = parse(inline.as_bytes(), "JWKS").map_err(ProxyError::misconfigured)?;
@@ -73,52 +103,102 @@ async fn provider_keys(config: &Config, now_ms: u64, refetch: bool) -> Result<Rc
     let Some(url) = &config.keys.jwks_url else {
         return Ok(Rc::default());
     };
-    let max_age_ms = u64::try_from(config.keys.jwks_cache.as_millis()).unwrap_or(u64::MAX);
-    if !refetch {
-        if let Some(keys) = cached(url, Some(max_age_ms), now_ms) {
-            return Ok(keys);
-        }
-        if let Some(document) = from_cache_api(url).await {
-            if let Ok(keys) = parse(&document, "JWKS_URL (cached)") {
-                return Ok(remember(url, keys, now_ms));
-            }
+    let cache_ms = u64::try_from(config.keys.jwks_cache.as_millis()).unwrap_or(u64::MAX);
+    let held = held(url);
+    if let Some((keys, fetched_at_ms)) = &held {
+        if key_refresh::freshness(*fetched_at_ms, cache_ms, now_ms) == Freshness::Fresh {
+            return Ok(keys.clone());
         }
     }
-    let fetched = fetch_document(url)
+    let not_loaded = match refreshed(url, config.keys.jwks_cache.as_secs(), now_ms).await {
+        Ok(keys) => return Ok(keys),
+        Err(not_loaded) => not_loaded,
+    };
+    let usable = held
+        .filter(|(_, fetched_at_ms)| key_refresh::freshness(*fetched_at_ms, cache_ms, now_ms) != Freshness::Expired);
+    match (usable, not_loaded) {
+        (Some((keys, _)), NotLoaded::BackingOff) => Ok(keys),
+        (Some((keys, _)), NotLoaded::Failed(detail)) => {
+            log::warn("jwks_stale", &format!("using the previous key set: {detail}"));
+            Ok(keys)
+        }
+        (None, NotLoaded::BackingOff) => Err(ProxyError::Unavailable {
+            detail: format!(
+                "no usable key set, and the last fetch was less than {} s ago",
+                key_refresh::MIN_FETCH_INTERVAL_MS / 1000
+            ),
+        }),
+        (None, NotLoaded::Failed(detail)) => Err(ProxyError::Unavailable {
+            detail: format!("cannot load the key set: {detail}"),
+        }),
+    }
+}
+
+/// Joins the refresh under way, or starts one: the shared cache first, then the provider.
+async fn refreshed(url: &str, cache_seconds: u64, now_ms: u64) -> Result<Keys, NotLoaded> {
+    let under_way = REFRESHING.with_borrow(|slot| slot.clone().filter(|refresh| refresh.peek().is_none()));
+    let refresh = under_way.unwrap_or_else(|| {
+        let refresh = load(url.to_owned(), cache_seconds, now_ms).boxed_local().shared();
+        REFRESHING.set(Some(refresh.clone()));
+        refresh
+    });
+    let result = refresh.clone().await;
+    REFRESHING.with_borrow_mut(|slot| {
+        if slot.as_ref().is_some_and(|current| current.ptr_eq(&refresh)) {
+            *slot = None;
+        }
+    });
+    result
+}
+
+async fn load(url: String, cache_seconds: u64, now_ms: u64) -> Result<Keys, NotLoaded> {
+    let cache_ms = cache_seconds.saturating_mul(1000);
+    if let Some((keys, fetched_at_ms)) = from_cache_api(&url, cache_ms, now_ms).await {
+        return Ok(remember(&url, keys, fetched_at_ms));
+    }
+    if !FETCHES.get().may_refresh(now_ms) {
+        return Err(NotLoaded::BackingOff);
+    }
+    fetch_from_provider(url, cache_seconds, now_ms)
+        .await
+        .map_err(NotLoaded::Failed)
+}
+
+/// One fetch from `JWKS_URL`, recorded in the isolate's `FetchLog`.
+async fn fetch_from_provider(url: String, cache_seconds: u64, now_ms: u64) -> Result<Keys, String> {
+    let mut fetches = FETCHES.get();
+    fetches.started(now_ms);
+    FETCHES.set(fetches);
+    let fetched = fetch_document(&url)
         .await
         .and_then(|document| Ok((parse(&document, "JWKS_URL")?, document)));
     match fetched {
         Ok((keys, document)) => {
-            to_cache_api(url, document, config.keys.jwks_cache.as_secs()).await;
-            Ok(remember(url, keys, now_ms))
+            to_cache_api(&url, document, cache_seconds, now_ms).await;
+            Ok(remember(&url, keys, now_ms))
         }
-        // The provider is down or broken: keep verifying with the keys we had.
-        Err(detail) => match cached(url, None, now_ms) {
-            Some(stale) => {
-                log::warn("jwks_stale", &format!("using the previous key set: {detail}"));
-                Ok(stale)
-            }
-            None => Err(ProxyError::Unavailable {
-                detail: format!("cannot load the key set: {detail}"),
-            }),
-        },
+        Err(detail) => {
+            let mut fetches = FETCHES.get();
+            fetches.failed(now_ms);
+            FETCHES.set(fetches);
+            Err(detail)
+        }
     }
 }
 
-fn cached(source: &str, max_age_ms: Option<u64>, now_ms: u64) -> Option<Rc<Vec<KeyEntry>>> {
-    CACHED.with_borrow(|cached| {
-        let cached = cached.as_ref().filter(|c| c.source == source)?;
-        let fresh = max_age_ms.is_none_or(|max_age| now_ms.saturating_sub(cached.fetched_at_ms) < max_age);
-        fresh.then(|| cached.keys.clone())
+fn held(source: &str) -> Option<(Keys, u64)> {
+    HELD.with_borrow(|held| {
+        let held = held.as_ref().filter(|h| h.source == source)?;
+        Some((held.keys.clone(), held.fetched_at_ms))
     })
 }
 
-fn remember(source: &str, keys: Vec<KeyEntry>, now_ms: u64) -> Rc<Vec<KeyEntry>> {
+fn remember(source: &str, keys: Vec<KeyEntry>, fetched_at_ms: u64) -> Keys {
     let keys = Rc::new(keys);
-    CACHED.set(Some(CachedKeys {
+    HELD.set(Some(HeldKeys {
         source: source.to_owned(),
         keys: keys.clone(),
-        fetched_at_ms: now_ms,
+        fetched_at_ms,
     }));
     keys
 }
@@ -132,12 +212,13 @@ fn parse(document: &[u8], origin: &str) -> Result<Vec<KeyEntry>, String> {
     Ok(parsed.keys)
 }
 
+/// Redirects are not followed: a key set is trusted only from the URL the operator set.
 async fn fetch_document(url: &str) -> Result<Vec<u8>, String> {
     let controller = AbortController::default();
     let headers = Headers::new();
     headers.set("accept", "application/json").map_err(|e| e.to_string())?;
     let mut init = RequestInit::new();
-    init.with_headers(headers);
+    init.with_headers(headers).with_redirect(RequestRedirect::Manual);
     let request = Request::new_with_init(url, &init).map_err(|e| e.to_string())?;
     let signal = controller.signal();
     let fetch = Fetch::Request(request);
@@ -149,26 +230,64 @@ async fn fetch_document(url: &str) -> Result<Vec<u8>, String> {
             return Err(format!("no answer within {} s", FETCH_TIMEOUT.as_secs()));
         }
     };
-    if response.status_code() != 200 {
-        return Err(format!("answered {}", response.status_code()));
+    let status = response.status_code();
+    if (300..400).contains(&status) {
+        let location = response.headers().get("location").ok().flatten().unwrap_or_default();
+        let location: String = location.chars().take(200).collect();
+        return Err(format!(
+            "answered {status} redirecting to {location:?}; redirects are not followed"
+        ));
     }
-    let body = response
-        .bytes()
-        .await
-        .map_err(|e| format!("reading the body failed: {e}"))?;
-    if body.len() > MAX_JWKS_BYTES {
-        return Err(format!("larger than {MAX_JWKS_BYTES} bytes"));
+    if status != 200 {
+        return Err(format!("answered {status}"));
     }
-    Ok(body)
+    let reading = select(
+        Box::pin(body::read_capped(&mut response, body::MAX_KEY_SET_BYTES)),
+        Box::pin(Delay::from(FETCH_TIMEOUT)),
+    )
+    .await;
+    match reading {
+        Either::Left((Ok(document), _)) => Ok(document),
+        Either::Left((Err(BodyError::TooLarge), _)) => Err(format!("larger than {} bytes", body::MAX_KEY_SET_BYTES)),
+        Either::Left((Err(error), _)) => Err(error.to_string()),
+        Either::Right(_) => {
+            controller.abort();
+            Err(format!("its body did not arrive within {} s", FETCH_TIMEOUT.as_secs()))
+        }
+    }
 }
 
-async fn from_cache_api(url: &str) -> Option<Vec<u8>> {
-    let mut response = Cache::default().get(url, false).await.ok()??;
-    response.bytes().await.ok()
+/// This Worker's own cache key for `url`.
+fn cache_key(url: &str) -> String {
+    let mut key = CACHE_KEY_PREFIX.to_owned();
+    for byte in Sha256::digest(url.as_bytes()) {
+        let _ = write!(key, "{byte:02x}");
+    }
+    key
+}
+
+/// A set another isolate of this Worker stored, if it is for `url`, fresh and usable.
+async fn from_cache_api(url: &str, cache_ms: u64, now_ms: u64) -> Option<(Vec<KeyEntry>, u64)> {
+    if cache_ms == 0 {
+        return None;
+    }
+    let cache = Cache::open(CACHE_NAME.to_owned()).await;
+    let mut response = cache.get(cache_key(url), false).await.ok()??;
+    let header = |name| response.headers().get(name).ok().flatten();
+    if header(SOURCE_HEADER).as_deref() != Some(url) {
+        return None;
+    }
+    let fetched_at_ms: u64 = header(FETCHED_AT_HEADER)?.parse().ok()?;
+    if key_refresh::freshness(fetched_at_ms, cache_ms, now_ms) != Freshness::Fresh {
+        return None;
+    }
+    let document = body::read_capped(&mut response, body::MAX_KEY_SET_BYTES).await.ok()?;
+    let keys = parse(&document, "JWKS_URL (cached)").ok()?;
+    Some((keys, fetched_at_ms))
 }
 
 /// Best effort: a failed cache write only costs a later fetch.
-async fn to_cache_api(url: &str, document: Vec<u8>, max_age_seconds: u64) {
+async fn to_cache_api(url: &str, document: Vec<u8>, max_age_seconds: u64, fetched_at_ms: u64) {
     if max_age_seconds == 0 {
         return;
     }
@@ -176,10 +295,13 @@ async fn to_cache_api(url: &str, document: Vec<u8>, max_age_seconds: u64) {
         let headers = response.headers_mut();
         headers.set("cache-control", &format!("max-age={max_age_seconds}"))?;
         headers.set("content-type", "application/json")?;
+        headers.set(SOURCE_HEADER, url)?;
+        headers.set(FETCHED_AT_HEADER, &fetched_at_ms.to_string())?;
         Ok(response)
     });
     if let Ok(response) = stored {
-        if let Err(error) = Cache::default().put(url, response).await {
+        let cache = Cache::open(CACHE_NAME.to_owned()).await;
+        if let Err(error) = cache.put(cache_key(url), response).await {
             log::warn("jwks_cache_write_failed", &error.to_string());
         }
     }

@@ -1,6 +1,7 @@
 //! The wasm edge: translates between the Workers platform and the core. No policy lives here.
 
 mod admin;
+mod body;
 mod durable;
 mod http;
 mod jwks;
@@ -222,6 +223,8 @@ fn used_tokens(request: &ApiRequest, usage: Option<sse::Usage>, answer_bytes: us
 async fn authenticate(req: &Request, config: &Config) -> Result<Identity> {
     let authorization = header(req, "authorization");
     let token = auth::bearer_token(authorization.as_deref())?;
+    // Before the key set: garbage must never cost a fetch from the identity provider.
+    auth::check_shape(token).map_err(ProxyError::InvalidToken)?;
     let now = Now::read();
     let keys = jwks::key_set(config, now).await?;
     match auth::verify(token, &keys, &config.claim_rules, now.seconds()) {

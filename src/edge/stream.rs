@@ -46,7 +46,17 @@ pub fn metered(
         let (disconnected, failure) = loop {
             let next = select(upstream.next(), Box::pin(Delay::from(idle_timeout))).await;
             let (events, finished) = match next {
-                Either::Left((Some(Ok(chunk)), _)) => (meter.feed(&chunk), None),
+                Either::Left((Some(Ok(chunk)), _)) => {
+                    let mut events = meter.feed(&chunk);
+                    if meter.event_too_long {
+                        upstream_abort.abort();
+                        events.extend(sse::error_event(&upstream_failed()));
+                        let why = format!("upstream sent an event over {} bytes", sse::MAX_EVENT_BYTES);
+                        (events, Some(Some(why)))
+                    } else {
+                        (events, None)
+                    }
+                }
                 Either::Left((Some(Err(error)), _)) => (
                     end_with(&mut meter, upstream_failed()),
                     Some(Some(format!("upstream broke off: {error}"))),

@@ -6,8 +6,9 @@ use std::time::Duration;
 use futures_util::future::{select, Either};
 use worker::wasm_bindgen::JsValue;
 use worker::web_sys::AbortController;
-use worker::{AbortSignal, Context, Delay, Fetch, Headers, Method, Request, RequestInit, Response};
+use worker::{AbortSignal, Context, Delay, Fetch, Headers, Method, Request, RequestInit, RequestRedirect, Response};
 
+use super::body::{self, BodyError};
 use super::log::{self, Outcome};
 use super::stream;
 use super::user_object::Settlement;
@@ -64,10 +65,13 @@ pub async fn send(
         }
         return Err(match status {
             401 | 403 => ProxyError::UpstreamAuthFailed { status },
+            300..=399 => ProxyError::UpstreamFailed {
+                detail: redirect_detail(&answer),
+            },
             429 => ProxyError::UpstreamRateLimited { retry_after },
             400..=499 => {
                 let mut answer = answer;
-                let body = answer.bytes().await.unwrap_or_default();
+                let body = body::read_prefix(&mut answer, body::MAX_ERROR_BODY_BYTES).await;
                 ProxyError::UpstreamRejected {
                     status,
                     detail: forwarding::upstream_error_detail(&body, &config.secrets()),
@@ -78,6 +82,17 @@ pub async fn send(
             },
         });
     }
+}
+
+/// Redirects are not followed (`redirect: "manual"`): following one would resend the user's
+/// prompt, with a `CF-Worker` header, wherever upstream's (or a gateway's) `Location` points.
+fn redirect_detail(answer: &Response) -> String {
+    let location = answer.headers().get("location").ok().flatten().unwrap_or_default();
+    let location: String = location.chars().take(200).collect();
+    format!(
+        "upstream answered {} redirecting to {location:?}; redirects are not followed",
+        answer.status_code()
+    )
 }
 
 /// Upstream's `Retry-After` above this is passed to the client rather than waited out.
@@ -100,6 +115,7 @@ async fn attempt(
     let mut init = RequestInit::new();
     init.with_method(Method::Post)
         .with_headers(headers)
+        .with_redirect(RequestRedirect::Manual)
         .with_body(Some(JsValue::from_str(request.upstream_body())));
     let url = request.endpoint.url(&config.upstream_base_url);
     let upstream_request = Request::new_with_init(&url, &init)?;
@@ -186,9 +202,14 @@ pub fn relay_stream(
 /// A whole (non-stream) answer: its bytes, and the headers the client may see.
 pub async fn read_whole(mut answer: Response) -> Result<(Vec<u8>, Headers), ProxyError> {
     let headers = client_headers(&answer)?;
-    let body = answer.bytes().await.map_err(|e| ProxyError::UpstreamFailed {
-        detail: format!("reading the upstream answer failed: {e}"),
-    })?;
+    let body = body::read_capped(&mut answer, body::MAX_ANSWER_BYTES)
+        .await
+        .map_err(|error| ProxyError::UpstreamFailed {
+            detail: match error {
+                BodyError::TooLarge => format!("the upstream answer is larger than {} bytes", body::MAX_ANSWER_BYTES),
+                BodyError::Failed(e) => format!("reading the upstream answer failed: {e}"),
+            },
+        })?;
     Ok((body, headers))
 }
 

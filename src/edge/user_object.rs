@@ -5,7 +5,9 @@
 use std::rc::Rc;
 
 use worker::wasm_bindgen::JsValue;
-use worker::{durable_object, Context, DurableObject, Env, Method, Request, RequestInit, Response, State};
+use worker::{
+    durable_object, Context, DurableObject, Env, Method, Request, RequestInit, RequestRedirect, Response, State,
+};
 
 use super::{durable, log, usage_index, Now, Result};
 use crate::auth::Identity;
@@ -91,8 +93,9 @@ pub async fn admit(
         .extend(reservation.map(|reservation| (user_name, limits, reservation)));
     if let (Some(ask), Some(global_limits)) = (ask, config.global_limits) {
         if let Err(error) = admit_global(ctx, config, ask, global_limits, now_ms, &mut settlement).await {
-            // Give the user's reservation back: nothing was spent.
-            settlement.settle(0);
+            // Give back all the user's admission took, its rate-window entry included, before
+            // answering: a retry right after the 429 must find it given back.
+            settlement.cancel().await;
             return (Some(standing), Err(error));
         }
     }
@@ -160,23 +163,40 @@ impl Settlement {
         ctx.wait_until(self.finish(used_tokens));
     }
 
-    /// The same, for a caller that already runs after the response.
+    /// Undoes the admissions: a request refused after its user's admission (by the global
+    /// budget) costs the user nothing, not even a request of their rate.
+    async fn cancel(self) {
+        let now_ms = Now::read().millis();
+        self.tell_each("cancel_failed", |reservation_id, limits| UserCommand::Cancel {
+            reservation_id,
+            limits,
+            now_ms,
+        })
+        .await;
+    }
+
+    /// The same as `settle`, for a caller that already runs after the response.
     pub async fn finish(self, used_tokens: u64) {
         let now_ms = Now::read().millis();
-        for (name, limits, reservation) in self.reservations {
-            let command = UserCommand::Finish {
-                reservation_id: reservation.id,
-                used_tokens,
-                limits,
-                now_ms,
-            };
-            if let Err(error) = call(&self.env, &name, &command).await {
-                // The reservation expires and is charged in full: the operator is safe.
-                log::warn("settle_failed", &error.to_string());
-            }
-        }
+        self.tell_each("settle_failed", |reservation_id, limits| UserCommand::Finish {
+            reservation_id,
+            used_tokens,
+            limits,
+            now_ms,
+        })
+        .await;
         if used_tokens > 0 {
             usage_index::record(&self.env, utc_day(now_ms), self.sub, used_tokens).await;
+        }
+    }
+
+    /// Sends each object holding a reservation its command. A failure is only logged: the
+    /// reservation then expires and is charged in full, so the operator is safe.
+    async fn tell_each(&self, failure_event: &str, command: impl Fn(u64, Limits) -> UserCommand) {
+        for (name, limits, reservation) in &self.reservations {
+            if let Err(error) = call(&self.env, name, &command(reservation.id, *limits)).await {
+                log::warn(failure_event, &error.to_string());
+            }
         }
     }
 }
@@ -191,8 +211,10 @@ fn raise(ctx: &Rc<Context>, config: &Config, message: &str) {
             let headers = worker::Headers::new();
             let _ = headers.set("content-type", "application/json");
             let mut init = RequestInit::new();
+            // A redirected delivery fails: it would post the alert wherever `Location` says.
             init.with_method(Method::Post)
                 .with_headers(headers)
+                .with_redirect(RequestRedirect::Manual)
                 .with_body(Some(JsValue::from_str(&body)));
             let sent = match Request::new_with_init(&url, &init) {
                 Ok(request) => worker::Fetch::Request(request).send().await.map(|r| r.status_code()),

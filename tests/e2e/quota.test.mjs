@@ -280,3 +280,24 @@ describe("global budget", () => {
     assert.ok(statuses.includes(429), statuses.join());
   });
 });
+
+describe("a request the global budget refuses", () => {
+  // Every request reserves more than the whole global budget, so the global object refuses it
+  // after the user's own object admitted it.
+  const setup = proxyFor({ GLOBAL_DAILY_TOKEN_BUDGET: "50", MAX_OUTPUT_TOKENS: "100", RATE_LIMIT_REQUESTS: "3" });
+
+  test("costs the user nothing: not a token, and not a request of their rate limit", async () => {
+    const before = mock.requests.length;
+    for (let i = 0; i < 5; i++) {
+      const response = await chat(setup.proxy, "globally-refused", chatBody());
+      assert.equal(response.status, 429, `request ${i + 1}`);
+      const { error } = await response.json();
+      assert.equal(error.code, "insufficient_quota", `request ${i + 1} is refused by the global budget, not the rate`);
+      assert.match(error.message, /service's daily token budget/);
+    }
+    const own = await usageOf(setup.proxy, "globally-refused");
+    assert.equal(own.requests.remaining, 3, "every rate slot was given back");
+    assert.equal(own.tokens.used + own.tokens.reserved, 0);
+    assert.equal(mock.requests.length, before, "nothing reached upstream");
+  });
+});
