@@ -234,7 +234,9 @@ if (import.meta.url === pathToFileURL(process.argv[1]).href) {
   for (const [name, value] of Object.entries(numbers)) console.log(`${name.padEnd(40)} ${value}`);
   if (problems.length > 0) {
     console.log(`\nFAILED: ${problems.length} problems`);
-    for (const problem of problems.slice(0, 50)) console.log(`  ${problem}`);
+    const times = new Map();
+    for (const problem of problems) times.set(problem, (times.get(problem) ?? 0) + 1);
+    for (const [problem, n] of times) console.log(`  ${problem}${n > 1 ? ` (${n} times)` : ""}`);
     process.exit(1);
   }
   console.log("\nok: every slot and reservation released, clean users charged exactly upstream's usage");
