@@ -11,7 +11,8 @@ import { startMockUpstream, usage } from "./mock-upstream.mjs";
 import { browserHeaders, chatBody, mintToken, startProxy, within } from "./e2e/helpers.mjs";
 
 const ADMIN_TOKEN = "soak-admin-token-that-is-long-enough-0123456789";
-const IDLE_MS = 1500;
+// Short enough for stalls and slow readers to end within the soak, long enough for a busy machine.
+const IDLE_MS = 2000;
 /** How long every user's slots and reservations may take to come back once traffic stops. */
 const SETTLE_MS = 5000;
 
@@ -33,7 +34,7 @@ export async function runSoak(options = SHORT, log = () => {}) {
     RATE_LIMIT_WINDOW_SECONDS: "60",
     DAILY_TOKEN_BUDGET: "1000000000",
     STREAM_IDLE_TIMEOUT_MS: String(IDLE_MS),
-    UPSTREAM_TIMEOUT_MS: String(IDLE_MS),
+    UPSTREAM_TIMEOUT_MS: String(IDLE_MS * 2),
     UPSTREAM_RETRIES: "1",
   });
   const problems = [];
@@ -117,7 +118,7 @@ export async function runSoak(options = SHORT, log = () => {}) {
         (tag) => mock.faultNext({ kind: "cut", match: matching(tag) }),
         (tag) => mock.faultNext({ kind: "stall", match: matching(tag) }),
         (tag) => mock.faultNext({ kind: "not-sse", match: matching(tag) }),
-        (tag) => mock.faultNext({ headerDelayMs: IDLE_MS * 2, match: matching(tag) }),
+        (tag) => mock.faultNext({ headerDelayMs: IDLE_MS * 4, match: matching(tag) }),
         (tag) => [1, 2].forEach(() => mock.failNext(500, { match: matching(tag) })),
         (tag) => mock.failNext(429, { headers: { "retry-after": "30" }, match: matching(tag) }),
       ];
