@@ -1,5 +1,5 @@
 # The two commands of the README: `make dev` and `make test`. Each installs what it needs.
-.PHONY: dev test lint build tools bench fuzz clean
+.PHONY: dev test lint build tools bench soak fuzz clean
 
 export WRANGLER_SEND_METRICS := false
 
@@ -30,6 +30,11 @@ lint: tools
 # The proxy against its baselines (minutes); writes bench/results/<date>.json and a table.
 bench: build
 	node bench/run.mjs
+
+# Mixed users for minutes (clean streams, disconnects, slow readers, upstream faults, bad tokens),
+# then every stream slot and reservation must be released; `make test` runs a short one.
+soak: build
+	node tests/soak.mjs
 
 # Every cargo fuzz target for FUZZ_SECONDS (default 60) each; needs nightly, installs it.
 fuzz:

@@ -3,7 +3,7 @@
 // It answers POST /v1/chat/completions and /v1/responses (JSON or SSE) and /v1/embeddings,
 // records every request, and can be told to pause streams, to answer the next requests with a
 // given status, or to misbehave on the next one (slow headers, a reset, a stall, a cut stream,
-// an event or a body longer than any cap of the proxy). Like OpenAI, it rejects a wrong key
+// an event or a body longer than any cap of the proxy, a flood). Like OpenAI, it rejects a wrong key
 // with a 401 whose message echoes part of that key, and it sends account headers
 // (openai-organization, set-cookie, x-ratelimit-*) the proxy must not pass on.
 import http from "node:http";
@@ -59,17 +59,19 @@ export async function startMockUpstream({ port = 0, apiKey = "sk-mock-upstream-k
         },
       });
     }
-    const queued = queuedAnswers.shift();
+    const queued = takeFor(queuedAnswers, json);
     if (queued) {
       return sendJson(res, queued.status, queued.body ?? { error: { message: "mock failure detail: internal trace at /srv/openai/app.py:42" } }, queued.headers);
     }
-    const fault = queuedFaults.shift() ?? {};
+    const fault = takeFor(queuedFaults, json) ?? {};
     if (fault.headerDelayMs) await sleep(fault.headerDelayMs);
     if (fault.kind === "huge-answer") return writeLong(res, 200, '{"choices":[{"message":{"content":"', '"}}]}');
     if (fault.kind === "endless-error") return writeLong(res, 400, '{"error":{"message":"', '"}}');
     if (api === "embeddings") return sendJson(res, 200, embeddings(json));
     if (json?.stream && fault.kind === "not-sse") return sendJson(res, 200, completion(json));
-    if (json?.stream) {
+    if (json?.stream && fault.kind === "flood") {
+      await flood(res, json, record, fault.bytes ?? 64 << 20);
+    } else if (json?.stream) {
       await streamAnswer(res, json, record, api, fault.kind);
     } else {
       sendJson(res, 200, api === "responses" ? responseObject(json) : completion(json));
@@ -97,6 +99,30 @@ export async function startMockUpstream({ port = 0, apiKey = "sk-mock-upstream-k
     res.end(api === "chat" ? "data: [DONE]\n\n" : undefined);
   }
 
+  // Big chunks as fast as the reader takes them (waiting for "drain"), then a proper end.
+  async function flood(res, request, record, bytes) {
+    res.writeHead(200, { "content-type": "text/event-stream", ...ACCOUNT_HEADERS });
+    const word = "flood ".repeat(2731); // about 16 KB
+    const event = (delta, finish_reason = null) =>
+      `data: ${JSON.stringify({ id: "chatcmpl-flood", object: "chat.completion.chunk", created: 0, model: request.model, choices: [{ index: 0, delta, finish_reason }] })}\n\n`;
+    for (let sent = 0; sent < bytes && !res.destroyed; sent += word.length) {
+      if (!res.write(event({ content: word }))) {
+        await new Promise((resolve) => {
+          const done = () => {
+            res.off("drain", done);
+            res.off("close", done);
+            resolve();
+          };
+          res.on("drain", done);
+          res.on("close", done);
+        });
+      }
+    }
+    if (res.destroyed) return;
+    record.lastChunkWrittenAt = Date.now();
+    res.end(`${event({}, "stop")}data: [DONE]\n\n`);
+  }
+
   await new Promise((resolve) => server.listen(port, "127.0.0.1", resolve));
   const url = `http://127.0.0.1:${server.address().port}/v1`;
 
@@ -106,16 +132,18 @@ export async function startMockUpstream({ port = 0, apiKey = "sk-mock-upstream-k
     requests,
     /**
      * Misbehave on the next request: `headerDelayMs` before answering, and for a stream `kind`
-     * "reset" or "stall" after the first word, "cut" (no final event) or "not-sse" (JSON),
-     * "long-event" (a LONG_BODY_BYTES event after the first word); without a stream
-     * "huge-answer" (a 200 of LONG_BODY_BYTES) or "endless-error" (a 400 just as long).
+     * "reset" or "stall" after the first word, "cut" (no final event), "not-sse" (JSON),
+     * "long-event" (a LONG_BODY_BYTES event after the first word), or "flood" (`bytes` of
+     * text, 64 MB by default, as fast as the proxy reads it); without a stream "huge-answer"
+     * (a 200 of LONG_BODY_BYTES) or "endless-error" (a 400 just as long). With `match`, the
+     * next request whose JSON it accepts, so concurrent clients can each get their own.
      */
     faultNext(fault) {
       queuedFaults.push(fault);
     },
-    /** Answer the next request with this status (and body/headers) instead of a completion. */
-    failNext(status, { body, headers } = {}) {
-      queuedAnswers.push({ status, body, headers });
+    /** Answer the next request (that `match` accepts) with this status instead of a completion. */
+    failNext(status, { body, headers, match } = {}) {
+      queuedAnswers.push({ status, body, headers, match });
     },
     /** Streams stop after their first word until the returned function is called. */
     pauseStreams() {
@@ -132,6 +160,12 @@ export async function startMockUpstream({ port = 0, apiKey = "sk-mock-upstream-k
       await new Promise((resolve) => server.close(resolve));
     },
   };
+}
+
+/** Removes and returns the first entry whose `match` (if any) accepts the request's JSON. */
+function takeFor(queue, json) {
+  const index = queue.findIndex((entry) => !entry.match || entry.match(json));
+  return index < 0 ? undefined : queue.splice(index, 1)[0];
 }
 
 /** Marks where a stream may pause or fail: right after its first word. */

@@ -1,18 +1,22 @@
 //! The metering stream: upstream's body read chunk by chunk, passed through the core's
-//! `SseMeter`, and written into an identity TransformStream whose readable side is the client's
-//! body. Each chunk's complete events go out as they arrive; nothing is collected.
+//! `SseMeter`, and written into a pipe whose readable side is the client's body. Each chunk's
+//! complete events go out as they arrive; nothing is collected.
 //!
 //! The pump runs in `ctx.wait_until`. workerd notices a vanished client only when it writes
 //! to it, and then runs no more of the request's own code (no stream `cancel`, no `Drop`);
 //! a `wait_until` task goes on, sees its next write fail, aborts the upstream fetch (so
-//! upstream stops generating for nobody) and settles the request's usage.
+//! upstream stops generating for nobody) and settles the request's usage. Every wait in the
+//! pump is bounded by the idle timeout, so it reaches its end (log line, settlement) however
+//! the stream ends.
 
+use std::future::Future;
 use std::rc::Rc;
 use std::time::Duration;
 
-use futures_util::future::{select, Either, LocalBoxFuture};
+use futures_util::future::{select, Either, FutureExt, LocalBoxFuture};
 use futures_util::StreamExt;
-use worker::js_sys::Uint8Array;
+use worker::js_sys::{Array, Function, Reflect, Uint8Array};
+use worker::wasm_bindgen::{JsCast, JsValue};
 use worker::wasm_bindgen_futures::JsFuture;
 use worker::web_sys::{AbortController, ReadableStream, TransformStream, WritableStreamDefaultWriter};
 use worker::{ByteStream, Context, Delay};
@@ -23,15 +27,18 @@ use crate::sse::{self, SseMeter};
 /// How a metered stream ended.
 pub struct StreamEnd {
     pub meter: SseMeter,
-    /// The client went away before the end.
+    /// The client went away, or stopped reading, before the end.
     pub disconnected: bool,
+    /// The client stopped reading: a write waited past the idle timeout.
+    pub client_stalled: bool,
     /// Why upstream's stream failed (for the log; the client got an error event): it broke
     /// off, stopped before its proper end, or went silent past the idle timeout.
     pub failure: Option<String>,
 }
 
 /// Starts pumping `upstream` through `meter`; returns the client's body. `on_end` runs once,
-/// when the stream ends or the client goes away.
+/// when the stream ends, the client goes away, or either side makes no progress for
+/// `idle_timeout`.
 pub fn metered(
     ctx: &Rc<Context>,
     mut upstream: ByteStream,
@@ -40,13 +47,13 @@ pub fn metered(
     idle_timeout: Duration,
     on_end: impl FnOnce(StreamEnd) -> LocalBoxFuture<'static, ()> + 'static,
 ) -> Result<ReadableStream, ProxyError> {
-    let pipe = TransformStream::new()?;
-    let writer = pipe.writable().get_writer()?;
+    let pipe = Pipe::new()?;
+    let readable = pipe.stream.readable();
     ctx.wait_until(async move {
+        let mut client_stalled = false;
         let (disconnected, failure) = loop {
-            let next = select(upstream.next(), Box::pin(Delay::from(idle_timeout))).await;
-            let (events, finished) = match next {
-                Either::Left((Some(Ok(chunk)), _)) => {
+            let (events, finished) = match within(idle_timeout, upstream.next()).await {
+                Some(Some(Ok(chunk))) => {
                     let mut events = meter.feed(&chunk);
                     if meter.event_too_long {
                         upstream_abort.abort();
@@ -57,11 +64,11 @@ pub fn metered(
                         (events, None)
                     }
                 }
-                Either::Left((Some(Err(error)), _)) => (
+                Some(Some(Err(error))) => (
                     end_with(&mut meter, upstream_failed()),
                     Some(Some(format!("upstream broke off: {error}"))),
                 ),
-                Either::Left((None, _)) => {
+                Some(None) => {
                     let mut events = meter.finish();
                     let cut_off = !meter.complete;
                     if cut_off {
@@ -72,29 +79,79 @@ pub fn metered(
                         Some(cut_off.then(|| "upstream stream stopped before its end".to_owned())),
                     )
                 }
-                Either::Right(_) => {
+                None => {
                     upstream_abort.abort();
                     let silent = format!("upstream was silent for {} ms", idle_timeout.as_millis());
                     (end_with(&mut meter, ProxyError::UpstreamTimeout), Some(Some(silent)))
                 }
             };
-            if !events.is_empty() && write(&writer, &events).await.is_err() {
-                upstream_abort.abort();
-                break (true, None);
+            if !events.is_empty() {
+                match within(idle_timeout, pipe.write(&events)).await {
+                    Some(Ok(())) => {}
+                    Some(Err(())) => break (true, None),
+                    None => {
+                        client_stalled = true;
+                        break (true, None);
+                    }
+                }
             }
             if let Some(failure) = finished {
-                let _ = JsFuture::from(writer.close()).await;
+                // Bounded too: a client that stops reading at the very end must not hold the slot.
+                let _ = within(idle_timeout, JsFuture::from(pipe.writer.close())).await;
                 break (false, failure);
             }
         };
+        if disconnected {
+            upstream_abort.abort();
+            pipe.abort();
+        }
         on_end(StreamEnd {
             meter,
             disconnected,
+            client_stalled,
             failure,
         })
         .await;
     });
-    Ok(pipe.readable())
+    Ok(readable)
+}
+
+/// workerd's `IdentityTransformStream`, a native pipe. With a standard `TransformStream`, under
+/// concurrent load workerd sometimes drops its read of the body when the client goes away
+/// without erroring the stream, and the pump's next write then waits forever for a read (the
+/// stream slot and reservation leaked). Dropping the reading end of a native pipe fails the
+/// write. A write resolves once the client's side has taken the chunk.
+struct Pipe {
+    stream: TransformStream,
+    writer: WritableStreamDefaultWriter,
+}
+
+impl Pipe {
+    fn new() -> Result<Self, ProxyError> {
+        let class = Reflect::get(&worker::js_sys::global(), &"IdentityTransformStream".into())
+            .and_then(|class| class.dyn_into::<Function>())?;
+        let stream: TransformStream = Reflect::construct(&class, &Array::new())?.unchecked_into();
+        let writer = stream.writable().get_writer()?;
+        Ok(Self { stream, writer })
+    }
+
+    /// Writes one chunk; fails when the client's side is gone.
+    fn write(&self, bytes: &[u8]) -> impl Future<Output = Result<(), ()>> + Unpin {
+        JsFuture::from(self.writer.write_with_chunk(&Uint8Array::from(bytes))).map(|done| done.map(drop).map_err(drop))
+    }
+
+    /// Breaks the client's body off: it must not look like a whole answer.
+    fn abort(&self) {
+        let _ = self.writer.abort_with_reason(&JsValue::from_str("stream ended"));
+    }
+}
+
+/// `work`'s output, or `None` if it did not finish within `limit`.
+async fn within<T>(limit: Duration, work: impl Future<Output = T> + Unpin) -> Option<T> {
+    match select(work, Box::pin(Delay::from(limit))).await {
+        Either::Left((done, _)) => Some(done),
+        Either::Right(_) => None,
+    }
 }
 
 /// Whole events only, then a well-formed error event: never a half line, never a `[DONE]`
@@ -108,13 +165,4 @@ fn end_with(meter: &mut SseMeter, error: ProxyError) -> Vec<u8> {
 /// The error a client's stream ends with when upstream failed (the detail goes to the log).
 fn upstream_failed() -> ProxyError {
     ProxyError::UpstreamFailed { detail: String::new() }
-}
-
-/// Writes one chunk; fails when the client's side is gone.
-async fn write(writer: &WritableStreamDefaultWriter, bytes: &[u8]) -> Result<(), ()> {
-    let chunk = Uint8Array::from(bytes);
-    JsFuture::from(writer.write_with_chunk(&chunk))
-        .await
-        .map(drop)
-        .map_err(drop)
 }

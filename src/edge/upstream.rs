@@ -189,6 +189,9 @@ pub fn relay_stream(
             log_line.tokens_charged = Some(used);
             log_line.disconnected = end.disconnected;
             log_line.failure = end.failure;
+            if end.client_stalled {
+                log_line.detail = Some(format!("the client read nothing for {} ms", idle_timeout.as_millis()));
+            }
             log::request_line(&log_line);
             settlement.finish(used).await;
         })
