@@ -10,7 +10,7 @@ use crate::quota::Standing;
 use crate::sse;
 
 /// What one request's log line says; filled in by the request's phases.
-#[derive(Clone, Default)]
+#[derive(Default)]
 pub struct Outcome {
     pub request_id: String,
     started_ms: u64,
@@ -39,8 +39,6 @@ pub struct Outcome {
     prompt_chars: Option<usize>,
     pub log_level: LogLevel,
     pub log_prompts: bool,
-    /// A stream writes this request's line when it ends.
-    pub logged_by_stream: bool,
 }
 
 impl Outcome {

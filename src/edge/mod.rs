@@ -25,6 +25,8 @@ use crate::routes::{self, ApiRoute, Route, UserRoute};
 use crate::sse;
 use http::{header, json_response};
 use log::Outcome;
+use upstream::StreamTail;
+use user_object::Settlement;
 
 /// The edge's results: every failure is a `ProxyError`, and `?` converts the platform's.
 type Result<T, E = ProxyError> = std::result::Result<T, E>;
@@ -84,30 +86,40 @@ fn start() {
 async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
     let ctx = Rc::new(ctx);
     let mut outcome = Outcome::new(http::request_id(&req), Now::read());
-    let response = match handle(req, &env, &ctx, &mut outcome).await {
-        Ok(response) => response,
+    let (response, tail) = match handle(req, &env, &ctx, &mut outcome).await {
+        Ok(Reply::Whole(response)) => (response, None),
+        Ok(Reply::Streamed(response, tail)) => (response, Some(tail)),
         Err(error) => {
             outcome.error_code = Some(error.code());
             outcome.detail = error.log_detail();
-            http::error_response(&error)?
+            (http::error_response(&error)?, None)
         }
     };
     let response = http::finish(response, &outcome)?;
     outcome.status = response.status_code();
-    if !outcome.logged_by_stream {
-        log::request_line(&outcome);
+    // The request's one log line: now, or when its stream ends.
+    match tail {
+        Some(tail) => tail.start(&ctx, outcome),
+        None => log::request_line(&outcome),
     }
     Ok(response)
 }
 
+/// What the pipeline answers: a whole response, or a streamed one whose tail (the pump, the
+/// log line, the settlement) runs after it.
+enum Reply {
+    Whole(Response),
+    Streamed(Response, Box<StreamTail>),
+}
+
 /// The request pipeline: health, config, CORS, route, token, handler.
-async fn handle(req: Request, env: &Env, ctx: &Rc<Context>, outcome: &mut Outcome) -> Result<Response> {
+async fn handle(req: Request, env: &Env, ctx: &Rc<Context>, outcome: &mut Outcome) -> Result<Reply> {
     let method = req.method();
     let route = routes::route(method.as_ref(), &req.path());
     // Before the configuration: the health check needs no secret or variable.
     if route == Ok(Route::Health) {
         outcome.route = Route::Health.name();
-        return http::health_response();
+        return http::health_response().map(Reply::Whole);
     }
 
     let config = config(env)?;
@@ -120,13 +132,13 @@ async fn handle(req: Request, env: &Env, ctx: &Rc<Context>, outcome: &mut Outcom
     }
     if method == Method::Options {
         outcome.route = "preflight";
-        return http::preflight(&req, outcome.allowed_origin.as_deref());
+        return http::preflight(&req, outcome.allowed_origin.as_deref()).map(Reply::Whole);
     }
     let route = route?;
     outcome.route = route.name();
     match route {
-        Route::Health => http::health_response(),
-        Route::Admin(admin_route) => admin::serve(admin_route, &req, env, &config).await,
+        Route::Health => http::health_response().map(Reply::Whole),
+        Route::Admin(admin_route) => admin::serve(admin_route, &req, env, &config).await.map(Reply::Whole),
         Route::User(user_route) => {
             let identity = authenticate(&req, &config).await?;
             outcome.sub = Some(identity.sub.clone());
@@ -145,19 +157,13 @@ async fn serve_user(
     ctx: &Rc<Context>,
     config: &Config,
     outcome: &mut Outcome,
-) -> Result<Response> {
+) -> Result<Reply> {
     let api_route = match route {
         UserRoute::Api(api_route) => api_route,
         UserRoute::Models | UserRoute::Usage => {
-            let (standing, admitted) = user_object::admit(env, ctx, config, identity, None).await;
-            outcome.standing = standing;
-            admitted?;
-            return match (route, standing) {
-                (UserRoute::Usage, Some(standing)) => {
-                    json_response(200, &standing.usage_json(&identity.sub).to_string())
-                }
-                _ => http::models_response(config),
-            };
+            return serve_status(route, identity, env, ctx, config, outcome)
+                .await
+                .map(Reply::Whole)
         }
     };
     let body = http::read_body(&mut req, config.max_body_bytes).await?;
@@ -187,16 +193,46 @@ async fn serve_user(
         }
     };
     if request.stream {
-        outcome.logged_by_stream = true;
-        let mut line = outcome.clone();
-        line.status = 200;
-        return upstream::relay_stream(ctx, config, answer, &request, settlement, line, upstream_abort);
+        let (response, tail) = upstream::relay_stream(config, answer, &request, settlement, upstream_abort)?;
+        return Ok(Reply::Streamed(response, Box::new(tail)));
     }
+    answer_whole(api_route, &request, answer, settlement, outcome)
+        .await
+        .map(Reply::Whole)
+}
+
+/// `GET /v1/models` and `GET /v1/usage`: a status read of the user's object (revocation
+/// included), nothing counted.
+async fn serve_status(
+    route: UserRoute,
+    identity: &Identity,
+    env: &Env,
+    ctx: &Rc<Context>,
+    config: &Config,
+    outcome: &mut Outcome,
+) -> Result<Response> {
+    let (standing, admitted) = user_object::admit(env, ctx, config, identity, None).await;
+    outcome.standing = standing;
+    admitted?;
+    match (route, standing) {
+        (UserRoute::Usage, Some(standing)) => json_response(200, &standing.usage_json(&identity.sub).to_string()),
+        _ => http::models_response(config),
+    }
+}
+
+/// A non-stream answer, read whole (capped), charged, and passed on.
+async fn answer_whole(
+    api_route: ApiRoute,
+    request: &ApiRequest,
+    answer: Response,
+    settlement: Settlement,
+    outcome: &mut Outcome,
+) -> Result<Response> {
     let whole = upstream::read_whole(answer).await;
     let used = match &whole {
         Ok((body, _)) => {
             outcome.usage = sse::answer_usage(body);
-            used_tokens(&request, outcome.usage, body.len())
+            used_tokens(request, outcome.usage, body.len())
         }
         Err(_) => request.reserve_tokens, // unknown: charge the worst case
     };

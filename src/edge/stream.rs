@@ -2,7 +2,7 @@
 //! `SseMeter`, and written into a pipe whose readable side is the client's body. Each chunk's
 //! complete events go out as they arrive; nothing is collected.
 //!
-//! The pump runs in `ctx.wait_until`. workerd notices a vanished client only when it writes
+//! The pump runs in `ctx.wait_until`, started once the response is complete. workerd notices a vanished client only when it writes
 //! to it, and then runs no more of the request's own code (no stream `cancel`, no `Drop`);
 //! a `wait_until` task goes on, sees its next write fail, aborts the upstream fetch (so
 //! upstream stops generating for nobody) and settles the request's usage. Every wait in the
@@ -10,16 +10,15 @@
 //! the stream ends.
 
 use std::future::Future;
-use std::rc::Rc;
 use std::time::Duration;
 
-use futures_util::future::{select, Either, FutureExt, LocalBoxFuture};
+use futures_util::future::{select, Either, FutureExt};
 use futures_util::StreamExt;
 use worker::js_sys::{Array, Function, Reflect, Uint8Array};
 use worker::wasm_bindgen::{JsCast, JsValue};
 use worker::wasm_bindgen_futures::JsFuture;
 use worker::web_sys::{AbortController, ReadableStream, TransformStream, WritableStreamDefaultWriter};
-use worker::{ByteStream, Context, Delay};
+use worker::{ByteStream, Delay};
 
 use crate::error::ProxyError;
 use crate::sse::{self, SseMeter};
@@ -36,55 +35,51 @@ pub struct StreamEnd {
     pub failure: Option<String>,
 }
 
-/// Starts pumping `upstream` through `meter`; returns the client's body. `on_end` runs once,
-/// when the stream ends, the client goes away, or either side makes no progress for
-/// `idle_timeout`.
-pub fn metered(
-    ctx: &Rc<Context>,
-    mut upstream: ByteStream,
-    mut meter: SseMeter,
+/// A metered stream whose client body exists but whose pump has not started yet.
+pub struct Metered {
+    upstream: ByteStream,
+    meter: SseMeter,
+    pipe: Pipe,
     upstream_abort: AbortController,
     idle_timeout: Duration,
-    on_end: impl FnOnce(StreamEnd) -> LocalBoxFuture<'static, ()> + 'static,
-) -> Result<ReadableStream, ProxyError> {
+}
+
+/// The client's body, and the pump that will fill it from `upstream` through `meter`.
+pub fn metered(
+    upstream: ByteStream,
+    meter: SseMeter,
+    upstream_abort: AbortController,
+    idle_timeout: Duration,
+) -> Result<(ReadableStream, Metered), ProxyError> {
     let pipe = Pipe::new()?;
     let readable = pipe.stream.readable();
-    ctx.wait_until(async move {
+    Ok((
+        readable,
+        Metered {
+            upstream,
+            meter,
+            pipe,
+            upstream_abort,
+            idle_timeout,
+        },
+    ))
+}
+
+impl Metered {
+    /// Pumps until the stream ends, the client goes away, or either side makes no progress for
+    /// the idle timeout; run it in `wait_until`.
+    pub async fn pump(self) -> StreamEnd {
+        let Metered {
+            mut upstream,
+            mut meter,
+            pipe,
+            upstream_abort,
+            idle_timeout,
+        } = self;
         let mut client_stalled = false;
         let (disconnected, failure) = loop {
-            let (events, finished) = match within(idle_timeout, upstream.next()).await {
-                Some(Some(Ok(chunk))) => {
-                    let mut events = meter.feed(&chunk);
-                    if meter.event_too_long {
-                        upstream_abort.abort();
-                        events.extend(sse::error_event(&upstream_failed()));
-                        let why = format!("upstream sent an event over {} bytes", sse::MAX_EVENT_BYTES);
-                        (events, Some(Some(why)))
-                    } else {
-                        (events, None)
-                    }
-                }
-                Some(Some(Err(error))) => (
-                    end_with(&mut meter, upstream_failed()),
-                    Some(Some(format!("upstream broke off: {error}"))),
-                ),
-                Some(None) => {
-                    let mut events = meter.finish();
-                    let cut_off = !meter.complete;
-                    if cut_off {
-                        events.extend(sse::error_event(&upstream_failed()));
-                    }
-                    (
-                        events,
-                        Some(cut_off.then(|| "upstream stream stopped before its end".to_owned())),
-                    )
-                }
-                None => {
-                    upstream_abort.abort();
-                    let silent = format!("upstream was silent for {} ms", idle_timeout.as_millis());
-                    (end_with(&mut meter, ProxyError::UpstreamTimeout), Some(Some(silent)))
-                }
-            };
+            let next = within(idle_timeout, upstream.next()).await;
+            let (events, finished) = next_events(next, &mut meter, &upstream_abort, idle_timeout);
             if !events.is_empty() {
                 match within(idle_timeout, pipe.write(&events)).await {
                     Some(Ok(())) => {}
@@ -105,15 +100,55 @@ pub fn metered(
             upstream_abort.abort();
             pipe.abort();
         }
-        on_end(StreamEnd {
+        StreamEnd {
             meter,
             disconnected,
             client_stalled,
             failure,
-        })
-        .await;
-    });
-    Ok(readable)
+        }
+    }
+}
+
+/// What to write to the client after upstream's next step (a chunk, an error, its end, or
+/// silence past the idle timeout), and, when the stream is over, why it failed if it did.
+fn next_events(
+    next: Option<Option<Result<Vec<u8>, worker::Error>>>,
+    meter: &mut SseMeter,
+    upstream_abort: &AbortController,
+    idle_timeout: Duration,
+) -> (Vec<u8>, Option<Option<String>>) {
+    match next {
+        Some(Some(Ok(chunk))) => {
+            let mut events = meter.feed(&chunk);
+            if !meter.event_too_long {
+                return (events, None);
+            }
+            upstream_abort.abort();
+            events.extend(sse::error_event(&upstream_failed()));
+            let why = format!("upstream sent an event over {} bytes", sse::MAX_EVENT_BYTES);
+            (events, Some(Some(why)))
+        }
+        Some(Some(Err(error))) => (
+            end_with(meter, upstream_failed()),
+            Some(Some(format!("upstream broke off: {error}"))),
+        ),
+        Some(None) => {
+            let mut events = meter.finish();
+            let cut_off = !meter.complete;
+            if cut_off {
+                events.extend(sse::error_event(&upstream_failed()));
+            }
+            (
+                events,
+                Some(cut_off.then(|| "upstream stream stopped before its end".to_owned())),
+            )
+        }
+        None => {
+            upstream_abort.abort();
+            let silent = format!("upstream was silent for {} ms", idle_timeout.as_millis());
+            (end_with(meter, ProxyError::UpstreamTimeout), Some(Some(silent)))
+        }
+    }
 }
 
 /// workerd's `IdentityTransformStream`, a native pipe. With a standard `TransformStream`, under

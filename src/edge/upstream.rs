@@ -1,6 +1,5 @@
 //! The upstream call: the validated JSON plus the operator's key, and the answer relayed back.
 
-use std::rc::Rc;
 use std::time::Duration;
 
 use futures_util::future::{select, Either};
@@ -13,7 +12,7 @@ use super::log::{self, Outcome};
 use super::stream;
 use super::user_object::Settlement;
 use crate::config::{Config, Secret};
-use crate::cost::estimate_tokens;
+use crate::cost::{estimate_tokens, ToolFees};
 use crate::error::ProxyError;
 use crate::forwarding;
 use crate::forwarding::UpstreamEndpoint;
@@ -143,63 +142,83 @@ fn header_seconds(answer: &Response, name: &str) -> Option<u64> {
         .and_then(|value| value.trim().parse().ok())
 }
 
-/// A streamed answer, passed through the meter as it arrives. When it ends (or the client
-/// goes away) the request is charged its real usage, or an estimate of what was streamed,
-/// never zero.
+/// A streamed answer, passed through the meter as it arrives. Returns the response and its
+/// tail: the pump, which `fetch` starts once the response is complete.
 ///
 /// Streams are labelled `text/event-stream`: workerd gzips other types for clients that accept
 /// gzip, and its compressor would hold back the whole stream.
 pub fn relay_stream(
-    ctx: &Rc<Context>,
     config: &Config,
     mut answer: Response,
-    chat: &ApiRequest,
+    request: &ApiRequest,
     settlement: Settlement,
-    mut log_line: Outcome,
     upstream_abort: AbortController,
-) -> Result<Response, ProxyError> {
+) -> Result<(Response, StreamTail), ProxyError> {
     let headers = client_headers(&answer)?;
     headers.set("content-type", "text/event-stream; charset=utf-8")?;
     headers.set("cache-control", "no-cache")?;
-    let prompt_estimate = chat.prompt_token_estimate;
-    let tool_fees = chat.tool_fees;
     let body = match answer.stream() {
         Ok(body) => body,
         Err(error) => {
-            settlement.settle(prompt_estimate);
+            settlement.settle(request.prompt_token_estimate);
             return Err(ProxyError::UpstreamFailed {
                 detail: format!("upstream stream has no body: {error}"),
             });
         }
     };
-    let kind = if chat.endpoint == UpstreamEndpoint::Responses {
-        StreamKind::Responses
-    } else {
-        StreamKind::Chat
+    let kind = match request.endpoint {
+        UpstreamEndpoint::Responses => StreamKind::Responses,
+        _ => StreamKind::Chat,
     };
-    let meter = SseMeter::new(kind, chat.client_wants_usage);
-    let idle_timeout = config.stream_idle_timeout;
-    let readable = stream::metered(ctx, body, meter, upstream_abort, idle_timeout, move |end| {
-        Box::pin(async move {
-            let used = end.meter.usage.map_or_else(
-                || prompt_estimate + estimate_tokens(end.meter.streamed_text_bytes),
-                |usage| tool_fees.charge(&usage),
-            );
-            log_line.usage = end.meter.usage;
-            log_line.tokens_charged = Some(used);
-            log_line.disconnected = end.disconnected;
-            log_line.failure = end.failure;
-            if end.client_stalled {
-                log_line.detail = Some(format!("the client read nothing for {} ms", idle_timeout.as_millis()));
-            }
-            log::request_line(&log_line);
-            settlement.finish(used).await;
-        })
-    })?;
-    Ok(Response::builder()
+    let meter = SseMeter::new(kind, request.client_wants_usage);
+    let (readable, metered) = stream::metered(body, meter, upstream_abort, config.stream_idle_timeout)?;
+    let response = Response::builder()
         .with_status(200)
         .with_headers(headers)
-        .stream(readable))
+        .stream(readable);
+    let tail = StreamTail {
+        metered,
+        prompt_estimate: request.prompt_token_estimate,
+        tool_fees: request.tool_fees,
+        idle_timeout: config.stream_idle_timeout,
+        settlement,
+    };
+    Ok((response, tail))
+}
+
+/// What is left of a streamed request once its response is returned: pumping it, then its log
+/// line and its settlement. When the stream ends (or the client goes away) the request is
+/// charged its real usage, or an estimate of what it sent and what was streamed, never zero.
+pub struct StreamTail {
+    metered: stream::Metered,
+    prompt_estimate: u64,
+    tool_fees: ToolFees,
+    idle_timeout: Duration,
+    settlement: Settlement,
+}
+
+impl StreamTail {
+    pub fn start(self, ctx: &Context, mut outcome: Outcome) {
+        ctx.wait_until(async move {
+            let end = self.metered.pump().await;
+            let used = end.meter.usage.map_or_else(
+                || self.prompt_estimate + estimate_tokens(end.meter.streamed_text_bytes),
+                |usage| self.tool_fees.charge(&usage),
+            );
+            outcome.usage = end.meter.usage;
+            outcome.tokens_charged = Some(used);
+            outcome.disconnected = end.disconnected;
+            outcome.failure = end.failure;
+            if end.client_stalled {
+                outcome.detail = Some(format!(
+                    "the client read nothing for {} ms",
+                    self.idle_timeout.as_millis()
+                ));
+            }
+            log::request_line(&outcome);
+            self.settlement.finish(used).await;
+        });
+    }
 }
 
 /// A whole (non-stream) answer: its bytes, and the headers the client may see.
