@@ -64,7 +64,10 @@ wrangler.on("exit", (code) => stop(code ?? 0));
 const deadline = Date.now() + READY_TIMEOUT_MS;
 while (!stopping && Date.now() < deadline) {
   try {
-    if ((await fetch(`${BASE}/healthz`, { signal: AbortSignal.timeout(2000) })).ok) break;
+    // One patient request: wrangler holds requests while it builds, and an abandoned one makes
+    // workerd log a broken pipe.
+    const left = Math.max(1000, deadline - Date.now());
+    if ((await fetch(`${BASE}/healthz`, { signal: AbortSignal.timeout(left) })).ok) break;
   } catch {}
   await new Promise((resolve) => setTimeout(resolve, 500));
 }
