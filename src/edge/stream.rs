@@ -36,6 +36,16 @@ pub struct StreamEnd {
     pub failure: Option<String>,
 }
 
+/// How the pump runs.
+pub struct Pump {
+    /// The longest either side may make no progress.
+    pub idle_timeout: Duration,
+    /// Run `on_end` before the client's body closes, not after: the client then sees the end
+    /// only once the request is settled (a response it created is recorded before it can ask
+    /// to continue it).
+    pub end_before_close: bool,
+}
+
 /// Starts pumping `upstream` through `meter`; returns the client's body. `on_end` runs once,
 /// when the stream ends, the client goes away, or either side makes no progress for
 /// `idle_timeout`.
@@ -44,11 +54,12 @@ pub fn metered(
     mut upstream: ByteStream,
     mut meter: SseMeter,
     upstream_abort: AbortController,
-    idle_timeout: Duration,
+    pump: Pump,
     on_end: impl FnOnce(StreamEnd) -> LocalBoxFuture<'static, ()> + 'static,
 ) -> Result<ReadableStream, ProxyError> {
     let pipe = Pipe::new()?;
     let readable = pipe.stream.readable();
+    let idle_timeout = pump.idle_timeout;
     ctx.wait_until(async move {
         let mut client_stalled = false;
         let (disconnected, failure) = loop {
@@ -96,8 +107,6 @@ pub fn metered(
                 }
             }
             if let Some(failure) = finished {
-                // Bounded too: a client that stops reading at the very end must not hold the slot.
-                let _ = within(idle_timeout, JsFuture::from(pipe.writer.close())).await;
                 break (false, failure);
             }
         };
@@ -105,13 +114,21 @@ pub fn metered(
             upstream_abort.abort();
             pipe.abort();
         }
-        on_end(StreamEnd {
+        let end = on_end(StreamEnd {
             meter,
             disconnected,
             client_stalled,
             failure,
-        })
-        .await;
+        });
+        if disconnected {
+            end.await;
+        } else if pump.end_before_close {
+            end.await;
+            pipe.close(idle_timeout).await;
+        } else {
+            pipe.close(idle_timeout).await;
+            end.await;
+        }
     });
     Ok(readable)
 }
@@ -138,6 +155,12 @@ impl Pipe {
     /// Writes one chunk; fails when the client's side is gone.
     fn write(&self, bytes: &[u8]) -> impl Future<Output = Result<(), ()>> + Unpin {
         JsFuture::from(self.writer.write_with_chunk(&Uint8Array::from(bytes))).map(|done| done.map(drop).map_err(drop))
+    }
+
+    /// Ends the client's body. Bounded too: a client that stops reading at the very end must
+    /// not hold the slot.
+    async fn close(&self, idle_timeout: Duration) {
+        let _ = within(idle_timeout, JsFuture::from(self.writer.close())).await;
     }
 
     /// Breaks the client's body off: it must not look like a whole answer.

@@ -179,7 +179,12 @@ pub fn relay_stream(
     };
     let meter = SseMeter::new(kind, chat.client_wants_usage);
     let idle_timeout = config.stream_idle_timeout;
-    let readable = stream::metered(ctx, body, meter, upstream_abort, idle_timeout, move |end| {
+    let records_response = chat.records_response;
+    let pump = stream::Pump {
+        idle_timeout,
+        end_before_close: records_response,
+    };
+    let readable = stream::metered(ctx, body, meter, upstream_abort, pump, move |mut end| {
         Box::pin(async move {
             let used = end.meter.usage.map_or_else(
                 || prompt_estimate + estimate_tokens(end.meter.streamed_text_bytes),
@@ -193,7 +198,10 @@ pub fn relay_stream(
                 log_line.detail = Some(format!("the client read nothing for {} ms", idle_timeout.as_millis()));
             }
             log::request_line(&log_line);
-            settlement.finish(used).await;
+            match end.meter.response_id.take().filter(|_| records_response) {
+                Some(created) => settlement.settle_creating(used, created).await,
+                None => settlement.finish(used).await,
+            }
         })
     })?;
     Ok(Response::builder()
