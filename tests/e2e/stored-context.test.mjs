@@ -101,7 +101,7 @@ describe("with RESPONSES_STORE=true and ALLOW_STORED_CONTEXT=true", () => {
     assert.ok(spent.tokens.used < 1000, `charged its usage report (${spent.tokens.used}), not the reservation`);
   });
 
-  test("a response created by a stream can be continued as soon as the stream has ended", async () => {
+  test("a response created by a stream can be continued once the stream has ended", async () => {
     const id = await create(setup.proxy, "streamer", { stream: true });
     const continued = await respond(setup.proxy, "streamer", { previous_response_id: id });
     assert.equal(continued.status, 200);
