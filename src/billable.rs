@@ -9,10 +9,21 @@ use crate::cost::CostRules;
 use crate::error::ProxyError;
 use crate::forwarding::UpstreamEndpoint;
 use crate::prompt::PromptMeter;
+use crate::user_state::MAX_RESPONSE_ID_BYTES;
 
 /// Responses API fields that make OpenAI add stored context the proxy can neither see nor bound
 /// (and that let one user continue another's response: all share the operator's organisation).
+/// `previous_response_id` alone can be allowed (`ALLOW_STORED_CONTEXT`): see `continuation`.
 const STORED_CONTEXT_FIELDS: [&str; 3] = ["previous_response_id", "conversation", "prompt"];
+
+/// A request that continues a stored response (`previous_response_id`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Continuation {
+    /// Admitted only if this user created it (checked in the user's object, with admission).
+    pub response_id: String,
+    /// The model's context window, reserved as input: OpenAI adds the stored context.
+    pub context_tokens: u64,
+}
 
 /// Every request upstream says which user it is for, as an opaque HMAC of `sub`
 /// (`safety_identifier`; Embeddings only knows the older `user`). The client's own `user` or
@@ -35,7 +46,11 @@ pub(crate) fn attribute(
 }
 
 /// Fields that change the price per token, or add cost the proxy cannot see or bound.
-pub(crate) fn check_price_fields(body: &Map<String, Value>, endpoint: UpstreamEndpoint) -> Result<(), ProxyError> {
+pub(crate) fn check_price_fields(
+    body: &Map<String, Value>,
+    endpoint: UpstreamEndpoint,
+    rules: &CostRules,
+) -> Result<(), ProxyError> {
     let refuse = |field: &str, why: &str| Err(ProxyError::invalid_request(format!("`{field}` {why}"), Some(field)));
     match body.get("service_tier") {
         None | Some(Value::Null) => {}
@@ -77,7 +92,11 @@ pub(crate) fn check_price_fields(body: &Map<String, Value>, endpoint: UpstreamEn
                     )
                 }
             }
-            if let Some(field) = STORED_CONTEXT_FIELDS.iter().find(|f| !is_null(body.get(**f))) {
+            let allowed = |field: &str| field == "previous_response_id" && rules.allow_stored_context;
+            if let Some(field) = STORED_CONTEXT_FIELDS
+                .iter()
+                .find(|f| !allowed(f) && !is_null(body.get(**f)))
+            {
                 return refuse(
                     field,
                     "is not accepted: the proxy cannot see or bound the stored context it adds.",
@@ -87,6 +106,37 @@ pub(crate) fn check_price_fields(body: &Map<String, Value>, endpoint: UpstreamEn
         UpstreamEndpoint::Embeddings => {}
     }
     Ok(())
+}
+
+/// The response a Responses request continues, if any (`check_price_fields` has refused
+/// `previous_response_id` unless `ALLOW_STORED_CONTEXT` is on).
+pub(crate) fn continuation(
+    body: &Map<String, Value>,
+    rules: &CostRules,
+    model: &str,
+) -> Result<Option<Continuation>, ProxyError> {
+    let response_id = match body.get("previous_response_id") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::String(id)) if !id.is_empty() && id.len() <= MAX_RESPONSE_ID_BYTES => id.clone(),
+        Some(_) => {
+            return Err(ProxyError::invalid_request(
+                format!(
+                    "`previous_response_id` must be a response id (a string of 1 to {MAX_RESPONSE_ID_BYTES} bytes)."
+                ),
+                Some("previous_response_id"),
+            ))
+        }
+    };
+    // The configuration guarantees a window for every allowed model; fail closed regardless.
+    let context_tokens = rules.context_window(model).ok_or_else(|| {
+        ProxyError::misconfigured(format!(
+            "no context window for {model:?}: add it to MODEL_CONTEXT_TOKENS"
+        ))
+    })?;
+    Ok(Some(Continuation {
+        response_id,
+        context_tokens,
+    }))
 }
 
 /// `field` (`tools`, or the older `functions`): function definitions count toward the prompt

@@ -324,7 +324,7 @@ impl Config {
 /// What a request may spend beyond text: images, hosted tools, stored responses. The image
 /// reserve defaults to the worst case of the allowed models.
 fn cost_rules(vars: &Vars<impl Lookup>, allowed_models: &[String]) -> Result<CostRules, ProxyError> {
-    Ok(CostRules {
+    let rules = CostRules {
         max_image_inputs: vars.number("MAX_IMAGE_INPUTS", 0, 0..=100)?,
         image_input_reserve_tokens: vars.number(
             "IMAGE_INPUT_RESERVE_TOKENS",
@@ -334,7 +334,30 @@ fn cost_rules(vars: &Vars<impl Lookup>, allowed_models: &[String]) -> Result<Cos
         hosted_tools: cost::parse_hosted_tools(vars.text("ALLOWED_HOSTED_TOOLS").as_deref().unwrap_or(""))?,
         max_hosted_tool_calls: vars.number("MAX_HOSTED_TOOL_CALLS", 1, 1..=100)?,
         responses_store: vars.flag("RESPONSES_STORE", false)?,
-    })
+        allow_stored_context: vars.flag("ALLOW_STORED_CONTEXT", false)?,
+        context_windows: cost::parse_context_windows(vars.text("MODEL_CONTEXT_TOKENS").as_deref().unwrap_or(""))?,
+    };
+    if rules.allow_stored_context {
+        check_stored_context(&rules, allowed_models)?;
+    }
+    Ok(rules)
+}
+
+/// Continuing a response needs stored responses, and the context window of every model it may
+/// run on: that window is its reservation. Without one the proxy could only guess, and a guess
+/// too small lets a user spend past the budget (README: What a request costs).
+fn check_stored_context(rules: &CostRules, allowed_models: &[String]) -> Result<(), ProxyError> {
+    if !rules.responses_store {
+        return Err(ProxyError::misconfigured(
+            "ALLOW_STORED_CONTEXT=true needs RESPONSES_STORE=true: without stored responses there is nothing to continue",
+        ));
+    }
+    match allowed_models.iter().find(|model| rules.context_window(model).is_none()) {
+        Some(model) => Err(ProxyError::misconfigured(format!(
+            "ALLOW_STORED_CONTEXT=true: the context window of {model:?} is unknown; add it to MODEL_CONTEXT_TOKENS (e.g. {model}:128000, from the model's page)"
+        ))),
+        None => Ok(()),
+    }
 }
 
 fn user_limits(vars: &Vars<impl Lookup>) -> Result<Limits, ProxyError> {
@@ -766,10 +789,43 @@ mod tests {
             assert!(detail(config(&[(name, bad)])).contains(name), "{name}");
         }
         let secret = "a-safety-secret-of-32-bytes-long!!";
+        assert!(!defaults.cost_rules.allow_stored_context);
         assert!(config(&[("SAFETY_IDENTIFIER_SECRET", secret)])
             .unwrap()
             .secrets()
             .contains(&secret));
+    }
+
+    #[test]
+    fn stored_context_needs_stored_responses_and_a_context_window_for_every_allowed_model() {
+        let both = [("RESPONSES_STORE", "true"), ("ALLOW_STORED_CONTEXT", "true")];
+        assert!(config(&both).unwrap().cost_rules.allow_stored_context);
+        let alone = detail(config(&[("ALLOW_STORED_CONTEXT", "true")]));
+        assert!(
+            alone.contains("ALLOW_STORED_CONTEXT") && alone.contains("RESPONSES_STORE=true"),
+            "{alone}"
+        );
+        let unknown_model = [both[0], both[1], ("ALLOWED_MODELS", "gpt-4o-mini,my-model")];
+        let message = detail(config(&unknown_model));
+        assert!(
+            message.contains("\"my-model\"") && message.contains("MODEL_CONTEXT_TOKENS"),
+            "{message}"
+        );
+        let stated = [
+            both[0],
+            both[1],
+            ("ALLOWED_MODELS", "gpt-4o-mini,my-model"),
+            ("MODEL_CONTEXT_TOKENS", "my-model:32000"),
+        ];
+        assert_eq!(
+            config(&stated).unwrap().cost_rules.context_window("my-model"),
+            Some(32_000)
+        );
+        assert!(
+            config(&[("ALLOWED_MODELS", "my-model")]).is_ok(),
+            "no window is needed while stored context is off"
+        );
+        assert!(detail(config(&[("MODEL_CONTEXT_TOKENS", "my-model")])).starts_with("MODEL_CONTEXT_TOKENS"));
     }
 
     #[test]

@@ -25,7 +25,13 @@ const UNKNOWN_MODEL_IMAGE_TOKENS: u64 = 2_833 + 8 * 5_667;
 
 /// The worst case of one image on `model`, in its input tokens.
 pub fn image_worst_case(model: &str) -> u64 {
-    IMAGE_WORST_CASE
+    of_family(&IMAGE_WORST_CASE, model).unwrap_or(UNKNOWN_MODEL_IMAGE_TOKENS)
+}
+
+/// The value of `model`'s family in `table`: the model itself, or a dated snapshot of it
+/// (`gpt-4o-2024-08-06` is `gpt-4o`; `gpt-4o-mini` is not).
+fn of_family(table: &[(&str, u64)], model: &str) -> Option<u64> {
+    table
         .iter()
         .find(|(family, _)| {
             model == *family
@@ -33,7 +39,32 @@ pub fn image_worst_case(model: &str) -> u64 {
                     .strip_prefix(family)
                     .is_some_and(|snapshot| snapshot.starts_with("-20"))
         })
-        .map_or(UNKNOWN_MODEL_IMAGE_TOKENS, |&(_, tokens)| tokens)
+        .map(|&(_, tokens)| tokens)
+}
+
+/// A model's context window: the most tokens it reads (input, with its output) in one response.
+/// What a continuation (`previous_response_id`) is reserved as input, since OpenAI adds the
+/// stored context, which the proxy cannot see, up to this limit.
+///
+/// Source: OpenAI's model pages (platform.openai.com/docs/models/<model>, "Context window"):
+/// gpt-4o and gpt-4o-mini 128,000; the gpt-4.1 family 1,047,576; o3 and o4-mini 200,000; the
+/// gpt-5 family 400,000. Other models need `MODEL_CONTEXT_TOKENS`.
+const CONTEXT_WINDOW: [(&str, u64); 10] = [
+    ("gpt-4o-mini", 128_000),
+    ("gpt-4o", 128_000),
+    ("gpt-4.1", 1_047_576),
+    ("gpt-4.1-mini", 1_047_576),
+    ("gpt-4.1-nano", 1_047_576),
+    ("o3", 200_000),
+    ("o4-mini", 200_000),
+    ("gpt-5", 400_000),
+    ("gpt-5-mini", 400_000),
+    ("gpt-5-nano", 400_000),
+];
+
+/// The context window OpenAI states for `model` (or a dated snapshot of it), if we know it.
+pub fn stated_context_window(model: &str) -> Option<u64> {
+    of_family(&CONTEXT_WINDOW, model)
 }
 
 /// `IMAGE_INPUT_RESERVE_TOKENS` when unset: the worst image of any allowed model.
@@ -43,6 +74,14 @@ pub fn default_image_reserve(models: &[String]) -> u64 {
         .map(|model| image_worst_case(model))
         .max()
         .unwrap_or(UNKNOWN_MODEL_IMAGE_TOKENS)
+}
+
+/// A model's context window as the operator states it (`MODEL_CONTEXT_TOKENS`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContextWindow {
+    /// The exact model name, as in `ALLOWED_MODELS`.
+    pub model: String,
+    pub tokens: u64,
 }
 
 /// A hosted (OpenAI-run) tool the operator allows, and what each call of it is reserved.
@@ -63,12 +102,48 @@ pub struct CostRules {
     pub max_hosted_tool_calls: u64,
     /// Let OpenAI store Responses (`RESPONSES_STORE`); otherwise the proxy sends `store: false`.
     pub responses_store: bool,
+    /// Let a user continue their own stored responses (`ALLOW_STORED_CONTEXT`).
+    pub allow_stored_context: bool,
+    /// The operator's context windows (`MODEL_CONTEXT_TOKENS`), before the stated ones.
+    pub context_windows: Vec<ContextWindow>,
 }
 
 impl CostRules {
     pub fn hosted_tool(&self, name: &str) -> Option<&HostedTool> {
         self.hosted_tools.iter().find(|tool| tool.name == name)
     }
+
+    /// `model`'s context window: the operator's, else the one OpenAI states.
+    pub fn context_window(&self, model: &str) -> Option<u64> {
+        self.context_windows
+            .iter()
+            .find(|window| window.model == model)
+            .map(|window| window.tokens)
+            .or_else(|| stated_context_window(model))
+    }
+}
+
+/// `MODEL_CONTEXT_TOKENS`: `model:tokens` items, comma- or space-separated. The model is what
+/// comes before the last `:`, so fine-tuned names (`ft:gpt-4o-mini:org::id`) work.
+pub fn parse_context_windows(raw: &str) -> Result<Vec<ContextWindow>, ProxyError> {
+    let invalid = |item: &str| {
+        ProxyError::misconfigured(format!(
+            "MODEL_CONTEXT_TOKENS: {item:?} is not `model:tokens` (e.g. gpt-4o-mini:128000, tokens from 1 to 10000000)"
+        ))
+    };
+    raw.split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|item| !item.is_empty())
+        .map(|item| {
+            let (model, tokens) = item.rsplit_once(':').ok_or_else(|| invalid(item))?;
+            match tokens.parse::<u64>() {
+                Ok(tokens) if !model.is_empty() && (1..=10_000_000).contains(&tokens) => Ok(ContextWindow {
+                    model: model.to_owned(),
+                    tokens,
+                }),
+                _ => Err(invalid(item)),
+            }
+        })
+        .collect()
 }
 
 /// `ALLOWED_HOSTED_TOOLS`: `name:tokens` items, comma- or space-separated.
@@ -108,6 +183,9 @@ pub struct Cost {
     /// the request's hosted tools.
     pub hosted_tool_calls: u64,
     pub hosted_tokens_per_call: u64,
+    /// A continuation's input bound, its model's context window: OpenAI adds the stored
+    /// context, unseen by the proxy, and bills it as input (0 for other requests).
+    pub stored_context_tokens: u64,
 }
 
 impl Cost {
@@ -127,7 +205,10 @@ impl Cost {
 
     /// The worst case, reserved before the request goes upstream.
     pub fn reserve(&self) -> u64 {
-        let input = self.body_bytes.saturating_add(self.image_tokens());
+        let input = self
+            .body_bytes
+            .saturating_add(self.image_tokens())
+            .max(self.stored_context_tokens);
         input
             .saturating_mul(self.passes())
             .saturating_add(self.output_tokens)
@@ -136,9 +217,15 @@ impl Cost {
 
     /// The input's likely cost, charged when upstream reports no usage: the whole body at
     /// about 4 bytes a token (never zero), each image's worst case, and every allowed hosted
-    /// call (the proxy cannot tell how many ran).
+    /// call (the proxy cannot tell how many ran). A continuation's input is its whole context
+    /// window: the stored context is unseen, so it is charged as reserved.
     pub fn input_estimate(&self) -> u64 {
-        let input = self.body_bytes.div_ceil(4).max(1).saturating_add(self.image_tokens());
+        let input = self
+            .body_bytes
+            .div_ceil(4)
+            .max(1)
+            .saturating_add(self.image_tokens())
+            .max(self.stored_context_tokens);
         input.saturating_mul(self.passes()).saturating_add(self.hosted_fees())
     }
 }
@@ -239,6 +326,7 @@ mod tests {
             output_tokens: 200,
             hosted_tool_calls: 2,
             hosted_tokens_per_call: 3000,
+            ..Cost::default()
         };
         assert_eq!(rich.reserve(), (1000 + 1000) * 3 + 200 + 6000);
         assert_eq!(rich.input_estimate(), (250 + 1000) * 3 + 6000);
@@ -250,5 +338,82 @@ mod tests {
             ..Cost::default()
         };
         assert_eq!(huge.reserve(), u64::MAX, "saturates, never wraps to a small number");
+    }
+
+    #[test]
+    fn a_continuation_reserves_and_without_usage_is_charged_its_whole_context_window_as_input() {
+        let continuation = Cost {
+            body_bytes: 1000,
+            output_tokens: 200,
+            stored_context_tokens: 128_000,
+            ..Cost::default()
+        };
+        assert_eq!(continuation.reserve(), 128_000 + 200);
+        assert_eq!(
+            continuation.input_estimate(),
+            128_000,
+            "the unseen stored context is billed as input"
+        );
+        let with_tools = Cost {
+            hosted_tool_calls: 2,
+            hosted_tokens_per_call: 3000,
+            ..continuation
+        };
+        assert_eq!(
+            with_tools.reserve(),
+            128_000 * 3 + 200 + 6000,
+            "each pass reads the whole context"
+        );
+        let larger_body = Cost {
+            body_bytes: 200_000,
+            ..continuation
+        };
+        assert_eq!(
+            larger_body.reserve(),
+            200_000 + 200,
+            "never less than the body's own bound"
+        );
+    }
+
+    #[test]
+    fn context_windows_come_from_the_operator_then_from_openai_s_model_pages() {
+        assert_eq!(stated_context_window("gpt-4o-mini"), Some(128_000));
+        assert_eq!(stated_context_window("gpt-4o-mini-2024-07-18"), Some(128_000));
+        assert_eq!(stated_context_window("gpt-4.1-nano"), Some(1_047_576));
+        assert_eq!(
+            stated_context_window("gpt-4o-audio-preview"),
+            None,
+            "not gpt-4o's window"
+        );
+        assert_eq!(stated_context_window("some-future-model"), None);
+        let windows = parse_context_windows("gpt-4o-mini:64000, ft:gpt-4o-mini:acme::abc123:32000").unwrap();
+        assert_eq!(windows[1].model, "ft:gpt-4o-mini:acme::abc123");
+        let rules = CostRules {
+            max_image_inputs: 0,
+            image_input_reserve_tokens: 1,
+            hosted_tools: vec![],
+            max_hosted_tool_calls: 1,
+            responses_store: true,
+            allow_stored_context: true,
+            context_windows: windows,
+        };
+        assert_eq!(
+            rules.context_window("gpt-4o-mini"),
+            Some(64_000),
+            "the operator's first"
+        );
+        assert_eq!(rules.context_window("ft:gpt-4o-mini:acme::abc123"), Some(32_000));
+        assert_eq!(rules.context_window("gpt-4o"), Some(128_000));
+        assert_eq!(rules.context_window("my-model"), None);
+        for bad in [
+            "gpt-4o-mini",
+            "gpt-4o-mini:0",
+            ":5",
+            "gpt-4o-mini:lots",
+            "gpt-4o-mini:20000000",
+        ] {
+            let detail = parse_context_windows(bad).unwrap_err().log_detail().unwrap();
+            assert!(detail.starts_with("MODEL_CONTEXT_TOKENS"), "{bad}");
+        }
     }
 }

@@ -71,6 +71,11 @@ pub enum ProxyError {
     AdminUnauthorized,
     OriginNotAllowed,
     NotFound,
+    /// `previous_response_id` names no response this user created: whether another user
+    /// created it is not said, so the answer is the same as for an id that never existed.
+    UnknownResponse {
+        id: String,
+    },
     MethodNotAllowed,
     PayloadTooLarge {
         limit: usize,
@@ -148,7 +153,7 @@ impl ProxyError {
             ProxyError::UpstreamRejected { .. } => 400,
             ProxyError::MissingToken | ProxyError::InvalidToken(_) | ProxyError::AdminUnauthorized => 401,
             ProxyError::OriginNotAllowed => 403,
-            ProxyError::NotFound => 404,
+            ProxyError::NotFound | ProxyError::UnknownResponse { .. } => 404,
             ProxyError::MethodNotAllowed => 405,
             ProxyError::PayloadTooLarge { .. } => 413,
             ProxyError::UpstreamRateLimited { .. } | ProxyError::Quota { .. } => 429,
@@ -184,7 +189,7 @@ impl ProxyError {
             ProxyError::InvalidToken(_) => "invalid_token",
             ProxyError::AdminUnauthorized => "invalid_admin_token",
             ProxyError::OriginNotAllowed => "origin_not_allowed",
-            ProxyError::NotFound => "not_found",
+            ProxyError::NotFound | ProxyError::UnknownResponse { .. } => "not_found",
             ProxyError::MethodNotAllowed => "method_not_allowed",
             ProxyError::PayloadTooLarge { .. } => "request_too_large",
             ProxyError::InvalidRequest { .. } => "invalid_request",
@@ -220,6 +225,9 @@ impl ProxyError {
             ProxyError::AdminUnauthorized => "Invalid admin token.".into(),
             ProxyError::OriginNotAllowed => "This origin is not allowed to use this proxy.".into(),
             ProxyError::NotFound => "Unknown endpoint.".into(),
+            ProxyError::UnknownResponse { id } => {
+                format!("Previous response with id '{}' not found.", truncate(id, 128))
+            }
             ProxyError::MethodNotAllowed => "Method not allowed for this endpoint.".into(),
             ProxyError::PayloadTooLarge { limit } => {
                 format!("Request body is larger than {limit} bytes.")
@@ -320,6 +328,7 @@ impl ProxyError {
         let param = match self {
             ProxyError::InvalidRequest { param, .. } => param.clone(),
             ProxyError::ModelNotAllowed { .. } => Some("model".into()),
+            ProxyError::UnknownResponse { .. } => Some("previous_response_id".into()),
             _ => None,
         };
         json!({
@@ -427,6 +436,19 @@ mod tests {
             ("insufficient_quota", "insufficient_quota")
         );
         assert!(budget.client_message().contains("service's"));
+    }
+
+    #[test]
+    fn an_unknown_previous_response_is_a_404_naming_only_the_client_s_own_id() {
+        let body = parsed(&ProxyError::UnknownResponse { id: "resp_x".into() });
+        assert_eq!(body["error"]["code"], "not_found");
+        assert_eq!(body["error"]["type"], "invalid_request_error");
+        assert_eq!(body["error"]["param"], "previous_response_id");
+        assert_eq!(
+            body["error"]["message"],
+            "Previous response with id 'resp_x' not found."
+        );
+        assert_eq!(ProxyError::UnknownResponse { id: "resp_x".into() }.status(), 404);
     }
 
     #[test]

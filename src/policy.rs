@@ -8,7 +8,7 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::billable::{attribute, check_price_fields, check_tools, hosted_call_cap, search_model_fee};
+use crate::billable::{attribute, check_price_fields, check_tools, continuation, hosted_call_cap, search_model_fee};
 use crate::config::{Config, RequestLimits};
 use crate::cost::{Cost, CostRules, ToolFees};
 use crate::error::ProxyError;
@@ -38,12 +38,23 @@ pub struct ApiRequest {
     pub prompt_chars: usize,
     /// Hosted tool fees, added to a usage report (`ToolFees::charge`).
     pub tool_fees: ToolFees,
+    /// The stored response this request continues (`previous_response_id`): admitted only if
+    /// its user created it.
+    pub continues: Option<String>,
+    /// The answer is a response OpenAI stores and this user may continue later, so its id is
+    /// recorded for them (Responses with `ALLOW_STORED_CONTEXT`, unless `store: false`).
+    pub records_response: bool,
 }
 
 impl ApiRequest {
     /// The JSON to send upstream.
     pub fn upstream_body(&self) -> &str {
         &self.upstream_body
+    }
+
+    /// The stored response an answer with this `id` created for its user, if it is to be kept.
+    pub fn created_response(&self, id: Option<String>) -> Option<String> {
+        id.filter(|_| self.records_response)
     }
 
     /// What a request that got no answer from upstream is charged. After a timeout the request
@@ -128,7 +139,7 @@ fn checked(mut body: Map<String, Value>, config: &Config, sub: &str) -> Result<A
     let model = check_model(&body, config)?;
     let mut meter = meter(limits, rules);
     check_messages(body.get("messages"), &mut meter)?;
-    check_price_fields(&body, UpstreamEndpoint::ChatCompletions)?;
+    check_price_fields(&body, UpstreamEndpoint::ChatCompletions, rules)?;
     let mut per_call = check_tools(&body, "tools", &mut meter, rules)?;
     per_call = per_call.max(check_tools(&body, "functions", &mut meter, rules)?);
     if let Some(schema) = body.get("response_format") {
@@ -179,6 +190,8 @@ fn checked(mut body: Map<String, Value>, config: &Config, sub: &str) -> Result<A
             client_wants_usage,
             cost,
             prompt_chars: meter.chars,
+            continues: None,
+            records_response: false,
         },
     ))
 }
@@ -192,7 +205,8 @@ pub fn parse_responses_request(bytes: &[u8], config: &Config, sub: &str) -> Resu
     let limits = &config.request_limits;
     let rules = &config.cost_rules;
     let model = check_model(&body, config)?;
-    check_price_fields(&body, UpstreamEndpoint::Responses)?;
+    check_price_fields(&body, UpstreamEndpoint::Responses, rules)?;
+    let continuation = continuation(&body, rules, &model)?;
     let mut meter = meter(limits, rules);
     read_input_items(body.get("input"), &mut meter)?;
     match body.get("instructions") {
@@ -222,11 +236,13 @@ pub fn parse_responses_request(bytes: &[u8], config: &Config, sub: &str) -> Resu
     if !rules.responses_store {
         body.insert("store".into(), Value::Bool(false));
     }
+    let stored = !matches!(body.get("store"), Some(Value::Bool(false)));
     attribute(&mut body, config, sub, UpstreamEndpoint::Responses)?;
     let cost = Cost {
         output_tokens: output_cap,
         hosted_tool_calls,
         hosted_tokens_per_call: per_call,
+        stored_context_tokens: continuation.as_ref().map_or(0, |c| c.context_tokens),
         ..image_cost(&meter, rules)
     };
     Ok(finish(
@@ -238,6 +254,8 @@ pub fn parse_responses_request(bytes: &[u8], config: &Config, sub: &str) -> Resu
             client_wants_usage: true,
             cost,
             prompt_chars: meter.chars,
+            continues: continuation.map(|c| c.response_id),
+            records_response: stored && rules.allow_stored_context,
         },
     ))
 }
@@ -305,6 +323,8 @@ pub fn parse_embeddings_request(bytes: &[u8], config: &Config, sub: &str) -> Res
             client_wants_usage: false,
             cost: Cost::default(),
             prompt_chars: meter.chars,
+            continues: None,
+            records_response: false,
         },
     ))
 }
@@ -318,6 +338,8 @@ struct Draft {
     /// Everything but the body's bytes, known only once it is serialised.
     cost: Cost,
     prompt_chars: usize,
+    continues: Option<String>,
+    records_response: bool,
 }
 
 /// The request as it goes upstream, with its reservation and its no-usage charge.
@@ -340,6 +362,8 @@ fn finish(body: Map<String, Value>, draft: Draft) -> ApiRequest {
         model: draft.model,
         stream: draft.stream,
         client_wants_usage: draft.client_wants_usage,
+        continues: draft.continues,
+        records_response: draft.records_response,
     }
 }
 
@@ -520,6 +544,7 @@ fn check_messages(messages: Option<&Value>, meter: &mut PromptMeter) -> Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::user_state::MAX_RESPONSE_ID_BYTES;
 
     fn config() -> Config {
         Config::for_tests(&[
@@ -1006,6 +1031,64 @@ mod tests {
             Some("previous_response_id"),
             "storing does not open stored context"
         );
+        assert!(
+            !responses_with(json!({}), &storing).unwrap().records_response,
+            "nobody may continue it, so its id is not kept"
+        );
+    }
+
+    #[test]
+    fn with_stored_context_a_continuation_reserves_its_model_s_context_window_and_names_its_response() {
+        let config = Config::for_tests(&[
+            ("RESPONSES_STORE", "true"),
+            ("ALLOW_STORED_CONTEXT", "true"),
+            ("ALLOWED_MODELS", "gpt-4o-mini,gpt-4.1-nano"),
+            ("MAX_OUTPUT_TOKENS", "500"),
+        ])
+        .unwrap();
+        let fresh = responses_with(json!({}), &config).unwrap();
+        assert_eq!((fresh.continues.as_deref(), fresh.records_response), (None, true));
+        assert!(
+            fresh.reserve_tokens < 1000,
+            "a fresh response reserves only what it sends"
+        );
+
+        let continuation = responses_with(json!({"previous_response_id": "resp_abc"}), &config).unwrap();
+        assert_eq!(continuation.continues.as_deref(), Some("resp_abc"));
+        assert_eq!(forwarded(&continuation)["previous_response_id"], "resp_abc");
+        assert_eq!(continuation.reserve_tokens, 128_000 + 500);
+        assert_eq!(
+            continuation.prompt_token_estimate, 128_000,
+            "charged without a usage report"
+        );
+        let nano = responses_with(
+            json!({"model": "gpt-4.1-nano", "previous_response_id": "resp_abc"}),
+            &config,
+        )
+        .unwrap();
+        assert_eq!(nano.reserve_tokens, 1_047_576 + 500);
+
+        let unstored = responses_with(json!({"previous_response_id": "resp_abc", "store": false}), &config).unwrap();
+        assert!(
+            !unstored.records_response,
+            "a response OpenAI does not keep cannot be continued"
+        );
+        for bad in [json!(5), json!(""), json!("r".repeat(MAX_RESPONSE_ID_BYTES + 1))] {
+            let error = responses_with(json!({"previous_response_id": bad}), &config).unwrap_err();
+            assert_eq!(param(&error).as_deref(), Some("previous_response_id"));
+        }
+        for (extra, field) in [
+            (json!({"conversation": "conv_1"}), "conversation"),
+            (json!({"prompt": {"id": "pmpt_1"}}), "prompt"),
+            (json!({"background": true}), "background"),
+            (
+                json!({"input": [{"type": "item_reference", "id": "msg_1"}]}),
+                "input[0]",
+            ),
+        ] {
+            let error = responses_with(extra.clone(), &config).unwrap_err();
+            assert_eq!(param(&error).as_deref(), Some(field), "{extra} stays refused");
+        }
     }
 
     #[test]

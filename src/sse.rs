@@ -42,9 +42,23 @@ impl Usage {
     }
 }
 
-/// The `usage` of a whole (non-stream) JSON answer.
-pub fn answer_usage(body: &[u8]) -> Option<Usage> {
-    serde_json::from_slice::<ResponseView>(body).ok()?.usage()
+/// What the proxy reads from a whole (non-stream) JSON answer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Answer {
+    pub usage: Option<Usage>,
+    /// The answer's `id`: for the Responses API, the response it created.
+    pub id: Option<String>,
+}
+
+/// Reads a whole answer once, for its usage and its id.
+pub fn read_answer(body: &[u8]) -> Answer {
+    match serde_json::from_slice::<ResponseView>(body) {
+        Ok(mut view) => Answer {
+            id: view.take_id(),
+            usage: view.usage(),
+        },
+        Err(_) => Answer::default(),
+    }
 }
 
 /// The parts of a chat completion chunk the meter reads; everything else is skipped unparsed.
@@ -102,11 +116,20 @@ struct ResponsesEventView {
 /// items (read loosely: an odd `output` must not cost the usage).
 #[derive(Deserialize)]
 struct ResponseView {
+    /// Read loosely too: an odd `id` must not cost the usage.
+    id: Option<serde_json::Value>,
     usage: Option<Usage>,
     output: Option<serde_json::Value>,
 }
 
 impl ResponseView {
+    fn take_id(&mut self) -> Option<String> {
+        match self.id.take() {
+            Some(serde_json::Value::String(id)) => Some(id),
+            _ => None,
+        }
+    }
+
     fn usage(self) -> Option<Usage> {
         let mut usage = self.usage?;
         usage.hosted_tool_calls = self.output.as_ref().and_then(serde_json::Value::as_array).map(|items| {
@@ -139,6 +162,9 @@ pub struct SseMeter {
     /// An event ended with `\r`; it is dispatched at the next byte, which may be its `\n`.
     dispatch_pending: bool,
     pub usage: Option<Usage>,
+    /// The id of the response a Responses stream created (from `response.created`, or any
+    /// later event that carries the response).
+    pub response_id: Option<String>,
     /// Bytes of generated text seen (content, refusals, tool arguments), for estimates.
     pub streamed_text_bytes: usize,
     /// The stream reached its proper end (`[DONE]`, or a final Responses event). A stream
@@ -274,9 +300,12 @@ impl SseMeter {
     }
 
     fn read_responses_event(&mut self) {
-        let Ok(event) = serde_json::from_slice::<ResponsesEventView>(&self.data) else {
+        let Ok(mut event) = serde_json::from_slice::<ResponsesEventView>(&self.data) else {
             return;
         };
+        if self.response_id.is_none() {
+            self.response_id = event.response.as_mut().and_then(ResponseView::take_id);
+        }
         if event.event_type.ends_with(".delta") {
             if let Some(serde_json::Value::String(delta)) = &event.delta {
                 self.streamed_text_bytes += delta.len();
@@ -429,7 +458,7 @@ mod tests {
     }
 
     const RESPONSES_STREAM: &str = concat!(
-        "event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"usage\":null}}\n\n",
+        "event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"id\":\"resp_1\",\"usage\":null}}\n\n",
         "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"Hi \"}\n\n",
         "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"there\"}\n\n",
         "event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"usage\":{\"input_tokens\":7,\"output_tokens\":2,\"total_tokens\":9}}}\n\n",
@@ -444,20 +473,51 @@ mod tests {
             assert_eq!(meter.usage.map(|u| u.total()), Some(9));
             assert_eq!(meter.streamed_text_bytes, "Hi there".len());
             assert!(meter.complete);
+            assert_eq!(meter.response_id.as_deref(), Some("resp_1"), "split at {split}");
         }
         let cut = &RESPONSES_STREAM[..RESPONSES_STREAM.find("event: response.completed").unwrap()];
         let (_, meter) = run_kind(StreamKind::Responses, cut.as_bytes(), &[], false);
         assert!(!meter.complete && meter.usage.is_none());
+        assert_eq!(
+            meter.response_id.as_deref(),
+            Some("resp_1"),
+            "a cut stream still created its response"
+        );
+    }
+
+    #[test]
+    fn the_created_response_s_id_is_read_from_the_first_event_that_carries_one() {
+        let late = concat!(
+            "data: {\"type\":\"response.created\",\"response\":{\"usage\":null}}\n\n",
+            "data: {\"type\":\"response.completed\",\"response\":{\"id\":\"resp_2\",\"usage\":{\"input_tokens\":1,\"output_tokens\":1,\"total_tokens\":2}}}\n\n",
+        );
+        let (_, meter) = run_kind(StreamKind::Responses, late.as_bytes(), &[], false);
+        assert_eq!(meter.response_id.as_deref(), Some("resp_2"));
+        let (_, chat) = run(STREAM.as_bytes(), &[], false);
+        assert_eq!(chat.response_id, None, "chat chunks create no stored response");
     }
 
     #[test]
     fn usage_of_a_whole_answer() {
         let answer = br#"{"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7}}"#;
-        assert_eq!(answer_usage(answer).map(|u| u.total()), Some(7));
+        assert_eq!(read_answer(answer).usage.map(|u| u.total()), Some(7));
         let response = br#"{"object":"response","usage":{"input_tokens":5,"output_tokens":4,"total_tokens":9}}"#;
-        assert_eq!(answer_usage(response).map(|u| u.total()), Some(9));
-        assert_eq!(answer_usage(b"{}"), None);
-        assert_eq!(answer_usage(b"not json"), None);
+        assert_eq!(read_answer(response).usage.map(|u| u.total()), Some(9));
+        assert_eq!(read_answer(b"{}").usage, None);
+        assert_eq!(read_answer(b"not json").usage, None);
+        let answer = read_answer(
+            br#"{"id":"resp_9","object":"response","usage":{"input_tokens":5,"output_tokens":4,"total_tokens":9}}"#,
+        );
+        assert_eq!(
+            (answer.id.as_deref(), answer.usage.map(|u| u.total())),
+            (Some("resp_9"), Some(9))
+        );
+        let odd = read_answer(br#"{"id":7,"usage":{"input_tokens":5,"output_tokens":4,"total_tokens":9}}"#);
+        assert_eq!(
+            (odd.id, odd.usage.map(|u| u.total())),
+            (None, Some(9)),
+            "an odd id does not cost the usage"
+        );
     }
 
     #[test]
@@ -465,16 +525,16 @@ mod tests {
         let response = br#"{"object":"response","output":[{"type":"web_search_call","id":"ws_1"},
             {"type":"function_call","name":"f"},{"type":"message","content":[]},{"type":"file_search_call"}],
             "usage":{"input_tokens":5,"output_tokens":4,"total_tokens":9}}"#;
-        assert_eq!(answer_usage(response).unwrap().hosted_tool_calls, Some(2));
+        assert_eq!(read_answer(response).usage.unwrap().hosted_tool_calls, Some(2));
         let chat = br#"{"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7}}"#;
         assert_eq!(
-            answer_usage(chat).unwrap().hosted_tool_calls,
+            read_answer(chat).usage.unwrap().hosted_tool_calls,
             None,
             "no output: unknown"
         );
         let odd = br#"{"output":"what","usage":{"input_tokens":5,"output_tokens":4,"total_tokens":9}}"#;
         assert_eq!(
-            answer_usage(odd).map(|u| u.total()),
+            read_answer(odd).usage.map(|u| u.total()),
             Some(9),
             "an odd output does not cost the usage"
         );

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::alerts::{Alert, AlertRules, AlertState};
-use crate::quota::{Ask, Limits, QuotaState, Refusal, Reservation, Standing};
+use crate::quota::{Ask, Limits, QuotaState, Refusal, Reservation, Standing, DAY_MS};
 
 /// The object that holds the budget all users share (`GLOBAL_DAILY_TOKEN_BUDGET`).
 pub const GLOBAL_OBJECT_NAME: &str = "global";
@@ -81,6 +81,10 @@ pub enum UserCommand {
         limits: Limits,
         alerts: AlertRules,
         now_ms: i64,
+        /// The stored response the request continues: unless this user created it (and it has
+        /// not expired), the request is refused as `UnknownResponse` and nothing is counted.
+        #[serde(default)]
+        continues: Option<String>,
     },
     /// The request of `reservation_id` ended having used `used_tokens`.
     Finish {
@@ -88,6 +92,9 @@ pub enum UserCommand {
         used_tokens: u64,
         limits: Limits,
         now_ms: i64,
+        /// The id of the stored response the request created, which this user may continue.
+        #[serde(default)]
+        created_response: Option<String>,
     },
     /// The request of `reservation_id` was refused after its admission (by the global
     /// budget): everything its admission took is given back.
@@ -112,6 +119,49 @@ pub struct UserRecord {
     pub quota: QuotaState,
     #[serde(default)]
     pub alerts: AlertState,
+    /// The stored responses this user created, which only they may continue.
+    #[serde(default, skip_serializing_if = "OwnedResponses::is_empty")]
+    pub responses: OwnedResponses,
+}
+
+/// OpenAI keeps a stored response for 30 days (its "Conversation state" guide: "Response
+/// objects are saved for 30 days by default"); after that it cannot be continued anyway.
+pub const RESPONSE_RETENTION_MS: i64 = 30 * DAY_MS;
+/// The most response ids kept per user; the oldest go first. The record is one JSON value
+/// rewritten on every change: at most about 150 KB with the longest ids.
+pub const MAX_OWNED_RESPONSES: usize = 1000;
+/// The longest response id kept or checked (OpenAI's are about 55 bytes).
+pub const MAX_RESPONSE_ID_BYTES: usize = 128;
+
+/// Response ids with the time (ms) they were created, oldest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct OwnedResponses(Vec<(String, i64)>);
+
+impl OwnedResponses {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Whether the user created `id` and it has not expired at `now_ms`.
+    pub fn owns(&self, id: &str, now_ms: i64) -> bool {
+        self.0
+            .iter()
+            .any(|(owned, created_ms)| owned == id && now_ms < created_ms.saturating_add(RESPONSE_RETENTION_MS))
+    }
+
+    /// Keeps `id`, dropping expired ids and, past the cap, the oldest. An id too long to be
+    /// OpenAI's is not kept (so it can never be continued through the proxy).
+    pub fn record(&mut self, id: &str, now_ms: i64) {
+        self.0
+            .retain(|(owned, created_ms)| owned != id && now_ms < created_ms.saturating_add(RESPONSE_RETENTION_MS));
+        if id.is_empty() || id.len() > MAX_RESPONSE_ID_BYTES {
+            return;
+        }
+        self.0.push((id.to_owned(), now_ms));
+        let excess = self.0.len().saturating_sub(MAX_OWNED_RESPONSES);
+        self.0.drain(..excess);
+    }
 }
 
 /// The object's answer.
@@ -128,6 +178,9 @@ pub enum UserReply {
         standing: Standing,
     },
     Revoked,
+    /// The request continues a response this user did not create (or one that expired): to
+    /// the client, a response that does not exist.
+    UnknownResponse,
     Status {
         revoked_at: Option<i64>,
         standing: Option<Standing>,
@@ -141,6 +194,12 @@ impl UserRecord {
         let before = self.clone();
         let reply = match command {
             UserCommand::Admit { issued_at, .. } if is_revoked(*issued_at, self.revoked_at) => UserReply::Revoked,
+            // Before the quota: a foreign id costs nothing, not even a request of the rate.
+            UserCommand::Admit {
+                continues: Some(id),
+                now_ms,
+                ..
+            } if !self.responses.owns(id, *now_ms) => UserReply::UnknownResponse,
             UserCommand::Admit {
                 ask: None,
                 limits,
@@ -177,8 +236,13 @@ impl UserRecord {
                 used_tokens,
                 limits,
                 now_ms,
+                created_response,
             } => {
                 self.quota.finish(limits, *reservation_id, *used_tokens, *now_ms);
+                // Kept even if the reservation expired: the response exists all the same.
+                if let Some(id) = created_response {
+                    self.responses.record(id, *now_ms);
+                }
                 UserReply::Finished
             }
             UserCommand::Cancel {
@@ -272,6 +336,7 @@ mod tests {
                 limits: LIMITS,
                 alerts: AlertRules::default(),
                 now_ms: NOW,
+                continues: None,
             })
             .0
     }
@@ -316,6 +381,7 @@ mod tests {
             used_tokens: 7,
             limits: LIMITS,
             now_ms: NOW,
+            created_response: None,
         });
         assert_eq!((reply, changed), (UserReply::Finished, true));
         admit(&mut record, 1, Some(ASK));
@@ -385,9 +451,120 @@ mod tests {
             limits: LIMITS,
             alerts: AlertRules::default(),
             now_ms: NOW,
+            continues: None,
         };
         assert!(!record.apply(&status_read).1);
         assert_eq!(record, before);
+    }
+
+    fn continue_at(record: &mut UserRecord, id: &str, now_ms: i64) -> (UserReply, bool) {
+        record.apply(&UserCommand::Admit {
+            issued_at: Some(1),
+            ask: Some(ASK),
+            limits: LIMITS,
+            alerts: AlertRules::default(),
+            now_ms,
+            continues: Some(id.to_owned()),
+        })
+    }
+
+    /// Admits a request and finishes it having created `id`.
+    fn create(record: &mut UserRecord, id: &str, now_ms: i64) {
+        let Ok(reservation) = record.quota.admit(&LIMITS, ASK, now_ms) else {
+            panic!("not admitted")
+        };
+        record.apply(&UserCommand::Finish {
+            reservation_id: reservation.id,
+            used_tokens: 1,
+            limits: LIMITS,
+            now_ms,
+            created_response: Some(id.to_owned()),
+        });
+    }
+
+    #[test]
+    fn only_the_user_who_created_a_response_may_continue_it_and_a_refusal_costs_nothing() {
+        let mut alice = UserRecord::default();
+        let mut bob = UserRecord::default();
+        create(&mut alice, "resp_alice", NOW);
+        let (reply, _) = continue_at(&mut alice, "resp_alice", NOW + 1);
+        assert!(
+            matches!(
+                reply,
+                UserReply::Admitted {
+                    reservation: Some(_),
+                    ..
+                }
+            ),
+            "{reply:?}"
+        );
+        for id in ["resp_alice", "resp_nobody_made"] {
+            let before = bob.clone();
+            assert_eq!(
+                continue_at(&mut bob, id, NOW + 1),
+                (UserReply::UnknownResponse, false),
+                "{id}"
+            );
+            assert_eq!(bob, before, "no rate entry, no reservation");
+        }
+        alice.apply(&UserCommand::Revoke { at: 5 });
+        assert_eq!(
+            continue_at(&mut alice, "resp_alice", NOW + 2).0,
+            UserReply::Revoked,
+            "revocation comes first"
+        );
+    }
+
+    #[test]
+    fn a_response_can_be_continued_for_30_days_after_it_was_created() {
+        let mut record = UserRecord::default();
+        create(&mut record, "resp_old", NOW);
+        let expiry = NOW + RESPONSE_RETENTION_MS;
+        assert!(record.responses.owns("resp_old", expiry - 1));
+        assert!(!record.responses.owns("resp_old", expiry));
+        assert_eq!(
+            continue_at(&mut record, "resp_old", expiry).0,
+            UserReply::UnknownResponse
+        );
+        create(&mut record, "resp_new", expiry);
+        assert_eq!(record.responses.0.len(), 1, "recording drops the expired ids");
+    }
+
+    #[test]
+    fn past_the_cap_the_oldest_responses_are_forgotten_and_the_record_stays_small() {
+        let mut responses = OwnedResponses::default();
+        let id = |n: usize| format!("resp_{n:0>123}");
+        for n in 0..=MAX_OWNED_RESPONSES {
+            responses.record(&id(n), NOW + n as i64);
+        }
+        assert_eq!(responses.0.len(), MAX_OWNED_RESPONSES);
+        assert!(!responses.owns(&id(0), NOW + 2_000), "the oldest went first");
+        assert!(responses.owns(&id(1), NOW + 2_000));
+        assert!(responses.owns(&id(MAX_OWNED_RESPONSES), NOW + 2_000));
+        let bytes = serde_json::to_string(&responses).unwrap().len();
+        assert!(bytes < 160_000, "{bytes} bytes");
+        responses.record(&"r".repeat(MAX_RESPONSE_ID_BYTES + 1), NOW);
+        assert_eq!(responses.0.len(), MAX_OWNED_RESPONSES, "an over-long id is not kept");
+    }
+
+    #[test]
+    fn recording_a_response_again_keeps_one_entry_dated_from_the_last_time() {
+        let mut responses = OwnedResponses::default();
+        responses.record("resp_1", NOW);
+        responses.record("resp_1", NOW + 10);
+        assert_eq!(responses.0.len(), 1);
+        assert!(responses.owns("resp_1", NOW + 9 + RESPONSE_RETENTION_MS));
+    }
+
+    #[test]
+    fn records_and_commands_without_responses_keep_their_old_wire_form() {
+        let old_admit = r#"{"op":"admit","issued_at":1,"ask":null,"limits":{"rate":null,"max_streams":null,"daily_tokens":null},"alerts":{"requests_per_hour":null,"budget_percent":null},"now_ms":5}"#;
+        let command: UserCommand = serde_json::from_str(old_admit).unwrap();
+        assert!(matches!(command, UserCommand::Admit { continues: None, .. }));
+        let record = serde_json::to_value(UserRecord::default()).unwrap();
+        assert!(record.get("responses").is_none());
+        let stored: UserRecord = serde_json::from_str(r#"{"revoked_at":null}"#).unwrap();
+        assert!(stored.responses.is_empty());
     }
 
     #[test]

@@ -1,7 +1,8 @@
 // An OpenAI-compatible mock upstream on loopback, for the tests and for `make dev` without a key.
 //
 // It answers POST /v1/chat/completions and /v1/responses (JSON or SSE) and /v1/embeddings,
-// records every request, and can be told to pause streams, to answer the next requests with a
+// records every request, gives each response a new id and, like OpenAI, refuses a
+// `previous_response_id` it did not create (400 `previous_response_not_found`), and can be told to pause streams, to answer the next requests with a
 // given status, or to misbehave on the next one (slow headers, a reset, a stall, a cut stream,
 // an event or a body longer than any cap of the proxy, a flood). Like OpenAI, it rejects a wrong key
 // with a 401 whose message echoes part of that key, and it sends account headers
@@ -26,6 +27,7 @@ export async function startMockUpstream({ port = 0, apiKey = "sk-mock-upstream-k
   const requests = [];
   const queuedAnswers = [];
   const queuedFaults = [];
+  const createdResponses = new Set();
   let pause = null;
 
   const server = http.createServer(async (req, res) => {
@@ -63,6 +65,13 @@ export async function startMockUpstream({ port = 0, apiKey = "sk-mock-upstream-k
     if (queued) {
       return sendJson(res, queued.status, queued.body ?? { error: { message: "mock failure detail: internal trace at /srv/openai/app.py:42" } }, queued.headers);
     }
+    if (api === "responses" && json?.previous_response_id != null && !createdResponses.has(json.previous_response_id)) {
+      return sendJson(res, 400, {
+        error: { message: `Previous response with id '${json.previous_response_id}' not found.`, type: "invalid_request_error", param: "previous_response_id", code: "previous_response_not_found" },
+      });
+    }
+    const responseId = `resp_mock_${requests.length}`;
+    if (api === "responses" && json?.store !== false) createdResponses.add(responseId);
     const fault = takeFor(queuedFaults, json) ?? {};
     if (fault.headerDelayMs) await sleep(fault.headerDelayMs);
     if (fault.kind === "huge-answer") return writeLong(res, 200, '{"choices":[{"message":{"content":"', '"}}]}');
@@ -72,17 +81,17 @@ export async function startMockUpstream({ port = 0, apiKey = "sk-mock-upstream-k
     if (json?.stream && fault.kind === "flood") {
       await flood(res, json, record, fault.bytes ?? 64 << 20);
     } else if (json?.stream) {
-      await streamAnswer(res, json, record, api, fault.kind);
+      await streamAnswer(res, json, record, api, fault.kind, responseId);
     } else {
-      sendJson(res, 200, api === "responses" ? responseObject(json) : completion(json));
+      sendJson(res, 200, api === "responses" ? responseObject(json, responseId) : completion(json));
     }
   });
 
-  async function streamAnswer(res, request, record, api, fault) {
+  async function streamAnswer(res, request, record, api, fault, responseId) {
     res.writeHead(200, { "content-type": "text/event-stream", ...ACCOUNT_HEADERS });
     const send = (event) => res.write(`${api === "responses" ? `event: ${event.type}\n` : ""}data: ${JSON.stringify(event)}\n\n`);
     const words = answerText(request).split(/(?<= )/);
-    const events = api === "responses" ? responsesEvents(request, words) : chatEvents(request, words, requests.length);
+    const events = api === "responses" ? responsesEvents(request, words, responseId) : chatEvents(request, words, requests.length);
     for (const [index, event] of events.entries()) {
       if (event === FIRST_WORD_WRITTEN) {
         if (fault === "long-event" && !(await writeLong(res, null, 'data: {"choices":[{"index":0,"delta":{"content":"', '"}}]}\n\n'))) return;
@@ -187,24 +196,24 @@ function chatEvents(request, words, number) {
   return events;
 }
 
-function responsesEvents(request, words) {
-  const response = { id: "resp_mock", object: "response", created_at: Math.floor(Date.now() / 1000), model: request.model, status: "in_progress", output: [], usage: null };
+function responsesEvents(request, words, id) {
+  const response = { id, object: "response", created_at: Math.floor(Date.now() / 1000), model: request.model, status: "in_progress", output: [], usage: null };
   let sequence_number = 0;
   const event = (type, fields) => ({ type, sequence_number: sequence_number++, ...fields });
   const deltas = words.flatMap((word, i) => {
     const delta = event("response.output_text.delta", { item_id: "msg_mock", output_index: 0, content_index: 0, delta: word });
     return i === 0 ? [delta, FIRST_WORD_WRITTEN] : [delta];
   });
-  const done = responseObject(request);
+  const done = responseObject(request, id);
   return [event("response.created", { response }), ...deltas, event("response.completed", { response: done })];
 }
 
-function responseObject(request) {
+function responseObject(request, id) {
   const text = answerText(request);
   const input_tokens = Math.ceil(JSON.stringify(request?.input ?? "").length / 4);
   const output_tokens = text.split(" ").length;
   return {
-    id: "resp_mock",
+    id,
     object: "response",
     created_at: Math.floor(Date.now() / 1000),
     status: "completed",

@@ -174,7 +174,8 @@ async fn serve_user(
         tokens: request.reserve_tokens,
         stream: request.stream,
     };
-    let (standing, admitted) = user_object::admit(env, ctx, config, identity, Some(ask)).await;
+    let continues = request.continues.as_deref();
+    let (standing, admitted) = user_object::admit(env, ctx, config, identity, Some(ask), continues).await;
     outcome.standing = standing;
     let settlement = admitted?;
 
@@ -211,7 +212,7 @@ async fn serve_status(
     config: &Config,
     outcome: &mut Outcome,
 ) -> Result<Response> {
-    let (standing, admitted) = user_object::admit(env, ctx, config, identity, None).await;
+    let (standing, admitted) = user_object::admit(env, ctx, config, identity, None, None).await;
     outcome.standing = standing;
     admitted?;
     match (route, standing) {
@@ -229,15 +230,21 @@ async fn answer_whole(
     outcome: &mut Outcome,
 ) -> Result<Response> {
     let whole = upstream::read_whole(answer).await;
+    let mut created = None;
     let used = match &whole {
         Ok((body, _)) => {
-            outcome.usage = sse::answer_usage(body);
+            let read = sse::read_answer(body);
+            outcome.usage = read.usage;
+            created = request.created_response(read.id);
             used_tokens(request, outcome.usage, body.len())
         }
         Err(_) => request.reserve_tokens, // unknown: charge the worst case
     };
     outcome.tokens_charged = Some(used);
-    settlement.settle(used);
+    match created {
+        Some(id) => settlement.settle_creating(used, id).await,
+        None => settlement.settle(used),
+    }
     let (body, headers) = whole?;
     match api_route {
         ApiRoute::GenerateText => json_response(200, &policy::generate_text_result(&body)?),

@@ -67,8 +67,9 @@ pub fn metered(
 
 impl Metered {
     /// Pumps until the stream ends, the client goes away, or either side makes no progress for
-    /// the idle timeout; run it in `wait_until`.
-    pub async fn pump(self) -> StreamEnd {
+    /// the idle timeout; run it in `wait_until`. The client's body is left open (unless the
+    /// client is gone): the caller closes it, before or after settling.
+    pub async fn pump(self) -> (StreamEnd, ClientBody) {
         let Metered {
             mut upstream,
             mut meter,
@@ -91,8 +92,6 @@ impl Metered {
                 }
             }
             if let Some(failure) = finished {
-                // Bounded too: a client that stops reading at the very end must not hold the slot.
-                let _ = within(idle_timeout, JsFuture::from(pipe.writer.close())).await;
                 break (false, failure);
             }
         };
@@ -100,12 +99,27 @@ impl Metered {
             upstream_abort.abort();
             pipe.abort();
         }
-        StreamEnd {
+        let end = StreamEnd {
             meter,
             disconnected,
             client_stalled,
             failure,
-        }
+        };
+        (end, ClientBody { pipe, idle_timeout })
+    }
+}
+
+/// The client's end of a pumped stream, still open.
+pub struct ClientBody {
+    pipe: Pipe,
+    idle_timeout: Duration,
+}
+
+impl ClientBody {
+    /// Ends the client's body. Bounded too: a client that stops reading at the very end must
+    /// not hold the slot.
+    pub async fn close(self) {
+        let _ = within(self.idle_timeout, JsFuture::from(self.pipe.writer.close())).await;
     }
 }
 

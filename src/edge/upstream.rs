@@ -180,6 +180,7 @@ pub fn relay_stream(
         metered,
         prompt_estimate: request.prompt_token_estimate,
         tool_fees: request.tool_fees,
+        records_response: request.records_response,
         idle_timeout: config.stream_idle_timeout,
         settlement,
     };
@@ -193,6 +194,9 @@ pub struct StreamTail {
     metered: stream::Metered,
     prompt_estimate: u64,
     tool_fees: ToolFees,
+    /// The response upstream creates is stored and may be continued: record it for the user
+    /// before the client sees the end, so a continuation sent at once finds it.
+    records_response: bool,
     idle_timeout: Duration,
     settlement: Settlement,
 }
@@ -200,7 +204,7 @@ pub struct StreamTail {
 impl StreamTail {
     pub fn start(self, ctx: &Context, mut outcome: Outcome) {
         ctx.wait_until(async move {
-            let end = self.metered.pump().await;
+            let (mut end, body) = self.metered.pump().await;
             let used = end.meter.usage.map_or_else(
                 || self.prompt_estimate + estimate_tokens(end.meter.streamed_text_bytes),
                 |usage| self.tool_fees.charge(&usage),
@@ -216,7 +220,16 @@ impl StreamTail {
                 ));
             }
             log::request_line(&outcome);
-            self.settlement.finish(used).await;
+            match end.meter.response_id.take().filter(|_| self.records_response) {
+                Some(created) => {
+                    self.settlement.settle_creating(used, created).await;
+                    body.close().await;
+                }
+                None => {
+                    body.close().await;
+                    self.settlement.finish(used).await;
+                }
+            }
         });
     }
 }

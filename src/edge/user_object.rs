@@ -43,16 +43,18 @@ impl DurableObject for UserState {
     }
 }
 
-/// Admits `identity`'s request in one round trip to its object: revocation, then (with an
-/// `ask`) rate, stream slot and budget; then the global budget, if one is set. Returns the
-/// user's standing (for the RateLimit headers, refused or not) and the settlement to make
-/// when the request ends (with nothing to settle for a status read).
+/// Admits `identity`'s request in one round trip to its object: revocation, then whether the
+/// user created the response it `continues`, then (with an `ask`) rate, stream slot and
+/// budget; then the global budget, if one is set. Returns the user's standing (for the
+/// RateLimit headers, refused or not) and the settlement to make when the request ends (with
+/// nothing to settle for a status read).
 pub async fn admit(
     env: &Env,
     ctx: &Rc<Context>,
     config: &Config,
     identity: &Identity,
     ask: Option<Ask>,
+    continues: Option<&str>,
 ) -> (Option<Standing>, Result<Settlement>) {
     let now_ms = Now::read().millis();
     let user_name = user_object_name(&identity.sub);
@@ -63,6 +65,7 @@ pub async fn admit(
         limits,
         alerts: config.alerts.user,
         now_ms,
+        continues: continues.map(str::to_owned),
     };
     let (reservation, standing) = match call(env, &user_name, &command).await {
         Ok(UserReply::Admitted {
@@ -79,6 +82,10 @@ pub async fn admit(
             return (Some(standing), Err(ProxyError::Quota { refusal, global: false }))
         }
         Ok(UserReply::Revoked) => return (None, Err(ProxyError::InvalidToken(TokenProblem::Revoked))),
+        Ok(UserReply::UnknownResponse) => {
+            let id = continues.unwrap_or_default().to_owned();
+            return (None, Err(ProxyError::UnknownResponse { id }));
+        }
         Ok(other) => return (None, Err(unexpected("user", &other))),
         Err(error) => return (None, Err(error)),
     };
@@ -117,6 +124,7 @@ async fn admit_global(
         limits,
         alerts: config.alerts.global,
         now_ms,
+        continues: None,
     };
     match call(&settlement.env, GLOBAL_OBJECT_NAME, &command).await? {
         UserReply::Admitted {
@@ -163,11 +171,22 @@ impl Settlement {
         ctx.wait_until(self.finish(used_tokens));
     }
 
+    /// Settles before the client has the whole answer, and records `created`, the stored
+    /// response the request created, for its user: a continuation sent as soon as the answer
+    /// arrives must find it recorded. The day's usage index (batched with other requests) is
+    /// still updated after the response.
+    pub async fn settle_creating(self, used_tokens: u64, created: String) {
+        let now_ms = Now::read().millis();
+        self.tell_finish(used_tokens, Some(created), now_ms).await;
+        let ctx = self.ctx.clone();
+        ctx.wait_until(self.index(used_tokens, now_ms));
+    }
+
     /// Undoes the admissions: a request refused after its user's admission (by the global
     /// budget) costs the user nothing, not even a request of their rate.
     async fn cancel(self) {
         let now_ms = Now::read().millis();
-        self.tell_each("cancel_failed", |reservation_id, limits| UserCommand::Cancel {
+        self.tell_each("cancel_failed", |_, reservation_id, limits| UserCommand::Cancel {
             reservation_id,
             limits,
             now_ms,
@@ -178,13 +197,23 @@ impl Settlement {
     /// The same as `settle`, for a caller that already runs after the response.
     pub async fn finish(self, used_tokens: u64) {
         let now_ms = Now::read().millis();
-        self.tell_each("settle_failed", |reservation_id, limits| UserCommand::Finish {
+        self.tell_finish(used_tokens, None, now_ms).await;
+        self.index(used_tokens, now_ms).await;
+    }
+
+    /// Finishes each reservation; only the user's own object learns of a created response.
+    async fn tell_finish(&self, used_tokens: u64, created: Option<String>, now_ms: i64) {
+        self.tell_each("settle_failed", |name, reservation_id, limits| UserCommand::Finish {
             reservation_id,
             used_tokens,
             limits,
             now_ms,
+            created_response: created.clone().filter(|_| name != GLOBAL_OBJECT_NAME),
         })
         .await;
+    }
+
+    async fn index(self, used_tokens: u64, now_ms: i64) {
         if used_tokens > 0 {
             usage_index::record(&self.env, utc_day(now_ms), self.sub, used_tokens).await;
         }
@@ -192,9 +221,9 @@ impl Settlement {
 
     /// Sends each object holding a reservation its command. A failure is only logged: the
     /// reservation then expires and is charged in full, so the operator is safe.
-    async fn tell_each(&self, failure_event: &str, command: impl Fn(u64, Limits) -> UserCommand) {
+    async fn tell_each(&self, failure_event: &str, command: impl Fn(&str, u64, Limits) -> UserCommand) {
         for (name, limits, reservation) in &self.reservations {
-            if let Err(error) = call(&self.env, name, &command(reservation.id, *limits)).await {
+            if let Err(error) = call(&self.env, name, &command(name, reservation.id, *limits)).await {
                 log::warn(failure_event, &error.to_string());
             }
         }

@@ -1,0 +1,157 @@
+// Issue 12 item 3, in workerd: with RESPONSES_STORE=true and ALLOW_STORED_CONTEXT=true a user may
+// continue the responses they created (`previous_response_id`), each continuation reserving its
+// model's whole context window; any other id is answered 404 `not_found` before upstream sees it.
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { startMockUpstream } from "../mock-upstream.mjs";
+import { browserHeaders, mintToken, startProxy, within } from "./helpers.mjs";
+
+// gpt-4o-mini's context window (OpenAI's model page), which a continuation reserves as input.
+const CONTEXT_WINDOW = 128_000;
+const OUTPUT_CAP = 200;
+
+let mock;
+before(async () => {
+  mock = await startMockUpstream();
+});
+after(() => mock?.close());
+
+/** A proxy on the shared mock with these vars, for the enclosing describe block. */
+function proxyFor(bindings) {
+  const handle = {};
+  before(async () => {
+    handle.proxy = await startProxy({ UPSTREAM_BASE_URL: mock.url, OPENAI_API_KEY: mock.apiKey, ...bindings });
+  });
+  after(() => handle.proxy?.dispose());
+  return handle;
+}
+
+const respond = (proxy, sub, body) =>
+  fetch(`${proxy.url}/v1/responses`, {
+    method: "POST",
+    headers: browserHeaders(mintToken({ sub })),
+    body: JSON.stringify({ model: "gpt-4o-mini", input: "Hello", ...body }),
+  });
+
+async function usageOf(proxy, sub) {
+  const response = await fetch(`${proxy.url}/v1/usage`, { headers: { authorization: `Bearer ${mintToken({ sub })}` } });
+  assert.equal(response.status, 200);
+  return response.json();
+}
+
+/** Polls /v1/usage until nothing is reserved and no stream is open (settling runs after the response). */
+function settledUsage(proxy, sub) {
+  return within(8000, (async () => {
+    for (;;) {
+      const current = await usageOf(proxy, sub);
+      if (current.tokens.reserved === 0 && current.streams.open === 0) return current;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  })(), `usage of ${sub} to settle`);
+}
+
+/** Creates a response as `sub` and returns its id (from the answer, or from a stream's response.created). */
+async function create(proxy, sub, body = {}) {
+  const response = await respond(proxy, sub, body);
+  assert.equal(response.status, 200);
+  if (!body.stream) return (await response.json()).id;
+  const created = (await response.text()).split("\n").find((line) => line.startsWith("data: ") && line.includes('"response.created"'));
+  return JSON.parse(created.slice(6)).response.id;
+}
+
+/** Asserts the proxy's 404 for a response the caller may not continue, and that upstream never saw the request. */
+async function expectUnknown(proxy, sub, id) {
+  const before = mock.requests.length;
+  const response = await respond(proxy, sub, { previous_response_id: id });
+  assert.equal(response.status, 404, `continuing ${id} as ${sub}`);
+  const { error } = await response.json();
+  assert.deepEqual(error, {
+    message: `Previous response with id '${id}' not found.`,
+    type: "invalid_request_error",
+    param: "previous_response_id",
+    code: "not_found",
+  });
+  assert.equal(mock.requests.length, before, "nothing went upstream");
+}
+
+describe("with RESPONSES_STORE=true and ALLOW_STORED_CONTEXT=true", () => {
+  const setup = proxyFor({
+    RESPONSES_STORE: "true",
+    ALLOW_STORED_CONTEXT: "true",
+    DAILY_TOKEN_BUDGET: "1000000",
+    MAX_OUTPUT_TOKENS: String(OUTPUT_CAP),
+  });
+
+  test("a user continues their own response: upstream gets previous_response_id, and the request reserves the model's whole context window", async () => {
+    const id = await create(setup.proxy, "alice");
+    assert.match(id, /^resp_mock_/);
+    const release = mock.pauseStreams();
+    try {
+      const continued = await respond(setup.proxy, "alice", { previous_response_id: id, input: "And then?", stream: true });
+      assert.equal(continued.status, 200);
+      assert.equal(mock.requests.at(-1).json.previous_response_id, id);
+      const open = await usageOf(setup.proxy, "alice");
+      assert.ok(open.tokens.reserved >= CONTEXT_WINDOW + OUTPUT_CAP, `reserved ${open.tokens.reserved} while the continuation runs`);
+      release();
+      assert.match(await within(5000, continued.text(), "the continuation"), /response\.completed/);
+    } finally {
+      release();
+    }
+    const spent = await settledUsage(setup.proxy, "alice");
+    assert.ok(spent.tokens.used < 1000, `charged its usage report (${spent.tokens.used}), not the reservation`);
+  });
+
+  test("a response created by a stream can be continued once the stream has ended", async () => {
+    const id = await create(setup.proxy, "streamer", { stream: true });
+    const continued = await respond(setup.proxy, "streamer", { previous_response_id: id });
+    assert.equal(continued.status, 200);
+    assert.equal((await continued.json()).object, "response");
+  });
+
+  test("another user's response id is answered 404 not_found, exactly like an id that never existed, and costs nothing", async () => {
+    const id = await create(setup.proxy, "owner");
+    await expectUnknown(setup.proxy, "intruder", id);
+    await expectUnknown(setup.proxy, "intruder", "resp_never_created");
+    const usage = await usageOf(setup.proxy, "intruder");
+    assert.equal(usage.requests.remaining, usage.requests.limit, "no request was counted");
+    assert.equal(usage.tokens.used + usage.tokens.reserved, 0, "no token was spent");
+  });
+
+  test("a response the client asked not to store (store: false) cannot be continued", async () => {
+    const id = await create(setup.proxy, "forgetful", { store: false });
+    assert.equal(mock.requests.at(-1).json.store, false);
+    await expectUnknown(setup.proxy, "forgetful", id);
+  });
+
+  test("a continuation that ends without a usage report is charged the whole context window", async () => {
+    const id = await create(setup.proxy, "cut-off");
+    mock.faultNext({ kind: "cut", match: (json) => json?.previous_response_id === id });
+    const continued = await respond(setup.proxy, "cut-off", { previous_response_id: id, stream: true });
+    assert.equal(continued.status, 200);
+    await within(5000, continued.text(), "the cut stream");
+    const spent = await settledUsage(setup.proxy, "cut-off");
+    assert.ok(spent.tokens.used >= CONTEXT_WINDOW, `charged ${spent.tokens.used}: the stored context is billed as input`);
+  });
+});
+
+describe("without ALLOW_STORED_CONTEXT", () => {
+  const storing = proxyFor({ RESPONSES_STORE: "true" });
+  const misconfigured = proxyFor({ ALLOW_STORED_CONTEXT: "true" });
+
+  test("storing responses alone does not let anyone continue one: previous_response_id is refused with a 400", async () => {
+    const before = mock.requests.length;
+    const response = await respond(storing.proxy, "alice", { previous_response_id: "resp_mock_1" });
+    assert.equal(response.status, 400);
+    const { error } = await response.json();
+    assert.equal(error.param, "previous_response_id");
+    assert.equal(mock.requests.length, before, "nothing went upstream");
+  });
+
+  test("ALLOW_STORED_CONTEXT=true without RESPONSES_STORE=true is a configuration error the log names", async () => {
+    const response = await respond(misconfigured.proxy, "alice", {});
+    assert.equal(response.status, 500);
+    assert.equal((await response.json()).error.code, "proxy_misconfigured");
+    const line = misconfigured.proxy.logs.find((l) => l.error_code === "proxy_misconfigured");
+    assert.match(line?.detail ?? "", /ALLOW_STORED_CONTEXT.*RESPONSES_STORE=true/);
+  });
+});
