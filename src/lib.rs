@@ -25,6 +25,7 @@ mod prompt;
 mod quota;
 mod routes;
 mod sse;
+mod usage_report;
 mod user_state;
 
 #[cfg(target_arch = "wasm32")]

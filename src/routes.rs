@@ -40,8 +40,21 @@ pub enum AdminRoute {
     Revocation { sub: String, revoke: bool },
     /// `GET /admin/users/{sub}/usage`
     Usage { sub: String },
-    /// `GET /admin/usage?day=YYYY-MM-DD`: every user's tokens of a day.
+    /// `GET /admin/usage?day=YYYY-MM-DD` (every user's tokens of a day) or
+    /// `?from=YYYY-MM-DD&to=YYYY-MM-DD` (each day of a range).
     DayUsage,
+    /// `GET /admin/budget`: today's spending of all users against the global budget.
+    Budget,
+    /// The operator console's files (`GET /admin`, `/admin/console.js`, `/admin/console.css`):
+    /// no token to load, the page asks for it; still a 404 without `ADMIN_TOKEN`.
+    Console(ConsoleFile),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsoleFile {
+    Page,
+    Script,
+    Style,
 }
 
 impl Route {
@@ -53,6 +66,8 @@ impl Route {
             Route::User(UserRoute::Usage) => "usage",
             Route::Admin(AdminRoute::Usage { .. }) => "admin.usage",
             Route::Admin(AdminRoute::DayUsage) => "admin.day_usage",
+            Route::Admin(AdminRoute::Budget) => "admin.budget",
+            Route::Admin(AdminRoute::Console(_)) => "admin.console",
             Route::User(UserRoute::Api(ApiRoute::ChatCompletions)) => "chat.completions",
             Route::User(UserRoute::Api(ApiRoute::Responses)) => "responses",
             Route::User(UserRoute::Api(ApiRoute::Embeddings)) => "embeddings",
@@ -79,6 +94,10 @@ pub fn route(method: &str, path: &str) -> Result<Route, ProxyError> {
     let (route, allowed_method) = match path.trim_end_matches('/') {
         "/healthz" => (Route::Health, "GET"),
         "/admin/usage" => (Route::Admin(AdminRoute::DayUsage), "GET"),
+        "/admin/budget" => (Route::Admin(AdminRoute::Budget), "GET"),
+        "/admin" => (Route::Admin(AdminRoute::Console(ConsoleFile::Page)), "GET"),
+        "/admin/console.js" => (Route::Admin(AdminRoute::Console(ConsoleFile::Script)), "GET"),
+        "/admin/console.css" => (Route::Admin(AdminRoute::Console(ConsoleFile::Style)), "GET"),
         "/v1/models" => (Route::User(UserRoute::Models), "GET"),
         "/v1/usage" => (Route::User(UserRoute::Usage), "GET"),
         "/v1/chat/completions" => (Route::User(UserRoute::Api(ApiRoute::ChatCompletions)), "POST"),
@@ -185,5 +204,17 @@ mod tests {
         ] {
             assert_eq!(route("POST", path), Err(ProxyError::NotFound), "{path}");
         }
+    }
+
+    #[test]
+    fn the_console_and_its_files_are_admin_routes() {
+        let console = |file| Ok(Route::Admin(AdminRoute::Console(file)));
+        assert_eq!(route("GET", "/admin"), console(ConsoleFile::Page));
+        assert_eq!(route("GET", "/admin/"), console(ConsoleFile::Page));
+        assert_eq!(route("GET", "/admin/console.js"), console(ConsoleFile::Script));
+        assert_eq!(route("GET", "/admin/console.css"), console(ConsoleFile::Style));
+        assert_eq!(route("GET", "/admin/budget"), Ok(Route::Admin(AdminRoute::Budget)));
+        assert_eq!(route("POST", "/admin"), Err(ProxyError::MethodNotAllowed));
+        assert_eq!(route("GET", "/admin/console.html"), Err(ProxyError::NotFound));
     }
 }

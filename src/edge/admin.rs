@@ -1,19 +1,25 @@
-//! The operator's routes, behind `ADMIN_TOKEN`: revocation, a user's standing, a day's usage.
+//! The operator's routes, behind `ADMIN_TOKEN`: revocation, a user's standing, usage by day
+//! and range, the global budget, and the console page that uses them.
 
+use futures_util::future::join_all;
 use serde_json::json;
 use worker::{Env, Request, Response};
 
 use super::http::{header, json_response};
-use super::{usage_index, user_object, Now, Result};
+use super::{console, usage_index, user_object, Now, Result};
 use crate::auth;
 use crate::config::Config;
 use crate::error::ProxyError;
 use crate::routes::AdminRoute;
-use crate::user_state::{parse_day, utc_day, UserCommand, UserReply};
+use crate::usage_report::{self, DayRange, UsageQuery};
+use crate::user_state::{utc_day, UserCommand, UserReply};
 
 pub async fn serve(route: AdminRoute, req: &Request, env: &Env, config: &Config) -> Result<Response> {
-    // Without an admin token the admin routes do not exist.
+    // Without an admin token the admin routes do not exist, the console included.
     let expected = config.admin_token().ok_or(ProxyError::NotFound)?;
+    if let AdminRoute::Console(file) = route {
+        return console::serve(file);
+    }
     let authorization = header(req, "authorization");
     let presented = auth::bearer_token(authorization.as_deref()).map_err(|_| ProxyError::AdminUnauthorized)?;
     if !auth::admin_token_matches(presented, expected) {
@@ -22,6 +28,8 @@ pub async fn serve(route: AdminRoute, req: &Request, env: &Env, config: &Config)
     let now = Now::read();
     let (sub, command) = match route {
         AdminRoute::DayUsage => return day_usage(req, env, now).await,
+        AdminRoute::Budget => return budget(env, config, now).await,
+        AdminRoute::Console(_) => return Err(ProxyError::NotFound), // served above
         AdminRoute::Revocation { sub, revoke: true } => (sub, UserCommand::Revoke { at: now.seconds() }),
         AdminRoute::Revocation { sub, revoke: false } => (sub, UserCommand::Unrevoke),
         AdminRoute::Usage { sub } => {
@@ -45,18 +53,50 @@ pub async fn serve(route: AdminRoute, req: &Request, env: &Env, config: &Config)
     json_response(200, &body.to_string())
 }
 
-/// `GET /admin/usage?day=YYYY-MM-DD` (default: today, UTC): every user's tokens of that day.
+/// `GET /admin/usage`: a day's users (`?day=`, default today, UTC) or a range of days
+/// (`?from=&to=`).
 async fn day_usage(req: &Request, env: &Env, now: Now) -> Result<Response> {
     let url = req.url()?;
-    let asked = url
-        .query_pairs()
-        .find(|(name, _)| name == "day")
-        .map(|(_, value)| value.into_owned());
-    let day = match asked {
-        Some(text) => parse_day(&text)
-            .ok_or_else(|| ProxyError::invalid_request("`day` must be a date like 2026-11-23.", Some("day")))?,
-        None => utc_day(now.millis()),
+    let param = |name: &str| {
+        url.query_pairs()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.into_owned())
     };
-    let users = usage_index::list(env, &day).await?;
-    json_response(200, &json!({ "day": day, "users": users }).to_string())
+    let (day, from, to) = (param("day"), param("from"), param("to"));
+    let today = utc_day(now.millis());
+    match UsageQuery::parse(day.as_deref(), from.as_deref(), to.as_deref(), &today)? {
+        UsageQuery::Day(day) => {
+            let users = usage_index::list(env, &day).await?;
+            json_response(200, &json!({ "day": day, "users": users }).to_string())
+        }
+        UsageQuery::Range(range) => range_usage(env, &range).await,
+    }
+}
+
+/// Each day of the range from its own index object, asked all at once (at most 31 calls).
+async fn range_usage(env: &Env, range: &DayRange) -> Result<Response> {
+    let days = range.days();
+    let lists = join_all(days.iter().map(|day| usage_index::list(env, day))).await;
+    let mut per_day = Vec::with_capacity(days.len());
+    for (day, list) in days.into_iter().zip(lists) {
+        per_day.push((day, usage_report::user_totals(list?)?));
+    }
+    json_response(200, &usage_report::range_report(range, per_day).to_string())
+}
+
+/// `GET /admin/budget`: today and the budget all users share, if one is set.
+async fn budget(env: &Env, config: &Config, now: Now) -> Result<Response> {
+    let standing = match config.global_limits {
+        Some(limits) => Some(user_object::global_status(env, limits, now.millis()).await?),
+        None => None,
+    };
+    let report = usage_report::budget_report(&utc_day(now.millis()), standing.as_ref());
+    json_response(200, &report.to_string())
+}
+
+/// The console's own writes carry `Origin` (browsers send it on same-origin POST, PUT and
+/// DELETE), and the Worker's origin is never in `ALLOWED_ORIGINS`: such requests need no CORS
+/// and pass as requests without `Origin` do. A browser cannot forge `Origin`.
+pub fn is_own_origin(req: &Request, origin: &str) -> bool {
+    req.url().is_ok_and(|url| url.origin().ascii_serialization() == origin)
 }

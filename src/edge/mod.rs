@@ -2,6 +2,7 @@
 
 mod admin;
 mod body;
+mod console;
 mod durable;
 mod http;
 mod jwks;
@@ -125,7 +126,9 @@ async fn handle(req: Request, env: &Env, ctx: &Rc<Context>, outcome: &mut Outcom
     let config = config(env)?;
     outcome.log_level = config.log_level;
     outcome.log_prompts = config.log_prompts;
-    match cors::check_origin(header(&req, "origin").as_deref(), &config.allowed_origins) {
+    let origin = header(&req, "origin")
+        .filter(|origin| !(matches!(route, Ok(Route::Admin(_))) && admin::is_own_origin(&req, origin)));
+    match cors::check_origin(origin.as_deref(), &config.allowed_origins) {
         OriginCheck::Denied => return Err(ProxyError::OriginNotAllowed),
         OriginCheck::Allowed(origin) => outcome.allowed_origin = Some(origin),
         OriginCheck::NoOrigin => {}

@@ -265,3 +265,14 @@ pub async fn call_user(env: &Env, sub: &str, command: &UserCommand) -> Result<Us
 async fn call(env: &Env, name: &str, command: &UserCommand) -> Result<UserReply> {
     durable::call(env, BINDING, name, command).await
 }
+
+/// Where the budget of all users stands, for an operator.
+pub async fn global_status(env: &Env, limits: Limits, now_ms: i64) -> Result<Standing> {
+    match call(env, GLOBAL_OBJECT_NAME, &UserCommand::Status { limits, now_ms }).await? {
+        UserReply::Status {
+            standing: Some(standing),
+            ..
+        } => Ok(standing),
+        other => Err(unexpected("global", &other)),
+    }
+}
