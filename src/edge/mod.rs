@@ -19,12 +19,18 @@ use crate::auth::{self, Identity};
 use crate::config::Config;
 use crate::cors::{self, OriginCheck};
 use crate::error::{ProxyError, TokenProblem};
+use crate::plans::{claimed_plan, Plan};
 use crate::policy::{self, ApiRequest};
-use crate::quota::Ask;
+use crate::quota::{Ask, Spend};
 use crate::routes::{self, ApiRoute, Route, UserRoute};
 use crate::sse;
 use http::{header, json_response};
 use log::Outcome;
+use user_object::{Admission, Settlement};
+
+/// Admission attempts of one request whose plan an operator changes meanwhile, before the
+/// request gives up (503): in practice the second attempt always agrees with the object.
+const MAX_PLAN_ATTEMPTS: usize = 3;
 
 /// The edge's results: every failure is a `ProxyError`, and `?` converts the platform's.
 type Result<T, E = ProxyError> = std::result::Result<T, E>;
@@ -101,7 +107,7 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
 }
 
 /// The request pipeline: health, config, CORS, route, token, handler.
-async fn handle(req: Request, env: &Env, ctx: &Rc<Context>, outcome: &mut Outcome) -> Result<Response> {
+async fn handle(mut req: Request, env: &Env, ctx: &Rc<Context>, outcome: &mut Outcome) -> Result<Response> {
     let method = req.method();
     let route = routes::route(method.as_ref(), &req.path());
     // Before the configuration: the health check needs no secret or variable.
@@ -126,7 +132,7 @@ async fn handle(req: Request, env: &Env, ctx: &Rc<Context>, outcome: &mut Outcom
     outcome.route = route.name();
     match route {
         Route::Health => http::health_response(),
-        Route::Admin(admin_route) => admin::serve(admin_route, &req, env, &config).await,
+        Route::Admin(admin_route) => admin::serve(admin_route, &mut req, env, &config).await,
         Route::User(user_route) => {
             let identity = authenticate(&req, &config).await?;
             outcome.sub = Some(identity.sub.clone());
@@ -136,7 +142,7 @@ async fn handle(req: Request, env: &Env, ctx: &Rc<Context>, outcome: &mut Outcom
 }
 
 /// A user's request. Every check that costs nothing comes first; then one admission call to
-/// the user's object (revocation, rate, streams, budget); then upstream; then settlement.
+/// the user's object (revocation, plan, rate, streams, budgets); then upstream; then settlement.
 async fn serve_user(
     route: UserRoute,
     identity: &Identity,
@@ -146,31 +152,27 @@ async fn serve_user(
     config: &Config,
     outcome: &mut Outcome,
 ) -> Result<Response> {
-    let api_route = match route {
-        UserRoute::Api(api_route) => api_route,
-        UserRoute::Models | UserRoute::Usage => {
-            let (standing, admitted) = user_object::admit(env, ctx, config, identity, None).await;
-            outcome.standing = standing;
-            admitted?;
-            return match (route, standing) {
-                (UserRoute::Usage, Some(standing)) => {
-                    json_response(200, &standing.usage_json(&identity.sub).to_string())
-                }
-                _ => http::models_response(config),
+    let body = match route {
+        UserRoute::Api(_) => Some(http::read_body(&mut req, config.max_body_bytes).await?),
+        UserRoute::Models | UserRoute::Usage => None,
+    };
+    let admitted = admit_on_plan(route, body.as_deref(), identity, env, ctx, config, outcome).await?;
+    let (api_route, request) = match (route, admitted.request) {
+        (UserRoute::Api(api_route), Some(request)) => (api_route, request),
+        (UserRoute::Usage, _) => {
+            let Some(standing) = outcome.standing else {
+                return Err(ProxyError::Internal {
+                    detail: "the user's object answered no standing".into(),
+                });
             };
+            return json_response(
+                200,
+                &standing.usage_json(&identity.sub, &admitted.plan.name).to_string(),
+            );
         }
+        _ => return http::models_response(admitted.plan),
     };
-    let body = http::read_body(&mut req, config.max_body_bytes).await?;
-    let request = policy::parse(api_route, &body, config, &identity.sub)?;
-    outcome.describe(&request);
-
-    let ask = Ask {
-        tokens: request.reserve_tokens,
-        stream: request.stream,
-    };
-    let (standing, admitted) = user_object::admit(env, ctx, config, identity, Some(ask)).await;
-    outcome.standing = standing;
-    let settlement = admitted?;
+    let settlement = admitted.settlement;
 
     let upstream_abort = worker::web_sys::AbortController::new()?;
     let upstream_started = Now::read();
@@ -181,7 +183,7 @@ async fn serve_user(
         Err(error) => {
             // An error status is not billed; a timeout may have been (see charge_after_failure).
             let charged = request.charge_after_failure(&error);
-            outcome.tokens_charged = Some(charged);
+            outcome.charged = Some(charged);
             settlement.settle(charged);
             return Err(error);
         }
@@ -196,11 +198,11 @@ async fn serve_user(
     let used = match &whole {
         Ok((body, _)) => {
             outcome.usage = sse::answer_usage(body);
-            used_tokens(&request, outcome.usage, body.len())
+            used(&request, outcome.usage, body.len())
         }
-        Err(_) => request.reserve_tokens, // unknown: charge the worst case
+        Err(_) => request.reserve(), // unknown: charge the worst case
     };
-    outcome.tokens_charged = Some(used);
+    outcome.charged = Some(used);
     settlement.settle(used);
     let (body, headers) = whole?;
     match api_route {
@@ -209,13 +211,124 @@ async fn serve_user(
     }
 }
 
+/// A request checked with the plan in force and admitted by the user's object.
+struct Admitted<'a> {
+    plan: &'a Plan,
+    /// The upstream request (none for `/v1/models` and `/v1/usage`).
+    request: Option<ApiRequest>,
+    settlement: Settlement,
+}
+
+/// Checks the body with the user's plan and admits it. The plan is the claim's, or the
+/// override this isolate knows of; the user's object compares it with its override in the
+/// same admission call, and when they differ nothing is counted and the request is checked
+/// and admitted again with the plan in force.
+async fn admit_on_plan<'a>(
+    route: UserRoute,
+    body: Option<&[u8]>,
+    identity: &Identity,
+    env: &Env,
+    ctx: &Rc<Context>,
+    config: &'a Config,
+    outcome: &mut Outcome,
+) -> Result<Admitted<'a>> {
+    // Before any Durable Object call: a claim naming a plan this proxy lacks costs nothing.
+    let (claimed, _) = claimed_plan(identity.plan.as_deref());
+    config.plan(&claimed)?;
+    let mut plan_name = user_object::plan_hint(&identity.sub, &claimed);
+    for _ in 0..MAX_PLAN_ATTEMPTS {
+        let plan = config.plan(&plan_name)?;
+        outcome.plan = Some(plan.name.clone());
+        let request = match (route, body) {
+            (UserRoute::Api(api_route), Some(body)) => {
+                match policy::parse(api_route, body, config, plan, &identity.sub) {
+                    Ok(request) => Some(request),
+                    Err(refused) => match plan_in_force(
+                        Checked {
+                            route: api_route,
+                            body,
+                            plan,
+                        },
+                        identity,
+                        env,
+                        ctx,
+                        config,
+                    )
+                    .await?
+                    {
+                        Some(in_force) => {
+                            plan_name = in_force;
+                            continue;
+                        }
+                        None => return Err(refused),
+                    },
+                }
+            }
+            _ => None,
+        };
+        if let Some(request) = &request {
+            outcome.describe(request);
+        }
+        let ask = request.as_ref().map(|request| Ask {
+            tokens: request.reserve_tokens,
+            stream: request.stream,
+            nano_usd: request.reserve_nano_usd,
+        });
+        let (standing, admission) = user_object::admit(env, ctx, config, identity, ask, plan).await;
+        outcome.standing = standing;
+        match admission? {
+            Admission::Admitted(settlement) => {
+                return Ok(Admitted {
+                    plan,
+                    request,
+                    settlement,
+                })
+            }
+            Admission::PlanChanged(in_force) => plan_name = in_force.name,
+        }
+    }
+    Err(ProxyError::Unavailable {
+        detail: format!("the plan of {:?} kept changing during its admission", identity.sub),
+    })
+}
+
+/// After a refusal by the policy: another plan than `plan` may be in force (an override this
+/// isolate has not seen). Only when another plan would accept the body is the user's object
+/// asked (a status read, nothing counted): a body no plan accepts costs no call.
+async fn plan_in_force(
+    checked: Checked<'_>,
+    identity: &Identity,
+    env: &Env,
+    ctx: &Rc<Context>,
+    config: &Config,
+) -> Result<Option<String>> {
+    let Checked { route, body, plan } = checked;
+    let another_accepts = config
+        .all_plans()
+        .filter(|other| other.name != plan.name)
+        .any(|other| policy::parse(route, body, config, other, &identity.sub).is_ok());
+    if !another_accepts {
+        return Ok(None);
+    }
+    match user_object::admit(env, ctx, config, identity, None, plan).await.1? {
+        Admission::PlanChanged(in_force) => Ok(Some(in_force.name)),
+        Admission::Admitted(_) => Ok(None),
+    }
+}
+
+/// A body that `plan`'s policy refused.
+#[derive(Clone, Copy)]
+struct Checked<'a> {
+    route: ApiRoute,
+    body: &'a [u8],
+    plan: &'a Plan,
+}
+
 /// What a whole answer used: its `usage` (with hosted tool fees), else an estimate from its
 /// size (never zero).
-fn used_tokens(request: &ApiRequest, usage: Option<sse::Usage>, answer_bytes: usize) -> u64 {
-    usage.map_or_else(
-        || request.prompt_token_estimate + crate::cost::estimate_tokens(answer_bytes),
-        |u| request.tool_fees.charge(&u),
-    )
+fn used(request: &ApiRequest, usage: Option<sse::Usage>, answer_bytes: usize) -> Spend {
+    let tariff = request.tariff();
+    usage.map_or_else(|| tariff.without_usage(answer_bytes), |usage| tariff.with_usage(&usage))
 }
 
 /// The single place that decides who the caller is. Revocation is checked in the same

@@ -13,7 +13,6 @@ use super::log::{self, Outcome};
 use super::stream;
 use super::user_object::Settlement;
 use crate::config::{Config, Secret};
-use crate::cost::estimate_tokens;
 use crate::error::ProxyError;
 use crate::forwarding;
 use crate::forwarding::UpstreamEndpoint;
@@ -161,12 +160,11 @@ pub fn relay_stream(
     let headers = client_headers(&answer)?;
     headers.set("content-type", "text/event-stream; charset=utf-8")?;
     headers.set("cache-control", "no-cache")?;
-    let prompt_estimate = chat.prompt_token_estimate;
-    let tool_fees = chat.tool_fees;
+    let tariff = chat.tariff();
     let body = match answer.stream() {
         Ok(body) => body,
         Err(error) => {
-            settlement.settle(prompt_estimate);
+            settlement.settle(chat.input_estimate());
             return Err(ProxyError::UpstreamFailed {
                 detail: format!("upstream stream has no body: {error}"),
             });
@@ -182,11 +180,11 @@ pub fn relay_stream(
     let readable = stream::metered(ctx, body, meter, upstream_abort, idle_timeout, move |end| {
         Box::pin(async move {
             let used = end.meter.usage.map_or_else(
-                || prompt_estimate + estimate_tokens(end.meter.streamed_text_bytes),
-                |usage| tool_fees.charge(&usage),
+                || tariff.without_usage(end.meter.streamed_text_bytes),
+                |usage| tariff.with_usage(&usage),
             );
             log_line.usage = end.meter.usage;
-            log_line.tokens_charged = Some(used);
+            log_line.charged = Some(used);
             log_line.disconnected = end.disconnected;
             log_line.failure = end.failure;
             if end.client_stalled {
