@@ -174,6 +174,31 @@ describe("a dollar budget under concurrency", () => {
   });
 });
 
+describe("a global budget in dollars", () => {
+  // Room for one request's worst case (about $0.00016: 120,000 nano-USD of output cap plus its
+  // 200-odd body bytes as input) and not for two.
+  const setup = proxyFor({ GLOBAL_DAILY_BUDGET_USD: "0.0002", MAX_OUTPUT_TOKENS: "200" });
+
+  test("caps all users together, and the user it refuses keeps their own budget", async () => {
+    const release = mock.pauseStreams();
+    let first;
+    try {
+      first = await chat(setup.proxy, tokenOf("usd-global-1"), chatBody({ stream: true }));
+      assert.equal(first.status, 200);
+      const second = await chat(setup.proxy, tokenOf("usd-global-2"), chatBody({ stream: true }));
+      assert.equal(second.status, 429);
+      const { error } = await second.json();
+      assert.equal(error.code, "insufficient_quota");
+      assert.match(error.message, /service's daily spending budget/);
+      const own = await settledUsage(setup.proxy, tokenOf("usd-global-2"));
+      assert.equal(own.cost.used_usd + own.cost.reserved_usd, 0, "the refused user's reservation was given back");
+    } finally {
+      release();
+    }
+    await within(5000, first.text(), "stream to end");
+  });
+});
+
 describe("plans", () => {
   const setup = proxyFor({
     ALLOWED_MODELS: "gpt-4o-mini",
