@@ -185,12 +185,9 @@ impl Price {
             output: 0,
         }
         .of(unexplained, 0, 0);
-        self.of(
-            usage.prompt_tokens - cached + fee_tokens,
-            cached,
-            usage.completion_tokens,
-        )
-        .saturating_add(unexplained)
+        let uncached = (usage.prompt_tokens - cached).saturating_add(fee_tokens);
+        self.of(uncached, cached, usage.completion_tokens)
+            .saturating_add(unexplained)
     }
 
     /// What an estimate costs when upstream reported no usage: the input estimate at the input
