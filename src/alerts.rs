@@ -108,6 +108,9 @@ mod tests {
             used_tokens: used,
             reserved_tokens: 0,
             budget_reset_seconds: 0,
+            daily_nano_usd: None,
+            used_nano_usd: 0,
+            reserved_nano_usd: 0,
         }
     }
 

@@ -33,6 +33,9 @@ pub struct Identity {
     pub sub: String,
     /// `iat` (or, without one, `nbf`), for revocation: tokens issued before a revocation fail.
     pub issued_at: Option<i64>,
+    /// The plan the token's plan claim (`PLAN_CLAIM`) names, if it has one. A value that is
+    /// not a string is kept as its JSON text, so it names no plan and is refused as unknown.
+    pub plan: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -235,6 +238,8 @@ pub struct ClaimRules {
     pub audience: Option<String>,
     pub leeway_seconds: i64,
     pub max_ttl_seconds: i64,
+    /// The claim that names the user's plan (`PLAN_CLAIM`).
+    pub plan_claim: String,
 }
 
 /// The token of an `Authorization` header (RFC 6750 section 2.1). The Fetch API joins repeated
@@ -391,9 +396,15 @@ fn check_claims(
         Some(_) => return Err(TokenProblem::InvalidClaim("sub")),
         None => return Err(TokenProblem::MissingClaim("sub")),
     };
+    let plan = match claims.get(&rules.plan_claim) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(plan)) => Some(plan.clone()),
+        Some(other) => Some(other.to_string()),
+    };
     Ok(Identity {
         sub,
         issued_at: issued_at.or(not_before),
+        plan,
     })
 }
 
@@ -451,6 +462,7 @@ mod tests {
             audience: None,
             leeway_seconds: 30,
             max_ttl_seconds: 86_400,
+            plan_claim: "plan".into(),
         }
     }
 
@@ -498,7 +510,8 @@ mod tests {
             identity,
             Identity {
                 sub: "alice".into(),
-                issued_at: Some(NOW - 10)
+                issued_at: Some(NOW - 10),
+                plan: None,
             }
         );
     }
@@ -669,6 +682,27 @@ mod tests {
         assert!(check(&token(json!({"iat": NOW, "exp": NOW + 86_400}))).is_ok());
         let no_iat = raw_token(json!({"alg":"HS256"}), json!({"sub":"a","exp":NOW + 90_000}));
         assert_eq!(check(&no_iat), Err(TokenProblem::LifetimeTooLong));
+    }
+
+    #[test]
+    fn the_plan_claim_names_the_user_s_plan() {
+        let plan = |extra: Value| verify(&token(extra), &keys(), &rules(), NOW).unwrap().plan;
+        assert_eq!(plan(json!({})), None);
+        assert_eq!(plan(json!({ "plan": "pro" })), Some("pro".into()));
+        assert_eq!(
+            plan(json!({ "plan": 3 })),
+            Some("3".into()),
+            "names no plan: refused as unknown"
+        );
+        let tier = ClaimRules {
+            plan_claim: "https://app.example/tier".into(),
+            ..rules()
+        };
+        let claims = json!({ "https://app.example/tier": "free", "plan": "pro" });
+        assert_eq!(
+            verify(&token(claims), &keys(), &tier, NOW).unwrap().plan,
+            Some("free".into())
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! variable's name is written once, at the `Vars` getter that reads it, inside the constructor
 //! of its section.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::RangeInclusive;
 use std::str::FromStr;
@@ -15,6 +16,8 @@ use crate::attribution::SafetyKey;
 use crate::auth::{ClaimRules, HmacAlgorithm, KeyEntry, VerifyingKey, MIN_HMAC_SECRET_BYTES};
 use crate::cost::{self, CostRules};
 use crate::error::ProxyError;
+use crate::plans::{self, Plan, DEFAULT_PLAN};
+use crate::prices::{self, Prices};
 use crate::quota::{Limits, RateLimit};
 
 pub const DEFAULT_UPSTREAM_BASE_URL: &str = "https://api.openai.com/v1";
@@ -177,22 +180,22 @@ pub struct Config {
     pub upstream_base_url: String,
     /// Exact browser origins (`scheme://host[:port]`) allowed to call the proxy.
     pub allowed_origins: Vec<String>,
-    /// Models clients may ask for; the first is the default for `/api/generate-text`.
-    pub allowed_models: Vec<String>,
     pub system_prompt: String,
     pub max_body_bytes: usize,
-    pub request_limits: RequestLimits,
-    /// What a request may spend beyond text: images, hosted tools, stored responses.
-    pub cost_rules: CostRules,
+    /// The top-level per-user variables (`ALLOWED_MODELS`, limits, budgets): plan `default`.
+    pub default_plan: Plan,
+    /// `PLANS`, each built over the top-level variables.
+    pub plans: BTreeMap<String, Plan>,
+    /// Every model's price (`MODEL_PRICES` over the defaults).
+    pub prices: Prices,
     /// How long to wait for upstream's response headers.
     pub upstream_timeout: Duration,
     /// How long a stream may go silent before the proxy ends it.
     pub stream_idle_timeout: Duration,
     /// Extra attempts after an upstream 429/500/502/503, before anything reached the client.
     pub upstream_retries: u32,
-    /// What one user may use.
-    pub user_limits: Limits,
-    /// What all users together may use per day (`GLOBAL_DAILY_TOKEN_BUDGET`), if set.
+    /// What all users together may use per day (`GLOBAL_DAILY_TOKEN_BUDGET`,
+    /// `GLOBAL_DAILY_BUDGET_USD`), if either is set.
     pub global_limits: Option<Limits>,
     /// What a user token's claims must satisfy.
     pub claim_rules: ClaimRules,
@@ -215,9 +218,23 @@ impl Config {
     /// Parses every variable and secret through `lookup` (name -> value, `None` when unset).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ProxyError> {
         let vars = Vars(lookup);
-        let allowed_models = vars
-            .list("ALLOWED_MODELS")
-            .unwrap_or_else(|| vec!["gpt-4o-mini".to_owned()]);
+        let default_plan = plan(DEFAULT_PLAN, &vars)?;
+        let plans = plans::parse_overlays(vars.text("PLANS").as_deref())?
+            .into_iter()
+            .map(|(name, overlay)| {
+                let overlaid = Vars(|variable: &str| overlay.get(variable).cloned().or_else(|| (vars.0)(variable)));
+                let built = plan(&name, &overlaid).map_err(|error| {
+                    ProxyError::misconfigured(format!(
+                        "PLANS: plan {name:?}: {}",
+                        error.log_detail().unwrap_or_default()
+                    ))
+                })?;
+                Ok((name, built))
+            })
+            .collect::<Result<BTreeMap<_, _>, ProxyError>>()?;
+        let prices = Prices::parse(vars.text("MODEL_PRICES").as_deref())?;
+        let global_limits = global_limits(&vars)?;
+        check_prices(&prices, &default_plan, &plans, global_limits.as_ref())?;
         let allowed_origins = vars.list("ALLOWED_ORIGINS").unwrap_or_default();
         let keys = key_sources(&vars)?;
         let safety_identifier_secret = vars.text("SAFETY_IDENTIFIER_SECRET").map(Secret::new);
@@ -245,13 +262,13 @@ impl Config {
                 .raw("SYSTEM_PROMPT")
                 .unwrap_or_else(|| DEFAULT_SYSTEM_PROMPT.to_owned()),
             max_body_bytes: vars.number("MAX_BODY_BYTES", 65_536, 1..=1 << 24)?,
-            request_limits: RequestLimits::from_vars(&vars)?,
-            cost_rules: cost_rules(&vars, &allowed_models)?,
+            default_plan,
+            plans,
+            prices,
             upstream_timeout: vars.millis("UPSTREAM_TIMEOUT_MS", 30_000, 1..=600_000)?,
             stream_idle_timeout: vars.millis("STREAM_IDLE_TIMEOUT_MS", 60_000, 1..=600_000)?,
             upstream_retries: vars.number("UPSTREAM_RETRIES", 1, 0..=3)?,
-            user_limits: user_limits(&vars)?,
-            global_limits: global_limits(&vars)?,
+            global_limits,
             claim_rules: claim_rules(&vars)?,
             keys,
             log_level: vars.choice("LOG_LEVEL", &LogLevel::CHOICES, LogLevel::default())?,
@@ -262,7 +279,6 @@ impl Config {
             openai_api_key_next: vars.api_key("OPENAI_API_KEY_NEXT"),
             safety_identifier_secret,
             safety_key,
-            allowed_models,
         })
     }
 
@@ -312,13 +328,76 @@ impl Config {
     }
 
     pub fn default_model(&self) -> &str {
-        // `Vars::list` never returns an empty list.
-        &self.allowed_models[0]
+        self.default_plan.default_model()
     }
 
     pub fn is_model_allowed(&self, model: &str) -> bool {
-        self.allowed_models.iter().any(|allowed| allowed == model)
+        self.default_plan.is_model_allowed(model)
     }
+
+    /// The plan of that name: `default` (the top-level variables) or one of `PLANS`.
+    pub fn plan(&self, name: &str) -> Result<&Plan, ProxyError> {
+        if name == DEFAULT_PLAN {
+            return Ok(&self.default_plan);
+        }
+        self.plans
+            .get(name)
+            .ok_or_else(|| ProxyError::UnknownPlan { plan: name.to_owned() })
+    }
+
+    /// The default plan and every plan of `PLANS`.
+    pub fn all_plans(&self) -> impl Iterator<Item = &Plan> {
+        std::iter::once(&self.default_plan).chain(self.plans.values())
+    }
+
+    /// Each plan's per-user limits, for the user's object to pick the one in force.
+    pub fn plan_limits(&self) -> BTreeMap<String, Limits> {
+        self.all_plans()
+            .map(|plan| (plan.name.clone(), plan.user_limits))
+            .collect()
+    }
+}
+
+/// One plan's variables, read through `vars` (the top-level ones, or a plan's overlay over them).
+fn plan(name: &str, vars: &Vars<impl Lookup>) -> Result<Plan, ProxyError> {
+    let allowed_models = vars
+        .list("ALLOWED_MODELS")
+        .unwrap_or_else(|| vec!["gpt-4o-mini".to_owned()]);
+    Ok(Plan {
+        name: name.to_owned(),
+        request_limits: RequestLimits::from_vars(vars)?,
+        cost_rules: cost_rules(vars, &allowed_models)?,
+        user_limits: user_limits(vars)?,
+        allowed_models,
+    })
+}
+
+/// A dollar budget can only hold if every model a user may call has a price: with one set
+/// anywhere, a model without a price makes the whole configuration invalid.
+fn check_prices(
+    prices: &Prices,
+    default_plan: &Plan,
+    plans: &BTreeMap<String, Plan>,
+    global: Option<&Limits>,
+) -> Result<(), ProxyError> {
+    let all_plans = || std::iter::once(default_plan).chain(plans.values());
+    let budget = global
+        .and_then(|limits| limits.daily_nano_usd.map(|_| "GLOBAL_DAILY_BUDGET_USD".to_owned()))
+        .or_else(|| {
+            all_plans()
+                .find(|plan| plan.user_limits.daily_nano_usd.is_some())
+                .map(|plan| format!("DAILY_BUDGET_USD (plan {:?})", plan.name))
+        });
+    let Some(budget) = budget else { return Ok(()) };
+    for plan in all_plans() {
+        if let Some(model) = plan.allowed_models.iter().find(|model| prices.of(model).is_none()) {
+            return Err(ProxyError::misconfigured(format!(
+                "MODEL_PRICES has no price for model {model:?} (allowed by plan {:?}), and {budget} is set: add it to MODEL_PRICES or remove it from ALLOWED_MODELS",
+                plan.name
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// What a request may spend beyond text: images, hosted tools, stored responses. The image
@@ -368,16 +447,20 @@ fn user_limits(vars: &Vars<impl Lookup>) -> Result<Limits, ProxyError> {
         }),
         max_streams: Some(vars.number("MAX_CONCURRENT_STREAMS", 2, 1..=100)?),
         daily_tokens: Some(vars.number("DAILY_TOKEN_BUDGET", 100_000, 1..=1_000_000_000_000)?),
+        daily_nano_usd: vars.usd("DAILY_BUDGET_USD")?,
     })
 }
 
-/// The budget of all users together; none unless `GLOBAL_DAILY_TOKEN_BUDGET` is set.
+/// The budget of all users together; none unless `GLOBAL_DAILY_TOKEN_BUDGET` or
+/// `GLOBAL_DAILY_BUDGET_USD` is set.
 fn global_limits(vars: &Vars<impl Lookup>) -> Result<Option<Limits>, ProxyError> {
-    let budget = vars.optional_number("GLOBAL_DAILY_TOKEN_BUDGET", 1..=1_000_000_000_000_000)?;
-    Ok(budget.map(|tokens| Limits {
+    let tokens = vars.optional_number("GLOBAL_DAILY_TOKEN_BUDGET", 1..=1_000_000_000_000_000)?;
+    let nano_usd = vars.usd("GLOBAL_DAILY_BUDGET_USD")?;
+    Ok((tokens.is_some() || nano_usd.is_some()).then_some(Limits {
         rate: None,
         max_streams: None,
-        daily_tokens: Some(tokens),
+        daily_tokens: tokens,
+        daily_nano_usd: nano_usd,
     }))
 }
 
@@ -400,6 +483,7 @@ fn claim_rules(vars: &Vars<impl Lookup>) -> Result<ClaimRules, ProxyError> {
         issuer: vars.text("JWT_ISSUER"),
         audience: vars.text("JWT_AUDIENCE"),
         leeway_seconds: vars.number("JWT_LEEWAY_SECONDS", 30, 0..=300)?,
+        plan_claim: vars.text("PLAN_CLAIM").unwrap_or_else(|| "plan".to_owned()),
         max_ttl_seconds: vars.number("JWT_MAX_TTL_SECONDS", DEFAULT_JWT_MAX_TTL_SECONDS, 60..=31_536_000)?,
     })
 }
@@ -476,6 +560,19 @@ impl<F: Lookup> Vars<F> {
                 "{name}={raw:?} is not a whole number from {} to {}",
                 range.start(),
                 range.end()
+            ))),
+        }
+    }
+
+    /// An amount of dollars (`0.50`), as nano-USD; more than zero.
+    fn usd(&self, name: &str) -> Result<Option<u64>, ProxyError> {
+        let Some(raw) = self.text(name) else {
+            return Ok(None);
+        };
+        match prices::parse_usd(&raw) {
+            Some(nano) if nano > 0 => Ok(Some(nano)),
+            _ => Err(ProxyError::misconfigured(format!(
+                "{name}={raw:?} is not an amount of USD above 0 (like 0.50; at most 9 decimals)"
             ))),
         }
     }
@@ -606,7 +703,7 @@ mod tests {
     fn defaults_apply_when_unset() {
         let config = config(&[]).unwrap();
         assert_eq!(config.upstream_base_url, DEFAULT_UPSTREAM_BASE_URL);
-        assert_eq!(config.allowed_models, ["gpt-4o-mini"]);
+        assert_eq!(config.default_plan.allowed_models, ["gpt-4o-mini"]);
         assert_eq!(config.default_model(), "gpt-4o-mini");
         assert!(config.allowed_origins.is_empty());
         assert_eq!(config.max_body_bytes, 65_536);
@@ -620,7 +717,7 @@ mod tests {
             ("ALLOWED_ORIGINS", "https://app.example.com  http://localhost:5173/"),
         ])
         .unwrap();
-        assert_eq!(config.allowed_models, ["gpt-4o-mini", "gpt-4.1-nano"]);
+        assert_eq!(config.default_plan.allowed_models, ["gpt-4o-mini", "gpt-4.1-nano"]);
         assert!(config.is_model_allowed("gpt-4.1-nano"));
         assert!(!config.is_model_allowed("gpt-4"));
         assert_eq!(
@@ -673,7 +770,7 @@ mod tests {
     fn quota_defaults_and_overrides() {
         let defaults = config(&[]).unwrap();
         assert_eq!(
-            defaults.request_limits,
+            defaults.default_plan.request_limits,
             RequestLimits {
                 max_output_tokens: 1024,
                 max_n: 1,
@@ -681,19 +778,22 @@ mod tests {
             }
         );
         assert_eq!(
-            defaults.user_limits.rate,
+            defaults.default_plan.user_limits.rate,
             Some(RateLimit {
                 requests: 20,
                 window: Duration::from_secs(900)
             })
         );
         assert_eq!(
-            (defaults.user_limits.max_streams, defaults.user_limits.daily_tokens),
+            (
+                defaults.default_plan.user_limits.max_streams,
+                defaults.default_plan.user_limits.daily_tokens
+            ),
             (Some(2), Some(100_000))
         );
         assert!(defaults.global_limits.is_none());
         let custom = config(&[("RATE_LIMIT_REQUESTS", "5"), ("GLOBAL_DAILY_TOKEN_BUDGET", "5000000")]).unwrap();
-        assert_eq!(custom.user_limits.rate.unwrap().requests, 5);
+        assert_eq!(custom.default_plan.user_limits.rate.unwrap().requests, 5);
         assert_eq!(custom.global_limits.unwrap().daily_tokens, Some(5_000_000));
         for name in [
             "RATE_LIMIT_REQUESTS",
@@ -761,25 +861,26 @@ mod tests {
     #[test]
     fn cost_settings_default_to_refusing_what_cannot_be_priced() {
         let defaults = config(&[]).unwrap();
-        let rules = &defaults.cost_rules;
+        let rules = &defaults.default_plan.cost_rules;
         assert_eq!((rules.max_image_inputs, rules.image_input_reserve_tokens), (0, 48_169));
         assert!(rules.hosted_tools.is_empty());
         assert_eq!((rules.max_hosted_tool_calls, rules.responses_store), (1, false));
         let nano = config(&[("ALLOWED_MODELS", "gpt-4.1-nano")]).unwrap();
-        assert_eq!(nano.cost_rules.image_input_reserve_tokens, 3_779);
+        assert_eq!(nano.default_plan.cost_rules.image_input_reserve_tokens, 3_779);
         let set = config(&[
             ("ALLOWED_HOSTED_TOOLS", "web_search:12000"),
             ("RESPONSES_STORE", "true"),
         ])
         .unwrap();
         assert_eq!(
-            set.cost_rules
+            set.default_plan
+                .cost_rules
                 .hosted_tool("web_search")
                 .unwrap()
                 .reserve_tokens_per_call,
             12_000
         );
-        assert!(set.cost_rules.responses_store);
+        assert!(set.default_plan.cost_rules.responses_store);
         for (name, bad) in [
             ("ALLOWED_HOSTED_TOOLS", "web_search"),
             ("RESPONSES_STORE", "yes"),
@@ -789,7 +890,7 @@ mod tests {
             assert!(detail(config(&[(name, bad)])).contains(name), "{name}");
         }
         let secret = "a-safety-secret-of-32-bytes-long!!";
-        assert!(!defaults.cost_rules.allow_stored_context);
+        assert!(!defaults.default_plan.cost_rules.allow_stored_context);
         assert!(config(&[("SAFETY_IDENTIFIER_SECRET", secret)])
             .unwrap()
             .secrets()
@@ -799,7 +900,7 @@ mod tests {
     #[test]
     fn stored_context_needs_stored_responses_and_a_context_window_for_every_allowed_model() {
         let both = [("RESPONSES_STORE", "true"), ("ALLOW_STORED_CONTEXT", "true")];
-        assert!(config(&both).unwrap().cost_rules.allow_stored_context);
+        assert!(config(&both).unwrap().default_plan.cost_rules.allow_stored_context);
         let alone = detail(config(&[("ALLOW_STORED_CONTEXT", "true")]));
         assert!(
             alone.contains("ALLOW_STORED_CONTEXT") && alone.contains("RESPONSES_STORE=true"),
@@ -818,7 +919,11 @@ mod tests {
             ("MODEL_CONTEXT_TOKENS", "my-model:32000"),
         ];
         assert_eq!(
-            config(&stated).unwrap().cost_rules.context_window("my-model"),
+            config(&stated)
+                .unwrap()
+                .default_plan
+                .cost_rules
+                .context_window("my-model"),
             Some(32_000)
         );
         assert!(
@@ -826,6 +931,94 @@ mod tests {
             "no window is needed while stored context is off"
         );
         assert!(detail(config(&[("MODEL_CONTEXT_TOKENS", "my-model")])).starts_with("MODEL_CONTEXT_TOKENS"));
+    }
+
+    #[test]
+    fn plans_overlay_the_top_level_variables() {
+        let config = config(&[
+            ("RATE_LIMIT_REQUESTS", "7"),
+            ("DAILY_TOKEN_BUDGET", "5000"),
+            (
+                "PLANS",
+                r#"{"free":{"RATE_LIMIT_REQUESTS":2},"pro":{"RATE_LIMIT_REQUESTS":"50","ALLOWED_MODELS":"gpt-4o-mini,gpt-4.1","DAILY_BUDGET_USD":1.5}}"#,
+            ),
+        ])
+        .unwrap();
+        let free = config.plan("free").unwrap();
+        assert_eq!(free.user_limits.rate.unwrap().requests, 2);
+        assert_eq!(
+            free.user_limits.daily_tokens,
+            Some(5000),
+            "what a plan does not set is the top level's"
+        );
+        assert_eq!(free.allowed_models, ["gpt-4o-mini"]);
+        let pro = config.plan("pro").unwrap();
+        assert_eq!(pro.user_limits.rate.unwrap().requests, 50);
+        assert!(pro.is_model_allowed("gpt-4.1") && !free.is_model_allowed("gpt-4.1"));
+        assert_eq!(pro.user_limits.daily_nano_usd, Some(1_500_000_000));
+        assert_eq!(config.plan("default").unwrap().user_limits.rate.unwrap().requests, 7);
+        assert_eq!(
+            config.plan("gold"),
+            Err(ProxyError::UnknownPlan { plan: "gold".into() })
+        );
+        assert_eq!(config.plan_limits().len(), 3);
+    }
+
+    #[test]
+    fn a_bad_value_in_a_plan_names_the_plan_and_the_variable() {
+        let message = detail(config(&[("PLANS", r#"{"pro":{"RATE_LIMIT_REQUESTS":0}}"#)]));
+        assert!(
+            message.contains("pro") && message.contains("RATE_LIMIT_REQUESTS"),
+            "{message}"
+        );
+        let unknown = detail(config(&[("PLANS", r#"{"pro":{"UPSTREAM_BASE_URL":"https://x"}}"#)]));
+        assert!(unknown.contains("UPSTREAM_BASE_URL"), "{unknown}");
+    }
+
+    #[test]
+    fn dollar_budgets_are_read_as_nano_dollars() {
+        let config = config(&[("DAILY_BUDGET_USD", "0.25"), ("GLOBAL_DAILY_BUDGET_USD", "100")]).unwrap();
+        assert_eq!(config.default_plan.user_limits.daily_nano_usd, Some(250_000_000));
+        let global = config.global_limits.unwrap();
+        assert_eq!(
+            (global.daily_tokens, global.daily_nano_usd),
+            (None, Some(100_000_000_000))
+        );
+        assert_eq!(
+            Config::for_tests(&[]).unwrap().default_plan.user_limits.daily_nano_usd,
+            None,
+            "no dollar budget unless set"
+        );
+        for bad in ["0", "-1", "1e2", "ten", "0.0000000001"] {
+            assert!(
+                detail(config_with(("DAILY_BUDGET_USD", bad))).starts_with("DAILY_BUDGET_USD"),
+                "{bad}"
+            );
+        }
+    }
+
+    fn config_with(pair: (&str, &str)) -> Result<Config, ProxyError> {
+        config(&[pair])
+    }
+
+    #[test]
+    fn a_model_without_a_price_under_a_dollar_budget_is_a_configuration_error() {
+        let unpriced = [("ALLOWED_MODELS", "gpt-4o-mini,o3-pro")];
+        assert!(config(&unpriced).is_ok(), "without a dollar budget a price is optional");
+        let message = detail(config(&[unpriced[0], ("DAILY_BUDGET_USD", "1")]));
+        assert!(message.contains("\"o3-pro\""), "{message}");
+        let in_a_plan = detail(config(&[(
+            "PLANS",
+            r#"{"free":{"DAILY_BUDGET_USD":"0.1"},"pro":{"ALLOWED_MODELS":"o3-pro"}}"#,
+        )]));
+        assert!(in_a_plan.contains("o3-pro") && in_a_plan.contains("pro"), "{in_a_plan}");
+        assert!(detail(config(&[unpriced[0], ("GLOBAL_DAILY_BUDGET_USD", "5")])).contains("o3-pro"));
+        let priced = config(&[
+            unpriced[0],
+            ("DAILY_BUDGET_USD", "1"),
+            ("MODEL_PRICES", r#"{"o3-pro":{"input":20,"output":80}}"#),
+        ]);
+        assert!(priced.is_ok());
     }
 
     #[test]

@@ -205,14 +205,18 @@ impl Cost {
 
     /// The worst case, reserved before the request goes upstream.
     pub fn reserve(&self) -> u64 {
+        self.input_side_tokens().saturating_add(self.output_tokens)
+    }
+
+    /// The reserve's tokens billed at the input price: the input for each read (a
+    /// continuation's input is at least its stored context window), and the hosted tool fees
+    /// (converted to input tokens by their per-call reserve).
+    pub fn input_side_tokens(&self) -> u64 {
         let input = self
             .body_bytes
             .saturating_add(self.image_tokens())
             .max(self.stored_context_tokens);
-        input
-            .saturating_mul(self.passes())
-            .saturating_add(self.output_tokens)
-            .saturating_add(self.hosted_fees())
+        input.saturating_mul(self.passes()).saturating_add(self.hosted_fees())
     }
 
     /// The input's likely cost, charged when upstream reports no usage: the whole body at
@@ -242,8 +246,13 @@ impl ToolFees {
     /// What a request with a usage report is charged: the usage, plus the fee of each hosted
     /// call the answer lists (all reserved calls when it lists none, as Chat Completions).
     pub fn charge(&self, usage: &Usage) -> u64 {
+        usage.total().saturating_add(self.fee_tokens(usage))
+    }
+
+    /// The fees of the hosted calls of an answer, in input tokens.
+    pub fn fee_tokens(&self, usage: &Usage) -> u64 {
         let calls = usage.hosted_tool_calls.unwrap_or(self.calls);
-        usage.total().saturating_add(calls.saturating_mul(self.tokens_per_call))
+        calls.saturating_mul(self.tokens_per_call)
     }
 }
 
@@ -299,6 +308,7 @@ mod tests {
             completion_tokens: 10,
             total_tokens: 60,
             hosted_tool_calls: calls,
+            ..Usage::default()
         };
         assert_eq!(fees.charge(&reported(Some(1))), 60 + 1000);
         assert_eq!(fees.charge(&reported(Some(0))), 60);

@@ -87,6 +87,10 @@ pub enum ProxyError {
     ModelNotAllowed {
         model: String,
     },
+    /// The token's plan claim names a plan `PLANS` lacks (or a stored override does).
+    UnknownPlan {
+        plan: String,
+    },
     /// A variable or secret is missing or invalid; `detail` names it, for the log only.
     Misconfigured {
         detail: String,
@@ -152,7 +156,7 @@ impl ProxyError {
             ProxyError::InvalidRequest { .. } | ProxyError::ModelNotAllowed { .. } => 400,
             ProxyError::UpstreamRejected { .. } => 400,
             ProxyError::MissingToken | ProxyError::InvalidToken(_) | ProxyError::AdminUnauthorized => 401,
-            ProxyError::OriginNotAllowed => 403,
+            ProxyError::OriginNotAllowed | ProxyError::UnknownPlan { .. } => 403,
             ProxyError::NotFound | ProxyError::UnknownResponse { .. } => 404,
             ProxyError::MethodNotAllowed => 405,
             ProxyError::PayloadTooLarge { .. } => 413,
@@ -167,7 +171,7 @@ impl ProxyError {
     /// OpenAI's `error.type`.
     pub fn error_type(&self) -> &'static str {
         if let ProxyError::Quota {
-            refusal: Refusal::BudgetExhausted { .. },
+            refusal: Refusal::BudgetExhausted { .. } | Refusal::SpendExhausted { .. },
             ..
         } = self
         {
@@ -194,6 +198,7 @@ impl ProxyError {
             ProxyError::PayloadTooLarge { .. } => "request_too_large",
             ProxyError::InvalidRequest { .. } => "invalid_request",
             ProxyError::ModelNotAllowed { .. } => "model_not_allowed",
+            ProxyError::UnknownPlan { .. } => "unknown_plan",
             ProxyError::Misconfigured { .. } => "proxy_misconfigured",
             ProxyError::UpstreamAuthFailed { .. } => "upstream_auth_failed",
             ProxyError::UpstreamRateLimited { .. } => "upstream_rate_limited",
@@ -206,7 +211,7 @@ impl ProxyError {
                 ..
             } => "too_many_concurrent_streams",
             ProxyError::Quota {
-                refusal: Refusal::BudgetExhausted { .. },
+                refusal: Refusal::BudgetExhausted { .. } | Refusal::SpendExhausted { .. },
                 ..
             } => "insufficient_quota",
             ProxyError::UpstreamRejected { .. } => "upstream_rejected",
@@ -236,6 +241,7 @@ impl ProxyError {
             ProxyError::ModelNotAllowed { .. } => {
                 "This model is not available through this proxy; GET /v1/models lists the ones that are.".into()
             }
+            ProxyError::UnknownPlan { .. } => "Your token names a plan this proxy does not offer.".into(),
             ProxyError::Misconfigured { .. } => {
                 "The proxy is misconfigured; the operator has been told in the server log.".into()
             }
@@ -260,6 +266,12 @@ impl ProxyError {
                 (Refusal::BudgetExhausted { .. }, true) => {
                     "The service's daily token budget is used up; it resets at 00:00 UTC.".into()
                 }
+                (Refusal::SpendExhausted { .. }, false) => {
+                    "This user's daily spending budget is used up; it resets at 00:00 UTC.".into()
+                }
+                (Refusal::SpendExhausted { .. }, true) => {
+                    "The service's daily spending budget is used up; it resets at 00:00 UTC.".into()
+                }
             },
             ProxyError::UpstreamFailed { .. } => "The upstream API failed to answer.".into(),
             ProxyError::UpstreamTimeout => "The upstream API did not answer in time.".into(),
@@ -282,6 +294,7 @@ impl ProxyError {
             ProxyError::ModelNotAllowed { model } => {
                 Some(format!("model {:?} is not in ALLOWED_MODELS", truncate(model, 64)))
             }
+            ProxyError::UnknownPlan { plan } => Some(format!("plan {:?} is not in PLANS", truncate(plan, 64))),
             _ => None,
         }
     }
@@ -303,7 +316,8 @@ impl ProxyError {
             ProxyError::Quota { refusal, .. } => Some(match refusal {
                 Refusal::RateLimited { retry_after_seconds }
                 | Refusal::TooManyStreams { retry_after_seconds }
-                | Refusal::BudgetExhausted { retry_after_seconds } => *retry_after_seconds,
+                | Refusal::BudgetExhausted { retry_after_seconds }
+                | Refusal::SpendExhausted { retry_after_seconds } => *retry_after_seconds,
             }),
             _ => None,
         }

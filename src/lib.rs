@@ -20,7 +20,9 @@ mod cost;
 mod error;
 mod forwarding;
 mod key_refresh;
+mod plans;
 mod policy;
+mod prices;
 mod prompt;
 mod quota;
 mod routes;
@@ -49,7 +51,7 @@ pub mod testing {
         };
     }
     pub mod quota {
-        pub use crate::quota::{Ask, Limits, QuotaState, RateLimit};
+        pub use crate::quota::{Ask, Limits, QuotaState, RateLimit, Spend};
     }
     pub mod sse {
         pub use crate::sse::{SseMeter, StreamKind};

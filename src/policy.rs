@@ -10,11 +10,15 @@ use serde_json::{json, Map, Value};
 
 use crate::billable::{attribute, check_price_fields, check_tools, continuation, hosted_call_cap, search_model_fee};
 use crate::config::{Config, RequestLimits};
-use crate::cost::{Cost, CostRules, ToolFees};
+use crate::cost::{self, Cost, CostRules, ToolFees};
 use crate::error::ProxyError;
 use crate::forwarding::UpstreamEndpoint;
+use crate::plans::Plan;
+use crate::prices::Price;
 use crate::prompt::PromptMeter;
+use crate::quota::Spend;
 use crate::routes::ApiRoute;
+use crate::sse::Usage;
 
 const VALID_ROLES: [&str; 6] = ["system", "developer", "user", "assistant", "tool", "function"];
 
@@ -44,6 +48,10 @@ pub struct ApiRequest {
     /// The answer is a response OpenAI stores and this user may continue later, so its id is
     /// recorded for them (Responses with `ALLOW_STORED_CONTEXT`, unless `store: false`).
     pub records_response: bool,
+    /// The worst case in nano-USD: `Price::worst_case` of the token reserve's parts.
+    pub reserve_nano_usd: u64,
+    /// The model's price; `None` only when no dollar budget is set (config checks it).
+    pub price: Option<Price>,
 }
 
 impl ApiRequest {
@@ -60,34 +68,116 @@ impl ApiRequest {
     /// What a request that got no answer from upstream is charged. After a timeout the request
     /// was sent and OpenAI may well have processed (and billed) it: its input estimate. Any
     /// other failure is an error status from upstream (not billed) or a connection that failed.
-    pub fn charge_after_failure(&self, error: &ProxyError) -> u64 {
+    pub fn charge_after_failure(&self, error: &ProxyError) -> Spend {
         match error {
-            ProxyError::UpstreamTimeout => self.prompt_token_estimate,
-            _ => 0,
+            ProxyError::UpstreamTimeout => self.input_estimate(),
+            _ => Spend::default(),
+        }
+    }
+
+    /// What is reserved before upstream: the worst case in tokens and in dollars.
+    pub fn reserve(&self) -> Spend {
+        Spend {
+            tokens: self.reserve_tokens,
+            nano_usd: self.reserve_nano_usd,
+        }
+    }
+
+    /// How the request's answer is charged, apart from the request (for a stream's end).
+    pub fn tariff(&self) -> Tariff {
+        Tariff {
+            prompt_token_estimate: self.prompt_token_estimate,
+            tool_fees: self.tool_fees,
+            price: self.price,
+        }
+    }
+
+    /// The input estimate alone: a request sent that got no answer.
+    pub fn input_estimate(&self) -> Spend {
+        self.tariff().estimate(0)
+    }
+}
+
+/// How an answer is charged, in tokens and at the model's price.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Tariff {
+    prompt_token_estimate: u64,
+    tool_fees: ToolFees,
+    price: Option<Price>,
+}
+
+impl Tariff {
+    /// An answer with a usage report: the usage with hosted tool fees.
+    pub fn with_usage(&self, usage: &Usage) -> Spend {
+        Spend {
+            tokens: self.tool_fees.charge(usage),
+            nano_usd: self
+                .price
+                .map_or(0, |price| price.charge(usage, self.tool_fees.fee_tokens(usage))),
+        }
+    }
+
+    /// An answer without one: the input estimate, and the text streamed (or the answer's
+    /// bytes) at about 4 bytes a token, never zero.
+    pub fn without_usage(&self, answer_bytes: usize) -> Spend {
+        self.estimate(cost::estimate_tokens(answer_bytes))
+    }
+
+    /// The input estimate and `output_tokens`.
+    fn estimate(&self, output_tokens: u64) -> Spend {
+        Spend {
+            tokens: self.prompt_token_estimate + output_tokens,
+            nano_usd: self
+                .price
+                .map_or(0, |price| price.estimate(self.prompt_token_estimate, output_tokens)),
         }
     }
 }
 
-/// Parses and checks the body of a call to `route` by the user `sub`: the one way a client's
-/// body becomes an upstream request.
-pub fn parse(route: ApiRoute, bytes: &[u8], config: &Config, sub: &str) -> Result<ApiRequest, ProxyError> {
+/// Parses and checks the body of a call to `route` by the user `sub` on `plan`: the one way a
+/// client's body becomes an upstream request.
+pub fn parse(route: ApiRoute, bytes: &[u8], config: &Config, plan: &Plan, sub: &str) -> Result<ApiRequest, ProxyError> {
+    let rules = Rules { config, plan };
     match route {
-        ApiRoute::ChatCompletions => parse_chat_request(bytes, config, sub),
-        ApiRoute::Responses => parse_responses_request(bytes, config, sub),
-        ApiRoute::Embeddings => parse_embeddings_request(bytes, config, sub),
-        ApiRoute::GenerateText => parse_generate_text(bytes, config, sub),
+        ApiRoute::ChatCompletions => checked(parse_object(bytes)?, rules, sub),
+        ApiRoute::Responses => responses(bytes, rules, sub),
+        ApiRoute::Embeddings => embeddings(bytes, rules, sub),
+        ApiRoute::GenerateText => generate_text(bytes, rules, sub),
     }
 }
 
-/// Parses and checks a chat completion request of the user `sub`.
+/// What a request is checked against: the proxy's settings and the user's plan.
+#[derive(Clone, Copy)]
+struct Rules<'a> {
+    config: &'a Config,
+    plan: &'a Plan,
+}
+
+/// Parses and checks a chat completion request of the user `sub` (default plan).
 pub fn parse_chat_request(bytes: &[u8], config: &Config, sub: &str) -> Result<ApiRequest, ProxyError> {
-    checked(parse_object(bytes)?, config, sub)
+    parse(ApiRoute::ChatCompletions, bytes, config, &config.default_plan, sub)
+}
+
+/// `parse` of a Responses request on the default plan.
+pub fn parse_responses_request(bytes: &[u8], config: &Config, sub: &str) -> Result<ApiRequest, ProxyError> {
+    parse(ApiRoute::Responses, bytes, config, &config.default_plan, sub)
+}
+
+/// `parse` of an Embeddings request on the default plan.
+pub fn parse_embeddings_request(bytes: &[u8], config: &Config, sub: &str) -> Result<ApiRequest, ProxyError> {
+    parse(ApiRoute::Embeddings, bytes, config, &config.default_plan, sub)
+}
+
+/// `parse` of a `/api/generate-text` request on the default plan.
+pub fn parse_generate_text(bytes: &[u8], config: &Config, sub: &str) -> Result<ApiRequest, ProxyError> {
+    parse(ApiRoute::GenerateText, bytes, config, &config.default_plan, sub)
 }
 
 /// `POST /api/generate-text` `{"userPrompt": "..."}`: the simple form, turned into a chat
 /// request with the operator's system prompt and the default model. HTML tags are stripped
 /// from the prompt (a convenience for apps that send markup, not a security boundary).
-pub fn parse_generate_text(bytes: &[u8], config: &Config, sub: &str) -> Result<ApiRequest, ProxyError> {
+fn generate_text(bytes: &[u8], rules: Rules, sub: &str) -> Result<ApiRequest, ProxyError> {
+    let Rules { config, plan } = rules;
     let body = parse_object(bytes)?;
     let prompt = match body.get("userPrompt") {
         Some(Value::String(prompt)) => strip_html_tags(prompt),
@@ -110,17 +200,17 @@ pub fn parse_generate_text(bytes: &[u8], config: &Config, sub: &str) -> Result<A
             Some("userPrompt"),
         ));
     }
-    if prompt.chars().count() > config.request_limits.max_prompt_chars {
+    if prompt.chars().count() > plan.request_limits.max_prompt_chars {
         return Err(ProxyError::invalid_request(
             format!(
                 "`userPrompt` is longer than {} characters.",
-                config.request_limits.max_prompt_chars
+                plan.request_limits.max_prompt_chars
             ),
             Some("userPrompt"),
         ));
     }
     let chat = json!({
-        "model": config.default_model(),
+        "model": plan.default_model(),
         "messages": [
             { "role": "system", "content": config.system_prompt },
             { "role": "user", "content": prompt },
@@ -129,14 +219,15 @@ pub fn parse_generate_text(bytes: &[u8], config: &Config, sub: &str) -> Result<A
     let Value::Object(body) = chat else {
         unreachable!("json! object literal")
     };
-    checked(body, config, sub)
+    checked(body, rules, sub)
 }
 
 /// The checks every chat request passes, and the rewriting for upstream.
-fn checked(mut body: Map<String, Value>, config: &Config, sub: &str) -> Result<ApiRequest, ProxyError> {
-    let limits = &config.request_limits;
-    let rules = &config.cost_rules;
-    let model = check_model(&body, config)?;
+fn checked(mut body: Map<String, Value>, plan_rules: Rules, sub: &str) -> Result<ApiRequest, ProxyError> {
+    let Rules { config, plan } = plan_rules;
+    let limits = &plan.request_limits;
+    let rules = &plan.cost_rules;
+    let model = check_model(&body, plan)?;
     let mut meter = meter(limits, rules);
     check_messages(body.get("messages"), &mut meter)?;
     check_price_fields(&body, UpstreamEndpoint::ChatCompletions, rules)?;
@@ -181,6 +272,7 @@ fn checked(mut body: Map<String, Value>, config: &Config, sub: &str) -> Result<A
         hosted_tokens_per_call: per_call,
         ..image_cost(&meter, rules)
     };
+    let price = config.prices.of(&model);
     Ok(finish(
         body,
         Draft {
@@ -192,6 +284,7 @@ fn checked(mut body: Map<String, Value>, config: &Config, sub: &str) -> Result<A
             prompt_chars: meter.chars,
             continues: None,
             records_response: false,
+            price,
         },
     ))
 }
@@ -200,11 +293,12 @@ fn checked(mut body: Map<String, Value>, config: &Config, sub: &str) -> Result<A
 /// `text.format` count toward the prompt size; `max_output_tokens` is the output cap. Its
 /// streams always end with the usage (in `response.completed`), so there is nothing to ask for
 /// or to hide.
-pub fn parse_responses_request(bytes: &[u8], config: &Config, sub: &str) -> Result<ApiRequest, ProxyError> {
+fn responses(bytes: &[u8], plan_rules: Rules, sub: &str) -> Result<ApiRequest, ProxyError> {
+    let Rules { config, plan } = plan_rules;
     let mut body = parse_object(bytes)?;
-    let limits = &config.request_limits;
-    let rules = &config.cost_rules;
-    let model = check_model(&body, config)?;
+    let limits = &plan.request_limits;
+    let rules = &plan.cost_rules;
+    let model = check_model(&body, plan)?;
     check_price_fields(&body, UpstreamEndpoint::Responses, rules)?;
     let continuation = continuation(&body, rules, &model)?;
     let mut meter = meter(limits, rules);
@@ -245,6 +339,7 @@ pub fn parse_responses_request(bytes: &[u8], config: &Config, sub: &str) -> Resu
         stored_context_tokens: continuation.as_ref().map_or(0, |c| c.context_tokens),
         ..image_cost(&meter, rules)
     };
+    let price = config.prices.of(&model);
     Ok(finish(
         body,
         Draft {
@@ -256,6 +351,7 @@ pub fn parse_responses_request(bytes: &[u8], config: &Config, sub: &str) -> Resu
             prompt_chars: meter.chars,
             continues: continuation.map(|c| c.response_id),
             records_response: stored && rules.allow_stored_context,
+            price,
         },
     ))
 }
@@ -288,16 +384,17 @@ fn read_input_items(input: Option<&Value>, meter: &mut PromptMeter) -> Result<()
 
 /// `POST /v1/embeddings`: `input` (a string, strings, or token arrays) is bounded like a
 /// prompt; the cost is the input, so the reservation is the body's bytes.
-pub fn parse_embeddings_request(bytes: &[u8], config: &Config, sub: &str) -> Result<ApiRequest, ProxyError> {
+fn embeddings(bytes: &[u8], rules: Rules, sub: &str) -> Result<ApiRequest, ProxyError> {
+    let Rules { config, plan } = rules;
     let mut body = parse_object(bytes)?;
-    let model = check_model(&body, config)?;
+    let model = check_model(&body, plan)?;
     let invalid = || {
         ProxyError::invalid_request(
             "`input` must be a string, an array of strings, or token arrays.",
             Some("input"),
         )
     };
-    let mut meter = PromptMeter::new(config.request_limits.max_prompt_chars, 0);
+    let mut meter = PromptMeter::new(plan.request_limits.max_prompt_chars, 0);
     match body.get("input") {
         Some(Value::String(text)) => meter.at("input", |meter| meter.text(text))?,
         Some(Value::Array(items)) if !items.is_empty() => {
@@ -314,6 +411,7 @@ pub fn parse_embeddings_request(bytes: &[u8], config: &Config, sub: &str) -> Res
     }
     require_content(&meter, "input")?;
     attribute(&mut body, config, sub, UpstreamEndpoint::Embeddings)?;
+    let price = config.prices.of(&model);
     Ok(finish(
         body,
         Draft {
@@ -325,6 +423,7 @@ pub fn parse_embeddings_request(bytes: &[u8], config: &Config, sub: &str) -> Res
             prompt_chars: meter.chars,
             continues: None,
             records_response: false,
+            price,
         },
     ))
 }
@@ -340,6 +439,7 @@ struct Draft {
     prompt_chars: usize,
     continues: Option<String>,
     records_response: bool,
+    price: Option<Price>,
 }
 
 /// The request as it goes upstream, with its reservation and its no-usage charge.
@@ -351,6 +451,8 @@ fn finish(body: Map<String, Value>, draft: Draft) -> ApiRequest {
     };
     ApiRequest {
         reserve_tokens: cost.reserve(),
+        reserve_nano_usd: draft.price.map_or(0, |price| price.worst_case(&cost)),
+        price: draft.price,
         prompt_token_estimate: cost.input_estimate(),
         prompt_chars: draft.prompt_chars,
         tool_fees: ToolFees {
@@ -379,13 +481,13 @@ fn image_cost(meter: &PromptMeter, rules: &CostRules) -> Cost {
     }
 }
 
-fn check_model(body: &Map<String, Value>, config: &Config) -> Result<String, ProxyError> {
+fn check_model(body: &Map<String, Value>, plan: &Plan) -> Result<String, ProxyError> {
     let model = match body.get("model") {
         Some(Value::String(model)) => model.clone(),
         Some(_) => return Err(ProxyError::invalid_request("`model` must be a string.", Some("model"))),
         None => return Err(ProxyError::invalid_request("`model` is required.", Some("model"))),
     };
-    if config.is_model_allowed(&model) {
+    if plan.is_model_allowed(&model) {
         Ok(model)
     } else {
         Err(ProxyError::ModelNotAllowed { model })
@@ -1111,7 +1213,11 @@ mod tests {
         );
         assert!(responses_with(input_image, &allowing).is_ok());
         assert_eq!(
-            Config::for_tests(&[]).unwrap().cost_rules.image_input_reserve_tokens,
+            Config::for_tests(&[])
+                .unwrap()
+                .default_plan
+                .cost_rules
+                .image_input_reserve_tokens,
             48_169,
             "gpt-4o-mini's worst image by default"
         );
@@ -1190,16 +1296,16 @@ mod tests {
         assert!(request.prompt_token_estimate > 1700, "the schema is charged");
         assert!(request.prompt_token_estimate <= request.reserve_tokens);
         assert_eq!(
-            request.charge_after_failure(&ProxyError::UpstreamTimeout),
+            request.charge_after_failure(&ProxyError::UpstreamTimeout).tokens,
             request.prompt_token_estimate
         );
         let answered = ProxyError::UpstreamFailed {
             detail: "upstream answered 500".into(),
         };
-        assert_eq!(request.charge_after_failure(&answered), 0);
+        assert_eq!(request.charge_after_failure(&answered), Spend::default());
         assert_eq!(
             request.charge_after_failure(&ProxyError::UpstreamRateLimited { retry_after: None }),
-            0
+            Spend::default()
         );
     }
 }

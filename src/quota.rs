@@ -3,9 +3,9 @@
 //! - Rate: an exact sliding window. The times of the requests admitted in the last window are
 //!   kept (at most `requests` of them), so "N per window" holds at every instant.
 //! - Streams: one slot per open stream, released when the stream finishes.
-//! - Tokens: a daily (UTC) budget. Admission reserves a request's worst case; finishing
-//!   replaces the reservation with the real usage. Since every admitted request is reserved
-//!   until it finishes, concurrent requests cannot together pass the budget.
+//! - Tokens and dollars: daily (UTC) budgets. Admission reserves a request's worst case in
+//!   both; finishing replaces the reservation with the real usage. Since every admitted
+//!   request is reserved until it finishes, concurrent requests cannot together pass either.
 //!
 //! A reservation whose Worker died before finishing expires after `RESERVATION_TIMEOUT_MS`:
 //! it is charged in full (the operator never pays for what was not counted) and its stream
@@ -14,6 +14,8 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+use crate::prices::usd;
 
 pub const DAY_MS: i64 = 86_400_000;
 /// A request still unfinished after this long is taken to have died with its Worker.
@@ -28,6 +30,10 @@ pub struct Limits {
     pub rate: Option<RateLimit>,
     pub max_streams: Option<u32>,
     pub daily_tokens: Option<u64>,
+    /// The daily spending budget in nano-USD (`DAILY_BUDGET_USD`); absent in records of
+    /// versions before dollar budgets.
+    #[serde(default)]
+    pub daily_nano_usd: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,6 +71,17 @@ pub struct Ask {
     pub tokens: u64,
     /// Whether it holds a stream slot until it finishes.
     pub stream: bool,
+    /// Worst-case cost in nano-USD (0 for a model without a price, allowed only when no
+    /// dollar budget is set).
+    #[serde(default)]
+    pub nano_usd: u64,
+}
+
+/// What a request spent, or may spend: tokens and nano-USD.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Spend {
+    pub tokens: u64,
+    pub nano_usd: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,6 +90,8 @@ pub struct Reservation {
     pub tokens: u64,
     pub stream: bool,
     pub expires_at_ms: i64,
+    #[serde(default)]
+    pub nano_usd: u64,
 }
 
 /// The stored quota state of one user (or of everyone, for the global budget).
@@ -85,6 +104,9 @@ pub struct QuotaState {
     pub used_tokens: u64,
     pub reservations: Vec<Reservation>,
     pub next_reservation_id: u64,
+    /// Nano-USD spent on `day`.
+    #[serde(default)]
+    pub used_nano_usd: u64,
 }
 
 /// Where a user stands: for response headers, 429s and `/v1/usage`.
@@ -98,6 +120,12 @@ pub struct Standing {
     pub reserved_tokens: u64,
     /// Seconds until the token budget starts over (next UTC midnight).
     pub budget_reset_seconds: u64,
+    #[serde(default)]
+    pub daily_nano_usd: Option<u64>,
+    #[serde(default)]
+    pub used_nano_usd: u64,
+    #[serde(default)]
+    pub reserved_nano_usd: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -126,11 +154,17 @@ impl Standing {
         ]
     }
 
-    /// The body of `GET /v1/usage`, for a quota bar in the app.
-    pub fn usage_json(&self, sub: &str) -> serde_json::Value {
+    pub fn nano_usd_remaining(&self) -> Option<u64> {
+        self.daily_nano_usd
+            .map(|limit| limit.saturating_sub(self.used_nano_usd.saturating_add(self.reserved_nano_usd)))
+    }
+
+    /// The body of `GET /v1/usage`, for a quota bar in the app; `plan` is the plan in force.
+    pub fn usage_json(&self, sub: &str, plan: &str) -> serde_json::Value {
         serde_json::json!({
             "object": "usage",
             "sub": sub,
+            "plan": plan,
             "requests": self.rate.map(|rate| serde_json::json!({
                 "limit": rate.limit,
                 "remaining": rate.remaining,
@@ -144,6 +178,13 @@ impl Standing {
                 "remaining": self.tokens_remaining(),
                 "reset_seconds": self.budget_reset_seconds,
             },
+            "cost": {
+                "limit_usd": self.daily_nano_usd.map(usd),
+                "used_usd": usd(self.used_nano_usd),
+                "reserved_usd": usd(self.reserved_nano_usd),
+                "remaining_usd": self.nano_usd_remaining().map(usd),
+                "reset_seconds": self.budget_reset_seconds,
+            },
             "streams": { "limit": self.max_streams, "open": self.open_streams },
         })
     }
@@ -152,9 +193,19 @@ impl Standing {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Refusal {
-    RateLimited { retry_after_seconds: u64 },
-    TooManyStreams { retry_after_seconds: u64 },
-    BudgetExhausted { retry_after_seconds: u64 },
+    RateLimited {
+        retry_after_seconds: u64,
+    },
+    TooManyStreams {
+        retry_after_seconds: u64,
+    },
+    BudgetExhausted {
+        retry_after_seconds: u64,
+    },
+    /// The daily budget in dollars (`DAILY_BUDGET_USD`) has no room for the request.
+    SpendExhausted {
+        retry_after_seconds: u64,
+    },
 }
 
 impl QuotaState {
@@ -172,8 +223,12 @@ impl QuotaState {
         if self.day != today {
             self.day = today;
             self.used_tokens = 0;
+            self.used_nano_usd = 0;
         }
         self.used_tokens += expired.iter().map(|r| r.tokens).sum::<u64>();
+        self.used_nano_usd = self
+            .used_nano_usd
+            .saturating_add(expired.iter().map(|r| r.nano_usd).sum::<u64>());
     }
 
     /// Admits a request (recording it and reserving its tokens) or says why not. Refusals
@@ -200,6 +255,14 @@ impl QuotaState {
                 });
             }
         }
+        if let Some(budget) = limits.daily_nano_usd {
+            let committed = self.used_nano_usd.saturating_add(self.reserved_nano_usd());
+            if committed.saturating_add(ask.nano_usd) > budget {
+                return Err(Refusal::SpendExhausted {
+                    retry_after_seconds: ceil_seconds(self.next_day_ms() - now_ms),
+                });
+            }
+        }
         if limits.rate.is_some() {
             self.admitted_at_ms.push(now_ms);
         }
@@ -208,6 +271,7 @@ impl QuotaState {
             tokens: ask.tokens,
             stream: ask.stream,
             expires_at_ms: now_ms + RESERVATION_TIMEOUT_MS,
+            nano_usd: ask.nano_usd,
         };
         self.next_reservation_id += 1;
         self.reservations.push(reservation);
@@ -216,11 +280,12 @@ impl QuotaState {
 
     /// Replaces a reservation with what the request really used, and frees its stream slot. A
     /// reservation that already expired was charged in full, so it is not charged again.
-    pub fn finish(&mut self, limits: &Limits, reservation_id: u64, used_tokens: u64, now_ms: i64) {
+    pub fn finish(&mut self, limits: &Limits, reservation_id: u64, spent: Spend, now_ms: i64) {
         self.advance(limits, now_ms);
         if let Some(index) = self.reservations.iter().position(|r| r.id == reservation_id) {
             self.reservations.remove(index);
-            self.used_tokens += used_tokens;
+            self.used_tokens += spent.tokens;
+            self.used_nano_usd = self.used_nano_usd.saturating_add(spent.nano_usd);
         }
     }
 
@@ -264,6 +329,9 @@ impl QuotaState {
             used_tokens: self.used_tokens,
             reserved_tokens: self.reserved_tokens(),
             budget_reset_seconds: ceil_seconds(self.next_day_ms() - now_ms),
+            daily_nano_usd: limits.daily_nano_usd,
+            used_nano_usd: self.used_nano_usd,
+            reserved_nano_usd: self.reserved_nano_usd(),
         }
     }
 
@@ -273,6 +341,12 @@ impl QuotaState {
 
     fn reserved_tokens(&self) -> u64 {
         self.reservations.iter().map(|r| r.tokens).sum()
+    }
+
+    fn reserved_nano_usd(&self) -> u64 {
+        self.reservations
+            .iter()
+            .fold(0, |sum, r| sum.saturating_add(r.nano_usd))
     }
 
     fn next_day_ms(&self) -> i64 {
@@ -288,6 +362,10 @@ fn ceil_seconds(ms: i64) -> u64 {
 mod tests {
     use super::*;
 
+    fn tokens(tokens: u64) -> Spend {
+        Spend { tokens, nano_usd: 0 }
+    }
+
     const T0: i64 = 1_800_000_000_000; // some UTC day, 08:00
 
     fn limits() -> Limits {
@@ -298,16 +376,19 @@ mod tests {
             }),
             max_streams: Some(2),
             daily_tokens: Some(1_000),
+            daily_nano_usd: None,
         }
     }
 
     const SMALL: Ask = Ask {
         tokens: 10,
         stream: false,
+        nano_usd: 0,
     };
     const STREAM: Ask = Ask {
         tokens: 10,
         stream: true,
+        nano_usd: 0,
     };
 
     #[test]
@@ -364,7 +445,7 @@ mod tests {
             state.admit(&unlimited_rate, SMALL, T0).is_ok(),
             "non-stream requests need no slot"
         );
-        state.finish(&unlimited_rate, first.id, 5, T0 + 100);
+        state.finish(&unlimited_rate, first.id, tokens(5), T0 + 100);
         assert!(state.admit(&unlimited_rate, STREAM, T0 + 200).is_ok());
     }
 
@@ -375,17 +456,19 @@ mod tests {
             rate: None,
             max_streams: None,
             daily_tokens: Some(1_000),
+            daily_nano_usd: None,
         };
         let ask = Ask {
             tokens: 300,
             stream: false,
+            nano_usd: 0,
         };
         let admitted: Vec<_> = (0..10)
             .filter_map(|_| state.admit(&budget_only, ask, T0).ok())
             .collect();
         assert_eq!(admitted.len(), 3, "3 x 300 fit in 1000, a 4th would not");
         // Finishing with less than reserved frees the difference.
-        state.finish(&budget_only, admitted[0].id, 50, T0 + 1);
+        state.finish(&budget_only, admitted[0].id, tokens(50), T0 + 1);
         assert_eq!(
             state.standing(&budget_only, T0 + 1).tokens_remaining(),
             Some(1_000 - 50 - 600)
@@ -402,12 +485,92 @@ mod tests {
     }
 
     #[test]
+    fn a_dollar_budget_admits_until_the_next_worst_case_would_not_fit_and_charges_what_was_spent() {
+        let mut state = QuotaState::default();
+        let dollars_only = Limits {
+            rate: None,
+            max_streams: None,
+            daily_tokens: None,
+            daily_nano_usd: Some(1_000_000),
+        };
+        let ask = Ask {
+            tokens: 1,
+            stream: false,
+            nano_usd: 300_000,
+        };
+        let admitted: Vec<_> = (0..5)
+            .filter_map(|_| state.admit(&dollars_only, ask, T0).ok())
+            .collect();
+        assert_eq!(admitted.len(), 3, "3 x 300,000 fit in 1,000,000; a 4th would not");
+        assert!(matches!(
+            state.admit(&dollars_only, ask, T0),
+            Err(Refusal::SpendExhausted { .. })
+        ));
+        state.finish(
+            &dollars_only,
+            admitted[0].id,
+            Spend {
+                tokens: 1,
+                nano_usd: 12_345,
+            },
+            T0 + 1,
+        );
+        let standing = state.standing(&dollars_only, T0 + 1);
+        assert_eq!((standing.used_nano_usd, standing.reserved_nano_usd), (12_345, 600_000));
+        assert_eq!(standing.nano_usd_remaining(), Some(1_000_000 - 12_345 - 600_000));
+        assert!(
+            state.admit(&dollars_only, ask, T0 + 2).is_ok(),
+            "the difference is free again"
+        );
+    }
+
+    #[test]
+    fn token_and_dollar_budgets_both_apply() {
+        let mut state = QuotaState::default();
+        let both = Limits {
+            daily_nano_usd: Some(1_000),
+            ..limits()
+        };
+        let cheap_but_long = Ask {
+            tokens: 2_000,
+            stream: false,
+            nano_usd: 1,
+        };
+        assert!(matches!(
+            state.admit(&both, cheap_but_long, T0),
+            Err(Refusal::BudgetExhausted { .. })
+        ));
+        let short_but_dear = Ask {
+            tokens: 1,
+            stream: false,
+            nano_usd: 2_000,
+        };
+        assert!(matches!(
+            state.admit(&both, short_but_dear, T0),
+            Err(Refusal::SpendExhausted { .. })
+        ));
+    }
+
+    #[test]
+    fn records_stored_before_dollar_budgets_still_load() {
+        let old = r#"{"admitted_at_ms":[1],"day":5,"used_tokens":7,"reservations":[{"id":0,"tokens":3,"stream":false,"expires_at_ms":9}],"next_reservation_id":1}"#;
+        let state: QuotaState = serde_json::from_str(old).unwrap();
+        assert_eq!(
+            (state.used_tokens, state.used_nano_usd, state.reservations[0].nano_usd),
+            (7, 0, 0)
+        );
+        let limits: Limits = serde_json::from_str(r#"{"rate":null,"max_streams":null,"daily_tokens":5}"#).unwrap();
+        assert_eq!(limits.daily_nano_usd, None);
+    }
+
+    #[test]
     fn the_budget_starts_over_at_utc_midnight() {
         let mut state = QuotaState::default();
         let budget_only = Limits {
             rate: None,
             max_streams: None,
             daily_tokens: Some(100),
+            daily_nano_usd: None,
         };
         let r = state
             .admit(
@@ -415,11 +578,12 @@ mod tests {
                 Ask {
                     tokens: 100,
                     stream: false,
+                    nano_usd: 0,
                 },
                 T0,
             )
             .unwrap();
-        state.finish(&budget_only, r.id, 100, T0 + 1);
+        state.finish(&budget_only, r.id, tokens(100), T0 + 1);
         assert!(state.admit(&budget_only, SMALL, T0 + 2).is_err());
         let next_day = (T0.div_euclid(DAY_MS) + 1) * DAY_MS;
         assert!(state.admit(&budget_only, SMALL, next_day).is_ok());
@@ -435,6 +599,7 @@ mod tests {
                 Ask {
                     tokens: 400,
                     stream: true,
+                    nano_usd: 0,
                 },
                 T0,
             )
@@ -446,7 +611,7 @@ mod tests {
             (0, 0, 400)
         );
         // A late finish does not charge again.
-        state.finish(&limits(), r.id, 50, later + 1);
+        state.finish(&limits(), r.id, tokens(50), later + 1);
         assert_eq!(state.standing(&limits(), later + 2).used_tokens, 400);
     }
 
@@ -481,7 +646,7 @@ mod tests {
         let mut state = QuotaState::default();
         state.admit(&limits(), SMALL, T0).unwrap();
         let before = state.clone();
-        state.finish(&limits(), 99, 1_000, T0);
+        state.finish(&limits(), 99, tokens(1_000), T0);
         assert_eq!(state, before);
     }
 
@@ -513,7 +678,7 @@ mod tests {
                 ("ratelimit-reset", "50".into())
             ]
         );
-        let usage = standing.usage_json("alice");
+        let usage = standing.usage_json("alice", "default");
         assert_eq!(usage["tokens"]["remaining"], 1000 - 30);
         assert_eq!(usage["requests"]["remaining"], 0);
         assert_eq!(usage["streams"]["limit"], 2);

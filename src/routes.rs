@@ -40,6 +40,8 @@ pub enum AdminRoute {
     Revocation { sub: String, revoke: bool },
     /// `GET /admin/users/{sub}/usage`
     Usage { sub: String },
+    /// `PUT` (set, the body names the plan) or `DELETE` (lift) `/admin/users/{sub}/plan`
+    Plan { sub: String, set: bool },
     /// `GET /admin/usage?day=YYYY-MM-DD` (every user's tokens of a day) or
     /// `?from=YYYY-MM-DD&to=YYYY-MM-DD` (each day of a range).
     DayUsage,
@@ -74,6 +76,8 @@ impl Route {
             Route::User(UserRoute::Api(ApiRoute::GenerateText)) => "generate-text",
             Route::Admin(AdminRoute::Revocation { revoke: true, .. }) => "admin.revoke",
             Route::Admin(AdminRoute::Revocation { revoke: false, .. }) => "admin.unrevoke",
+            Route::Admin(AdminRoute::Plan { set: true, .. }) => "admin.set_plan",
+            Route::Admin(AdminRoute::Plan { set: false, .. }) => "admin.lift_plan",
         }
     }
 }
@@ -87,7 +91,9 @@ pub fn route(method: &str, path: &str) -> Result<Route, ProxyError> {
             ("revoke", "POST") => Ok(Route::Admin(AdminRoute::Revocation { sub, revoke: true })),
             ("revoke", "DELETE") => Ok(Route::Admin(AdminRoute::Revocation { sub, revoke: false })),
             ("usage", "GET") => Ok(Route::Admin(AdminRoute::Usage { sub })),
-            ("revoke" | "usage", _) => Err(ProxyError::MethodNotAllowed),
+            ("plan", "PUT") => Ok(Route::Admin(AdminRoute::Plan { sub, set: true })),
+            ("plan", "DELETE") => Ok(Route::Admin(AdminRoute::Plan { sub, set: false })),
+            ("revoke" | "usage" | "plan", _) => Err(ProxyError::MethodNotAllowed),
             _ => Err(ProxyError::NotFound),
         };
     }
@@ -194,6 +200,21 @@ mod tests {
             Ok(Route::Admin(AdminRoute::Usage { sub: "bob".into() }))
         );
         assert_eq!(route("GET", "/v1/usage"), Ok(Route::User(UserRoute::Usage)));
+        assert_eq!(
+            route("PUT", "/admin/users/auth0%7C123/plan"),
+            Ok(Route::Admin(AdminRoute::Plan {
+                sub: "auth0|123".into(),
+                set: true
+            }))
+        );
+        assert_eq!(
+            route("DELETE", "/admin/users/bob/plan"),
+            Ok(Route::Admin(AdminRoute::Plan {
+                sub: "bob".into(),
+                set: false
+            }))
+        );
+        assert_eq!(route("GET", "/admin/users/bob/plan"), Err(ProxyError::MethodNotAllowed));
         let too_long = format!("/admin/users/{}/revoke", "x".repeat(MAX_SUB_BYTES + 1));
         for path in [
             "/admin/users//revoke",

@@ -30,6 +30,15 @@ pub struct Usage {
     pub completion_tokens: u64,
     #[serde(default)]
     pub total_tokens: u64,
+    /// Prompt tokens served from OpenAI's prompt cache, billed at the cached-input price
+    /// (`prompt_tokens_details.cached_tokens`; Responses: `input_tokens_details`).
+    #[serde(
+        default,
+        rename = "prompt_tokens_details",
+        alias = "input_tokens_details",
+        deserialize_with = "cached_tokens"
+    )]
+    pub cached_tokens: u64,
     /// Hosted tool calls the answer lists (Responses `output` items such as `web_search_call`),
     /// whose fees `usage` leaves out; `None` when the answer has no `output` (Chat Completions).
     #[serde(skip)]
@@ -59,6 +68,16 @@ pub fn read_answer(body: &[u8]) -> Answer {
         },
         Err(_) => Answer::default(),
     }
+}
+
+/// `cached_tokens` of a details object; a missing or odd one is no cached tokens (charged at
+/// the full input price).
+fn cached_tokens<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    let details = serde_json::Value::deserialize(deserializer)?;
+    Ok(details
+        .get("cached_tokens")
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(0))
 }
 
 /// The parts of a chat completion chunk the meter reads; everything else is skipped unparsed.
@@ -387,6 +406,20 @@ mod tests {
         assert_eq!(meter.usage.map(|u| u.total()), Some(12));
         assert_eq!(meter.streamed_text_bytes, "Héllo".len() + 2);
         assert!(meter.complete);
+    }
+
+    #[test]
+    fn cached_prompt_tokens_are_read_from_either_api() {
+        let chat = br#"{"usage":{"prompt_tokens":10,"completion_tokens":2,"total_tokens":12,"prompt_tokens_details":{"cached_tokens":4}}}"#;
+        assert_eq!(read_answer(chat).usage.unwrap().cached_tokens, 4);
+        let responses = br#"{"usage":{"input_tokens":10,"output_tokens":2,"total_tokens":12,"input_tokens_details":{"cached_tokens":6}}}"#;
+        assert_eq!(read_answer(responses).usage.unwrap().cached_tokens, 6);
+        let odd = br#"{"usage":{"prompt_tokens":10,"completion_tokens":2,"prompt_tokens_details":null}}"#;
+        assert_eq!(
+            read_answer(odd).usage.unwrap().cached_tokens,
+            0,
+            "none reported: all at the input price"
+        );
     }
 
     #[test]

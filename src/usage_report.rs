@@ -1,6 +1,7 @@
 //! What operators read about spending (`GET /admin/usage`, `GET /admin/budget`): which UTC
 //! days a query asks for, and each day's totals built from the day indexes' lists.
 
+use crate::prices::usd;
 use chrono::NaiveDate;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -149,16 +150,12 @@ fn nano_usd(total_usd: Option<f64>) -> u64 {
     total_usd.map_or(0, |usd| (usd * 1e9).round() as u64)
 }
 
-fn usd(nano: u64) -> f64 {
-    nano as f64 / 1e9
-}
-
 /// `GET /admin/budget`: the day and the budget all users share, from the global object's
 /// standing, or `"tokens": null` when no global budget is set. Whatever budgets the standing
 /// reports (tokens, and dollars where it has them) are passed on as `/v1/usage` shows them.
 pub fn budget_report(day: &str, standing: Option<&Standing>) -> Value {
     let mut report = json!({ "object": "budget", "day": day, "tokens": null });
-    if let Some(Value::Object(usage)) = standing.map(|standing| standing.usage_json("")) {
+    if let Some(Value::Object(usage)) = standing.map(|standing| standing.usage_json("", "")) {
         for (name, value) in usage {
             if !matches!(
                 name.as_str(),

@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::alerts::{Alert, AlertRules, AlertState};
-use crate::quota::{Ask, Limits, QuotaState, Refusal, Reservation, Standing, DAY_MS};
+use crate::plans::{claimed_plan, PlanSource, DEFAULT_PLAN};
+use crate::quota::{Ask, Limits, QuotaState, Refusal, Reservation, Spend, Standing, DAY_MS};
 
 /// The object that holds the budget all users share (`GLOBAL_DAILY_TOKEN_BUDGET`).
 pub const GLOBAL_OBJECT_NAME: &str = "global";
@@ -40,8 +41,13 @@ pub fn parse_day(text: &str) -> Option<String> {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum IndexCommand {
-    /// Each `sub` spent this many tokens more that day.
-    Record { spent: BTreeMap<String, u64> },
+    /// Each `sub` spent this many tokens (`spent`) and nano-USD (`spent_nano_usd`) more
+    /// that day.
+    Record {
+        spent: BTreeMap<String, u64>,
+        #[serde(default)]
+        spent_nano_usd: BTreeMap<String, u64>,
+    },
     /// Every user's total for the day.
     List,
 }
@@ -50,20 +56,25 @@ pub enum IndexCommand {
 /// the next send, so under load an isolate makes a few index calls, not one per request.
 #[derive(Debug, Default)]
 pub struct UsageBatch {
-    by_day: BTreeMap<String, BTreeMap<String, u64>>,
+    by_day: BTreeMap<String, BTreeMap<String, Spend>>,
 }
 
 impl UsageBatch {
-    pub fn add(&mut self, day: String, sub: String, tokens: u64) {
-        let spent = self.by_day.entry(day).or_default().entry(sub).or_default();
-        *spent = spent.saturating_add(tokens);
+    pub fn add(&mut self, day: String, sub: String, spent: Spend) {
+        let total = self.by_day.entry(day).or_default().entry(sub).or_default();
+        total.tokens = total.tokens.saturating_add(spent.tokens);
+        total.nano_usd = total.nano_usd.saturating_add(spent.nano_usd);
     }
 
     /// Everything pending, one `Record` per day, leaving the batch empty.
     pub fn take(&mut self) -> Vec<(String, IndexCommand)> {
         std::mem::take(&mut self.by_day)
             .into_iter()
-            .map(|(day, spent)| (day, IndexCommand::Record { spent }))
+            .map(|(day, by_sub)| {
+                let spent = by_sub.iter().map(|(sub, spent)| (sub.clone(), spent.tokens)).collect();
+                let spent_nano_usd = by_sub.into_iter().map(|(sub, spent)| (sub, spent.nano_usd)).collect();
+                (day, IndexCommand::Record { spent, spent_nano_usd })
+            })
             .collect()
     }
 }
@@ -85,8 +96,12 @@ pub enum UserCommand {
         /// not expired), the request is refused as `UnknownResponse` and nothing is counted.
         #[serde(default)]
         continues: Option<String>,
+        /// The plan the Worker checked the request with (`limits` are its limits), and the
+        /// one the token claims. Absent for the global budget.
+        #[serde(default)]
+        plan: Option<PlanAsk>,
     },
-    /// The request of `reservation_id` ended having used `used_tokens`.
+    /// The request of `reservation_id` ended having used `used_tokens` and `used_nano_usd`.
     Finish {
         reservation_id: u64,
         used_tokens: u64,
@@ -95,6 +110,8 @@ pub enum UserCommand {
         /// The id of the stored response the request created, which this user may continue.
         #[serde(default)]
         created_response: Option<String>,
+        #[serde(default)]
+        used_nano_usd: u64,
     },
     /// The request of `reservation_id` was refused after its admission (by the global
     /// budget): everything its admission took is given back.
@@ -107,8 +124,35 @@ pub enum UserCommand {
     Revoke { at: i64 },
     /// Lifts a revocation.
     Unrevoke,
-    /// Where the user stands, for an operator.
-    Status { limits: Limits, now_ms: i64 },
+    /// Where the user stands, for an operator. `limits` are the default plan's;
+    /// `plan_limits` every plan's, so the object answers with the plan in force.
+    Status {
+        limits: Limits,
+        now_ms: i64,
+        #[serde(default)]
+        plan_limits: BTreeMap<String, Limits>,
+    },
+    /// Sets (`Some`) or lifts (`None`) the operator's plan override; answers a `Status`.
+    SetPlan {
+        plan: Option<String>,
+        limits: Limits,
+        now_ms: i64,
+        plan_limits: BTreeMap<String, Limits>,
+    },
+}
+
+/// The plan a request was checked with, and what its token claims (`None`: no claim).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanAsk {
+    pub checked: String,
+    pub claimed: Option<String>,
+}
+
+/// A plan and why it is (or was) in force.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanChoice {
+    pub name: String,
+    pub source: PlanSource,
 }
 
 /// The stored state of one user.
@@ -122,6 +166,12 @@ pub struct UserRecord {
     /// The stored responses this user created, which only they may continue.
     #[serde(default, skip_serializing_if = "OwnedResponses::is_empty")]
     pub responses: OwnedResponses,
+    /// The operator's plan for this user, over any claim (`PUT /admin/users/{sub}/plan`).
+    #[serde(default)]
+    pub plan_override: Option<String>,
+    /// The plan the most recent request's token claimed (or `default` without a claim).
+    #[serde(default)]
+    pub last_claimed_plan: Option<PlanChoice>,
 }
 
 /// OpenAI keeps a stored response for 30 days (its "Conversation state" guide: "Response
@@ -184,14 +234,36 @@ pub enum UserReply {
     Status {
         revoked_at: Option<i64>,
         standing: Option<Standing>,
+        /// The plan in force (absent in replies about revocation).
+        #[serde(default)]
+        plan: Option<PlanChoice>,
     },
     Finished,
+    /// The request was checked with another plan than the one in force (an override was set
+    /// or lifted): nothing was counted; check it again with `plan` and admit it again.
+    PlanChanged {
+        plan: PlanChoice,
+    },
 }
 
 impl UserRecord {
     /// Applies a command; says whether the record changed (and so must be stored).
     pub fn apply(&mut self, command: &UserCommand) -> (UserReply, bool) {
         let before = self.clone();
+        if let UserCommand::Admit {
+            issued_at,
+            plan: Some(plan),
+            ..
+        } = command
+        {
+            if !is_revoked(*issued_at, self.revoked_at) {
+                if let Some(in_force) = self.plan_mismatch(plan) {
+                    return (UserReply::PlanChanged { plan: in_force }, false);
+                }
+                let (name, source) = claimed_plan(plan.claimed.as_deref());
+                self.last_claimed_plan = Some(PlanChoice { name, source });
+            }
+        }
         let reply = match command {
             UserCommand::Admit { issued_at, .. } if is_revoked(*issued_at, self.revoked_at) => UserReply::Revoked,
             // Before the quota: a foreign id costs nothing, not even a request of the rate.
@@ -237,8 +309,13 @@ impl UserRecord {
                 limits,
                 now_ms,
                 created_response,
+                used_nano_usd,
             } => {
-                self.quota.finish(limits, *reservation_id, *used_tokens, *now_ms);
+                let spent = Spend {
+                    tokens: *used_tokens,
+                    nano_usd: *used_nano_usd,
+                };
+                self.quota.finish(limits, *reservation_id, spent, *now_ms);
                 // Kept even if the reservation expired: the response exists all the same.
                 if let Some(id) = created_response {
                     self.responses.record(id, *now_ms);
@@ -258,6 +335,7 @@ impl UserRecord {
                 UserReply::Status {
                     revoked_at: self.revoked_at,
                     standing: None,
+                    plan: None,
                 }
             }
             UserCommand::Unrevoke => {
@@ -265,15 +343,69 @@ impl UserRecord {
                 UserReply::Status {
                     revoked_at: None,
                     standing: None,
+                    plan: None,
                 }
             }
-            UserCommand::Status { limits, now_ms } => UserReply::Status {
-                revoked_at: self.revoked_at,
-                standing: Some(self.quota.standing(limits, *now_ms)),
-            },
+            UserCommand::Status {
+                limits,
+                now_ms,
+                plan_limits,
+            } => self.status(limits, plan_limits, *now_ms),
+            UserCommand::SetPlan {
+                plan,
+                limits,
+                now_ms,
+                plan_limits,
+            } => {
+                self.plan_override = plan.clone();
+                self.status(limits, plan_limits, *now_ms)
+            }
         };
+
         let changed = *self != before;
         (reply, changed)
+    }
+}
+
+impl UserRecord {
+    /// The plan in force: the override, else the most recent request's claim, else `default`.
+    pub fn plan_in_force(&self) -> PlanChoice {
+        match &self.plan_override {
+            Some(name) => PlanChoice {
+                name: name.clone(),
+                source: PlanSource::Override,
+            },
+            None => self.last_claimed_plan.clone().unwrap_or(PlanChoice {
+                name: DEFAULT_PLAN.to_owned(),
+                source: PlanSource::Default,
+            }),
+        }
+    }
+
+    /// The plan a request must be checked with, when it is not the one it was checked with:
+    /// the override, or (without one) the token's claim.
+    fn plan_mismatch(&self, plan: &PlanAsk) -> Option<PlanChoice> {
+        let in_force = match &self.plan_override {
+            Some(name) => PlanChoice {
+                name: name.clone(),
+                source: PlanSource::Override,
+            },
+            None => {
+                let (name, source) = claimed_plan(plan.claimed.as_deref());
+                PlanChoice { name, source }
+            }
+        };
+        (in_force.name != plan.checked).then_some(in_force)
+    }
+
+    fn status(&mut self, limits: &Limits, plan_limits: &BTreeMap<String, Limits>, now_ms: i64) -> UserReply {
+        let plan = self.plan_in_force();
+        let limits = plan_limits.get(&plan.name).unwrap_or(limits);
+        UserReply::Status {
+            revoked_at: self.revoked_at,
+            standing: Some(self.quota.standing(limits, now_ms)),
+            plan: Some(plan),
+        }
     }
 }
 
@@ -291,6 +423,7 @@ pub fn is_revoked(issued_at: Option<i64>, revoked_at: Option<i64>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plans::PlanSource;
     use crate::quota::RateLimit;
 
     const NOW: i64 = 1_800_000_000_000;
@@ -301,22 +434,32 @@ mod tests {
         }),
         max_streams: Some(1),
         daily_tokens: Some(100),
+        daily_nano_usd: None,
     };
     const ASK: Ask = Ask {
         tokens: 10,
         stream: false,
+        nano_usd: 0,
     };
 
     #[test]
     fn a_usage_batch_sums_per_user_and_day_and_empties_when_taken() {
         let mut batch = UsageBatch::default();
-        batch.add("2026-11-23".into(), "alice".into(), 10);
-        batch.add("2026-11-23".into(), "bob".into(), 5);
-        batch.add("2026-11-23".into(), "alice".into(), 7);
-        batch.add("2026-11-24".into(), "alice".into(), 1);
+        let add = |batch: &mut UsageBatch, day: &str, sub: &str, tokens: u64| {
+            let spent = Spend {
+                tokens,
+                nano_usd: tokens * 100,
+            };
+            batch.add(day.into(), sub.into(), spent);
+        };
+        add(&mut batch, "2026-11-23", "alice", 10);
+        add(&mut batch, "2026-11-23", "bob", 5);
+        add(&mut batch, "2026-11-23", "alice", 7);
+        add(&mut batch, "2026-11-24", "alice", 1);
         let sent = batch.take();
         let spent = |pairs: &[(&str, u64)]| IndexCommand::Record {
             spent: pairs.iter().map(|(sub, n)| (sub.to_string(), *n)).collect(),
+            spent_nano_usd: pairs.iter().map(|(sub, n)| (sub.to_string(), n * 100)).collect(),
         };
         assert_eq!(
             sent,
@@ -337,6 +480,7 @@ mod tests {
                 alerts: AlertRules::default(),
                 now_ms: NOW,
                 continues: None,
+                plan: None,
             })
             .0
     }
@@ -382,6 +526,7 @@ mod tests {
             limits: LIMITS,
             now_ms: NOW,
             created_response: None,
+            used_nano_usd: 0,
         });
         assert_eq!((reply, changed), (UserReply::Finished, true));
         admit(&mut record, 1, Some(ASK));
@@ -398,6 +543,7 @@ mod tests {
         ) = record.apply(&UserCommand::Status {
             limits: LIMITS,
             now_ms: NOW,
+            plan_limits: BTreeMap::new(),
         })
         else {
             panic!("no status")
@@ -441,7 +587,8 @@ mod tests {
             !record
                 .apply(&UserCommand::Status {
                     limits: LIMITS,
-                    now_ms: NOW
+                    now_ms: NOW,
+                    plan_limits: BTreeMap::new(),
                 })
                 .1
         );
@@ -452,6 +599,7 @@ mod tests {
             alerts: AlertRules::default(),
             now_ms: NOW,
             continues: None,
+            plan: None,
         };
         assert!(!record.apply(&status_read).1);
         assert_eq!(record, before);
@@ -465,6 +613,7 @@ mod tests {
             alerts: AlertRules::default(),
             now_ms,
             continues: Some(id.to_owned()),
+            plan: None,
         })
     }
 
@@ -479,6 +628,7 @@ mod tests {
             limits: LIMITS,
             now_ms,
             created_response: Some(id.to_owned()),
+            used_nano_usd: 0,
         });
     }
 
@@ -565,6 +715,138 @@ mod tests {
         assert!(record.get("responses").is_none());
         let stored: UserRecord = serde_json::from_str(r#"{"revoked_at":null}"#).unwrap();
         assert!(stored.responses.is_empty());
+    }
+
+    fn admit_on(record: &mut UserRecord, checked: &str, claimed: Option<&str>) -> UserReply {
+        record
+            .apply(&UserCommand::Admit {
+                issued_at: Some(1),
+                ask: Some(ASK),
+                limits: LIMITS,
+                alerts: AlertRules::default(),
+                now_ms: NOW,
+                continues: None,
+                plan: Some(PlanAsk {
+                    checked: checked.into(),
+                    claimed: claimed.map(str::to_owned),
+                }),
+            })
+            .0
+    }
+
+    fn set_plan(record: &mut UserRecord, plan: Option<&str>) -> UserReply {
+        record
+            .apply(&UserCommand::SetPlan {
+                plan: plan.map(str::to_owned),
+                limits: LIMITS,
+                now_ms: NOW,
+                plan_limits: BTreeMap::new(),
+            })
+            .0
+    }
+
+    fn in_force(name: &str, source: PlanSource) -> PlanChoice {
+        PlanChoice {
+            name: name.into(),
+            source,
+        }
+    }
+
+    #[test]
+    fn an_override_wins_over_the_claim_and_a_request_checked_with_another_plan_counts_nothing() {
+        let mut record = UserRecord::default();
+        assert!(matches!(
+            admit_on(&mut record, "free", Some("free")),
+            UserReply::Admitted { .. }
+        ));
+        set_plan(&mut record, Some("pro"));
+        let before = record.clone();
+        assert_eq!(
+            admit_on(&mut record, "free", Some("free")),
+            UserReply::PlanChanged {
+                plan: in_force("pro", PlanSource::Override)
+            }
+        );
+        assert_eq!(record, before, "nothing counted");
+        assert!(matches!(
+            admit_on(&mut record, "pro", Some("free")),
+            UserReply::Admitted { .. }
+        ));
+        set_plan(&mut record, None);
+        assert_eq!(
+            admit_on(&mut record, "pro", Some("free")),
+            UserReply::PlanChanged {
+                plan: in_force("free", PlanSource::Claim)
+            },
+            "a lifted override gives the claim back"
+        );
+        assert_eq!(
+            admit_on(&mut record, "pro", None),
+            UserReply::PlanChanged {
+                plan: in_force("default", PlanSource::Default)
+            }
+        );
+    }
+
+    #[test]
+    fn the_operator_sees_the_override_else_the_last_request_s_claim() {
+        let mut record = UserRecord::default();
+        let plan_of = |reply: UserReply| match reply {
+            UserReply::Status { plan: Some(plan), .. } => plan,
+            other => panic!("no plan in {other:?}"),
+        };
+        assert_eq!(
+            plan_of(set_plan(&mut record, None)),
+            in_force("default", PlanSource::Default)
+        );
+        admit_on(&mut record, "free", Some("free"));
+        assert_eq!(
+            plan_of(set_plan(&mut record, Some("pro"))),
+            in_force("pro", PlanSource::Override)
+        );
+        assert_eq!(
+            plan_of(set_plan(&mut record, None)),
+            in_force("free", PlanSource::Claim)
+        );
+        let status = record.apply(&UserCommand::Status {
+            limits: LIMITS,
+            now_ms: NOW,
+            plan_limits: BTreeMap::from([(
+                "free".to_owned(),
+                Limits {
+                    daily_tokens: Some(7),
+                    ..LIMITS
+                },
+            )]),
+        });
+        let UserReply::Status {
+            standing: Some(standing),
+            ..
+        } = status.0
+        else {
+            panic!("no standing")
+        };
+        assert_eq!(standing.daily_tokens, Some(7), "the limits of the plan in force");
+    }
+
+    #[test]
+    fn a_revoked_user_is_refused_before_any_plan_question() {
+        let mut record = UserRecord::default();
+        record.apply(&UserCommand::Revoke { at: 5 });
+        set_plan(&mut record, Some("pro"));
+        assert_eq!(admit_on(&mut record, "free", Some("free")), UserReply::Revoked);
+    }
+
+    #[test]
+    fn records_of_earlier_versions_still_load() {
+        let old = r#"{"revoked_at":null,"quota":{"admitted_at_ms":[],"day":0,"used_tokens":3,"reservations":[],"next_reservation_id":0}}"#;
+        let record: UserRecord = serde_json::from_str(old).unwrap();
+        assert_eq!((record.plan_override, record.quota.used_tokens), (None, 3));
+        let admit = r#"{"op":"admit","issued_at":1,"ask":{"tokens":5,"stream":false},"limits":{"rate":null,"max_streams":null,"daily_tokens":9},"alerts":{"requests_per_hour":null,"budget_percent":null},"now_ms":0}"#;
+        assert!(matches!(
+            serde_json::from_str::<UserCommand>(admit).unwrap(),
+            UserCommand::Admit { plan: None, .. }
+        ));
     }
 
     #[test]

@@ -246,11 +246,16 @@ function answerText(request) {
   return `This is the bundled mock upstream, not OpenAI. You said: ${said.slice(0, 200)}`;
 }
 
-/** The usage the mock reports for `request` (what the proxy should charge). */
+/**
+ * The usage the mock reports for `request` (what the proxy should charge). With a
+ * `prompt_cache_key`, like a warm OpenAI prompt cache, half the prompt is reported cached.
+ */
 export function usage(request) {
   const prompt_tokens = Math.ceil(JSON.stringify(request?.messages ?? []).length / 4);
   const completion_tokens = answerText(request).split(" ").length;
-  return { prompt_tokens, completion_tokens, total_tokens: prompt_tokens + completion_tokens };
+  const reported = { prompt_tokens, completion_tokens, total_tokens: prompt_tokens + completion_tokens };
+  if (request?.prompt_cache_key) reported.prompt_tokens_details = { cached_tokens: Math.floor(prompt_tokens / 2) };
+  return reported;
 }
 
 function completion(request) {

@@ -7,7 +7,7 @@ use openai_edge_proxy::testing::auth::{
 };
 use openai_edge_proxy::testing::config::{Config, Secret};
 use openai_edge_proxy::testing::policy;
-use openai_edge_proxy::testing::quota::{Ask, Limits, QuotaState, RateLimit};
+use openai_edge_proxy::testing::quota::{Ask, Limits, QuotaState, RateLimit, Spend};
 use openai_edge_proxy::testing::sse::{SseMeter, StreamKind};
 use proptest::prelude::*;
 use serde_json::{json, Value};
@@ -42,6 +42,7 @@ fn rules() -> ClaimRules {
         audience: None,
         leeway_seconds: 30,
         max_ttl_seconds: 86_400,
+        plan_claim: "plan".into(),
     }
 }
 
@@ -187,9 +188,10 @@ proptest! {
     }
 
     #[test]
-    fn the_configuration_takes_any_values(values in prop::collection::vec("[ -~]{0,40}", 12)) {
+    fn the_configuration_takes_any_values(values in prop::collection::vec("[ -~]{0,40}", 15)) {
         let names = ["UPSTREAM_BASE_URL", "ALLOWED_ORIGINS", "ALLOWED_MODELS", "MAX_BODY_BYTES", "JWT_SECRET", "JWKS_URL",
-                     "RATE_LIMIT_REQUESTS", "DAILY_TOKEN_BUDGET", "JWT_LEEWAY_SECONDS", "LOG_LEVEL", "ALERT_WEBHOOK_URL", "UPSTREAM_RETRIES"];
+                     "RATE_LIMIT_REQUESTS", "DAILY_TOKEN_BUDGET", "JWT_LEEWAY_SECONDS", "LOG_LEVEL", "ALERT_WEBHOOK_URL", "UPSTREAM_RETRIES",
+                     "PLANS", "MODEL_PRICES", "DAILY_BUDGET_USD"];
         let _ = Config::from_lookup(|name| names.iter().position(|n| *n == name).map(|i| values[i].clone()));
     }
 
@@ -197,24 +199,32 @@ proptest! {
     fn no_sequence_of_requests_passes_the_limits(
         steps in prop::collection::vec((0u64..400, any::<bool>(), 0i64..5_000, prop::option::of(0u64..400)), 1..80),
     ) {
-        let limits = Limits { rate: Some(RateLimit { requests: 5, window: std::time::Duration::from_secs(10) }), max_streams: Some(2), daily_tokens: Some(1_000) };
+        let limits = Limits {
+            rate: Some(RateLimit { requests: 5, window: std::time::Duration::from_secs(10) }),
+            max_streams: Some(2),
+            daily_tokens: Some(1_000),
+            daily_nano_usd: Some(100_000),
+        };
         let mut state = QuotaState::default();
         let mut now = 1_800_000_000_000i64;
         let mut open = Vec::new();
         let mut admitted_at = Vec::new();
         for (tokens, stream, step_ms, finish_with) in steps {
             now += step_ms;
-            if let Ok(reservation) = state.admit(&limits, Ask { tokens, stream }, now) {
+            // Some price per token, as the policy's worst case would compute it.
+            if let Ok(reservation) = state.admit(&limits, Ask { tokens, stream, nano_usd: tokens * 150 }, now) {
                 admitted_at.push(now);
                 open.push((reservation.id, tokens));
             }
             if let (Some(used), Some((id, reserved))) = (finish_with, open.first().copied()) {
                 // Upstream never reports more than the worst case that was reserved.
-                state.finish(&limits, id, used.min(reserved), now);
+                let used = used.min(reserved);
+                state.finish(&limits, id, Spend { tokens: used, nano_usd: used * 150 }, now);
                 open.remove(0);
             }
             let standing = state.standing(&limits, now);
             prop_assert!(standing.used_tokens + standing.reserved_tokens <= 1_000);
+            prop_assert!(standing.used_nano_usd + standing.reserved_nano_usd <= 100_000);
             prop_assert!(standing.open_streams <= 2);
             prop_assert!(admitted_at.iter().filter(|&&at| at > now - 10_000).count() <= 5);
         }

@@ -40,6 +40,7 @@ fuzz_target!(|data: &[u8]| {
         audience: None,
         leeway_seconds: 30,
         max_ttl_seconds: 86_400,
+        plan_claim: "plan".into(),
     };
     for keys in key_sets() {
         // The fuzzer cannot sign with keys it does not hold: any token it makes up must fail.

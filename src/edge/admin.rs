@@ -1,20 +1,24 @@
-//! The operator's routes, behind `ADMIN_TOKEN`: revocation, a user's standing, usage by day
-//! and range, the global budget, and the console page that uses them.
+//! The operator's routes, behind `ADMIN_TOKEN`: revocation, a user's standing and plan
+//! override, usage by day and range, the global budget, and the console page that uses them.
 
 use futures_util::future::join_all;
 use serde_json::json;
 use worker::{Env, Request, Response};
 
-use super::http::{header, json_response};
+use super::http::{self, header, json_response};
 use super::{console, usage_index, user_object, Now, Result};
 use crate::auth;
 use crate::config::Config;
 use crate::error::ProxyError;
+use crate::plans::DEFAULT_PLAN;
 use crate::routes::AdminRoute;
 use crate::usage_report::{self, DayRange, UsageQuery};
 use crate::user_state::{utc_day, UserCommand, UserReply};
 
-pub async fn serve(route: AdminRoute, req: &Request, env: &Env, config: &Config) -> Result<Response> {
+/// An admin body (`{"plan": "pro"}`) is a few bytes.
+const MAX_ADMIN_BODY_BYTES: usize = 4096;
+
+pub async fn serve(route: AdminRoute, req: &mut Request, env: &Env, config: &Config) -> Result<Response> {
     // Without an admin token the admin routes do not exist, the console included.
     let expected = config.admin_token().ok_or(ProxyError::NotFound)?;
     if let AdminRoute::Console(file) = route {
@@ -34,23 +38,66 @@ pub async fn serve(route: AdminRoute, req: &Request, env: &Env, config: &Config)
         AdminRoute::Revocation { sub, revoke: false } => (sub, UserCommand::Unrevoke),
         AdminRoute::Usage { sub } => {
             let command = UserCommand::Status {
-                limits: config.user_limits,
+                limits: config.default_plan.user_limits,
                 now_ms: now.millis(),
+                plan_limits: config.plan_limits(),
+            };
+            (sub, command)
+        }
+        AdminRoute::Plan { sub, set } => {
+            let plan = if set {
+                Some(plan_in_body(req, config).await?)
+            } else {
+                None
+            };
+            let command = UserCommand::SetPlan {
+                plan,
+                limits: config.default_plan.user_limits,
+                now_ms: now.millis(),
+                plan_limits: config.plan_limits(),
             };
             (sub, command)
         }
     };
-    let UserReply::Status { revoked_at, standing } = user_object::call_user(env, &sub, &command).await? else {
+    let UserReply::Status {
+        revoked_at,
+        standing,
+        plan,
+    } = user_object::call_user(env, &sub, &command).await?
+    else {
         return Err(ProxyError::Internal {
             detail: "user object did not answer with a status".into(),
         });
     };
-    let mut body = match standing {
-        Some(standing) => standing.usage_json(&sub),
-        None => json!({ "sub": sub }),
+    let mut body = match (standing, &plan) {
+        (Some(standing), Some(plan)) => {
+            // Isolates learn it from the user's object, at the user's next admission.
+            let mut body = standing.usage_json(&sub, &plan.name);
+            body["plan_source"] = json!(plan.source.name());
+            body
+        }
+        _ => json!({ "sub": sub }),
     };
     body["revoked_at"] = json!(revoked_at);
     json_response(200, &body.to_string())
+}
+
+/// `{"plan": "<name>"}`: a plan of `PLANS`, or `default` (the top-level variables).
+async fn plan_in_body(req: &mut Request, config: &Config) -> Result<String> {
+    let body = http::read_body(req, MAX_ADMIN_BODY_BYTES).await?;
+    let invalid = || {
+        ProxyError::invalid_request(
+            format!("The body must be {{\"plan\": \"<name>\"}}, a plan of PLANS or `{DEFAULT_PLAN}`."),
+            Some("plan"),
+        )
+    };
+    let parsed: serde_json::Value = serde_json::from_slice(&body).map_err(|_| invalid())?;
+    let name = parsed
+        .get("plan")
+        .and_then(serde_json::Value::as_str)
+        .ok_or_else(invalid)?;
+    config.plan(name).map_err(|_| invalid())?;
+    Ok(name.to_owned())
 }
 
 /// `GET /admin/usage`: a day's users (`?day=`, default today, UTC) or a range of days

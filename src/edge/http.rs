@@ -7,9 +7,9 @@ use worker::{js_sys, Headers, Request, Response};
 
 use super::log::Outcome;
 use super::Result;
-use crate::config::Config;
 use crate::cors;
 use crate::error::ProxyError;
+use crate::plans::Plan;
 use crate::quota::Standing;
 
 /// Reads the body, counting bytes as they arrive and stopping past the limit (a
@@ -37,8 +37,8 @@ pub fn health_response() -> Result<Response> {
     json_response(200, &json!({ "status": "ok" }).to_string())
 }
 
-pub fn models_response(config: &Config) -> Result<Response> {
-    let data: Vec<_> = config
+pub fn models_response(plan: &Plan) -> Result<Response> {
+    let data: Vec<_> = plan
         .allowed_models
         .iter()
         .map(|id| json!({ "id": id, "object": "model", "created": 0, "owned_by": "openai-edge-proxy" }))

@@ -6,7 +6,8 @@ use serde_json::json;
 use super::Now;
 use crate::config::LogLevel;
 use crate::policy::ApiRequest;
-use crate::quota::Standing;
+use crate::prices::usd;
+use crate::quota::{Spend, Standing};
 use crate::sse;
 
 /// What one request's log line says; filled in by the request's phases.
@@ -19,6 +20,8 @@ pub struct Outcome {
     /// carries the CORS headers so the page can read it.
     pub allowed_origin: Option<String>,
     pub sub: Option<String>,
+    /// The plan the request was checked and admitted with.
+    pub plan: Option<String>,
     pub model: Option<String>,
     pub stream: bool,
     /// The user's limits as admission saw them: the RateLimit headers of the answer.
@@ -29,8 +32,8 @@ pub struct Outcome {
     pub detail: Option<String>,
     /// What upstream reported, when it did.
     pub usage: Option<sse::Usage>,
-    /// What the request was charged (the usage, or an estimate).
-    pub tokens_charged: Option<u64>,
+    /// What the request was charged (the usage, or an estimate), in tokens and dollars.
+    pub charged: Option<Spend>,
     /// Time until upstream's response headers.
     pub upstream_ms: Option<u64>,
     pub disconnected: bool,
@@ -79,13 +82,15 @@ pub fn request_line(outcome: &Outcome) {
         "status": outcome.status,
         "error_code": outcome.error_code,
         "sub": outcome.sub,
+        "plan": outcome.plan,
         "model": outcome.model,
         "origin": outcome.allowed_origin,
         "stream": outcome.stream,
         "disconnected": outcome.disconnected,
         "prompt_tokens": usage.map(|u| u.prompt_tokens),
         "completion_tokens": usage.map(|u| u.completion_tokens),
-        "total_tokens": outcome.tokens_charged,
+        "total_tokens": outcome.charged.map(|spent| spent.tokens),
+        "cost_usd": outcome.charged.map(|spent| usd(spent.nano_usd)),
         "usage_reported": usage.is_some(),
         "upstream_ms": outcome.upstream_ms,
         "duration_ms": Now::read().since(Now(outcome.started_ms)),

@@ -1,6 +1,7 @@
 //! The wasm edge: translates between the Workers platform and the core. No policy lives here.
 
 mod admin;
+mod admission;
 mod body;
 mod console;
 mod durable;
@@ -21,7 +22,7 @@ use crate::config::Config;
 use crate::cors::{self, OriginCheck};
 use crate::error::{ProxyError, TokenProblem};
 use crate::policy::{self, ApiRequest};
-use crate::quota::Ask;
+use crate::quota::Spend;
 use crate::routes::{self, ApiRoute, Route, UserRoute};
 use crate::sse;
 use http::{header, json_response};
@@ -114,7 +115,7 @@ enum Reply {
 }
 
 /// The request pipeline: health, config, CORS, route, token, handler.
-async fn handle(req: Request, env: &Env, ctx: &Rc<Context>, outcome: &mut Outcome) -> Result<Reply> {
+async fn handle(mut req: Request, env: &Env, ctx: &Rc<Context>, outcome: &mut Outcome) -> Result<Reply> {
     let method = req.method();
     let route = routes::route(method.as_ref(), &req.path());
     // Before the configuration: the health check needs no secret or variable.
@@ -141,7 +142,9 @@ async fn handle(req: Request, env: &Env, ctx: &Rc<Context>, outcome: &mut Outcom
     outcome.route = route.name();
     match route {
         Route::Health => http::health_response().map(Reply::Whole),
-        Route::Admin(admin_route) => admin::serve(admin_route, &req, env, &config).await.map(Reply::Whole),
+        Route::Admin(admin_route) => admin::serve(admin_route, &mut req, env, &config)
+            .await
+            .map(Reply::Whole),
         Route::User(user_route) => {
             let identity = authenticate(&req, &config).await?;
             outcome.sub = Some(identity.sub.clone());
@@ -151,7 +154,7 @@ async fn handle(req: Request, env: &Env, ctx: &Rc<Context>, outcome: &mut Outcom
 }
 
 /// A user's request. Every check that costs nothing comes first; then one admission call to
-/// the user's object (revocation, rate, streams, budget); then upstream; then settlement.
+/// the user's object (revocation, plan, rate, streams, budgets); then upstream; then settlement.
 async fn serve_user(
     route: UserRoute,
     identity: &Identity,
@@ -161,26 +164,23 @@ async fn serve_user(
     config: &Config,
     outcome: &mut Outcome,
 ) -> Result<Reply> {
-    let api_route = match route {
-        UserRoute::Api(api_route) => api_route,
-        UserRoute::Models | UserRoute::Usage => {
-            return serve_status(route, identity, env, ctx, config, outcome)
-                .await
-                .map(Reply::Whole)
+    let body = match route {
+        UserRoute::Api(_) => Some(http::read_body(&mut req, config.max_body_bytes).await?),
+        UserRoute::Models | UserRoute::Usage => None,
+    };
+    let admitted = admission::admit_on_plan(route, body.as_deref(), identity, env, ctx, config, outcome).await?;
+    let (api_route, request) = match (route, admitted.request) {
+        (UserRoute::Api(api_route), Some(request)) => (api_route, request),
+        (UserRoute::Usage, _) => {
+            let standing = outcome.standing.ok_or_else(|| ProxyError::Internal {
+                detail: "the user's object answered no standing".into(),
+            })?;
+            let usage = standing.usage_json(&identity.sub, &admitted.plan.name);
+            return json_response(200, &usage.to_string()).map(Reply::Whole);
         }
+        _ => return http::models_response(admitted.plan).map(Reply::Whole),
     };
-    let body = http::read_body(&mut req, config.max_body_bytes).await?;
-    let request = policy::parse(api_route, &body, config, &identity.sub)?;
-    outcome.describe(&request);
-
-    let ask = Ask {
-        tokens: request.reserve_tokens,
-        stream: request.stream,
-    };
-    let continues = request.continues.as_deref();
-    let (standing, admitted) = user_object::admit(env, ctx, config, identity, Some(ask), continues).await;
-    outcome.standing = standing;
-    let settlement = admitted?;
+    let settlement = admitted.settlement;
 
     let upstream_abort = worker::web_sys::AbortController::new()?;
     let upstream_started = Now::read();
@@ -191,7 +191,7 @@ async fn serve_user(
         Err(error) => {
             // An error status is not billed; a timeout may have been (see charge_after_failure).
             let charged = request.charge_after_failure(&error);
-            outcome.tokens_charged = Some(charged);
+            outcome.charged = Some(charged);
             settlement.settle(charged);
             return Err(error);
         }
@@ -203,25 +203,6 @@ async fn serve_user(
     answer_whole(api_route, &request, answer, settlement, outcome)
         .await
         .map(Reply::Whole)
-}
-
-/// `GET /v1/models` and `GET /v1/usage`: a status read of the user's object (revocation
-/// included), nothing counted.
-async fn serve_status(
-    route: UserRoute,
-    identity: &Identity,
-    env: &Env,
-    ctx: &Rc<Context>,
-    config: &Config,
-    outcome: &mut Outcome,
-) -> Result<Response> {
-    let (standing, admitted) = user_object::admit(env, ctx, config, identity, None, None).await;
-    outcome.standing = standing;
-    admitted?;
-    match (route, standing) {
-        (UserRoute::Usage, Some(standing)) => json_response(200, &standing.usage_json(&identity.sub).to_string()),
-        _ => http::models_response(config),
-    }
 }
 
 /// A non-stream answer, read whole (capped), charged, and passed on.
@@ -239,11 +220,11 @@ async fn answer_whole(
             let read = sse::read_answer(body);
             outcome.usage = read.usage;
             created = request.created_response(read.id);
-            used_tokens(request, outcome.usage, body.len())
+            used(request, outcome.usage, body.len())
         }
-        Err(_) => request.reserve_tokens, // unknown: charge the worst case
+        Err(_) => request.reserve(), // unknown: charge the worst case
     };
-    outcome.tokens_charged = Some(used);
+    outcome.charged = Some(used);
     match created {
         Some(id) => settlement.settle_creating(used, id).await,
         None => settlement.settle(used),
@@ -256,12 +237,10 @@ async fn answer_whole(
 }
 
 /// What a whole answer used: its `usage` (with hosted tool fees), else an estimate from its
-/// size (never zero).
-fn used_tokens(request: &ApiRequest, usage: Option<sse::Usage>, answer_bytes: usize) -> u64 {
-    usage.map_or_else(
-        || request.prompt_token_estimate + crate::cost::estimate_tokens(answer_bytes),
-        |u| request.tool_fees.charge(&u),
-    )
+/// size (never zero), in tokens and dollars.
+fn used(request: &ApiRequest, usage: Option<sse::Usage>, answer_bytes: usize) -> Spend {
+    let tariff = request.tariff();
+    usage.map_or_else(|| tariff.without_usage(answer_bytes), |usage| tariff.with_usage(&usage))
 }
 
 /// The single place that decides who the caller is. Revocation is checked in the same

@@ -12,11 +12,10 @@ use super::log::{self, Outcome};
 use super::stream;
 use super::user_object::Settlement;
 use crate::config::{Config, Secret};
-use crate::cost::{estimate_tokens, ToolFees};
 use crate::error::ProxyError;
 use crate::forwarding;
 use crate::forwarding::UpstreamEndpoint;
-use crate::policy::ApiRequest;
+use crate::policy::{ApiRequest, Tariff};
 use crate::sse::{SseMeter, StreamKind};
 
 /// Sends the request upstream and waits (at most `UPSTREAM_TIMEOUT_MS`) for its headers.
@@ -160,7 +159,7 @@ pub fn relay_stream(
     let body = match answer.stream() {
         Ok(body) => body,
         Err(error) => {
-            settlement.settle(request.prompt_token_estimate);
+            settlement.settle(request.input_estimate());
             return Err(ProxyError::UpstreamFailed {
                 detail: format!("upstream stream has no body: {error}"),
             });
@@ -178,8 +177,7 @@ pub fn relay_stream(
         .stream(readable);
     let tail = StreamTail {
         metered,
-        prompt_estimate: request.prompt_token_estimate,
-        tool_fees: request.tool_fees,
+        tariff: request.tariff(),
         records_response: request.records_response,
         idle_timeout: config.stream_idle_timeout,
         settlement,
@@ -192,8 +190,7 @@ pub fn relay_stream(
 /// charged its real usage, or an estimate of what it sent and what was streamed, never zero.
 pub struct StreamTail {
     metered: stream::Metered,
-    prompt_estimate: u64,
-    tool_fees: ToolFees,
+    tariff: Tariff,
     /// The response upstream creates is stored and may be continued: record it for the user
     /// before the client sees the end, so a continuation sent at once finds it.
     records_response: bool,
@@ -206,11 +203,11 @@ impl StreamTail {
         ctx.wait_until(async move {
             let (mut end, body) = self.metered.pump().await;
             let used = end.meter.usage.map_or_else(
-                || self.prompt_estimate + estimate_tokens(end.meter.streamed_text_bytes),
-                |usage| self.tool_fees.charge(&usage),
+                || self.tariff.without_usage(end.meter.streamed_text_bytes),
+                |usage| self.tariff.with_usage(&usage),
             );
             outcome.usage = end.meter.usage;
-            outcome.tokens_charged = Some(used);
+            outcome.charged = Some(used);
             outcome.disconnected = end.disconnected;
             outcome.failure = end.failure;
             if end.client_stalled {

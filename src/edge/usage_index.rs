@@ -7,12 +7,15 @@ use std::cell::{Cell, RefCell};
 use worker::{durable_object, js_sys, DurableObject, Env, Request, Response, State};
 
 use super::{durable, log, Result};
+use crate::prices::usd;
+use crate::quota::Spend;
 use crate::user_state::{usage_index_name, IndexCommand, UsageBatch};
 
 const BINDING: &str = "USAGE_INDEX";
 
 /// One storage key per user, the `sub` exactly, so the stored value never grows with users
-/// and no `sub` can be mistaken for another.
+/// and no `sub` can be mistaken for another. Its value is the JSON text of a `Spend` (a bare
+/// number of tokens in days recorded before dollar budgets).
 #[durable_object]
 pub struct UsageIndex {
     state: State,
@@ -26,10 +29,16 @@ impl DurableObject for UsageIndex {
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
         let storage = self.state.storage();
         match req.json().await? {
-            IndexCommand::Record { spent } => {
+            IndexCommand::Record { spent, spent_nano_usd } => {
                 for (sub, tokens) in spent {
-                    let total: u64 = storage.get(&sub).await?.unwrap_or(0);
-                    storage.put(&sub, total.saturating_add(tokens)).await?;
+                    let stored: Option<serde_json::Value> = storage.get(&sub).await?;
+                    let total = stored.map(stored_spend).unwrap_or_default();
+                    let nano_usd = spent_nano_usd.get(&sub).copied().unwrap_or(0);
+                    let total = Spend {
+                        tokens: total.tokens.saturating_add(tokens),
+                        nano_usd: total.nano_usd.saturating_add(nano_usd),
+                    };
+                    storage.put(&sub, serde_json::json!(total).to_string()).await?;
                 }
                 Response::from_json(&serde_json::json!({}))
             }
@@ -38,8 +47,16 @@ impl DurableObject for UsageIndex {
                 for entry in storage.list().await?.entries() {
                     let pair = js_sys::Array::from(&entry?);
                     let sub = pair.get(0).as_string().unwrap_or_default();
-                    let tokens = pair.get(1).as_f64().unwrap_or(0.0) as u64;
-                    users.push(serde_json::json!({ "sub": sub, "total_tokens": tokens }));
+                    let value = pair.get(1);
+                    let total = stored_spend(match value.as_string() {
+                        Some(text) => serde_json::from_str(&text).unwrap_or_default(),
+                        None => serde_json::json!(value.as_f64().unwrap_or(0.0)),
+                    });
+                    users.push(serde_json::json!({
+                        "sub": sub,
+                        "total_tokens": total.tokens,
+                        "total_usd": usd(total.nano_usd),
+                    }));
                 }
                 Response::from_json(&users)
             }
@@ -47,7 +64,19 @@ impl DurableObject for UsageIndex {
     }
 }
 
-/// Every user's total tokens of `day` (`YYYY-MM-DD`).
+/// A stored total: the JSON of a `Spend`, as text, or a bare number of tokens (older days).
+fn stored_spend(value: serde_json::Value) -> Spend {
+    match value {
+        serde_json::Value::String(text) => serde_json::from_str(&text).unwrap_or_default(),
+        serde_json::Value::Object(_) => serde_json::from_value(value).unwrap_or_default(),
+        number => Spend {
+            tokens: number.as_f64().map_or(0, |tokens| tokens as u64),
+            nano_usd: 0,
+        },
+    }
+}
+
+/// Every user's total tokens and dollars of `day` (`YYYY-MM-DD`).
 pub async fn list(env: &Env, day: &str) -> Result<serde_json::Value> {
     durable::call(env, BINDING, &usage_index_name(day), &IndexCommand::List).await
 }
@@ -57,9 +86,9 @@ thread_local! {
     static SENDING_USAGE: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Adds a user's tokens to `day`'s index, batched with the isolate's other requests.
-pub async fn record(env: &Env, day: String, sub: String, tokens: u64) {
-    PENDING_USAGE.with_borrow_mut(|batch| batch.add(day, sub, tokens));
+/// Adds what a user spent to `day`'s index, batched with the isolate's other requests.
+pub async fn record(env: &Env, day: String, sub: String, spent: Spend) {
+    PENDING_USAGE.with_borrow_mut(|batch| batch.add(day, sub, spent));
     send_pending(env).await;
 }
 

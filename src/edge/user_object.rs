@@ -2,6 +2,7 @@
 //! to it. Its state lives in storage, not memory, so it survives eviction; the decisions are
 //! `UserRecord::apply` in the core. The same class holds the global budget, under its own name.
 
+use std::cell::RefCell;
 use std::rc::Rc;
 
 use worker::wasm_bindgen::JsValue;
@@ -13,8 +14,11 @@ use super::{durable, log, usage_index, Now, Result};
 use crate::auth::Identity;
 use crate::config::Config;
 use crate::error::{ProxyError, TokenProblem};
-use crate::quota::{Ask, Limits, Reservation, Standing};
-use crate::user_state::{user_object_name, utc_day, UserCommand, UserRecord, UserReply, GLOBAL_OBJECT_NAME};
+use crate::plans::{OverrideHints, Plan};
+use crate::quota::{Ask, Limits, Reservation, Spend, Standing};
+use crate::user_state::{
+    user_object_name, utc_day, PlanAsk, PlanChoice, UserCommand, UserRecord, UserReply, GLOBAL_OBJECT_NAME,
+};
 
 const BINDING: &str = "USERS";
 const RECORD_KEY: &str = "record";
@@ -43,22 +47,46 @@ impl DurableObject for UserState {
     }
 }
 
-/// Admits `identity`'s request in one round trip to its object: revocation, then whether the
-/// user created the response it `continues`, then (with an `ask`) rate, stream slot and
-/// budget; then the global budget, if one is set. Returns the user's standing (for the
-/// RateLimit headers, refused or not) and the settlement to make when the request ends (with
-/// nothing to settle for a status read).
+thread_local! {
+    static PLAN_HINTS: RefCell<OverrideHints> = RefCell::default();
+}
+
+/// The plan to check `sub`'s request with first: a known override, else the claim's plan.
+pub fn plan_hint(sub: &str, claimed: &str) -> String {
+    PLAN_HINTS.with_borrow(|hints| hints.plan_for(sub, claimed))
+}
+
+/// What the user's object says is in force.
+fn learn_plan(sub: &str, in_force: &PlanChoice) {
+    PLAN_HINTS.with_borrow_mut(|hints| hints.learn(sub, &in_force.name, in_force.source));
+}
+
+/// What an admission call came to.
+pub enum Admission {
+    /// Admitted; settle it when the request ends (a status read has nothing to settle).
+    Admitted(Settlement),
+    /// The request was checked with another plan than the one in force: nothing was
+    /// counted; check it with this plan and admit it again.
+    PlanChanged(PlanChoice),
+}
+
+/// Admits `identity`'s request, checked with `plan`, in one round trip to its object:
+/// revocation, the plan in force, whether the user created the response it `continues`, then
+/// (with an `ask`) rate, stream slot and budgets; then the
+/// global budget, if one is set. Returns the user's standing (for the RateLimit headers,
+/// refused or not) and what came of it.
 pub async fn admit(
     env: &Env,
     ctx: &Rc<Context>,
     config: &Config,
     identity: &Identity,
     ask: Option<Ask>,
+    plan: &Plan,
     continues: Option<&str>,
-) -> (Option<Standing>, Result<Settlement>) {
+) -> (Option<Standing>, Result<Admission>) {
     let now_ms = Now::read().millis();
     let user_name = user_object_name(&identity.sub);
-    let limits = config.user_limits;
+    let limits = plan.user_limits;
     let command = UserCommand::Admit {
         issued_at: identity.issued_at,
         ask,
@@ -66,6 +94,10 @@ pub async fn admit(
         alerts: config.alerts.user,
         now_ms,
         continues: continues.map(str::to_owned),
+        plan: Some(PlanAsk {
+            checked: plan.name.clone(),
+            claimed: identity.plan.clone(),
+        }),
     };
     let (reservation, standing) = match call(env, &user_name, &command).await {
         Ok(UserReply::Admitted {
@@ -85,6 +117,10 @@ pub async fn admit(
         Ok(UserReply::UnknownResponse) => {
             let id = continues.unwrap_or_default().to_owned();
             return (None, Err(ProxyError::UnknownResponse { id }));
+        }
+        Ok(UserReply::PlanChanged { plan: in_force }) => {
+            learn_plan(&identity.sub, &in_force);
+            return (None, Ok(Admission::PlanChanged(in_force)));
         }
         Ok(other) => return (None, Err(unexpected("user", &other))),
         Err(error) => return (None, Err(error)),
@@ -106,7 +142,7 @@ pub async fn admit(
             return (Some(standing), Err(error));
         }
     }
-    (Some(standing), Ok(settlement))
+    (Some(standing), Ok(Admission::Admitted(settlement)))
 }
 
 /// Reserves `ask` against the budget of all users too.
@@ -125,6 +161,7 @@ async fn admit_global(
         alerts: config.alerts.global,
         now_ms,
         continues: None,
+        plan: None,
     };
     match call(&settlement.env, GLOBAL_OBJECT_NAME, &command).await? {
         UserReply::Admitted {
@@ -147,7 +184,7 @@ async fn admit_global(
 
 fn unexpected(object: &str, reply: &UserReply) -> ProxyError {
     ProxyError::Internal {
-        detail: format!("{object} object answered {reply:?} to admit"),
+        detail: format!("{object} object answered {reply:?}"),
     }
 }
 
@@ -161,25 +198,25 @@ pub struct Settlement {
 }
 
 impl Settlement {
-    /// Charges `used_tokens` and frees the stream slot, after the response (`wait_until`), so
-    /// it never delays the client.
-    pub fn settle(self, used_tokens: u64) {
+    /// Charges `spent` and frees the stream slot, after the response (`wait_until`), so it
+    /// never delays the client.
+    pub fn settle(self, spent: Spend) {
         if self.reservations.is_empty() {
             return;
         }
         let ctx = self.ctx.clone();
-        ctx.wait_until(self.finish(used_tokens));
+        ctx.wait_until(self.finish(spent));
     }
 
     /// Settles before the client has the whole answer, and records `created`, the stored
     /// response the request created, for its user: a continuation sent as soon as the answer
     /// arrives must find it recorded. The day's usage index (batched with other requests) is
     /// still updated after the response.
-    pub async fn settle_creating(self, used_tokens: u64, created: String) {
+    pub async fn settle_creating(self, spent: Spend, created: String) {
         let now_ms = Now::read().millis();
-        self.tell_finish(used_tokens, Some(created), now_ms).await;
+        self.tell_finish(spent, Some(created), now_ms).await;
         let ctx = self.ctx.clone();
-        ctx.wait_until(self.index(used_tokens, now_ms));
+        ctx.wait_until(self.index(spent, now_ms));
     }
 
     /// Undoes the admissions: a request refused after its user's admission (by the global
@@ -195,27 +232,28 @@ impl Settlement {
     }
 
     /// The same as `settle`, for a caller that already runs after the response.
-    pub async fn finish(self, used_tokens: u64) {
+    pub async fn finish(self, spent: Spend) {
         let now_ms = Now::read().millis();
-        self.tell_finish(used_tokens, None, now_ms).await;
-        self.index(used_tokens, now_ms).await;
+        self.tell_finish(spent, None, now_ms).await;
+        self.index(spent, now_ms).await;
     }
 
     /// Finishes each reservation; only the user's own object learns of a created response.
-    async fn tell_finish(&self, used_tokens: u64, created: Option<String>, now_ms: i64) {
+    async fn tell_finish(&self, spent: Spend, created: Option<String>, now_ms: i64) {
         self.tell_each("settle_failed", |name, reservation_id, limits| UserCommand::Finish {
             reservation_id,
-            used_tokens,
+            used_tokens: spent.tokens,
             limits,
             now_ms,
             created_response: created.clone().filter(|_| name != GLOBAL_OBJECT_NAME),
+            used_nano_usd: spent.nano_usd,
         })
         .await;
     }
 
-    async fn index(self, used_tokens: u64, now_ms: i64) {
-        if used_tokens > 0 {
-            usage_index::record(&self.env, utc_day(now_ms), self.sub, used_tokens).await;
+    async fn index(self, spent: Spend, now_ms: i64) {
+        if spent != Spend::default() {
+            usage_index::record(&self.env, utc_day(now_ms), self.sub, spent).await;
         }
     }
 
@@ -268,7 +306,13 @@ async fn call(env: &Env, name: &str, command: &UserCommand) -> Result<UserReply>
 
 /// Where the budget of all users stands, for an operator.
 pub async fn global_status(env: &Env, limits: Limits, now_ms: i64) -> Result<Standing> {
-    match call(env, GLOBAL_OBJECT_NAME, &UserCommand::Status { limits, now_ms }).await? {
+    // The global object has no plans: its limits are the global budget's alone.
+    let command = UserCommand::Status {
+        limits,
+        now_ms,
+        plan_limits: Default::default(),
+    };
+    match call(env, GLOBAL_OBJECT_NAME, &command).await? {
         UserReply::Status {
             standing: Some(standing),
             ..

@@ -1,0 +1,140 @@
+//! Admission on the user's plan: the body is checked with the plan in force, and the user's
+//! object, which holds any override an operator set, admits it in the same call that checks
+//! the plan. One round trip in the steady state; one more the first time an isolate meets an
+//! override.
+
+use std::rc::Rc;
+
+use worker::{Context, Env};
+
+use super::log::Outcome;
+use super::user_object::{self, Admission, Settlement};
+use super::Result;
+use crate::auth::Identity;
+use crate::config::Config;
+use crate::error::ProxyError;
+use crate::plans::{claimed_plan, Plan};
+use crate::policy::{self, ApiRequest};
+use crate::quota::Ask;
+use crate::routes::{ApiRoute, UserRoute};
+
+/// Admission attempts of one request whose plan an operator changes meanwhile, before the
+/// request gives up (503): in practice the second attempt always agrees with the object.
+const MAX_PLAN_ATTEMPTS: usize = 3;
+
+/// A request checked with the plan in force and admitted by the user's object.
+pub struct Admitted<'a> {
+    pub plan: &'a Plan,
+    /// The upstream request (none for `/v1/models` and `/v1/usage`).
+    pub request: Option<ApiRequest>,
+    pub settlement: Settlement,
+}
+
+/// Checks the body with the user's plan and admits it. The plan is the claim's, or the
+/// override this isolate knows of; the user's object compares it with its override in the
+/// same admission call, and when they differ nothing is counted and the request is checked
+/// and admitted again with the plan in force.
+pub async fn admit_on_plan<'a>(
+    route: UserRoute,
+    body: Option<&[u8]>,
+    identity: &Identity,
+    env: &Env,
+    ctx: &Rc<Context>,
+    config: &'a Config,
+    outcome: &mut Outcome,
+) -> Result<Admitted<'a>> {
+    // Before any Durable Object call: a claim naming a plan this proxy lacks costs nothing.
+    let (claimed, _) = claimed_plan(identity.plan.as_deref());
+    config.plan(&claimed)?;
+    let mut plan_name = user_object::plan_hint(&identity.sub, &claimed);
+    for _ in 0..MAX_PLAN_ATTEMPTS {
+        let plan = config.plan(&plan_name)?;
+        outcome.plan = Some(plan.name.clone());
+        let request = match (route, body) {
+            (UserRoute::Api(api_route), Some(body)) => {
+                match policy::parse(api_route, body, config, plan, &identity.sub) {
+                    Ok(request) => Some(request),
+                    Err(refused) => match plan_in_force(
+                        Checked {
+                            route: api_route,
+                            body,
+                            plan,
+                        },
+                        identity,
+                        env,
+                        ctx,
+                        config,
+                    )
+                    .await?
+                    {
+                        Some(in_force) => {
+                            plan_name = in_force;
+                            continue;
+                        }
+                        None => return Err(refused),
+                    },
+                }
+            }
+            _ => None,
+        };
+        if let Some(request) = &request {
+            outcome.describe(request);
+        }
+        let ask = request.as_ref().map(|request| Ask {
+            tokens: request.reserve_tokens,
+            stream: request.stream,
+            nano_usd: request.reserve_nano_usd,
+        });
+        let continues = request.as_ref().and_then(|request| request.continues.as_deref());
+        let (standing, admission) = user_object::admit(env, ctx, config, identity, ask, plan, continues).await;
+        outcome.standing = standing;
+        match admission? {
+            Admission::Admitted(settlement) => {
+                return Ok(Admitted {
+                    plan,
+                    request,
+                    settlement,
+                })
+            }
+            Admission::PlanChanged(in_force) => plan_name = in_force.name,
+        }
+    }
+    Err(ProxyError::Unavailable {
+        detail: format!("the plan of {:?} kept changing during its admission", identity.sub),
+    })
+}
+
+/// After a refusal by the policy: another plan than `plan` may be in force (an override this
+/// isolate has not seen). Only when another plan would accept the body is the user's object
+/// asked (a status read, nothing counted): a body no plan accepts costs no call.
+async fn plan_in_force(
+    checked: Checked<'_>,
+    identity: &Identity,
+    env: &Env,
+    ctx: &Rc<Context>,
+    config: &Config,
+) -> Result<Option<String>> {
+    let Checked { route, body, plan } = checked;
+    let another_accepts = config
+        .all_plans()
+        .filter(|other| other.name != plan.name)
+        .any(|other| policy::parse(route, body, config, other, &identity.sub).is_ok());
+    if !another_accepts {
+        return Ok(None);
+    }
+    match user_object::admit(env, ctx, config, identity, None, plan, None)
+        .await
+        .1?
+    {
+        Admission::PlanChanged(in_force) => Ok(Some(in_force.name)),
+        Admission::Admitted(_) => Ok(None),
+    }
+}
+
+/// A body that `plan`'s policy refused.
+#[derive(Clone, Copy)]
+struct Checked<'a> {
+    route: ApiRoute,
+    body: &'a [u8],
+    plan: &'a Plan,
+}

@@ -1,0 +1,334 @@
+//! Money: model prices and what a request costs in dollars.
+//!
+//! Amounts are whole nano-dollars (1e-9 USD) in a `u64`: exact (no float ever touches a
+//! charge), up to $18 billion, and fine enough that ten tokens of the cheapest model
+//! ($0.10 per million: 1,000 nano-USD) are never rounded to zero. A price is nano-USD per
+//! million tokens, so every published price (at most 9 decimals of a dollar) is exact too.
+//! A charge rounds up, never down: the operator never pays for what was not counted.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::cost::Cost;
+use crate::error::ProxyError;
+use crate::sse::Usage;
+
+/// Nano-dollars in a dollar.
+pub const NANO_PER_USD: u64 = 1_000_000_000;
+const TOKENS_PER_PRICE_UNIT: u128 = 1_000_000;
+/// The largest amount a variable may give, in dollars: far above any sane budget, and small
+/// enough that sums of a day's charges cannot overflow.
+const MAX_USD: u64 = 1_000_000_000;
+
+/// A model's price, in nano-USD per million tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Price {
+    pub input: u64,
+    /// Prompt tokens OpenAI reports as cached (`prompt_tokens_details.cached_tokens`).
+    pub cached_input: u64,
+    pub output: u64,
+}
+
+/// Default prices (USD per 1M tokens: input, cached input, output), standard tier, from
+/// OpenAI's pricing page (https://platform.openai.com/docs/pricing), checked 2026-11-24.
+/// Exact names only: a dated snapshot may cost something else (gpt-4o-2024-05-13 did), so it
+/// needs its own `MODEL_PRICES` entry.
+const DEFAULT_PRICES: [(&str, &str, &str, &str); 5] = [
+    ("gpt-4o-mini", "0.15", "0.075", "0.60"),
+    ("gpt-4o", "2.50", "1.25", "10.00"),
+    ("gpt-4.1", "2.00", "0.50", "8.00"),
+    ("gpt-4.1-mini", "0.40", "0.10", "1.60"),
+    ("gpt-4.1-nano", "0.10", "0.025", "0.40"),
+];
+
+/// Every model's price: the defaults, overridden model by model by `MODEL_PRICES`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Prices {
+    by_model: BTreeMap<String, Price>,
+}
+
+impl Prices {
+    /// The defaults with `model_prices` (the JSON of `MODEL_PRICES`, if set) over them.
+    pub fn parse(model_prices: Option<&str>) -> Result<Prices, ProxyError> {
+        let mut by_model = BTreeMap::new();
+        for (model, input, cached, output) in DEFAULT_PRICES {
+            let price = |usd: &str| parse_usd(usd).unwrap_or(u64::MAX);
+            by_model.insert(
+                model.to_owned(),
+                Price {
+                    input: price(input),
+                    cached_input: price(cached),
+                    output: price(output),
+                },
+            );
+        }
+        let Some(raw) = model_prices else {
+            return Ok(Prices { by_model });
+        };
+        let invalid = |why: String| ProxyError::misconfigured(format!("MODEL_PRICES: {why}"));
+        let Ok(Value::Object(models)) = serde_json::from_str::<Value>(raw) else {
+            return Err(invalid(
+                r#"not a JSON object like {"gpt-4o-mini":{"input":0.15,"output":0.6,"cached_input":0.075}}"#.into(),
+            ));
+        };
+        for (model, entry) in models {
+            let price = parse_price(&entry).map_err(|why| invalid(format!("{model:?}: {why}")))?;
+            by_model.insert(model, price);
+        }
+        Ok(Prices { by_model })
+    }
+
+    pub fn of(&self, model: &str) -> Option<Price> {
+        self.by_model.get(model).copied()
+    }
+}
+
+/// `{"input": USD, "output": USD, "cached_input": USD (optional, else the input price)}`.
+fn parse_price(entry: &Value) -> Result<Price, String> {
+    let Value::Object(fields) = entry else {
+        return Err("must be an object with `input` and `output` (USD per 1M tokens)".into());
+    };
+    if let Some(unknown) = fields
+        .keys()
+        .find(|k| !matches!(k.as_str(), "input" | "output" | "cached_input"))
+    {
+        return Err(format!(
+            "unknown field `{unknown}` (expected input, output, cached_input)"
+        ));
+    }
+    let usd = |name: &str| -> Result<Option<u64>, String> {
+        fields
+            .get(name)
+            .map(|value| {
+                usd_value(value)
+                    .ok_or_else(|| format!("`{name}` is not an amount of USD (0 to {MAX_USD}, at most 9 decimals)"))
+            })
+            .transpose()
+    };
+    let input = usd("input")?.ok_or("`input` is required")?;
+    let output = usd("output")?.ok_or("`output` is required")?;
+    Ok(Price {
+        input,
+        cached_input: usd("cached_input")?.unwrap_or(input),
+        output,
+    })
+}
+
+/// A JSON number or a string holding one, as nano-USD.
+pub fn usd_value(value: &Value) -> Option<u64> {
+    match value {
+        // serde_json prints a parsed f64 in its shortest exact form ("0.15"), so the decimal
+        // digits the operator wrote are the ones read here.
+        Value::Number(number) => parse_usd(&number.to_string()),
+        Value::String(text) => parse_usd(text.trim()),
+        _ => None,
+    }
+}
+
+/// A decimal amount of dollars (`0.5`, `12`, `0.000000001`) as nano-USD, exactly; `None`
+/// for anything else (negative, exponent, more than 9 decimals, above `MAX_USD`).
+pub fn parse_usd(text: &str) -> Option<u64> {
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    let digits = |part: &str| part.chars().all(|c| c.is_ascii_digit());
+    if whole.is_empty() || !digits(whole) || !digits(fraction) || fraction.len() > 9 || text.ends_with('.') {
+        return None;
+    }
+    let whole: u64 = whole.parse().ok().filter(|usd| *usd <= MAX_USD)?;
+    let fraction: u64 = format!("{fraction:0<9}").parse().ok()?;
+    let nano = whole.checked_mul(NANO_PER_USD)?.checked_add(fraction)?;
+    (nano <= MAX_USD * NANO_PER_USD).then_some(nano)
+}
+
+/// Nano-USD as a JSON number of dollars, for people and dashboards (never for arithmetic).
+pub fn usd(nano: u64) -> f64 {
+    nano as f64 / NANO_PER_USD as f64
+}
+
+impl Price {
+    /// `input`, `cached` and `output` tokens at this price, rounded up to the next nano-USD.
+    fn of(&self, input: u64, cached: u64, output: u64) -> u64 {
+        let micro = u128::from(input) * u128::from(self.input)
+            + u128::from(cached) * u128::from(self.cached_input)
+            + u128::from(output) * u128::from(self.output);
+        u64::try_from(micro.div_ceil(TOKENS_PER_PRICE_UNIT)).unwrap_or(u64::MAX)
+    }
+
+    /// The dearer of the two input prices: what an input token can cost at most.
+    fn worst_input(&self) -> Price {
+        Price {
+            input: self.input.max(self.cached_input),
+            ..*self
+        }
+    }
+
+    /// The worst case of `cost` in dollars: every input-side token of the token reserve (the
+    /// input for each read, images, hosted tool fees) at the input price, the output cap at
+    /// the output price.
+    pub fn worst_case(&self, cost: &Cost) -> u64 {
+        self.worst_input().of(cost.input_side_tokens(), 0, cost.output_tokens)
+    }
+
+    /// What a usage report costs: uncached prompt tokens at the input price, cached ones at
+    /// the cached price, completion tokens (reasoning included) at the output price, hosted
+    /// tool fees (in input tokens, `fee_tokens`) at the input price. Tokens a report counts in
+    /// its total but in neither part are charged at the dearer price.
+    pub fn charge(&self, usage: &Usage, fee_tokens: u64) -> u64 {
+        let cached = usage.cached_tokens.min(usage.prompt_tokens);
+        let parts = usage.prompt_tokens.saturating_add(usage.completion_tokens);
+        let unexplained = usage.total().saturating_sub(parts);
+        let dearest = self.input.max(self.output).max(self.cached_input);
+        let unexplained = Price {
+            input: dearest,
+            cached_input: 0,
+            output: 0,
+        }
+        .of(unexplained, 0, 0);
+        let uncached = (usage.prompt_tokens - cached).saturating_add(fee_tokens);
+        self.of(uncached, cached, usage.completion_tokens)
+            .saturating_add(unexplained)
+    }
+
+    /// What an estimate costs when upstream reported no usage: the input estimate at the input
+    /// price (the dearer one: nothing says it was cached), what was streamed at the output price.
+    pub fn estimate(&self, input_tokens: u64, output_tokens: u64) -> u64 {
+        self.worst_input().of(input_tokens, 0, output_tokens)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dollars_are_read_exactly_or_not_at_all() {
+        assert_eq!(parse_usd("0.15"), Some(150_000_000));
+        assert_eq!(parse_usd("12"), Some(12 * NANO_PER_USD));
+        assert_eq!(parse_usd("0.000000001"), Some(1));
+        assert_eq!(parse_usd("1000000000"), Some(MAX_USD * NANO_PER_USD));
+        for bad in [
+            "",
+            "-1",
+            "1e3",
+            "0.0000000001",
+            "1.",
+            ".5",
+            "abc",
+            "1000000001",
+            "1,5",
+            " 1",
+        ] {
+            assert_eq!(parse_usd(bad), None, "{bad:?}");
+        }
+        assert_eq!(usd_value(&serde_json::json!(0.075)), Some(75_000_000));
+        assert_eq!(usd_value(&serde_json::json!("2.5")), Some(2_500_000_000));
+        assert_eq!(usd_value(&serde_json::json!(true)), None);
+    }
+
+    #[test]
+    fn ten_tokens_of_the_cheapest_model_cost_more_than_nothing() {
+        let nano = Prices::parse(None).unwrap().of("gpt-4.1-nano").unwrap();
+        assert_eq!(nano.of(10, 0, 0), 1_000);
+        assert_eq!(nano.of(1, 0, 0), 100);
+        let cheap = Price {
+            input: 1,
+            cached_input: 1,
+            output: 1,
+        };
+        assert_eq!(cheap.of(1, 0, 0), 1, "a fraction of a nano-dollar is charged as one");
+    }
+
+    #[test]
+    fn model_prices_override_the_defaults_model_by_model() {
+        let prices = Prices::parse(Some(
+            r#"{"gpt-4o-mini":{"input":1,"output":"2"},"o3":{"input":2,"output":8,"cached_input":0.5}}"#,
+        ))
+        .unwrap();
+        assert_eq!(
+            prices.of("gpt-4o-mini"),
+            Some(Price {
+                input: NANO_PER_USD,
+                cached_input: NANO_PER_USD,
+                output: 2 * NANO_PER_USD
+            }),
+            "cached input defaults to the input price"
+        );
+        assert_eq!(prices.of("o3").unwrap().cached_input, 500_000_000);
+        assert_eq!(prices.of("gpt-4.1").unwrap().output, 8 * NANO_PER_USD, "defaults stay");
+        assert_eq!(
+            prices.of("gpt-4o-mini-2024-07-18"),
+            None,
+            "snapshots are priced by name"
+        );
+        for bad in [
+            "[]",
+            r#"{"m":{"input":1}}"#,
+            r#"{"m":{"input":-1,"output":1}}"#,
+            r#"{"m":{"input":1,"output":1,"reasoning":2}}"#,
+            r#"{"m":3}"#,
+        ] {
+            let detail = Prices::parse(Some(bad)).unwrap_err().log_detail().unwrap();
+            assert!(detail.starts_with("MODEL_PRICES"), "{bad}: {detail}");
+        }
+    }
+
+    fn mini() -> Price {
+        Prices::parse(None).unwrap().of("gpt-4o-mini").unwrap()
+    }
+
+    #[test]
+    fn a_usage_report_is_charged_by_kind_of_token() {
+        let usage = Usage {
+            prompt_tokens: 1_000,
+            cached_tokens: 400,
+            completion_tokens: 100,
+            total_tokens: 1_100,
+            hosted_tool_calls: None,
+        };
+        // 600 × 0.15 + 400 × 0.075 + 100 × 0.60 (USD per 1M) = 180 micro-USD
+        assert_eq!(mini().charge(&usage, 0), 180_000);
+        assert_eq!(
+            mini().charge(&usage, 1_000),
+            180_000 + 150_000,
+            "tool fees at the input price"
+        );
+        let unexplained = Usage {
+            total_tokens: 1_200,
+            ..usage
+        };
+        assert_eq!(mini().charge(&unexplained, 0), 180_000 + 60_000);
+    }
+
+    #[test]
+    fn the_worst_case_covers_any_charge_the_reservation_allows() {
+        let cost = Cost {
+            body_bytes: 1_000,
+            output_tokens: 200,
+            ..Cost::default()
+        };
+        let worst = mini().worst_case(&cost);
+        assert_eq!(worst, 1_000 * 150 + 200 * 600);
+        let heaviest = Usage {
+            prompt_tokens: 1_000,
+            completion_tokens: 200,
+            total_tokens: 1_200,
+            ..Usage::default()
+        };
+        assert!(mini().charge(&heaviest, 0) <= worst);
+        assert!(mini().estimate(cost.input_estimate(), 200) <= worst);
+        let odd = Price {
+            input: 1,
+            cached_input: 5,
+            output: 1,
+        };
+        let all_cached = Usage {
+            cached_tokens: 1_000,
+            ..heaviest
+        };
+        assert!(
+            odd.charge(&all_cached, 0) <= odd.worst_case(&cost),
+            "a dearer cache price is covered too"
+        );
+    }
+}
