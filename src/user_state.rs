@@ -155,6 +155,17 @@ pub struct PlanChoice {
     pub source: PlanSource,
 }
 
+/// The fields of an `Admit` command, borrowed.
+struct AdmitAsk<'a> {
+    issued_at: Option<i64>,
+    ask: Option<Ask>,
+    limits: &'a Limits,
+    alerts: &'a AlertRules,
+    now_ms: i64,
+    continues: Option<&'a str>,
+    plan: Option<&'a PlanAsk>,
+}
+
 /// The stored state of one user.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserRecord {
@@ -250,59 +261,24 @@ impl UserRecord {
     /// Applies a command; says whether the record changed (and so must be stored).
     pub fn apply(&mut self, command: &UserCommand) -> (UserReply, bool) {
         let before = self.clone();
-        if let UserCommand::Admit {
-            issued_at,
-            plan: Some(plan),
-            ..
-        } = command
-        {
-            if !is_revoked(*issued_at, self.revoked_at) {
-                if let Some(in_force) = self.plan_mismatch(plan) {
-                    return (UserReply::PlanChanged { plan: in_force }, false);
-                }
-                let (name, source) = claimed_plan(plan.claimed.as_deref());
-                self.last_claimed_plan = Some(PlanChoice { name, source });
-            }
-        }
         let reply = match command {
-            UserCommand::Admit { issued_at, .. } if is_revoked(*issued_at, self.revoked_at) => UserReply::Revoked,
-            // Before the quota: a foreign id costs nothing, not even a request of the rate.
             UserCommand::Admit {
-                continues: Some(id),
-                now_ms,
-                ..
-            } if !self.responses.owns(id, *now_ms) => UserReply::UnknownResponse,
-            UserCommand::Admit {
-                ask: None,
-                limits,
-                now_ms,
-                ..
-            } => UserReply::Admitted {
-                reservation: None,
-                standing: self.quota.standing(limits, *now_ms),
-                alert: None,
-            },
-            UserCommand::Admit {
-                ask: Some(ask),
+                issued_at,
+                ask,
                 limits,
                 alerts,
                 now_ms,
-                ..
-            } => match self.quota.admit(limits, *ask, *now_ms) {
-                Ok(reservation) => {
-                    let standing = self.quota.standing(limits, *now_ms);
-                    let alert = self.alerts.on_admit(alerts, &standing, *now_ms);
-                    UserReply::Admitted {
-                        reservation: Some(reservation),
-                        standing,
-                        alert,
-                    }
-                }
-                Err(refusal) => UserReply::Refused {
-                    refusal,
-                    standing: self.quota.standing(limits, *now_ms),
-                },
-            },
+                continues,
+                plan,
+            } => self.admit(AdmitAsk {
+                issued_at: *issued_at,
+                ask: *ask,
+                limits,
+                alerts,
+                now_ms: *now_ms,
+                continues: continues.as_deref(),
+                plan: plan.as_ref(),
+            }),
             UserCommand::Finish {
                 reservation_id,
                 used_tokens,
@@ -330,22 +306,8 @@ impl UserRecord {
                 self.quota.cancel(limits, *reservation_id, *now_ms);
                 UserReply::Finished
             }
-            UserCommand::Revoke { at } => {
-                self.revoked_at = Some(*at);
-                UserReply::Status {
-                    revoked_at: self.revoked_at,
-                    standing: None,
-                    plan: None,
-                }
-            }
-            UserCommand::Unrevoke => {
-                self.revoked_at = None;
-                UserReply::Status {
-                    revoked_at: None,
-                    standing: None,
-                    plan: None,
-                }
-            }
+            UserCommand::Revoke { at } => self.set_revoked(Some(*at)),
+            UserCommand::Unrevoke => self.set_revoked(None),
             UserCommand::Status {
                 limits,
                 now_ms,
@@ -361,13 +323,61 @@ impl UserRecord {
                 self.status(limits, plan_limits, *now_ms)
             }
         };
-
         let changed = *self != before;
         (reply, changed)
     }
-}
 
-impl UserRecord {
+    /// Revocation first, then the plan in force (a request checked with another plan counts
+    /// nothing), then the response it continues (a foreign id costs nothing, not even a
+    /// request of the rate), then, with an `ask`, the quota.
+    fn admit(&mut self, ask: AdmitAsk<'_>) -> UserReply {
+        if is_revoked(ask.issued_at, self.revoked_at) {
+            return UserReply::Revoked;
+        }
+        if let Some(plan) = ask.plan {
+            if let Some(in_force) = self.plan_mismatch(plan) {
+                return UserReply::PlanChanged { plan: in_force };
+            }
+            let (name, source) = claimed_plan(plan.claimed.as_deref());
+            self.last_claimed_plan = Some(PlanChoice { name, source });
+        }
+        if ask.continues.is_some_and(|id| !self.responses.owns(id, ask.now_ms)) {
+            return UserReply::UnknownResponse;
+        }
+        let Some(request) = ask.ask else {
+            let standing = self.quota.standing(ask.limits, ask.now_ms);
+            return UserReply::Admitted {
+                reservation: None,
+                standing,
+                alert: None,
+            };
+        };
+        match self.quota.admit(ask.limits, request, ask.now_ms) {
+            Ok(reservation) => {
+                let standing = self.quota.standing(ask.limits, ask.now_ms);
+                let alert = self.alerts.on_admit(ask.alerts, &standing, ask.now_ms);
+                UserReply::Admitted {
+                    reservation: Some(reservation),
+                    standing,
+                    alert,
+                }
+            }
+            Err(refusal) => UserReply::Refused {
+                refusal,
+                standing: self.quota.standing(ask.limits, ask.now_ms),
+            },
+        }
+    }
+
+    fn set_revoked(&mut self, at: Option<i64>) -> UserReply {
+        self.revoked_at = at;
+        UserReply::Status {
+            revoked_at: at,
+            standing: None,
+            plan: None,
+        }
+    }
+
     /// The plan in force: the override, else the most recent request's claim, else `default`.
     pub fn plan_in_force(&self) -> PlanChoice {
         match &self.plan_override {
@@ -382,8 +392,6 @@ impl UserRecord {
         }
     }
 
-    /// The plan a request must be checked with, when it is not the one it was checked with:
-    /// the override, or (without one) the token's claim.
     fn plan_mismatch(&self, plan: &PlanAsk) -> Option<PlanChoice> {
         let in_force = match &self.plan_override {
             Some(name) => PlanChoice {
