@@ -82,6 +82,13 @@ pub fn json_response(status: u16, body: &str) -> Result<Response> {
         .with_headers(headers))
 }
 
+/// Marks an answer that must not be kept by any cache: the admin routes show every user's
+/// spending and limits.
+pub fn no_store(mut response: Response) -> Result<Response> {
+    response.headers_mut().set("cache-control", "no-store")?;
+    Ok(response)
+}
+
 /// Headers every response carries, CORS headers for an allowed origin, and the user's
 /// RateLimit headers once admission has seen them.
 pub fn finish(mut response: Response, outcome: &Outcome) -> worker::Result<Response> {

@@ -144,6 +144,7 @@ async fn handle(mut req: Request, env: &Env, ctx: &Rc<Context>, outcome: &mut Ou
         Route::Health => http::health_response().map(Reply::Whole),
         Route::Admin(admin_route) => admin::serve(admin_route, &mut req, env, &config)
             .await
+            .and_then(http::no_store)
             .map(Reply::Whole),
         Route::User(user_route) => {
             let identity = authenticate(&req, &config).await?;

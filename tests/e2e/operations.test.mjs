@@ -78,6 +78,7 @@ test("GET /admin/usage lists every user's tokens of the day", async () => {
   await settle();
   const response = await fetch(`${proxy.url}/admin/usage`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
   assert.equal(response.status, 200);
+  assert.equal(response.headers.get("cache-control"), "no-store", "every user's spending must not be cached");
   const { day, users } = await response.json();
   assert.match(day, /^\d{4}-\d{2}-\d{2}$/);
   const perCall = usage(JSON.parse(chatBody())).total_tokens;
