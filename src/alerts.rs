@@ -79,8 +79,9 @@ impl AlertState {
         }
         if let (Some(percent), Some(budget)) = (rules.budget_percent, standing.daily_tokens) {
             let day = now_ms.div_euclid(DAY_MS);
-            let spent = standing.used_tokens + standing.reserved_tokens;
-            if spent * 100 >= budget * u64::from(percent) && self.alerted_day != Some(day) {
+            let spent = standing.used_tokens.saturating_add(standing.reserved_tokens);
+            let crossed = u128::from(spent) * 100 >= u128::from(budget) * u128::from(percent);
+            if crossed && self.alerted_day != Some(day) {
                 self.alerted_day = Some(day);
                 return Some(Alert::BudgetPercent {
                     used_tokens: spent,

@@ -210,25 +210,15 @@ impl Cost {
 
     /// The reserve's tokens billed at the input price: the input for each read (a
     /// continuation's input is at least its stored context window), and the hosted tool fees
-    /// (converted to input tokens by their per-call reserve).
+    /// (converted to input tokens by their per-call reserve). Each pass after a hosted call
+    /// reads that call's result too (search content is billed in `usage`), so the input of a
+    /// pass is bounded by the body plus one per-call reserve for every call.
     pub fn input_side_tokens(&self) -> u64 {
+        let results = self.hosted_fees();
         let input = self
             .body_bytes
             .saturating_add(self.image_tokens())
-            .max(self.stored_context_tokens);
-        input.saturating_mul(self.passes()).saturating_add(self.hosted_fees())
-    }
-
-    /// The input's likely cost, charged when upstream reports no usage: the whole body at
-    /// about 4 bytes a token (never zero), each image's worst case, and every allowed hosted
-    /// call (the proxy cannot tell how many ran). A continuation's input is its whole context
-    /// window: the stored context is unseen, so it is charged as reserved.
-    pub fn input_estimate(&self) -> u64 {
-        let input = self
-            .body_bytes
-            .div_ceil(4)
-            .max(1)
-            .saturating_add(self.image_tokens())
+            .saturating_add(results)
             .max(self.stored_context_tokens);
         input.saturating_mul(self.passes()).saturating_add(self.hosted_fees())
     }
@@ -254,11 +244,6 @@ impl ToolFees {
         let calls = usage.hosted_tool_calls.unwrap_or(self.calls);
         calls.saturating_mul(self.tokens_per_call)
     }
-}
-
-/// Roughly 4 bytes a token, never zero: the charge when upstream reported no usage.
-pub fn estimate_tokens(text_bytes: usize) -> u64 {
-    (text_bytes as u64).div_ceil(4).max(1)
 }
 
 #[cfg(test)]
@@ -328,7 +313,6 @@ mod tests {
             ..Cost::default()
         };
         assert_eq!(text.reserve(), 1200);
-        assert_eq!(text.input_estimate(), 250);
         let rich = Cost {
             body_bytes: 1000,
             images: 2,
@@ -338,9 +322,8 @@ mod tests {
             hosted_tokens_per_call: 3000,
             ..Cost::default()
         };
-        assert_eq!(rich.reserve(), (1000 + 1000) * 3 + 200 + 6000);
-        assert_eq!(rich.input_estimate(), (250 + 1000) * 3 + 6000);
-        assert!(rich.input_estimate() <= rich.reserve());
+        // Each of the 3 passes may read the body, the images and both calls' results.
+        assert_eq!(rich.reserve(), (1000 + 1000 + 6000) * 3 + 200 + 6000);
         let huge = Cost {
             body_bytes: u64::MAX,
             hosted_tool_calls: u64::MAX,
@@ -351,17 +334,16 @@ mod tests {
     }
 
     #[test]
-    fn a_continuation_reserves_and_without_usage_is_charged_its_whole_context_window_as_input() {
+    fn a_continuation_reserves_its_whole_context_window_as_input() {
         let continuation = Cost {
             body_bytes: 1000,
             output_tokens: 200,
             stored_context_tokens: 128_000,
             ..Cost::default()
         };
-        assert_eq!(continuation.reserve(), 128_000 + 200);
         assert_eq!(
-            continuation.input_estimate(),
-            128_000,
+            continuation.reserve(),
+            128_000 + 200,
             "the unseen stored context is billed as input"
         );
         let with_tools = Cost {

@@ -10,7 +10,7 @@ use serde_json::{json, Map, Value};
 
 use crate::billable::{attribute, check_price_fields, check_tools, continuation, hosted_call_cap, search_model_fee};
 use crate::config::{Config, RequestLimits};
-use crate::cost::{self, Cost, CostRules, ToolFees};
+use crate::cost::{Cost, CostRules, ToolFees};
 use crate::error::ProxyError;
 use crate::forwarding::UpstreamEndpoint;
 use crate::plans::Plan;
@@ -35,9 +35,6 @@ pub struct ApiRequest {
     /// Tokens to reserve before calling upstream: the worst case of `Cost::reserve` (the body's
     /// bytes, images, hosted tool calls, and the output cap for each of the `n` choices).
     pub reserve_tokens: u64,
-    /// The input's estimated tokens (`Cost::input_estimate`: the whole upstream body, not only
-    /// its message text), charged when upstream reports no usage, plus what was streamed.
-    pub prompt_token_estimate: u64,
     /// Characters the model reads (logged only with `LOG_PROMPTS=true`; never the text).
     pub prompt_chars: usize,
     /// Hosted tool fees, added to a usage report (`ToolFees::charge`).
@@ -66,11 +63,12 @@ impl ApiRequest {
     }
 
     /// What a request that got no answer from upstream is charged. After a timeout the request
-    /// was sent and OpenAI may well have processed (and billed) it: its input estimate. Any
-    /// other failure is an error status from upstream (not billed) or a connection that failed.
+    /// was sent and OpenAI may well have processed (and billed) it, output and reasoning
+    /// included, which nothing here can measure: its whole reservation. Any other failure is an
+    /// error status from upstream (not billed) or a connection that failed.
     pub fn charge_after_failure(&self, error: &ProxyError) -> Spend {
         match error {
-            ProxyError::UpstreamTimeout => self.input_estimate(),
+            ProxyError::UpstreamTimeout => self.reserve(),
             _ => Spend::default(),
         }
     }
@@ -86,22 +84,17 @@ impl ApiRequest {
     /// How the request's answer is charged, apart from the request (for a stream's end).
     pub fn tariff(&self) -> Tariff {
         Tariff {
-            prompt_token_estimate: self.prompt_token_estimate,
+            reserve: self.reserve(),
             tool_fees: self.tool_fees,
             price: self.price,
         }
-    }
-
-    /// The input estimate alone: a request sent that got no answer.
-    pub fn input_estimate(&self) -> Spend {
-        self.tariff().estimate(0)
     }
 }
 
 /// How an answer is charged, in tokens and at the model's price.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Tariff {
-    prompt_token_estimate: u64,
+    reserve: Spend,
     tool_fees: ToolFees,
     price: Option<Price>,
 }
@@ -117,20 +110,12 @@ impl Tariff {
         }
     }
 
-    /// An answer without one: the input estimate, and the text streamed (or the answer's
-    /// bytes) at about 4 bytes a token, never zero.
-    pub fn without_usage(&self, answer_bytes: usize) -> Spend {
-        self.estimate(cost::estimate_tokens(answer_bytes))
-    }
-
-    /// The input estimate and `output_tokens`.
-    fn estimate(&self, output_tokens: u64) -> Spend {
-        Spend {
-            tokens: self.prompt_token_estimate + output_tokens,
-            nano_usd: self
-                .price
-                .map_or(0, |price| price.estimate(self.prompt_token_estimate, output_tokens)),
-        }
+    /// An answer without one (a client gone, an idle or cut stream, a gateway that drops
+    /// `usage`): the whole reservation. Neither the input's tokens (bytes are not a bound on
+    /// tokens below 4 bytes each) nor reasoning tokens (never streamed) can be measured, and
+    /// only the reservation is known to cover what OpenAI may bill.
+    pub fn without_usage(&self) -> Spend {
+        self.reserve
     }
 }
 
@@ -453,7 +438,6 @@ fn finish(body: Map<String, Value>, draft: Draft) -> ApiRequest {
         reserve_tokens: cost.reserve(),
         reserve_nano_usd: draft.price.map_or(0, |price| price.worst_case(&cost)),
         price: draft.price,
-        prompt_token_estimate: cost.input_estimate(),
         prompt_chars: draft.prompt_chars,
         tool_fees: ToolFees {
             calls: cost.hosted_tool_calls,
@@ -1087,8 +1071,8 @@ mod tests {
         let request = responses_with(tools.clone(), &config).unwrap();
         assert_eq!(forwarded(&request)["max_tool_calls"], 2, "the proxy bounds the calls");
         let body = request.upstream_body().len() as u64;
-        assert_eq!(request.reserve_tokens, body * 3 + 1024 + 2 * 5000);
-        assert_eq!(request.prompt_token_estimate, body.div_ceil(4) * 3 + 2 * 5000);
+        // Three passes, each reading the body and both calls' results, and both calls' fees.
+        assert_eq!(request.reserve_tokens, (body + 2 * 5000) * 3 + 1024 + 2 * 5000);
         assert_eq!(
             request.tool_fees,
             ToolFees {
@@ -1111,7 +1095,7 @@ mod tests {
         let search = chat_with(json!({"web_search_options": {}}), &config).unwrap();
         assert_eq!(
             search.reserve_tokens,
-            search.upstream_body().len() as u64 * 2 + 1024 + 5000
+            (search.upstream_body().len() as u64 + 5000) * 2 + 1024 + 5000
         );
     }
 
@@ -1159,10 +1143,6 @@ mod tests {
         assert_eq!(continuation.continues.as_deref(), Some("resp_abc"));
         assert_eq!(forwarded(&continuation)["previous_response_id"], "resp_abc");
         assert_eq!(continuation.reserve_tokens, 128_000 + 500);
-        assert_eq!(
-            continuation.prompt_token_estimate, 128_000,
-            "charged without a usage report"
-        );
         let nano = responses_with(
             json!({"model": "gpt-4.1-nano", "previous_response_id": "resp_abc"}),
             &config,
@@ -1204,7 +1184,6 @@ mod tests {
         let request = chat_with(message, &allowing).unwrap();
         let body = request.upstream_body().len() as u64;
         assert_eq!(request.reserve_tokens, body + 3000 + 1024);
-        assert_eq!(request.prompt_token_estimate, body.div_ceil(4) + 3000);
         let input_image = json!({"input": [{"role": "user", "content": [
             {"type": "input_text", "text": "and this?"}, {"type": "input_image", "image_url": "https://example.com/dog.png"}]}]});
         assert_eq!(
@@ -1281,23 +1260,17 @@ mod tests {
     }
 
     #[test]
-    fn without_usage_a_request_is_charged_its_whole_body_not_just_its_message_text() {
+    fn without_usage_or_after_a_timeout_a_request_is_charged_its_whole_reservation() {
         let schema = json!({"type": "object", "description": "z".repeat(7000)});
         let request = chat(json!({"stream": true,
             "tools": [{"type": "function", "function": {"name": "f", "parameters": schema}}]}))
         .unwrap();
         let body = request.upstream_body().len() as u64;
-        assert!(
-            request.prompt_token_estimate >= body / 4,
-            "{} < {}",
-            request.prompt_token_estimate,
-            body / 4
-        );
-        assert!(request.prompt_token_estimate > 1700, "the schema is charged");
-        assert!(request.prompt_token_estimate <= request.reserve_tokens);
+        assert!(request.reserve_tokens >= body, "the schema is reserved");
+        assert_eq!(request.tariff().without_usage(), request.reserve());
         assert_eq!(
-            request.charge_after_failure(&ProxyError::UpstreamTimeout).tokens,
-            request.prompt_token_estimate
+            request.charge_after_failure(&ProxyError::UpstreamTimeout),
+            request.reserve()
         );
         let answered = ProxyError::UpstreamFailed {
             detail: "upstream answered 500".into(),

@@ -189,12 +189,6 @@ impl Price {
         self.of(uncached, cached, usage.completion_tokens)
             .saturating_add(unexplained)
     }
-
-    /// What an estimate costs when upstream reported no usage: the input estimate at the input
-    /// price (the dearer one: nothing says it was cached), what was streamed at the output price.
-    pub fn estimate(&self, input_tokens: u64, output_tokens: u64) -> u64 {
-        self.worst_input().of(input_tokens, 0, output_tokens)
-    }
 }
 
 #[cfg(test)]
@@ -316,7 +310,6 @@ mod tests {
             ..Usage::default()
         };
         assert!(mini().charge(&heaviest, 0) <= worst);
-        assert!(mini().estimate(cost.input_estimate(), 200) <= worst);
         let odd = Price {
             input: 1,
             cached_input: 5,

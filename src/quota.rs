@@ -140,7 +140,7 @@ pub struct RateStanding {
 impl Standing {
     pub fn tokens_remaining(&self) -> Option<u64> {
         self.daily_tokens
-            .map(|limit| limit.saturating_sub(self.used_tokens + self.reserved_tokens))
+            .map(|limit| limit.saturating_sub(self.used_tokens.saturating_add(self.reserved_tokens)))
     }
 
     /// The `RateLimit-Limit`/`-Remaining`/`-Reset` headers (draft-ietf-httpapi-ratelimit-headers,
@@ -219,16 +219,21 @@ impl QuotaState {
         let (expired, live): (Vec<Reservation>, Vec<Reservation>) =
             self.reservations.iter().partition(|r| r.expires_at_ms <= now_ms);
         self.reservations = live;
+        // "Now" comes from the calling Worker's clock: commands from several isolates can
+        // arrive slightly out of order around midnight. The day only moves forward, or a late
+        // command would flip it back and start the budget over.
         let today = now_ms.div_euclid(DAY_MS);
-        if self.day != today {
+        if today > self.day {
             self.day = today;
             self.used_tokens = 0;
             self.used_nano_usd = 0;
         }
-        self.used_tokens += expired.iter().map(|r| r.tokens).sum::<u64>();
-        self.used_nano_usd = self
-            .used_nano_usd
-            .saturating_add(expired.iter().map(|r| r.nano_usd).sum::<u64>());
+        for reservation in expired {
+            self.charge(Spend {
+                tokens: reservation.tokens,
+                nano_usd: reservation.nano_usd,
+            });
+        }
     }
 
     /// Admits a request (recording it and reserving its tokens) or says why not. Refusals
@@ -249,7 +254,8 @@ impl QuotaState {
             });
         }
         if let Some(budget) = limits.daily_tokens {
-            if self.used_tokens + self.reserved_tokens() + ask.tokens > budget {
+            let committed = self.used_tokens.saturating_add(self.reserved_tokens());
+            if committed.saturating_add(ask.tokens) > budget {
                 return Err(Refusal::BudgetExhausted {
                     retry_after_seconds: ceil_seconds(self.next_day_ms() - now_ms),
                 });
@@ -270,10 +276,10 @@ impl QuotaState {
             id: self.next_reservation_id,
             tokens: ask.tokens,
             stream: ask.stream,
-            expires_at_ms: now_ms + RESERVATION_TIMEOUT_MS,
+            expires_at_ms: now_ms.saturating_add(RESERVATION_TIMEOUT_MS),
             nano_usd: ask.nano_usd,
         };
-        self.next_reservation_id += 1;
+        self.next_reservation_id = self.next_reservation_id.wrapping_add(1);
         self.reservations.push(reservation);
         Ok(reservation)
     }
@@ -284,9 +290,15 @@ impl QuotaState {
         self.advance(limits, now_ms);
         if let Some(index) = self.reservations.iter().position(|r| r.id == reservation_id) {
             self.reservations.remove(index);
-            self.used_tokens += spent.tokens;
-            self.used_nano_usd = self.used_nano_usd.saturating_add(spent.nano_usd);
+            self.charge(spent);
         }
+    }
+
+    /// Adds to the day's use, saturating: a usage report with absurd counts must not wrap
+    /// the budget back to nearly nothing.
+    fn charge(&mut self, spent: Spend) {
+        self.used_tokens = self.used_tokens.saturating_add(spent.tokens);
+        self.used_nano_usd = self.used_nano_usd.saturating_add(spent.nano_usd);
     }
 
     /// Undoes an admission that was refused later (by the global budget): its reservation,
@@ -340,7 +352,7 @@ impl QuotaState {
     }
 
     fn reserved_tokens(&self) -> u64 {
-        self.reservations.iter().map(|r| r.tokens).sum()
+        self.reservations.iter().fold(0, |sum, r| sum.saturating_add(r.tokens))
     }
 
     fn reserved_nano_usd(&self) -> u64 {
@@ -682,5 +694,28 @@ mod tests {
         assert_eq!(usage["tokens"]["remaining"], 1000 - 30);
         assert_eq!(usage["requests"]["remaining"], 0);
         assert_eq!(usage["streams"]["limit"], 2);
+    }
+
+    #[test]
+    fn a_late_command_from_before_midnight_does_not_start_the_budget_over() {
+        let mut state = QuotaState::default();
+        let budget_only = Limits {
+            rate: None,
+            max_streams: None,
+            daily_tokens: Some(100),
+            daily_nano_usd: None,
+        };
+        let midnight = (T0.div_euclid(DAY_MS) + 1) * DAY_MS;
+        let whole_day = Ask {
+            tokens: 100,
+            stream: false,
+            nano_usd: 0,
+        };
+        let r = state.admit(&budget_only, whole_day, midnight + 5).unwrap();
+        state.finish(&budget_only, r.id, tokens(100), midnight + 6);
+        // Another isolate's clock is a few ms behind: its command is still today's.
+        assert!(state.admit(&budget_only, SMALL, midnight - 3).is_err());
+        assert!(state.admit(&budget_only, SMALL, midnight + 10).is_err());
+        assert_eq!(state.standing(&budget_only, midnight + 10).used_tokens, 100);
     }
 }

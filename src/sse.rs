@@ -47,7 +47,8 @@ pub struct Usage {
 
 impl Usage {
     pub fn total(&self) -> u64 {
-        self.total_tokens.max(self.prompt_tokens + self.completion_tokens)
+        self.total_tokens
+            .max(self.prompt_tokens.saturating_add(self.completion_tokens))
     }
 }
 

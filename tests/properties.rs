@@ -175,9 +175,8 @@ proptest! {
                 let body_bytes = request.upstream_body().len() as u64;
                 prop_assert_eq!(forwarded["model"].as_str(), Some("gpt-4o-mini"));
                 prop_assert!(request.reserve_tokens >= body_bytes);
-                // Without usage the whole body is charged, and never more than was reserved.
-                prop_assert!(request.prompt_token_estimate >= body_bytes / 4);
-                prop_assert!(request.prompt_token_estimate <= request.reserve_tokens);
+                // Without usage the whole reservation is charged: nothing unmeasured slips by.
+                prop_assert_eq!(request.tariff().without_usage().tokens, request.reserve_tokens);
                 // Nothing that cannot be priced goes upstream, and never the client's user id.
                 for field in ["background", "previous_response_id", "conversation", "prompt", "prediction"] {
                     prop_assert!(forwarded[field].is_null() || forwarded[field] == false, "{}", field);

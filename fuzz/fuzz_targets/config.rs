@@ -40,10 +40,22 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(config) = Config::from_lookup(lookup) {
         assert!((1..=1 << 24).contains(&config.max_body_bytes));
         assert!(config.default_plan.request_limits.max_output_tokens >= 1);
-        let rate = config.default_plan.user_limits.rate.expect("a user always has a rate limit");
+        let rate = config
+            .default_plan
+            .user_limits
+            .rate
+            .expect("a user always has a rate limit");
         assert!(rate.requests >= 1 && rate.window.as_secs() >= 1);
-        assert!(config.default_plan.user_limits.max_streams.is_some_and(|streams| streams >= 1));
-        assert!(config.default_plan.user_limits.daily_tokens.is_some_and(|tokens| tokens >= 1));
+        assert!(config
+            .default_plan
+            .user_limits
+            .max_streams
+            .is_some_and(|streams| streams >= 1));
+        assert!(config
+            .default_plan
+            .user_limits
+            .daily_tokens
+            .is_some_and(|tokens| tokens >= 1));
         assert!(config.upstream_base_url.starts_with("https://") || config.upstream_base_url.starts_with("http://"));
         assert!(!config.upstream_base_url.ends_with('/'));
     }

@@ -37,6 +37,9 @@ pub struct Outcome {
     /// Time until upstream's response headers.
     pub upstream_ms: Option<u64>,
     pub disconnected: bool,
+    /// Bytes of answer text a stream delivered (for a stream that ended without usage, what
+    /// the user got for the reservation they were charged).
+    pub streamed_text_bytes: Option<usize>,
     /// Why a stream failed.
     pub failure: Option<String>,
     prompt_chars: Option<usize>,
@@ -87,6 +90,7 @@ pub fn request_line(outcome: &Outcome) {
         "origin": outcome.allowed_origin,
         "stream": outcome.stream,
         "disconnected": outcome.disconnected,
+        "streamed_text_bytes": outcome.streamed_text_bytes,
         "prompt_tokens": usage.map(|u| u.prompt_tokens),
         "completion_tokens": usage.map(|u| u.completion_tokens),
         "total_tokens": outcome.charged.map(|spent| spent.tokens),

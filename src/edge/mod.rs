@@ -221,7 +221,7 @@ async fn answer_whole(
             let read = sse::read_answer(body);
             outcome.usage = read.usage;
             created = request.created_response(read.id);
-            used(request, outcome.usage, body.len())
+            used(request, outcome.usage)
         }
         Err(_) => request.reserve(), // unknown: charge the worst case
     };
@@ -237,11 +237,11 @@ async fn answer_whole(
     }
 }
 
-/// What a whole answer used: its `usage` (with hosted tool fees), else an estimate from its
-/// size (never zero), in tokens and dollars.
-fn used(request: &ApiRequest, usage: Option<sse::Usage>, answer_bytes: usize) -> Spend {
+/// What a whole answer used: its `usage` (with hosted tool fees), else its whole reservation,
+/// in tokens and dollars.
+fn used(request: &ApiRequest, usage: Option<sse::Usage>) -> Spend {
     let tariff = request.tariff();
-    usage.map_or_else(|| tariff.without_usage(answer_bytes), |usage| tariff.with_usage(&usage))
+    usage.map_or_else(|| tariff.without_usage(), |usage| tariff.with_usage(&usage))
 }
 
 /// The single place that decides who the caller is. Revocation is checked in the same

@@ -159,7 +159,7 @@ pub fn relay_stream(
     let body = match answer.stream() {
         Ok(body) => body,
         Err(error) => {
-            settlement.settle(request.input_estimate());
+            settlement.settle(request.reserve());
             return Err(ProxyError::UpstreamFailed {
                 detail: format!("upstream stream has no body: {error}"),
             });
@@ -202,13 +202,14 @@ impl StreamTail {
     pub fn start(self, ctx: &Context, mut outcome: Outcome) {
         ctx.wait_until(async move {
             let (mut end, body) = self.metered.pump().await;
-            let used = end.meter.usage.map_or_else(
-                || self.tariff.without_usage(end.meter.streamed_text_bytes),
-                |usage| self.tariff.with_usage(&usage),
-            );
+            let used = end
+                .meter
+                .usage
+                .map_or_else(|| self.tariff.without_usage(), |usage| self.tariff.with_usage(&usage));
             outcome.usage = end.meter.usage;
             outcome.charged = Some(used);
             outcome.disconnected = end.disconnected;
+            outcome.streamed_text_bytes = Some(end.meter.streamed_text_bytes);
             outcome.failure = end.failure;
             if end.client_stalled {
                 outcome.detail = Some(format!(
