@@ -153,36 +153,51 @@ pub fn relay_stream(
     settlement: Settlement,
     upstream_abort: AbortController,
 ) -> Result<(Response, StreamTail), ProxyError> {
-    let headers = client_headers(&answer)?;
-    headers.set("content-type", "text/event-stream; charset=utf-8")?;
-    headers.set("cache-control", "no-cache")?;
-    let body = match answer.stream() {
-        Ok(body) => body,
-        Err(error) => {
-            settlement.settle(request.reserve());
-            return Err(ProxyError::UpstreamFailed {
-                detail: format!("upstream stream has no body: {error}"),
-            });
-        }
-    };
     let kind = match request.endpoint {
         UpstreamEndpoint::Responses => StreamKind::Responses,
         _ => StreamKind::Chat,
     };
     let meter = SseMeter::new(kind, request.client_wants_usage);
-    let (readable, metered) = stream::metered(body, meter, upstream_abort, config.stream_idle_timeout)?;
-    let response = Response::builder()
-        .with_status(200)
-        .with_headers(headers)
-        .stream(readable);
+    let idle_timeout = config.stream_idle_timeout;
+    let started = stream_headers(&answer).and_then(|headers| {
+        let body = answer.stream().map_err(|error| ProxyError::UpstreamFailed {
+            detail: format!("upstream stream has no body: {error}"),
+        })?;
+        let (readable, metered) = stream::metered(body, meter, upstream_abort.clone(), idle_timeout)?;
+        Ok((
+            Response::builder()
+                .with_status(200)
+                .with_headers(headers)
+                .stream(readable),
+            metered,
+        ))
+    });
+    let (response, metered) = match started {
+        Ok(started) => started,
+        Err(error) => {
+            // Nothing will read upstream's answer: stop it, and free the slot now rather than
+            // at the reservation's expiry. Upstream may have billed it: the whole reservation.
+            upstream_abort.abort();
+            settlement.settle(request.reserve());
+            return Err(error);
+        }
+    };
     let tail = StreamTail {
         metered,
         tariff: request.tariff(),
         records_response: request.records_response,
-        idle_timeout: config.stream_idle_timeout,
+        idle_timeout,
         settlement,
     };
     Ok((response, tail))
+}
+
+/// Upstream's allow-listed headers, labelled as an event stream.
+fn stream_headers(answer: &Response) -> Result<Headers, ProxyError> {
+    let headers = client_headers(answer)?;
+    headers.set("content-type", "text/event-stream; charset=utf-8")?;
+    headers.set("cache-control", "no-cache")?;
+    Ok(headers)
 }
 
 /// What is left of a streamed request once its response is returned: pumping it, then its log
