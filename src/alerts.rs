@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::prices::usd;
 use crate::quota::{Standing, DAY_MS};
 
 const HOUR_MS: i64 = 3_600_000;
@@ -35,6 +36,12 @@ pub enum Alert {
         budget: u64,
         threshold_percent: u8,
     },
+    /// The same for a dollar budget (`GLOBAL_DAILY_BUDGET_USD`), in nano-dollars.
+    SpendPercent {
+        used_nano_usd: u64,
+        budget_nano_usd: u64,
+        threshold_percent: u8,
+    },
 }
 
 impl Alert {
@@ -47,6 +54,11 @@ impl Alert {
             }
             Alert::BudgetPercent { used_tokens, budget, threshold_percent } => format!(
                 "openai-edge-proxy: {used_tokens} of the {budget} tokens of today's global budget are used or reserved (alert threshold {threshold_percent}%)."
+            ),
+            Alert::SpendPercent { used_nano_usd, budget_nano_usd, threshold_percent } => format!(
+                "openai-edge-proxy: ${:.2} of the ${:.2} of today's global budget are used or reserved (alert threshold {threshold_percent}%).",
+                usd(*used_nano_usd),
+                usd(*budget_nano_usd)
             ),
         }
     }
@@ -77,20 +89,26 @@ impl AlertState {
                 });
             }
         }
-        if let (Some(percent), Some(budget)) = (rules.budget_percent, standing.daily_tokens) {
-            let day = now_ms.div_euclid(DAY_MS);
-            let spent = standing.used_tokens.saturating_add(standing.reserved_tokens);
-            let crossed = u128::from(spent) * 100 >= u128::from(budget) * u128::from(percent);
-            if crossed && self.alerted_day != Some(day) {
-                self.alerted_day = Some(day);
-                return Some(Alert::BudgetPercent {
-                    used_tokens: spent,
-                    budget,
-                    threshold_percent: percent,
-                });
-            }
-        }
-        None
+        let day = now_ms.div_euclid(DAY_MS);
+        let percent = rules.budget_percent.filter(|_| self.alerted_day != Some(day))?;
+        let crossed = |spent: u64, budget: u64| u128::from(spent) * 100 >= u128::from(budget) * u128::from(percent);
+        let tokens = standing.used_tokens.saturating_add(standing.reserved_tokens);
+        let nano_usd = standing.used_nano_usd.saturating_add(standing.reserved_nano_usd);
+        let alert = match (standing.daily_tokens, standing.daily_nano_usd) {
+            (Some(budget), _) if crossed(tokens, budget) => Alert::BudgetPercent {
+                used_tokens: tokens,
+                budget,
+                threshold_percent: percent,
+            },
+            (_, Some(budget)) if crossed(nano_usd, budget) => Alert::SpendPercent {
+                used_nano_usd: nano_usd,
+                budget_nano_usd: budget,
+                threshold_percent: percent,
+            },
+            _ => return None,
+        };
+        self.alerted_day = Some(day);
+        Some(alert)
     }
 }
 
@@ -136,6 +154,33 @@ mod tests {
             .filter_map(|i| state.on_admit(&rules, &standing(0), T0 + HOUR_MS + i))
             .collect();
         assert_eq!(next_hour.len(), 1, "a new hour counts from zero and may alert again");
+    }
+
+    #[test]
+    fn a_dollar_budget_alone_alerts_past_its_percent_too() {
+        let rules = AlertRules {
+            requests_per_hour: None,
+            budget_percent: Some(80),
+        };
+        let dollars_only = |used_nano_usd: u64| Standing {
+            daily_tokens: None,
+            daily_nano_usd: Some(10_000_000_000),
+            used_nano_usd,
+            ..standing(0)
+        };
+        let mut state = AlertState::default();
+        assert_eq!(state.on_admit(&rules, &dollars_only(7_999_999_999), T0), None);
+        let alert = state.on_admit(&rules, &dollars_only(8_000_000_000), T0 + 1);
+        assert_eq!(
+            alert,
+            Some(Alert::SpendPercent {
+                used_nano_usd: 8_000_000_000,
+                budget_nano_usd: 10_000_000_000,
+                threshold_percent: 80
+            })
+        );
+        assert!(alert.unwrap().message("all users").contains("$8.00 of the $10.00"));
+        assert_eq!(state.on_admit(&rules, &dollars_only(9_000_000_000), T0 + 2), None);
     }
 
     #[test]

@@ -331,10 +331,6 @@ impl Config {
         self.default_plan.default_model()
     }
 
-    pub fn is_model_allowed(&self, model: &str) -> bool {
-        self.default_plan.is_model_allowed(model)
-    }
-
     /// The plan of that name: `default` (the top-level variables) or one of `PLANS`.
     pub fn plan(&self, name: &str) -> Result<&Plan, ProxyError> {
         if name == DEFAULT_PLAN {
@@ -718,8 +714,8 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(config.default_plan.allowed_models, ["gpt-4o-mini", "gpt-4.1-nano"]);
-        assert!(config.is_model_allowed("gpt-4.1-nano"));
-        assert!(!config.is_model_allowed("gpt-4"));
+        assert!(config.default_plan.is_model_allowed("gpt-4.1-nano"));
+        assert!(!config.default_plan.is_model_allowed("gpt-4"));
         assert_eq!(
             config.allowed_origins,
             ["https://app.example.com", "http://localhost:5173"]

@@ -11,7 +11,8 @@ use crate::alerts::{Alert, AlertRules, AlertState};
 use crate::plans::{claimed_plan, PlanSource, DEFAULT_PLAN};
 use crate::quota::{Ask, Limits, QuotaState, Refusal, Reservation, Spend, Standing, DAY_MS};
 
-/// The object that holds the budget all users share (`GLOBAL_DAILY_TOKEN_BUDGET`).
+/// The object that holds the budgets all users share (`GLOBAL_DAILY_TOKEN_BUDGET`,
+/// `GLOBAL_DAILY_BUDGET_USD`).
 pub const GLOBAL_OBJECT_NAME: &str = "global";
 
 /// The name of a user's object; prefixed so that no `sub` can name the global one.
