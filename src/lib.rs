@@ -19,6 +19,7 @@ mod cors;
 mod cost;
 mod error;
 mod forwarding;
+mod guest;
 mod key_refresh;
 mod plans;
 mod policy;
