@@ -46,6 +46,9 @@ pub mod testing {
     pub mod config {
         pub use crate::config::{Config, Secret};
     }
+    pub mod guest {
+        pub use crate::guest::{judge_siteverify, turnstile_token, verify, ClientKey};
+    }
     pub mod policy {
         pub use crate::policy::{
             parse_chat_request, parse_embeddings_request, parse_generate_text, parse_responses_request,

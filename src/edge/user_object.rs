@@ -184,7 +184,7 @@ fn shared_objects(config: &Config, identity: &Identity, ask: Option<Ask>) -> Vec
             name: client.clone(),
             limits: plan.user_limits,
             alerts: config.alerts.user,
-            who: "one guest client",
+            who: "(a guest client)",
             is_client: true,
             global: false,
         });

@@ -46,7 +46,10 @@ after(async () => {
 async function open(url) {
   const page = await browser.newPage();
   const bodies = [];
-  page.on("response", async (response) => bodies.push((await response.text().catch(() => "")) + JSON.stringify(await response.allHeaders())));
+  // A response can still be arriving when its test closes the page: read nothing from it then.
+  page.on("response", async (response) =>
+    bodies.push((await response.text().catch(() => "")) + JSON.stringify(await response.allHeaders().catch(() => ({})))),
+  );
   await page.goto(url);
   return { page, bodies };
 }
