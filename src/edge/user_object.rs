@@ -75,9 +75,10 @@ pub enum Admission {
 
 /// Admits `identity`'s request, checked with `plan`, in one round trip to its object:
 /// revocation, the plan in force, whether the user created the response it `continues`, then
-/// (with an `ask`) rate, stream slot and budgets; then the
-/// global budget, if one is set. Returns the user's standing (for the RateLimit headers,
-/// refused or not) and what came of it.
+/// (with an `ask`) rate, stream slot and budgets; then, for a guest, its client's object and
+/// the guests' budget, and the global budget, if set (`shared_objects`). Returns the standing
+/// that limits the caller (a guest's is its client's), for the RateLimit headers, refused or
+/// not, and what came of it.
 pub async fn admit(
     env: &Env,
     ctx: &Rc<Context>,
