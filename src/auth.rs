@@ -36,6 +36,9 @@ pub struct Identity {
     /// The plan the token's plan claim (`PLAN_CLAIM`) names, if it has one. A value that is
     /// not a string is kept as its JSON text, so it names no plan and is refused as unknown.
     pub plan: Option<String>,
+    /// For a guest: the object its client's guests share (`client:` + an HMAC of its
+    /// address), set by the edge. `None` for a user.
+    pub guest_client: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -264,6 +267,13 @@ pub struct TokenShape {
     times: TimeClaims,
 }
 
+impl TokenShape {
+    /// The `iss` the token claims, not yet verified: it only decides which key checks it.
+    pub fn issuer(&self) -> Option<&str> {
+        self.claims.get("iss").and_then(Value::as_str)
+    }
+}
+
 /// Decodes `token` and checks its shape. Costs no key: garbage is refused before anything (a
 /// key set fetch included) is spent on it.
 pub fn check_shape(token: &str) -> Result<TokenShape, TokenProblem> {
@@ -405,6 +415,7 @@ fn check_claims(
         sub,
         issued_at: issued_at.or(not_before),
         plan,
+        guest_client: None,
     })
 }
 
@@ -512,6 +523,7 @@ mod tests {
                 sub: "alice".into(),
                 issued_at: Some(NOW - 10),
                 plan: None,
+                guest_client: None,
             }
         );
     }

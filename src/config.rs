@@ -16,6 +16,7 @@ use crate::attribution::SafetyKey;
 use crate::auth::{ClaimRules, HmacAlgorithm, KeyEntry, VerifyingKey, MIN_HMAC_SECRET_BYTES};
 use crate::cost::{self, CostRules};
 use crate::error::ProxyError;
+use crate::guest::{self, ClientKey, GUEST_PLAN, GUEST_PLAN_DEFAULTS};
 use crate::plans::{self, Plan, DEFAULT_PLAN};
 use crate::prices::{self, Prices};
 use crate::quota::{Limits, RateLimit};
@@ -174,6 +175,86 @@ impl AlertSettings {
     }
 }
 
+/// Guest access (`POST /v1/guest`): on when both `TURNSTILE_SECRET_KEY` and
+/// `GUEST_TOKEN_SECRET` are set.
+#[derive(Debug, Clone)]
+pub struct GuestSettings {
+    turnstile_secret: Secret,
+    /// Signs and verifies guest tokens (HS256) and keys client names, with a label of its own.
+    token_secret: Secret,
+    pub client_key: ClientKey,
+    /// Turnstile's siteverify endpoint.
+    pub verify_url: String,
+    /// When set, the hostnames a Turnstile challenge may have been solved on.
+    pub hostnames: Option<Vec<String>>,
+    pub token_ttl: Duration,
+    /// Guest tokens one client may mint per hour.
+    pub mints_per_hour: u32,
+    /// What all guests together may spend per day (`GLOBAL_GUEST_DAILY_BUDGET_USD`).
+    pub global_limits: Option<Limits>,
+}
+
+impl GuestSettings {
+    /// The settings when guest access is on; with only one of its two secrets it stays off,
+    /// and the warning says why.
+    fn from_vars(
+        vars: &Vars<impl Lookup>,
+        jwt_secret: Option<&Secret>,
+    ) -> Result<(Option<Self>, Option<String>), ProxyError> {
+        let (turnstile_secret, token_secret) =
+            match (vars.secret("TURNSTILE_SECRET_KEY"), vars.secret("GUEST_TOKEN_SECRET")) {
+                (Some(turnstile), Some(token)) => (turnstile, token),
+                (None, None) => return Ok((None, None)),
+                (turnstile, _) => {
+                    let missing = if turnstile.is_some() {
+                        "GUEST_TOKEN_SECRET"
+                    } else {
+                        "TURNSTILE_SECRET_KEY"
+                    };
+                    let warning =
+                        format!("guest access is off: set {missing} too (POST /v1/guest answers 404 until then)");
+                    return Ok((None, Some(warning)));
+                }
+            };
+        if token_secret.expose().len() < MIN_HMAC_SECRET_BYTES {
+            return Err(ProxyError::misconfigured(format!(
+                "secret GUEST_TOKEN_SECRET is shorter than {MIN_HMAC_SECRET_BYTES} bytes: {RANDOM_SECRET_HINT}"
+            )));
+        }
+        if jwt_secret == Some(&token_secret) {
+            return Err(ProxyError::misconfigured(
+                "GUEST_TOKEN_SECRET must differ from JWT_SECRET: a guest could otherwise sign itself a user token",
+            ));
+        }
+        let settings = GuestSettings {
+            client_key: ClientKey::derive(token_secret.expose()),
+            turnstile_secret,
+            token_secret,
+            verify_url: vars
+                .service_url("TURNSTILE_VERIFY_URL")?
+                .unwrap_or_else(|| guest::DEFAULT_VERIFY_URL.to_owned()),
+            hostnames: vars.list("TURNSTILE_HOSTNAMES"),
+            token_ttl: vars.seconds("GUEST_TOKEN_TTL_SECONDS", 900, 60..=3600)?,
+            mints_per_hour: vars.number("GUEST_MINTS_PER_HOUR", 10, 1..=1000)?,
+            global_limits: vars.usd("GLOBAL_GUEST_DAILY_BUDGET_USD")?.map(|nano_usd| Limits {
+                rate: None,
+                max_streams: None,
+                daily_tokens: None,
+                daily_nano_usd: Some(nano_usd),
+            }),
+        };
+        Ok((Some(settings), None))
+    }
+
+    pub fn turnstile_secret(&self) -> &Secret {
+        &self.turnstile_secret
+    }
+
+    pub fn token_secret(&self) -> &Secret {
+        &self.token_secret
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Base of the OpenAI-compatible API, without a trailing slash.
@@ -212,6 +293,10 @@ pub struct Config {
     safety_identifier_secret: Option<Secret>,
     /// Keys the `safety_identifier` HMAC (see `attribution`).
     safety_key: Option<SafetyKey>,
+    /// Guest access, when it is on.
+    pub guest: Option<GuestSettings>,
+    /// What the operator should hear about once per isolate (a half-configured feature).
+    pub warnings: Vec<String>,
 }
 
 impl Config {
@@ -219,7 +304,7 @@ impl Config {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ProxyError> {
         let vars = Vars(lookup);
         let default_plan = plan(DEFAULT_PLAN, &vars)?;
-        let plans = plans::parse_overlays(vars.text("PLANS").as_deref())?
+        let mut plans = plans::parse_overlays(vars.text("PLANS").as_deref())?
             .into_iter()
             .map(|(name, overlay)| {
                 let overlaid = Vars(|variable: &str| overlay.get(variable).cloned().or_else(|| (vars.0)(variable)));
@@ -232,11 +317,17 @@ impl Config {
                 Ok((name, built))
             })
             .collect::<Result<BTreeMap<_, _>, ProxyError>>()?;
+        let keys = key_sources(&vars)?;
+        let (guest, guest_warning) =
+            GuestSettings::from_vars(&vars, keys.jwt_secret.as_ref().map(|(_, secret)| secret))?;
+        if guest.is_some() && !plans.contains_key(GUEST_PLAN) {
+            plans.insert(GUEST_PLAN.to_owned(), guest_plan(&vars, default_plan.default_model())?);
+        }
         let prices = Prices::parse(vars.text("MODEL_PRICES").as_deref())?;
         let global_limits = global_limits(&vars)?;
-        check_prices(&prices, &default_plan, &plans, global_limits.as_ref())?;
+        let guest_global = guest.as_ref().and_then(|guest| guest.global_limits.as_ref());
+        check_prices(&prices, &default_plan, &plans, global_limits.as_ref(), guest_global)?;
         let allowed_origins = vars.list("ALLOWED_ORIGINS").unwrap_or_default();
-        let keys = key_sources(&vars)?;
         let safety_identifier_secret = vars.text("SAFETY_IDENTIFIER_SECRET").map(Secret::new);
         if safety_identifier_secret
             .as_ref()
@@ -279,6 +370,8 @@ impl Config {
             openai_api_key_next: vars.api_key("OPENAI_API_KEY_NEXT"),
             safety_identifier_secret,
             safety_key,
+            guest,
+            warnings: guest_warning.into_iter().collect(),
         })
     }
 
@@ -315,6 +408,8 @@ impl Config {
             self.admin_token.as_ref(),
             hmac,
             self.safety_identifier_secret.as_ref(),
+            self.guest.as_ref().map(GuestSettings::turnstile_secret),
+            self.guest.as_ref().map(GuestSettings::token_secret),
         ]
         .into_iter()
         .flatten()
@@ -368,6 +463,22 @@ fn plan(name: &str, vars: &Vars<impl Lookup>) -> Result<Plan, ProxyError> {
     })
 }
 
+/// Plan `guest` when `PLANS` has none: the guest defaults over the top-level variables, with
+/// only the first allowed model.
+fn guest_plan(vars: &Vars<impl Lookup>, first_model: &str) -> Result<Plan, ProxyError> {
+    let overlaid = Vars(|variable: &str| {
+        if variable == "ALLOWED_MODELS" {
+            return Some(first_model.to_owned());
+        }
+        GUEST_PLAN_DEFAULTS
+            .iter()
+            .find(|(name, _)| *name == variable)
+            .map(|(_, value)| (*value).to_owned())
+            .or_else(|| (vars.0)(variable))
+    });
+    plan(GUEST_PLAN, &overlaid)
+}
+
 /// A dollar budget can only hold if every model a user may call has a price: with one set
 /// anywhere, a model without a price makes the whole configuration invalid.
 fn check_prices(
@@ -375,10 +486,12 @@ fn check_prices(
     default_plan: &Plan,
     plans: &BTreeMap<String, Plan>,
     global: Option<&Limits>,
+    guest_global: Option<&Limits>,
 ) -> Result<(), ProxyError> {
     let all_plans = || std::iter::once(default_plan).chain(plans.values());
     let budget = global
         .and_then(|limits| limits.daily_nano_usd.map(|_| "GLOBAL_DAILY_BUDGET_USD".to_owned()))
+        .or_else(|| guest_global.map(|_| "GLOBAL_GUEST_DAILY_BUDGET_USD".to_owned()))
         .or_else(|| {
             all_plans()
                 .find(|plan| plan.user_limits.daily_nano_usd.is_some())
@@ -1121,5 +1234,84 @@ mod tests {
         .unwrap();
         assert_eq!(config.openai_api_key().unwrap().expose(), "sk-test-very-secret");
         assert!(!format!("{config:?}").contains("very-secret"));
+    }
+
+    const GUEST_SECRET: &str = "a-guest-token-secret-that-is-32-bytes-long";
+
+    #[test]
+    fn guest_access_is_on_only_with_both_secrets_and_otherwise_warns() {
+        assert!(config(&[]).unwrap().guest.is_none());
+        let half = config(&[("TURNSTILE_SECRET_KEY", "1x0000000000000000000000000000000AA")]).unwrap();
+        assert!(half.guest.is_none());
+        assert!(half.warnings[0].contains("GUEST_TOKEN_SECRET"));
+        let other_half = config(&[("GUEST_TOKEN_SECRET", GUEST_SECRET)]).unwrap();
+        assert!(other_half.guest.is_none() && other_half.warnings[0].contains("TURNSTILE_SECRET_KEY"));
+        let on = config(&[("TURNSTILE_SECRET_KEY", "ts"), ("GUEST_TOKEN_SECRET", GUEST_SECRET)]).unwrap();
+        let guest = on.guest.as_ref().unwrap();
+        assert_eq!(guest.verify_url, guest::DEFAULT_VERIFY_URL);
+        assert_eq!((guest.token_ttl.as_secs(), guest.mints_per_hour), (900, 10));
+        assert!(guest.global_limits.is_none() && guest.hostnames.is_none());
+        assert!(on.secrets().contains(&GUEST_SECRET) && on.secrets().contains(&"ts"));
+        assert!(on.warnings.is_empty());
+    }
+
+    #[test]
+    fn a_weak_or_reused_guest_secret_or_a_plain_http_siteverify_is_a_configuration_error() {
+        let guest = |extra: &[(&'static str, &'static str)]| {
+            // The first pair of a name wins: the extras come first.
+            let mut pairs = extra.to_vec();
+            pairs.extend([("TURNSTILE_SECRET_KEY", "ts"), ("GUEST_TOKEN_SECRET", GUEST_SECRET)]);
+            config(&pairs)
+        };
+        assert!(detail(guest(&[("GUEST_TOKEN_SECRET", "short")])).contains("GUEST_TOKEN_SECRET"));
+        assert!(detail(guest(&[("JWT_SECRET", GUEST_SECRET)])).contains("differ from JWT_SECRET"));
+        assert!(
+            detail(guest(&[("TURNSTILE_VERIFY_URL", "http://verify.example/siteverify")]))
+                .contains("TURNSTILE_VERIFY_URL")
+        );
+        assert!(guest(&[("TURNSTILE_VERIFY_URL", "http://[::1]:9/siteverify")]).is_ok());
+        assert!(detail(guest(&[("GUEST_MINTS_PER_HOUR", "0")])).contains("GUEST_MINTS_PER_HOUR"));
+    }
+
+    #[test]
+    fn without_a_guest_plan_guests_get_the_first_model_and_small_limits() {
+        let on = config(&[
+            ("TURNSTILE_SECRET_KEY", "ts"),
+            ("GUEST_TOKEN_SECRET", GUEST_SECRET),
+            ("ALLOWED_MODELS", "gpt-4o-mini,gpt-4.1"),
+            ("GLOBAL_GUEST_DAILY_BUDGET_USD", "2"),
+        ])
+        .unwrap();
+        let plan = on.plan("guest").unwrap();
+        assert_eq!(plan.allowed_models, ["gpt-4o-mini"]);
+        assert_eq!(plan.request_limits.max_output_tokens, 256);
+        assert_eq!(plan.user_limits.rate.map(|rate| rate.requests), Some(5));
+        assert_eq!(plan.user_limits.daily_nano_usd, Some(10_000_000));
+        assert_eq!(
+            on.guest
+                .as_ref()
+                .and_then(|guest| guest.global_limits)
+                .and_then(|limits| limits.daily_nano_usd),
+            Some(2_000_000_000)
+        );
+        let own = config(&[
+            ("TURNSTILE_SECRET_KEY", "ts"),
+            ("GUEST_TOKEN_SECRET", GUEST_SECRET),
+            ("PLANS", r#"{"guest":{"RATE_LIMIT_REQUESTS":3}}"#),
+        ])
+        .unwrap();
+        assert_eq!(
+            own.plan("guest").unwrap().user_limits.rate.map(|rate| rate.requests),
+            Some(3)
+        );
+        assert_eq!(
+            own.plan("guest").unwrap().request_limits.max_output_tokens,
+            1024,
+            "a PLANS entry is the whole plan"
+        );
+        assert!(
+            config(&[]).unwrap().plan("guest").is_err(),
+            "no guest plan without guest access"
+        );
     }
 }

@@ -91,6 +91,14 @@ pub enum ProxyError {
     UnknownPlan {
         plan: String,
     },
+    /// `POST /v1/guest`: Turnstile did not vouch for a human (`reason`, for the log only).
+    TurnstileFailed {
+        reason: String,
+    },
+    /// `POST /v1/guest`: this client minted `GUEST_MINTS_PER_HOUR` guest tokens in the last hour.
+    GuestMintsExhausted {
+        retry_after_seconds: u64,
+    },
     /// A variable or secret is missing or invalid; `detail` names it, for the log only.
     Misconfigured {
         detail: String,
@@ -156,11 +164,13 @@ impl ProxyError {
             ProxyError::InvalidRequest { .. } | ProxyError::ModelNotAllowed { .. } => 400,
             ProxyError::UpstreamRejected { .. } => 400,
             ProxyError::MissingToken | ProxyError::InvalidToken(_) | ProxyError::AdminUnauthorized => 401,
-            ProxyError::OriginNotAllowed | ProxyError::UnknownPlan { .. } => 403,
+            ProxyError::OriginNotAllowed | ProxyError::UnknownPlan { .. } | ProxyError::TurnstileFailed { .. } => 403,
             ProxyError::NotFound | ProxyError::UnknownResponse { .. } => 404,
             ProxyError::MethodNotAllowed => 405,
             ProxyError::PayloadTooLarge { .. } => 413,
-            ProxyError::UpstreamRateLimited { .. } | ProxyError::Quota { .. } => 429,
+            ProxyError::UpstreamRateLimited { .. }
+            | ProxyError::Quota { .. }
+            | ProxyError::GuestMintsExhausted { .. } => 429,
             ProxyError::Misconfigured { .. } | ProxyError::Internal { .. } => 500,
             ProxyError::UpstreamAuthFailed { .. } | ProxyError::UpstreamFailed { .. } => 502,
             ProxyError::Unavailable { .. } => 503,
@@ -199,6 +209,8 @@ impl ProxyError {
             ProxyError::InvalidRequest { .. } => "invalid_request",
             ProxyError::ModelNotAllowed { .. } => "model_not_allowed",
             ProxyError::UnknownPlan { .. } => "unknown_plan",
+            ProxyError::TurnstileFailed { .. } => "turnstile_failed",
+            ProxyError::GuestMintsExhausted { .. } => "rate_limit_exceeded",
             ProxyError::Misconfigured { .. } => "proxy_misconfigured",
             ProxyError::UpstreamAuthFailed { .. } => "upstream_auth_failed",
             ProxyError::UpstreamRateLimited { .. } => "upstream_rate_limited",
@@ -242,6 +254,12 @@ impl ProxyError {
                 "This model is not available through this proxy; GET /v1/models lists the ones that are.".into()
             }
             ProxyError::UnknownPlan { .. } => "Your token names a plan this proxy does not offer.".into(),
+            ProxyError::TurnstileFailed { .. } => {
+                "The human check failed or expired: solve it again and send its new token.".into()
+            }
+            ProxyError::GuestMintsExhausted { retry_after_seconds } => {
+                format!("Too many guest sessions from this network; retry in {retry_after_seconds} s.")
+            }
             ProxyError::Misconfigured { .. } => {
                 "The proxy is misconfigured; the operator has been told in the server log.".into()
             }
@@ -295,6 +313,7 @@ impl ProxyError {
                 Some(format!("model {:?} is not in ALLOWED_MODELS", truncate(model, 64)))
             }
             ProxyError::UnknownPlan { plan } => Some(format!("plan {:?} is not in PLANS", truncate(plan, 64))),
+            ProxyError::TurnstileFailed { reason } => Some(reason.clone()),
             _ => None,
         }
     }
@@ -313,6 +332,7 @@ impl ProxyError {
     pub fn retry_after(&self) -> Option<u64> {
         match self {
             ProxyError::UpstreamRateLimited { retry_after } => *retry_after,
+            ProxyError::GuestMintsExhausted { retry_after_seconds } => Some(*retry_after_seconds),
             ProxyError::Quota { refusal, .. } => Some(match refusal {
                 Refusal::RateLimited { retry_after_seconds }
                 | Refusal::TooManyStreams { retry_after_seconds }

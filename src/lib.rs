@@ -19,6 +19,7 @@ mod cors;
 mod cost;
 mod error;
 mod forwarding;
+mod guest;
 mod key_refresh;
 mod plans;
 mod policy;
@@ -44,6 +45,9 @@ pub mod testing {
     }
     pub mod config {
         pub use crate::config::{Config, Secret};
+    }
+    pub mod guest {
+        pub use crate::guest::{judge_siteverify, turnstile_token, verify, ClientKey};
     }
     pub mod policy {
         pub use crate::policy::{

@@ -13,6 +13,9 @@ pub enum Route {
     Admin(AdminRoute),
     /// Takes a user token.
     User(UserRoute),
+    /// `POST /v1/guest`: takes a Turnstile token, gives a guest token; a 404 unless guest
+    /// access is on.
+    Guest,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +67,7 @@ impl Route {
     pub fn name(&self) -> &'static str {
         match self {
             Route::Health => "healthz",
+            Route::Guest => "guest.mint",
             Route::User(UserRoute::Models) => "models",
             Route::User(UserRoute::Usage) => "usage",
             Route::Admin(AdminRoute::Usage { .. }) => "admin.usage",
@@ -81,6 +85,8 @@ impl Route {
         }
     }
 }
+
+pub const GUEST_PATH: &str = "/v1/guest";
 
 /// Resolves a method and path; `OPTIONS` is handled by CORS before routing.
 pub fn route(method: &str, path: &str) -> Result<Route, ProxyError> {
@@ -106,6 +112,7 @@ pub fn route(method: &str, path: &str) -> Result<Route, ProxyError> {
         "/admin/console.css" => (Route::Admin(AdminRoute::Console(ConsoleFile::Style)), "GET"),
         "/v1/models" => (Route::User(UserRoute::Models), "GET"),
         "/v1/usage" => (Route::User(UserRoute::Usage), "GET"),
+        GUEST_PATH => (Route::Guest, "POST"),
         "/v1/chat/completions" => (Route::User(UserRoute::Api(ApiRoute::ChatCompletions)), "POST"),
         "/v1/responses" => (Route::User(UserRoute::Api(ApiRoute::Responses)), "POST"),
         "/v1/embeddings" => (Route::User(UserRoute::Api(ApiRoute::Embeddings)), "POST"),
@@ -200,6 +207,7 @@ mod tests {
             Ok(Route::Admin(AdminRoute::Usage { sub: "bob".into() }))
         );
         assert_eq!(route("GET", "/v1/usage"), Ok(Route::User(UserRoute::Usage)));
+        assert_eq!(route("POST", "/v1/guest"), Ok(Route::Guest));
         assert_eq!(
             route("PUT", "/admin/users/auth0%7C123/plan"),
             Ok(Route::Admin(AdminRoute::Plan {

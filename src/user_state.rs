@@ -8,12 +8,15 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::alerts::{Alert, AlertRules, AlertState};
+use crate::guest::MintWindow;
 use crate::plans::{claimed_plan, PlanSource, DEFAULT_PLAN};
 use crate::quota::{Ask, Limits, QuotaState, Refusal, Reservation, Spend, Standing, DAY_MS};
 
 /// The object that holds the budgets all users share (`GLOBAL_DAILY_TOKEN_BUDGET`,
 /// `GLOBAL_DAILY_BUDGET_USD`).
 pub const GLOBAL_OBJECT_NAME: &str = "global";
+/// The object that holds the budget all guests share (`GLOBAL_GUEST_DAILY_BUDGET_USD`).
+pub const GUESTS_OBJECT_NAME: &str = "guests";
 
 /// The name of a user's object; prefixed so that no `sub` can name the global one.
 pub fn user_object_name(sub: &str) -> String {
@@ -133,6 +136,9 @@ pub enum UserCommand {
         #[serde(default)]
         plan_limits: BTreeMap<String, Limits>,
     },
+    /// A client asks for one more guest token: admitted if it minted fewer than `per_hour`
+    /// in the last hour (the client's object only).
+    Mint { per_hour: u32, now_ms: i64 },
     /// Sets (`Some`) or lifts (`None`) the operator's plan override; answers a `Status`.
     SetPlan {
         plan: Option<String>,
@@ -184,6 +190,9 @@ pub struct UserRecord {
     /// The plan the most recent request's token claimed (or `default` without a claim).
     #[serde(default)]
     pub last_claimed_plan: Option<PlanChoice>,
+    /// A client's object: when its guest tokens were minted.
+    #[serde(default, skip_serializing_if = "MintWindow::is_empty")]
+    pub guest_mints: MintWindow,
 }
 
 /// OpenAI keeps a stored response for 30 days (its "Conversation state" guide: "Response
@@ -251,6 +260,12 @@ pub enum UserReply {
         plan: Option<PlanChoice>,
     },
     Finished,
+    /// One more guest token may be minted.
+    Minted,
+    /// The client minted its guest tokens for this hour; one more in this many seconds.
+    MintRefused {
+        retry_after_seconds: u64,
+    },
     /// The request was checked with another plan than the one in force (an override was set
     /// or lifted): nothing was counted; check it again with `plan` and admit it again.
     PlanChanged {
@@ -314,6 +329,10 @@ impl UserRecord {
                 now_ms,
                 plan_limits,
             } => self.status(limits, plan_limits, *now_ms),
+            UserCommand::Mint { per_hour, now_ms } => match self.guest_mints.admit(*per_hour, *now_ms) {
+                Ok(()) => UserReply::Minted,
+                Err(retry_after_seconds) => UserReply::MintRefused { retry_after_seconds },
+            },
             UserCommand::SetPlan {
                 plan,
                 limits,
@@ -612,6 +631,26 @@ mod tests {
         };
         assert!(!record.apply(&status_read).1);
         assert_eq!(record, before);
+    }
+
+    #[test]
+    fn a_client_mints_its_guest_tokens_per_hour_and_is_told_when_it_may_again() {
+        let mut client = UserRecord::default();
+        let mint = |now_ms| UserCommand::Mint { per_hour: 2, now_ms };
+        assert_eq!(client.apply(&mint(NOW)), (UserReply::Minted, true));
+        assert_eq!(client.apply(&mint(NOW + 1000)).0, UserReply::Minted);
+        assert_eq!(
+            client.apply(&mint(NOW + 2000)),
+            (
+                UserReply::MintRefused {
+                    retry_after_seconds: 3598
+                },
+                false
+            ),
+            "a refusal records nothing"
+        );
+        let stored = serde_json::to_value(&client).unwrap();
+        assert_eq!(stored["guest_mints"].as_array().map(Vec::len), Some(2));
     }
 
     fn continue_at(record: &mut UserRecord, id: &str, now_ms: i64) -> (UserReply, bool) {

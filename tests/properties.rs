@@ -6,6 +6,7 @@ use openai_edge_proxy::testing::auth::{
     self, mint_hmac_token, ClaimRules, HmacAlgorithm, KeyEntry, KeySet, VerifyingKey,
 };
 use openai_edge_proxy::testing::config::{Config, Secret};
+use openai_edge_proxy::testing::guest;
 use openai_edge_proxy::testing::policy;
 use openai_edge_proxy::testing::quota::{Ask, Limits, QuotaState, RateLimit, Spend};
 use openai_edge_proxy::testing::sse::{SseMeter, StreamKind};
@@ -187,10 +188,22 @@ proptest! {
     }
 
     #[test]
-    fn the_configuration_takes_any_values(values in prop::collection::vec("[ -~]{0,40}", 15)) {
+    fn the_guest_parsers_take_any_bytes(bytes in prop::collection::vec(any::<u8>(), 0..512), text in "[ -~]{0,300}") {
+        let _ = guest::turnstile_token(&bytes);
+        let _ = guest::turnstile_token(text.as_bytes());
+        let _ = guest::judge_siteverify(&bytes, Some(&["app.example.com".to_owned()]));
+        let _ = guest::judge_siteverify(text.as_bytes(), None);
+        let name = guest::ClientKey::derive(SECRET).object_name(Some(&text));
+        prop_assert!(name.starts_with("client:"));
+        prop_assert!(guest::verify(&text, &Secret::new(SECRET), std::time::Duration::from_secs(900), 30, NOW).is_err());
+    }
+
+    #[test]
+    fn the_configuration_takes_any_values(values in prop::collection::vec("[ -~]{0,40}", 20)) {
         let names = ["UPSTREAM_BASE_URL", "ALLOWED_ORIGINS", "ALLOWED_MODELS", "MAX_BODY_BYTES", "JWT_SECRET", "JWKS_URL",
                      "RATE_LIMIT_REQUESTS", "DAILY_TOKEN_BUDGET", "JWT_LEEWAY_SECONDS", "LOG_LEVEL", "ALERT_WEBHOOK_URL", "UPSTREAM_RETRIES",
-                     "PLANS", "MODEL_PRICES", "DAILY_BUDGET_USD"];
+                     "PLANS", "MODEL_PRICES", "DAILY_BUDGET_USD", "TURNSTILE_SECRET_KEY", "GUEST_TOKEN_SECRET",
+                     "TURNSTILE_VERIFY_URL", "GUEST_TOKEN_TTL_SECONDS", "GLOBAL_GUEST_DAILY_BUDGET_USD"];
         let _ = Config::from_lookup(|name| names.iter().position(|n| *n == name).map(|i| values[i].clone()));
     }
 

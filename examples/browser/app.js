@@ -1,16 +1,75 @@
-// The example page: a user token from the app's backend, a streamed chat completion through
-// the proxy rendered as it arrives, the user's quota, and clear messages when something fails.
+// The example page: a user token from the app's backend (or, with a Turnstile site key and no
+// backend, a guest token from the proxy), a streamed chat completion through the proxy rendered
+// as it arrives, the quota, and clear messages when something fails.
 const PROXY = "__PROXY_URL__";
+const TURNSTILE_SITE_KEY = "__TURNSTILE_SITE_KEY__";
+const GUEST_MODE = TURNSTILE_SITE_KEY !== "" && !TURNSTILE_SITE_KEY.startsWith("__");
 const $ = (id) => document.getElementById(id);
 let token = null;
+let turnstileWidget = null;
 
 async function userToken() {
+  if (GUEST_MODE) return guestToken();
   if (token && token.user === $("user").value && token.expiresAt > Date.now() + 30_000) return token.value;
   const response = await fetch(`/token?user=${encodeURIComponent($("user").value)}`, { method: "POST" });
   if (!response.ok) throw new Error("The app's backend did not give a token.");
   const { token: value, expires_in } = await response.json();
   token = { value, user: $("user").value, expiresAt: Date.now() + expires_in * 1000 };
   return value;
+}
+
+/** The guest token, if the human check got one that has not expired; else a fresh check. */
+function guestToken() {
+  if (token && token.expiresAt > Date.now() + 30_000) return token.value;
+  if (token) restartHumanCheck();
+  return null;
+}
+
+/** Loads Turnstile's widget; each token it gives is exchanged at once (it expires in 300 s). */
+function startGuestMode() {
+  $("signed-in").hidden = true;
+  $("guest").hidden = false;
+  $("mode-hint").textContent =
+    "This page never sees an OpenAI key and has no backend: a human check (Cloudflare Turnstile) gets it a short guest token from the proxy.";
+  window.onTurnstileLoad = () => {
+    turnstileWidget = window.turnstile.render("#turnstile", {
+      sitekey: TURNSTILE_SITE_KEY,
+      callback: exchangeForGuestToken,
+      "expired-callback": restartHumanCheck,
+      "error-callback": () => show("The human check could not run: reload the page.", true),
+    });
+  };
+  const script = document.createElement("script");
+  script.src = "https://challenges.cloudflare.com/turnstile/v0/api.js?render=explicit&onload=onTurnstileLoad";
+  script.async = true;
+  document.head.append(script);
+}
+
+async function exchangeForGuestToken(turnstileToken) {
+  try {
+    const response = await fetch(`${PROXY}/v1/guest`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ turnstile_token: turnstileToken }),
+    });
+    if (!response.ok) {
+      $("guest-status").textContent = "The human check did not go through.";
+      return show(await explain(response), true);
+    }
+    const { token: value, expires_in } = await response.json();
+    token = { value, expiresAt: Date.now() + expires_in * 1000 };
+    $("guest-status").textContent = "Verified: you are chatting as a guest.";
+    show("");
+    refreshQuota();
+  } catch (error) {
+    show(`Network error: the proxy cannot be reached from this page (${error.message}).`, true);
+  }
+}
+
+function restartHumanCheck() {
+  token = null;
+  $("guest-status").textContent = "Waiting for the human check…";
+  if (turnstileWidget !== null) window.turnstile.reset(turnstileWidget);
 }
 
 function show(text, isError = false) {
@@ -22,6 +81,10 @@ function show(text, isError = false) {
 async function explain(response) {
   const { error } = await response.json().catch(() => ({}));
   if (response.status === 401) {
+    if (GUEST_MODE) {
+      restartHumanCheck();
+      return "Your guest session has expired: complete the human check again.";
+    }
     token = null;
     return "Your session has expired: sign in again.";
   }
@@ -34,7 +97,9 @@ async function explain(response) {
 
 async function refreshQuota() {
   try {
-    const response = await fetch(`${PROXY}/v1/usage`, { headers: { authorization: `Bearer ${await userToken()}` } });
+    const bearer = await userToken();
+    if (!bearer) return;
+    const response = await fetch(`${PROXY}/v1/usage`, { headers: { authorization: `Bearer ${bearer}` } });
     if (!response.ok) return;
     const usage = await response.json();
     $("quota").textContent =
@@ -48,6 +113,7 @@ async function refreshQuota() {
 async function send() {
   const prompt = $("prompt").value.trim();
   if (!prompt) return show("Type a prompt first.", true);
+  if (GUEST_MODE && !guestToken()) return show("Complete the human check first.", true);
   $("send").disabled = true;
   $("answer").textContent = "";
   show("Thinking…");
@@ -93,4 +159,5 @@ $("send").addEventListener("click", send);
 $("prompt").addEventListener("keydown", (event) => {
   if (event.key === "Enter" && (event.metaKey || event.ctrlKey)) send();
 });
-refreshQuota();
+if (GUEST_MODE) startGuestMode();
+else refreshQuota();

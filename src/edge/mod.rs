@@ -5,6 +5,7 @@ mod admission;
 mod body;
 mod console;
 mod durable;
+mod guest;
 mod http;
 mod jwks;
 mod log;
@@ -21,6 +22,7 @@ use crate::auth::{self, Identity};
 use crate::config::Config;
 use crate::cors::{self, OriginCheck};
 use crate::error::{ProxyError, TokenProblem};
+use crate::guest::{GUEST_ISSUER, GUEST_SUB_PREFIX};
 use crate::policy::{self, ApiRequest};
 use crate::quota::Spend;
 use crate::routes::{self, ApiRoute, Route, UserRoute};
@@ -138,10 +140,13 @@ async fn handle(mut req: Request, env: &Env, ctx: &Rc<Context>, outcome: &mut Ou
         outcome.route = "preflight";
         return http::preflight(&req, outcome.allowed_origin.as_deref()).map(Reply::Whole);
     }
-    let route = route?;
+    // Without guest access its path is unknown, whatever the method.
+    let guest_off = config.guest.is_none() && req.path().trim_end_matches('/') == routes::GUEST_PATH;
+    let route = if guest_off { Err(ProxyError::NotFound) } else { route }?;
     outcome.route = route.name();
     match route {
         Route::Health => http::health_response().map(Reply::Whole),
+        Route::Guest => guest::mint(&mut req, env, &config, outcome).await.map(Reply::Whole),
         Route::Admin(admin_route) => admin::serve(admin_route, &mut req, env, &config)
             .await
             .and_then(http::no_store)
@@ -250,10 +255,15 @@ async fn authenticate(req: &Request, config: &Config) -> Result<Identity> {
     let authorization = header(req, "authorization");
     let token = auth::bearer_token(authorization.as_deref())?;
     // Before the key set: garbage must never cost a fetch from the identity provider.
-    auth::check_shape(token).map_err(ProxyError::InvalidToken)?;
+    let shape = auth::check_shape(token).map_err(ProxyError::InvalidToken)?;
+    // The issuer only picks the key: a token claiming the guest issuer is checked with
+    // GUEST_TOKEN_SECRET alone, so it can never pass as a user's.
+    if shape.issuer() == Some(GUEST_ISSUER) {
+        return authenticate_guest(req, token, config);
+    }
     let now = Now::read();
     let keys = jwks::key_set(config, now).await?;
-    match auth::verify(token, &keys, &config.claim_rules, now.seconds()) {
+    let identity = match auth::verify(token, &keys, &config.claim_rules, now.seconds()) {
         // The provider may have rotated its keys since we fetched them.
         Err(TokenProblem::UnknownKey) => match jwks::refetch_for_unknown_kid(config, now).await? {
             Some(fresh) => auth::verify(token, &fresh, &config.claim_rules, now.seconds()),
@@ -261,7 +271,32 @@ async fn authenticate(req: &Request, config: &Config) -> Result<Identity> {
         },
         verified => verified,
     }
-    .map_err(ProxyError::InvalidToken)
+    .map_err(ProxyError::InvalidToken)?;
+    // A user named like a guest would share that guest's object.
+    if config.guest.is_some() && identity.sub.starts_with(GUEST_SUB_PREFIX) {
+        return Err(ProxyError::InvalidToken(TokenProblem::InvalidClaim("sub")));
+    }
+    Ok(identity)
+}
+
+/// A guest token, and the client it is used from: every guest of one client shares that
+/// client's limits.
+fn authenticate_guest(req: &Request, token: &str, config: &Config) -> Result<Identity> {
+    let settings = config
+        .guest
+        .as_ref()
+        .ok_or(ProxyError::InvalidToken(TokenProblem::WrongIssuer))?;
+    let mut identity = crate::guest::verify(
+        token,
+        settings.token_secret(),
+        settings.token_ttl,
+        config.claim_rules.leeway_seconds,
+        Now::read().seconds(),
+    )
+    .map_err(ProxyError::InvalidToken)?;
+    let client_ip = header(req, "cf-connecting-ip");
+    identity.guest_client = Some(settings.client_key.object_name(client_ip.as_deref()));
+    Ok(identity)
 }
 
 thread_local! {
@@ -276,6 +311,9 @@ fn config(env: &Env) -> Result<Rc<Config>> {
         return Ok(config);
     }
     let config = Rc::new(Config::from_lookup(|name| env_string(env, name))?);
+    for warning in &config.warnings {
+        log::warn("config_warning", warning);
+    }
     CONFIG.set(Some(config.clone()));
     Ok(config)
 }

@@ -11,13 +11,16 @@ use worker::{
 };
 
 use super::{durable, log, usage_index, Now, Result};
+use crate::alerts::AlertRules;
 use crate::auth::Identity;
 use crate::config::Config;
 use crate::error::{ProxyError, TokenProblem};
+use crate::guest::GUEST_PLAN;
 use crate::plans::{OverrideHints, Plan};
 use crate::quota::{Ask, Limits, Reservation, Spend, Standing};
 use crate::user_state::{
     user_object_name, utc_day, PlanAsk, PlanChoice, UserCommand, UserRecord, UserReply, GLOBAL_OBJECT_NAME,
+    GUESTS_OBJECT_NAME,
 };
 
 const BINDING: &str = "USERS";
@@ -72,9 +75,10 @@ pub enum Admission {
 
 /// Admits `identity`'s request, checked with `plan`, in one round trip to its object:
 /// revocation, the plan in force, whether the user created the response it `continues`, then
-/// (with an `ask`) rate, stream slot and budgets; then the
-/// global budget, if one is set. Returns the user's standing (for the RateLimit headers,
-/// refused or not) and what came of it.
+/// (with an `ask`) rate, stream slot and budgets; then, for a guest, its client's object and
+/// the guests' budget, and the global budget, if set (`shared_objects`). Returns the standing
+/// that limits the caller (a guest's is its client's), for the RateLimit headers, refused or
+/// not, and what came of it.
 pub async fn admit(
     env: &Env,
     ctx: &Rc<Context>,
@@ -134,51 +138,125 @@ pub async fn admit(
     settlement
         .reservations
         .extend(reservation.map(|reservation| (user_name, limits, reservation)));
-    if let (Some(ask), Some(global_limits)) = (ask, config.global_limits) {
-        if let Err(error) = admit_global(ctx, config, ask, global_limits, now_ms, &mut settlement).await {
-            // Give back all the user's admission took, its rate-window entry included, before
-            // answering: a retry right after the 429 must find it given back.
-            settlement.cancel().await;
-            return (Some(standing), Err(error));
+    let mut standing = standing;
+    for shared in shared_objects(config, identity, ask) {
+        match admit_shared(ctx, config, &shared, ask, now_ms, &mut settlement).await {
+            // A guest's standing is its client's: what all its guest tokens used together.
+            Ok(shared_standing) if shared.is_client => standing = shared_standing,
+            Ok(_) => {}
+            Err((shared_standing, error)) => {
+                // Give back all the earlier admissions took, rate-window entries included,
+                // before answering: a retry right after the 429 must find them given back.
+                settlement.cancel().await;
+                let shown = if shared.is_client {
+                    shared_standing.unwrap_or(standing)
+                } else {
+                    standing
+                };
+                return (Some(shown), Err(error));
+            }
         }
     }
     (Some(standing), Ok(Admission::Admitted(settlement)))
 }
 
-/// Reserves `ask` against the budget of all users too.
-async fn admit_global(
+/// An object besides the user's that a request is admitted by: a guest's client, the budget
+/// of all guests, the budget of everyone.
+struct Shared {
+    name: String,
+    limits: Limits,
+    alerts: AlertRules,
+    /// What an alert calls those it counts.
+    who: &'static str,
+    is_client: bool,
+    /// Whether a refusal is the service's (all users or all guests), not the caller's.
+    global: bool,
+}
+
+/// The objects a request is admitted by after its user's. A guest adds its client's object
+/// (every request, status reads too: its standing is the one that counts) and, with
+/// `GLOBAL_GUEST_DAILY_BUDGET_USD`, the guests' budget; the global budget admits requests
+/// that call upstream.
+fn shared_objects(config: &Config, identity: &Identity, ask: Option<Ask>) -> Vec<Shared> {
+    let mut shared = Vec::new();
+    let guest = config.guest.as_ref().zip(identity.guest_client.as_ref());
+    if let (Some((settings, client)), Ok(plan)) = (guest, config.plan(GUEST_PLAN)) {
+        shared.push(Shared {
+            name: client.clone(),
+            limits: plan.user_limits,
+            alerts: config.alerts.user,
+            who: "(a guest client)",
+            is_client: true,
+            global: false,
+        });
+        if let (Some(limits), Some(_)) = (settings.global_limits, ask) {
+            shared.push(Shared {
+                name: GUESTS_OBJECT_NAME.to_owned(),
+                limits,
+                alerts: config.alerts.global,
+                who: "all guests",
+                is_client: false,
+                global: true,
+            });
+        }
+    }
+    if let (Some(limits), Some(_)) = (config.global_limits, ask) {
+        shared.push(Shared {
+            name: GLOBAL_OBJECT_NAME.to_owned(),
+            limits,
+            alerts: config.alerts.global,
+            who: "all users",
+            is_client: false,
+            global: true,
+        });
+    }
+    shared
+}
+
+/// Admits `ask` (or, without one, reads the standing) in a shared object too. A refusal
+/// carries that object's standing.
+async fn admit_shared(
     ctx: &Rc<Context>,
     config: &Config,
-    ask: Ask,
-    limits: Limits,
+    shared: &Shared,
+    ask: Option<Ask>,
     now_ms: i64,
     settlement: &mut Settlement,
-) -> Result<()> {
+) -> Result<Standing, (Option<Standing>, ProxyError)> {
     let command = UserCommand::Admit {
         issued_at: None,
-        ask: Some(ask),
-        limits,
-        alerts: config.alerts.global,
+        ask,
+        limits: shared.limits,
+        alerts: shared.alerts,
         now_ms,
         continues: None,
         plan: None,
     };
-    match call(&settlement.env, GLOBAL_OBJECT_NAME, &command).await? {
-        UserReply::Admitted {
-            reservation: Some(reservation),
+    match call(&settlement.env, &shared.name, &command).await {
+        Ok(UserReply::Admitted {
+            reservation,
             alert,
-            ..
-        } => {
-            settlement
-                .reservations
-                .push((GLOBAL_OBJECT_NAME.to_owned(), limits, reservation));
-            if let Some(alert) = alert {
-                raise(ctx, config, &alert.message("all users"));
+            standing,
+        }) => {
+            if let Some(reservation) = reservation {
+                settlement
+                    .reservations
+                    .push((shared.name.clone(), shared.limits, reservation));
             }
-            Ok(())
+            if let Some(alert) = alert {
+                raise(ctx, config, &alert.message(shared.who));
+            }
+            Ok(standing)
         }
-        UserReply::Refused { refusal, .. } => Err(ProxyError::Quota { refusal, global: true }),
-        other => Err(unexpected("global", &other)),
+        Ok(UserReply::Refused { refusal, standing }) => Err((
+            Some(standing),
+            ProxyError::Quota {
+                refusal,
+                global: shared.global,
+            },
+        )),
+        Ok(other) => Err((None, unexpected(&shared.name, &other))),
+        Err(error) => Err((None, error)),
     }
 }
 
@@ -245,7 +323,7 @@ impl Settlement {
             used_tokens: spent.tokens,
             limits,
             now_ms,
-            created_response: created.clone().filter(|_| name != GLOBAL_OBJECT_NAME),
+            created_response: created.clone().filter(|_| name == user_object_name(&self.sub)),
             used_nano_usd: spent.nano_usd,
         })
         .await;
@@ -291,6 +369,20 @@ fn raise(ctx: &Rc<Context>, config: &Config, message: &str) {
                 log::warn("alert_webhook_failed", &format!("{sent:?}"));
             }
         });
+    }
+}
+
+/// Counts one guest token minted by `client` (its object's name), or refuses it: at most
+/// `per_hour` per hour.
+pub async fn admit_mint(env: &Env, client: &str, per_hour: u32) -> Result<()> {
+    let command = UserCommand::Mint {
+        per_hour,
+        now_ms: Now::read().millis(),
+    };
+    match call(env, client, &command).await? {
+        UserReply::Minted => Ok(()),
+        UserReply::MintRefused { retry_after_seconds } => Err(ProxyError::GuestMintsExhausted { retry_after_seconds }),
+        other => Err(unexpected("client", &other)),
     }
 }
 
