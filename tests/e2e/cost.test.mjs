@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { startMockUpstream } from "../mock-upstream.mjs";
-import { browserHeaders, chatBody, mintToken, startProxy, within } from "./helpers.mjs";
+import { browserHeaders, mintToken, proxyFor, settledUsage, usageOf, within } from "./helpers.mjs";
 
 let mock;
 before(async () => {
@@ -13,37 +13,10 @@ before(async () => {
 });
 after(() => mock?.close());
 
-/** A proxy on `upstream` (default: the shared mock) with these limits, for the enclosing describe block. */
-function proxyFor(bindings, upstream = () => mock) {
-  const handle = {};
-  before(async () => {
-    handle.proxy = await startProxy({ UPSTREAM_BASE_URL: upstream().url, OPENAI_API_KEY: upstream().apiKey, ...bindings });
-  });
-  after(() => handle.proxy?.dispose());
-  return handle;
-}
-
 const post = (proxy, sub, path, body, init = {}) =>
   fetch(`${proxy.url}${path}`, { method: "POST", headers: browserHeaders(mintToken({ sub })), body: JSON.stringify(body), ...init });
 const chat = (proxy, sub, body, init) => post(proxy, sub, "/v1/chat/completions", { model: "gpt-4o-mini", messages: [{ role: "user", content: "Hello" }], ...body }, init);
 const respond = (proxy, sub, body) => post(proxy, sub, "/v1/responses", { model: "gpt-4o-mini", input: "Hello", ...body });
-
-async function usageOf(proxy, sub) {
-  const response = await fetch(`${proxy.url}/v1/usage`, { headers: { authorization: `Bearer ${mintToken({ sub })}` } });
-  assert.equal(response.status, 200);
-  return response.json();
-}
-
-/** Polls /v1/usage until nothing is reserved and no stream is open (settling runs after the response). */
-function settledUsage(proxy, sub) {
-  return within(8000, (async () => {
-    for (;;) {
-      const current = await usageOf(proxy, sub);
-      if (current.tokens.reserved === 0 && current.streams.open === 0) return current;
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-  })(), `usage of ${sub} to settle`);
-}
 
 /** Asserts a 400 naming `param`, and returns the error. */
 async function expectRefused(response, param) {
@@ -56,13 +29,13 @@ async function expectRefused(response, param) {
 
 /** Asserts that `sub` spent nothing: no request counted, no token used or reserved. */
 async function assertNothingSpent(proxy, sub) {
-  const usage = await usageOf(proxy, sub);
+  const usage = await usageOf(proxy, mintToken({ sub }));
   assert.equal(usage.requests.remaining, usage.requests.limit, "no request was counted");
   assert.equal(usage.tokens.used + usage.tokens.reserved, 0, "no token was spent");
 }
 
 describe("every string the model reads counts toward MAX_PROMPT_CHARS", () => {
-  const setup = proxyFor({});
+  const setup = proxyFor(() => mock, {});
   const long = "x".repeat(50_000);
 
   test("50,000 characters in tool-call arguments, a tool description, a schema or a name are refused, naming the field", async () => {
@@ -95,7 +68,7 @@ describe("a request that ends without a usage report", () => {
     slowMock = await startMockUpstream({ chunkDelayMs: 100 });
   });
   after(() => slowMock?.close());
-  const setup = proxyFor({ MAX_PROMPT_CHARS: "100000", UPSTREAM_TIMEOUT_MS: "500", DAILY_TOKEN_BUDGET: "1000000" }, () => slowMock);
+  const setup = proxyFor(() => slowMock, { MAX_PROMPT_CHARS: "100000", UPSTREAM_TIMEOUT_MS: "500", DAILY_TOKEN_BUDGET: "1000000" });
 
   test("a stream with a 60 KB tool schema that the client aborts after the first event is charged at least its body bytes / 4", async () => {
     const schema = { type: "object", properties: { query: { type: "string", description: "q".repeat(60_000) } } };
@@ -111,7 +84,7 @@ describe("a request that ends without a usage report", () => {
     await within(5000, reader.read(), "the first event");
     controller.abort();
     const upstream = slowMock.requests.at(-1);
-    const spent = await settledUsage(setup.proxy, "aborter");
+    const spent = await settledUsage(setup.proxy, mintToken({ sub: "aborter" }));
     const bodyBytes = Buffer.byteLength(upstream.body);
     assert.ok(bodyBytes > 60_000);
     assert.ok(spent.tokens.used >= Math.ceil(bodyBytes / 4), `charged ${spent.tokens.used} tokens for a ${bodyBytes}-byte body`);
@@ -125,14 +98,14 @@ describe("a request that ends without a usage report", () => {
     assert.equal(response.status, 504);
     assert.equal((await response.json()).error.code, "upstream_timeout");
     const bodyBytes = Buffer.byteLength(slowMock.requests.at(-1).body);
-    const spent = await settledUsage(setup.proxy, "timed-out");
+    const spent = await settledUsage(setup.proxy, mintToken({ sub: "timed-out" }));
     assert.ok(spent.tokens.used > 0, "OpenAI may have processed and billed it");
     assert.ok(spent.tokens.used >= Math.ceil(bodyBytes / 4), `charged ${spent.tokens.used} for ${bodyBytes} bytes`);
   });
 });
 
 describe("Responses fields and hosted tools the proxy cannot price", () => {
-  const setup = proxyFor({ DAILY_TOKEN_BUDGET: "3000", MAX_OUTPUT_TOKENS: "200" });
+  const setup = proxyFor(() => mock, { DAILY_TOKEN_BUDGET: "3000", MAX_OUTPUT_TOKENS: "200" });
 
   test("background, stored context and hosted tools are refused, naming the field", async () => {
     const before = mock.requests.length;
@@ -192,7 +165,7 @@ describe("Responses fields and hosted tools the proxy cannot price", () => {
 });
 
 describe("an allowed hosted tool", () => {
-  const setup = proxyFor({ ALLOWED_HOSTED_TOOLS: "web_search:5000", MAX_HOSTED_TOOL_CALLS: "2" });
+  const setup = proxyFor(() => mock, { ALLOWED_HOSTED_TOOLS: "web_search:5000", MAX_HOSTED_TOOL_CALLS: "2" });
 
   test("is bounded by max_tool_calls and charged its usage plus the fee of each call it made", async () => {
     for (const stream of [false, true]) {
@@ -205,15 +178,15 @@ describe("an allowed hosted tool", () => {
         ? JSON.parse(text.split("\n").find((line) => line.startsWith("data: ") && line.includes('"response.completed"')).slice(6)).response
         : JSON.parse(text);
       assert.equal(answer.output.filter((item) => item.type === "web_search_call").length, 1);
-      const spent = await settledUsage(setup.proxy, sub);
+      const spent = await settledUsage(setup.proxy, mintToken({ sub }));
       assert.equal(spent.tokens.used, answer.usage.total_tokens + 5000, `stream: ${stream}: usage plus one call's fee`);
     }
   });
 });
 
 describe("images, files and audio", () => {
-  const refusing = proxyFor({});
-  const allowing = proxyFor({ MAX_IMAGE_INPUTS: "1", IMAGE_INPUT_RESERVE_TOKENS: "5000", DAILY_TOKEN_BUDGET: "4000", MAX_OUTPUT_TOKENS: "200" });
+  const refusing = proxyFor(() => mock, {});
+  const allowing = proxyFor(() => mock, { MAX_IMAGE_INPUTS: "1", IMAGE_INPUT_RESERVE_TOKENS: "5000", DAILY_TOKEN_BUDGET: "4000", MAX_OUTPUT_TOKENS: "200" });
   const image = { type: "image_url", image_url: { url: "https://example.com/cat.png", detail: "high" } };
 
   test("are refused by default, naming the part, and cost nothing", async () => {

@@ -1,7 +1,9 @@
 // Starts the built Worker (build/, from `make build`) in workerd through Miniflare, on a free
 // loopback port, and mints user tokens the way an app's backend would.
+import assert from "node:assert/strict";
 import { createHmac, randomUUID } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
+import { after, before } from "node:test";
 import { Miniflare } from "miniflare";
 
 const ROOT = new URL("../../", import.meta.url);
@@ -84,6 +86,37 @@ export function browserHeaders(token, extra = {}) {
     "accept-encoding": "gzip, deflate, br",
     ...extra,
   };
+}
+
+/**
+ * A proxy on `upstream()` (a started mock upstream) with these vars, started before and
+ * disposed after the enclosing describe block. Returns a handle whose `proxy` is set by then.
+ */
+export function proxyFor(upstream, bindings = {}) {
+  const handle = {};
+  before(async () => {
+    handle.proxy = await startProxy({ UPSTREAM_BASE_URL: upstream().url, OPENAI_API_KEY: upstream().apiKey, ...bindings });
+  });
+  after(() => handle.proxy?.dispose());
+  return handle;
+}
+
+/** The `/v1/usage` of the token's user. */
+export async function usageOf(proxy, token) {
+  const response = await fetch(`${proxy.url}/v1/usage`, { headers: { authorization: `Bearer ${token}` } });
+  assert.equal(response.status, 200);
+  return response.json();
+}
+
+/** Polls `/v1/usage` until nothing is reserved and no stream is open: settlement runs after the response. */
+export function settledUsage(proxy, token) {
+  return within(8000, (async () => {
+    for (;;) {
+      const current = await usageOf(proxy, token);
+      if (current.tokens.reserved === 0 && current.streams.open === 0) return current;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  })(), "usage to settle");
 }
 
 /** Rejects if `promise` takes longer than `ms`: every wait in the suite is bounded. */

@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { startMockUpstream, usage } from "../mock-upstream.mjs";
-import { browserHeaders, chatBody, mintToken, startProxy, within } from "./helpers.mjs";
+import { browserHeaders, chatBody, mintToken, proxyFor, settledUsage, startProxy, usageOf, within } from "./helpers.mjs";
 
 const ADMIN_TOKEN = "admin-token-for-plan-tests-0123456789abcdef";
 
@@ -37,37 +37,10 @@ before(async () => {
 });
 after(() => mock?.close());
 
-/** A proxy on the shared mock with these settings, for the enclosing describe block. */
-function proxyFor(bindings) {
-  const handle = {};
-  before(async () => {
-    handle.proxy = await startProxy({ UPSTREAM_BASE_URL: mock.url, OPENAI_API_KEY: mock.apiKey, ADMIN_TOKEN, ...bindings });
-  });
-  after(() => handle.proxy?.dispose());
-  return handle;
-}
-
 const tokenOf = (sub, plan) => mintToken(plan === undefined ? { sub } : { sub, plan });
 
 const chat = (proxy, token, body = chatBody()) =>
   fetch(`${proxy.url}/v1/chat/completions`, { method: "POST", headers: browserHeaders(token), body });
-
-async function usageOf(proxy, token) {
-  const response = await fetch(`${proxy.url}/v1/usage`, { headers: { authorization: `Bearer ${token}` } });
-  assert.equal(response.status, 200);
-  return response.json();
-}
-
-/** Polls /v1/usage until nothing is reserved (settlement runs after the response). */
-function settledUsage(proxy, token) {
-  return within(5000, (async () => {
-    for (;;) {
-      const current = await usageOf(proxy, token);
-      if (current.tokens.reserved === 0 && current.streams.open === 0) return current;
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-  })(), "usage to settle");
-}
 
 function admin(proxy, method, path, body) {
   return fetch(`${proxy.url}${path}`, {
@@ -78,7 +51,7 @@ function admin(proxy, method, path, body) {
 }
 
 describe("a daily budget in dollars", () => {
-  const setup = proxyFor({ DAILY_BUDGET_USD: "0.0002", MAX_OUTPUT_TOKENS: "200" });
+  const setup = proxyFor(() => mock, { ADMIN_TOKEN, DAILY_BUDGET_USD: "0.0002", MAX_OUTPUT_TOKENS: "200" });
   // A cache key makes the mock report half the prompt cached, priced at the cached rate.
   const body = chatBody({ max_tokens: 200, prompt_cache_key: "greeting", messages: [{ role: "user", content: "What does this cost?" }] });
 
@@ -145,7 +118,7 @@ describe("a daily budget in dollars", () => {
 });
 
 describe("a dollar budget under concurrency", () => {
-  const setup = proxyFor({ DAILY_BUDGET_USD: "0.001", MAX_OUTPUT_TOKENS: "200", MAX_CONCURRENT_STREAMS: "50" });
+  const setup = proxyFor(() => mock, { ADMIN_TOKEN, DAILY_BUDGET_USD: "0.001", MAX_OUTPUT_TOKENS: "200", MAX_CONCURRENT_STREAMS: "50" });
 
   test("50 concurrent streams never spend past the budget, and each is charged its usage at its price", async () => {
     const token = tokenOf("usd-racer");
@@ -177,7 +150,7 @@ describe("a dollar budget under concurrency", () => {
 describe("a global budget in dollars", () => {
   // Room for one request's worst case (about $0.00016: 120,000 nano-USD of output cap plus its
   // 200-odd body bytes as input) and not for two.
-  const setup = proxyFor({ GLOBAL_DAILY_BUDGET_USD: "0.0002", MAX_OUTPUT_TOKENS: "200" });
+  const setup = proxyFor(() => mock, { ADMIN_TOKEN, GLOBAL_DAILY_BUDGET_USD: "0.0002", MAX_OUTPUT_TOKENS: "200" });
 
   test("caps all users together, and the user it refuses keeps their own budget", async () => {
     const release = mock.pauseStreams();
@@ -200,7 +173,8 @@ describe("a global budget in dollars", () => {
 });
 
 describe("plans", () => {
-  const setup = proxyFor({
+  const setup = proxyFor(() => mock, {
+    ADMIN_TOKEN,
     ALLOWED_MODELS: "gpt-4o-mini",
     PLANS: JSON.stringify({ free: { RATE_LIMIT_REQUESTS: 2 }, pro: { RATE_LIMIT_REQUESTS: 50, ALLOWED_MODELS: "gpt-4o-mini,gpt-4.1-nano" } }),
   });

@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { startMockUpstream, usage } from "../mock-upstream.mjs";
-import { ALLOWED_ORIGIN, browserHeaders, chatBody, mintToken, startProxy, within } from "./helpers.mjs";
+import { ALLOWED_ORIGIN, browserHeaders, chatBody, mintToken, proxyFor, settledUsage, startProxy, usageOf, within } from "./helpers.mjs";
 
 let mock;
 before(async () => {
@@ -11,35 +11,8 @@ before(async () => {
 });
 after(() => mock?.close());
 
-/** A proxy on the shared mock with these limits, for the enclosing describe block. */
-function proxyFor(bindings) {
-  const handle = {};
-  before(async () => {
-    handle.proxy = await startProxy({ UPSTREAM_BASE_URL: mock.url, OPENAI_API_KEY: mock.apiKey, ...bindings });
-  });
-  after(() => handle.proxy?.dispose());
-  return handle;
-}
-
 const chat = (proxy, sub, body = chatBody(), init = {}) =>
   fetch(`${proxy.url}/v1/chat/completions`, { method: "POST", headers: browserHeaders(mintToken({ sub })), body, ...init });
-
-async function usageOf(proxy, sub) {
-  const response = await fetch(`${proxy.url}/v1/usage`, { headers: { authorization: `Bearer ${mintToken({ sub })}` } });
-  assert.equal(response.status, 200);
-  return response.json();
-}
-
-/** Polls /v1/usage until no tokens are reserved (reconciliation runs after the response). */
-async function settledUsage(proxy, sub) {
-  return within(5000, (async () => {
-    for (;;) {
-      const current = await usageOf(proxy, sub);
-      if (current.tokens.reserved === 0 && current.streams.open === 0) return current;
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-  })(), `usage of ${sub} to settle`);
-}
 
 /** Reads a stream response to its end; returns its text. */
 const drain = (response, ms = 5000) => within(ms, response.text(), "stream to end");
@@ -52,7 +25,7 @@ async function firstChunk(response) {
 }
 
 describe("rate limit (defaults: 20 per 900 s)", () => {
-  const setup = proxyFor({ RATE_LIMIT_REQUESTS: undefined });
+  const setup = proxyFor(() => mock, { RATE_LIMIT_REQUESTS: undefined });
 
   test("the 21st request in a window is refused, with Retry-After and RateLimit headers", async () => {
     for (let i = 0; i < 20; i++) {
@@ -90,7 +63,7 @@ describe("rate limit (defaults: 20 per 900 s)", () => {
 });
 
 describe("streams", () => {
-  const setup = proxyFor({ DAILY_TOKEN_BUDGET: "2000", MAX_OUTPUT_TOKENS: "200", MAX_CONCURRENT_STREAMS: "2" });
+  const setup = proxyFor(() => mock, { DAILY_TOKEN_BUDGET: "2000", MAX_OUTPUT_TOKENS: "200", MAX_CONCURRENT_STREAMS: "2" });
 
   const streamBody = (content = "Count me", extra = {}) =>
     chatBody({ stream: true, max_tokens: 200, messages: [{ role: "user", content }], ...extra });
@@ -100,7 +73,7 @@ describe("streams", () => {
     const text = await drain(response);
     assert.match(text, /"usage":\{"prompt_tokens"/, "the client asked for usage, so it gets the usage chunk");
     const expected = usage(mock.requests.at(-1).json).total_tokens;
-    const spent = await settledUsage(setup.proxy, "meter-user");
+    const spent = await settledUsage(setup.proxy, mintToken({ sub: "meter-user" }));
     assert.equal(spent.tokens.used, expected);
     assert.equal(spent.tokens.remaining, 2000 - expected);
     assert.equal(spent.requests.remaining, 999);
@@ -126,7 +99,7 @@ describe("streams", () => {
       await nonStream.arrayBuffer();
       release();
       await Promise.all([drain(first), drain(second)]);
-      await settledUsage(setup.proxy, "streamer");
+      await settledUsage(setup.proxy, mintToken({ sub: "streamer" }));
       const again = await chat(setup.proxy, "streamer", streamBody());
       assert.equal(again.status, 200);
       await drain(again);
@@ -176,7 +149,7 @@ describe("a client that goes away", () => {
     console.log(`# upstream closed ${closeDelay} ms after the client went away`);
 
     await Promise.all([drain(staying, 15_000), drain(replacement, 15_000)]);
-    const settled = await settledUsage(proxy, "leaver");
+    const settled = await settledUsage(proxy, mintToken({ sub: "leaver" }));
     const line = proxy.logs.find((l) => l.route === "chat.completions" && l.disconnected);
     assert.ok(line, "the log says the client went away");
     assert.equal(line.usage_reported, false);
@@ -186,7 +159,7 @@ describe("a client that goes away", () => {
 });
 
 describe("token budget", () => {
-  const setup = proxyFor({ DAILY_TOKEN_BUDGET: "2000", MAX_OUTPUT_TOKENS: "200", MAX_CONCURRENT_STREAMS: "50" });
+  const setup = proxyFor(() => mock, { DAILY_TOKEN_BUDGET: "2000", MAX_OUTPUT_TOKENS: "200", MAX_CONCURRENT_STREAMS: "50" });
 
   test("concurrent streams can never push usage past the budget", async () => {
     const before = mock.requests.length;
@@ -207,7 +180,7 @@ describe("token budget", () => {
       assert.equal(error.type, "insufficient_quota");
     }
     await Promise.all(admitted.map((response) => drain(response)));
-    const spent = await settledUsage(setup.proxy, "spender");
+    const spent = await settledUsage(setup.proxy, mintToken({ sub: "spender" }));
     const upstreamCalls = mock.requests.slice(before);
     assert.equal(upstreamCalls.length, admitted.length, "refused requests never reach upstream");
     const expected = upstreamCalls.reduce((sum, request) => sum + usage(request.json).total_tokens, 0);
@@ -217,7 +190,7 @@ describe("token budget", () => {
 });
 
 describe("request policy before any quota is spent", () => {
-  const setup = proxyFor({ ADMIN_TOKEN: "admin-token-for-tests-0123456789abcdef" });
+  const setup = proxyFor(() => mock, { ADMIN_TOKEN: "admin-token-for-tests-0123456789abcdef" });
 
   test("rejected bodies are 400s naming the field, and cost no request, token or upstream call", async () => {
     const before = mock.requests.length;
@@ -231,7 +204,7 @@ describe("request policy before any quota is spent", () => {
       assert.equal(response.status, 400, param);
       assert.equal((await response.json()).error.param, param);
     }
-    const untouched = await usageOf(setup.proxy, "careful-user");
+    const untouched = await usageOf(setup.proxy, mintToken({ sub: "careful-user" }));
     assert.equal(untouched.requests.remaining, untouched.requests.limit);
     assert.equal(untouched.tokens.used + untouched.tokens.reserved, 0);
     assert.equal(mock.requests.length, before);
@@ -244,7 +217,7 @@ describe("request policy before any quota is spent", () => {
   });
 
   test("an operator sees a user's usage", async () => {
-    const spent = await settledUsage(setup.proxy, "careful-user");
+    const spent = await settledUsage(setup.proxy, mintToken({ sub: "careful-user" }));
     const response = await fetch(`${setup.proxy.url}/admin/users/careful-user/usage`, {
       headers: { authorization: "Bearer admin-token-for-tests-0123456789abcdef" },
     });
@@ -258,7 +231,7 @@ describe("request policy before any quota is spent", () => {
 
 describe("global budget", () => {
   // Room for one request (its body, safety_identifier included, plus 100 output tokens) and not for five.
-  const setup = proxyFor({ GLOBAL_DAILY_TOKEN_BUDGET: "320", MAX_OUTPUT_TOKENS: "100" });
+  const setup = proxyFor(() => mock, { GLOBAL_DAILY_TOKEN_BUDGET: "320", MAX_OUTPUT_TOKENS: "100" });
 
   test("caps all users together, and a refused user gets their reservation back", async () => {
     const statuses = [];
@@ -269,7 +242,7 @@ describe("global budget", () => {
         const { error } = await response.json();
         assert.equal(error.code, "insufficient_quota");
         assert.match(error.message, /service's daily token budget/);
-        const own = await settledUsage(setup.proxy, sub);
+        const own = await settledUsage(setup.proxy, mintToken({ sub }));
         assert.equal(own.tokens.used, 0, "nothing was spent");
         assert.equal(own.tokens.reserved, 0, "the user's reservation was given back");
       } else {
@@ -284,7 +257,7 @@ describe("global budget", () => {
 describe("a request the global budget refuses", () => {
   // Every request reserves more than the whole global budget, so the global object refuses it
   // after the user's own object admitted it.
-  const setup = proxyFor({ GLOBAL_DAILY_TOKEN_BUDGET: "50", MAX_OUTPUT_TOKENS: "100", RATE_LIMIT_REQUESTS: "3" });
+  const setup = proxyFor(() => mock, { GLOBAL_DAILY_TOKEN_BUDGET: "50", MAX_OUTPUT_TOKENS: "100", RATE_LIMIT_REQUESTS: "3" });
 
   test("costs the user nothing: not a token, and not a request of their rate limit", async () => {
     const before = mock.requests.length;
@@ -295,7 +268,7 @@ describe("a request the global budget refuses", () => {
       assert.equal(error.code, "insufficient_quota", `request ${i + 1} is refused by the global budget, not the rate`);
       assert.match(error.message, /service's daily token budget/);
     }
-    const own = await usageOf(setup.proxy, "globally-refused");
+    const own = await usageOf(setup.proxy, mintToken({ sub: "globally-refused" }));
     assert.equal(own.requests.remaining, 3, "every rate slot was given back");
     assert.equal(own.tokens.used + own.tokens.reserved, 0);
     assert.equal(mock.requests.length, before, "nothing reached upstream");

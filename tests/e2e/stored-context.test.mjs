@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { startMockUpstream } from "../mock-upstream.mjs";
-import { browserHeaders, mintToken, startProxy, within } from "./helpers.mjs";
+import { browserHeaders, mintToken, proxyFor, settledUsage, usageOf, within } from "./helpers.mjs";
 
 // gpt-4o-mini's context window (OpenAI's model page), which a continuation reserves as input.
 const CONTEXT_WINDOW = 128_000;
@@ -16,39 +16,12 @@ before(async () => {
 });
 after(() => mock?.close());
 
-/** A proxy on the shared mock with these vars, for the enclosing describe block. */
-function proxyFor(bindings) {
-  const handle = {};
-  before(async () => {
-    handle.proxy = await startProxy({ UPSTREAM_BASE_URL: mock.url, OPENAI_API_KEY: mock.apiKey, ...bindings });
-  });
-  after(() => handle.proxy?.dispose());
-  return handle;
-}
-
 const respond = (proxy, sub, body) =>
   fetch(`${proxy.url}/v1/responses`, {
     method: "POST",
     headers: browserHeaders(mintToken({ sub })),
     body: JSON.stringify({ model: "gpt-4o-mini", input: "Hello", ...body }),
   });
-
-async function usageOf(proxy, sub) {
-  const response = await fetch(`${proxy.url}/v1/usage`, { headers: { authorization: `Bearer ${mintToken({ sub })}` } });
-  assert.equal(response.status, 200);
-  return response.json();
-}
-
-/** Polls /v1/usage until nothing is reserved and no stream is open (settling runs after the response). */
-function settledUsage(proxy, sub) {
-  return within(8000, (async () => {
-    for (;;) {
-      const current = await usageOf(proxy, sub);
-      if (current.tokens.reserved === 0 && current.streams.open === 0) return current;
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-  })(), `usage of ${sub} to settle`);
-}
 
 /** Creates a response as `sub` and returns its id (from the answer, or from a stream's response.created). */
 async function create(proxy, sub, body = {}) {
@@ -75,7 +48,7 @@ async function expectUnknown(proxy, sub, id) {
 }
 
 describe("with RESPONSES_STORE=true and ALLOW_STORED_CONTEXT=true", () => {
-  const setup = proxyFor({
+  const setup = proxyFor(() => mock, {
     RESPONSES_STORE: "true",
     ALLOW_STORED_CONTEXT: "true",
     DAILY_TOKEN_BUDGET: "1000000",
@@ -90,14 +63,14 @@ describe("with RESPONSES_STORE=true and ALLOW_STORED_CONTEXT=true", () => {
       const continued = await respond(setup.proxy, "alice", { previous_response_id: id, input: "And then?", stream: true });
       assert.equal(continued.status, 200);
       assert.equal(mock.requests.at(-1).json.previous_response_id, id);
-      const open = await usageOf(setup.proxy, "alice");
+      const open = await usageOf(setup.proxy, mintToken({ sub: "alice" }));
       assert.ok(open.tokens.reserved >= CONTEXT_WINDOW + OUTPUT_CAP, `reserved ${open.tokens.reserved} while the continuation runs`);
       release();
       assert.match(await within(5000, continued.text(), "the continuation"), /response\.completed/);
     } finally {
       release();
     }
-    const spent = await settledUsage(setup.proxy, "alice");
+    const spent = await settledUsage(setup.proxy, mintToken({ sub: "alice" }));
     assert.ok(spent.tokens.used < 1000, `charged its usage report (${spent.tokens.used}), not the reservation`);
   });
 
@@ -112,7 +85,7 @@ describe("with RESPONSES_STORE=true and ALLOW_STORED_CONTEXT=true", () => {
     const id = await create(setup.proxy, "owner");
     await expectUnknown(setup.proxy, "intruder", id);
     await expectUnknown(setup.proxy, "intruder", "resp_never_created");
-    const usage = await usageOf(setup.proxy, "intruder");
+    const usage = await usageOf(setup.proxy, mintToken({ sub: "intruder" }));
     assert.equal(usage.requests.remaining, usage.requests.limit, "no request was counted");
     assert.equal(usage.tokens.used + usage.tokens.reserved, 0, "no token was spent");
   });
@@ -129,14 +102,14 @@ describe("with RESPONSES_STORE=true and ALLOW_STORED_CONTEXT=true", () => {
     const continued = await respond(setup.proxy, "cut-off", { previous_response_id: id, stream: true });
     assert.equal(continued.status, 200);
     await within(5000, continued.text(), "the cut stream");
-    const spent = await settledUsage(setup.proxy, "cut-off");
+    const spent = await settledUsage(setup.proxy, mintToken({ sub: "cut-off" }));
     assert.ok(spent.tokens.used >= CONTEXT_WINDOW, `charged ${spent.tokens.used}: the stored context is billed as input`);
   });
 });
 
 describe("without ALLOW_STORED_CONTEXT", () => {
-  const storing = proxyFor({ RESPONSES_STORE: "true" });
-  const misconfigured = proxyFor({ ALLOW_STORED_CONTEXT: "true" });
+  const storing = proxyFor(() => mock, { RESPONSES_STORE: "true" });
+  const misconfigured = proxyFor(() => mock, { ALLOW_STORED_CONTEXT: "true" });
 
   test("storing responses alone does not let anyone continue one: previous_response_id is refused with a 400", async () => {
     const before = mock.requests.length;
