@@ -99,7 +99,15 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
             (http::error_response(&error)?, None)
         }
     };
-    let response = http::finish(response, &outcome)?;
+    let response = match http::finish(response, &outcome) {
+        Ok(response) => response,
+        Err(error) => {
+            if let Some(tail) = tail {
+                tail.abandon();
+            }
+            return Err(error);
+        }
+    };
     outcome.status = response.status_code();
     // The request's one log line: now, or when its stream ends.
     match tail {

@@ -66,6 +66,11 @@ pub fn metered(
 }
 
 impl Metered {
+    /// Stops upstream for a stream that will never be pumped.
+    pub fn abort(&self) {
+        self.upstream_abort.abort();
+    }
+
     /// Pumps until the stream ends, the client goes away, or either side makes no progress for
     /// the idle timeout; run it in `wait_until`. The client's body is left open (unless the
     /// client is gone): the caller closes it, before or after settling.

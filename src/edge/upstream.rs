@@ -214,6 +214,13 @@ pub struct StreamTail {
 }
 
 impl StreamTail {
+    /// A stream whose response could not be completed: nothing will read it, so upstream is
+    /// stopped and the reservation settled in full, freeing the slot now.
+    pub fn abandon(self) {
+        self.metered.abort();
+        self.settlement.settle(self.tariff.without_usage());
+    }
+
     pub fn start(self, ctx: &Context, mut outcome: Outcome) {
         ctx.wait_until(async move {
             let (mut end, body) = self.metered.pump().await;
