@@ -74,7 +74,7 @@ const providerProxy = await startProxy({ ...generous, JWT_SECRET: undefined, JWK
 targets["rust-es"] = { worker: providerProxy, path: "/v1/chat/completions", token: (sub) => providerToken("es", sub) };
 targets["rust-rs"] = { worker: providerProxy, path: "/v1/chat/completions", token: (sub) => providerToken("rs", sub) };
 for (const target of Object.values(targets)) target.url ??= target.worker.url;
-// BENCH_TARGETS=js,rust measures only those (the mock always runs: it is the upstream).
+// BENCH_TARGETS=js,rust measures only those and the mock (the floor the others are compared with).
 const only = process.env.BENCH_TARGETS?.split(",");
 
 /** Total CPU seconds of all workerd processes (the idle ones add next to nothing). */
