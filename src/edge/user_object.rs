@@ -1,6 +1,7 @@
 //! The per-user Durable Object (one per verified `sub`, binding `USERS`) and the Worker's calls
 //! to it. Its state lives in storage, so it survives eviction, with a copy in memory so that a
-//! warm object reads storage only once; the decisions are `UserRecord::apply` in the core. The same class holds the global budget, under its own name.
+//! warm object reads storage only once; the decisions are `UserRecord::apply` in the core.
+//! The same class holds the global budget, under its own name.
 
 use std::cell::RefCell;
 use std::rc::Rc;
