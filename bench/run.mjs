@@ -8,8 +8,14 @@
 //   rust-rs   the same with RS256 user tokens
 //
 // Each figure is the median of BENCH_RUNS runs (default 5, BENCH_SECONDS each) with its
-// min-max, after a warm-up run. `--smoke` runs each once, briefly, to show the bench works
-// (make test); it writes test-results/bench-smoke.json instead.
+// min-max, after a warm-up run. "DO calls/req" is the Durable Object calls (all classes) the
+// Worker made during a run, divided by the requests it served, read from its bench-only
+// counters (BENCH_COUNTERS=true) once they stop moving (settlement runs after the response).
+// The production-like scenario streams from a mock that waits PROD_FIRST_CHUNK_MS before its
+// first chunk and sends about 50 chunks PROD_CHUNK_MS apart; its figures are percentiles of
+// all streams of all runs, shown as time added over the mock called directly.
+// `--smoke` runs each once, briefly, to show the bench works (make test); it writes
+// test-results/bench-smoke.json instead.
 import { generateKeyPairSync, randomUUID, sign } from "node:crypto";
 import { mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import os from "node:os";
@@ -24,6 +30,12 @@ const RUNS = smoke ? 1 : Number(process.env.BENCH_RUNS ?? 5);
 const SECONDS = smoke ? 1 : Number(process.env.BENCH_SECONDS ?? 4);
 const CONNECTIONS = [1, 32];
 const STREAMS_PER_RUN = smoke ? 5 : 40;
+// Production-like streams: a model's time to first token, then ~50 chunks (smoke: scaled down).
+const PROD_FIRST_CHUNK_MS = smoke ? 30 : 300;
+const PROD_CHUNK_MS = smoke ? 2 : 20;
+const PROD_STREAMS = { 1: smoke ? 2 : 6, 32: smoke ? 1 : 2 }; // per connection per run
+// 37 words of the user's, echoed by the mock: role + 47 words + stop + usage = 50 chunks.
+const PROD_BODY = chatBody({ stream: true, stream_options: { include_usage: true }, messages: [{ role: "user", content: Array(37).fill("word").join(" ") }] });
 
 // An identity provider's key set: user tokens signed with ES256 (kid "es") or RS256 (kid "rs").
 const ec = generateKeyPairSync("ec", { namedCurve: "P-256" });
@@ -47,7 +59,7 @@ function providerToken(kid, sub) {
 
 const mock = await startMockUpstream({ chunkDelayMs: 0 });
 // Every limit is checked, none is reached: 1000 requests per 1 s window per user.
-const generous = { UPSTREAM_BASE_URL: mock.url, OPENAI_API_KEY: mock.apiKey, RATE_LIMIT_REQUESTS: "1000", RATE_LIMIT_WINDOW_SECONDS: "1", DAILY_TOKEN_BUDGET: "1000000000000", MAX_CONCURRENT_STREAMS: "100" };
+const generous = { BENCH_COUNTERS: "true", UPSTREAM_BASE_URL: mock.url, OPENAI_API_KEY: mock.apiKey, RATE_LIMIT_REQUESTS: "1000", RATE_LIMIT_WINDOW_SECONDS: "1", DAILY_TOKEN_BUDGET: "1000000000000", MAX_CONCURRENT_STREAMS: "100" };
 const targets = {
   mock: { url: mock.url.replace(/\/v1$/, ""), path: "/v1/chat/completions", token: () => mock.apiKey, worker: null },
   js: {
@@ -62,7 +74,7 @@ const providerProxy = await startProxy({ ...generous, JWT_SECRET: undefined, JWK
 targets["rust-es"] = { worker: providerProxy, path: "/v1/chat/completions", token: (sub) => providerToken("es", sub) };
 targets["rust-rs"] = { worker: providerProxy, path: "/v1/chat/completions", token: (sub) => providerToken("rs", sub) };
 for (const target of Object.values(targets)) target.url ??= target.worker.url;
-// BENCH_TARGETS=js,rust measures only those (the mock always runs: it is the upstream).
+// BENCH_TARGETS=js,rust measures only those and the mock (the floor the others are compared with).
 const only = process.env.BENCH_TARGETS?.split(",");
 
 /** Total CPU seconds of all workerd processes (the idle ones add next to nothing). */
@@ -79,9 +91,31 @@ function workerdCpuSeconds() {
   return ticks / 100; // USER_HZ
 }
 
+/** The Worker's bench counters: requests served and Durable Object calls of all classes. */
+async function counters(target) {
+  const response = await fetch(`${target.worker.url}/__bench/counters`);
+  if (!response.ok) throw new Error(`${target.worker.url}/__bench/counters answered ${response.status}`);
+  const { requests, object_calls } = await response.json();
+  return { requests, objectCalls: Object.values(object_calls).reduce((sum, calls) => sum + calls, 0) };
+}
+
+/** The counters once settlements and usage-index batches stopped (two equal reads), at most 5 s. */
+async function settledCounters(target) {
+  if (!target.worker) return null;
+  let last = await counters(target);
+  for (let waited = 0; waited < 5000; waited += 100) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const now = await counters(target);
+    if (now.objectCalls === last.objectCalls && now.requests === last.requests) return now;
+    last = now;
+  }
+  return last;
+}
+
 /** One autocannon run: each connection is its own user with its own token. */
 async function load(target, connections) {
   let user = 0;
+  const countedBefore = await settledCounters(target);
   const cpuBefore = workerdCpuSeconds();
   const result = await autocannon({
     url: target.url + target.path,
@@ -101,7 +135,43 @@ async function load(target, connections) {
   });
   const cpu = workerdCpuSeconds() - cpuBefore;
   if (result.non2xx || result.errors) throw new Error(`${target.url}: ${result.non2xx} non-2xx, ${result.errors} errors`);
-  return { p50: result.latency.p50, p99: result.latency.p99, rps: result.requests.average, cpuMsPerRequest: (cpu * 1000) / result.requests.total };
+  const countedAfter = await settledCounters(target);
+  const objectCallsPerRequest = countedBefore ? (countedAfter.objectCalls - countedBefore.objectCalls) / (countedAfter.requests - countedBefore.requests) : null;
+  return { p50: result.latency.p50, p99: result.latency.p99, rps: result.requests.average, cpuMsPerRequest: (cpu * 1000) / result.requests.total, objectCallsPerRequest };
+}
+
+/**
+ * The production-like scenario at `connections`: each connection is a user streaming
+ * PROD_STREAMS[connections] answers one after another. Milliseconds to the first body chunk
+ * and to the stream's end, for every stream.
+ */
+async function production(target, connections) {
+  const first = [];
+  const last = [];
+  await Promise.all(
+    Array.from({ length: connections }, async () => {
+      const token = target.token(`prod-user-${randomUUID()}`);
+      for (let i = 0; i < PROD_STREAMS[connections]; i++) {
+        const started = performance.now();
+        const response = await fetch(target.url + target.path, {
+          method: "POST",
+          headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+          body: PROD_BODY,
+        });
+        if (!response.ok) throw new Error(`${target.url}: ${response.status} ${await response.text()}`);
+        const reader = response.body.getReader();
+        let firstAt = null;
+        for (;;) {
+          const { done, value } = await reader.read();
+          if (done) break;
+          if (firstAt === null && value.length > 0) firstAt = performance.now();
+        }
+        first.push(firstAt - started);
+        last.push(performance.now() - started);
+      }
+    }),
+  );
+  return { first, last };
 }
 
 /** Milliseconds to the first streamed word, sequentially. */
@@ -124,14 +194,16 @@ async function firstChunk(target) {
   return median(times);
 }
 
+/** Nearest-rank percentile. */
+const percentile = (values, p) => [...values].sort((a, b) => a - b)[Math.max(0, Math.ceil(p * values.length) - 1)];
 const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
 const summary = (values) => ({ median: round(median(values)), min: round(Math.min(...values)), max: round(Math.max(...values)) });
 const round = (value) => Math.round(value * 100) / 100;
 
 // Runs are interleaved (every target once per round) so that the machine's drift over the
 // minutes of a bench touches all targets alike.
-const measured = Object.keys(targets).filter((name) => !only || only.includes(name));
-const samples = Object.fromEntries(measured.map((name) => [name, { c1: [], c32: [], firstChunkMs: [] }]));
+const measured = Object.keys(targets).filter((name) => name === "mock" || !only || only.includes(name));
+const samples = Object.fromEntries(measured.map((name) => [name, { c1: [], c32: [], firstChunkMs: [], prod: Object.fromEntries(CONNECTIONS.map((c) => [`c${c}`, { first: [], last: [] }])) }]));
 try {
   // V8 first runs wasm and JS unoptimised and tiers hot code up under load: warm every target.
   if (!smoke) for (const name of measured) await load(targets[name], 32);
@@ -140,6 +212,15 @@ try {
       for (const connections of CONNECTIONS) samples[name][`c${connections}`].push(await load(targets[name], connections));
       samples[name].firstChunkMs.push(await firstChunk(targets[name]));
     }
+    mock.setStreamTiming({ firstChunkDelayMs: PROD_FIRST_CHUNK_MS, chunkDelayMs: PROD_CHUNK_MS });
+    for (const name of measured) {
+      for (const connections of CONNECTIONS) {
+        const { first, last } = await production(targets[name], connections);
+        samples[name].prod[`c${connections}`].first.push(...first);
+        samples[name].prod[`c${connections}`].last.push(...last);
+      }
+    }
+    mock.setStreamTiming({ firstChunkDelayMs: 0, chunkDelayMs: 0 });
     console.error(`round ${run + 1}/${RUNS} done`);
   }
 } finally {
@@ -153,10 +234,18 @@ const figures = Object.fromEntries(
       ...Object.fromEntries(
         CONNECTIONS.map((connections) => {
           const runs = samples[name][`c${connections}`];
-          return [`c${connections}`, Object.fromEntries(["p50", "p99", "rps", "cpuMsPerRequest"].map((key) => [key, summary(runs.map((r) => r[key]))]))];
+          const keys = ["p50", "p99", "rps", "cpuMsPerRequest", ...(name === "mock" ? [] : ["objectCallsPerRequest"])];
+          return [`c${connections}`, Object.fromEntries(keys.map((key) => [key, summary(runs.map((r) => r[key]))]))];
         }),
       ),
       firstChunkMs: summary(samples[name].firstChunkMs),
+      production: Object.fromEntries(
+        CONNECTIONS.map((connections) => {
+          const { first, last } = samples[name].prod[`c${connections}`];
+          const at = (values) => ({ p50: round(percentile(values, 0.5)), p99: round(percentile(values, 0.99)) });
+          return [`c${connections}`, { streams: first.length, firstChunkMs: at(first), lastChunkMs: at(last) }];
+        }),
+      ),
     },
   ]),
 );
@@ -165,7 +254,14 @@ const wasm = readFileSync(new URL("build/index_bg.wasm", ROOT));
 const results = {
   date: new Date().toISOString(),
   machine: { cpus: os.cpus().length, cpu: os.cpus()[0]?.model, node: process.version },
-  method: { runs: RUNS, secondsPerRun: SECONDS, connections: CONNECTIONS, streamsPerRun: STREAMS_PER_RUN, note: "median (min-max) of runs; latency in ms; cpu = workerd process CPU / requests" },
+  method: {
+    runs: RUNS,
+    secondsPerRun: SECONDS,
+    connections: CONNECTIONS,
+    streamsPerRun: STREAMS_PER_RUN,
+    production: { firstChunkDelayMs: PROD_FIRST_CHUNK_MS, chunkDelayMs: PROD_CHUNK_MS, streamsPerConnectionPerRun: PROD_STREAMS },
+    note: "median (min-max) of runs; latency in ms; cpu = workerd process CPU / requests; objectCallsPerRequest = Durable Object calls / requests served; production = percentiles over all streams of all runs",
+  },
   wasm: { rawBytes: wasm.length, gzipBytes: gzipSync(wasm, { level: 9 }).length },
   figures,
 };
@@ -174,9 +270,23 @@ mkdirSync(new URL(".", out), { recursive: true });
 writeFileSync(out, `${JSON.stringify(results, null, 2)}\n`);
 
 const cell = (figure) => `${figure.median} (${figure.min}–${figure.max})`;
-console.log(`| target | p50 c1 | p99 c1 | p50 c32 | p99 c32 | req/s c32 | first chunk ms | workerd CPU ms/req c32 |`);
-console.log(`| --- | --- | --- | --- | --- | --- | --- | --- |`);
+const calls = (figure) => (figure ? cell(figure) : "–");
+console.log(`| target | p50 c1 | p99 c1 | p50 c32 | p99 c32 | req/s c32 | first chunk ms | workerd CPU ms/req c32 | DO calls/req c1 | DO calls/req c32 |`);
+console.log(`| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |`);
 for (const [name, f] of Object.entries(figures)) {
-  console.log(`| ${name} | ${cell(f.c1.p50)} | ${cell(f.c1.p99)} | ${cell(f.c32.p50)} | ${cell(f.c32.p99)} | ${cell(f.c32.rps)} | ${cell(f.firstChunkMs)} | ${name === "mock" ? "–" : cell(f.c32.cpuMsPerRequest)} |`);
+  console.log(
+    `| ${name} | ${cell(f.c1.p50)} | ${cell(f.c1.p99)} | ${cell(f.c32.p50)} | ${cell(f.c32.p99)} | ${cell(f.c32.rps)} | ${cell(f.firstChunkMs)} | ${name === "mock" ? "–" : cell(f.c32.cpuMsPerRequest)} | ${calls(f.c1.objectCallsPerRequest)} | ${calls(f.c32.objectCallsPerRequest)} |`,
+  );
+}
+// Production-like streams: the mock's own times, then what each target adds to them.
+const floor = figures.mock.production;
+const signed = (name, value) => (name === "mock" || value < 0 ? `${value}` : `+${value}`);
+console.log(`\nProduction-like streams (first chunk after ${PROD_FIRST_CHUNK_MS} ms, ~50 chunks ${PROD_CHUNK_MS} ms apart); mock: ms, others: ms added over the mock`);
+console.log(`| target | first p50 c1 | first p99 c1 | last p50 c1 | last p99 c1 | first p50 c32 | first p99 c32 | last p50 c32 | last p99 c32 | streams c1/c32 |`);
+console.log(`| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |`);
+for (const [name, f] of Object.entries(figures)) {
+  const shown = (c, which, p) => round(f.production[c][which][p] - (name === "mock" ? 0 : floor[c][which][p]));
+  const row = ["c1", "c32"].flatMap((c) => ["firstChunkMs", "lastChunkMs"].flatMap((which) => ["p50", "p99"].map((p) => signed(name, shown(c, which, p)))));
+  console.log(`| ${name} | ${row.join(" | ")} | ${f.production.c1.streams}/${f.production.c32.streams} |`);
 }
 console.log(`\nwasm: ${results.wasm.rawBytes} bytes raw, ${results.wasm.gzipBytes} gzip. Written to ${out.pathname}`);

@@ -22,8 +22,11 @@ const ACCOUNT_HEADERS = {
  * @param {number} [options.port] 0 picks a free port.
  * @param {string} [options.apiKey] The key it accepts; any other gets OpenAI's 401.
  * @param {number} [options.chunkDelayMs] Pause between streamed chunks.
+ * @param {number} [options.firstChunkDelayMs] Pause before a stream's headers and first chunk
+ *   (a model's time to first token).
  */
-export async function startMockUpstream({ port = 0, apiKey = "sk-mock-upstream-key", chunkDelayMs = 5 } = {}) {
+export async function startMockUpstream({ port = 0, apiKey = "sk-mock-upstream-key", chunkDelayMs = 5, firstChunkDelayMs = 0 } = {}) {
+  const timing = { chunkDelayMs, firstChunkDelayMs };
   const requests = [];
   const queuedAnswers = [];
   const queuedFaults = [];
@@ -88,6 +91,7 @@ export async function startMockUpstream({ port = 0, apiKey = "sk-mock-upstream-k
   });
 
   async function streamAnswer(res, request, record, api, fault, responseId) {
+    if (timing.firstChunkDelayMs) await sleep(timing.firstChunkDelayMs);
     res.writeHead(200, { "content-type": "text/event-stream", ...ACCOUNT_HEADERS });
     const send = (event) => res.write(`${api === "responses" ? `event: ${event.type}\n` : ""}data: ${JSON.stringify(event)}\n\n`);
     const words = answerText(request).split(/(?<= )/);
@@ -102,7 +106,7 @@ export async function startMockUpstream({ port = 0, apiKey = "sk-mock-upstream-k
       }
       if (fault === "cut" && index === events.length - 2) return res.end(); // no final event
       send(event);
-      await sleep(chunkDelayMs);
+      await sleep(timing.chunkDelayMs);
     }
     record.lastChunkWrittenAt = Date.now();
     res.end(api === "chat" ? "data: [DONE]\n\n" : undefined);
@@ -153,6 +157,10 @@ export async function startMockUpstream({ port = 0, apiKey = "sk-mock-upstream-k
     /** Answer the next request (that `match` accepts) with this status instead of a completion. */
     failNext(status, { body, headers, match } = {}) {
       queuedAnswers.push({ status, body, headers, match });
+    },
+    /** Changes the stream timing of the next streams (`chunkDelayMs`, `firstChunkDelayMs`). */
+    setStreamTiming(changes) {
+      Object.assign(timing, changes);
     },
     /** Streams stop after their first word until the returned function is called. */
     pauseStreams() {

@@ -15,8 +15,14 @@ export class Counter {
 const encoder = new TextEncoder();
 const base64url = (text) => Uint8Array.from(atob(text.replace(/-/g, "+").replace(/_/g, "/")), (c) => c.charCodeAt(0));
 
+// Bench-only, like the proxy's: requests served and Durable Object calls made, readable at
+// /__bench/counters when BENCH_COUNTERS is "true" (not part of what one would write by hand).
+const counted = { requests: 0, object_calls: { COUNTER: 0 } };
+
 export default {
   async fetch(request, env) {
+    if (env.BENCH_COUNTERS === "true" && new URL(request.url).pathname === "/__bench/counters") return Response.json(counted);
+    counted.requests++;
     const [header, payload, signature] = (request.headers.get("authorization") ?? "").replace(/^Bearer /, "").split(".");
     if (!signature) return new Response("unauthorized", { status: 401 });
     const key = await crypto.subtle.importKey("raw", encoder.encode(env.JWT_SECRET), { name: "HMAC", hash: "SHA-256" }, false, ["verify"]);
@@ -25,6 +31,7 @@ export default {
     if (!claims || claims.exp <= Date.now() / 1000) return new Response("unauthorized", { status: 401 });
 
     const counter = env.COUNTER.get(env.COUNTER.idFromName(claims.sub));
+    counted.object_calls.COUNTER++;
     if (Number(await (await counter.fetch("https://counter/")).text()) > Number(env.LIMIT)) {
       return new Response("rate limited", { status: 429 });
     }

@@ -6,11 +6,16 @@ use serde::Serialize;
 use worker::wasm_bindgen::JsValue;
 use worker::{Env, Method, Request, RequestInit};
 
-use super::Result;
+use super::{bench, Result};
 use crate::error::ProxyError;
 
 /// Sends `command` to the object `name` of the namespace `binding`.
-pub async fn call<C: Serialize, R: DeserializeOwned>(env: &Env, binding: &str, name: &str, command: &C) -> Result<R> {
+pub async fn call<C: Serialize, R: DeserializeOwned>(
+    env: &Env,
+    binding: &'static str,
+    name: &str,
+    command: &C,
+) -> Result<R> {
     let unavailable = |step: &str, error: worker::Error| ProxyError::Unavailable {
         detail: format!("{binding} {step}: {error}"),
     };
@@ -28,6 +33,7 @@ pub async fn call<C: Serialize, R: DeserializeOwned>(env: &Env, binding: &str, n
     init.with_method(Method::Post).with_body(Some(JsValue::from_str(&body)));
     // The host is a placeholder: a stub routes by the object, not by URL.
     let request = Request::new_with_init("https://object/", &init).map_err(|e| unavailable("request", e))?;
+    bench::count_object_call(binding);
     let mut response = stub
         .fetch_with_request(request)
         .await

@@ -2,6 +2,7 @@
 
 mod admin;
 mod admission;
+mod bench;
 mod body;
 mod console;
 mod durable;
@@ -88,6 +89,10 @@ fn start() {
 
 #[worker::event(fetch)]
 async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
+    if let Some(counters) = bench::counters(&req, &env) {
+        return counters;
+    }
+    bench::count_request();
     let ctx = Rc::new(ctx);
     let mut outcome = Outcome::new(http::request_id(&req), Now::read());
     let (response, tail) = match handle(req, &env, &ctx, &mut outcome).await {

@@ -1,6 +1,7 @@
 //! The per-user Durable Object (one per verified `sub`, binding `USERS`) and the Worker's calls
-//! to it. Its state lives in storage, not memory, so it survives eviction; the decisions are
-//! `UserRecord::apply` in the core. The same class holds the global budget, under its own name.
+//! to it. Its state lives in storage, so it survives eviction, with a copy in memory so that a
+//! warm object reads storage only once; the decisions are `UserRecord::apply` in the core.
+//! The same class holds the global budget, under its own name.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -29,22 +30,44 @@ const RECORD_KEY: &str = "record";
 #[durable_object]
 pub struct UserState {
     state: State,
+    /// The stored record as last read or written. Memory is lost on eviction and storage
+    /// stays the source of truth: it is read when this is empty, written on every change.
+    record: RefCell<Option<UserRecord>>,
 }
 
 impl DurableObject for UserState {
     fn new(state: State, _env: Env) -> Self {
-        Self { state }
+        Self {
+            state,
+            record: RefCell::new(None),
+        }
     }
 
-    /// One read, and one write when the record changed. Input gates hold other events during
-    /// the read, so read-apply-write is atomic per user.
+    /// A read only when the object starts, and one write when the record changed. Applying
+    /// awaits nothing, so no other request's change can come between read and apply; the
+    /// write is issued before the next event runs, so writes land in the order of changes.
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
         let command: UserCommand = req.json().await?;
         let storage = self.state.storage();
-        let mut record: UserRecord = storage.get(RECORD_KEY).await?.unwrap_or_default();
-        let (reply, changed) = record.apply(&command);
-        if changed {
-            storage.put(RECORD_KEY, &record).await?;
+        let loaded = self.record.borrow().is_some();
+        if !loaded {
+            let stored: UserRecord = storage.get(RECORD_KEY).await?.unwrap_or_default();
+            // Another request may have loaded and changed it meanwhile: its copy is newer.
+            self.record.borrow_mut().get_or_insert(stored);
+        }
+        // The borrow ends before any await: held across one, a concurrent request would panic.
+        let (reply, changed) = {
+            let mut slot = self.record.borrow_mut();
+            let record = slot.get_or_insert_with(UserRecord::default);
+            let (reply, changed) = record.apply(&command);
+            (reply, changed.then(|| record.clone()))
+        };
+        if let Some(record) = changed {
+            if let Err(error) = storage.put(RECORD_KEY, &record).await {
+                // Memory may now be ahead of storage: read storage again next time.
+                self.record.replace(None);
+                return Err(error);
+            }
         }
         Response::from_json(&reply)
     }

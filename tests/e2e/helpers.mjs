@@ -14,22 +14,23 @@ const compatibilityDate = readFileSync(new URL("wrangler.toml", ROOT), "utf8").m
 
 /**
  * Starts the proxy with these vars/secrets over test defaults. Returns its URL, the JSON log
- * lines it printed so far, and `dispose()`.
+ * lines it printed so far, and `dispose()`. `persist`: a directory that keeps the Durable
+ * Objects' storage across a dispose and a new start (objects start afresh, as after eviction).
  */
-export async function startProxy(bindings = {}) {
+export async function startProxy(bindings = {}, { persist } = {}) {
   if (!existsSync(new URL("build/index.js", ROOT))) {
     throw new Error("build/index.js is missing: run `make build` (make test does) first");
   }
   // Suites about other things make many requests as one user; quota.test.mjs sets its limits.
   const defaults = { ALLOWED_ORIGINS: ALLOWED_ORIGIN, ALLOWED_MODELS: "gpt-4o-mini,gpt-4.1-nano", JWT_SECRET, RATE_LIMIT_REQUESTS: "1000" };
-  return startWorker(new URL("build/index.js", ROOT), { ...defaults, ...bindings }, { USERS: "UserState", USAGE_INDEX: "UsageIndex" });
+  return startWorker(new URL("build/index.js", ROOT), { ...defaults, ...bindings }, { USERS: "UserState", USAGE_INDEX: "UsageIndex" }, { persist });
 }
 
 /**
  * Starts a module Worker (`script`, with its wasm beside it) in workerd on a free loopback port.
  * A binding given as `undefined` is left out. `durableObjects` maps binding names to classes.
  */
-export async function startWorker(script, bindings, durableObjects = {}) {
+export async function startWorker(script, bindings, durableObjects = {}, { persist } = {}) {
   const logs = [];
   const mf = new Miniflare({
     modules: true,
@@ -39,6 +40,7 @@ export async function startWorker(script, bindings, durableObjects = {}) {
     compatibilityDate,
     bindings: Object.fromEntries(Object.entries(bindings).filter(([, value]) => value !== undefined)),
     durableObjects: Object.fromEntries(Object.entries(durableObjects).map(([name, className]) => [name, { className, useSQLite: true }])),
+    durableObjectsPersist: persist ?? false,
     host: "127.0.0.1",
     port: 0,
     handleRuntimeStdio(stdout, stderr) {
