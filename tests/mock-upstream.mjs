@@ -119,17 +119,7 @@ export async function startMockUpstream({ port = 0, apiKey = "sk-mock-upstream-k
     const event = (delta, finish_reason = null) =>
       `data: ${JSON.stringify({ id: "chatcmpl-flood", object: "chat.completion.chunk", created: 0, model: request.model, choices: [{ index: 0, delta, finish_reason }] })}\n\n`;
     for (let sent = 0; sent < bytes && !res.destroyed; sent += word.length) {
-      if (!res.write(event({ content: word }))) {
-        await new Promise((resolve) => {
-          const done = () => {
-            res.off("drain", done);
-            res.off("close", done);
-            resolve();
-          };
-          res.on("drain", done);
-          res.on("close", done);
-        });
-      }
+      if (!res.write(event({ content: word }))) await drainedOrClosed(res);
     }
     if (res.destroyed) return;
     record.lastChunkWrittenAt = Date.now();
