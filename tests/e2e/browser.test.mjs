@@ -3,15 +3,14 @@
 // OpenAI key is nowhere in the page, its network traffic or its storage, and the page's
 // "no backend" mode gets a guest token through a (stubbed) Turnstile widget.
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync } from "node:fs";
+import { mkdirSync } from "node:fs";
 import { after, before, test } from "node:test";
 import { startExample } from "../../examples/browser/server.mjs";
 import { ACCEPTED_TOKEN, TURNSTILE_SECRET, startMockSiteverify } from "../mock-siteverify.mjs";
 import { startMockUpstream } from "../mock-upstream.mjs";
-import { JWT_SECRET, startProxy } from "./helpers.mjs";
+import { JWT_SECRET, chromiumMissing, launchChromium, startProxy } from "./helpers.mjs";
 
-const CHROMIUM = "/usr/bin/chromium";
-const skip = existsSync(CHROMIUM) ? false : `${CHROMIUM} is missing (make test installs it as root with apt-get)`;
+const skip = chromiumMissing;
 const RESULTS = new URL("../../test-results/", import.meta.url);
 
 let mock;
@@ -22,17 +21,13 @@ let browser;
 
 before(async () => {
   if (skip) return;
-  const { chromium } = await import("playwright-core");
   mock = await startMockUpstream({ chunkDelayMs: 60 });
   // The proxy must allow the page's origin, and the page must know the proxy's URL.
   allowed = await startExample({ port: 0, jwtSecret: JWT_SECRET });
   proxy = await startProxy({ UPSTREAM_BASE_URL: mock.url, OPENAI_API_KEY: mock.apiKey, ALLOWED_ORIGINS: allowed.url, RATE_LIMIT_REQUESTS: "5" });
   allowed.setProxyUrl(proxy.url);
   disallowed = await startExample({ port: 0, jwtSecret: JWT_SECRET, proxyUrl: proxy.url });
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
+  browser = await launchChromium();
 });
 after(async () => {
   await browser?.close();

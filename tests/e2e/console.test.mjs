@@ -5,13 +5,12 @@
 // Dollars and plans come with the dollars-and-plans work: until the API reports them
 // (`total_usd`, `plan`), the tests that need them skip and say so.
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync } from "node:fs";
+import { mkdirSync } from "node:fs";
 import { after, before, test } from "node:test";
 import { startMockUpstream, usage } from "../mock-upstream.mjs";
-import { chatBody, mintToken, startProxy, within } from "./helpers.mjs";
+import { chatBody, chromiumMissing, launchChromium, mintToken, startProxy, within } from "./helpers.mjs";
 
-const CHROMIUM = "/usr/bin/chromium";
-const noBrowser = existsSync(CHROMIUM) ? false : `${CHROMIUM} is missing (make test installs it as root with apt-get)`;
+const noBrowser = chromiumMissing;
 const RESULTS = new URL("../../test-results/", import.meta.url);
 const ADMIN_TOKEN = "admin-token-for-console-tests-0123456789abcdef";
 // A dollar per thousand tokens, so that a few mock requests cost whole cents.
@@ -40,11 +39,7 @@ before(async () => {
   });
   bare = await startProxy({ UPSTREAM_BASE_URL: mock.url, OPENAI_API_KEY: mock.apiKey });
   if (!noBrowser) {
-    const { chromium } = await import("playwright-core");
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-    });
+    browser = await launchChromium();
   }
 });
 after(async () => {

@@ -121,6 +121,19 @@ export function settledUsage(proxy, token) {
   })(), "usage to settle");
 }
 
+const CHROMIUM = "/usr/bin/chromium";
+/** Why the browser suites skip (Debian's Chromium is missing), or `false`. */
+export const chromiumMissing = existsSync(CHROMIUM) ? false : `${CHROMIUM} is missing (make test installs it as root with apt-get)`;
+
+/** Debian's headless Chromium through playwright-core, as every browser suite runs it. */
+export async function launchChromium() {
+  const { chromium } = await import("playwright-core");
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+}
+
 /** Rejects if `promise` takes longer than `ms`: every wait in the suite is bounded. */
 export function within(ms, promise, what) {
   let timer;
