@@ -17,6 +17,7 @@ mod billable;
 mod config;
 mod cors;
 mod cost;
+mod day;
 mod error;
 mod forwarding;
 mod guest;

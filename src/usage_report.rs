@@ -2,13 +2,12 @@
 //! days a query asks for, and each day's totals built from the day indexes' lists.
 
 use crate::prices::usd;
-use chrono::NaiveDate;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::day::Day;
 use crate::error::ProxyError;
 use crate::quota::Standing;
-use crate::user_state::parse_day;
 
 /// The most days one range may ask for: each day is one call to its index object.
 pub const MAX_RANGE_DAYS: i64 = 31;
@@ -25,8 +24,8 @@ pub enum UsageQuery {
 /// Consecutive UTC days, `from` to `to` included, at most `MAX_RANGE_DAYS` of them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DayRange {
-    from: NaiveDate,
-    to: NaiveDate,
+    from: Day,
+    to: Day,
 }
 
 impl UsageQuery {
@@ -50,14 +49,14 @@ impl UsageQuery {
 }
 
 impl DayRange {
-    fn new(from: NaiveDate, to: NaiveDate) -> Result<Self, ProxyError> {
+    fn new(from: Day, to: Day) -> Result<Self, ProxyError> {
         if from > to {
             return Err(ProxyError::invalid_request(
                 "`from` must not be after `to`.",
                 Some("from"),
             ));
         }
-        if (to - from).num_days() >= MAX_RANGE_DAYS {
+        if from.days_until(to) >= MAX_RANGE_DAYS {
             return Err(ProxyError::invalid_request(
                 format!("A range covers at most {MAX_RANGE_DAYS} days."),
                 Some("to"),
@@ -68,18 +67,15 @@ impl DayRange {
 
     /// Every day of the range, oldest first, as `YYYY-MM-DD`.
     pub fn days(&self) -> Vec<String> {
-        self.from
-            .iter_days()
+        std::iter::successors(Some(self.from), |day| Some(day.next()))
             .take_while(|day| *day <= self.to)
             .map(|day| day.to_string())
             .collect()
     }
 }
 
-/// A day as `parse_day` accepts it (the one definition of a day an operator may write).
-fn date(text: &str, param: &str) -> Result<NaiveDate, ProxyError> {
-    parse_day(text)
-        .and_then(|day| day.parse::<NaiveDate>().ok())
+fn date(text: &str, param: &str) -> Result<Day, ProxyError> {
+    Day::parse(text)
         .ok_or_else(|| ProxyError::invalid_request(format!("`{param}` must be a date like 2026-11-23."), Some(param)))
 }
 

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::alerts::{Alert, AlertRules, AlertState};
+use crate::day::Day;
 use crate::guest::MintWindow;
 use crate::plans::{claimed_plan, PlanSource, DEFAULT_PLAN};
 use crate::quota::{Ask, Limits, QuotaState, Refusal, Reservation, Spend, Standing, DAY_MS};
@@ -30,15 +31,7 @@ pub fn usage_index_name(day: &str) -> String {
 
 /// The UTC day (`YYYY-MM-DD`) of a time in milliseconds.
 pub fn utc_day(now_ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(now_ms).map_or_else(String::new, |time| time.date_naive().to_string())
-}
-
-/// `YYYY-MM-DD` as given by an operator, if it is a real date.
-pub fn parse_day(text: &str) -> Option<String> {
-    chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
-        .ok()
-        .filter(|_| text.len() == 10)
-        .map(|day| day.to_string())
+    Day::of_millis(now_ms).to_string()
 }
 
 /// A message to a day's usage index object.
@@ -904,16 +897,6 @@ mod tests {
         assert!(is_revoked(Some(100), Some(100)));
         assert!(!is_revoked(Some(101), Some(100)));
         assert!(is_revoked(None, Some(100)));
-    }
-
-    #[test]
-    fn days_are_utc_dates() {
-        assert_eq!(utc_day(0), "1970-01-01");
-        assert_eq!(utc_day(1_800_000_000_000), "2027-01-15");
-        assert_eq!(parse_day("2026-11-23").as_deref(), Some("2026-11-23"));
-        for bad in ["2026-13-01", "2026-11-31", "yesterday", "2026-1-1", "2026-11-23x"] {
-            assert_eq!(parse_day(bad), None, "{bad}");
-        }
     }
 
     #[test]
