@@ -42,5 +42,14 @@ pub async fn call<C: Serialize, R: DeserializeOwned>(
         let detail = format!("{binding} object answered {}", response.status_code());
         return Err(ProxyError::Unavailable { detail });
     }
-    response.json().await.map_err(|e| unavailable("reply", e))
+    let reply = response.text().await.map_err(|e| unavailable("reply", e))?;
+    serde_json::from_str(&reply).map_err(|e| ProxyError::Unavailable {
+        detail: format!("{binding} reply: {e}"),
+    })
+}
+
+/// A call's command, as an object reads it: with serde_json, like every other JSON the Worker
+/// reads (`Request::json` would bring serde_wasm_bindgen's copy of each decoder).
+pub async fn command<C: DeserializeOwned>(req: &mut Request) -> worker::Result<C> {
+    serde_json::from_str(&req.text().await?).map_err(|e| worker::Error::RustError(format!("command: {e}")))
 }

@@ -28,7 +28,7 @@ impl DurableObject for UsageIndex {
 
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
         let storage = self.state.storage();
-        match req.json().await? {
+        match durable::command(&mut req).await? {
             IndexCommand::Record { spent, spent_nano_usd } => {
                 for (sub, tokens) in spent {
                     let stored: Option<serde_json::Value> = storage.get(&sub).await?;

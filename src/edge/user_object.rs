@@ -47,7 +47,7 @@ impl DurableObject for UserState {
     /// awaits nothing, so no other request's change can come between read and apply; the
     /// write is issued before the next event runs, so writes land in the order of changes.
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
-        let command: UserCommand = req.json().await?;
+        let command: UserCommand = durable::command(&mut req).await?;
         let storage = self.state.storage();
         let loaded = self.record.borrow().is_some();
         if !loaded {
