@@ -1,5 +1,5 @@
 # The two commands of the README: `make dev` and `make test`. Each installs what it needs.
-.PHONY: dev test lint build tools bench soak fuzz clean
+.PHONY: dev test lint build tools bench profile soak fuzz clean
 
 export WRANGLER_SEND_METRICS := false
 
@@ -30,6 +30,10 @@ lint: tools
 # The proxy against its baselines (minutes); writes bench/results/<date>.json and a table.
 bench: build
 	node bench/run.mjs
+
+# Where the Worker's CPU goes under load: a V8 profile of the named build, top functions.
+profile: build
+	node bench/profile.mjs
 
 # Mixed users for minutes (clean streams, disconnects, slow readers, upstream faults, bad tokens),
 # then every stream slot and reservation must be released; `make test` runs a short one.
