@@ -1,21 +1,23 @@
-//! User token (JWT) verification, given keys and "now".
+//! User token (JWT) verification, given keys and "now", in three steps: the token's shape
+//! (`check_shape`), what its signature must be checked with (`TokenShape::signature_check`: the
+//! key its header names, with the key's own algorithm, never the token's), and, once that
+//! signature holds, its claims (`TokenShape::identity`). A secret's MAC is checked here; a
+//! provider's public key is checked by the platform on the edge (WebCrypto), natively in Rust.
 //!
-//! jwt-compact checks the signature and that `alg` matches the algorithm we verify with; it does
-//! not check `crit`/`b64`/`jku`/..., `iss`, `aud`, and its time checks can overflow on a
-//! validly signed `nbf` near `i64::MIN`. So this module checks structure, header and claims itself, with
-//! integer arithmetic, and uses jwt-compact only for the signature, with the algorithm taken
-//! from the key, never from the token.
+//! The checks are this module's own, with integer arithmetic: jwt-compact (used to mint) would
+//! not check `crit`/`b64`/`jku`/..., `iss` or `aud`, and its time checks can overflow on a
+//! validly signed `nbf` near `i64::MIN`.
 
 use base64ct::{Base64UrlUnpadded, Encoding};
-use jwt_compact::alg::{Ed25519, Es256, Hs256, Hs256Key, Hs384, Hs384Key, Hs512, Hs512Key, Rsa};
-use jwt_compact::jwk::JsonWebKey;
-use jwt_compact::{Algorithm, AlgorithmExt, Claims, Empty, UntrustedToken, ValidationError};
-use rsa::traits::PublicKeyParts;
-use rsa::RsaPublicKey;
+use hmac::{Hmac, Mac};
+use jwt_compact::alg::{Hs256, Hs256Key, Hs384, Hs384Key, Hs512, Hs512Key};
+use jwt_compact::{AlgorithmExt, Claims};
 use serde_json::{Map, Value};
+use sha2::{Sha256, Sha384, Sha512};
 
 use crate::config::Secret;
 use crate::error::{ProxyError, TokenProblem};
+use crate::jwks::{PublicKey, Sha};
 
 /// Longer tokens are refused before any decoding.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
@@ -69,10 +71,30 @@ impl HmacAlgorithm {
             .find(|(_, algorithm)| *algorithm == self)
             .map_or("HS256", |(name, _)| name)
     }
+
+    /// The hash; a MAC is as long as its output.
+    fn hash(self) -> Sha {
+        match self {
+            HmacAlgorithm::Hs256 => Sha::Sha256,
+            HmacAlgorithm::Hs384 => Sha::Sha384,
+            HmacAlgorithm::Hs512 => Sha::Sha512,
+        }
+    }
+
+    /// Whether `mac` is the MAC of `signing_input` under `secret`, compared in constant time.
+    fn mac_matches(self, secret: &Secret, signing_input: &[u8], mac: &[u8]) -> bool {
+        let secret = secret.expose().as_bytes();
+        match self.hash() {
+            Sha::Sha256 => mac_matches::<Hmac<Sha256>>(secret, signing_input, mac),
+            Sha::Sha384 => mac_matches::<Hmac<Sha384>>(secret, signing_input, mac),
+            Sha::Sha512 => mac_matches::<Hmac<Sha512>>(secret, signing_input, mac),
+        }
+    }
 }
 
-/// RSA moduli shorter than this are refused (RFC 7518 section 3.3).
-const MIN_RSA_BITS: usize = 2048;
+fn mac_matches<M: Mac + hmac::digest::KeyInit>(secret: &[u8], signing_input: &[u8], mac: &[u8]) -> bool {
+    <M as Mac>::new_from_slice(secret).is_ok_and(|hmac| hmac.chain_update(signing_input).verify_slice(mac).is_ok())
+}
 
 /// A key and the one algorithm it is used with (RFC 8725 section 3.1).
 #[derive(Debug, Clone)]
@@ -81,89 +103,22 @@ pub enum VerifyingKey {
         algorithm: HmacAlgorithm,
         secret: Secret,
     },
-    /// RS256/384/512 or PS256/384/512, as the key's JWK says (RS256 when it says nothing).
-    Rsa {
-        algorithm: Rsa,
-        key: Box<RsaPublicKey>,
-    },
-    Es256(p256::ecdsa::VerifyingKey),
-    Ed25519(ed25519_compact::PublicKey),
+    /// An identity provider's key (RS*/PS*, ES256, EdDSA), from its key set.
+    Public(PublicKey),
 }
 
 impl VerifyingKey {
-    fn algorithm(&self) -> String {
+    fn algorithm(&self) -> &'static str {
         match self {
-            VerifyingKey::Hmac { algorithm, .. } => algorithm.name().to_owned(),
-            VerifyingKey::Rsa { algorithm, .. } => algorithm.name().into_owned(),
-            VerifyingKey::Es256(_) => "ES256".to_owned(),
-            VerifyingKey::Ed25519(_) => "EdDSA".to_owned(),
+            VerifyingKey::Hmac { algorithm, .. } => algorithm.name(),
+            VerifyingKey::Public(key) => key.algorithm().name(),
         }
     }
 
-    fn verify(&self, token: &UntrustedToken<'_>) -> Result<(), ValidationError> {
+    fn signature_bytes(&self) -> usize {
         match self {
-            VerifyingKey::Hmac { algorithm, secret } => {
-                let secret = secret.expose().as_bytes();
-                match algorithm {
-                    HmacAlgorithm::Hs256 => Hs256
-                        .validator::<Empty>(&Hs256Key::new(secret))
-                        .validate(token)
-                        .map(drop),
-                    HmacAlgorithm::Hs384 => Hs384
-                        .validator::<Empty>(&Hs384Key::new(secret))
-                        .validate(token)
-                        .map(drop),
-                    HmacAlgorithm::Hs512 => Hs512
-                        .validator::<Empty>(&Hs512Key::new(secret))
-                        .validate(token)
-                        .map(drop),
-                }
-            }
-            VerifyingKey::Rsa { algorithm, key } => algorithm.validator::<Empty>(key).validate(token).map(drop),
-            VerifyingKey::Es256(key) => Es256.validator::<Empty>(key).validate(token).map(drop),
-            VerifyingKey::Ed25519(key) => Ed25519.validator::<Empty>(key).validate(token).map(drop),
-        }
-    }
-
-    /// The verifying key of one JWK, with its one algorithm: the JWK's `alg` when present (it
-    /// must fit the key type), else the only algorithm of that key type.
-    fn from_jwk(jwk: &Value) -> Result<Self, String> {
-        let declared = jwk.get("alg").and_then(Value::as_str);
-        let key: JsonWebKey<'_> = serde_json::from_value(jwk.clone()).map_err(|e| format!("not a JWK: {e}"))?;
-        if matches!(key, JsonWebKey::Symmetric { .. }) {
-            return Err("symmetric keys do not belong in a key set (use JWT_SECRET)".into());
-        }
-        if key.is_signing_key() {
-            return Err("holds private key material; publish only public keys".into());
-        }
-        match (&key, declared) {
-            (JsonWebKey::Rsa { .. }, alg) => {
-                let algorithm = match alg.unwrap_or("RS256") {
-                    name @ ("RS256" | "RS384" | "RS512" | "PS256" | "PS384" | "PS512") => Rsa::with_name(name),
-                    other => return Err(format!("alg {other} does not fit an RSA key")),
-                };
-                let key = RsaPublicKey::try_from(&key).map_err(|e| format!("bad RSA key: {e}"))?;
-                if key.size() * 8 < MIN_RSA_BITS {
-                    return Err(format!("RSA key shorter than {MIN_RSA_BITS} bits"));
-                }
-                Ok(VerifyingKey::Rsa {
-                    algorithm,
-                    key: Box::new(key),
-                })
-            }
-            (JsonWebKey::EllipticCurve { curve, .. }, None | Some("ES256")) if curve == "P-256" => {
-                Ok(VerifyingKey::Es256(
-                    p256::ecdsa::VerifyingKey::try_from(&key).map_err(|e| format!("bad P-256 key: {e}"))?,
-                ))
-            }
-            (JsonWebKey::KeyPair { curve, .. }, None | Some("EdDSA" | "Ed25519")) if curve == "Ed25519" => {
-                Ok(VerifyingKey::Ed25519(
-                    ed25519_compact::PublicKey::try_from(&key).map_err(|e| format!("bad Ed25519 key: {e}"))?,
-                ))
-            }
-            (_, alg) => Err(format!(
-                "unsupported key type or alg {alg:?} (supported: RSA, EC P-256, OKP Ed25519)"
-            )),
+            VerifyingKey::Hmac { algorithm, .. } => algorithm.hash().bytes(),
+            VerifyingKey::Public(key) => key.signature_bytes(),
         }
     }
 }
@@ -178,41 +133,6 @@ pub struct KeyEntry {
 #[derive(Debug, Clone, Default)]
 pub struct KeySet {
     pub keys: Vec<KeyEntry>,
-}
-
-/// A parsed JSON Web Key Set: the usable signature keys, and why any others were skipped
-/// (for the log; one odd key must not lock every user out).
-#[derive(Debug, Clone, Default)]
-pub struct ParsedKeySet {
-    pub keys: Vec<KeyEntry>,
-    pub skipped: Vec<String>,
-}
-
-/// Parses a JWKS document (`{"keys": [...]}`), as identity providers publish it.
-pub fn parse_jwks(document: &[u8]) -> Result<ParsedKeySet, String> {
-    let document: Value = serde_json::from_slice(document).map_err(|e| format!("not JSON: {e}"))?;
-    let keys = document
-        .get("keys")
-        .and_then(Value::as_array)
-        .ok_or("no `keys` array")?;
-    let mut parsed = ParsedKeySet::default();
-    for (index, jwk) in keys.iter().enumerate() {
-        let kid = jwk.get("kid").and_then(Value::as_str).map(str::to_owned);
-        let label = format!("key {index} (kid {kid:?})");
-        if jwk
-            .get("use")
-            .and_then(Value::as_str)
-            .is_some_and(|usage| usage != "sig")
-        {
-            parsed.skipped.push(format!("{label}: not a signature key"));
-            continue;
-        }
-        match VerifyingKey::from_jwk(jwk) {
-            Ok(key) => parsed.keys.push(KeyEntry { kid, key }),
-            Err(why) => parsed.skipped.push(format!("{label}: {why}")),
-        }
-    }
-    Ok(parsed)
 }
 
 impl KeySet {
@@ -261,23 +181,74 @@ pub fn bearer_token(authorization: Option<&str>) -> Result<&str, ProxyError> {
 }
 
 /// A token's header and claims, decoded and checked for shape, not yet for its signature.
-pub struct TokenShape {
+pub struct TokenShape<'t> {
     header: JsonObject,
     claims: JsonObject,
     times: TimeClaims,
+    /// `header.claims` as sent: the bytes the signature covers.
+    signing_input: &'t str,
+    signature: Vec<u8>,
 }
 
-impl TokenShape {
+/// What must hold before a token's claims are believed: `signature` is `key`'s over
+/// `signing_input`.
+pub struct SignatureCheck<'a> {
+    pub key: &'a VerifyingKey,
+    pub signing_input: &'a [u8],
+    pub signature: &'a [u8],
+}
+
+impl SignatureCheck<'_> {
+    /// The check in Rust: a secret's MAC (cheap and synchronous), or natively a public key's
+    /// signature. The edge asks WebCrypto for public keys instead.
+    pub fn holds_in_rust(&self) -> bool {
+        match self.key {
+            VerifyingKey::Hmac { algorithm, secret } => {
+                algorithm.mac_matches(secret, self.signing_input, self.signature)
+            }
+            VerifyingKey::Public(key) => key.verifies(self.signing_input, self.signature),
+        }
+    }
+}
+
+impl<'t> TokenShape<'t> {
     /// The `iss` the token claims, not yet verified: it only decides which key checks it.
     pub fn issuer(&self) -> Option<&str> {
         self.claims.get("iss").and_then(Value::as_str)
+    }
+
+    /// What this token's signature must be checked with, taken from `keys`. A signature of
+    /// another length than the key's is bad before any crypto.
+    pub fn signature_check<'a>(&'a self, keys: &'a KeySet) -> Result<SignatureCheck<'a>, TokenProblem> {
+        let algorithm = self.header.get("alg").and_then(Value::as_str).unwrap_or_default();
+        let kid = self.header.get("kid").and_then(Value::as_str);
+        let key = keys.select(kid, algorithm)?;
+        if self.signature.len() != key.signature_bytes() {
+            return Err(TokenProblem::BadSignature);
+        }
+        Ok(SignatureCheck {
+            key,
+            signing_input: self.signing_input.as_bytes(),
+            signature: &self.signature,
+        })
+    }
+
+    /// The caller, once its `signature_check` was made: if the signature held and the claims
+    /// satisfy `rules` at `now` (Unix seconds).
+    pub fn identity(self, signature_holds: bool, rules: &ClaimRules, now: i64) -> Result<Identity, TokenProblem> {
+        if !signature_holds {
+            return Err(TokenProblem::BadSignature);
+        }
+        check_claims(&self.claims, self.times, rules, now)
     }
 }
 
 /// Decodes `token` and checks its shape. Costs no key: garbage is refused before anything (a
 /// key set fetch included) is spent on it.
-pub fn check_shape(token: &str) -> Result<TokenShape, TokenProblem> {
-    let (header, claims) = decode_unverified(token)?;
+pub fn check_shape(token: &str) -> Result<TokenShape<'_>, TokenProblem> {
+    let [header, claims, signature] = segments(token)?;
+    let signing_input = &token[..header.len() + 1 + claims.len()];
+    let (header, claims) = (decode_object(header)?, decode_object(claims)?);
     let times = TimeClaims::parse(&claims)?;
     if !header.get("alg").is_some_and(Value::is_string) {
         return Err(TokenProblem::Malformed);
@@ -290,45 +261,51 @@ pub fn check_shape(token: &str) -> Result<TokenShape, TokenProblem> {
         Some(Value::String(kid)) if kid.len() <= 256 => {}
         Some(_) => return Err(TokenProblem::Malformed),
     }
-    Ok(TokenShape { header, claims, times })
+    Ok(TokenShape {
+        header,
+        claims,
+        times,
+        signing_input,
+        signature: decode(signature)?,
+    })
 }
 
-/// Verifies `token` at time `now` (Unix seconds).
+/// Verifies `token` at time `now` (Unix seconds) with every signature checked in Rust: guest
+/// tokens (a secret's) on the edge, and tokens of every key type natively.
 pub fn verify(token: &str, keys: &KeySet, rules: &ClaimRules, now: i64) -> Result<Identity, TokenProblem> {
-    let TokenShape { header, claims, times } = check_shape(token)?;
-    let algorithm = header.get("alg").and_then(Value::as_str).unwrap_or_default();
-    let kid = header.get("kid").and_then(Value::as_str);
-    let key = keys.select(kid, algorithm)?;
-    let untrusted = UntrustedToken::new(token).map_err(|_| TokenProblem::Malformed)?;
-    key.verify(&untrusted).map_err(|error| match error {
-        ValidationError::InvalidSignature | ValidationError::MalformedSignature(_) => TokenProblem::BadSignature,
-        ValidationError::AlgorithmMismatch { .. } => TokenProblem::UnsupportedHeader,
-        _ => TokenProblem::Malformed,
-    })?;
-
-    check_claims(&claims, times, rules, now)
+    let shape = check_shape(token)?;
+    let holds = shape.signature_check(keys)?.holds_in_rust();
+    shape.identity(holds, rules, now)
 }
 
-/// Splits and decodes header and claims, refusing oversized or malformed tokens before crypto.
 type JsonObject = Map<String, Value>;
 
-fn decode_unverified(token: &str) -> Result<(JsonObject, JsonObject), TokenProblem> {
+/// The three base64url segments of a compact JWS, refusing oversized or malformed tokens.
+fn segments(token: &str) -> Result<[&str; 3], TokenProblem> {
     if token.len() > MAX_TOKEN_BYTES {
         return Err(TokenProblem::Malformed);
     }
-    let segments: Vec<&str> = token.split('.').collect();
     let base64url = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if segments.len() != 3 || !segments.iter().all(|s| base64url(s)) {
+    let segments: [&str; 3] = token
+        .split('.')
+        .collect::<Vec<_>>()
+        .try_into()
+        .map_err(|_| TokenProblem::Malformed)?;
+    if !segments.iter().all(|s| base64url(s)) {
         return Err(TokenProblem::Malformed);
     }
-    let decode_object = |segment: &str| -> Result<JsonObject, TokenProblem> {
-        let bytes = Base64UrlUnpadded::decode_vec(segment).map_err(|_| TokenProblem::Malformed)?;
-        match serde_json::from_slice(&bytes) {
-            Ok(Value::Object(object)) => Ok(object),
-            _ => Err(TokenProblem::Malformed),
-        }
-    };
-    Ok((decode_object(segments[0])?, decode_object(segments[1])?))
+    Ok(segments)
+}
+
+fn decode(segment: &str) -> Result<Vec<u8>, TokenProblem> {
+    Base64UrlUnpadded::decode_vec(segment).map_err(|_| TokenProblem::Malformed)
+}
+
+fn decode_object(segment: &str) -> Result<JsonObject, TokenProblem> {
+    match serde_json::from_slice(&decode(segment)?) {
+        Ok(Value::Object(object)) => Ok(object),
+        _ => Err(TokenProblem::Malformed),
+    }
 }
 
 /// The time claims, type-checked before any crypto (jwt-compact would round floats).
@@ -762,9 +739,14 @@ mod tests {
 
     mod key_sets {
         use super::*;
-        use jwt_compact::alg::Rsa;
+        use crate::jwks::parse_jwks;
+        use jwt_compact::alg::{Ed25519, Es256, Rsa};
+        use jwt_compact::jwk::JsonWebKey;
         use jwt_compact::Header;
         use rand_core::OsRng;
+
+        /// Every RSA algorithm, each published with its own kid (named after it) for one key.
+        const RSA_ALGORITHMS: [&str; 6] = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512"];
 
         struct Issuer {
             jwks: Value,
@@ -785,13 +767,14 @@ mod tests {
             let (rsa, rsa_public) = rsa_pair(2048);
             let es256 = p256::ecdsa::SigningKey::random(&mut OsRng);
             let ed25519 = ed25519_compact::KeyPair::generate();
-            let jwks = json!({ "keys": [
-                jwk(JsonWebKey::from(&rsa_public), "rsa-1", "RS256"),
-                jwk(JsonWebKey::from(es256.verifying_key()), "ec-1", "ES256"),
-                jwk(JsonWebKey::from(&ed25519.pk), "ed-1", "EdDSA"),
-            ]});
+            let mut keys: Vec<Value> = RSA_ALGORITHMS
+                .iter()
+                .map(|alg| jwk(JsonWebKey::from(&rsa_public), alg, alg))
+                .collect();
+            keys.push(jwk(JsonWebKey::from(es256.verifying_key()), "ec-1", "ES256"));
+            keys.push(jwk(JsonWebKey::from(&ed25519.pk), "ed-1", "EdDSA"));
             Issuer {
-                jwks,
+                jwks: json!({ "keys": keys }),
                 rsa,
                 es256,
                 ed25519: ed25519.sk,
@@ -801,7 +784,9 @@ mod tests {
         fn keys_of(issuer: &Issuer) -> KeySet {
             let parsed = parse_jwks(issuer.jwks.to_string().as_bytes()).unwrap();
             assert!(parsed.skipped.is_empty(), "{:?}", parsed.skipped);
-            KeySet { keys: parsed.keys }
+            KeySet {
+                keys: parsed.keys.into_iter().map(KeyEntry::from).collect(),
+            }
         }
 
         fn good_claims() -> Claims<Map<String, Value>> {
@@ -812,17 +797,49 @@ mod tests {
             Header::empty().with_key_id(kid)
         }
 
+        /// A valid token of every algorithm a provider's key can have.
+        fn tokens_of_every_algorithm(issuer: &Issuer) -> Vec<String> {
+            let mut tokens: Vec<String> = RSA_ALGORITHMS
+                .iter()
+                .map(|alg| {
+                    Rsa::with_name(alg)
+                        .token(&header(alg), &good_claims(), &issuer.rsa)
+                        .unwrap()
+                })
+                .collect();
+            tokens.push(Es256.token(&header("ec-1"), &good_claims(), &issuer.es256).unwrap());
+            tokens.push(Ed25519.token(&header("ed-1"), &good_claims(), &issuer.ed25519).unwrap());
+            tokens
+        }
+
         #[test]
-        fn tokens_of_every_provider_key_type_verify() {
+        fn tokens_of_every_provider_algorithm_verify() {
             let issuer = issuer();
             let keys = keys_of(&issuer);
-            let rs256 = Rsa::rs256()
-                .token(&header("rsa-1"), &good_claims(), &issuer.rsa)
-                .unwrap();
-            let es256 = Es256.token(&header("ec-1"), &good_claims(), &issuer.es256).unwrap();
-            let eddsa = Ed25519.token(&header("ed-1"), &good_claims(), &issuer.ed25519).unwrap();
-            for token in [rs256, es256, eddsa] {
-                assert_eq!(verify(&token, &keys, &rules(), NOW).unwrap().sub, "alice");
+            for token in tokens_of_every_algorithm(&issuer) {
+                assert_eq!(verify(&token, &keys, &rules(), NOW).unwrap().sub, "alice", "{token}");
+            }
+        }
+
+        #[test]
+        fn a_changed_cut_or_out_of_range_signature_is_bad_for_every_algorithm() {
+            let issuer = issuer();
+            let keys = keys_of(&issuer);
+            for token in tokens_of_every_algorithm(&issuer) {
+                let (signing_input, signature) = token.rsplit_once('.').unwrap();
+                let mut changed = Base64UrlUnpadded::decode_vec(signature).unwrap();
+                changed[7] ^= 1;
+                let cut = &changed[1..];
+                // All ones: above the RSA modulus, r and s above the P-256 order, S above Ed25519's.
+                let out_of_range = vec![0xff; changed.len()];
+                for signature in [&changed[..], cut, &out_of_range] {
+                    let forged = format!("{signing_input}.{}", Base64UrlUnpadded::encode_string(signature));
+                    assert_eq!(
+                        verify(&forged, &keys, &rules(), NOW),
+                        Err(TokenProblem::BadSignature),
+                        "{token}"
+                    );
+                }
             }
         }
 
@@ -833,20 +850,24 @@ mod tests {
             // HS256 signed with the RSA public key's JWK as the "secret": the classic confusion.
             let public_jwk = issuer.jwks["keys"][0].to_string();
             let confused = Hs256
-                .token(&header("rsa-1"), &good_claims(), &Hs256Key::new(public_jwk.as_bytes()))
+                .token(&header("RS256"), &good_claims(), &Hs256Key::new(public_jwk.as_bytes()))
                 .unwrap();
             assert_eq!(
                 verify(&confused, &keys, &rules(), NOW),
                 Err(TokenProblem::UnsupportedHeader)
             );
-            // A valid RS384 signature with a key published for RS256.
-            let rs384 = Rsa::rs384()
-                .token(&header("rsa-1"), &good_claims(), &issuer.rsa)
-                .unwrap();
-            assert_eq!(
-                verify(&rs384, &keys, &rules(), NOW),
-                Err(TokenProblem::UnsupportedHeader)
-            );
+            // A valid RS384 signature with a key published for RS256, and a PKCS#1 v1.5
+            // signature under the kid published for PSS with the same hash.
+            for (alg, kid) in [("RS384", "RS256"), ("RS256", "PS256")] {
+                let token = Rsa::with_name(alg)
+                    .token(&header(kid), &good_claims(), &issuer.rsa)
+                    .unwrap();
+                assert_eq!(
+                    verify(&token, &keys, &rules(), NOW),
+                    Err(TokenProblem::UnsupportedHeader),
+                    "{alg} as {kid}"
+                );
+            }
             // The EC key's token presented under the Ed25519 key's kid.
             let swapped = Es256.token(&header("ed-1"), &good_claims(), &issuer.es256).unwrap();
             assert_eq!(
@@ -888,6 +909,12 @@ mod tests {
             let strong_private = issuer().rsa;
             let mut private_jwk = serde_json::to_value(JsonWebKey::from(&strong_private)).unwrap();
             private_jwk["kid"] = json!("leaked");
+            let mut off_curve = jwk(
+                JsonWebKey::from(p256::ecdsa::SigningKey::random(&mut OsRng).verifying_key()),
+                "off-curve",
+                "ES256",
+            );
+            off_curve["y"] = off_curve["x"].clone();
             let document = json!({ "keys": [
                 jwk(JsonWebKey::from(&weak), "weak", "RS256"),
                 private_jwk,
@@ -895,6 +922,8 @@ mod tests {
                 { "kty": "EC", "crv": "P-384", "x": "AA", "y": "AA", "kid": "p384" },
                 { "kty": "RSA", "n": "AQAB", "e": "AQAB", "use": "enc", "kid": "enc" },
                 { "kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo", "alg": "ES256", "kid": "mismatch" },
+                jwk(JsonWebKey::from(&strong_private.to_public_key()), "rsa-as-ec", "ES256"),
+                off_curve,
             ]});
             let parsed = parse_jwks(document.to_string().as_bytes()).unwrap();
             assert!(parsed.keys.is_empty());
@@ -905,15 +934,17 @@ mod tests {
                 "symmetric",
                 "unsupported",
                 "not a signature key",
+                "alg ES256 does not fit an RSA key",
+                "bad ES256 key",
             ] {
                 assert!(reasons.contains(reason), "{reason} in {reasons}");
             }
-            assert_eq!(parsed.skipped.len(), 6);
+            assert_eq!(parsed.skipped.len(), 8);
             assert!(parse_jwks(b"[]").is_err());
             assert!(parse_jwks(b"{\"keys\": 1}").is_err());
         }
 
-        fn rsa_pair(bits: usize) -> (rsa::RsaPrivateKey, RsaPublicKey) {
+        fn rsa_pair(bits: usize) -> (rsa::RsaPrivateKey, rsa::RsaPublicKey) {
             let private = rsa::RsaPrivateKey::new(&mut OsRng, bits).unwrap();
             let public = private.to_public_key();
             (private, public)

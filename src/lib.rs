@@ -21,6 +21,7 @@ mod day;
 mod error;
 mod forwarding;
 mod guest;
+mod jwks;
 mod key_refresh;
 mod plans;
 mod policy;
@@ -40,9 +41,10 @@ mod edge;
 pub mod testing {
     pub mod auth {
         pub use crate::auth::{
-            bearer_token, mint_hmac_token, parse_jwks, verify, ClaimRules, HmacAlgorithm, KeyEntry, KeySet,
-            VerifyingKey, MIN_HMAC_SECRET_BYTES,
+            bearer_token, mint_hmac_token, verify, ClaimRules, HmacAlgorithm, KeyEntry, KeySet, VerifyingKey,
+            MIN_HMAC_SECRET_BYTES,
         };
+        pub use crate::jwks::parse_jwks;
     }
     pub mod config {
         pub use crate::config::{Config, Secret};

@@ -26,7 +26,12 @@ fn key_sets() -> &'static [KeySet; 2] {
                 }],
             },
             KeySet {
-                keys: parse_jwks(JWKS).expect("the key set parses").keys,
+                keys: parse_jwks(JWKS)
+                    .expect("the key set parses")
+                    .keys
+                    .into_iter()
+                    .map(KeyEntry::from)
+                    .collect(),
             },
         ]
     })

@@ -1,7 +1,8 @@
 //! The keys user tokens are checked with: `JWT_SECRET`, and an identity provider's key set,
 //! inline (`JWKS`) or fetched from `JWKS_URL`. A fetched set is cached in this isolate's memory
-//! and in a Cache API entry only this Worker uses, for `JWKS_CACHE_SECONDS`. When to fetch
-//! again, and how long a set may outlive its cache time, is `key_refresh` in the core.
+//! (with its keys' WebCrypto imports) and in a Cache API entry only this Worker uses, for
+//! `JWKS_CACHE_SECONDS`. When to fetch again, and how long a set may outlive its cache time, is
+//! `key_refresh` in the core.
 
 use std::cell::{Cell, RefCell};
 use std::fmt::Write as _;
@@ -13,10 +14,11 @@ use sha2::{Digest, Sha256};
 use worker::{AbortController, Cache, Delay, Fetch, Headers, Request, RequestInit, RequestRedirect, Response};
 
 use super::body::{self, BodyError};
+use super::webcrypto::{ProviderKeys, UserKeys};
 use super::{log, Now};
-use crate::auth::{self, KeyEntry, KeySet};
 use crate::config::Config;
 use crate::error::ProxyError;
+use crate::jwks;
 use crate::key_refresh::{self, FetchLog, Freshness};
 
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -29,7 +31,7 @@ const CACHE_KEY_PREFIX: &str = "https://jwks.openai-edge-proxy.invalid/";
 const SOURCE_HEADER: &str = "x-openai-edge-proxy-jwks-source";
 const FETCHED_AT_HEADER: &str = "x-openai-edge-proxy-fetched-at-ms";
 
-type Keys = Rc<Vec<KeyEntry>>;
+type Keys = Rc<ProviderKeys>;
 /// A refresh under way: requests that arrive meanwhile wait for it rather than start another.
 type Refresh = Shared<LocalBoxFuture<'static, Result<Keys, NotLoaded>>>;
 
@@ -56,7 +58,7 @@ thread_local! {
 }
 
 /// Every key a token may be checked with.
-pub async fn key_set(config: &Config, now: Now) -> Result<KeySet, ProxyError> {
+pub async fn key_set(config: &Config, now: Now) -> Result<UserKeys, ProxyError> {
     let now_ms = now.0;
     let provider = provider_keys(config, now_ms).await?;
     combine(config, &provider)
@@ -64,7 +66,7 @@ pub async fn key_set(config: &Config, now: Now) -> Result<KeySet, ProxyError> {
 
 /// After a token named an unknown `kid`: the provider's set fetched anew (it may have rotated
 /// keys), or `None` when there is no `JWKS_URL`, a refetch happened too recently, or it failed.
-pub async fn refetch_for_unknown_kid(config: &Config, now: Now) -> Result<Option<KeySet>, ProxyError> {
+pub async fn refetch_for_unknown_kid(config: &Config, now: Now) -> Result<Option<UserKeys>, ProxyError> {
     let now_ms = now.0;
     let Some(url) = &config.keys.jwks_url else {
         return Ok(None);
@@ -84,10 +86,8 @@ pub async fn refetch_for_unknown_kid(config: &Config, now: Now) -> Result<Option
     }
 }
 
-fn combine(config: &Config, provider: &[KeyEntry]) -> Result<KeySet, ProxyError> {
-    let mut keys: Vec<KeyEntry> = config.keys.secret_key()?.into_iter().collect();
-    keys.extend(provider.iter().cloned());
-    Ok(KeySet { keys })
+fn combine(config: &Config, provider: &Keys) -> Result<UserKeys, ProxyError> {
+    Ok(UserKeys::new(config.keys.secret_key()?, provider.clone()))
 }
 
 /// The provider's keys: the held set while fresh, else a refreshed one, else the held set as
@@ -97,7 +97,9 @@ async fn provider_keys(config: &Config, now_ms: u64) -> Result<Keys, ProxyError>
         if let Some((keys, _)) = held(inline) {
             return Ok(keys);
         }
-        let keys = parse(inline.as_bytes(), "JWKS").map_err(ProxyError::misconfigured)?;
+        let keys = parse(inline.as_bytes(), "JWKS")
+            .await
+            .map_err(ProxyError::misconfigured)?;
         return Ok(remember(inline, keys, now_ms));
     }
     let Some(url) = &config.keys.jwks_url else {
@@ -169,9 +171,10 @@ async fn fetch_from_provider(url: String, cache_seconds: u64, now_ms: u64) -> Re
     let mut fetches = FETCHES.get();
     fetches.started(now_ms);
     FETCHES.set(fetches);
-    let fetched = fetch_document(&url)
-        .await
-        .and_then(|document| Ok((parse(&document, "JWKS_URL")?, document)));
+    let fetched = match fetch_document(&url).await {
+        Ok(document) => parse(&document, "JWKS_URL").await.map(|keys| (keys, document)),
+        Err(detail) => Err(detail),
+    };
     match fetched {
         Ok((keys, document)) => {
             to_cache_api(&url, document, cache_seconds, now_ms).await;
@@ -193,7 +196,7 @@ fn held(source: &str) -> Option<(Keys, u64)> {
     })
 }
 
-fn remember(source: &str, keys: Vec<KeyEntry>, fetched_at_ms: u64) -> Keys {
+fn remember(source: &str, keys: ProviderKeys, fetched_at_ms: u64) -> Keys {
     let keys = Rc::new(keys);
     HELD.set(Some(HeldKeys {
         source: source.to_owned(),
@@ -203,13 +206,15 @@ fn remember(source: &str, keys: Vec<KeyEntry>, fetched_at_ms: u64) -> Keys {
     keys
 }
 
-/// Parses a key set; keys that cannot be used are skipped and logged, not fatal.
-fn parse(document: &[u8], origin: &str) -> Result<Vec<KeyEntry>, String> {
-    let parsed = auth::parse_jwks(document).map_err(|e| format!("{origin} is not a usable key set: {e}"))?;
-    for skipped in &parsed.skipped {
+/// Parses a key set and imports its keys; keys that cannot be used are skipped and logged, not
+/// fatal.
+async fn parse(document: &[u8], origin: &str) -> Result<ProviderKeys, String> {
+    let parsed = jwks::parse_jwks(document).map_err(|e| format!("{origin} is not a usable key set: {e}"))?;
+    let (keys, skipped) = ProviderKeys::import(parsed).await;
+    for skipped in &skipped {
         log::warn("jwks_key_skipped", &format!("{origin}: {skipped}"));
     }
-    Ok(parsed.keys)
+    Ok(keys)
 }
 
 /// Redirects are not followed: a key set is trusted only from the URL the operator set.
@@ -267,7 +272,7 @@ fn cache_key(url: &str) -> String {
 }
 
 /// A set another isolate of this Worker stored, if it is for `url`, fresh and usable.
-async fn from_cache_api(url: &str, cache_ms: u64, now_ms: u64) -> Option<(Vec<KeyEntry>, u64)> {
+async fn from_cache_api(url: &str, cache_ms: u64, now_ms: u64) -> Option<(ProviderKeys, u64)> {
     if cache_ms == 0 {
         return None;
     }
@@ -282,7 +287,7 @@ async fn from_cache_api(url: &str, cache_ms: u64, now_ms: u64) -> Option<(Vec<Ke
         return None;
     }
     let document = body::read_capped(&mut response, body::MAX_KEY_SET_BYTES).await.ok()?;
-    let keys = parse(&document, "JWKS_URL (cached)").ok()?;
+    let keys = parse(&document, "JWKS_URL (cached)").await.ok()?;
     Some((keys, fetched_at_ms))
 }
 

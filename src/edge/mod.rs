@@ -14,6 +14,7 @@ mod stream;
 mod upstream;
 mod usage_index;
 mod user_object;
+mod webcrypto;
 
 use std::rc::Rc;
 
@@ -276,15 +277,19 @@ async fn authenticate(req: &Request, config: &Config) -> Result<Identity> {
     }
     let now = Now::read();
     let keys = jwks::key_set(config, now).await?;
-    let identity = match auth::verify(token, &keys, &config.claim_rules, now.seconds()) {
+    let signature_holds = match keys.signature_holds(&shape).await {
         // The provider may have rotated its keys since we fetched them.
-        Err(TokenProblem::UnknownKey) => match jwks::refetch_for_unknown_kid(config, now).await? {
-            Some(fresh) => auth::verify(token, &fresh, &config.claim_rules, now.seconds()),
-            None => Err(TokenProblem::UnknownKey),
-        },
-        verified => verified,
-    }
-    .map_err(ProxyError::InvalidToken)?;
+        Err(ProxyError::InvalidToken(TokenProblem::UnknownKey)) => {
+            match jwks::refetch_for_unknown_kid(config, now).await? {
+                Some(fresh) => fresh.signature_holds(&shape).await,
+                None => Err(ProxyError::InvalidToken(TokenProblem::UnknownKey)),
+            }
+        }
+        checked => checked,
+    }?;
+    let identity = shape
+        .identity(signature_holds, &config.claim_rules, now.seconds())
+        .map_err(ProxyError::InvalidToken)?;
     // A user named like a guest would share that guest's object.
     if config.guest.is_some() && identity.sub.starts_with(GUEST_SUB_PREFIX) {
         return Err(ProxyError::InvalidToken(TokenProblem::InvalidClaim("sub")));

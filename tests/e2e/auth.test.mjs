@@ -2,20 +2,34 @@
 // over HTTP and its caching, and revocation. Tokens are signed here with node:crypto, not with
 // the proxy's code.
 import assert from "node:assert/strict";
-import { createHmac, generateKeyPairSync, randomUUID, sign } from "node:crypto";
+import { constants, createHmac, generateKeyPairSync, randomUUID, sign } from "node:crypto";
 import http from "node:http";
 import { after, before, describe, test } from "node:test";
-import { JWT_SECRET, startProxy } from "./helpers.mjs";
+import { JWT_SECRET, startProxy, within } from "./helpers.mjs";
 
 const ISSUER = "https://id.example.com/";
 const AUDIENCE = "edge-proxy";
 const ADMIN_TOKEN = "admin-token-for-tests-0123456789abcdef";
 
-const rsa = generateKeyPairSync("rsa", { modulusLength: 2048 });
+// Each RSA algorithm with a key of its own (one key, one algorithm: RFC 8725), kid `rs256-1` etc.
+const RSA_ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512"];
+const rsaKeys = Object.fromEntries(RSA_ALGORITHMS.map((alg) => [alg, generateKeyPairSync("rsa", { modulusLength: 2048 })]));
+const rsa = rsaKeys.RS256;
 const ec = generateKeyPairSync("ec", { namedCurve: "P-256" });
 const ed = generateKeyPairSync("ed25519");
 const jwk = (pair, kid, alg) => ({ ...pair.publicKey.export({ format: "jwk" }), kid, alg, use: "sig" });
-const PROVIDER_KEYS = [jwk(rsa, "rsa-1", "RS256"), jwk(ec, "ec-1", "ES256"), jwk(ed, "ed-1", "EdDSA")];
+const PROVIDER_KEYS = [
+  jwk(rsa, "rsa-1", "RS256"),
+  jwk(ec, "ec-1", "ES256"),
+  jwk(ed, "ed-1", "EdDSA"),
+  ...RSA_ALGORITHMS.slice(1).map((alg) => jwk(rsaKeys[alg], `${alg.toLowerCase()}-1`, alg)),
+];
+/** A valid token of every algorithm a provider's key can have. */
+const providerTokens = () => ({
+  ...Object.fromEntries(RSA_ALGORITHMS.map((alg) => [alg, jwt({ alg, kid: alg === "RS256" ? "rsa-1" : `${alg.toLowerCase()}-1`, key: rsaKeys[alg].privateKey })])),
+  ES256: jwt({ alg: "ES256", kid: "ec-1", key: ec.privateKey }),
+  EdDSA: jwt({ alg: "EdDSA", kid: "ed-1", key: ed.privateKey }),
+});
 
 const b64 = (value) => Buffer.from(typeof value === "string" ? value : JSON.stringify(value)).toString("base64url");
 const now = () => Math.floor(Date.now() / 1000);
@@ -24,15 +38,26 @@ const now = () => Math.floor(Date.now() / 1000);
 function jwt({ alg, kid, key, claims = {}, header = {} }) {
   const payload = { sub: "alice", iss: ISSUER, aud: AUDIENCE, iat: now(), exp: now() + 300, jti: randomUUID(), ...claims };
   const input = `${b64({ alg, typ: "JWT", ...(kid && { kid }), ...header })}.${b64(payload)}`;
-  const data = Buffer.from(input);
-  const signature = {
-    HS256: () => createHmac("sha256", key).update(input).digest(),
-    RS256: () => sign("sha256", data, key),
+  return `${input}.${signature(alg, key, Buffer.from(input)).toString("base64url")}`;
+}
+
+function signature(alg, key, data) {
+  const rsaHash = `sha${alg.slice(2)}`;
+  // PS*: the salt as long as the hash (RFC 7518 section 3.5).
+  const pss = { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: constants.RSA_PSS_SALTLEN_DIGEST };
+  return {
+    HS256: () => createHmac("sha256", key).update(data).digest(),
     ES256: () => sign("sha256", data, { key, dsaEncoding: "ieee-p1363" }),
     EdDSA: () => sign(null, data, key),
     none: () => Buffer.alloc(0),
+    ...Object.fromEntries(RSA_ALGORITHMS.map((rsaAlg) => [rsaAlg, () => sign(rsaHash, data, rsaAlg.startsWith("PS") ? pss : key)])),
   }[alg]();
-  return `${input}.${signature.toString("base64url")}`;
+}
+
+/** `token` with its signature's bytes changed by `change`. */
+function resigned(token, change) {
+  const [header, claims, signature] = token.split(".");
+  return `${header}.${claims}.${change(Buffer.from(signature, "base64url")).toString("base64url")}`;
 }
 
 const hs256 = (claims, extra) => jwt({ alg: "HS256", key: JWT_SECRET, claims, ...extra });
@@ -50,14 +75,21 @@ describe("tokens checked against JWT_SECRET and an inline JWKS", () => {
   });
   after(() => proxy?.dispose());
 
-  test("HS256, RS256, ES256 and EdDSA tokens are accepted", async () => {
-    const tokens = {
-      HS256: hs256(),
-      RS256: jwt({ alg: "RS256", kid: "rsa-1", key: rsa.privateKey }),
-      ES256: jwt({ alg: "ES256", kid: "ec-1", key: ec.privateKey }),
-      EdDSA: jwt({ alg: "EdDSA", kid: "ed-1", key: ed.privateKey }),
-    };
+  test("HS256 tokens and tokens of every provider algorithm (RS*, PS*, ES256, EdDSA) are accepted", async () => {
+    const tokens = { HS256: hs256(), ...providerTokens() };
     for (const [alg, token] of Object.entries(tokens)) assert.equal((await status(proxy, token)).status, 200, alg);
+  });
+
+  test("a changed, cut or out-of-range signature is a bad signature, for every algorithm", async () => {
+    const flipped = (bytes) => Buffer.from(bytes.map((byte, i) => (i === 7 ? byte ^ 1 : byte)));
+    // All ones: above the RSA modulus, r and s above the P-256 order, S above Ed25519's.
+    const outOfRange = (bytes) => Buffer.alloc(bytes.length, 0xff);
+    for (const [alg, token] of Object.entries({ HS256: hs256(), ...providerTokens() })) {
+      for (const change of [flipped, (bytes) => bytes.subarray(1), outOfRange]) {
+        const result = await status(proxy, resigned(token, change));
+        assert.deepEqual([result.status, result.message], [401, "The access token has a bad signature."], alg);
+      }
+    }
   });
 
   const rejections = {
@@ -185,6 +217,30 @@ describe("a JWKS fetched from JWKS_URL", () => {
   test("HS256 tokens are refused when no JWT_SECRET is configured", async () => {
     assert.equal((await status(proxy, hs256())).status, 401);
   });
+});
+
+test("keys the proxy cannot use are skipped with a logged reason, and the others still verify", async () => {
+  const weak = generateKeyPairSync("rsa", { modulusLength: 1024 });
+  // Coordinates of no point on P-256: only WebCrypto's import can tell, in the Worker.
+  const offCurve = { ...jwk(ec, "off-curve-1", "ES256") };
+  offCurve.y = offCurve.x;
+  const keys = [jwk(weak, "weak-1", "RS256"), offCurve, jwk(ec, "ec-1", "ES256")];
+  const proxy = await startProxy({ JWT_SECRET: undefined, JWKS: JSON.stringify({ keys }), JWT_ISSUER: ISSUER, JWT_AUDIENCE: AUDIENCE });
+  try {
+    assert.equal((await status(proxy, jwt({ alg: "ES256", kid: "ec-1", key: ec.privateKey }))).status, 200);
+    const refused = await status(proxy, jwt({ alg: "RS256", kid: "weak-1", key: weak.privateKey }));
+    assert.deepEqual([refused.status, refused.message], [401, "The access token was signed by an unknown key."]);
+    assert.equal((await status(proxy, jwt({ alg: "ES256", kid: "off-curve-1", key: ec.privateKey }))).status, 401);
+    const skipped = () => proxy.logs.filter((line) => line.event === "jwks_key_skipped").map((line) => line.detail);
+    await within(5000, (async () => {
+      while (skipped().length < 2) await new Promise((resolve) => setTimeout(resolve, 20));
+    })(), "both skipped keys in the log");
+    assert.match(skipped().find((detail) => detail.includes("weak-1")), /shorter than 2048 bits/);
+    assert.match(skipped().find((detail) => detail.includes("off-curve-1")), /WebCrypto refused it/);
+    assert.ok(!skipped().some((detail) => detail.includes(offCurve.x)), "the key itself is not logged");
+  } finally {
+    await proxy.dispose();
+  }
 });
 
 test("a key set without JWT_ISSUER is refused as a misconfiguration: any app's token of the provider would pass", async () => {
