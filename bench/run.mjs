@@ -12,8 +12,9 @@
 // finds an earlier one's settlement to carry). Each figure is the median of BENCH_RUNS runs
 // (default 5, BENCH_SECONDS each) with its min-max, after a warm-up run. "DO calls/req" is
 // the Durable Object calls (all classes) the Worker made during a run, divided by the requests
-// it served, read from its bench-only counters (BENCH_COUNTERS=true) once they stop moving
-// (settlement runs after the response).
+// it served, read from its bench-only counters (BENCH_COUNTERS=true) once the Worker holds
+// nothing back (settlements and usage wait in the isolate for a later call or a timer) and
+// they stop moving.
 // The production-like scenario streams from a mock that waits PROD_FIRST_CHUNK_MS before its
 // first chunk and sends about 50 chunks PROD_CHUNK_MS apart; its figures are percentiles of
 // all streams of all runs, shown as time added over the mock called directly.
@@ -100,18 +101,18 @@ function workerdCpuSeconds() {
 async function counters(target) {
   const response = await fetch(`${target.worker.url}/__bench/counters`);
   if (!response.ok) throw new Error(`${target.worker.url}/__bench/counters answered ${response.status}`);
-  const { requests, object_calls } = await response.json();
-  return { requests, objectCalls: Object.values(object_calls).reduce((sum, calls) => sum + calls, 0) };
+  const { requests, object_calls, held = 0 } = await response.json();
+  return { requests, held, objectCalls: Object.values(object_calls).reduce((sum, calls) => sum + calls, 0) };
 }
 
-/** The counters once settlements and usage-index batches stopped (two equal reads), at most 5 s. */
+/** The counters once nothing is held back and they stopped moving (two equal reads), at most 5 s. */
 async function settledCounters(target) {
   if (!target.worker) return null;
   let last = await counters(target);
   for (let waited = 0; waited < 5000; waited += 100) {
     await new Promise((resolve) => setTimeout(resolve, 100));
     const now = await counters(target);
-    if (now.objectCalls === last.objectCalls && now.requests === last.requests) return now;
+    if (now.held === 0 && now.objectCalls === last.objectCalls && now.requests === last.requests) return now;
     last = now;
   }
   return last;

@@ -20,6 +20,7 @@ mod cost;
 mod error;
 mod forwarding;
 mod guest;
+mod held;
 mod key_refresh;
 mod plans;
 mod policy;
