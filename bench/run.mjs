@@ -6,11 +6,15 @@
 //   rust      this proxy, all checks on (HS256, policy, admission + settlement Durable Object calls)
 //   rust-es   the same with ES256 user tokens from an identity provider's key set (JWKS)
 //   rust-rs   the same with RS256 user tokens
+//   rust-global  HS256 with a global budget (GLOBAL_DAILY_TOKEN_BUDGET): one more object per request
 //
-// Each figure is the median of BENCH_RUNS runs (default 5, BENCH_SECONDS each) with its
-// min-max, after a warm-up run. "DO calls/req" is the Durable Object calls (all classes) the
-// Worker made during a run, divided by the requests it served, read from its bench-only
-// counters (BENCH_COUNTERS=true) once they stop moving (settlement runs after the response).
+// Each connection is one user (BENCH_FRESH_USERS=true: each request a new user, so no request
+// finds an earlier one's settlement to carry). Each figure is the median of BENCH_RUNS runs
+// (default 5, BENCH_SECONDS each) with its min-max, after a warm-up run. "DO calls/req" is
+// the Durable Object calls (all classes) the Worker made during a run, divided by the requests
+// it served, read from its bench-only counters (BENCH_COUNTERS=true) once the Worker holds
+// nothing back (settlements and usage wait in the isolate for a later call or a timer) and
+// they stop moving.
 // The production-like scenario streams from a mock that waits PROD_FIRST_CHUNK_MS before its
 // first chunk and sends about 50 chunks PROD_CHUNK_MS apart; its figures are percentiles of
 // all streams of all runs, shown as time added over the mock called directly.
@@ -29,6 +33,7 @@ const smoke = process.argv.includes("--smoke");
 const RUNS = smoke ? 1 : Number(process.env.BENCH_RUNS ?? 5);
 const SECONDS = smoke ? 1 : Number(process.env.BENCH_SECONDS ?? 4);
 const CONNECTIONS = [1, 32];
+const FRESH_USERS = process.env.BENCH_FRESH_USERS === "true";
 const STREAMS_PER_RUN = smoke ? 5 : 40;
 // Production-like streams: a model's time to first token, then ~50 chunks (smoke: scaled down).
 const PROD_FIRST_CHUNK_MS = smoke ? 30 : 300;
@@ -69,6 +74,7 @@ const targets = {
   },
   rust: { worker: await startProxy(generous), path: "/v1/chat/completions", token: (sub) => mintToken({ sub, exp: Math.floor(Date.now() / 1000) + 3600 }) },
 };
+targets["rust-global"] = { ...targets.rust, worker: await startProxy({ ...generous, GLOBAL_DAILY_TOKEN_BUDGET: "1000000000000000" }) };
 // Without JWT_SECRET, safety_identifier needs its own key (chat requests fail closed otherwise).
 const providerProxy = await startProxy({ ...generous, JWT_SECRET: undefined, JWKS: jwks, JWT_ISSUER: PROVIDER_ISSUER, SAFETY_IDENTIFIER_SECRET: "bench-safety-identifier-secret-0123456789" });
 targets["rust-es"] = { worker: providerProxy, path: "/v1/chat/completions", token: (sub) => providerToken("es", sub) };
@@ -95,26 +101,32 @@ function workerdCpuSeconds() {
 async function counters(target) {
   const response = await fetch(`${target.worker.url}/__bench/counters`);
   if (!response.ok) throw new Error(`${target.worker.url}/__bench/counters answered ${response.status}`);
-  const { requests, object_calls } = await response.json();
-  return { requests, objectCalls: Object.values(object_calls).reduce((sum, calls) => sum + calls, 0) };
+  const { requests, object_calls, held = 0 } = await response.json();
+  return { requests, held, objectCalls: Object.values(object_calls).reduce((sum, calls) => sum + calls, 0) };
 }
 
-/** The counters once settlements and usage-index batches stopped (two equal reads), at most 5 s. */
+/** The counters once nothing is held back and they stopped moving (two equal reads), at most 5 s. */
 async function settledCounters(target) {
   if (!target.worker) return null;
   let last = await counters(target);
   for (let waited = 0; waited < 5000; waited += 100) {
     await new Promise((resolve) => setTimeout(resolve, 100));
     const now = await counters(target);
-    if (now.objectCalls === last.objectCalls && now.requests === last.requests) return now;
+    if (now.held === 0 && now.objectCalls === last.objectCalls && now.requests === last.requests) return now;
     last = now;
   }
   return last;
 }
 
-/** One autocannon run: each connection is its own user with its own token. */
+/**
+ * One autocannon run: each connection is its own user with its own token, for the whole run
+ * (set per connection: autocannon starts a `requests` context afresh after every request).
+ * BENCH_FRESH_USERS=true makes every request a new user instead.
+ */
 async function load(target, connections) {
   let user = 0;
+  const headers = () => ({ "content-type": "application/json", authorization: `Bearer ${target.token(`bench-user-${user++}-${randomUUID()}`)}` });
+  const users = FRESH_USERS ? { requests: [{ setupRequest: (request) => ({ ...request, headers: headers() }) }] } : { setupClient: (client) => client.setHeaders(headers()) };
   const countedBefore = await settledCounters(target);
   const cpuBefore = workerdCpuSeconds();
   const result = await autocannon({
@@ -122,16 +134,8 @@ async function load(target, connections) {
     connections,
     duration: SECONDS,
     method: "POST",
-    headers: { "content-type": "application/json" },
     body: chatBody(),
-    requests: [
-      {
-        setupRequest(request, context) {
-          context.token ??= target.token(`bench-user-${user++}-${randomUUID()}`);
-          return { ...request, headers: { ...request.headers, authorization: `Bearer ${context.token}` } };
-        },
-      },
-    ],
+    ...users,
   });
   const cpu = workerdCpuSeconds() - cpuBefore;
   if (result.non2xx || result.errors) throw new Error(`${target.url}: ${result.non2xx} non-2xx, ${result.errors} errors`);
@@ -257,6 +261,7 @@ const results = {
   method: {
     runs: RUNS,
     secondsPerRun: SECONDS,
+    freshUsers: FRESH_USERS,
     connections: CONNECTIONS,
     streamsPerRun: STREAMS_PER_RUN,
     production: { firstChunkDelayMs: PROD_FIRST_CHUNK_MS, chunkDelayMs: PROD_CHUNK_MS, streamsPerConnectionPerRun: PROD_STREAMS },

@@ -21,6 +21,7 @@ mod day;
 mod error;
 mod forwarding;
 mod guest;
+mod held;
 mod jwks;
 mod key_refresh;
 mod plans;

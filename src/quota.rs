@@ -7,9 +7,10 @@
 //!   both; finishing replaces the reservation with the real usage. Since every admitted
 //!   request is reserved until it finishes, concurrent requests cannot together pass either.
 //!
-//! A reservation whose Worker died before finishing expires after `RESERVATION_TIMEOUT_MS`:
-//! it is charged in full (the operator never pays for what was not counted) and its stream
-//! slot is freed.
+//! A reservation whose Worker died before finishing, or whose settlement was held in an
+//! isolate that was then evicted (see `held`), expires after `RESERVATION_TIMEOUT_MS`: it is
+//! charged in full (the operator never pays for what was not counted) and its stream slot is
+//! freed.
 
 use std::time::Duration;
 
@@ -21,7 +22,7 @@ pub const DAY_MS: i64 = 86_400_000;
 /// A request still unfinished after this long is taken to have died with its Worker.
 pub const RESERVATION_TIMEOUT_MS: i64 = 15 * 60 * 1000;
 /// How long a client should wait for a stream slot to free up.
-const STREAM_SLOT_RETRY_SECONDS: u64 = 2;
+pub const STREAM_SLOT_RETRY_SECONDS: u64 = 2;
 
 /// The limits a record is checked against; `None` is no limit (the global record has only a
 /// budget).

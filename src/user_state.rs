@@ -49,8 +49,8 @@ pub enum IndexCommand {
     List,
 }
 
-/// Usage not yet sent to the day indexes. Requests that end while a send is under way join
-/// the next send, so under load an isolate makes a few index calls, not one per request.
+/// Usage not yet sent to the day indexes: an isolate sends what its requests spent in one
+/// batch per interval, so under load it makes a few index calls, not one per request.
 #[derive(Debug, Default)]
 pub struct UsageBatch {
     by_day: BTreeMap<String, BTreeMap<String, Spend>>,
@@ -61,6 +61,11 @@ impl UsageBatch {
         let total = self.by_day.entry(day).or_default().entry(sub).or_default();
         total.tokens = total.tokens.saturating_add(spent.tokens);
         total.nano_usd = total.nano_usd.saturating_add(spent.nano_usd);
+    }
+
+    /// How many users' usage is pending, all days together.
+    pub fn users(&self) -> usize {
+        self.by_day.values().map(BTreeMap::len).sum()
     }
 
     /// Everything pending, one `Record` per day, leaving the batch empty.
@@ -76,8 +81,47 @@ impl UsageBatch {
     }
 }
 
-/// A message to a user's object, sent as JSON. Each request makes one admission call and, if
-/// admitted with an `ask`, one finish call later.
+/// A request that ended: its reservation is replaced by what it used. Settling is idempotent
+/// by reservation id: once the reservation is gone (settled, cancelled, or expired and charged
+/// in full), the same settlement again changes nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finished {
+    pub reservation_id: u64,
+    pub used_tokens: u64,
+    pub limits: Limits,
+    /// When the request ended, not when its settlement arrives: a settlement held back a
+    /// moment is charged to the day (and checked against the expiry) of its end.
+    pub now_ms: i64,
+    /// The id of the stored response the request created, which this user may continue.
+    #[serde(default)]
+    pub created_response: Option<String>,
+    #[serde(default)]
+    pub used_nano_usd: u64,
+}
+
+/// What the Worker sends an object: the settlements its isolate held back for this object,
+/// applied first, then one command. A bare command (no `settle`) is a delivery too.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivery {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub settle: Vec<Finished>,
+    #[serde(flatten)]
+    pub command: UserCommand,
+}
+
+impl Delivery {
+    /// Settlements alone, in one call: the last is the command, the others ride with it.
+    pub fn flush(mut settle: Vec<Finished>) -> Option<Self> {
+        let last = settle.pop()?;
+        Some(Self {
+            settle,
+            command: UserCommand::Finish(last),
+        })
+    }
+}
+
+/// A message to a user's object (or a shared one), sent as JSON in a `Delivery`. Each request
+/// makes one admission call; its settlement rides on a later call to the same object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum UserCommand {
@@ -98,18 +142,8 @@ pub enum UserCommand {
         #[serde(default)]
         plan: Option<PlanAsk>,
     },
-    /// The request of `reservation_id` ended having used `used_tokens` and `used_nano_usd`.
-    Finish {
-        reservation_id: u64,
-        used_tokens: u64,
-        limits: Limits,
-        now_ms: i64,
-        /// The id of the stored response the request created, which this user may continue.
-        #[serde(default)]
-        created_response: Option<String>,
-        #[serde(default)]
-        used_nano_usd: u64,
-    },
+    /// A request ended: its settlement alone (a flush, or one that must land now).
+    Finish(Finished),
     /// The request of `reservation_id` was refused after its admission (by the global
     /// budget): everything its admission took is given back.
     Cancel {
@@ -267,10 +301,20 @@ pub enum UserReply {
 }
 
 impl UserRecord {
-    /// Applies a command; says whether the record changed (and so must be stored).
-    pub fn apply(&mut self, command: &UserCommand) -> (UserReply, bool) {
+    /// Applies the settlements carried with a command, then the command: a slot or budget
+    /// they free is free for it. Says whether the record changed (and so must be stored).
+    pub fn apply(&mut self, settle: &[Finished], command: &UserCommand) -> (UserReply, bool) {
         let before = self.clone();
-        let reply = match command {
+        for finished in settle {
+            self.finish(finished);
+        }
+        let reply = self.answer(command);
+        let changed = *self != before;
+        (reply, changed)
+    }
+
+    fn answer(&mut self, command: &UserCommand) -> UserReply {
+        match command {
             UserCommand::Admit {
                 issued_at,
                 ask,
@@ -288,23 +332,8 @@ impl UserRecord {
                 continues: continues.as_deref(),
                 plan: plan.as_ref(),
             }),
-            UserCommand::Finish {
-                reservation_id,
-                used_tokens,
-                limits,
-                now_ms,
-                created_response,
-                used_nano_usd,
-            } => {
-                let spent = Spend {
-                    tokens: *used_tokens,
-                    nano_usd: *used_nano_usd,
-                };
-                self.quota.finish(limits, *reservation_id, spent, *now_ms);
-                // Kept even if the reservation expired: the response exists all the same.
-                if let Some(id) = created_response {
-                    self.responses.record(id, *now_ms);
-                }
+            UserCommand::Finish(finished) => {
+                self.finish(finished);
                 UserReply::Finished
             }
             UserCommand::Cancel {
@@ -335,9 +364,20 @@ impl UserRecord {
                 self.plan_override = plan.clone();
                 self.status(limits, plan_limits, *now_ms)
             }
+        }
+    }
+
+    fn finish(&mut self, finished: &Finished) {
+        let spent = Spend {
+            tokens: finished.used_tokens,
+            nano_usd: finished.used_nano_usd,
         };
-        let changed = *self != before;
-        (reply, changed)
+        self.quota
+            .finish(&finished.limits, finished.reservation_id, spent, finished.now_ms);
+        // Kept even if the reservation expired: the response exists all the same.
+        if let Some(id) = &finished.created_response {
+            self.responses.record(id, finished.now_ms);
+        }
     }
 
     /// Revocation first, then the plan in force (a request checked with another plan counts
@@ -445,7 +485,7 @@ pub fn is_revoked(issued_at: Option<i64>, revoked_at: Option<i64>) -> bool {
 mod tests {
     use super::*;
     use crate::plans::PlanSource;
-    use crate::quota::RateLimit;
+    use crate::quota::{RateLimit, RESERVATION_TIMEOUT_MS};
 
     const NOW: i64 = 1_800_000_000_000;
     const LIMITS: Limits = Limits {
@@ -492,24 +532,39 @@ mod tests {
         assert!(batch.take().is_empty());
     }
 
+    /// The settlement of `reservation_id` having used `used_tokens`, ended at `NOW`.
+    fn finished(reservation_id: u64, used_tokens: u64) -> Finished {
+        Finished {
+            reservation_id,
+            used_tokens,
+            limits: LIMITS,
+            now_ms: NOW,
+            created_response: None,
+            used_nano_usd: 0,
+        }
+    }
+
     fn admit(record: &mut UserRecord, issued_at: i64, ask: Option<Ask>) -> UserReply {
         record
-            .apply(&UserCommand::Admit {
-                issued_at: Some(issued_at),
-                ask,
-                limits: LIMITS,
-                alerts: AlertRules::default(),
-                now_ms: NOW,
-                continues: None,
-                plan: None,
-            })
+            .apply(
+                &[],
+                &UserCommand::Admit {
+                    issued_at: Some(issued_at),
+                    ask,
+                    limits: LIMITS,
+                    alerts: AlertRules::default(),
+                    now_ms: NOW,
+                    continues: None,
+                    plan: None,
+                },
+            )
             .0
     }
 
     #[test]
     fn revoked_tokens_are_refused_before_counting() {
         let mut record = UserRecord::default();
-        record.apply(&UserCommand::Revoke { at: 100 });
+        record.apply(&[], &UserCommand::Revoke { at: 100 });
         assert_eq!(admit(&mut record, 100, Some(ASK)), UserReply::Revoked);
         assert!(
             record.quota.admitted_at_ms.is_empty(),
@@ -522,7 +577,7 @@ mod tests {
                 ..
             }
         ));
-        record.apply(&UserCommand::Unrevoke);
+        record.apply(&[], &UserCommand::Unrevoke);
         assert!(matches!(
             admit(&mut record, 50, None),
             UserReply::Admitted { reservation: None, .. }
@@ -541,14 +596,7 @@ mod tests {
             panic!("not admitted")
         };
         assert_eq!(standing.rate.unwrap().remaining, 1);
-        let (reply, changed) = record.apply(&UserCommand::Finish {
-            reservation_id: reservation.id,
-            used_tokens: 7,
-            limits: LIMITS,
-            now_ms: NOW,
-            created_response: None,
-            used_nano_usd: 0,
-        });
+        let (reply, changed) = record.apply(&[], &UserCommand::Finish(finished(reservation.id, 7)));
         assert_eq!((reply, changed), (UserReply::Finished, true));
         admit(&mut record, 1, Some(ASK));
         let UserReply::Refused { refusal, .. } = admit(&mut record, 1, Some(ASK)) else {
@@ -561,11 +609,14 @@ mod tests {
                 ..
             },
             _,
-        ) = record.apply(&UserCommand::Status {
-            limits: LIMITS,
-            now_ms: NOW,
-            plan_limits: BTreeMap::new(),
-        })
+        ) = record.apply(
+            &[],
+            &UserCommand::Status {
+                limits: LIMITS,
+                now_ms: NOW,
+                plan_limits: BTreeMap::new(),
+            },
+        )
         else {
             panic!("no status")
         };
@@ -589,7 +640,7 @@ mod tests {
             limits: LIMITS,
             now_ms: NOW,
         };
-        assert_eq!(record.apply(&cancel).0, UserReply::Finished);
+        assert_eq!(record.apply(&[], &cancel).0, UserReply::Finished);
         assert_eq!(record.quota.admitted_at_ms, before.quota.admitted_at_ms);
         assert_eq!(record.quota.reservations, before.quota.reservations);
         assert_eq!(record.quota.used_tokens, 0);
@@ -599,6 +650,147 @@ mod tests {
         );
     }
 
+    const STREAM: Ask = Ask {
+        tokens: 10,
+        stream: true,
+        nano_usd: 0,
+    };
+
+    fn reservation_of(reply: UserReply) -> Reservation {
+        match reply {
+            UserReply::Admitted {
+                reservation: Some(reservation),
+                ..
+            } => reservation,
+            other => panic!("not admitted: {other:?}"),
+        }
+    }
+
+    fn admit_carrying(record: &mut UserRecord, settle: &[Finished], ask: Ask, now_ms: i64) -> UserReply {
+        let admission = UserCommand::Admit {
+            issued_at: Some(1),
+            ask: Some(ask),
+            limits: LIMITS,
+            alerts: AlertRules::default(),
+            now_ms,
+            continues: None,
+            plan: None,
+        };
+        record.apply(settle, &admission).0
+    }
+
+    #[test]
+    fn a_stream_settlement_carried_by_the_next_admission_frees_its_slot_for_it() {
+        let mut record = UserRecord::default();
+        let first = reservation_of(admit(&mut record, 1, Some(STREAM)));
+        assert!(
+            matches!(admit(&mut record, 1, Some(STREAM)), UserReply::Refused { .. }),
+            "one slot, held until its settlement lands"
+        );
+        let reply = admit_carrying(&mut record, &[finished(first.id, 4)], STREAM, NOW + 1);
+        let UserReply::Admitted { standing, .. } = reply else {
+            panic!("the carried settlement did not free the slot: {reply:?}")
+        };
+        assert_eq!((standing.open_streams, standing.used_tokens), (1, 4));
+    }
+
+    #[test]
+    fn a_carried_settlement_gives_back_the_unused_reservation_before_the_next_is_checked() {
+        let whole_budget = Ask { tokens: 100, ..ASK };
+        let mut record = UserRecord::default();
+        let first = reservation_of(admit_carrying(&mut record, &[], whole_budget, NOW));
+        assert!(matches!(
+            admit_carrying(&mut record, &[], whole_budget, NOW + 1),
+            UserReply::Refused {
+                refusal: Refusal::BudgetExhausted { .. },
+                ..
+            }
+        ));
+        let used_nothing = finished(first.id, 0);
+        reservation_of(admit_carrying(&mut record, &[used_nothing], whole_budget, NOW + 2));
+    }
+
+    #[test]
+    fn a_settlement_delivered_twice_is_charged_once() {
+        let mut record = UserRecord::default();
+        let first = reservation_of(admit(&mut record, 1, Some(ASK)));
+        let twice = [finished(first.id, 7), finished(first.id, 7)];
+        reservation_of(admit_carrying(&mut record, &twice, ASK, NOW + 1));
+        let after = record.clone();
+        let (reply, changed) = record.apply(&twice, &UserCommand::Finish(finished(first.id, 7)));
+        assert_eq!(
+            (reply, changed),
+            (UserReply::Finished, false),
+            "a flush after it landed"
+        );
+        assert_eq!(record, after);
+        assert_eq!(record.quota.used_tokens, 7);
+    }
+
+    #[test]
+    fn a_settlement_that_arrives_after_its_reservation_expired_charges_nothing_more() {
+        let mut record = UserRecord::default();
+        let lost = reservation_of(admit(&mut record, 1, Some(ASK)));
+        let expired = NOW + RESERVATION_TIMEOUT_MS;
+        let status = UserCommand::Status {
+            limits: LIMITS,
+            now_ms: expired,
+            plan_limits: BTreeMap::new(),
+        };
+        record.apply(&[], &status);
+        assert_eq!(record.quota.used_tokens, ASK.tokens, "charged in full at expiry");
+        let late = Finished {
+            now_ms: expired + 1,
+            ..finished(lost.id, 3)
+        };
+        record.apply(&[late], &status);
+        assert_eq!(record.quota.used_tokens, ASK.tokens);
+    }
+
+    #[test]
+    fn a_settlement_held_past_its_reservation_s_expiry_is_charged_what_it_used() {
+        let mut record = UserRecord::default();
+        let long = reservation_of(admit(&mut record, 1, Some(ASK)));
+        let ended = Finished {
+            now_ms: long.expires_at_ms - 1,
+            ..finished(long.id, 3)
+        };
+        admit_carrying(&mut record, &[ended], ASK, long.expires_at_ms + 1);
+        assert_eq!(record.quota.used_tokens, 3, "it ended before it expired");
+    }
+
+    #[test]
+    fn deliveries_carry_settlements_beside_the_command_and_bare_commands_still_parse() {
+        let delivery = Delivery {
+            settle: vec![finished(3, 5)],
+            command: UserCommand::Revoke { at: 9 },
+        };
+        let wire = serde_json::to_value(&delivery).unwrap();
+        assert_eq!(
+            (wire["op"].as_str(), wire["settle"][0]["reservation_id"].as_u64()),
+            (Some("revoke"), Some(3))
+        );
+        assert_eq!(serde_json::from_value::<Delivery>(wire).unwrap(), delivery);
+        let bare: Delivery = serde_json::from_str(r#"{"op":"revoke","at":9}"#).unwrap();
+        assert_eq!((bare.settle.len(), bare.command), (0, UserCommand::Revoke { at: 9 }));
+        assert_eq!(
+            serde_json::to_string(&UserCommand::Finish(finished(3, 5))).unwrap(),
+            format!(
+                r#"{{"op":"finish","reservation_id":3,"used_tokens":5,"limits":{},"now_ms":{NOW},"created_response":null,"used_nano_usd":0}}"#,
+                serde_json::to_string(&LIMITS).unwrap()
+            ),
+            "the wire form of a finish is as before"
+        );
+    }
+
+    #[test]
+    fn a_flush_sends_its_last_settlement_as_the_command_and_the_others_with_it() {
+        let flush = Delivery::flush(vec![finished(1, 1), finished(2, 2)]).unwrap();
+        assert_eq!(flush.settle, [finished(1, 1)]);
+        assert_eq!(flush.command, UserCommand::Finish(finished(2, 2)));
+        assert_eq!(Delivery::flush(vec![]), None);
+    }
+
     #[test]
     fn status_reads_change_nothing() {
         let mut record = UserRecord::default();
@@ -606,11 +798,14 @@ mod tests {
         let before = record.clone();
         assert!(
             !record
-                .apply(&UserCommand::Status {
-                    limits: LIMITS,
-                    now_ms: NOW,
-                    plan_limits: BTreeMap::new(),
-                })
+                .apply(
+                    &[],
+                    &UserCommand::Status {
+                        limits: LIMITS,
+                        now_ms: NOW,
+                        plan_limits: BTreeMap::new(),
+                    }
+                )
                 .1
         );
         let status_read = UserCommand::Admit {
@@ -622,7 +817,7 @@ mod tests {
             continues: None,
             plan: None,
         };
-        assert!(!record.apply(&status_read).1);
+        assert!(!record.apply(&[], &status_read).1);
         assert_eq!(record, before);
     }
 
@@ -630,10 +825,10 @@ mod tests {
     fn a_client_mints_its_guest_tokens_per_hour_and_is_told_when_it_may_again() {
         let mut client = UserRecord::default();
         let mint = |now_ms| UserCommand::Mint { per_hour: 2, now_ms };
-        assert_eq!(client.apply(&mint(NOW)), (UserReply::Minted, true));
-        assert_eq!(client.apply(&mint(NOW + 1000)).0, UserReply::Minted);
+        assert_eq!(client.apply(&[], &mint(NOW)), (UserReply::Minted, true));
+        assert_eq!(client.apply(&[], &mint(NOW + 1000)).0, UserReply::Minted);
         assert_eq!(
-            client.apply(&mint(NOW + 2000)),
+            client.apply(&[], &mint(NOW + 2000)),
             (
                 UserReply::MintRefused {
                     retry_after_seconds: 3598
@@ -647,15 +842,18 @@ mod tests {
     }
 
     fn continue_at(record: &mut UserRecord, id: &str, now_ms: i64) -> (UserReply, bool) {
-        record.apply(&UserCommand::Admit {
-            issued_at: Some(1),
-            ask: Some(ASK),
-            limits: LIMITS,
-            alerts: AlertRules::default(),
-            now_ms,
-            continues: Some(id.to_owned()),
-            plan: None,
-        })
+        record.apply(
+            &[],
+            &UserCommand::Admit {
+                issued_at: Some(1),
+                ask: Some(ASK),
+                limits: LIMITS,
+                alerts: AlertRules::default(),
+                now_ms,
+                continues: Some(id.to_owned()),
+                plan: None,
+            },
+        )
     }
 
     /// Admits a request and finishes it having created `id`.
@@ -663,14 +861,14 @@ mod tests {
         let Ok(reservation) = record.quota.admit(&LIMITS, ASK, now_ms) else {
             panic!("not admitted")
         };
-        record.apply(&UserCommand::Finish {
-            reservation_id: reservation.id,
-            used_tokens: 1,
-            limits: LIMITS,
-            now_ms,
-            created_response: Some(id.to_owned()),
-            used_nano_usd: 0,
-        });
+        record.apply(
+            &[],
+            &UserCommand::Finish(Finished {
+                now_ms,
+                created_response: Some(id.to_owned()),
+                ..finished(reservation.id, 1)
+            }),
+        );
     }
 
     #[test]
@@ -698,7 +896,7 @@ mod tests {
             );
             assert_eq!(bob, before, "no rate entry, no reservation");
         }
-        alice.apply(&UserCommand::Revoke { at: 5 });
+        alice.apply(&[], &UserCommand::Revoke { at: 5 });
         assert_eq!(
             continue_at(&mut alice, "resp_alice", NOW + 2).0,
             UserReply::Revoked,
@@ -760,29 +958,35 @@ mod tests {
 
     fn admit_on(record: &mut UserRecord, checked: &str, claimed: Option<&str>) -> UserReply {
         record
-            .apply(&UserCommand::Admit {
-                issued_at: Some(1),
-                ask: Some(ASK),
-                limits: LIMITS,
-                alerts: AlertRules::default(),
-                now_ms: NOW,
-                continues: None,
-                plan: Some(PlanAsk {
-                    checked: checked.into(),
-                    claimed: claimed.map(str::to_owned),
-                }),
-            })
+            .apply(
+                &[],
+                &UserCommand::Admit {
+                    issued_at: Some(1),
+                    ask: Some(ASK),
+                    limits: LIMITS,
+                    alerts: AlertRules::default(),
+                    now_ms: NOW,
+                    continues: None,
+                    plan: Some(PlanAsk {
+                        checked: checked.into(),
+                        claimed: claimed.map(str::to_owned),
+                    }),
+                },
+            )
             .0
     }
 
     fn set_plan(record: &mut UserRecord, plan: Option<&str>) -> UserReply {
         record
-            .apply(&UserCommand::SetPlan {
-                plan: plan.map(str::to_owned),
-                limits: LIMITS,
-                now_ms: NOW,
-                plan_limits: BTreeMap::new(),
-            })
+            .apply(
+                &[],
+                &UserCommand::SetPlan {
+                    plan: plan.map(str::to_owned),
+                    limits: LIMITS,
+                    now_ms: NOW,
+                    plan_limits: BTreeMap::new(),
+                },
+            )
             .0
     }
 
@@ -849,17 +1053,20 @@ mod tests {
             plan_of(set_plan(&mut record, None)),
             in_force("free", PlanSource::Claim)
         );
-        let status = record.apply(&UserCommand::Status {
-            limits: LIMITS,
-            now_ms: NOW,
-            plan_limits: BTreeMap::from([(
-                "free".to_owned(),
-                Limits {
-                    daily_tokens: Some(7),
-                    ..LIMITS
-                },
-            )]),
-        });
+        let status = record.apply(
+            &[],
+            &UserCommand::Status {
+                limits: LIMITS,
+                now_ms: NOW,
+                plan_limits: BTreeMap::from([(
+                    "free".to_owned(),
+                    Limits {
+                        daily_tokens: Some(7),
+                        ..LIMITS
+                    },
+                )]),
+            },
+        );
         let UserReply::Status {
             standing: Some(standing),
             ..
@@ -873,7 +1080,7 @@ mod tests {
     #[test]
     fn a_revoked_user_is_refused_before_any_plan_question() {
         let mut record = UserRecord::default();
-        record.apply(&UserCommand::Revoke { at: 5 });
+        record.apply(&[], &UserCommand::Revoke { at: 5 });
         set_plan(&mut record, Some("pro"));
         assert_eq!(admit_on(&mut record, "free", Some("free")), UserReply::Revoked);
     }

@@ -63,7 +63,7 @@ pub async fn serve(route: AdminRoute, req: &mut Request, env: &Env, config: &Con
         revoked_at,
         standing,
         plan,
-    } = user_object::call_user(env, &sub, &command).await?
+    } = user_object::call_user(env, &sub, command).await?
     else {
         return Err(ProxyError::Internal {
             detail: "user object did not answer with a status".into(),
@@ -107,7 +107,10 @@ async fn day_usage(req: &Request, env: &Env, now: Now) -> Result<Response> {
     let param = |name: &str| params.get(name);
     let (day, from, to) = (param("day"), param("from"), param("to"));
     let today = utc_day(now.millis());
-    match UsageQuery::parse(day.as_deref(), from.as_deref(), to.as_deref(), &today)? {
+    let query = UsageQuery::parse(day.as_deref(), from.as_deref(), to.as_deref(), &today)?;
+    // What this isolate's requests spent and it has not sent yet, listed too.
+    usage_index::flush(env).await;
+    match query {
         UsageQuery::Day(day) => {
             let users = usage_index::list(env, &day).await?;
             json_response(200, &json!({ "day": day, "users": users }).to_string())

@@ -8,7 +8,8 @@ use std::rc::Rc;
 use worker::{Context, Env};
 
 use super::log::Outcome;
-use super::user_object::{self, Admission, Settlement};
+use super::settlement::Settlement;
+use super::user_object::{self, Admission};
 use super::Result;
 use crate::auth::Identity;
 use crate::config::Config;

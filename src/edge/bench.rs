@@ -31,6 +31,8 @@ pub fn counters(req: &Request, env: &Env) -> Option<worker::Result<Response>> {
         return None;
     }
     let calls = OBJECT_CALLS.with_borrow(Clone::clone);
-    let body = serde_json::json!({ "requests": REQUESTS.get(), "object_calls": calls });
+    // What the isolate still holds back: calls it will make without any further request.
+    let held = super::settlement::held_count() + super::usage_index::pending_count();
+    let body = serde_json::json!({ "requests": REQUESTS.get(), "object_calls": calls, "held": held });
     Some(Response::from_json(&body))
 }

@@ -10,6 +10,7 @@ mod guest;
 mod http;
 mod jwks;
 mod log;
+mod settlement;
 mod stream;
 mod upstream;
 mod usage_index;
@@ -31,8 +32,8 @@ use crate::routes::{self, ApiRoute, Route, UserRoute};
 use crate::sse;
 use http::{header, json_response};
 use log::Outcome;
+use settlement::Settlement;
 use upstream::StreamTail;
-use user_object::Settlement;
 
 /// The edge's results: every failure is a `ProxyError`, and `?` converts the platform's.
 type Result<T, E = ProxyError> = std::result::Result<T, E>;

@@ -2,15 +2,15 @@
 
 use std::time::Duration;
 
-use futures_util::future::{select, Either};
+use futures_util::future::{join, select, Either};
 use worker::wasm_bindgen::JsValue;
 use worker::web_sys::AbortController;
 use worker::{AbortSignal, Context, Delay, Fetch, Headers, Method, Request, RequestInit, RequestRedirect, Response};
 
 use super::body::{self, BodyError};
 use super::log::{self, Outcome};
+use super::settlement::Settlement;
 use super::stream;
-use super::user_object::Settlement;
 use crate::config::{Config, Secret};
 use crate::error::ProxyError;
 use crate::forwarding;
@@ -240,14 +240,18 @@ impl StreamTail {
                 ));
             }
             log::request_line(&outcome);
+            // Settled (or held) before the client sees the end: its next request, or its
+            // `/v1/usage` read, finds the slot free and the cost charged.
             match end.meter.response_id.take().filter(|_| self.records_response) {
                 Some(created) => {
                     self.settlement.settle_creating(used, created).await;
                     body.close().await;
                 }
                 None => {
-                    body.close().await;
-                    self.settlement.finish(used).await;
+                    // The hold runs from now, even if a client slow to take the end holds
+                    // the close up.
+                    let flush_later = self.settlement.hold(used);
+                    join(body.close(), flush_later).await;
                 }
             }
         });

@@ -1,10 +1,13 @@
 //! The per-day usage index (one object per UTC day, binding `USAGE_INDEX`): what each user
-//! spent that day, for `GET /admin/usage`. Requests add to it in batches per isolate, after
-//! their response, so the index costs the request path nothing.
+//! spent that day, for `GET /admin/usage`. Requests add to it in batches per isolate, at most
+//! one per `SEND_INTERVAL`, after their response, so the index costs the request path nothing
+//! and under load next to no calls.
 
 use std::cell::{Cell, RefCell};
+use std::time::Duration;
 
-use worker::{durable_object, js_sys, DurableObject, Env, Request, Response, State};
+use futures_util::future::join_all;
+use worker::{durable_object, js_sys, Context, Delay, DurableObject, Env, Request, Response, State};
 
 use super::{durable, log, Result};
 use crate::prices::usd;
@@ -81,41 +84,75 @@ pub async fn list(env: &Env, day: &str) -> Result<serde_json::Value> {
     durable::call(env, BINDING, &usage_index_name(day), &IndexCommand::List).await
 }
 
+/// The longest usage waits in the isolate before it goes to the day's index: an isolate sends
+/// at most one batch per this interval, however many requests end meanwhile.
+const SEND_INTERVAL: Duration = Duration::from_secs(1);
+/// How long an operator's listing waits for this isolate's sends under way, and how often it
+/// looks whether they ended.
+const LISTING_WAIT: Duration = Duration::from_secs(2);
+const LISTING_POLL: Duration = Duration::from_millis(10);
+
 thread_local! {
     static PENDING_USAGE: RefCell<UsageBatch> = RefCell::default();
-    static SENDING_USAGE: Cell<bool> = const { Cell::new(false) };
+    static SEND_SCHEDULED: Cell<bool> = const { Cell::new(false) };
+    static SENDS_UNDER_WAY: Cell<u32> = const { Cell::new(0) };
 }
 
-/// Adds what a user spent to `day`'s index, batched with the isolate's other requests.
-pub async fn record(env: &Env, day: String, sub: String, spent: Spend) {
+/// Adds what a user spent to `day`'s index, batched with the isolate's other requests and sent
+/// `SEND_INTERVAL` after the first of them (in `wait_until`).
+pub fn record(env: &Env, ctx: &Context, day: String, sub: String, spent: Spend) {
     PENDING_USAGE.with_borrow_mut(|batch| batch.add(day, sub, spent));
-    send_pending(env).await;
-}
-
-/// Sends the isolate's pending usage, unless a send is already under way: that one loops
-/// until nothing is pending, so it carries this request's usage too.
-async fn send_pending(env: &Env) {
-    if SENDING_USAGE.replace(true) {
+    if SEND_SCHEDULED.replace(true) {
         return;
     }
-    // Cleared however the loop ends (also if its task is dropped), so sending never stops.
-    struct Sending;
-    impl Drop for Sending {
-        fn drop(&mut self) {
-            SENDING_USAGE.set(false);
-        }
+    let env = env.clone();
+    ctx.wait_until(async move {
+        // Cleared however the wait ends (also if its task is dropped), so sending never stops.
+        let scheduled = OnDrop(|| SEND_SCHEDULED.set(false));
+        Delay::from(SEND_INTERVAL).await;
+        drop(scheduled);
+        send_pending(&env).await;
+    });
+}
+
+/// Sends what this isolate holds now and waits (at most `LISTING_WAIT`) for its sends under
+/// way, so that an operator's listing right after a request in this isolate includes it.
+pub async fn flush(env: &Env) {
+    send_pending(env).await;
+    let mut waited = Duration::ZERO;
+    while SENDS_UNDER_WAY.get() > 0 && waited < LISTING_WAIT {
+        Delay::from(LISTING_POLL).await;
+        waited += LISTING_POLL;
     }
-    let _sending = Sending;
-    loop {
-        let batch = PENDING_USAGE.with_borrow_mut(UsageBatch::take);
-        if batch.is_empty() {
-            return;
+}
+
+/// Users whose usage is pending in this isolate, for the bench counters.
+pub fn pending_count() -> usize {
+    PENDING_USAGE.with_borrow(UsageBatch::users)
+}
+
+/// Sends the isolate's pending usage, one call per day, all at once.
+async fn send_pending(env: &Env) {
+    let batch = PENDING_USAGE.with_borrow_mut(UsageBatch::take);
+    if batch.is_empty() {
+        return;
+    }
+    SENDS_UNDER_WAY.set(SENDS_UNDER_WAY.get() + 1);
+    let _under_way = OnDrop(|| SENDS_UNDER_WAY.set(SENDS_UNDER_WAY.get() - 1));
+    join_all(batch.iter().map(|(day, record)| async move {
+        let sent: Result<serde_json::Value> = durable::call(env, BINDING, &usage_index_name(day), record).await;
+        if let Err(error) = sent {
+            log::warn("usage_index_failed", &error.to_string());
         }
-        for (day, record) in batch {
-            let sent: Result<serde_json::Value> = durable::call(env, BINDING, &usage_index_name(&day), &record).await;
-            if let Err(error) = sent {
-                log::warn("usage_index_failed", &error.to_string());
-            }
-        }
+    }))
+    .await;
+}
+
+/// Runs its closure when dropped: state a task sets must be reset however the task ends.
+struct OnDrop<F: FnMut()>(F);
+
+impl<F: FnMut()> Drop for OnDrop<F> {
+    fn drop(&mut self) {
+        (self.0)();
     }
 }

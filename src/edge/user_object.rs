@@ -11,16 +11,18 @@ use worker::{
     durable_object, Context, DurableObject, Env, Method, Request, RequestInit, RequestRedirect, Response, State,
 };
 
-use super::{durable, log, usage_index, Now, Result};
+use super::settlement::{self, Settlement};
+use super::{durable, log, Now, Result};
 use crate::alerts::AlertRules;
 use crate::auth::Identity;
 use crate::config::Config;
 use crate::error::{ProxyError, TokenProblem};
 use crate::guest::GUEST_PLAN;
+use crate::held::Carried;
 use crate::plans::{OverrideHints, Plan};
-use crate::quota::{Ask, Limits, Reservation, Spend, Standing};
+use crate::quota::{Ask, Limits, Standing};
 use crate::user_state::{
-    user_object_name, utc_day, PlanAsk, PlanChoice, UserCommand, UserRecord, UserReply, GLOBAL_OBJECT_NAME,
+    user_object_name, Delivery, PlanAsk, PlanChoice, UserCommand, UserRecord, UserReply, GLOBAL_OBJECT_NAME,
     GUESTS_OBJECT_NAME,
 };
 
@@ -43,11 +45,12 @@ impl DurableObject for UserState {
         }
     }
 
-    /// A read only when the object starts, and one write when the record changed. Applying
-    /// awaits nothing, so no other request's change can come between read and apply; the
-    /// write is issued before the next event runs, so writes land in the order of changes.
+    /// A read only when the object starts, and one write when the record changed (by the
+    /// settlements carried and the command together). Applying awaits nothing, so no other
+    /// request's change can come between read and apply; the write is issued before the next
+    /// event runs, so writes land in the order of changes.
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
-        let command: UserCommand = durable::command(&mut req).await?;
+        let delivery: Delivery = durable::command(&mut req).await?;
         let storage = self.state.storage();
         let loaded = self.record.borrow().is_some();
         if !loaded {
@@ -59,7 +62,7 @@ impl DurableObject for UserState {
         let (reply, changed) = {
             let mut slot = self.record.borrow_mut();
             let record = slot.get_or_insert_with(UserRecord::default);
-            let (reply, changed) = record.apply(&command);
+            let (reply, changed) = record.apply(&delivery.settle, &delivery.command);
             (reply, changed.then(|| record.clone()))
         };
         if let Some(record) = changed {
@@ -126,7 +129,7 @@ pub async fn admit(
             claimed: identity.plan.clone(),
         }),
     };
-    let (reservation, standing) = match call(env, &user_name, &command).await {
+    let (reservation, standing) = match call(env, &user_name, command).await {
         Ok(UserReply::Admitted {
             reservation,
             standing,
@@ -152,18 +155,13 @@ pub async fn admit(
         Ok(other) => return (None, Err(unexpected("user", &other))),
         Err(error) => return (None, Err(error)),
     };
-    let mut settlement = Settlement {
-        env: env.clone(),
-        ctx: ctx.clone(),
-        sub: identity.sub.clone(),
-        reservations: vec![],
-    };
-    settlement
-        .reservations
-        .extend(reservation.map(|reservation| (user_name, limits, reservation)));
+    let mut settlement = Settlement::new(env, ctx, &identity.sub);
+    if let Some(reservation) = reservation {
+        settlement.add(&user_name, limits, reservation);
+    }
     let mut standing = standing;
     for shared in shared_objects(config, identity, ask) {
-        match admit_shared(ctx, config, &shared, ask, now_ms, &mut settlement).await {
+        match admit_shared(env, ctx, config, &shared, ask, now_ms, &mut settlement).await {
             // A guest's standing is its client's: what all its guest tokens used together.
             Ok(shared_standing) if shared.is_client => standing = shared_standing,
             Ok(_) => {}
@@ -239,6 +237,7 @@ fn shared_objects(config: &Config, identity: &Identity, ask: Option<Ask>) -> Vec
 /// Admits `ask` (or, without one, reads the standing) in a shared object too. A refusal
 /// carries that object's standing.
 async fn admit_shared(
+    env: &Env,
     ctx: &Rc<Context>,
     config: &Config,
     shared: &Shared,
@@ -255,16 +254,14 @@ async fn admit_shared(
         continues: None,
         plan: None,
     };
-    match call(&settlement.env, &shared.name, &command).await {
+    match call(env, &shared.name, command).await {
         Ok(UserReply::Admitted {
             reservation,
             alert,
             standing,
         }) => {
             if let Some(reservation) = reservation {
-                settlement
-                    .reservations
-                    .push((shared.name.clone(), shared.limits, reservation));
+                settlement.add(&shared.name, shared.limits, reservation);
             }
             if let Some(alert) = alert {
                 raise(ctx, config, &alert.message(shared.who));
@@ -286,86 +283,6 @@ async fn admit_shared(
 fn unexpected(object: &str, reply: &UserReply) -> ProxyError {
     ProxyError::Internal {
         detail: format!("{object} object answered {reply:?}"),
-    }
-}
-
-/// The reservations of an admitted request, replaced by what it used once it ends. A status
-/// read has none, and settling it does nothing.
-pub struct Settlement {
-    env: Env,
-    ctx: Rc<Context>,
-    sub: String,
-    reservations: Vec<(String, Limits, Reservation)>,
-}
-
-impl Settlement {
-    /// Charges `spent` and frees the stream slot, after the response (`wait_until`), so it
-    /// never delays the client.
-    pub fn settle(self, spent: Spend) {
-        if self.reservations.is_empty() {
-            return;
-        }
-        let ctx = self.ctx.clone();
-        ctx.wait_until(self.finish(spent));
-    }
-
-    /// Settles before the client has the whole answer, and records `created`, the stored
-    /// response the request created, for its user: a continuation sent as soon as the answer
-    /// arrives must find it recorded. The day's usage index (batched with other requests) is
-    /// still updated after the response.
-    pub async fn settle_creating(self, spent: Spend, created: String) {
-        let now_ms = Now::read().millis();
-        self.tell_finish(spent, Some(created), now_ms).await;
-        let ctx = self.ctx.clone();
-        ctx.wait_until(self.index(spent, now_ms));
-    }
-
-    /// Undoes the admissions: a request refused after its user's admission (by the global
-    /// budget) costs the user nothing, not even a request of their rate.
-    async fn cancel(self) {
-        let now_ms = Now::read().millis();
-        self.tell_each("cancel_failed", |_, reservation_id, limits| UserCommand::Cancel {
-            reservation_id,
-            limits,
-            now_ms,
-        })
-        .await;
-    }
-
-    /// The same as `settle`, for a caller that already runs after the response.
-    pub async fn finish(self, spent: Spend) {
-        let now_ms = Now::read().millis();
-        self.tell_finish(spent, None, now_ms).await;
-        self.index(spent, now_ms).await;
-    }
-
-    /// Finishes each reservation; only the user's own object learns of a created response.
-    async fn tell_finish(&self, spent: Spend, created: Option<String>, now_ms: i64) {
-        self.tell_each("settle_failed", |name, reservation_id, limits| UserCommand::Finish {
-            reservation_id,
-            used_tokens: spent.tokens,
-            limits,
-            now_ms,
-            created_response: created.clone().filter(|_| name == user_object_name(&self.sub)),
-            used_nano_usd: spent.nano_usd,
-        })
-        .await;
-    }
-
-    async fn index(self, spent: Spend, now_ms: i64) {
-        if spent != Spend::default() {
-            usage_index::record(&self.env, utc_day(now_ms), self.sub, spent).await;
-        }
-    }
-
-    /// Sends each object holding a reservation its command. A failure is only logged: the
-    /// reservation then expires and is charged in full, so the operator is safe.
-    async fn tell_each(&self, failure_event: &str, command: impl Fn(&str, u64, Limits) -> UserCommand) {
-        for (name, limits, reservation) in &self.reservations {
-            if let Err(error) = call(&self.env, name, &command(name, reservation.id, *limits)).await {
-                log::warn(failure_event, &error.to_string());
-            }
-        }
     }
 }
 
@@ -402,7 +319,7 @@ pub async fn admit_mint(env: &Env, client: &str, per_hour: u32) -> Result<()> {
         per_hour,
         now_ms: Now::read().millis(),
     };
-    match call(env, client, &command).await? {
+    match call(env, client, command).await? {
         UserReply::Minted => Ok(()),
         UserReply::MintRefused { retry_after_seconds } => Err(ProxyError::GuestMintsExhausted { retry_after_seconds }),
         other => Err(unexpected("client", &other)),
@@ -410,13 +327,22 @@ pub async fn admit_mint(env: &Env, client: &str, per_hour: u32) -> Result<()> {
 }
 
 /// Sends `command` to the user `sub`'s object.
-pub async fn call_user(env: &Env, sub: &str, command: &UserCommand) -> Result<UserReply> {
+pub async fn call_user(env: &Env, sub: &str, command: UserCommand) -> Result<UserReply> {
     call(env, &user_object_name(sub), command).await
 }
 
-/// Sends `command` to the object named `name`. Any failure fails closed (503).
-async fn call(env: &Env, name: &str, command: &UserCommand) -> Result<UserReply> {
-    durable::call(env, BINDING, name, command).await
+/// Sends `command` to the object named `name`, with the settlements this isolate holds for it,
+/// applied first. Any failure fails closed (503).
+pub async fn call(env: &Env, name: &str, command: UserCommand) -> Result<UserReply> {
+    let Carried { call, settle } = settlement::carry(name);
+    deliver(env, name, call, &Delivery { settle, command }).await
+}
+
+/// Sends `delivery`; what it carries (`call`) is then done, or held for the next call again.
+pub async fn deliver(env: &Env, name: &str, call: u64, delivery: &Delivery) -> Result<UserReply> {
+    let reply = durable::call(env, BINDING, name, delivery).await;
+    settlement::landed(name, call, reply.is_ok());
+    reply
 }
 
 /// Where the budget of all users stands, for an operator.
@@ -427,7 +353,7 @@ pub async fn global_status(env: &Env, limits: Limits, now_ms: i64) -> Result<Sta
         now_ms,
         plan_limits: Default::default(),
     };
-    match call(env, GLOBAL_OBJECT_NAME, &command).await? {
+    match call(env, GLOBAL_OBJECT_NAME, command).await? {
         UserReply::Status {
             standing: Some(standing),
             ..

@@ -14,7 +14,8 @@ const compatibilityDate = readFileSync(new URL("wrangler.toml", ROOT), "utf8").m
 
 /**
  * Starts the proxy with these vars/secrets over test defaults. Returns its URL, the JSON log
- * lines it printed so far, and `dispose()`. `persist`: a directory that keeps the Durable
+ * lines it printed so far, `objects(binding)` (a Durable Object namespace, reached from outside
+ * the Worker as another isolate would reach it) and `dispose()`. `persist`: a directory that keeps the Durable
  * Objects' storage across a dispose and a new start (objects start afresh, as after eviction).
  */
 export async function startProxy(bindings = {}, { persist } = {}) {
@@ -62,7 +63,7 @@ export async function startWorker(script, bindings, durableObjects = {}, { persi
     },
   });
   const url = (await mf.ready).toString().replace(/\/$/, "");
-  return { url, logs, dispose: () => mf.dispose() };
+  return { url, logs, objects: (binding) => mf.getDurableObjectNamespace(binding), dispose: () => mf.dispose() };
 }
 
 /** An HS256 token like an app backend would mint (node:crypto, independent of the proxy's code). */

@@ -1,0 +1,148 @@
+//! Settling admitted requests off the critical path. A settlement is held in the isolate (see
+//! `crate::held`) and rides on the next call the isolate makes to the same object, whoever
+//! makes it; one still held after `SETTLEMENT_HOLD` goes in one call of its own, from the
+//! request's `wait_until`. Cancels, and a settlement that records a created response, go at
+//! once.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::rc::Rc;
+
+use futures_util::future::join_all;
+use worker::{Context, Delay, Env};
+
+use super::{log, usage_index, user_object, Now};
+use crate::held::{Carried, HeldSettlements, SETTLEMENT_HOLD};
+use crate::quota::{Limits, Reservation, Spend};
+use crate::user_state::{user_object_name, utc_day, Delivery, Finished, UserCommand};
+
+thread_local! {
+    static HELD: RefCell<HeldSettlements> = RefCell::default();
+}
+
+/// What the next call to `object` carries.
+pub fn carry(object: &str) -> Carried {
+    HELD.with_borrow_mut(|held| held.carry(object))
+}
+
+/// The call that carried `call` ended, `delivered` or not.
+pub fn landed(object: &str, call: u64, delivered: bool) {
+    HELD.with_borrow_mut(|held| held.landed(object, call, delivered));
+}
+
+/// Settlements held in this isolate, for the bench counters.
+pub fn held_count() -> usize {
+    HELD.with_borrow(HeldSettlements::count)
+}
+
+/// Sends everything held for `object` in one call, if anything is.
+async fn flush(env: &Env, object: &str) {
+    let Carried { call, settle } = HELD.with_borrow_mut(|held| held.carry_all(object));
+    let Some(delivery) = Delivery::flush(settle) else {
+        return;
+    };
+    if let Err(error) = user_object::deliver(env, object, call, &delivery).await {
+        log::warn("settle_failed", &error.to_string());
+    }
+}
+
+/// The reservations of an admitted request, replaced by what it used once it ends. A status
+/// read has none, and settling it does nothing.
+pub struct Settlement {
+    env: Env,
+    ctx: Rc<Context>,
+    sub: String,
+    reservations: Vec<(String, Limits, Reservation)>,
+}
+
+impl Settlement {
+    pub fn new(env: &Env, ctx: &Rc<Context>, sub: &str) -> Self {
+        Self {
+            env: env.clone(),
+            ctx: ctx.clone(),
+            sub: sub.to_owned(),
+            reservations: Vec::new(),
+        }
+    }
+
+    /// Adds the reservation an object (`name`, checked with `limits`) made.
+    pub fn add(&mut self, name: &str, limits: Limits, reservation: Reservation) {
+        self.reservations.push((name.to_owned(), limits, reservation));
+    }
+
+    /// Charges `spent` and frees the stream slot without delaying the client.
+    pub fn settle(self, spent: Spend) {
+        if self.reservations.is_empty() {
+            return;
+        }
+        let ctx = self.ctx.clone();
+        ctx.wait_until(self.hold(spent));
+    }
+
+    /// Holds the settlement now (any later call to its objects carries it, the user's
+    /// `/v1/usage` included) and returns the flush of what is still held `SETTLEMENT_HOLD`
+    /// later, for a caller that already runs after the response. The day's usage index is
+    /// batched with other requests.
+    pub fn hold(self, spent: Spend) -> impl Future<Output = ()> {
+        self.hold_creating(spent, None)
+    }
+
+    /// Settles the user's object before the client has the whole answer, recording `created`,
+    /// the stored response the request created: a continuation sent as soon as the answer
+    /// arrives must find it recorded. Shared objects are settled as `settle` does.
+    pub async fn settle_creating(self, spent: Spend, created: String) {
+        let (env, ctx) = (self.env.clone(), self.ctx.clone());
+        let user = user_object_name(&self.sub);
+        let later = self.hold_creating(spent, Some(created));
+        flush(&env, &user).await;
+        ctx.wait_until(later);
+    }
+
+    fn hold_creating(self, spent: Spend, created: Option<String>) -> impl Future<Output = ()> {
+        let now_ms = Now::read().millis();
+        let user = user_object_name(&self.sub);
+        HELD.with_borrow_mut(|held| {
+            for (name, limits, reservation) in &self.reservations {
+                let finished = Finished {
+                    reservation_id: reservation.id,
+                    used_tokens: spent.tokens,
+                    limits: *limits,
+                    now_ms,
+                    // Only the user's own object learns of a created response.
+                    created_response: created.clone().filter(|_| *name == user),
+                    used_nano_usd: spent.nano_usd,
+                };
+                held.hold(name, finished);
+            }
+        });
+        if spent != Spend::default() {
+            usage_index::record(&self.env, &self.ctx, utc_day(now_ms), self.sub.clone(), spent);
+        }
+        async move {
+            Delay::from(SETTLEMENT_HOLD).await;
+            let still_held = self
+                .reservations
+                .iter()
+                .filter(|(name, _, reservation)| HELD.with_borrow(|held| held.holds(name, reservation.id)));
+            join_all(still_held.map(|(name, _, _)| flush(&self.env, name))).await;
+        }
+    }
+
+    /// Undoes the admissions at once: a request refused after its user's admission (by the
+    /// global budget) costs the user nothing, not even a request of their rate, and a retry
+    /// right after the 429 must find it so. A failure is only logged: the reservation then
+    /// expires and is charged in full, so the operator is safe.
+    pub async fn cancel(self) {
+        let now_ms = Now::read().millis();
+        for (name, limits, reservation) in &self.reservations {
+            let command = UserCommand::Cancel {
+                reservation_id: reservation.id,
+                limits: *limits,
+                now_ms,
+            };
+            if let Err(error) = user_object::call(&self.env, name, command).await {
+                log::warn("cancel_failed", &error.to_string());
+            }
+        }
+    }
+}

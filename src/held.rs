@@ -1,0 +1,181 @@
+//! Settlements an isolate holds back. A request's settlement waits in its isolate and rides on
+//! the next call the isolate makes to the same object (an admission, a status read, any
+//! command), or goes in one call of its own once it was held `SETTLEMENT_HOLD`.
+//!
+//! Holding cannot let a budget be overrun: until its settlement lands, a request's reservation
+//! (its worst case, which it never exceeds) counts in full at its object, so the object is only
+//! more careful for a moment. If the isolate is evicted, what it holds is lost; each of those
+//! reservations then expires after `RESERVATION_TIMEOUT_MS` charged in full, as for a Worker
+//! that died mid-request, and a settlement arriving after that changes nothing (see
+//! `QuotaState::finish`).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::quota::STREAM_SLOT_RETRY_SECONDS;
+use crate::user_state::Finished;
+
+/// The longest a settlement waits for a call to ride on before it is sent alone: a stream's
+/// slot, seen from another isolate, frees within about this long after the stream ends. Under
+/// `STREAM_SLOT_RETRY_SECONDS`, so a client refused a slot finds it free when it retries.
+pub const SETTLEMENT_HOLD: Duration = Duration::from_millis(800);
+const _: () = assert!(SETTLEMENT_HOLD.as_millis() < STREAM_SLOT_RETRY_SECONDS as u128 * 1000);
+
+/// The settlements an isolate holds, per object name.
+#[derive(Debug, Default)]
+pub struct HeldSettlements {
+    by_object: BTreeMap<String, Vec<Held>>,
+    next_call: u64,
+}
+
+#[derive(Debug)]
+struct Held {
+    finished: Finished,
+    /// The call under way that carries it: the next call to the object leaves it to that one.
+    carried_by: Option<u64>,
+}
+
+/// Settlements on their way to an object in one call.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Carried {
+    pub call: u64,
+    pub settle: Vec<Finished>,
+}
+
+impl HeldSettlements {
+    pub fn hold(&mut self, object: &str, finished: Finished) {
+        let held = Held {
+            finished,
+            carried_by: None,
+        };
+        self.by_object.entry(object.to_owned()).or_default().push(held);
+    }
+
+    /// Whether the settlement of `reservation_id` at `object` has not landed yet.
+    pub fn holds(&self, object: &str, reservation_id: u64) -> bool {
+        self.by_object
+            .get(object)
+            .is_some_and(|held| held.iter().any(|h| h.finished.reservation_id == reservation_id))
+    }
+
+    /// What the next call to `object` carries: what no call under way carries already.
+    pub fn carry(&mut self, object: &str) -> Carried {
+        self.mark(object, |held| held.carried_by.is_none())
+    }
+
+    /// Everything held for `object`, also what a call under way carries (that call may never
+    /// end, if its request was cancelled): a flush. Settling twice changes nothing.
+    pub fn carry_all(&mut self, object: &str) -> Carried {
+        self.mark(object, |_| true)
+    }
+
+    /// The call ended: what it carried landed and is done, or is held again for the next.
+    pub fn landed(&mut self, object: &str, call: u64, delivered: bool) {
+        let Some(held) = self.by_object.get_mut(object) else {
+            return;
+        };
+        if delivered {
+            held.retain(|h| h.carried_by != Some(call));
+        } else {
+            for h in held.iter_mut().filter(|h| h.carried_by == Some(call)) {
+                h.carried_by = None;
+            }
+        }
+        if held.is_empty() {
+            self.by_object.remove(object);
+        }
+    }
+
+    /// How many settlements are held, for the bench counters.
+    pub fn count(&self) -> usize {
+        self.by_object.values().map(Vec::len).sum()
+    }
+
+    fn mark(&mut self, object: &str, take: impl Fn(&Held) -> bool) -> Carried {
+        let call = self.next_call;
+        self.next_call = self.next_call.wrapping_add(1);
+        let settle = self
+            .by_object
+            .get_mut(object)
+            .into_iter()
+            .flatten()
+            .filter(|held| take(held))
+            .map(|held| {
+                held.carried_by = Some(call);
+                held.finished.clone()
+            })
+            .collect();
+        Carried { call, settle }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quota::Limits;
+
+    fn finished(reservation_id: u64) -> Finished {
+        Finished {
+            reservation_id,
+            used_tokens: 1,
+            limits: Limits {
+                rate: None,
+                max_streams: None,
+                daily_tokens: None,
+                daily_nano_usd: None,
+            },
+            now_ms: 0,
+            created_response: None,
+            used_nano_usd: 0,
+        }
+    }
+
+    fn ids(carried: &Carried) -> Vec<u64> {
+        carried.settle.iter().map(|f| f.reservation_id).collect()
+    }
+
+    #[test]
+    fn held_settlements_ride_on_one_call_to_their_own_object_and_are_done_when_it_lands() {
+        let mut held = HeldSettlements::default();
+        held.hold("user:alice", finished(1));
+        held.hold("user:alice", finished(2));
+        held.hold("global", finished(7));
+        let first = held.carry("user:alice");
+        assert_eq!(ids(&first), [1, 2]);
+        assert!(
+            held.carry("user:alice").settle.is_empty(),
+            "a concurrent call leaves them to the first"
+        );
+        assert!(held.holds("user:alice", 1), "held until it lands");
+        held.landed("user:alice", first.call, true);
+        assert!(!held.holds("user:alice", 1));
+        assert_eq!(held.count(), 1, "the global object's is still held");
+        assert_eq!(ids(&held.carry("global")), [7]);
+    }
+
+    #[test]
+    fn what_a_failed_call_carried_is_held_for_the_next() {
+        let mut held = HeldSettlements::default();
+        held.hold("user:alice", finished(1));
+        let failed = held.carry("user:alice");
+        held.hold("user:alice", finished(2));
+        held.landed("user:alice", failed.call, false);
+        assert_eq!(ids(&held.carry("user:alice")), [1, 2]);
+    }
+
+    #[test]
+    fn a_flush_also_sends_what_a_call_under_way_carries_and_that_call_s_end_changes_nothing() {
+        let mut held = HeldSettlements::default();
+        held.hold("user:alice", finished(1));
+        let under_way = held.carry("user:alice");
+        held.hold("user:alice", finished(2));
+        let flush = held.carry_all("user:alice");
+        assert_eq!(ids(&flush), [1, 2]);
+        held.landed("user:alice", under_way.call, false);
+        assert!(held.carry("user:alice").settle.is_empty(), "the flush carries it now");
+        held.landed("user:alice", flush.call, true);
+        assert_eq!(held.count(), 0);
+        held.landed("user:alice", under_way.call, true);
+        assert_eq!(held.count(), 0);
+    }
+}
