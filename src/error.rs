@@ -279,16 +279,16 @@ impl ProxyError {
                     "Too many streams open for this user; finish one before starting another.".into()
                 }
                 (Refusal::BudgetExhausted { .. }, false) => {
-                    "This user's daily token budget is used up; it resets at 00:00 UTC.".into()
+                    "This user's daily token budget has no room for this request; it frees as requests under way end, and resets at 00:00 UTC (see Retry-After).".into()
                 }
                 (Refusal::BudgetExhausted { .. }, true) => {
-                    "The service's daily token budget is used up; it resets at 00:00 UTC.".into()
+                    "The service's daily token budget has no room for this request; it frees as requests under way end, and resets at 00:00 UTC (see Retry-After).".into()
                 }
                 (Refusal::SpendExhausted { .. }, false) => {
-                    "This user's daily spending budget is used up; it resets at 00:00 UTC.".into()
+                    "This user's daily spending budget has no room for this request; it frees as requests under way end, and resets at 00:00 UTC (see Retry-After).".into()
                 }
                 (Refusal::SpendExhausted { .. }, true) => {
-                    "The service's daily spending budget is used up; it resets at 00:00 UTC.".into()
+                    "The service's daily spending budget has no room for this request; it frees as requests under way end, and resets at 00:00 UTC (see Retry-After).".into()
                 }
             },
             ProxyError::UpstreamFailed { .. } => "The upstream API failed to answer.".into(),

@@ -21,6 +21,10 @@ use crate::user_state::Finished;
 pub const SETTLEMENT_HOLD: Duration = Duration::from_millis(800);
 const _: () = assert!(SETTLEMENT_HOLD.as_millis() < STREAM_SLOT_RETRY_SECONDS as u128 * 1000);
 
+/// A call under way this long was abandoned (its request cancelled mid-call never reports its
+/// end): what it carried goes with the next call. Settling twice changes nothing.
+pub const ABANDONED_AFTER_MS: i64 = 10_000;
+
 /// The settlements an isolate holds, per object name.
 #[derive(Debug, Default)]
 pub struct HeldSettlements {
@@ -31,8 +35,9 @@ pub struct HeldSettlements {
 #[derive(Debug)]
 struct Held {
     finished: Finished,
-    /// The call under way that carries it: the next call to the object leaves it to that one.
-    carried_by: Option<u64>,
+    /// The call under way that carries it, and when it started: the next call to the object
+    /// leaves it to that one unless it was abandoned.
+    carried_by: Option<(u64, i64)>,
 }
 
 /// Settlements on their way to an object in one call.
@@ -58,15 +63,19 @@ impl HeldSettlements {
             .is_some_and(|held| held.iter().any(|h| h.finished.reservation_id == reservation_id))
     }
 
-    /// What the next call to `object` carries: what no call under way carries already.
-    pub fn carry(&mut self, object: &str) -> Carried {
-        self.mark(object, |held| held.carried_by.is_none())
+    /// What the next call to `object`, at `now_ms`, carries: what no live call under way
+    /// carries already.
+    pub fn carry(&mut self, object: &str, now_ms: i64) -> Carried {
+        let abandoned = |at_ms: i64| now_ms.saturating_sub(at_ms) >= ABANDONED_AFTER_MS;
+        self.mark(object, now_ms, |held| {
+            held.carried_by.is_none_or(|(_, at_ms)| abandoned(at_ms))
+        })
     }
 
     /// Everything held for `object`, also what a call under way carries (that call may never
     /// end, if its request was cancelled): a flush. Settling twice changes nothing.
-    pub fn carry_all(&mut self, object: &str) -> Carried {
-        self.mark(object, |_| true)
+    pub fn carry_all(&mut self, object: &str, now_ms: i64) -> Carried {
+        self.mark(object, now_ms, |_| true)
     }
 
     /// The call ended: what it carried landed and is done, or is held again for the next.
@@ -75,9 +84,9 @@ impl HeldSettlements {
             return;
         };
         if delivered {
-            held.retain(|h| h.carried_by != Some(call));
+            held.retain(|h| h.carried_by.map(|(by, _)| by) != Some(call));
         } else {
-            for h in held.iter_mut().filter(|h| h.carried_by == Some(call)) {
+            for h in held.iter_mut().filter(|h| h.carried_by.map(|(by, _)| by) == Some(call)) {
                 h.carried_by = None;
             }
         }
@@ -91,7 +100,7 @@ impl HeldSettlements {
         self.by_object.values().map(Vec::len).sum()
     }
 
-    fn mark(&mut self, object: &str, take: impl Fn(&Held) -> bool) -> Carried {
+    fn mark(&mut self, object: &str, now_ms: i64, take: impl Fn(&Held) -> bool) -> Carried {
         let call = self.next_call;
         self.next_call = self.next_call.wrapping_add(1);
         let settle = self
@@ -101,7 +110,7 @@ impl HeldSettlements {
             .flatten()
             .filter(|held| take(held))
             .map(|held| {
-                held.carried_by = Some(call);
+                held.carried_by = Some((call, now_ms));
                 held.finished.clone()
             })
             .collect();
@@ -140,42 +149,59 @@ mod tests {
         held.hold("user:alice", finished(1));
         held.hold("user:alice", finished(2));
         held.hold("global", finished(7));
-        let first = held.carry("user:alice");
+        let first = held.carry("user:alice", 0);
         assert_eq!(ids(&first), [1, 2]);
         assert!(
-            held.carry("user:alice").settle.is_empty(),
+            held.carry("user:alice", 0).settle.is_empty(),
             "a concurrent call leaves them to the first"
         );
         assert!(held.holds("user:alice", 1), "held until it lands");
         held.landed("user:alice", first.call, true);
         assert!(!held.holds("user:alice", 1));
         assert_eq!(held.count(), 1, "the global object's is still held");
-        assert_eq!(ids(&held.carry("global")), [7]);
+        assert_eq!(ids(&held.carry("global", 0)), [7]);
     }
 
     #[test]
     fn what_a_failed_call_carried_is_held_for_the_next() {
         let mut held = HeldSettlements::default();
         held.hold("user:alice", finished(1));
-        let failed = held.carry("user:alice");
+        let failed = held.carry("user:alice", 0);
         held.hold("user:alice", finished(2));
         held.landed("user:alice", failed.call, false);
-        assert_eq!(ids(&held.carry("user:alice")), [1, 2]);
+        assert_eq!(ids(&held.carry("user:alice", 0)), [1, 2]);
     }
 
     #[test]
     fn a_flush_also_sends_what_a_call_under_way_carries_and_that_call_s_end_changes_nothing() {
         let mut held = HeldSettlements::default();
         held.hold("user:alice", finished(1));
-        let under_way = held.carry("user:alice");
+        let under_way = held.carry("user:alice", 0);
         held.hold("user:alice", finished(2));
-        let flush = held.carry_all("user:alice");
+        let flush = held.carry_all("user:alice", 0);
         assert_eq!(ids(&flush), [1, 2]);
         held.landed("user:alice", under_way.call, false);
-        assert!(held.carry("user:alice").settle.is_empty(), "the flush carries it now");
+        assert!(
+            held.carry("user:alice", 0).settle.is_empty(),
+            "the flush carries it now"
+        );
         held.landed("user:alice", flush.call, true);
         assert_eq!(held.count(), 0);
         held.landed("user:alice", under_way.call, true);
+        assert_eq!(held.count(), 0);
+    }
+
+    #[test]
+    fn what_an_abandoned_call_carried_goes_with_a_later_call() {
+        let mut held = HeldSettlements::default();
+        held.hold("user:alice", finished(1));
+        let abandoned = held.carry("user:alice", 0);
+        assert!(held.carry("user:alice", ABANDONED_AFTER_MS - 1).settle.is_empty());
+        let next = held.carry("user:alice", ABANDONED_AFTER_MS);
+        assert_eq!(ids(&next), [1]);
+        held.landed("user:alice", abandoned.call, true);
+        assert_eq!(held.count(), 1, "only the call that carries it now can finish it");
+        held.landed("user:alice", next.call, true);
         assert_eq!(held.count(), 0);
     }
 }

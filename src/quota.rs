@@ -254,11 +254,20 @@ impl QuotaState {
                 retry_after_seconds: STREAM_SLOT_RETRY_SECONDS,
             });
         }
+        // Refused only for what requests under way reserve (their settlements may be on their
+        // way), the budget may have room again in seconds; else not before the next day.
+        let retry_after_seconds = |used: u64, ask: u64, budget: u64| {
+            if used.saturating_add(ask) <= budget {
+                STREAM_SLOT_RETRY_SECONDS
+            } else {
+                ceil_seconds(self.next_day_ms() - now_ms)
+            }
+        };
         if let Some(budget) = limits.daily_tokens {
             let committed = self.used_tokens.saturating_add(self.reserved_tokens());
             if committed.saturating_add(ask.tokens) > budget {
                 return Err(Refusal::BudgetExhausted {
-                    retry_after_seconds: ceil_seconds(self.next_day_ms() - now_ms),
+                    retry_after_seconds: retry_after_seconds(self.used_tokens, ask.tokens, budget),
                 });
             }
         }
@@ -266,7 +275,7 @@ impl QuotaState {
             let committed = self.used_nano_usd.saturating_add(self.reserved_nano_usd());
             if committed.saturating_add(ask.nano_usd) > budget {
                 return Err(Refusal::SpendExhausted {
-                    retry_after_seconds: ceil_seconds(self.next_day_ms() - now_ms),
+                    retry_after_seconds: retry_after_seconds(self.used_nano_usd, ask.nano_usd, budget),
                 });
             }
         }
@@ -487,12 +496,23 @@ mod tests {
             Some(1_000 - 50 - 600)
         );
         assert!(state.admit(&budget_only, ask, T0 + 2).is_ok());
-        let refused = state.admit(&budget_only, ask, T0 + 3);
+        // Only the requests under way stand in the way: they may end in seconds.
+        assert_eq!(
+            state.admit(&budget_only, ask, T0 + 3),
+            Err(Refusal::BudgetExhausted {
+                retry_after_seconds: STREAM_SLOT_RETRY_SECONDS
+            })
+        );
+        let running: Vec<u64> = state.reservations.iter().map(|r| r.id).collect();
+        for id in running {
+            state.finish(&budget_only, id, tokens(300), T0 + 4);
+        }
+        // Spent: nothing frees before the day ends.
         let midnight = (T0.div_euclid(DAY_MS) + 1) * DAY_MS;
         assert_eq!(
-            refused,
+            state.admit(&budget_only, ask, T0 + 5),
             Err(Refusal::BudgetExhausted {
-                retry_after_seconds: ((midnight - T0 - 3) as u64).div_ceil(1000)
+                retry_after_seconds: ((midnight - T0 - 5) as u64).div_ceil(1000)
             })
         );
     }

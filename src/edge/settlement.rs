@@ -16,13 +16,17 @@ use crate::held::{Carried, HeldSettlements, SETTLEMENT_HOLD};
 use crate::quota::{Limits, Reservation, Spend};
 use crate::user_state::{user_object_name, utc_day, Delivery, Finished, UserCommand};
 
+/// Flushes a request's `wait_until` tries, `SETTLEMENT_HOLD` apart, before leaving what is
+/// still held to the next call (or to its reservation's expiry, charged in full).
+const FLUSH_ATTEMPTS: usize = 3;
+
 thread_local! {
     static HELD: RefCell<HeldSettlements> = RefCell::default();
 }
 
 /// What the next call to `object` carries.
 pub fn carry(object: &str) -> Carried {
-    HELD.with_borrow_mut(|held| held.carry(object))
+    HELD.with_borrow_mut(|held| held.carry(object, Now::read().millis()))
 }
 
 /// The call that carried `call` ended, `delivered` or not.
@@ -37,7 +41,7 @@ pub fn held_count() -> usize {
 
 /// Sends everything held for `object` in one call, if anything is.
 async fn flush(env: &Env, object: &str) {
-    let Carried { call, settle } = HELD.with_borrow_mut(|held| held.carry_all(object));
+    let Carried { call, settle } = HELD.with_borrow_mut(|held| held.carry_all(object, Now::read().millis()));
     let Some(delivery) = Delivery::flush(settle) else {
         return;
     };
@@ -70,7 +74,8 @@ impl Settlement {
         self.reservations.push((name.to_owned(), limits, reservation));
     }
 
-    /// Charges `spent` and frees the stream slot without delaying the client.
+    /// Holds `spent` to be charged, and the stream slot freed, after the response (`hold`), so
+    /// it never delays the client.
     pub fn settle(self, spent: Spend) {
         if self.reservations.is_empty() {
             return;
@@ -93,9 +98,10 @@ impl Settlement {
     pub async fn settle_creating(self, spent: Spend, created: String) {
         let (env, ctx) = (self.env.clone(), self.ctx.clone());
         let user = user_object_name(&self.sub);
-        let later = self.hold_creating(spent, Some(created));
+        // The later flush is registered first: it must run even if this request is cancelled
+        // while the immediate one is under way.
+        ctx.wait_until(self.hold_creating(spent, Some(created)));
         flush(&env, &user).await;
-        ctx.wait_until(later);
     }
 
     fn hold_creating(self, spent: Spend, created: Option<String>) -> impl Future<Output = ()> {
@@ -118,13 +124,21 @@ impl Settlement {
         if spent != Spend::default() {
             usage_index::record(&self.env, &self.ctx, utc_day(now_ms), self.sub.clone(), spent);
         }
+        // A failed flush is tried again: a slot must not wait for this isolate's next call.
         async move {
-            Delay::from(SETTLEMENT_HOLD).await;
-            let still_held = self
-                .reservations
-                .iter()
-                .filter(|(name, _, reservation)| HELD.with_borrow(|held| held.holds(name, reservation.id)));
-            join_all(still_held.map(|(name, _, _)| flush(&self.env, name))).await;
+            for _ in 0..FLUSH_ATTEMPTS {
+                Delay::from(SETTLEMENT_HOLD).await;
+                let still_held: Vec<&str> = self
+                    .reservations
+                    .iter()
+                    .filter(|(name, _, reservation)| HELD.with_borrow(|held| held.holds(name, reservation.id)))
+                    .map(|(name, _, _)| name.as_str())
+                    .collect();
+                if still_held.is_empty() {
+                    return;
+                }
+                join_all(still_held.into_iter().map(|name| flush(&self.env, name))).await;
+            }
         }
     }
 
