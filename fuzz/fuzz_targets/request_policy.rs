@@ -33,7 +33,9 @@ fuzz_target!(|body: &[u8]| {
             let forwarded: serde_json::Value =
                 serde_json::from_str(request.upstream_body()).expect("forwarded body is JSON");
             let body_bytes = request.upstream_body().len() as u64;
-            assert!(config.default_plan.is_model_allowed(forwarded["model"].as_str().expect("model is set")));
+            assert!(config
+                .default_plan
+                .is_model_allowed(forwarded["model"].as_str().expect("model is set")));
             assert!(request.reserve_tokens >= body_bytes);
             // Without usage the whole body is charged, and never more than was reserved.
             // Without usage the whole reservation is charged: nothing unmeasured slips by.
