@@ -20,12 +20,15 @@ test: lint build
 	node --test --test-concurrency=1 tests/e2e/
 	node bench/run.mjs --smoke
 
-# Formatting and lints gate `make test`: native (core, tests, mint-token) and wasm (the edge).
+# Formatting and lints gate `make test`: native (core, tests, mint-token) and wasm (the edge);
+# the fuzz targets must compile (fuzzing itself needs nightly: make fuzz).
 lint: tools
 	@rustup component list --installed | grep -q '^clippy' && rustup component list --installed | grep -q '^rustfmt' || rustup component add clippy rustfmt
 	cargo fmt --check
 	cargo clippy --all-targets --locked -- -D warnings
 	cargo clippy --target wasm32-unknown-unknown --lib --locked -- -D warnings
+	cargo fmt --check --manifest-path fuzz/Cargo.toml
+	cargo check --manifest-path fuzz/Cargo.toml --locked --quiet
 
 # The proxy against its baselines (minutes); writes bench/results/<date>.json and a table.
 bench: build
