@@ -76,7 +76,10 @@ try {
   await send("Profiler.start");
   const result = await run(SECONDS);
   await new Promise((resolve) => setTimeout(resolve, 1000)); // held settlements flush
-  const { profile } = await send("Profiler.stop");
+  // workerd's inspector sometimes never answers a stop: say so instead of hanging.
+  const stopped = send("Profiler.stop");
+  const gaveUp = new Promise((_, reject) => setTimeout(() => reject(new Error("workerd's inspector did not answer Profiler.stop within 30 s; try a shorter PROFILE_SECONDS")), 30_000).unref());
+  const { profile } = await Promise.race([stopped, gaveUp]);
   socket.close();
 
   const byId = new Map(profile.nodes.map((node) => [node.id, node]));
