@@ -7,7 +7,7 @@ use std::fmt;
 
 use serde_json::json;
 
-use crate::quota::Refusal;
+use crate::budget::quota::Refusal;
 
 /// Why a bearer token was refused. The client is told the kind, never the token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,29 +10,16 @@
 // (and its clippy run in `make lint`) compiles everything and judges dead code.
 #![cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 
-mod alerts;
-mod attribution;
 mod auth;
-mod billable;
+mod budget;
 mod config;
 mod cors;
-mod cost;
 mod day;
 mod error;
-mod forwarding;
-mod guest;
-mod held;
-mod jwks;
-mod key_refresh;
-mod plans;
-mod policy;
-mod prices;
-mod prompt;
-mod quota;
+mod objects;
+mod request;
 mod routes;
 mod sse;
-mod usage_report;
-mod user_state;
 
 #[cfg(target_arch = "wasm32")]
 mod edge;
@@ -41,25 +28,25 @@ mod edge;
 #[doc(hidden)]
 pub mod testing {
     pub mod auth {
+        pub use crate::auth::jwks::parse_jwks;
         pub use crate::auth::{
             bearer_token, mint_hmac_token, verify, ClaimRules, HmacAlgorithm, KeyEntry, KeySet, VerifyingKey,
             MIN_HMAC_SECRET_BYTES,
         };
-        pub use crate::jwks::parse_jwks;
     }
     pub mod config {
         pub use crate::config::{Config, Secret};
     }
     pub mod guest {
-        pub use crate::guest::{judge_siteverify, turnstile_token, verify, ClientKey};
+        pub use crate::auth::guest::{judge_siteverify, turnstile_token, verify, ClientKey};
     }
     pub mod policy {
-        pub use crate::policy::{
+        pub use crate::request::{
             parse_chat_request, parse_embeddings_request, parse_generate_text, parse_responses_request,
         };
     }
     pub mod quota {
-        pub use crate::quota::{Ask, Limits, QuotaState, RateLimit, Spend};
+        pub use crate::budget::quota::{Ask, Limits, QuotaState, RateLimit, Spend};
     }
     pub mod sse {
         pub use crate::sse::{SseMeter, StreamKind};

@@ -6,14 +6,14 @@ use serde_json::json;
 use worker::{web_sys, Env, Request, Response};
 
 use super::http::{self, header, json_response};
-use super::{console, usage_index, user_object, Now, Result};
+use super::{console, objects, Now, Result};
 use crate::auth;
+use crate::budget::plans::DEFAULT_PLAN;
+use crate::budget::usage_report::{self, DayRange, UsageQuery};
 use crate::config::Config;
 use crate::error::ProxyError;
-use crate::plans::DEFAULT_PLAN;
+use crate::objects::user::{utc_day, UserCommand, UserReply};
 use crate::routes::AdminRoute;
-use crate::usage_report::{self, DayRange, UsageQuery};
-use crate::user_state::{utc_day, UserCommand, UserReply};
 
 /// An admin body (`{"plan": "pro"}`) is a few bytes.
 const MAX_ADMIN_BODY_BYTES: usize = 4096;
@@ -63,7 +63,7 @@ pub async fn serve(route: AdminRoute, req: &mut Request, env: &Env, config: &Con
         revoked_at,
         standing,
         plan,
-    } = user_object::call_user(env, &sub, command).await?
+    } = objects::user::call_user(env, &sub, command).await?
     else {
         return Err(ProxyError::Internal {
             detail: "user object did not answer with a status".into(),
@@ -109,10 +109,10 @@ async fn day_usage(req: &Request, env: &Env, now: Now) -> Result<Response> {
     let today = utc_day(now.millis());
     let query = UsageQuery::parse(day.as_deref(), from.as_deref(), to.as_deref(), &today)?;
     // What this isolate's requests spent and it has not sent yet, listed too.
-    usage_index::flush(env).await;
+    objects::usage_index::flush(env).await;
     match query {
         UsageQuery::Day(day) => {
-            let users = usage_index::list(env, &day).await?;
+            let users = objects::usage_index::list(env, &day).await?;
             json_response(200, &json!({ "day": day, "users": users }).to_string())
         }
         UsageQuery::Range(range) => range_usage(env, &range).await,
@@ -122,7 +122,7 @@ async fn day_usage(req: &Request, env: &Env, now: Now) -> Result<Response> {
 /// Each day of the range from its own index object, asked all at once (at most 31 calls).
 async fn range_usage(env: &Env, range: &DayRange) -> Result<Response> {
     let days = range.days();
-    let lists = join_all(days.iter().map(|day| usage_index::list(env, day))).await;
+    let lists = join_all(days.iter().map(|day| objects::usage_index::list(env, day))).await;
     let mut per_day = Vec::with_capacity(days.len());
     for (day, list) in days.into_iter().zip(lists) {
         per_day.push((day, usage_report::user_totals(list?)?));
@@ -133,7 +133,7 @@ async fn range_usage(env: &Env, range: &DayRange) -> Result<Response> {
 /// `GET /admin/budget`: today and the budget all users share, if one is set.
 async fn budget(env: &Env, config: &Config, now: Now) -> Result<Response> {
     let standing = match config.global_limits {
-        Some(limits) => Some(user_object::global_status(env, limits, now.millis()).await?),
+        Some(limits) => Some(objects::user::global_status(env, limits, now.millis()).await?),
         None => None,
     };
     let report = usage_report::budget_report(&utc_day(now.millis()), standing.as_ref());

@@ -8,15 +8,15 @@ use std::rc::Rc;
 use worker::{Context, Env};
 
 use super::log::Outcome;
+use super::objects::{self, user::Admission};
 use super::settlement::Settlement;
-use super::user_object::{self, Admission};
 use super::Result;
 use crate::auth::Identity;
+use crate::budget::plans::{claimed_plan, Plan};
+use crate::budget::quota::Ask;
 use crate::config::Config;
 use crate::error::ProxyError;
-use crate::plans::{claimed_plan, Plan};
-use crate::policy::{self, ApiRequest};
-use crate::quota::Ask;
+use crate::request::{self, ApiRequest};
 use crate::routes::{ApiRoute, UserRoute};
 
 /// Admission attempts of one request whose plan an operator changes meanwhile, before the
@@ -47,13 +47,13 @@ pub async fn admit_on_plan<'a>(
     // Before any Durable Object call: a claim naming a plan this proxy lacks costs nothing.
     let (claimed, _) = claimed_plan(identity.plan.as_deref());
     config.plan(&claimed)?;
-    let mut plan_name = user_object::plan_hint(&identity.sub, &claimed);
+    let mut plan_name = objects::user::plan_hint(&identity.sub, &claimed);
     for _ in 0..MAX_PLAN_ATTEMPTS {
         let plan = config.plan(&plan_name)?;
         outcome.plan = Some(plan.name.clone());
         let request = match (route, body) {
             (UserRoute::Api(api_route), Some(body)) => {
-                match policy::parse(api_route, body, config, plan, &identity.sub) {
+                match request::parse(api_route, body, config, plan, &identity.sub) {
                     Ok(request) => Some(request),
                     Err(refused) => match plan_in_force(
                         Checked {
@@ -87,7 +87,7 @@ pub async fn admit_on_plan<'a>(
             nano_usd: request.reserve_nano_usd,
         });
         let continues = request.as_ref().and_then(|request| request.continues.as_deref());
-        let (standing, admission) = user_object::admit(env, ctx, config, identity, ask, plan, continues).await;
+        let (standing, admission) = objects::user::admit(env, ctx, config, identity, ask, plan, continues).await;
         outcome.standing = standing;
         match admission? {
             Admission::Admitted(settlement) => {
@@ -119,11 +119,11 @@ async fn plan_in_force(
     let another_accepts = config
         .all_plans()
         .filter(|other| other.name != plan.name)
-        .any(|other| policy::parse(route, body, config, other, &identity.sub).is_ok());
+        .any(|other| request::parse(route, body, config, other, &identity.sub).is_ok());
     if !another_accepts {
         return Ok(None);
     }
-    match user_object::admit(env, ctx, config, identity, None, plan, None)
+    match objects::user::admit(env, ctx, config, identity, None, plan, None)
         .await
         .1?
     {

@@ -1,4 +1,4 @@
-//! `POST /v1/guest`: a Turnstile token in, a short guest token out (see `crate::guest`).
+//! `POST /v1/guest`: a Turnstile token in, a short guest token out (see `crate::auth::guest`).
 
 use std::time::Duration;
 
@@ -8,10 +8,10 @@ use worker::{Delay, Env, Fetch, Headers, Method, Request, RequestInit, RequestRe
 
 use super::http::{self, header, json_response};
 use super::log::Outcome;
-use super::{user_object, Now, Result};
+use super::{objects, Now, Result};
+use crate::auth::guest::{self, GUEST_PLAN, MAX_MINT_BODY_BYTES};
 use crate::config::{Config, GuestSettings};
 use crate::error::ProxyError;
-use crate::guest::{self, GUEST_PLAN, MAX_MINT_BODY_BYTES};
 
 /// How long one siteverify call may take.
 const SITEVERIFY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -28,7 +28,7 @@ pub async fn mint(req: &mut Request, env: &Env, config: &Config, outcome: &mut O
     let turnstile_token = guest::turnstile_token(&body)?;
     let client_ip = header(req, "cf-connecting-ip");
     let client = settings.client_key.object_name(client_ip.as_deref());
-    user_object::admit_mint(env, &client, settings.mints_per_hour).await?;
+    objects::user::admit_mint(env, &client, settings.mints_per_hour).await?;
     siteverify(settings, &turnstile_token, client_ip.as_deref()).await?;
     let minted = guest::mint(
         settings.token_secret(),

@@ -7,10 +7,10 @@ use worker::{js_sys, Headers, Request, Response};
 
 use super::log::Outcome;
 use super::Result;
+use crate::budget::plans::Plan;
+use crate::budget::quota::Standing;
 use crate::cors;
 use crate::error::ProxyError;
-use crate::plans::Plan;
-use crate::quota::Standing;
 
 /// Reads the body, counting bytes as they arrive and stopping past the limit (a
 /// `Content-Length` can lie, and chunked bodies have none).

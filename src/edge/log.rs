@@ -4,10 +4,10 @@
 use serde_json::json;
 
 use super::Now;
+use crate::budget::prices::usd;
+use crate::budget::quota::{Spend, Standing};
 use crate::config::LogLevel;
-use crate::policy::ApiRequest;
-use crate::prices::usd;
-use crate::quota::{Spend, Standing};
+use crate::request::ApiRequest;
 use crate::sse;
 
 /// What one request's log line says; filled in by the request's phases.

@@ -5,29 +5,26 @@ mod admission;
 mod bench;
 mod body;
 mod console;
-mod durable;
 mod guest;
 mod http;
-mod jwks;
+mod keys;
 mod log;
+mod objects;
 mod settlement;
 mod stream;
 mod upstream;
-mod usage_index;
-mod user_object;
-mod webcrypto;
 
 use std::rc::Rc;
 
 use worker::{js_sys, Context, Date, Env, Method, Request, Response};
 
+use crate::auth::guest::{GUEST_ISSUER, GUEST_SUB_PREFIX};
 use crate::auth::{self, Identity};
+use crate::budget::quota::Spend;
 use crate::config::Config;
 use crate::cors::{self, OriginCheck};
 use crate::error::{ProxyError, TokenProblem};
-use crate::guest::{GUEST_ISSUER, GUEST_SUB_PREFIX};
-use crate::policy::{self, ApiRequest};
-use crate::quota::Spend;
+use crate::request::{self, ApiRequest};
 use crate::routes::{self, ApiRoute, Route, UserRoute};
 use crate::sse;
 use http::{header, json_response};
@@ -252,7 +249,7 @@ async fn answer_whole(
     }
     let (body, headers) = whole?;
     match api_route {
-        ApiRoute::GenerateText => json_response(200, &policy::generate_text_result(&body)?),
+        ApiRoute::GenerateText => json_response(200, &request::generate_text_result(&body)?),
         _ => Ok(Response::from_bytes(body)?.with_headers(headers)),
     }
 }
@@ -277,11 +274,11 @@ async fn authenticate(req: &Request, config: &Config) -> Result<Identity> {
         return authenticate_guest(req, token, config);
     }
     let now = Now::read();
-    let keys = jwks::key_set(config, now).await?;
+    let keys = keys::jwks::key_set(config, now).await?;
     let signature_holds = match keys.signature_holds(&shape).await {
         // The provider may have rotated its keys since we fetched them.
         Err(ProxyError::InvalidToken(TokenProblem::UnknownKey)) => {
-            match jwks::refetch_for_unknown_kid(config, now).await? {
+            match keys::jwks::refetch_for_unknown_kid(config, now).await? {
                 Some(fresh) => fresh.signature_holds(&shape).await,
                 None => Err(ProxyError::InvalidToken(TokenProblem::UnknownKey)),
             }
@@ -305,7 +302,7 @@ fn authenticate_guest(req: &Request, token: &str, config: &Config) -> Result<Ide
         .guest
         .as_ref()
         .ok_or(ProxyError::InvalidToken(TokenProblem::WrongIssuer))?;
-    let mut identity = crate::guest::verify(
+    let mut identity = crate::auth::guest::verify(
         token,
         settings.token_secret(),
         settings.token_ttl,

@@ -1,5 +1,5 @@
 //! Settling admitted requests off the critical path. A settlement is held in the isolate (see
-//! `crate::held`) and rides on the next call the isolate makes to the same object, whoever
+//! `crate::budget::held`) and rides on the next call the isolate makes to the same object, whoever
 //! makes it; one still held after `SETTLEMENT_HOLD` goes in one call of its own, from the
 //! request's `wait_until`. Cancels, and a settlement that records a created response, go at
 //! once.
@@ -11,10 +11,10 @@ use std::rc::Rc;
 use futures_util::future::join_all;
 use worker::{Context, Delay, Env};
 
-use super::{log, usage_index, user_object, Now};
-use crate::held::{Carried, HeldSettlements, SETTLEMENT_HOLD};
-use crate::quota::{Limits, Reservation, Spend};
-use crate::user_state::{user_object_name, utc_day, Delivery, Finished, UserCommand};
+use super::{log, objects, Now};
+use crate::budget::held::{Carried, HeldSettlements, SETTLEMENT_HOLD};
+use crate::budget::quota::{Limits, Reservation, Spend};
+use crate::objects::user::{user_object_name, utc_day, Delivery, Finished, UserCommand};
 
 /// Flushes a request's `wait_until` tries, `SETTLEMENT_HOLD` apart, before leaving what is
 /// still held to the next call (or to its reservation's expiry, charged in full).
@@ -45,7 +45,7 @@ async fn flush(env: &Env, object: &str) {
     let Some(delivery) = Delivery::flush(settle) else {
         return;
     };
-    if let Err(error) = user_object::deliver(env, object, call, &delivery).await {
+    if let Err(error) = objects::user::deliver(env, object, call, &delivery).await {
         log::warn("settle_failed", &error.to_string());
     }
 }
@@ -122,7 +122,7 @@ impl Settlement {
             }
         });
         if spent != Spend::default() {
-            usage_index::record(&self.env, &self.ctx, utc_day(now_ms), self.sub.clone(), spent);
+            objects::usage_index::record(&self.env, &self.ctx, utc_day(now_ms), self.sub.clone(), spent);
         }
         // A failed flush is tried again: a slot must not wait for this isolate's next call.
         async move {
@@ -154,7 +154,7 @@ impl Settlement {
                 limits: *limits,
                 now_ms,
             };
-            if let Err(error) = user_object::call(&self.env, name, command).await {
+            if let Err(error) = objects::user::call(&self.env, name, command).await {
                 log::warn("cancel_failed", &error.to_string());
             }
         }

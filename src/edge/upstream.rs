@@ -13,9 +13,9 @@ use super::settlement::Settlement;
 use super::stream;
 use crate::config::{Config, Secret};
 use crate::error::ProxyError;
-use crate::forwarding;
-use crate::forwarding::UpstreamEndpoint;
-use crate::policy::{ApiRequest, Tariff};
+use crate::request::forwarding;
+use crate::request::forwarding::UpstreamEndpoint;
+use crate::request::{ApiRequest, Tariff};
 use crate::sse::{SseMeter, StreamKind};
 
 /// Sends the request upstream and waits (at most `UPSTREAM_TIMEOUT_MS`) for its headers.

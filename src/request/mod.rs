@@ -6,17 +6,24 @@
 //! the known fields that would cost what the proxy cannot see or bound are refused (400, `param`
 //! names the field): see `billable`.
 
+pub mod attribution;
+pub mod billable;
+pub mod forwarding;
+pub mod prompt;
+
 use serde_json::{json, Map, Value};
 
-use crate::billable::{attribute, check_price_fields, check_tools, continuation, hosted_call_cap, search_model_fee};
+use crate::budget::cost::{Cost, CostRules, ToolFees};
+use crate::budget::plans::Plan;
+use crate::budget::prices::Price;
+use crate::budget::quota::Spend;
 use crate::config::{Config, RequestLimits};
-use crate::cost::{Cost, CostRules, ToolFees};
 use crate::error::ProxyError;
-use crate::forwarding::UpstreamEndpoint;
-use crate::plans::Plan;
-use crate::prices::Price;
-use crate::prompt::PromptMeter;
-use crate::quota::Spend;
+use crate::request::billable::{
+    attribute, check_price_fields, check_tools, continuation, hosted_call_cap, search_model_fee,
+};
+use crate::request::forwarding::UpstreamEndpoint;
+use crate::request::prompt::PromptMeter;
 use crate::routes::ApiRoute;
 use crate::sse::Usage;
 
@@ -630,7 +637,7 @@ fn check_messages(messages: Option<&Value>, meter: &mut PromptMeter) -> Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::user_state::MAX_RESPONSE_ID_BYTES;
+    use crate::objects::user::MAX_RESPONSE_ID_BYTES;
 
     fn config() -> Config {
         Config::for_tests(&[

@@ -9,9 +9,9 @@ use wasm_bindgen::prelude::*;
 use worker::js_sys::{Array, Promise, Uint8Array, JSON};
 use worker::wasm_bindgen_futures::JsFuture;
 
+use crate::auth::jwks::{ParsedKeySet, ProviderKey, PublicAlgorithm, PublicKey, Sha};
 use crate::auth::{KeyEntry, KeySet, TokenShape, VerifyingKey};
 use crate::error::ProxyError;
-use crate::jwks::{ParsedKeySet, ProviderKey, PublicAlgorithm, PublicKey, Sha};
 
 #[wasm_bindgen]
 extern "C" {

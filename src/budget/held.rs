@@ -12,8 +12,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::quota::STREAM_SLOT_RETRY_SECONDS;
-use crate::user_state::Finished;
+use crate::budget::quota::STREAM_SLOT_RETRY_SECONDS;
+use crate::objects::user::Finished;
 
 /// The longest a settlement waits for a call to ride on before it is sent alone: a stream's
 /// slot, seen from another isolate, frees within about this long after the stream ends. Under
@@ -121,7 +121,7 @@ impl HeldSettlements {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::quota::Limits;
+    use crate::budget::quota::Limits;
 
     fn finished(reservation_id: u64) -> Finished {
         Finished {

@@ -94,7 +94,7 @@ impl std::fmt::Debug for ClientKey {
 }
 
 fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
-    crate::attribution::hmac_sha256(key, message)
+    crate::request::attribution::hmac_sha256(key, message)
 }
 
 /// The Turnstile token of a mint request. A body that is not `{"turnstile_token": string}`

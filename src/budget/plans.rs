@@ -9,10 +9,10 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::budget::cost::CostRules;
+use crate::budget::quota::Limits;
 use crate::config::RequestLimits;
-use crate::cost::CostRules;
 use crate::error::ProxyError;
-use crate::quota::Limits;
 
 /// The plan of the top-level variables: a token without a plan claim gets it.
 pub const DEFAULT_PLAN: &str = "default";

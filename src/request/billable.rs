@@ -4,12 +4,12 @@
 
 use serde_json::{json, Map, Value};
 
+use crate::budget::cost::CostRules;
 use crate::config::Config;
-use crate::cost::CostRules;
 use crate::error::ProxyError;
-use crate::forwarding::UpstreamEndpoint;
-use crate::prompt::PromptMeter;
-use crate::user_state::MAX_RESPONSE_ID_BYTES;
+use crate::objects::user::MAX_RESPONSE_ID_BYTES;
+use crate::request::forwarding::UpstreamEndpoint;
+use crate::request::prompt::PromptMeter;
 
 /// Responses API fields that make OpenAI add stored context the proxy can neither see nor bound
 /// (and that let one user continue another's response: all share the operator's organisation).

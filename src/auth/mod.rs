@@ -8,6 +8,10 @@
 //! not check `crit`/`b64`/`jku`/..., `iss` or `aud`, and its time checks can overflow on a
 //! validly signed `nbf` near `i64::MIN`.
 
+pub mod guest;
+pub mod jwks;
+pub mod key_refresh;
+
 use base64ct::{Base64UrlUnpadded, Encoding};
 use hmac::{Hmac, Mac};
 use jwt_compact::alg::{Hs256, Hs256Key, Hs384, Hs384Key, Hs512, Hs512Key};
@@ -15,9 +19,9 @@ use jwt_compact::{AlgorithmExt, Claims};
 use serde_json::{Map, Value};
 use sha2::{Sha256, Sha384, Sha512};
 
+use crate::auth::jwks::{PublicKey, Sha};
 use crate::config::Secret;
 use crate::error::{ProxyError, TokenProblem};
-use crate::jwks::{PublicKey, Sha};
 
 /// Longer tokens are refused before any decoding.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
@@ -739,7 +743,7 @@ mod tests {
 
     mod key_sets {
         use super::*;
-        use crate::jwks::parse_jwks;
+        use crate::auth::jwks::parse_jwks;
         use jwt_compact::alg::{Ed25519, Es256, Rsa};
         use jwt_compact::jwk::JsonWebKey;
         use jwt_compact::Header;

@@ -11,15 +11,15 @@ use std::ops::RangeInclusive;
 use std::str::FromStr;
 use std::time::Duration;
 
-use crate::alerts::AlertRules;
-use crate::attribution::SafetyKey;
+use crate::auth::guest::{self, ClientKey, GUEST_PLAN, GUEST_PLAN_DEFAULTS};
 use crate::auth::{ClaimRules, HmacAlgorithm, KeyEntry, VerifyingKey, MIN_HMAC_SECRET_BYTES};
-use crate::cost::{self, CostRules};
+use crate::budget::alerts::AlertRules;
+use crate::budget::cost::{self, CostRules};
+use crate::budget::plans::{self, Plan, DEFAULT_PLAN};
+use crate::budget::prices::{self, Prices};
+use crate::budget::quota::{Limits, RateLimit};
 use crate::error::ProxyError;
-use crate::guest::{self, ClientKey, GUEST_PLAN, GUEST_PLAN_DEFAULTS};
-use crate::plans::{self, Plan, DEFAULT_PLAN};
-use crate::prices::{self, Prices};
-use crate::quota::{Limits, RateLimit};
+use crate::request::attribution::SafetyKey;
 
 pub const DEFAULT_UPSTREAM_BASE_URL: &str = "https://api.openai.com/v1";
 pub const DEFAULT_SYSTEM_PROMPT: &str = "You are a helpful assistant.";

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::prices::usd;
+use crate::budget::prices::usd;
 
 pub const DAY_MS: i64 = 86_400_000;
 /// A request still unfinished after this long is taken to have died with its Worker.

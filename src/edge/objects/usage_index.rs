@@ -9,10 +9,10 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use worker::{durable_object, js_sys, Context, Delay, DurableObject, Env, Request, Response, State};
 
-use super::{durable, log, Result};
-use crate::prices::usd;
-use crate::quota::Spend;
-use crate::user_state::{usage_index_name, IndexCommand, UsageBatch};
+use crate::budget::prices::usd;
+use crate::budget::quota::Spend;
+use crate::edge::{log, Result};
+use crate::objects::user::{usage_index_name, IndexCommand, UsageBatch};
 
 const BINDING: &str = "USAGE_INDEX";
 
@@ -31,7 +31,7 @@ impl DurableObject for UsageIndex {
 
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
         let storage = self.state.storage();
-        match durable::command(&mut req).await? {
+        match super::command(&mut req).await? {
             IndexCommand::Record { spent, spent_nano_usd } => {
                 for (sub, tokens) in spent {
                     let stored: Option<serde_json::Value> = storage.get(&sub).await?;
@@ -81,7 +81,7 @@ fn stored_spend(value: serde_json::Value) -> Spend {
 
 /// Every user's total tokens and dollars of `day` (`YYYY-MM-DD`).
 pub async fn list(env: &Env, day: &str) -> Result<serde_json::Value> {
-    durable::call(env, BINDING, &usage_index_name(day), &IndexCommand::List).await
+    super::call(env, BINDING, &usage_index_name(day), &IndexCommand::List).await
 }
 
 /// The longest usage waits in the isolate before it goes to the day's index: an isolate sends
@@ -140,7 +140,7 @@ async fn send_pending(env: &Env) {
     SENDS_UNDER_WAY.set(SENDS_UNDER_WAY.get() + 1);
     let _under_way = OnDrop(|| SENDS_UNDER_WAY.set(SENDS_UNDER_WAY.get() - 1));
     join_all(batch.iter().map(|(day, record)| async move {
-        let sent: Result<serde_json::Value> = durable::call(env, BINDING, &usage_index_name(day), record).await;
+        let sent: Result<serde_json::Value> = super::call(env, BINDING, &usage_index_name(day), record).await;
         if let Err(error) = sent {
             log::warn("usage_index_failed", &error.to_string());
         }

@@ -7,11 +7,11 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::alerts::{Alert, AlertRules, AlertState};
+use crate::auth::guest::MintWindow;
+use crate::budget::alerts::{Alert, AlertRules, AlertState};
+use crate::budget::plans::{claimed_plan, PlanSource, DEFAULT_PLAN};
+use crate::budget::quota::{Ask, Limits, QuotaState, Refusal, Reservation, Spend, Standing, DAY_MS};
 use crate::day::Day;
-use crate::guest::MintWindow;
-use crate::plans::{claimed_plan, PlanSource, DEFAULT_PLAN};
-use crate::quota::{Ask, Limits, QuotaState, Refusal, Reservation, Spend, Standing, DAY_MS};
 
 /// The object that holds the budgets all users share (`GLOBAL_DAILY_TOKEN_BUDGET`,
 /// `GLOBAL_DAILY_BUDGET_USD`).
@@ -484,8 +484,8 @@ pub fn is_revoked(issued_at: Option<i64>, revoked_at: Option<i64>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plans::PlanSource;
-    use crate::quota::{RateLimit, RESERVATION_TIMEOUT_MS};
+    use crate::budget::plans::PlanSource;
+    use crate::budget::quota::{RateLimit, RESERVATION_TIMEOUT_MS};
 
     const NOW: i64 = 1_800_000_000_000;
     const LIMITS: Limits = Limits {

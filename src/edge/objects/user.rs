@@ -11,17 +11,17 @@ use worker::{
     durable_object, Context, DurableObject, Env, Method, Request, RequestInit, RequestRedirect, Response, State,
 };
 
-use super::settlement::{self, Settlement};
-use super::{durable, log, Now, Result};
-use crate::alerts::AlertRules;
+use crate::auth::guest::GUEST_PLAN;
 use crate::auth::Identity;
+use crate::budget::alerts::AlertRules;
+use crate::budget::held::Carried;
+use crate::budget::plans::{OverrideHints, Plan};
+use crate::budget::quota::{Ask, Limits, Standing};
 use crate::config::Config;
+use crate::edge::settlement::{self, Settlement};
+use crate::edge::{log, Now, Result};
 use crate::error::{ProxyError, TokenProblem};
-use crate::guest::GUEST_PLAN;
-use crate::held::Carried;
-use crate::plans::{OverrideHints, Plan};
-use crate::quota::{Ask, Limits, Standing};
-use crate::user_state::{
+use crate::objects::user::{
     user_object_name, Delivery, PlanAsk, PlanChoice, UserCommand, UserRecord, UserReply, GLOBAL_OBJECT_NAME,
     GUESTS_OBJECT_NAME,
 };
@@ -50,7 +50,7 @@ impl DurableObject for UserState {
     /// request's change can come between read and apply; the write is issued before the next
     /// event runs, so writes land in the order of changes.
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
-        let delivery: Delivery = durable::command(&mut req).await?;
+        let delivery: Delivery = super::command(&mut req).await?;
         let storage = self.state.storage();
         let loaded = self.record.borrow().is_some();
         if !loaded {
@@ -340,7 +340,7 @@ pub async fn call(env: &Env, name: &str, command: UserCommand) -> Result<UserRep
 
 /// Sends `delivery`; what it carries (`call`) is then done, or held for the next call again.
 pub async fn deliver(env: &Env, name: &str, call: u64, delivery: &Delivery) -> Result<UserReply> {
-    let reply = durable::call(env, BINDING, name, delivery).await;
+    let reply = super::call(env, BINDING, name, delivery).await;
     settlement::landed(name, call, reply.is_ok());
     reply
 }

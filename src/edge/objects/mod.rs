@@ -1,12 +1,15 @@
 //! The Worker's calls to its Durable Objects: a typed command as JSON in, a typed reply out.
 //! Any failure is `Unavailable` (503): the caller fails closed and calls nothing upstream.
 
+pub mod usage_index;
+pub mod user;
+
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use worker::wasm_bindgen::JsValue;
 use worker::{Env, Method, Request, RequestInit};
 
-use super::{bench, Result};
+use crate::edge::{bench, Result};
 use crate::error::ProxyError;
 
 /// Sends `command` to the object `name` of the namespace `binding`.

@@ -4,8 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::prices::usd;
-use crate::quota::{Standing, DAY_MS};
+use crate::budget::prices::usd;
+use crate::budget::quota::{Standing, DAY_MS};
 
 const HOUR_MS: i64 = 3_600_000;
 

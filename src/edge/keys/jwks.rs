@@ -13,13 +13,13 @@ use futures_util::future::{select, Either, FutureExt, LocalBoxFuture, Shared};
 use sha2::{Digest, Sha256};
 use worker::{AbortController, Cache, Delay, Fetch, Headers, Request, RequestInit, RequestRedirect, Response};
 
-use super::body::{self, BodyError};
 use super::webcrypto::{ProviderKeys, UserKeys};
-use super::{log, Now};
+use crate::auth::jwks;
+use crate::auth::key_refresh::{self, FetchLog, Freshness};
 use crate::config::Config;
+use crate::edge::body::{self, BodyError};
+use crate::edge::{log, Now};
 use crate::error::ProxyError;
-use crate::jwks;
-use crate::key_refresh::{self, FetchLog, Freshness};
 
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 /// A named cache and a key under a reserved host: the default cache of a custom domain is the

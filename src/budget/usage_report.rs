@@ -1,13 +1,13 @@
 //! What operators read about spending (`GET /admin/usage`, `GET /admin/budget`): which UTC
 //! days a query asks for, and each day's totals built from the day indexes' lists.
 
-use crate::prices::usd;
+use crate::budget::prices::usd;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::budget::quota::Standing;
 use crate::day::Day;
 use crate::error::ProxyError;
-use crate::quota::Standing;
 
 /// The most days one range may ask for: each day is one call to its index object.
 pub const MAX_RANGE_DAYS: i64 = 31;
@@ -309,9 +309,9 @@ mod tests {
     fn the_budget_report_shows_the_global_budget_as_usage_shows_a_users() {
         let config = crate::config::Config::for_tests(&[("GLOBAL_DAILY_TOKEN_BUDGET", "1000")]).unwrap();
         let limits = config.global_limits.unwrap();
-        let mut state = crate::quota::QuotaState::default();
+        let mut state = crate::budget::quota::QuotaState::default();
         // From JSON, so the test reads the same whatever else an `Ask` comes to carry.
-        let ask: crate::quota::Ask = serde_json::from_value(json!({"tokens": 300, "stream": false})).unwrap();
+        let ask: crate::budget::quota::Ask = serde_json::from_value(json!({"tokens": 300, "stream": false})).unwrap();
         state.admit(&limits, ask, 1_800_000_000_000).unwrap();
         let standing = state.standing(&limits, 1_800_000_000_000);
         let report = budget_report("2027-01-15", Some(&standing));

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::cost::Cost;
+use crate::budget::cost::Cost;
 use crate::error::ProxyError;
 use crate::sse::Usage;
 

@@ -239,7 +239,7 @@ mod tests {
     use base64ct::{Base64UrlUnpadded, Encoding};
 
     /// Keys of each type, as `make fuzz` uses them (a 2048-bit RSA key, P-256, Ed25519).
-    const JWKS: &[u8] = include_bytes!("../fuzz/jwks.json");
+    const JWKS: &[u8] = include_bytes!("../../fuzz/jwks.json");
 
     #[test]
     fn bit_lengths_ignore_leading_zero_bytes() {

@@ -1,0 +1,10 @@
+//! What requests may spend and what they spent: quota arithmetic, usage and cost, prices and
+//! plans, alerts, settlements held for the next object call, and the operators' usage report.
+
+pub mod alerts;
+pub mod cost;
+pub mod held;
+pub mod plans;
+pub mod prices;
+pub mod quota;
+pub mod usage_report;

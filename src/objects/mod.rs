@@ -1,0 +1,4 @@
+//! The wire protocol and state of each Durable Object role, as plain Rust: the edge only moves
+//! these values between the Worker and the objects.
+
+pub mod user;
