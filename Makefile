@@ -24,6 +24,7 @@ test: lint build
 # the fuzz targets must compile (fuzzing itself needs nightly: make fuzz).
 lint: tools
 	@rustup component list --installed | grep -q '^clippy' && rustup component list --installed | grep -q '^rustfmt' || rustup component add clippy rustfmt
+	node scripts/check-layers.mjs
 	cargo fmt --check
 	cargo clippy --all-targets --locked -- -D warnings
 	cargo clippy --target wasm32-unknown-unknown --lib --locked -- -D warnings

@@ -5,9 +5,27 @@
 
 use std::fmt;
 
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::budget::quota::Refusal;
+/// Why the user's object refused an admission: a limit of its quota, with when to retry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Refusal {
+    RateLimited {
+        retry_after_seconds: u64,
+    },
+    TooManyStreams {
+        retry_after_seconds: u64,
+    },
+    BudgetExhausted {
+        retry_after_seconds: u64,
+    },
+    /// The daily budget in dollars (`DAILY_BUDGET_USD`) has no room for the request.
+    SpendExhausted {
+        retry_after_seconds: u64,
+    },
+}
 
 /// Why a bearer token was refused. The client is told the kind, never the token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

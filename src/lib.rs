@@ -19,6 +19,7 @@ mod error;
 mod objects;
 mod request;
 mod routes;
+mod secret;
 mod sse;
 
 #[cfg(target_arch = "wasm32")]
@@ -35,15 +36,50 @@ pub mod testing {
         };
     }
     pub mod config {
-        pub use crate::config::{Config, Secret};
+        pub use crate::config::Config;
+        pub use crate::secret::Secret;
     }
     pub mod guest {
         pub use crate::auth::guest::{judge_siteverify, turnstile_token, verify, ClientKey};
     }
+    /// Each API's `request::parse` on the default plan.
     pub mod policy {
-        pub use crate::request::{
-            parse_chat_request, parse_embeddings_request, parse_generate_text, parse_responses_request,
-        };
+        use crate::config::Config;
+        use crate::error::ProxyError;
+        use crate::request::{self, ApiRequest};
+        use crate::routes::ApiRoute;
+
+        /// Parses and checks a chat completion request of the user `sub` (default plan).
+        pub fn parse_chat_request(bytes: &[u8], config: &Config, sub: &str) -> Result<ApiRequest, ProxyError> {
+            request::parse(
+                ApiRoute::ChatCompletions,
+                bytes,
+                &config.requests,
+                &config.default_plan,
+                sub,
+            )
+        }
+
+        /// `parse` of a Responses request on the default plan.
+        pub fn parse_responses_request(bytes: &[u8], config: &Config, sub: &str) -> Result<ApiRequest, ProxyError> {
+            request::parse(ApiRoute::Responses, bytes, &config.requests, &config.default_plan, sub)
+        }
+
+        /// `parse` of an Embeddings request on the default plan.
+        pub fn parse_embeddings_request(bytes: &[u8], config: &Config, sub: &str) -> Result<ApiRequest, ProxyError> {
+            request::parse(ApiRoute::Embeddings, bytes, &config.requests, &config.default_plan, sub)
+        }
+
+        /// `parse` of a `/api/generate-text` request on the default plan.
+        pub fn parse_generate_text(bytes: &[u8], config: &Config, sub: &str) -> Result<ApiRequest, ProxyError> {
+            request::parse(
+                ApiRoute::GenerateText,
+                bytes,
+                &config.requests,
+                &config.default_plan,
+                sub,
+            )
+        }
     }
     pub mod quota {
         pub use crate::budget::quota::{Ask, Limits, QuotaState, RateLimit, Spend};

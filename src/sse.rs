@@ -9,6 +9,7 @@
 
 use serde::Deserialize;
 
+use crate::budget::usage::Usage;
 use crate::error::ProxyError;
 
 /// A final SSE event carrying an OpenAI-shaped error, for a stream that cannot go on.
@@ -19,38 +20,6 @@ pub fn error_event(error: &ProxyError) -> Vec<u8> {
 /// The longest event the meter holds. A line that never ends would otherwise grow until the
 /// isolate's 128 MB memory limit ends every request it serves.
 pub const MAX_EVENT_BYTES: usize = 1 << 20;
-
-/// Token counts as OpenAI reports them (Chat Completions names; the Responses API's
-/// `input_tokens`/`output_tokens` are read into the same fields).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-pub struct Usage {
-    #[serde(default, alias = "input_tokens")]
-    pub prompt_tokens: u64,
-    #[serde(default, alias = "output_tokens")]
-    pub completion_tokens: u64,
-    #[serde(default)]
-    pub total_tokens: u64,
-    /// Prompt tokens served from OpenAI's prompt cache, billed at the cached-input price
-    /// (`prompt_tokens_details.cached_tokens`; Responses: `input_tokens_details`).
-    #[serde(
-        default,
-        rename = "prompt_tokens_details",
-        alias = "input_tokens_details",
-        deserialize_with = "cached_tokens"
-    )]
-    pub cached_tokens: u64,
-    /// Hosted tool calls the answer lists (Responses `output` items such as `web_search_call`),
-    /// whose fees `usage` leaves out; `None` when the answer has no `output` (Chat Completions).
-    #[serde(skip)]
-    pub hosted_tool_calls: Option<u64>,
-}
-
-impl Usage {
-    pub fn total(&self) -> u64 {
-        self.total_tokens
-            .max(self.prompt_tokens.saturating_add(self.completion_tokens))
-    }
-}
 
 /// What the proxy reads from a whole (non-stream) JSON answer.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -69,16 +38,6 @@ pub fn read_answer(body: &[u8]) -> Answer {
         },
         Err(_) => Answer::default(),
     }
-}
-
-/// `cached_tokens` of a details object; a missing or odd one is no cached tokens (charged at
-/// the full input price).
-fn cached_tokens<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
-    let details = serde_json::Value::deserialize(deserializer)?;
-    Ok(details
-        .get("cached_tokens")
-        .and_then(serde_json::Value::as_u64)
-        .unwrap_or(0))
 }
 
 /// The parts of a chat completion chunk the meter reads; everything else is skipped unparsed.

@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::auth::{self, ClaimRules, HmacAlgorithm, Identity, KeyEntry, KeySet, VerifyingKey};
-use crate::config::Secret;
 use crate::error::{ProxyError, TokenProblem};
+use crate::secret::Secret;
 
 /// The `iss` of guest tokens and of no other: a token carrying it is checked with
 /// `GUEST_TOKEN_SECRET` alone, and a user token can never carry it and verify.
@@ -94,7 +94,7 @@ impl std::fmt::Debug for ClientKey {
 }
 
 fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
-    crate::request::attribution::hmac_sha256(key, message)
+    crate::secret::hmac_sha256(key, message)
 }
 
 /// The Turnstile token of a mint request. A body that is not `{"turnstile_token": string}`

@@ -20,8 +20,8 @@ use serde_json::{Map, Value};
 use sha2::{Sha256, Sha384, Sha512};
 
 use crate::auth::jwks::{PublicKey, Sha};
-use crate::config::Secret;
 use crate::error::{ProxyError, TokenProblem};
+use crate::secret::Secret;
 
 /// Longer tokens are refused before any decoding.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;

@@ -1,8 +1,8 @@
 //! What a request may cost beyond its text: images, hosted tools, and the reservation and the
 //! no-usage charge built from them. Facts about OpenAI's prices live here, with their source.
 
+use crate::budget::usage::Usage;
 use crate::error::ProxyError;
-use crate::sse::Usage;
 
 /// An image's worst case in input tokens, per model family (a name, or its dated snapshots).
 ///

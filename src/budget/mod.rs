@@ -3,8 +3,8 @@
 
 pub mod alerts;
 pub mod cost;
-pub mod held;
 pub mod plans;
 pub mod prices;
 pub mod quota;
+pub mod usage;
 pub mod usage_report;

@@ -11,8 +11,15 @@ use serde_json::Value;
 
 use crate::budget::cost::CostRules;
 use crate::budget::quota::Limits;
-use crate::config::RequestLimits;
 use crate::error::ProxyError;
+
+/// What one request may ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestLimits {
+    pub max_output_tokens: u64,
+    pub max_n: u64,
+    pub max_prompt_chars: usize,
+}
 
 /// The plan of the top-level variables: a token without a plan claim gets it.
 pub const DEFAULT_PLAN: &str = "default";

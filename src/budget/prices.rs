@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::budget::cost::Cost;
+use crate::budget::usage::Usage;
 use crate::error::ProxyError;
-use crate::sse::Usage;
 
 /// Nano-dollars in a dollar.
 pub const NANO_PER_USD: u64 = 1_000_000_000;

@@ -17,6 +17,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::budget::prices::usd;
+use crate::error::Refusal;
 
 pub const DAY_MS: i64 = 86_400_000;
 /// A request still unfinished after this long is taken to have died with its Worker.
@@ -189,24 +190,6 @@ impl Standing {
             "streams": { "limit": self.max_streams, "open": self.open_streams },
         })
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Refusal {
-    RateLimited {
-        retry_after_seconds: u64,
-    },
-    TooManyStreams {
-        retry_after_seconds: u64,
-    },
-    BudgetExhausted {
-        retry_after_seconds: u64,
-    },
-    /// The daily budget in dollars (`DAILY_BUDGET_USD`) has no room for the request.
-    SpendExhausted {
-        retry_after_seconds: u64,
-    },
 }
 
 impl QuotaState {

@@ -15,11 +15,13 @@ use crate::auth::guest::{self, ClientKey, GUEST_PLAN, GUEST_PLAN_DEFAULTS};
 use crate::auth::{ClaimRules, HmacAlgorithm, KeyEntry, VerifyingKey, MIN_HMAC_SECRET_BYTES};
 use crate::budget::alerts::AlertRules;
 use crate::budget::cost::{self, CostRules};
-use crate::budget::plans::{self, Plan, DEFAULT_PLAN};
+use crate::budget::plans::{self, Plan, RequestLimits, DEFAULT_PLAN};
 use crate::budget::prices::{self, Prices};
 use crate::budget::quota::{Limits, RateLimit};
 use crate::error::ProxyError;
+use crate::request;
 use crate::request::attribution::SafetyKey;
+use crate::secret::Secret;
 
 pub const DEFAULT_UPSTREAM_BASE_URL: &str = "https://api.openai.com/v1";
 pub const DEFAULT_SYSTEM_PROMPT: &str = "You are a helpful assistant.";
@@ -27,26 +29,6 @@ pub const DEFAULT_JWT_MAX_TTL_SECONDS: i64 = 86_400;
 /// Admin bearer tokens are compared in constant time, and must be hard to guess.
 pub const MIN_ADMIN_TOKEN_BYTES: usize = 32;
 const RANDOM_SECRET_HINT: &str = "use a random one, e.g. `openssl rand -base64 48`";
-
-/// A secret value whose `Debug` output never shows it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(redacted)")
-    }
-}
 
 /// The least severe log lines written (`LOG_LEVEL`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
@@ -71,24 +53,6 @@ impl LogLevel {
             .iter()
             .find(|(_, level)| *level == self)
             .map_or("info", |(name, _)| name)
-    }
-}
-
-/// What one request may ask for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RequestLimits {
-    pub max_output_tokens: u64,
-    pub max_n: u64,
-    pub max_prompt_chars: usize,
-}
-
-impl RequestLimits {
-    fn from_vars(vars: &Vars<impl Lookup>) -> Result<Self, ProxyError> {
-        Ok(RequestLimits {
-            max_output_tokens: vars.number("MAX_OUTPUT_TOKENS", 1024, 1..=1_000_000)?,
-            max_n: vars.number("MAX_N", 1, 1..=128)?,
-            max_prompt_chars: vars.number("MAX_PROMPT_CHARS", 8000, 1..=10_000_000)?,
-        })
     }
 }
 
@@ -261,14 +225,13 @@ pub struct Config {
     pub upstream_base_url: String,
     /// Exact browser origins (`scheme://host[:port]`) allowed to call the proxy.
     pub allowed_origins: Vec<String>,
-    pub system_prompt: String,
     pub max_body_bytes: usize,
     /// The top-level per-user variables (`ALLOWED_MODELS`, limits, budgets): plan `default`.
     pub default_plan: Plan,
     /// `PLANS`, each built over the top-level variables.
     pub plans: BTreeMap<String, Plan>,
-    /// Every model's price (`MODEL_PRICES` over the defaults).
-    pub prices: Prices,
+    /// What every request is checked against besides its plan.
+    pub requests: request::Settings,
     /// How long to wait for upstream's response headers.
     pub upstream_timeout: Duration,
     /// How long a stream may go silent before the proxy ends it.
@@ -291,8 +254,6 @@ pub struct Config {
     openai_api_key_next: Option<Secret>,
     /// `SAFETY_IDENTIFIER_SECRET`, kept only to scrub it from upstream text.
     safety_identifier_secret: Option<Secret>,
-    /// Keys the `safety_identifier` HMAC (see `attribution`).
-    safety_key: Option<SafetyKey>,
     /// Guest access, when it is on.
     pub guest: Option<GuestSettings>,
     /// What the operator should hear about once per isolate (a half-configured feature).
@@ -349,13 +310,16 @@ impl Config {
                 .iter()
                 .map(|origin| parse_origin(origin))
                 .collect::<Result<_, _>>()?,
-            system_prompt: vars
-                .raw("SYSTEM_PROMPT")
-                .unwrap_or_else(|| DEFAULT_SYSTEM_PROMPT.to_owned()),
             max_body_bytes: vars.number("MAX_BODY_BYTES", 65_536, 1..=1 << 24)?,
             default_plan,
             plans,
-            prices,
+            requests: request::Settings {
+                system_prompt: vars
+                    .raw("SYSTEM_PROMPT")
+                    .unwrap_or_else(|| DEFAULT_SYSTEM_PROMPT.to_owned()),
+                prices,
+                safety_key,
+            },
             upstream_timeout: vars.millis("UPSTREAM_TIMEOUT_MS", 30_000, 1..=600_000)?,
             stream_idle_timeout: vars.millis("STREAM_IDLE_TIMEOUT_MS", 60_000, 1..=600_000)?,
             upstream_retries: vars.number("UPSTREAM_RETRIES", 1, 0..=3)?,
@@ -369,19 +333,8 @@ impl Config {
             openai_api_key: vars.api_key("OPENAI_API_KEY"),
             openai_api_key_next: vars.api_key("OPENAI_API_KEY_NEXT"),
             safety_identifier_secret,
-            safety_key,
             guest,
             warnings: guest_warning.into_iter().collect(),
-        })
-    }
-
-    /// The `safety_identifier` key: `SAFETY_IDENTIFIER_SECRET`, else derived from `JWT_SECRET`.
-    /// Without either, requests that would carry one fail closed rather than send the raw `sub`.
-    pub fn safety_key(&self) -> Result<&SafetyKey, ProxyError> {
-        self.safety_key.as_ref().ok_or_else(|| {
-            ProxyError::misconfigured(
-                "no key for safety_identifier: set the SAFETY_IDENTIFIER_SECRET secret (at least 32 bytes) when JWT_SECRET is not set",
-            )
         })
     }
 
@@ -456,7 +409,7 @@ fn plan(name: &str, vars: &Vars<impl Lookup>) -> Result<Plan, ProxyError> {
         .unwrap_or_else(|| vec!["gpt-4o-mini".to_owned()]);
     Ok(Plan {
         name: name.to_owned(),
-        request_limits: RequestLimits::from_vars(vars)?,
+        request_limits: request_limits(vars)?,
         cost_rules: cost_rules(vars, &allowed_models)?,
         user_limits: user_limits(vars)?,
         allowed_models,
@@ -546,6 +499,14 @@ fn check_stored_context(rules: &CostRules, allowed_models: &[String]) -> Result<
         ))),
         None => Ok(()),
     }
+}
+
+fn request_limits(vars: &Vars<impl Lookup>) -> Result<RequestLimits, ProxyError> {
+    Ok(RequestLimits {
+        max_output_tokens: vars.number("MAX_OUTPUT_TOKENS", 1024, 1..=1_000_000)?,
+        max_n: vars.number("MAX_N", 1, 1..=128)?,
+        max_prompt_chars: vars.number("MAX_PROMPT_CHARS", 8000, 1..=10_000_000)?,
+    })
 }
 
 fn user_limits(vars: &Vars<impl Lookup>) -> Result<Limits, ProxyError> {
@@ -816,7 +777,7 @@ mod tests {
         assert_eq!(config.default_model(), "gpt-4o-mini");
         assert!(config.allowed_origins.is_empty());
         assert_eq!(config.max_body_bytes, 65_536);
-        assert_eq!(config.system_prompt, DEFAULT_SYSTEM_PROMPT);
+        assert_eq!(config.requests.system_prompt, DEFAULT_SYSTEM_PROMPT);
     }
 
     #[test]

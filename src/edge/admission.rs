@@ -53,7 +53,7 @@ pub async fn admit_on_plan<'a>(
         outcome.plan = Some(plan.name.clone());
         let request = match (route, body) {
             (UserRoute::Api(api_route), Some(body)) => {
-                match request::parse(api_route, body, config, plan, &identity.sub) {
+                match request::parse(api_route, body, &config.requests, plan, &identity.sub) {
                     Ok(request) => Some(request),
                     Err(refused) => match plan_in_force(
                         Checked {
@@ -119,7 +119,7 @@ async fn plan_in_force(
     let another_accepts = config
         .all_plans()
         .filter(|other| other.name != plan.name)
-        .any(|other| request::parse(route, body, config, other, &identity.sub).is_ok());
+        .any(|other| request::parse(route, body, &config.requests, other, &identity.sub).is_ok());
     if !another_accepts {
         return Ok(None);
     }

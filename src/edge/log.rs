@@ -6,9 +6,9 @@ use serde_json::json;
 use super::Now;
 use crate::budget::prices::usd;
 use crate::budget::quota::{Spend, Standing};
+use crate::budget::usage::Usage;
 use crate::config::LogLevel;
 use crate::request::ApiRequest;
-use crate::sse;
 
 /// What one request's log line says; filled in by the request's phases.
 #[derive(Default)]
@@ -31,7 +31,7 @@ pub struct Outcome {
     /// Operator-facing detail of an error.
     pub detail: Option<String>,
     /// What upstream reported, when it did.
-    pub usage: Option<sse::Usage>,
+    pub usage: Option<Usage>,
     /// What the request was charged (the usage, or an estimate), in tokens and dollars.
     pub charged: Option<Spend>,
     /// Time until upstream's response headers.

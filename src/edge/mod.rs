@@ -21,6 +21,7 @@ use worker::{js_sys, Context, Date, Env, Method, Request, Response};
 use crate::auth::guest::{GUEST_ISSUER, GUEST_SUB_PREFIX};
 use crate::auth::{self, Identity};
 use crate::budget::quota::Spend;
+use crate::budget::usage::Usage;
 use crate::config::Config;
 use crate::cors::{self, OriginCheck};
 use crate::error::{ProxyError, TokenProblem};
@@ -256,7 +257,7 @@ async fn answer_whole(
 
 /// What a whole answer used: its `usage` (with hosted tool fees), else its whole reservation,
 /// in tokens and dollars.
-fn used(request: &ApiRequest, usage: Option<sse::Usage>) -> Spend {
+fn used(request: &ApiRequest, usage: Option<Usage>) -> Spend {
     let tariff = request.tariff();
     usage.map_or_else(|| tariff.without_usage(), |usage| tariff.with_usage(&usage))
 }

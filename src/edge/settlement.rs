@@ -1,5 +1,5 @@
 //! Settling admitted requests off the critical path. A settlement is held in the isolate (see
-//! `crate::budget::held`) and rides on the next call the isolate makes to the same object, whoever
+//! `crate::objects::held`) and rides on the next call the isolate makes to the same object, whoever
 //! makes it; one still held after `SETTLEMENT_HOLD` goes in one call of its own, from the
 //! request's `wait_until`. Cancels, and a settlement that records a created response, go at
 //! once.
@@ -12,8 +12,8 @@ use futures_util::future::join_all;
 use worker::{Context, Delay, Env};
 
 use super::{log, objects, Now};
-use crate::budget::held::{Carried, HeldSettlements, SETTLEMENT_HOLD};
 use crate::budget::quota::{Limits, Reservation, Spend};
+use crate::objects::held::{Carried, HeldSettlements, SETTLEMENT_HOLD};
 use crate::objects::user::{user_object_name, utc_day, Delivery, Finished, UserCommand};
 
 /// Flushes a request's `wait_until` tries, `SETTLEMENT_HOLD` apart, before leaving what is

@@ -11,11 +11,12 @@ use super::body::{self, BodyError};
 use super::log::{self, Outcome};
 use super::settlement::Settlement;
 use super::stream;
-use crate::config::{Config, Secret};
+use crate::config::Config;
 use crate::error::ProxyError;
 use crate::request::forwarding;
 use crate::request::forwarding::UpstreamEndpoint;
 use crate::request::{ApiRequest, Tariff};
+use crate::secret::Secret;
 use crate::sse::{SseMeter, StreamKind};
 
 /// Sends the request upstream and waits (at most `UPSTREAM_TIMEOUT_MS`) for its headers.

@@ -1,4 +1,5 @@
 //! The wire protocol and state of each Durable Object role, as plain Rust: the edge only moves
 //! these values between the Worker and the objects.
 
+pub mod held;
 pub mod user;

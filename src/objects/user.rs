@@ -10,8 +10,9 @@ use serde::{Deserialize, Serialize};
 use crate::auth::guest::MintWindow;
 use crate::budget::alerts::{Alert, AlertRules, AlertState};
 use crate::budget::plans::{claimed_plan, PlanSource, DEFAULT_PLAN};
-use crate::budget::quota::{Ask, Limits, QuotaState, Refusal, Reservation, Spend, Standing, DAY_MS};
+use crate::budget::quota::{Ask, Limits, QuotaState, Reservation, Spend, Standing, DAY_MS};
 use crate::day::Day;
+use crate::error::Refusal;
 
 /// The object that holds the budgets all users share (`GLOBAL_DAILY_TOKEN_BUDGET`,
 /// `GLOBAL_DAILY_BUDGET_USD`).

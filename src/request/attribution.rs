@@ -8,8 +8,8 @@
 //! token-signing key, so no identifier can ever be a valid token signature.
 
 use base64ct::{Base64UrlUnpadded, Encoding};
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
+
+use crate::secret::hmac_sha256;
 
 /// Domain separation: this key signs identifiers and nothing else.
 const KEY_LABEL: &[u8] = b"openai-edge-proxy safety_identifier v1";
@@ -33,15 +33,6 @@ impl std::fmt::Debug for SafetyKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("SafetyKey(redacted)")
     }
-}
-
-/// The `hmac` crate is already in the Worker through jwt-compact's HS256 (the same
-/// `Hmac<Sha256>`), so using it here adds no code to the wasm.
-pub(crate) fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
-    // HMAC takes a key of any length: this never fails.
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC accepts any key length");
-    mac.update(message);
-    mac.finalize().into_bytes().into()
 }
 
 #[cfg(test)]

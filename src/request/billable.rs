@@ -5,9 +5,9 @@
 use serde_json::{json, Map, Value};
 
 use crate::budget::cost::CostRules;
-use crate::config::Config;
 use crate::error::ProxyError;
 use crate::objects::user::MAX_RESPONSE_ID_BYTES;
+use crate::request::attribution::SafetyKey;
 use crate::request::forwarding::UpstreamEndpoint;
 use crate::request::prompt::PromptMeter;
 
@@ -30,11 +30,11 @@ pub struct Continuation {
 /// `safety_identifier` is replaced, not forwarded: it could blame another user.
 pub(crate) fn attribute(
     body: &mut Map<String, Value>,
-    config: &Config,
+    safety_key: &SafetyKey,
     sub: &str,
     endpoint: UpstreamEndpoint,
 ) -> Result<(), ProxyError> {
-    let identifier = config.safety_key()?.identifier(sub);
+    let identifier = safety_key.identifier(sub);
     body.remove("user");
     body.remove("safety_identifier");
     let field = match endpoint {

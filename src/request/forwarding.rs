@@ -2,8 +2,8 @@
 
 use serde_json::Value;
 
-use crate::config::Secret;
 use crate::error::UpstreamErrorDetail;
+use crate::secret::Secret;
 
 /// Upstream endpoints the proxy calls. Paths are fixed here, so no client input reaches the URL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

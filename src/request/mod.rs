@@ -15,9 +15,10 @@ use serde_json::{json, Map, Value};
 
 use crate::budget::cost::{Cost, CostRules, ToolFees};
 use crate::budget::plans::Plan;
-use crate::budget::prices::Price;
+use crate::budget::plans::RequestLimits;
+use crate::budget::prices::{Price, Prices};
 use crate::budget::quota::Spend;
-use crate::config::{Config, RequestLimits};
+use crate::budget::usage::Usage;
 use crate::error::ProxyError;
 use crate::request::billable::{
     attribute, check_price_fields, check_tools, continuation, hosted_call_cap, search_model_fee,
@@ -25,7 +26,7 @@ use crate::request::billable::{
 use crate::request::forwarding::UpstreamEndpoint;
 use crate::request::prompt::PromptMeter;
 use crate::routes::ApiRoute;
-use crate::sse::Usage;
+use attribution::SafetyKey;
 
 const VALID_ROLES: [&str; 6] = ["system", "developer", "user", "assistant", "tool", "function"];
 
@@ -128,8 +129,14 @@ impl Tariff {
 
 /// Parses and checks the body of a call to `route` by the user `sub` on `plan`: the one way a
 /// client's body becomes an upstream request.
-pub fn parse(route: ApiRoute, bytes: &[u8], config: &Config, plan: &Plan, sub: &str) -> Result<ApiRequest, ProxyError> {
-    let rules = Rules { config, plan };
+pub fn parse(
+    route: ApiRoute,
+    bytes: &[u8],
+    settings: &Settings,
+    plan: &Plan,
+    sub: &str,
+) -> Result<ApiRequest, ProxyError> {
+    let rules = Rules { settings, plan };
     match route {
         ApiRoute::ChatCompletions => checked(parse_object(bytes)?, rules, sub),
         ApiRoute::Responses => responses(bytes, rules, sub),
@@ -138,38 +145,41 @@ pub fn parse(route: ApiRoute, bytes: &[u8], config: &Config, plan: &Plan, sub: &
     }
 }
 
+/// What every request is checked against besides its plan; config builds it once per isolate.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The system message of `/api/generate-text` (`SYSTEM_PROMPT`).
+    pub system_prompt: String,
+    /// Every model's price (`MODEL_PRICES` over the defaults).
+    pub prices: Prices,
+    /// Keys `safety_identifier` (see `attribution`); `None` without a secret to derive it from.
+    pub safety_key: Option<SafetyKey>,
+}
+
+impl Settings {
+    /// The `safety_identifier` key. Without one, requests that would carry one fail closed
+    /// rather than send the raw `sub`.
+    pub fn safety_key(&self) -> Result<&SafetyKey, ProxyError> {
+        self.safety_key.as_ref().ok_or_else(|| {
+            ProxyError::misconfigured(
+                "no key for safety_identifier: set the SAFETY_IDENTIFIER_SECRET secret (at least 32 bytes) when JWT_SECRET is not set",
+            )
+        })
+    }
+}
+
 /// What a request is checked against: the proxy's settings and the user's plan.
 #[derive(Clone, Copy)]
 struct Rules<'a> {
-    config: &'a Config,
+    settings: &'a Settings,
     plan: &'a Plan,
-}
-
-/// Parses and checks a chat completion request of the user `sub` (default plan).
-pub fn parse_chat_request(bytes: &[u8], config: &Config, sub: &str) -> Result<ApiRequest, ProxyError> {
-    parse(ApiRoute::ChatCompletions, bytes, config, &config.default_plan, sub)
-}
-
-/// `parse` of a Responses request on the default plan.
-pub fn parse_responses_request(bytes: &[u8], config: &Config, sub: &str) -> Result<ApiRequest, ProxyError> {
-    parse(ApiRoute::Responses, bytes, config, &config.default_plan, sub)
-}
-
-/// `parse` of an Embeddings request on the default plan.
-pub fn parse_embeddings_request(bytes: &[u8], config: &Config, sub: &str) -> Result<ApiRequest, ProxyError> {
-    parse(ApiRoute::Embeddings, bytes, config, &config.default_plan, sub)
-}
-
-/// `parse` of a `/api/generate-text` request on the default plan.
-pub fn parse_generate_text(bytes: &[u8], config: &Config, sub: &str) -> Result<ApiRequest, ProxyError> {
-    parse(ApiRoute::GenerateText, bytes, config, &config.default_plan, sub)
 }
 
 /// `POST /api/generate-text` `{"userPrompt": "..."}`: the simple form, turned into a chat
 /// request with the operator's system prompt and the default model. HTML tags are stripped
 /// from the prompt (a convenience for apps that send markup, not a security boundary).
 fn generate_text(bytes: &[u8], rules: Rules, sub: &str) -> Result<ApiRequest, ProxyError> {
-    let Rules { config, plan } = rules;
+    let Rules { settings, plan } = rules;
     let body = parse_object(bytes)?;
     let prompt = match body.get("userPrompt") {
         Some(Value::String(prompt)) => strip_html_tags(prompt),
@@ -204,7 +214,7 @@ fn generate_text(bytes: &[u8], rules: Rules, sub: &str) -> Result<ApiRequest, Pr
     let chat = json!({
         "model": plan.default_model(),
         "messages": [
-            { "role": "system", "content": config.system_prompt },
+            { "role": "system", "content": settings.system_prompt },
             { "role": "user", "content": prompt },
         ],
     });
@@ -216,7 +226,7 @@ fn generate_text(bytes: &[u8], rules: Rules, sub: &str) -> Result<ApiRequest, Pr
 
 /// The checks every chat request passes, and the rewriting for upstream.
 fn checked(mut body: Map<String, Value>, plan_rules: Rules, sub: &str) -> Result<ApiRequest, ProxyError> {
-    let Rules { config, plan } = plan_rules;
+    let Rules { settings, plan } = plan_rules;
     let limits = &plan.request_limits;
     let rules = &plan.cost_rules;
     let model = check_model(&body, plan)?;
@@ -257,14 +267,19 @@ fn checked(mut body: Map<String, Value>, plan_rules: Rules, sub: &str) -> Result
         client_wants_usage = options.get("include_usage") == Some(&Value::Bool(true));
         options.insert("include_usage".into(), Value::Bool(true));
     }
-    attribute(&mut body, config, sub, UpstreamEndpoint::ChatCompletions)?;
+    attribute(
+        &mut body,
+        settings.safety_key()?,
+        sub,
+        UpstreamEndpoint::ChatCompletions,
+    )?;
     let cost = Cost {
         output_tokens: output_cap.saturating_mul(n),
         hosted_tool_calls,
         hosted_tokens_per_call: per_call,
         ..image_cost(&meter, rules)
     };
-    let price = config.prices.of(&model);
+    let price = settings.prices.of(&model);
     Ok(finish(
         body,
         Draft {
@@ -286,7 +301,7 @@ fn checked(mut body: Map<String, Value>, plan_rules: Rules, sub: &str) -> Result
 /// streams always end with the usage (in `response.completed`), so there is nothing to ask for
 /// or to hide.
 fn responses(bytes: &[u8], plan_rules: Rules, sub: &str) -> Result<ApiRequest, ProxyError> {
-    let Rules { config, plan } = plan_rules;
+    let Rules { settings, plan } = plan_rules;
     let mut body = parse_object(bytes)?;
     let limits = &plan.request_limits;
     let rules = &plan.cost_rules;
@@ -323,7 +338,7 @@ fn responses(bytes: &[u8], plan_rules: Rules, sub: &str) -> Result<ApiRequest, P
         body.insert("store".into(), Value::Bool(false));
     }
     let stored = !matches!(body.get("store"), Some(Value::Bool(false)));
-    attribute(&mut body, config, sub, UpstreamEndpoint::Responses)?;
+    attribute(&mut body, settings.safety_key()?, sub, UpstreamEndpoint::Responses)?;
     let cost = Cost {
         output_tokens: output_cap,
         hosted_tool_calls,
@@ -331,7 +346,7 @@ fn responses(bytes: &[u8], plan_rules: Rules, sub: &str) -> Result<ApiRequest, P
         stored_context_tokens: continuation.as_ref().map_or(0, |c| c.context_tokens),
         ..image_cost(&meter, rules)
     };
-    let price = config.prices.of(&model);
+    let price = settings.prices.of(&model);
     Ok(finish(
         body,
         Draft {
@@ -377,7 +392,7 @@ fn read_input_items(input: Option<&Value>, meter: &mut PromptMeter) -> Result<()
 /// `POST /v1/embeddings`: `input` (a string, strings, or token arrays) is bounded like a
 /// prompt; the cost is the input, so the reservation is the body's bytes.
 fn embeddings(bytes: &[u8], rules: Rules, sub: &str) -> Result<ApiRequest, ProxyError> {
-    let Rules { config, plan } = rules;
+    let Rules { settings, plan } = rules;
     let mut body = parse_object(bytes)?;
     let model = check_model(&body, plan)?;
     let invalid = || {
@@ -402,8 +417,8 @@ fn embeddings(bytes: &[u8], rules: Rules, sub: &str) -> Result<ApiRequest, Proxy
         _ => return Err(invalid()),
     }
     require_content(&meter, "input")?;
-    attribute(&mut body, config, sub, UpstreamEndpoint::Embeddings)?;
-    let price = config.prices.of(&model);
+    attribute(&mut body, settings.safety_key()?, sub, UpstreamEndpoint::Embeddings)?;
+    let price = settings.prices.of(&model);
     Ok(finish(
         body,
         Draft {
@@ -637,7 +652,11 @@ fn check_messages(messages: Option<&Value>, meter: &mut PromptMeter) -> Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
     use crate::objects::user::MAX_RESPONSE_ID_BYTES;
+    use crate::testing::policy::{
+        parse_chat_request, parse_embeddings_request, parse_generate_text, parse_responses_request,
+    };
 
     fn config() -> Config {
         Config::for_tests(&[
@@ -1230,7 +1249,7 @@ mod tests {
     #[test]
     fn upstream_learns_an_opaque_stable_user_id_and_never_the_client_s() {
         let config = config();
-        let expected = config.safety_key().unwrap().identifier("alice");
+        let expected = config.requests.safety_key().unwrap().identifier("alice");
         let chat_request = chat(json!({"user": "bob", "safety_identifier": "bob"})).unwrap();
         let forwarded_chat = forwarded(&chat_request);
         assert_eq!(forwarded_chat["safety_identifier"], expected.as_str());
@@ -1256,7 +1275,7 @@ mod tests {
         assert_ne!(forwarded(&other)["safety_identifier"], expected.as_str());
         let own_secret =
             Config::for_tests(&[("SAFETY_IDENTIFIER_SECRET", "a-safety-secret-of-32-bytes-long!!")]).unwrap();
-        assert_ne!(own_secret.safety_key().unwrap().identifier("alice"), expected);
+        assert_ne!(own_secret.requests.safety_key().unwrap().identifier("alice"), expected);
         let keyless =
             Config::for_tests(&[("JWKS", r#"{"keys":[]}"#), ("JWT_ISSUER", "https://id.example.com/")]).unwrap();
         assert_eq!(

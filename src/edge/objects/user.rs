@@ -14,13 +14,13 @@ use worker::{
 use crate::auth::guest::GUEST_PLAN;
 use crate::auth::Identity;
 use crate::budget::alerts::AlertRules;
-use crate::budget::held::Carried;
 use crate::budget::plans::{OverrideHints, Plan};
 use crate::budget::quota::{Ask, Limits, Standing};
 use crate::config::Config;
 use crate::edge::settlement::{self, Settlement};
 use crate::edge::{log, Now, Result};
 use crate::error::{ProxyError, TokenProblem};
+use crate::objects::held::Carried;
 use crate::objects::user::{
     user_object_name, Delivery, PlanAsk, PlanChoice, UserCommand, UserRecord, UserReply, GLOBAL_OBJECT_NAME,
     GUESTS_OBJECT_NAME,
