@@ -5,23 +5,33 @@
 //! variable's name is written once, at the `Vars` getter that reads it, inside the constructor
 //! of its section.
 
+mod alerts;
+mod guests;
+mod keys;
+mod plans;
+mod vars;
+
 use std::collections::BTreeMap;
-use std::fmt;
-use std::ops::RangeInclusive;
-use std::str::FromStr;
 use std::time::Duration;
 
-use crate::auth::guest::{self, ClientKey, GUEST_PLAN, GUEST_PLAN_DEFAULTS};
-use crate::auth::{ClaimRules, HmacAlgorithm, KeyEntry, VerifyingKey, MIN_HMAC_SECRET_BYTES};
-use crate::budget::alerts::AlertRules;
-use crate::budget::cost::{self, CostRules};
-use crate::budget::plans::{self, Plan, RequestLimits, DEFAULT_PLAN};
-use crate::budget::prices::{self, Prices};
-use crate::budget::quota::{Limits, RateLimit};
+pub use alerts::AlertSettings;
+pub use guests::GuestSettings;
+pub use keys::KeySources;
+use vars::{parse_origin, Vars};
+
+use crate::auth::guest::GUEST_PLAN;
+use crate::auth::{ClaimRules, MIN_HMAC_SECRET_BYTES};
+use crate::budget;
+use crate::budget::plans::{Plan, DEFAULT_PLAN};
+use crate::budget::prices::Prices;
+use crate::budget::quota::Limits;
 use crate::error::ProxyError;
 use crate::request;
 use crate::request::attribution::SafetyKey;
 use crate::secret::Secret;
+use keys::{admin_token, claim_rules, key_sources};
+use plans::{check_prices, global_limits, guest_plan, plan};
+use vars::Lookup;
 
 pub const DEFAULT_UPSTREAM_BASE_URL: &str = "https://api.openai.com/v1";
 pub const DEFAULT_SYSTEM_PROMPT: &str = "You are a helpful assistant.";
@@ -53,169 +63,6 @@ impl LogLevel {
             .iter()
             .find(|(_, level)| *level == self)
             .map_or("info", |(name, _)| name)
-    }
-}
-
-/// Where the keys that verify user tokens come from: `JWT_SECRET`, and an identity
-/// provider's key set given inline (`JWKS`) or fetched from `JWKS_URL`.
-#[derive(Debug, Clone)]
-pub struct KeySources {
-    jwt_secret: Option<(HmacAlgorithm, Secret)>,
-    /// A JSON Web Key Set given inline, parsed and cached by the edge.
-    pub inline_jwks: Option<String>,
-    /// The identity provider's key set URL, fetched and cached by the edge.
-    pub jwks_url: Option<String>,
-    /// How long a fetched key set is used before it is fetched again.
-    pub jwks_cache: Duration,
-}
-
-impl KeySources {
-    fn from_vars(vars: &Vars<impl Lookup>) -> Result<Self, ProxyError> {
-        let algorithm = vars.choice("JWT_HMAC_ALGORITHM", &HmacAlgorithm::CHOICES, HmacAlgorithm::Hs256)?;
-        let sources = KeySources {
-            jwt_secret: vars.secret("JWT_SECRET").map(|secret| (algorithm, secret)),
-            inline_jwks: vars.raw("JWKS"),
-            jwks_url: vars.service_url("JWKS_URL")?,
-            jwks_cache: vars.seconds("JWKS_CACHE_SECONDS", 600, 0..=86_400)?,
-        };
-        match (&sources.jwt_secret, &sources.inline_jwks, &sources.jwks_url) {
-            (_, Some(_), Some(_)) => Err(ProxyError::misconfigured(
-                "set JWKS (inline key set) or JWKS_URL, not both",
-            )),
-            (None, None, None) => Err(ProxyError::misconfigured(
-                "no key to verify user tokens: set the JWT_SECRET secret, or the JWKS_URL (or JWKS) var",
-            )),
-            _ => Ok(sources),
-        }
-    }
-
-    /// Whether an identity provider's key set is configured.
-    pub fn has_key_set(&self) -> bool {
-        self.inline_jwks.is_some() || self.jwks_url.is_some()
-    }
-
-    /// The `JWT_SECRET` key, if one is set. A short secret fails closed rather than being used.
-    pub fn secret_key(&self) -> Result<Option<KeyEntry>, ProxyError> {
-        let Some((algorithm, secret)) = &self.jwt_secret else {
-            return Ok(None);
-        };
-        if secret.expose().len() < MIN_HMAC_SECRET_BYTES {
-            return Err(ProxyError::misconfigured(format!(
-                "secret JWT_SECRET is shorter than {MIN_HMAC_SECRET_BYTES} bytes: {RANDOM_SECRET_HINT}"
-            )));
-        }
-        let key = VerifyingKey::Hmac {
-            algorithm: *algorithm,
-            secret: secret.clone(),
-        };
-        Ok(Some(KeyEntry { kid: None, key }))
-    }
-}
-
-/// Traffic-spike alerts and where they go besides the log.
-#[derive(Debug, Clone)]
-pub struct AlertSettings {
-    /// Thresholds checked in each user's object.
-    pub user: AlertRules,
-    /// Thresholds checked in the global budget's object.
-    pub global: AlertRules,
-    /// Where alerts are POSTed (`{"text": ...}`, Slack-compatible).
-    pub webhook_url: Option<String>,
-}
-
-impl AlertSettings {
-    fn from_vars(vars: &Vars<impl Lookup>) -> Result<Self, ProxyError> {
-        Ok(AlertSettings {
-            user: AlertRules {
-                requests_per_hour: vars.optional_number("ALERT_REQUESTS_PER_HOUR", 1..=10_000_000)?,
-                budget_percent: None,
-            },
-            global: AlertRules {
-                requests_per_hour: None,
-                budget_percent: Some(vars.number("ALERT_BUDGET_PERCENT", 80, 1..=100)?),
-            },
-            webhook_url: vars.service_url("ALERT_WEBHOOK_URL")?,
-        })
-    }
-}
-
-/// Guest access (`POST /v1/guest`): on when both `TURNSTILE_SECRET_KEY` and
-/// `GUEST_TOKEN_SECRET` are set.
-#[derive(Debug, Clone)]
-pub struct GuestSettings {
-    turnstile_secret: Secret,
-    /// Signs and verifies guest tokens (HS256) and keys client names, with a label of its own.
-    token_secret: Secret,
-    pub client_key: ClientKey,
-    /// Turnstile's siteverify endpoint.
-    pub verify_url: String,
-    /// When set, the hostnames a Turnstile challenge may have been solved on.
-    pub hostnames: Option<Vec<String>>,
-    pub token_ttl: Duration,
-    /// Guest tokens one client may mint per hour.
-    pub mints_per_hour: u32,
-    /// What all guests together may spend per day (`GLOBAL_GUEST_DAILY_BUDGET_USD`).
-    pub global_limits: Option<Limits>,
-}
-
-impl GuestSettings {
-    /// The settings when guest access is on; with only one of its two secrets it stays off,
-    /// and the warning says why.
-    fn from_vars(
-        vars: &Vars<impl Lookup>,
-        jwt_secret: Option<&Secret>,
-    ) -> Result<(Option<Self>, Option<String>), ProxyError> {
-        let (turnstile_secret, token_secret) =
-            match (vars.secret("TURNSTILE_SECRET_KEY"), vars.secret("GUEST_TOKEN_SECRET")) {
-                (Some(turnstile), Some(token)) => (turnstile, token),
-                (None, None) => return Ok((None, None)),
-                (turnstile, _) => {
-                    let missing = if turnstile.is_some() {
-                        "GUEST_TOKEN_SECRET"
-                    } else {
-                        "TURNSTILE_SECRET_KEY"
-                    };
-                    let warning =
-                        format!("guest access is off: set {missing} too (POST /v1/guest answers 404 until then)");
-                    return Ok((None, Some(warning)));
-                }
-            };
-        if token_secret.expose().len() < MIN_HMAC_SECRET_BYTES {
-            return Err(ProxyError::misconfigured(format!(
-                "secret GUEST_TOKEN_SECRET is shorter than {MIN_HMAC_SECRET_BYTES} bytes: {RANDOM_SECRET_HINT}"
-            )));
-        }
-        if jwt_secret == Some(&token_secret) {
-            return Err(ProxyError::misconfigured(
-                "GUEST_TOKEN_SECRET must differ from JWT_SECRET: a guest could otherwise sign itself a user token",
-            ));
-        }
-        let settings = GuestSettings {
-            client_key: ClientKey::derive(token_secret.expose()),
-            turnstile_secret,
-            token_secret,
-            verify_url: vars
-                .service_url("TURNSTILE_VERIFY_URL")?
-                .unwrap_or_else(|| guest::DEFAULT_VERIFY_URL.to_owned()),
-            hostnames: vars.list("TURNSTILE_HOSTNAMES"),
-            token_ttl: vars.seconds("GUEST_TOKEN_TTL_SECONDS", 900, 60..=3600)?,
-            mints_per_hour: vars.number("GUEST_MINTS_PER_HOUR", 10, 1..=1000)?,
-            global_limits: vars.usd("GLOBAL_GUEST_DAILY_BUDGET_USD")?.map(|nano_usd| Limits {
-                rate: None,
-                max_streams: None,
-                daily_tokens: None,
-                daily_nano_usd: Some(nano_usd),
-            }),
-        };
-        Ok((Some(settings), None))
-    }
-
-    pub fn turnstile_secret(&self) -> &Secret {
-        &self.turnstile_secret
-    }
-
-    pub fn token_secret(&self) -> &Secret {
-        &self.token_secret
     }
 }
 
@@ -252,35 +99,22 @@ pub struct Config {
     openai_api_key: Option<Secret>,
     /// The key being rotated in (`OPENAI_API_KEY_NEXT`), tried when upstream refuses the first.
     openai_api_key_next: Option<Secret>,
-    /// `SAFETY_IDENTIFIER_SECRET`, kept only to scrub it from upstream text.
-    safety_identifier_secret: Option<Secret>,
     /// Guest access, when it is on.
     pub guest: Option<GuestSettings>,
     /// What the operator should hear about once per isolate (a half-configured feature).
     pub warnings: Vec<String>,
+    /// Every secret read, registered by `Vars` as it read them.
+    secrets: Vec<Secret>,
 }
 
 impl Config {
     /// Parses every variable and secret through `lookup` (name -> value, `None` when unset).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ProxyError> {
-        let vars = Vars(lookup);
+        let vars = Vars::new(lookup);
         let default_plan = plan(DEFAULT_PLAN, &vars)?;
-        let mut plans = plans::parse_overlays(vars.text("PLANS").as_deref())?
-            .into_iter()
-            .map(|(name, overlay)| {
-                let overlaid = Vars(|variable: &str| overlay.get(variable).cloned().or_else(|| (vars.0)(variable)));
-                let built = plan(&name, &overlaid).map_err(|error| {
-                    ProxyError::misconfigured(format!(
-                        "PLANS: plan {name:?}: {}",
-                        error.log_detail().unwrap_or_default()
-                    ))
-                })?;
-                Ok((name, built))
-            })
-            .collect::<Result<BTreeMap<_, _>, ProxyError>>()?;
+        let mut plans = overlaid_plans(&vars)?;
         let keys = key_sources(&vars)?;
-        let (guest, guest_warning) =
-            GuestSettings::from_vars(&vars, keys.jwt_secret.as_ref().map(|(_, secret)| secret))?;
+        let (guest, guest_warning) = GuestSettings::from_vars(&vars, keys.jwt_secret())?;
         if guest.is_some() && !plans.contains_key(GUEST_PLAN) {
             plans.insert(GUEST_PLAN.to_owned(), guest_plan(&vars, default_plan.default_model())?);
         }
@@ -288,38 +122,27 @@ impl Config {
         let global_limits = global_limits(&vars)?;
         let guest_global = guest.as_ref().and_then(|guest| guest.global_limits.as_ref());
         check_prices(&prices, &default_plan, &plans, global_limits.as_ref(), guest_global)?;
-        let allowed_origins = vars.list("ALLOWED_ORIGINS").unwrap_or_default();
-        let safety_identifier_secret = vars.text("SAFETY_IDENTIFIER_SECRET").map(Secret::new);
-        if safety_identifier_secret
-            .as_ref()
-            .is_some_and(|secret| secret.expose().len() < MIN_HMAC_SECRET_BYTES)
-        {
-            return Err(ProxyError::misconfigured(format!(
-                "secret SAFETY_IDENTIFIER_SECRET is shorter than {MIN_HMAC_SECRET_BYTES} bytes: {RANDOM_SECRET_HINT}"
-            )));
-        }
-        let safety_key = safety_identifier_secret
-            .as_ref()
-            .or(keys.jwt_secret.as_ref().map(|(_, secret)| secret))
-            .map(|secret| SafetyKey::derive(secret.expose()));
+        let requests = request::Settings {
+            system_prompt: vars
+                .raw("SYSTEM_PROMPT")
+                .unwrap_or_else(|| DEFAULT_SYSTEM_PROMPT.to_owned()),
+            prices,
+            safety_key: safety_key(&vars, &keys)?,
+        };
         Ok(Config {
             upstream_base_url: vars
                 .service_url("UPSTREAM_BASE_URL")?
                 .unwrap_or_else(|| DEFAULT_UPSTREAM_BASE_URL.to_owned()),
-            allowed_origins: allowed_origins
+            allowed_origins: vars
+                .list("ALLOWED_ORIGINS")
+                .unwrap_or_default()
                 .iter()
                 .map(|origin| parse_origin(origin))
                 .collect::<Result<_, _>>()?,
             max_body_bytes: vars.number("MAX_BODY_BYTES", 65_536, 1..=1 << 24)?,
             default_plan,
             plans,
-            requests: request::Settings {
-                system_prompt: vars
-                    .raw("SYSTEM_PROMPT")
-                    .unwrap_or_else(|| DEFAULT_SYSTEM_PROMPT.to_owned()),
-                prices,
-                safety_key,
-            },
+            requests,
             upstream_timeout: vars.millis("UPSTREAM_TIMEOUT_MS", 30_000, 1..=600_000)?,
             stream_idle_timeout: vars.millis("STREAM_IDLE_TIMEOUT_MS", 60_000, 1..=600_000)?,
             upstream_retries: vars.number("UPSTREAM_RETRIES", 1, 0..=3)?,
@@ -330,11 +153,11 @@ impl Config {
             log_prompts: vars.flag("LOG_PROMPTS", false)?,
             alerts: AlertSettings::from_vars(&vars)?,
             admin_token: admin_token(&vars)?,
-            openai_api_key: vars.api_key("OPENAI_API_KEY"),
-            openai_api_key_next: vars.api_key("OPENAI_API_KEY_NEXT"),
-            safety_identifier_secret,
+            openai_api_key: vars.trimmed_secret("OPENAI_API_KEY"),
+            openai_api_key_next: vars.trimmed_secret("OPENAI_API_KEY_NEXT"),
             guest,
             warnings: guest_warning.into_iter().collect(),
+            secrets: vars.secrets_read(),
         })
     }
 
@@ -354,20 +177,7 @@ impl Config {
 
     /// Every secret value, so that text passed on from upstream can be scrubbed of them.
     pub fn secrets(&self) -> Vec<&str> {
-        let hmac = self.keys.jwt_secret.as_ref().map(|(_, secret)| secret);
-        [
-            self.openai_api_key.as_ref(),
-            self.openai_api_key_next.as_ref(),
-            self.admin_token.as_ref(),
-            hmac,
-            self.safety_identifier_secret.as_ref(),
-            self.guest.as_ref().map(GuestSettings::turnstile_secret),
-            self.guest.as_ref().map(GuestSettings::token_secret),
-        ]
-        .into_iter()
-        .flatten()
-        .map(Secret::expose)
-        .collect()
+        self.secrets.iter().map(Secret::expose).collect()
     }
 
     /// The admin bearer token; without one the admin routes do not exist (404).
@@ -402,169 +212,38 @@ impl Config {
     }
 }
 
-/// One plan's variables, read through `vars` (the top-level ones, or a plan's overlay over them).
-fn plan(name: &str, vars: &Vars<impl Lookup>) -> Result<Plan, ProxyError> {
-    let allowed_models = vars
-        .list("ALLOWED_MODELS")
-        .unwrap_or_else(|| vec!["gpt-4o-mini".to_owned()]);
-    Ok(Plan {
-        name: name.to_owned(),
-        request_limits: request_limits(vars)?,
-        cost_rules: cost_rules(vars, &allowed_models)?,
-        user_limits: user_limits(vars)?,
-        allowed_models,
-    })
+/// `PLANS`: each plan's overlay over the top-level variables.
+fn overlaid_plans(vars: &Vars<impl Lookup>) -> Result<BTreeMap<String, Plan>, ProxyError> {
+    budget::plans::parse_overlays(vars.text("PLANS").as_deref())?
+        .into_iter()
+        .map(|(name, overlay)| {
+            let overlaid = vars.overlaid(|variable: &str| overlay.get(variable).cloned());
+            let built = plan(&name, &overlaid).map_err(|error| {
+                ProxyError::misconfigured(format!(
+                    "PLANS: plan {name:?}: {}",
+                    error.log_detail().unwrap_or_default()
+                ))
+            })?;
+            Ok((name, built))
+        })
+        .collect()
 }
 
-/// Plan `guest` when `PLANS` has none: the guest defaults over the top-level variables, with
-/// only the first allowed model.
-fn guest_plan(vars: &Vars<impl Lookup>, first_model: &str) -> Result<Plan, ProxyError> {
-    let overlaid = Vars(|variable: &str| {
-        if variable == "ALLOWED_MODELS" {
-            return Some(first_model.to_owned());
-        }
-        GUEST_PLAN_DEFAULTS
-            .iter()
-            .find(|(name, _)| *name == variable)
-            .map(|(_, value)| (*value).to_owned())
-            .or_else(|| (vars.0)(variable))
-    });
-    plan(GUEST_PLAN, &overlaid)
-}
-
-/// A dollar budget can only hold if every model a user may call has a price: with one set
-/// anywhere, a model without a price makes the whole configuration invalid.
-fn check_prices(
-    prices: &Prices,
-    default_plan: &Plan,
-    plans: &BTreeMap<String, Plan>,
-    global: Option<&Limits>,
-    guest_global: Option<&Limits>,
-) -> Result<(), ProxyError> {
-    let all_plans = || std::iter::once(default_plan).chain(plans.values());
-    let budget = global
-        .and_then(|limits| limits.daily_nano_usd.map(|_| "GLOBAL_DAILY_BUDGET_USD".to_owned()))
-        .or_else(|| guest_global.map(|_| "GLOBAL_GUEST_DAILY_BUDGET_USD".to_owned()))
-        .or_else(|| {
-            all_plans()
-                .find(|plan| plan.user_limits.daily_nano_usd.is_some())
-                .map(|plan| format!("DAILY_BUDGET_USD (plan {:?})", plan.name))
-        });
-    let Some(budget) = budget else { return Ok(()) };
-    for plan in all_plans() {
-        if let Some(model) = plan.allowed_models.iter().find(|model| prices.of(model).is_none()) {
-            return Err(ProxyError::misconfigured(format!(
-                "MODEL_PRICES has no price for model {model:?} (allowed by plan {:?}), and {budget} is set: add it to MODEL_PRICES or remove it from ALLOWED_MODELS",
-                plan.name
-            )));
-        }
+/// The `safety_identifier` key: from `SAFETY_IDENTIFIER_SECRET`, else from `JWT_SECRET`.
+fn safety_key(vars: &Vars<impl Lookup>, keys: &KeySources) -> Result<Option<SafetyKey>, ProxyError> {
+    let own = vars.trimmed_secret("SAFETY_IDENTIFIER_SECRET");
+    if own
+        .as_ref()
+        .is_some_and(|secret| secret.expose().len() < MIN_HMAC_SECRET_BYTES)
+    {
+        return Err(ProxyError::misconfigured(format!(
+            "secret SAFETY_IDENTIFIER_SECRET is shorter than {MIN_HMAC_SECRET_BYTES} bytes: {RANDOM_SECRET_HINT}"
+        )));
     }
-    Ok(())
-}
-
-/// What a request may spend beyond text: images, hosted tools, stored responses. The image
-/// reserve defaults to the worst case of the allowed models.
-fn cost_rules(vars: &Vars<impl Lookup>, allowed_models: &[String]) -> Result<CostRules, ProxyError> {
-    let rules = CostRules {
-        max_image_inputs: vars.number("MAX_IMAGE_INPUTS", 0, 0..=100)?,
-        image_input_reserve_tokens: vars.number(
-            "IMAGE_INPUT_RESERVE_TOKENS",
-            cost::default_image_reserve(allowed_models),
-            1..=10_000_000,
-        )?,
-        hosted_tools: cost::parse_hosted_tools(vars.text("ALLOWED_HOSTED_TOOLS").as_deref().unwrap_or(""))?,
-        max_hosted_tool_calls: vars.number("MAX_HOSTED_TOOL_CALLS", 1, 1..=100)?,
-        responses_store: vars.flag("RESPONSES_STORE", false)?,
-        allow_stored_context: vars.flag("ALLOW_STORED_CONTEXT", false)?,
-        context_windows: cost::parse_context_windows(vars.text("MODEL_CONTEXT_TOKENS").as_deref().unwrap_or(""))?,
-    };
-    if rules.allow_stored_context {
-        check_stored_context(&rules, allowed_models)?;
-    }
-    Ok(rules)
-}
-
-/// Continuing a response needs stored responses, and the context window of every model it may
-/// run on: that window is its reservation. Without one the proxy could only guess, and a guess
-/// too small lets a user spend past the budget (README: What a request costs).
-fn check_stored_context(rules: &CostRules, allowed_models: &[String]) -> Result<(), ProxyError> {
-    if !rules.responses_store {
-        return Err(ProxyError::misconfigured(
-            "ALLOW_STORED_CONTEXT=true needs RESPONSES_STORE=true: without stored responses there is nothing to continue",
-        ));
-    }
-    match allowed_models.iter().find(|model| rules.context_window(model).is_none()) {
-        Some(model) => Err(ProxyError::misconfigured(format!(
-            "ALLOW_STORED_CONTEXT=true: the context window of {model:?} is unknown; add it to MODEL_CONTEXT_TOKENS (e.g. {model}:128000, from the model's page)"
-        ))),
-        None => Ok(()),
-    }
-}
-
-fn request_limits(vars: &Vars<impl Lookup>) -> Result<RequestLimits, ProxyError> {
-    Ok(RequestLimits {
-        max_output_tokens: vars.number("MAX_OUTPUT_TOKENS", 1024, 1..=1_000_000)?,
-        max_n: vars.number("MAX_N", 1, 1..=128)?,
-        max_prompt_chars: vars.number("MAX_PROMPT_CHARS", 8000, 1..=10_000_000)?,
-    })
-}
-
-fn user_limits(vars: &Vars<impl Lookup>) -> Result<Limits, ProxyError> {
-    Ok(Limits {
-        rate: Some(RateLimit {
-            requests: vars.number("RATE_LIMIT_REQUESTS", 20, 1..=1000)?,
-            window: vars.seconds("RATE_LIMIT_WINDOW_SECONDS", 900, 1..=604_800)?,
-        }),
-        max_streams: Some(vars.number("MAX_CONCURRENT_STREAMS", 2, 1..=100)?),
-        daily_tokens: Some(vars.number("DAILY_TOKEN_BUDGET", 100_000, 1..=1_000_000_000_000)?),
-        daily_nano_usd: vars.usd("DAILY_BUDGET_USD")?,
-    })
-}
-
-/// The budget of all users together; none unless `GLOBAL_DAILY_TOKEN_BUDGET` or
-/// `GLOBAL_DAILY_BUDGET_USD` is set.
-fn global_limits(vars: &Vars<impl Lookup>) -> Result<Option<Limits>, ProxyError> {
-    let tokens = vars.optional_number("GLOBAL_DAILY_TOKEN_BUDGET", 1..=1_000_000_000_000_000)?;
-    let nano_usd = vars.usd("GLOBAL_DAILY_BUDGET_USD")?;
-    Ok((tokens.is_some() || nano_usd.is_some()).then_some(Limits {
-        rate: None,
-        max_streams: None,
-        daily_tokens: tokens,
-        daily_nano_usd: nano_usd,
-    }))
-}
-
-/// A provider's key set signs tokens for every app of the provider (Firebase's is shared by
-/// all projects; Auth0, Okta and Cognito tenants serve other apps too), so a token it verifies
-/// is ours only if its issuer is ours: with a key set, `JWT_ISSUER` is required.
-fn key_sources(vars: &Vars<impl Lookup>) -> Result<KeySources, ProxyError> {
-    let keys = KeySources::from_vars(vars)?;
-    if keys.has_key_set() && vars.text("JWT_ISSUER").is_none() {
-        return Err(ProxyError::misconfigured(
-            "JWT_ISSUER is required when JWKS_URL or JWKS is set: a provider's key set also verifies tokens \
-             it issued for other apps (README: identity providers)",
-        ));
-    }
-    Ok(keys)
-}
-
-fn claim_rules(vars: &Vars<impl Lookup>) -> Result<ClaimRules, ProxyError> {
-    Ok(ClaimRules {
-        issuer: vars.text("JWT_ISSUER"),
-        audience: vars.text("JWT_AUDIENCE"),
-        leeway_seconds: vars.number("JWT_LEEWAY_SECONDS", 30, 0..=300)?,
-        plan_claim: vars.text("PLAN_CLAIM").unwrap_or_else(|| "plan".to_owned()),
-        max_ttl_seconds: vars.number("JWT_MAX_TTL_SECONDS", DEFAULT_JWT_MAX_TTL_SECONDS, 60..=31_536_000)?,
-    })
-}
-
-fn admin_token(vars: &Vars<impl Lookup>) -> Result<Option<Secret>, ProxyError> {
-    match vars.secret("ADMIN_TOKEN") {
-        Some(token) if token.expose().len() < MIN_ADMIN_TOKEN_BYTES => Err(ProxyError::misconfigured(format!(
-            "secret ADMIN_TOKEN is shorter than {MIN_ADMIN_TOKEN_BYTES} bytes: {RANDOM_SECRET_HINT}"
-        ))),
-        token => Ok(token),
-    }
+    Ok(own
+        .as_ref()
+        .or(keys.jwt_secret())
+        .map(|secret| SafetyKey::derive(secret.expose())))
 }
 
 #[cfg(test)]
@@ -582,184 +261,12 @@ impl Config {
     }
 }
 
-/// Reads variables by name. A blank value counts as unset, so `VAR = ""` in wrangler.toml
-/// means "the default".
-trait Lookup: Fn(&str) -> Option<String> {}
-impl<F: Fn(&str) -> Option<String>> Lookup for F {}
-
-struct Vars<F>(F);
-
-impl<F: Lookup> Vars<F> {
-    /// The value as given, if set and not blank.
-    fn raw(&self, name: &str) -> Option<String> {
-        (self.0)(name).filter(|value| !value.trim().is_empty())
-    }
-
-    /// The trimmed value, if set and not blank.
-    fn text(&self, name: &str) -> Option<String> {
-        self.raw(name).map(|value| value.trim().to_owned())
-    }
-
-    /// A secret exactly as given: an HMAC secret's bytes are its bytes.
-    fn secret(&self, name: &str) -> Option<Secret> {
-        self.raw(name).map(Secret::new)
-    }
-
-    /// An API key, trimmed: a pasted key often ends with a newline, and no key has spaces.
-    fn api_key(&self, name: &str) -> Option<Secret> {
-        self.text(name).map(Secret::new)
-    }
-
-    fn number<T>(&self, name: &str, default: T, range: RangeInclusive<T>) -> Result<T, ProxyError>
-    where
-        T: FromStr + PartialOrd + fmt::Display + Copy,
-    {
-        Ok(self.optional_number(name, range)?.unwrap_or(default))
-    }
-
-    fn optional_number<T>(&self, name: &str, range: RangeInclusive<T>) -> Result<Option<T>, ProxyError>
-    where
-        T: FromStr + PartialOrd + fmt::Display + Copy,
-    {
-        let Some(raw) = self.text(name) else {
-            return Ok(None);
-        };
-        match raw.parse::<T>() {
-            Ok(number) if range.contains(&number) => Ok(Some(number)),
-            _ => Err(ProxyError::misconfigured(format!(
-                "{name}={raw:?} is not a whole number from {} to {}",
-                range.start(),
-                range.end()
-            ))),
-        }
-    }
-
-    /// An amount of dollars (`0.50`), as nano-USD; more than zero.
-    fn usd(&self, name: &str) -> Result<Option<u64>, ProxyError> {
-        let Some(raw) = self.text(name) else {
-            return Ok(None);
-        };
-        match prices::parse_usd(&raw) {
-            Some(nano) if nano > 0 => Ok(Some(nano)),
-            _ => Err(ProxyError::misconfigured(format!(
-                "{name}={raw:?} is not an amount of USD above 0 (like 0.50; at most 9 decimals)"
-            ))),
-        }
-    }
-
-    fn seconds(&self, name: &str, default: u64, range: RangeInclusive<u64>) -> Result<Duration, ProxyError> {
-        self.number(name, default, range).map(Duration::from_secs)
-    }
-
-    fn millis(&self, name: &str, default: u64, range: RangeInclusive<u64>) -> Result<Duration, ProxyError> {
-        self.number(name, default, range).map(Duration::from_millis)
-    }
-
-    fn flag(&self, name: &str, default: bool) -> Result<bool, ProxyError> {
-        self.choice(name, &[("true", true), ("false", false)], default)
-    }
-
-    /// One of `choices`, by its exact name.
-    fn choice<T: Copy>(&self, name: &str, choices: &[(&str, T)], default: T) -> Result<T, ProxyError> {
-        let Some(raw) = self.text(name) else {
-            return Ok(default);
-        };
-        match choices.iter().find(|(choice, _)| *choice == raw) {
-            Some((_, value)) => Ok(*value),
-            None => {
-                let names: Vec<&str> = choices.iter().map(|(choice, _)| *choice).collect();
-                Err(ProxyError::misconfigured(format!(
-                    "{name}={raw:?} is not one of {}",
-                    names.join(", ")
-                )))
-            }
-        }
-    }
-
-    /// Items of a comma- or whitespace-separated list; `None` when it has none.
-    fn list(&self, name: &str) -> Option<Vec<String>> {
-        let raw = self.text(name)?;
-        let items: Vec<String> = raw
-            .split(|c: char| c == ',' || c.is_whitespace())
-            .filter(|item| !item.is_empty())
-            .map(str::to_owned)
-            .collect();
-        (!items.is_empty()).then_some(items)
-    }
-
-    fn service_url(&self, name: &str) -> Result<Option<String>, ProxyError> {
-        self.text(name).map(|raw| parse_service_url(name, &raw)).transpose()
-    }
-}
-
-/// `scheme://host[:port]`, lowercased, as browsers send it in `Origin`.
-fn parse_origin(raw: &str) -> Result<String, ProxyError> {
-    let invalid = || {
-        ProxyError::misconfigured(format!(
-            "ALLOWED_ORIGINS: {raw:?} is not an origin like https://app.example.com (exact scheme, host and port; no path, no wildcard)"
-        ))
-    };
-    let candidate = raw.strip_suffix('/').unwrap_or(raw).to_ascii_lowercase();
-    let (scheme, authority) = candidate.split_once("://").ok_or_else(invalid)?;
-    if !matches!(scheme, "http" | "https") || !is_valid_authority(authority) {
-        return Err(invalid());
-    }
-    Ok(candidate)
-}
-
-/// Splits `host[:port]`; `None` when the shape is wrong. IPv6 literals keep their brackets.
-fn split_authority(authority: &str) -> Option<(&str, Option<&str>)> {
-    let (host, rest) = if authority.starts_with('[') {
-        authority.split_at(authority.find(']')? + 1)
-    } else {
-        authority.split_at(authority.find(':').unwrap_or(authority.len()))
-    };
-    let port = if rest.is_empty() {
-        None
-    } else {
-        Some(rest.strip_prefix(':')?)
-    };
-    Some((host, port))
-}
-
-/// `host[:port]` with no userinfo, path, query or wildcard.
-fn is_valid_authority(authority: &str) -> bool {
-    let Some((host, port)) = split_authority(authority) else {
-        return false;
-    };
-    let host_ok = !host.is_empty()
-        && host
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '[' | ']' | ':'));
-    host_ok && port.is_none_or(|port| port.parse::<u16>().is_ok())
-}
-
-/// A URL the proxy calls. It carries our key (upstream) or decides who gets in (JWKS), so it
-/// must be HTTPS; plain HTTP only to this machine (dev, tests).
-fn parse_service_url(name: &str, raw: &str) -> Result<String, ProxyError> {
-    let trimmed = raw.trim().trim_end_matches('/');
-    let invalid = |why: &str| ProxyError::misconfigured(format!("{name}={raw:?} is not usable: {why}"));
-    let (scheme, rest) = trimmed
-        .split_once("://")
-        .ok_or_else(|| invalid("not an absolute URL"))?;
-    let authority = rest.split('/').next().unwrap_or_default();
-    if rest.contains(['?', '#', '@']) || !is_valid_authority(authority) {
-        return Err(invalid(
-            "expected https://host[:port]/path with no query, fragment or credentials",
-        ));
-    }
-    let host = split_authority(authority).map_or(authority, |(host, _)| host);
-    let loopback = matches!(host, "127.0.0.1" | "localhost" | "[::1]");
-    match scheme {
-        "https" => Ok(trimmed.to_owned()),
-        "http" if loopback => Ok(trimmed.to_owned()),
-        _ => Err(invalid("must be https (http only for 127.0.0.1/localhost)")),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::guest;
+    use crate::budget::plans::RequestLimits;
+    use crate::budget::quota::RateLimit;
 
     fn config(pairs: &[(&str, &str)]) -> Result<Config, ProxyError> {
         Config::for_tests(pairs)
