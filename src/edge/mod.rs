@@ -250,7 +250,7 @@ async fn answer_whole(
     }
     let (body, headers) = whole?;
     match api_route {
-        ApiRoute::GenerateText => json_response(200, &request::generate_text_result(&body)?),
+        ApiRoute::GenerateText => json_response(200, &request::generate_text::generate_text_result(&body)?),
         _ => Ok(Response::from_bytes(body)?.with_headers(headers)),
     }
 }

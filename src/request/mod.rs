@@ -8,8 +8,12 @@
 
 pub mod attribution;
 pub mod billable;
+mod chat;
+mod embeddings;
 pub mod forwarding;
+pub mod generate_text;
 pub mod prompt;
+mod responses;
 
 use serde_json::{json, Map, Value};
 
@@ -20,15 +24,10 @@ use crate::budget::prices::{Price, Prices};
 use crate::budget::quota::Spend;
 use crate::budget::usage::Usage;
 use crate::error::ProxyError;
-use crate::request::billable::{
-    attribute, check_price_fields, check_tools, continuation, hosted_call_cap, search_model_fee,
-};
 use crate::request::forwarding::UpstreamEndpoint;
 use crate::request::prompt::PromptMeter;
 use crate::routes::ApiRoute;
 use attribution::SafetyKey;
-
-const VALID_ROLES: [&str; 6] = ["system", "developer", "user", "assistant", "tool", "function"];
 
 /// A validated API request (chat, Responses, embeddings), ready to send upstream.
 #[derive(Debug, Clone, PartialEq)]
@@ -138,10 +137,10 @@ pub fn parse(
 ) -> Result<ApiRequest, ProxyError> {
     let rules = Rules { settings, plan };
     match route {
-        ApiRoute::ChatCompletions => checked(parse_object(bytes)?, rules, sub),
-        ApiRoute::Responses => responses(bytes, rules, sub),
-        ApiRoute::Embeddings => embeddings(bytes, rules, sub),
-        ApiRoute::GenerateText => generate_text(bytes, rules, sub),
+        ApiRoute::ChatCompletions => chat::checked(parse_object(bytes)?, rules, sub),
+        ApiRoute::Responses => responses::responses(bytes, rules, sub),
+        ApiRoute::Embeddings => embeddings::embeddings(bytes, rules, sub),
+        ApiRoute::GenerateText => generate_text::generate_text(bytes, rules, sub),
     }
 }
 
@@ -173,266 +172,6 @@ impl Settings {
 struct Rules<'a> {
     settings: &'a Settings,
     plan: &'a Plan,
-}
-
-/// `POST /api/generate-text` `{"userPrompt": "..."}`: the simple form, turned into a chat
-/// request with the operator's system prompt and the default model. HTML tags are stripped
-/// from the prompt (a convenience for apps that send markup, not a security boundary).
-fn generate_text(bytes: &[u8], rules: Rules, sub: &str) -> Result<ApiRequest, ProxyError> {
-    let Rules { settings, plan } = rules;
-    let body = parse_object(bytes)?;
-    let prompt = match body.get("userPrompt") {
-        Some(Value::String(prompt)) => strip_html_tags(prompt),
-        Some(_) => {
-            return Err(ProxyError::invalid_request(
-                "`userPrompt` must be a string.",
-                Some("userPrompt"),
-            ))
-        }
-        None => {
-            return Err(ProxyError::invalid_request(
-                "`userPrompt` is required.",
-                Some("userPrompt"),
-            ))
-        }
-    };
-    if prompt.trim().is_empty() {
-        return Err(ProxyError::invalid_request(
-            "`userPrompt` is empty.",
-            Some("userPrompt"),
-        ));
-    }
-    if prompt.chars().count() > plan.request_limits.max_prompt_chars {
-        return Err(ProxyError::invalid_request(
-            format!(
-                "`userPrompt` is longer than {} characters.",
-                plan.request_limits.max_prompt_chars
-            ),
-            Some("userPrompt"),
-        ));
-    }
-    let chat = json!({
-        "model": plan.default_model(),
-        "messages": [
-            { "role": "system", "content": settings.system_prompt },
-            { "role": "user", "content": prompt },
-        ],
-    });
-    let Value::Object(body) = chat else {
-        unreachable!("json! object literal")
-    };
-    checked(body, rules, sub)
-}
-
-/// The checks every chat request passes, and the rewriting for upstream.
-fn checked(mut body: Map<String, Value>, plan_rules: Rules, sub: &str) -> Result<ApiRequest, ProxyError> {
-    let Rules { settings, plan } = plan_rules;
-    let limits = &plan.request_limits;
-    let rules = &plan.cost_rules;
-    let model = check_model(&body, plan)?;
-    let mut meter = meter(limits, rules);
-    check_messages(body.get("messages"), &mut meter)?;
-    check_price_fields(&body, UpstreamEndpoint::ChatCompletions, rules)?;
-    let mut per_call = check_tools(&body, "tools", &mut meter, rules)?;
-    per_call = per_call.max(check_tools(&body, "functions", &mut meter, rules)?);
-    if let Some(schema) = body.get("response_format") {
-        meter.at("response_format", |meter| meter.json(schema))?;
-    }
-    per_call = per_call.max(search_model_fee(&body, rules)?);
-    // Chat Completions has no `max_tool_calls`: an allowed hosted tool is reserved one call.
-    let hosted_tool_calls = u64::from(per_call > 0);
-    let output_cap = output_cap(&mut body, limits, &["max_completion_tokens", "max_tokens"])?;
-    let n = match body.get("n") {
-        None | Some(Value::Null) => 1,
-        Some(value) => match value.as_u64() {
-            Some(n) if (1..=limits.max_n).contains(&n) => n,
-            _ => {
-                return Err(ProxyError::invalid_request(
-                    format!("`n` must be a whole number from 1 to {}.", limits.max_n),
-                    Some("n"),
-                ))
-            }
-        },
-    };
-    let stream = check_stream(&body)?;
-    let mut client_wants_usage = false;
-    if stream {
-        let options = body.entry("stream_options").or_insert_with(|| json!({}));
-        let Value::Object(options) = options else {
-            return Err(ProxyError::invalid_request(
-                "`stream_options` must be an object.",
-                Some("stream_options"),
-            ));
-        };
-        client_wants_usage = options.get("include_usage") == Some(&Value::Bool(true));
-        options.insert("include_usage".into(), Value::Bool(true));
-    }
-    attribute(
-        &mut body,
-        settings.safety_key()?,
-        sub,
-        UpstreamEndpoint::ChatCompletions,
-    )?;
-    let cost = Cost {
-        output_tokens: output_cap.saturating_mul(n),
-        hosted_tool_calls,
-        hosted_tokens_per_call: per_call,
-        ..image_cost(&meter, rules)
-    };
-    let price = settings.prices.of(&model);
-    Ok(finish(
-        body,
-        Draft {
-            endpoint: UpstreamEndpoint::ChatCompletions,
-            model,
-            stream,
-            client_wants_usage,
-            cost,
-            prompt_chars: meter.chars,
-            continues: None,
-            records_response: false,
-            price,
-        },
-    ))
-}
-
-/// `POST /v1/responses`: `input` (a string or items of any type), `instructions`, tools and
-/// `text.format` count toward the prompt size; `max_output_tokens` is the output cap. Its
-/// streams always end with the usage (in `response.completed`), so there is nothing to ask for
-/// or to hide.
-fn responses(bytes: &[u8], plan_rules: Rules, sub: &str) -> Result<ApiRequest, ProxyError> {
-    let Rules { settings, plan } = plan_rules;
-    let mut body = parse_object(bytes)?;
-    let limits = &plan.request_limits;
-    let rules = &plan.cost_rules;
-    let model = check_model(&body, plan)?;
-    check_price_fields(&body, UpstreamEndpoint::Responses, rules)?;
-    let continuation = continuation(&body, rules, &model)?;
-    let mut meter = meter(limits, rules);
-    read_input_items(body.get("input"), &mut meter)?;
-    match body.get("instructions") {
-        None | Some(Value::Null) => {}
-        Some(Value::String(text)) => meter.at("instructions", |meter| meter.text(text))?,
-        Some(_) => {
-            return Err(ProxyError::invalid_request(
-                "`instructions` must be a string.",
-                Some("instructions"),
-            ))
-        }
-    }
-    require_content(&meter, "input")?;
-    let per_call = check_tools(&body, "tools", &mut meter, rules)?;
-    if let Some(format) = body.get("text").and_then(|text| text.get("format")) {
-        meter.at("text.format", |meter| meter.json(format))?;
-    }
-    // A hosted tool may run up to `max_tool_calls` times in one response, each with its fee.
-    let hosted_tool_calls = if per_call > 0 {
-        hosted_call_cap(&mut body, rules)?
-    } else {
-        0
-    };
-    let output_cap = output_cap(&mut body, limits, &["max_output_tokens"])?;
-    let stream = check_stream(&body)?;
-    // Stored by default upstream; a stored response is context the proxy cannot bound later.
-    if !rules.responses_store {
-        body.insert("store".into(), Value::Bool(false));
-    }
-    let stored = !matches!(body.get("store"), Some(Value::Bool(false)));
-    attribute(&mut body, settings.safety_key()?, sub, UpstreamEndpoint::Responses)?;
-    let cost = Cost {
-        output_tokens: output_cap,
-        hosted_tool_calls,
-        hosted_tokens_per_call: per_call,
-        stored_context_tokens: continuation.as_ref().map_or(0, |c| c.context_tokens),
-        ..image_cost(&meter, rules)
-    };
-    let price = settings.prices.of(&model);
-    Ok(finish(
-        body,
-        Draft {
-            endpoint: UpstreamEndpoint::Responses,
-            model,
-            stream,
-            client_wants_usage: true,
-            cost,
-            prompt_chars: meter.chars,
-            continues: continuation.map(|c| c.response_id),
-            records_response: stored && rules.allow_stored_context,
-            price,
-        },
-    ))
-}
-
-/// The Responses `input`: a string, or items of any type, every string of which the model reads.
-fn read_input_items(input: Option<&Value>, meter: &mut PromptMeter) -> Result<(), ProxyError> {
-    let items = match input {
-        Some(Value::String(text)) => return meter.at("input", |meter| meter.text(text)),
-        Some(Value::Array(items)) if !items.is_empty() => items,
-        _ => {
-            return Err(ProxyError::invalid_request(
-                "`input` must be a string or a non-empty array of items.",
-                Some("input"),
-            ))
-        }
-    };
-    for (index, item) in items.iter().enumerate() {
-        meter.at(&format!("input[{index}]"), |meter| {
-            if item.get("type").and_then(Value::as_str) == Some("item_reference") {
-                return Err(meter.refuse(
-                    "",
-                    "`item_reference` input items are not accepted: the proxy cannot see or bound stored items.",
-                ));
-            }
-            meter.content(item)
-        })?;
-    }
-    Ok(())
-}
-
-/// `POST /v1/embeddings`: `input` (a string, strings, or token arrays) is bounded like a
-/// prompt; the cost is the input, so the reservation is the body's bytes.
-fn embeddings(bytes: &[u8], rules: Rules, sub: &str) -> Result<ApiRequest, ProxyError> {
-    let Rules { settings, plan } = rules;
-    let mut body = parse_object(bytes)?;
-    let model = check_model(&body, plan)?;
-    let invalid = || {
-        ProxyError::invalid_request(
-            "`input` must be a string, an array of strings, or token arrays.",
-            Some("input"),
-        )
-    };
-    let mut meter = PromptMeter::new(plan.request_limits.max_prompt_chars, 0);
-    match body.get("input") {
-        Some(Value::String(text)) => meter.at("input", |meter| meter.text(text))?,
-        Some(Value::Array(items)) if !items.is_empty() => {
-            for (index, item) in items.iter().enumerate() {
-                meter.at(&format!("input[{index}]"), |meter| match item {
-                    Value::String(text) => meter.text(text),
-                    Value::Number(_) => meter.tokens(1),
-                    Value::Array(tokens) if tokens.iter().all(Value::is_number) => meter.tokens(tokens.len()),
-                    _ => Err(invalid()),
-                })?;
-            }
-        }
-        _ => return Err(invalid()),
-    }
-    require_content(&meter, "input")?;
-    attribute(&mut body, settings.safety_key()?, sub, UpstreamEndpoint::Embeddings)?;
-    let price = settings.prices.of(&model);
-    Ok(finish(
-        body,
-        Draft {
-            endpoint: UpstreamEndpoint::Embeddings,
-            model,
-            stream: false,
-            client_wants_usage: false,
-            cost: Cost::default(),
-            prompt_chars: meter.chars,
-            continues: None,
-            records_response: false,
-            price,
-        },
-    ))
 }
 
 /// A request's parts before its body is serialised.
@@ -552,42 +291,6 @@ fn output_cap(body: &mut Map<String, Value>, limits: &RequestLimits, fields: &[&
     })
 }
 
-/// Removes `<tag ...>` sequences (a `<` followed by a letter, `/` or `!`); a lone `<` stays.
-pub fn strip_html_tags(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        let starts_tag = c == '<'
-            && chars
-                .peek()
-                .is_some_and(|next| next.is_ascii_alphabetic() || matches!(next, '/' | '!'));
-        if starts_tag {
-            for inside in chars.by_ref() {
-                if inside == '>' {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// `{"result": "..."}` from a non-stream chat completion answer.
-pub fn generate_text_result(upstream_body: &[u8]) -> Result<String, ProxyError> {
-    let answer: Value = serde_json::from_slice(upstream_body).map_err(|e| ProxyError::UpstreamFailed {
-        detail: format!("upstream chat completion is not JSON: {e}"),
-    })?;
-    let text = answer
-        .pointer("/choices/0/message/content")
-        .and_then(Value::as_str)
-        .ok_or_else(|| ProxyError::UpstreamFailed {
-            detail: "upstream chat completion has no choices[0].message.content".into(),
-        })?;
-    Ok(json!({ "result": text }).to_string())
-}
-
 fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, ProxyError> {
     match serde_json::from_slice::<Value>(bytes) {
         Ok(Value::Object(body)) => Ok(body),
@@ -599,56 +302,6 @@ fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, ProxyError> {
     }
 }
 
-/// The shape of `messages`, and everything in them the model reads (`PromptMeter::content`).
-fn check_messages(messages: Option<&Value>, meter: &mut PromptMeter) -> Result<(), ProxyError> {
-    let messages = match messages {
-        Some(Value::Array(messages)) if !messages.is_empty() => messages,
-        Some(_) => {
-            return Err(ProxyError::invalid_request(
-                "`messages` must be a non-empty array.",
-                Some("messages"),
-            ))
-        }
-        None => return Err(ProxyError::invalid_request("`messages` is required.", Some("messages"))),
-    };
-    for (index, message) in messages.iter().enumerate() {
-        let field = |name: &str| format!("messages[{index}]{name}");
-        let invalid = |name: &str, why: &str| {
-            let param = field(name);
-            ProxyError::invalid_request(format!("`{param}` {why}"), Some(&param))
-        };
-        let Value::Object(fields) = message else {
-            return Err(invalid("", "must be an object."));
-        };
-        match fields.get("role") {
-            Some(Value::String(role)) if VALID_ROLES.contains(&role.as_str()) => {}
-            _ => {
-                let roles = VALID_ROLES.join(", ");
-                return Err(invalid(".role", &format!("must be one of {roles}.")));
-            }
-        }
-        match fields.get("content") {
-            Some(Value::String(_)) | Some(Value::Null) | None => {}
-            Some(Value::Array(parts)) => {
-                if let Some(part_index) = parts.iter().position(|part| !part.is_object()) {
-                    return Err(invalid(
-                        &format!(".content[{part_index}]"),
-                        "must be a content part object.",
-                    ));
-                }
-            }
-            Some(_) => return Err(invalid(".content", "must be a string or an array of content parts.")),
-        }
-    }
-    meter.at("messages", |meter| {
-        for (index, message) in messages.iter().enumerate() {
-            meter.at(&format!("[{index}]"), |meter| meter.content(message))?;
-        }
-        Ok(())
-    })?;
-    require_content(meter, "messages")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -657,6 +310,7 @@ mod tests {
     use crate::testing::policy::{
         parse_chat_request, parse_embeddings_request, parse_generate_text, parse_responses_request,
     };
+    use generate_text::{generate_text_result, strip_html_tags};
 
     fn config() -> Config {
         Config::for_tests(&[
