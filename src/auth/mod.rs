@@ -195,23 +195,50 @@ pub struct TokenShape<'t> {
 }
 
 /// What must hold before a token's claims are believed: `signature` is `key`'s over
-/// `signing_input`.
+/// `signing_input`. Its verdict is the only way to a `VerifiedToken`.
 pub struct SignatureCheck<'a> {
     pub key: &'a VerifyingKey,
     pub signing_input: &'a [u8],
     pub signature: &'a [u8],
+    shape: &'a TokenShape<'a>,
 }
 
-impl SignatureCheck<'_> {
+impl<'a> SignatureCheck<'a> {
     /// The check in Rust: a secret's MAC (cheap and synchronous), or natively a public key's
-    /// signature. The edge asks WebCrypto for public keys instead.
-    pub fn holds_in_rust(&self) -> bool {
-        match self.key {
+    /// signature. The edge asks WebCrypto for public keys instead, and `concludes` with its verdict.
+    pub fn verify_in_rust(self) -> Result<VerifiedToken<'a>, TokenProblem> {
+        let holds = match self.key {
             VerifyingKey::Hmac { algorithm, secret } => {
                 algorithm.mac_matches(secret, self.signing_input, self.signature)
             }
             VerifyingKey::Public(key) => key.verifies(self.signing_input, self.signature),
+        };
+        self.concludes(holds)
+    }
+
+    /// The platform's verdict on this check's signature (WebCrypto on the edge).
+    pub fn concludes(self, signature_holds: bool) -> Result<VerifiedToken<'a>, TokenProblem> {
+        if !signature_holds {
+            return Err(TokenProblem::BadSignature);
         }
+        Ok(VerifiedToken {
+            claims: &self.shape.claims,
+            times: self.shape.times,
+        })
+    }
+}
+
+/// A token whose signature held, as jwt-compact's `Token` is an `UntrustedToken` that passed
+/// validation: its claims can be read only from here.
+pub struct VerifiedToken<'a> {
+    claims: &'a JsonObject,
+    times: TimeClaims,
+}
+
+impl VerifiedToken<'_> {
+    /// The caller, if the claims satisfy `rules` at `now` (Unix seconds).
+    pub fn identity(self, rules: &ClaimRules, now: i64) -> Result<Identity, TokenProblem> {
+        check_claims(self.claims, self.times, rules, now)
     }
 }
 
@@ -234,16 +261,8 @@ impl<'t> TokenShape<'t> {
             key,
             signing_input: self.signing_input.as_bytes(),
             signature: &self.signature,
+            shape: self,
         })
-    }
-
-    /// The caller, once its `signature_check` was made: if the signature held and the claims
-    /// satisfy `rules` at `now` (Unix seconds).
-    pub fn identity(self, signature_holds: bool, rules: &ClaimRules, now: i64) -> Result<Identity, TokenProblem> {
-        if !signature_holds {
-            return Err(TokenProblem::BadSignature);
-        }
-        check_claims(&self.claims, self.times, rules, now)
     }
 }
 
@@ -277,9 +296,10 @@ pub fn check_shape(token: &str) -> Result<TokenShape<'_>, TokenProblem> {
 /// Verifies `token` at time `now` (Unix seconds) with every signature checked in Rust: guest
 /// tokens (a secret's) on the edge, and tokens of every key type natively.
 pub fn verify(token: &str, keys: &KeySet, rules: &ClaimRules, now: i64) -> Result<Identity, TokenProblem> {
-    let shape = check_shape(token)?;
-    let holds = shape.signature_check(keys)?.holds_in_rust();
-    shape.identity(holds, rules, now)
+    check_shape(token)?
+        .signature_check(keys)?
+        .verify_in_rust()?
+        .identity(rules, now)
 }
 
 type JsonObject = Map<String, Value>;

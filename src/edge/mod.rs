@@ -276,18 +276,19 @@ async fn authenticate(req: &Request, config: &Config) -> Result<Identity> {
     }
     let now = Now::read();
     let keys = keys::jwks::key_set(config, now).await?;
-    let signature_holds = match keys.signature_holds(&shape).await {
+    let fresh;
+    let verified = match keys.verify(&shape).await {
         // The provider may have rotated its keys since we fetched them.
         Err(ProxyError::InvalidToken(TokenProblem::UnknownKey)) => {
-            match keys::jwks::refetch_for_unknown_kid(config, now).await? {
-                Some(fresh) => fresh.signature_holds(&shape).await,
-                None => Err(ProxyError::InvalidToken(TokenProblem::UnknownKey)),
-            }
+            fresh = keys::jwks::refetch_for_unknown_kid(config, now)
+                .await?
+                .ok_or(ProxyError::InvalidToken(TokenProblem::UnknownKey))?;
+            fresh.verify(&shape).await
         }
         checked => checked,
     }?;
-    let identity = shape
-        .identity(signature_holds, &config.claim_rules, now.seconds())
+    let identity = verified
+        .identity(&config.claim_rules, now.seconds())
         .map_err(ProxyError::InvalidToken)?;
     // A user named like a guest would share that guest's object.
     if config.guest.is_some() && identity.sub.starts_with(GUEST_SUB_PREFIX) {

@@ -2,4 +2,6 @@
 //! these values between the Worker and the objects.
 
 pub mod held;
+pub mod owned_responses;
+pub mod usage_index;
 pub mod user;

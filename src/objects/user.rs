@@ -10,9 +10,10 @@ use serde::{Deserialize, Serialize};
 use crate::auth::guest::MintWindow;
 use crate::budget::alerts::{Alert, AlertRules, AlertState};
 use crate::budget::plans::{claimed_plan, PlanSource, DEFAULT_PLAN};
-use crate::budget::quota::{Ask, Limits, QuotaState, Reservation, Spend, Standing, DAY_MS};
+use crate::budget::quota::{Ask, Limits, QuotaState, Reservation, Spend, Standing};
 use crate::day::Day;
 use crate::error::Refusal;
+use crate::objects::owned_responses::OwnedResponses;
 
 /// The object that holds the budgets all users share (`GLOBAL_DAILY_TOKEN_BUDGET`,
 /// `GLOBAL_DAILY_BUDGET_USD`).
@@ -25,61 +26,9 @@ pub fn user_object_name(sub: &str) -> String {
     format!("user:{sub}")
 }
 
-/// The object that lists what each user spent on a UTC day, for operators.
-pub fn usage_index_name(day: &str) -> String {
-    format!("usage:{day}")
-}
-
 /// The UTC day (`YYYY-MM-DD`) of a time in milliseconds.
 pub fn utc_day(now_ms: i64) -> String {
     Day::of_millis(now_ms).to_string()
-}
-
-/// A message to a day's usage index object.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
-pub enum IndexCommand {
-    /// Each `sub` spent this many tokens (`spent`) and nano-USD (`spent_nano_usd`) more
-    /// that day.
-    Record {
-        spent: BTreeMap<String, u64>,
-        #[serde(default)]
-        spent_nano_usd: BTreeMap<String, u64>,
-    },
-    /// Every user's total for the day.
-    List,
-}
-
-/// Usage not yet sent to the day indexes: an isolate sends what its requests spent in one
-/// batch per interval, so under load it makes a few index calls, not one per request.
-#[derive(Debug, Default)]
-pub struct UsageBatch {
-    by_day: BTreeMap<String, BTreeMap<String, Spend>>,
-}
-
-impl UsageBatch {
-    pub fn add(&mut self, day: String, sub: String, spent: Spend) {
-        let total = self.by_day.entry(day).or_default().entry(sub).or_default();
-        total.tokens = total.tokens.saturating_add(spent.tokens);
-        total.nano_usd = total.nano_usd.saturating_add(spent.nano_usd);
-    }
-
-    /// How many users' usage is pending, all days together.
-    pub fn users(&self) -> usize {
-        self.by_day.values().map(BTreeMap::len).sum()
-    }
-
-    /// Everything pending, one `Record` per day, leaving the batch empty.
-    pub fn take(&mut self) -> Vec<(String, IndexCommand)> {
-        std::mem::take(&mut self.by_day)
-            .into_iter()
-            .map(|(day, by_sub)| {
-                let spent = by_sub.iter().map(|(sub, spent)| (sub.clone(), spent.tokens)).collect();
-                let spent_nano_usd = by_sub.into_iter().map(|(sub, spent)| (sub, spent.nano_usd)).collect();
-                (day, IndexCommand::Record { spent, spent_nano_usd })
-            })
-            .collect()
-    }
 }
 
 /// A request that ended: its reservation is replaced by what it used. Settling is idempotent
@@ -221,46 +170,6 @@ pub struct UserRecord {
     /// A client's object: when its guest tokens were minted.
     #[serde(default, skip_serializing_if = "MintWindow::is_empty")]
     pub guest_mints: MintWindow,
-}
-
-/// OpenAI keeps a stored response for 30 days (its "Conversation state" guide: "Response
-/// objects are saved for 30 days by default"); after that it cannot be continued anyway.
-pub const RESPONSE_RETENTION_MS: i64 = 30 * DAY_MS;
-/// The most response ids kept per user; the oldest go first. The record is one JSON value
-/// rewritten on every change: at most about 150 KB with the longest ids.
-pub const MAX_OWNED_RESPONSES: usize = 1000;
-/// The longest response id kept or checked (OpenAI's are about 55 bytes).
-pub const MAX_RESPONSE_ID_BYTES: usize = 128;
-
-/// Response ids with the time (ms) they were created, oldest first.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct OwnedResponses(Vec<(String, i64)>);
-
-impl OwnedResponses {
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// Whether the user created `id` and it has not expired at `now_ms`.
-    pub fn owns(&self, id: &str, now_ms: i64) -> bool {
-        self.0
-            .iter()
-            .any(|(owned, created_ms)| owned == id && now_ms < created_ms.saturating_add(RESPONSE_RETENTION_MS))
-    }
-
-    /// Keeps `id`, dropping expired ids and, past the cap, the oldest. An id too long to be
-    /// OpenAI's is not kept (so it can never be continued through the proxy).
-    pub fn record(&mut self, id: &str, now_ms: i64) {
-        self.0
-            .retain(|(owned, created_ms)| owned != id && now_ms < created_ms.saturating_add(RESPONSE_RETENTION_MS));
-        if id.is_empty() || id.len() > MAX_RESPONSE_ID_BYTES {
-            return;
-        }
-        self.0.push((id.to_owned(), now_ms));
-        let excess = self.0.len().saturating_sub(MAX_OWNED_RESPONSES);
-        self.0.drain(..excess);
-    }
 }
 
 /// The object's answer.
@@ -503,35 +412,6 @@ mod tests {
         stream: false,
         nano_usd: 0,
     };
-
-    #[test]
-    fn a_usage_batch_sums_per_user_and_day_and_empties_when_taken() {
-        let mut batch = UsageBatch::default();
-        let add = |batch: &mut UsageBatch, day: &str, sub: &str, tokens: u64| {
-            let spent = Spend {
-                tokens,
-                nano_usd: tokens * 100,
-            };
-            batch.add(day.into(), sub.into(), spent);
-        };
-        add(&mut batch, "2026-11-23", "alice", 10);
-        add(&mut batch, "2026-11-23", "bob", 5);
-        add(&mut batch, "2026-11-23", "alice", 7);
-        add(&mut batch, "2026-11-24", "alice", 1);
-        let sent = batch.take();
-        let spent = |pairs: &[(&str, u64)]| IndexCommand::Record {
-            spent: pairs.iter().map(|(sub, n)| (sub.to_string(), *n)).collect(),
-            spent_nano_usd: pairs.iter().map(|(sub, n)| (sub.to_string(), n * 100)).collect(),
-        };
-        assert_eq!(
-            sent,
-            vec![
-                ("2026-11-23".to_string(), spent(&[("alice", 17), ("bob", 5)])),
-                ("2026-11-24".to_string(), spent(&[("alice", 1)]))
-            ]
-        );
-        assert!(batch.take().is_empty());
-    }
 
     /// The settlement of `reservation_id` having used `used_tokens`, ended at `NOW`.
     fn finished(reservation_id: u64, used_tokens: u64) -> Finished {
@@ -909,7 +789,7 @@ mod tests {
     fn a_response_can_be_continued_for_30_days_after_it_was_created() {
         let mut record = UserRecord::default();
         create(&mut record, "resp_old", NOW);
-        let expiry = NOW + RESPONSE_RETENTION_MS;
+        let expiry = NOW + crate::objects::owned_responses::RESPONSE_RETENTION_MS;
         assert!(record.responses.owns("resp_old", expiry - 1));
         assert!(!record.responses.owns("resp_old", expiry));
         assert_eq!(
@@ -917,24 +797,7 @@ mod tests {
             UserReply::UnknownResponse
         );
         create(&mut record, "resp_new", expiry);
-        assert_eq!(record.responses.0.len(), 1, "recording drops the expired ids");
-    }
-
-    #[test]
-    fn past_the_cap_the_oldest_responses_are_forgotten_and_the_record_stays_small() {
-        let mut responses = OwnedResponses::default();
-        let id = |n: usize| format!("resp_{n:0>123}");
-        for n in 0..=MAX_OWNED_RESPONSES {
-            responses.record(&id(n), NOW + n as i64);
-        }
-        assert_eq!(responses.0.len(), MAX_OWNED_RESPONSES);
-        assert!(!responses.owns(&id(0), NOW + 2_000), "the oldest went first");
-        assert!(responses.owns(&id(1), NOW + 2_000));
-        assert!(responses.owns(&id(MAX_OWNED_RESPONSES), NOW + 2_000));
-        let bytes = serde_json::to_string(&responses).unwrap().len();
-        assert!(bytes < 160_000, "{bytes} bytes");
-        responses.record(&"r".repeat(MAX_RESPONSE_ID_BYTES + 1), NOW);
-        assert_eq!(responses.0.len(), MAX_OWNED_RESPONSES, "an over-long id is not kept");
+        assert_eq!(record.responses.len(), 1, "recording drops the expired ids");
     }
 
     #[test]
@@ -942,8 +805,11 @@ mod tests {
         let mut responses = OwnedResponses::default();
         responses.record("resp_1", NOW);
         responses.record("resp_1", NOW + 10);
-        assert_eq!(responses.0.len(), 1);
-        assert!(responses.owns("resp_1", NOW + 9 + RESPONSE_RETENTION_MS));
+        assert_eq!(responses.len(), 1);
+        assert!(responses.owns(
+            "resp_1",
+            NOW + 9 + crate::objects::owned_responses::RESPONSE_RETENTION_MS
+        ));
     }
 
     #[test]

@@ -6,7 +6,7 @@ use serde_json::{json, Map, Value};
 
 use crate::budget::cost::CostRules;
 use crate::error::ProxyError;
-use crate::objects::user::MAX_RESPONSE_ID_BYTES;
+use crate::objects::owned_responses::MAX_RESPONSE_ID_BYTES;
 use crate::request::attribution::SafetyKey;
 use crate::request::forwarding::UpstreamEndpoint;
 use crate::request::prompt::PromptMeter;

@@ -306,7 +306,7 @@ fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, ProxyError> {
 mod tests {
     use super::*;
     use crate::config::Config;
-    use crate::objects::user::MAX_RESPONSE_ID_BYTES;
+    use crate::objects::owned_responses::MAX_RESPONSE_ID_BYTES;
     use crate::testing::policy::{
         parse_chat_request, parse_embeddings_request, parse_generate_text, parse_responses_request,
     };

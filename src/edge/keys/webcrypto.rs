@@ -10,7 +10,7 @@ use worker::js_sys::{Array, Promise, Uint8Array, JSON};
 use worker::wasm_bindgen_futures::JsFuture;
 
 use crate::auth::jwks::{ParsedKeySet, ProviderKey, PublicAlgorithm, PublicKey, Sha};
-use crate::auth::{KeyEntry, KeySet, TokenShape, VerifyingKey};
+use crate::auth::{KeyEntry, KeySet, TokenShape, VerifiedToken, VerifyingKey};
 use crate::error::ProxyError;
 
 #[wasm_bindgen]
@@ -131,11 +131,11 @@ impl UserKeys {
         UserKeys { set, provider }
     }
 
-    /// Whether `shape`'s signature holds with the key the core picks for it.
-    pub async fn signature_holds(&self, shape: &TokenShape<'_>) -> Result<bool, ProxyError> {
+    /// `shape`, once its signature held with the key the core picks for it.
+    pub async fn verify<'a>(&'a self, shape: &'a TokenShape<'a>) -> Result<VerifiedToken<'a>, ProxyError> {
         let check = shape.signature_check(&self.set).map_err(ProxyError::InvalidToken)?;
         let VerifyingKey::Public(public) = check.key else {
-            return Ok(check.holds_in_rust());
+            return check.verify_in_rust().map_err(ProxyError::InvalidToken);
         };
         let (_, import) = self
             .provider
@@ -145,6 +145,7 @@ impl UserKeys {
             .ok_or_else(|| ProxyError::Internal {
                 detail: "a provider key has no WebCrypto import".into(),
             })?;
-        import.verifies(check.signing_input, check.signature).await
+        let holds = import.verifies(check.signing_input, check.signature).await?;
+        check.concludes(holds).map_err(ProxyError::InvalidToken)
     }
 }

@@ -12,7 +12,7 @@ use worker::{durable_object, js_sys, Context, Delay, DurableObject, Env, Request
 use crate::budget::prices::usd;
 use crate::budget::quota::Spend;
 use crate::edge::{log, Result};
-use crate::objects::user::{usage_index_name, IndexCommand, UsageBatch};
+use crate::objects::usage_index::{usage_index_name, IndexCommand, UsageBatch};
 
 const BINDING: &str = "USAGE_INDEX";
 
