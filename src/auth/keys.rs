@@ -1,0 +1,141 @@
+//! The keys that verify user tokens, each with the one algorithm it is used with, and the
+//! minting of HMAC tokens for development and tests.
+
+use hmac::{Hmac, Mac};
+use jwt_compact::alg::{Hs256, Hs256Key, Hs384, Hs384Key, Hs512, Hs512Key};
+use jwt_compact::{AlgorithmExt, Claims};
+use serde_json::{Map, Value};
+use sha2::{Sha256, Sha384, Sha512};
+
+use crate::auth::jwks::{PublicKey, Sha};
+use crate::error::{ProxyError, TokenProblem};
+use crate::secret::Secret;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HmacAlgorithm {
+    Hs256,
+    Hs384,
+    Hs512,
+}
+
+impl HmacAlgorithm {
+    /// Each algorithm by its JOSE name (`JWT_HMAC_ALGORITHM`).
+    pub const CHOICES: [(&'static str, HmacAlgorithm); 3] = [
+        ("HS256", HmacAlgorithm::Hs256),
+        ("HS384", HmacAlgorithm::Hs384),
+        ("HS512", HmacAlgorithm::Hs512),
+    ];
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::CHOICES
+            .iter()
+            .find(|(choice, _)| *choice == name)
+            .map(|(_, algorithm)| *algorithm)
+    }
+
+    fn name(self) -> &'static str {
+        Self::CHOICES
+            .iter()
+            .find(|(_, algorithm)| *algorithm == self)
+            .map_or("HS256", |(name, _)| name)
+    }
+
+    /// The hash; a MAC is as long as its output.
+    fn hash(self) -> Sha {
+        match self {
+            HmacAlgorithm::Hs256 => Sha::Sha256,
+            HmacAlgorithm::Hs384 => Sha::Sha384,
+            HmacAlgorithm::Hs512 => Sha::Sha512,
+        }
+    }
+
+    /// Whether `mac` is the MAC of `signing_input` under `secret`, compared in constant time.
+    pub(super) fn mac_matches(self, secret: &Secret, signing_input: &[u8], mac: &[u8]) -> bool {
+        let secret = secret.expose().as_bytes();
+        match self.hash() {
+            Sha::Sha256 => mac_matches::<Hmac<Sha256>>(secret, signing_input, mac),
+            Sha::Sha384 => mac_matches::<Hmac<Sha384>>(secret, signing_input, mac),
+            Sha::Sha512 => mac_matches::<Hmac<Sha512>>(secret, signing_input, mac),
+        }
+    }
+}
+
+fn mac_matches<M: Mac + hmac::digest::KeyInit>(secret: &[u8], signing_input: &[u8], mac: &[u8]) -> bool {
+    <M as Mac>::new_from_slice(secret).is_ok_and(|hmac| hmac.chain_update(signing_input).verify_slice(mac).is_ok())
+}
+
+/// A key and the one algorithm it is used with (RFC 8725 section 3.1).
+#[derive(Debug, Clone)]
+pub enum VerifyingKey {
+    Hmac {
+        algorithm: HmacAlgorithm,
+        secret: Secret,
+    },
+    /// An identity provider's key (RS*/PS*, ES256, EdDSA), from its key set.
+    Public(PublicKey),
+}
+
+impl VerifyingKey {
+    pub(super) fn algorithm(&self) -> &'static str {
+        match self {
+            VerifyingKey::Hmac { algorithm, .. } => algorithm.name(),
+            VerifyingKey::Public(key) => key.algorithm().name(),
+        }
+    }
+
+    pub(super) fn signature_bytes(&self) -> usize {
+        match self {
+            VerifyingKey::Hmac { algorithm, .. } => algorithm.hash().bytes(),
+            VerifyingKey::Public(key) => key.signature_bytes(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct KeyEntry {
+    /// `kid` only indexes this set; it is never fetched or used as a path.
+    pub kid: Option<String>,
+    pub key: VerifyingKey,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct KeySet {
+    pub keys: Vec<KeyEntry>,
+}
+
+impl KeySet {
+    /// The key a token must be checked with: the one its `kid` names, else the key without a
+    /// kid (`JWT_SECRET`) for its algorithm. Either way the key's algorithm must be the header's.
+    pub(super) fn select(&self, kid: Option<&str>, algorithm: &str) -> Result<&VerifyingKey, TokenProblem> {
+        let by_kid = kid.and_then(|kid| self.keys.iter().find(|entry| entry.kid.as_deref() == Some(kid)));
+        let entry = by_kid
+            .or_else(|| {
+                self.keys
+                    .iter()
+                    .find(|entry| entry.kid.is_none() && entry.key.algorithm() == algorithm)
+            })
+            .ok_or(TokenProblem::UnknownKey)?;
+        if entry.key.algorithm() != algorithm {
+            return Err(TokenProblem::UnsupportedHeader);
+        }
+        Ok(&entry.key)
+    }
+}
+
+/// Claims for a dev token, shared by `mint-token` and the tests. Not used to verify.
+pub fn mint_hmac_token(
+    algorithm: HmacAlgorithm,
+    secret: &[u8],
+    claims: &Map<String, Value>,
+) -> Result<String, ProxyError> {
+    let header = jwt_compact::Header::empty().with_token_type("JWT");
+    let claims = Claims::new(claims.clone());
+    let token = match algorithm {
+        HmacAlgorithm::Hs256 => Hs256.token(&header, &claims, &Hs256Key::new(secret)),
+        HmacAlgorithm::Hs384 => Hs384.token(&header, &claims, &Hs384Key::new(secret)),
+        HmacAlgorithm::Hs512 => Hs512.token(&header, &claims, &Hs512Key::new(secret)),
+    };
+    token.map_err(|error| ProxyError::Internal {
+        detail: format!("cannot sign token: {error}"),
+    })
+}
