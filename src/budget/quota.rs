@@ -96,6 +96,16 @@ pub struct Reservation {
     pub nano_usd: u64,
 }
 
+impl Reservation {
+    /// What it holds: the charge of a request that ends with no usage known.
+    pub fn spend(&self) -> Spend {
+        Spend {
+            tokens: self.tokens,
+            nano_usd: self.nano_usd,
+        }
+    }
+}
+
 /// The stored quota state of one user (or of everyone, for the global budget).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QuotaState {

@@ -51,8 +51,17 @@ async fn flush(env: &Env, object: &str) {
 }
 
 /// The reservations of an admitted request, replaced by what it used once it ends. A status
-/// read has none, and settling it does nothing.
+/// read has none, and settling it does nothing. Like pingora's in-flight guard, it cannot be
+/// forgotten: one dropped without being settled or cancelled (a request cancelled mid-way, an
+/// early return) is held at its whole reservation, so its stream slot frees at the object's
+/// next call instead of at the reservation's expiry 15 minutes later.
+#[must_use = "an unsettled request is charged its whole reservation when dropped"]
 pub struct Settlement {
+    /// `None` once settled or cancelled.
+    pending: Option<Pending>,
+}
+
+struct Pending {
     env: Env,
     ctx: Rc<Context>,
     sub: String,
@@ -61,54 +70,107 @@ pub struct Settlement {
 
 impl Settlement {
     pub fn new(env: &Env, ctx: &Rc<Context>, sub: &str) -> Self {
-        Self {
+        let pending = Pending {
             env: env.clone(),
             ctx: ctx.clone(),
             sub: sub.to_owned(),
             reservations: Vec::new(),
-        }
+        };
+        Self { pending: Some(pending) }
     }
 
     /// Adds the reservation an object (`name`, checked with `limits`) made.
     pub fn add(&mut self, name: &str, limits: Limits, reservation: Reservation) {
-        self.reservations.push((name.to_owned(), limits, reservation));
+        if let Some(pending) = &mut self.pending {
+            pending.reservations.push((name.to_owned(), limits, reservation));
+        }
     }
 
     /// Holds `spent` to be charged, and the stream slot freed, after the response (`hold`), so
     /// it never delays the client.
-    pub fn settle(self, spent: Spend) {
-        if self.reservations.is_empty() {
+    pub fn settle(mut self, spent: Spend) {
+        let Some(pending) = self.pending.take() else { return };
+        if pending.reservations.is_empty() {
             return;
         }
-        let ctx = self.ctx.clone();
-        ctx.wait_until(self.hold(spent));
+        let ctx = pending.ctx.clone();
+        ctx.wait_until(pending.hold(move |_| spent, None));
     }
 
     /// Holds the settlement now (any later call to its objects carries it, the user's
     /// `/v1/usage` included) and returns the flush of what is still held `SETTLEMENT_HOLD`
     /// later, for a caller that already runs after the response. The day's usage index is
     /// batched with other requests.
-    pub fn hold(self, spent: Spend) -> impl Future<Output = ()> {
-        self.hold_creating(spent, None)
+    pub fn hold(mut self, spent: Spend) -> impl Future<Output = ()> {
+        let held = self.pending.take().map(|pending| pending.hold(move |_| spent, None));
+        async move {
+            if let Some(flush_later) = held {
+                flush_later.await;
+            }
+        }
     }
 
     /// Settles the user's object before the client has the whole answer, recording `created`,
     /// the stored response the request created: a continuation sent as soon as the answer
     /// arrives must find it recorded. Shared objects are settled as `settle` does.
-    pub async fn settle_creating(self, spent: Spend, created: String) {
-        let (env, ctx) = (self.env.clone(), self.ctx.clone());
-        let user = user_object_name(&self.sub);
+    pub async fn settle_creating(mut self, spent: Spend, created: String) {
+        let Some(pending) = self.pending.take() else { return };
+        let (env, ctx) = (pending.env.clone(), pending.ctx.clone());
+        let user = user_object_name(&pending.sub);
         // The later flush is registered first: it must run even if this request is cancelled
         // while the immediate one is under way.
-        ctx.wait_until(self.hold_creating(spent, Some(created)));
+        ctx.wait_until(pending.hold(move |_| spent, Some(created)));
         flush(&env, &user).await;
     }
 
-    fn hold_creating(self, spent: Spend, created: Option<String>) -> impl Future<Output = ()> {
+    /// Undoes the admissions at once: a request refused after its user's admission (by the
+    /// global budget) costs the user nothing, not even a request of their rate, and a retry
+    /// right after the 429 must find it so. A failure is only logged: the reservation then
+    /// expires and is charged in full, so the operator is safe.
+    pub async fn cancel(mut self) {
+        let Some(pending) = self.pending.take() else { return };
+        let now_ms = Now::read().millis();
+        for (name, limits, reservation) in &pending.reservations {
+            let command = UserCommand::Cancel {
+                reservation_id: reservation.id,
+                limits: *limits,
+                now_ms,
+            };
+            if let Err(error) = objects::user::call(&pending.env, name, command).await {
+                log::warn("cancel_failed", &error.to_string());
+            }
+        }
+    }
+}
+
+impl Drop for Settlement {
+    fn drop(&mut self) {
+        let Some(pending) = self.pending.take() else { return };
+        if pending.reservations.is_empty() {
+            return;
+        }
+        log::warn(
+            "settlement_dropped",
+            "a request ended unsettled: charged its whole reservation",
+        );
+        let ctx = pending.ctx.clone();
+        ctx.wait_until(pending.hold(Reservation::spend, None));
+    }
+}
+
+impl Pending {
+    /// Holds each reservation's settlement, charged `spent_of(reservation)`, and returns the
+    /// flush of what is still held `SETTLEMENT_HOLD` later.
+    fn hold(self, spent_of: impl Fn(&Reservation) -> Spend, created: Option<String>) -> impl Future<Output = ()> {
         let now_ms = Now::read().millis();
         let user = user_object_name(&self.sub);
+        let mut charged = Spend::default();
         HELD.with_borrow_mut(|held| {
             for (name, limits, reservation) in &self.reservations {
+                let spent = spent_of(reservation);
+                if *name == user {
+                    charged = spent;
+                }
                 let finished = Finished {
                     reservation_id: reservation.id,
                     used_tokens: spent.tokens,
@@ -121,8 +183,8 @@ impl Settlement {
                 held.hold(name, finished);
             }
         });
-        if spent != Spend::default() {
-            objects::usage_index::record(&self.env, &self.ctx, utc_day(now_ms), self.sub.clone(), spent);
+        if charged != Spend::default() {
+            objects::usage_index::record(&self.env, &self.ctx, utc_day(now_ms), self.sub.clone(), charged);
         }
         // A failed flush is tried again: a slot must not wait for this isolate's next call.
         async move {
@@ -138,24 +200,6 @@ impl Settlement {
                     return;
                 }
                 join_all(still_held.into_iter().map(|name| flush(&self.env, name))).await;
-            }
-        }
-    }
-
-    /// Undoes the admissions at once: a request refused after its user's admission (by the
-    /// global budget) costs the user nothing, not even a request of their rate, and a retry
-    /// right after the 429 must find it so. A failure is only logged: the reservation then
-    /// expires and is charged in full, so the operator is safe.
-    pub async fn cancel(self) {
-        let now_ms = Now::read().millis();
-        for (name, limits, reservation) in &self.reservations {
-            let command = UserCommand::Cancel {
-                reservation_id: reservation.id,
-                limits: *limits,
-                now_ms,
-            };
-            if let Err(error) = objects::user::call(&self.env, name, command).await {
-                log::warn("cancel_failed", &error.to_string());
             }
         }
     }
