@@ -332,7 +332,19 @@ impl ProxyError {
             }
             ProxyError::UnknownPlan { plan } => Some(format!("plan {:?} is not in PLANS", truncate(plan, 64))),
             ProxyError::TurnstileFailed { reason } => Some(reason.clone()),
-            _ => None,
+            ProxyError::MissingToken
+            | ProxyError::InvalidToken(_)
+            | ProxyError::AdminUnauthorized
+            | ProxyError::OriginNotAllowed
+            | ProxyError::NotFound
+            | ProxyError::UnknownResponse { .. }
+            | ProxyError::MethodNotAllowed
+            | ProxyError::PayloadTooLarge { .. }
+            | ProxyError::InvalidRequest { .. }
+            | ProxyError::GuestMintsExhausted { .. }
+            | ProxyError::UpstreamRateLimited { .. }
+            | ProxyError::Quota { .. }
+            | ProxyError::UpstreamTimeout => None,
         }
     }
 
@@ -342,7 +354,25 @@ impl ProxyError {
             ProxyError::MissingToken => Some(r#"Bearer realm="openai-edge-proxy", error="invalid_request""#),
             ProxyError::InvalidToken(_) => Some(r#"Bearer realm="openai-edge-proxy", error="invalid_token""#),
             ProxyError::AdminUnauthorized => Some(r#"Bearer realm="openai-edge-proxy-admin""#),
-            _ => None,
+            ProxyError::OriginNotAllowed
+            | ProxyError::NotFound
+            | ProxyError::UnknownResponse { .. }
+            | ProxyError::MethodNotAllowed
+            | ProxyError::PayloadTooLarge { .. }
+            | ProxyError::InvalidRequest { .. }
+            | ProxyError::ModelNotAllowed { .. }
+            | ProxyError::UnknownPlan { .. }
+            | ProxyError::TurnstileFailed { .. }
+            | ProxyError::GuestMintsExhausted { .. }
+            | ProxyError::Misconfigured { .. }
+            | ProxyError::UpstreamAuthFailed { .. }
+            | ProxyError::UpstreamRateLimited { .. }
+            | ProxyError::Quota { .. }
+            | ProxyError::UpstreamRejected { .. }
+            | ProxyError::UpstreamFailed { .. }
+            | ProxyError::UpstreamTimeout
+            | ProxyError::Unavailable { .. }
+            | ProxyError::Internal { .. } => None,
         }
     }
 
@@ -357,7 +387,25 @@ impl ProxyError {
                 | Refusal::BudgetExhausted { retry_after_seconds }
                 | Refusal::SpendExhausted { retry_after_seconds } => *retry_after_seconds,
             }),
-            _ => None,
+            ProxyError::MissingToken
+            | ProxyError::InvalidToken(_)
+            | ProxyError::AdminUnauthorized
+            | ProxyError::OriginNotAllowed
+            | ProxyError::NotFound
+            | ProxyError::UnknownResponse { .. }
+            | ProxyError::MethodNotAllowed
+            | ProxyError::PayloadTooLarge { .. }
+            | ProxyError::InvalidRequest { .. }
+            | ProxyError::ModelNotAllowed { .. }
+            | ProxyError::UnknownPlan { .. }
+            | ProxyError::TurnstileFailed { .. }
+            | ProxyError::Misconfigured { .. }
+            | ProxyError::UpstreamAuthFailed { .. }
+            | ProxyError::UpstreamRejected { .. }
+            | ProxyError::UpstreamFailed { .. }
+            | ProxyError::UpstreamTimeout
+            | ProxyError::Unavailable { .. }
+            | ProxyError::Internal { .. } => None,
         }
     }
 
@@ -381,7 +429,25 @@ impl ProxyError {
             ProxyError::InvalidRequest { param, .. } => param.clone(),
             ProxyError::ModelNotAllowed { .. } => Some("model".into()),
             ProxyError::UnknownResponse { .. } => Some("previous_response_id".into()),
-            _ => None,
+            ProxyError::MissingToken
+            | ProxyError::InvalidToken(_)
+            | ProxyError::AdminUnauthorized
+            | ProxyError::OriginNotAllowed
+            | ProxyError::NotFound
+            | ProxyError::MethodNotAllowed
+            | ProxyError::PayloadTooLarge { .. }
+            | ProxyError::UnknownPlan { .. }
+            | ProxyError::TurnstileFailed { .. }
+            | ProxyError::GuestMintsExhausted { .. }
+            | ProxyError::Misconfigured { .. }
+            | ProxyError::UpstreamAuthFailed { .. }
+            | ProxyError::UpstreamRateLimited { .. }
+            | ProxyError::Quota { .. }
+            | ProxyError::UpstreamRejected { .. }
+            | ProxyError::UpstreamFailed { .. }
+            | ProxyError::UpstreamTimeout
+            | ProxyError::Unavailable { .. }
+            | ProxyError::Internal { .. } => None,
         };
         json!({
             "error": {

@@ -1,6 +1,11 @@
 //! Invariants of the parsers and the limiter over generated inputs: no panic on any input
 //! (a panic can take down the isolate and the requests in flight), and the same answers
 //! however a stream is split.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test crate: a failed unwrap is a failed test"
+)]
 
 use openai_edge_proxy::testing::auth::{
     self, mint_hmac_token, ClaimRules, HmacAlgorithm, KeyEntry, KeySet, VerifyingKey,

@@ -97,7 +97,7 @@ pub fn parse_overlays(raw: Option<&str>) -> Result<Overlays, ProxyError> {
             let text = match value {
                 Value::String(text) => text,
                 Value::Number(number) => number.to_string(),
-                _ => {
+                Value::Null | Value::Bool(_) | Value::Array(_) | Value::Object(_) => {
                     return Err(invalid(format!(
                         "plan {name:?}: {variable} must be a number or a string"
                     )))

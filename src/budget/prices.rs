@@ -123,7 +123,7 @@ pub fn usd_value(value: &Value) -> Option<u64> {
         // digits the operator wrote are the ones read here.
         Value::Number(number) => parse_usd(&number.to_string()),
         Value::String(text) => parse_usd(text.trim()),
-        _ => None,
+        Value::Null | Value::Bool(_) | Value::Array(_) | Value::Object(_) => None,
     }
 }
 

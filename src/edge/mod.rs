@@ -251,7 +251,9 @@ async fn answer_whole(
     let (body, headers) = whole?;
     match api_route {
         ApiRoute::GenerateText => json_response(200, &request::generate_text::generate_text_result(&body)?),
-        _ => Ok(Response::from_bytes(body)?.with_headers(headers)),
+        ApiRoute::ChatCompletions | ApiRoute::Responses | ApiRoute::Embeddings => {
+            Ok(Response::from_bytes(body)?.with_headers(headers))
+        }
     }
 }
 

@@ -156,7 +156,7 @@ pub fn relay_stream(
 ) -> Result<(Response, StreamTail), ProxyError> {
     let kind = match request.endpoint {
         UpstreamEndpoint::Responses => StreamKind::Responses,
-        _ => StreamKind::Chat,
+        UpstreamEndpoint::ChatCompletions | UpstreamEndpoint::Embeddings => StreamKind::Chat,
     };
     let meter = SseMeter::new(kind, request.client_wants_usage);
     let idle_timeout = config.stream_idle_timeout;

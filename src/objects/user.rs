@@ -543,7 +543,15 @@ mod tests {
                 reservation: Some(reservation),
                 ..
             } => reservation,
-            other => panic!("not admitted: {other:?}"),
+            other @ UserReply::Admitted { .. }
+            | other @ UserReply::Refused { .. }
+            | other @ UserReply::Revoked
+            | other @ UserReply::UnknownResponse
+            | other @ UserReply::Status { .. }
+            | other @ UserReply::Finished
+            | other @ UserReply::Minted
+            | other @ UserReply::MintRefused { .. }
+            | other @ UserReply::PlanChanged { .. } => panic!("not admitted: {other:?}"),
         }
     }
 
@@ -905,7 +913,15 @@ mod tests {
         let mut record = UserRecord::default();
         let plan_of = |reply: UserReply| match reply {
             UserReply::Status { plan: Some(plan), .. } => plan,
-            other => panic!("no plan in {other:?}"),
+            other @ UserReply::Admitted { .. }
+            | other @ UserReply::Refused { .. }
+            | other @ UserReply::Revoked
+            | other @ UserReply::UnknownResponse
+            | other @ UserReply::Status { .. }
+            | other @ UserReply::Finished
+            | other @ UserReply::Minted
+            | other @ UserReply::MintRefused { .. }
+            | other @ UserReply::PlanChanged { .. } => panic!("no plan in {other:?}"),
         };
         assert_eq!(
             plan_of(set_plan(&mut record, None)),

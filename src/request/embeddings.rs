@@ -30,7 +30,7 @@ pub(super) fn embeddings(bytes: &[u8], rules: Rules, sub: &str) -> Result<ApiReq
                     Value::String(text) => meter.text(text),
                     Value::Number(_) => meter.tokens(1),
                     Value::Array(tokens) if tokens.iter().all(Value::is_number) => meter.tokens(tokens.len()),
-                    _ => Err(invalid()),
+                    Value::Null | Value::Bool(_) | Value::Array(_) | Value::Object(_) => Err(invalid()),
                 })?;
             }
         }

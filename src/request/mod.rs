@@ -76,7 +76,27 @@ impl ApiRequest {
     pub fn charge_after_failure(&self, error: &ProxyError) -> Spend {
         match error {
             ProxyError::UpstreamTimeout => self.reserve(),
-            _ => Spend::default(),
+            ProxyError::MissingToken
+            | ProxyError::InvalidToken(_)
+            | ProxyError::AdminUnauthorized
+            | ProxyError::OriginNotAllowed
+            | ProxyError::NotFound
+            | ProxyError::UnknownResponse { .. }
+            | ProxyError::MethodNotAllowed
+            | ProxyError::PayloadTooLarge { .. }
+            | ProxyError::InvalidRequest { .. }
+            | ProxyError::ModelNotAllowed { .. }
+            | ProxyError::UnknownPlan { .. }
+            | ProxyError::TurnstileFailed { .. }
+            | ProxyError::GuestMintsExhausted { .. }
+            | ProxyError::Misconfigured { .. }
+            | ProxyError::UpstreamAuthFailed { .. }
+            | ProxyError::UpstreamRateLimited { .. }
+            | ProxyError::Quota { .. }
+            | ProxyError::UpstreamRejected { .. }
+            | ProxyError::UpstreamFailed { .. }
+            | ProxyError::Unavailable { .. }
+            | ProxyError::Internal { .. } => Spend::default(),
         }
     }
 
@@ -327,7 +347,27 @@ mod tests {
     fn param(error: &ProxyError) -> Option<String> {
         match error {
             ProxyError::InvalidRequest { param, .. } => param.clone(),
-            _ => None,
+            ProxyError::MissingToken
+            | ProxyError::InvalidToken(_)
+            | ProxyError::AdminUnauthorized
+            | ProxyError::OriginNotAllowed
+            | ProxyError::NotFound
+            | ProxyError::UnknownResponse { .. }
+            | ProxyError::MethodNotAllowed
+            | ProxyError::PayloadTooLarge { .. }
+            | ProxyError::ModelNotAllowed { .. }
+            | ProxyError::UnknownPlan { .. }
+            | ProxyError::TurnstileFailed { .. }
+            | ProxyError::GuestMintsExhausted { .. }
+            | ProxyError::Misconfigured { .. }
+            | ProxyError::UpstreamAuthFailed { .. }
+            | ProxyError::UpstreamRateLimited { .. }
+            | ProxyError::Quota { .. }
+            | ProxyError::UpstreamRejected { .. }
+            | ProxyError::UpstreamFailed { .. }
+            | ProxyError::UpstreamTimeout
+            | ProxyError::Unavailable { .. }
+            | ProxyError::Internal { .. } => None,
         }
     }
 

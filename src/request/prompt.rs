@@ -81,7 +81,7 @@ impl PromptMeter {
         match value {
             Value::Null => Ok(()),
             Value::String(text) => self.add(text.chars().count(), text.len()),
-            other => {
+            other @ Value::Bool(_) | other @ Value::Number(_) | other @ Value::Array(_) | other @ Value::Object(_) => {
                 let text = other.to_string();
                 self.add(text.chars().count(), text.len())
             }
@@ -101,7 +101,11 @@ impl PromptMeter {
             self.at(&format!(".{key}"), |meter| match field {
                 Value::String(text) => meter.text(text),
                 Value::Object(_) if key == "function" => meter.definition(field),
-                other => meter.json(other),
+                other @ Value::Null
+                | other @ Value::Bool(_)
+                | other @ Value::Number(_)
+                | other @ Value::Array(_)
+                | other @ Value::Object(_) => meter.json(other),
             })?;
         }
         Ok(())
@@ -179,7 +183,27 @@ mod tests {
     fn param(error: ProxyError) -> String {
         match error {
             ProxyError::InvalidRequest { param, .. } => param.unwrap(),
-            other => panic!("{other:?}"),
+            other @ ProxyError::MissingToken
+            | other @ ProxyError::InvalidToken(_)
+            | other @ ProxyError::AdminUnauthorized
+            | other @ ProxyError::OriginNotAllowed
+            | other @ ProxyError::NotFound
+            | other @ ProxyError::UnknownResponse { .. }
+            | other @ ProxyError::MethodNotAllowed
+            | other @ ProxyError::PayloadTooLarge { .. }
+            | other @ ProxyError::ModelNotAllowed { .. }
+            | other @ ProxyError::UnknownPlan { .. }
+            | other @ ProxyError::TurnstileFailed { .. }
+            | other @ ProxyError::GuestMintsExhausted { .. }
+            | other @ ProxyError::Misconfigured { .. }
+            | other @ ProxyError::UpstreamAuthFailed { .. }
+            | other @ ProxyError::UpstreamRateLimited { .. }
+            | other @ ProxyError::Quota { .. }
+            | other @ ProxyError::UpstreamRejected { .. }
+            | other @ ProxyError::UpstreamFailed { .. }
+            | other @ ProxyError::UpstreamTimeout
+            | other @ ProxyError::Unavailable { .. }
+            | other @ ProxyError::Internal { .. } => panic!("{other:?}"),
         }
     }
 

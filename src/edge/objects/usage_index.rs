@@ -72,7 +72,10 @@ fn stored_spend(value: serde_json::Value) -> Spend {
     match value {
         serde_json::Value::String(text) => serde_json::from_str(&text).unwrap_or_default(),
         serde_json::Value::Object(_) => serde_json::from_value(value).unwrap_or_default(),
-        number => Spend {
+        number @ serde_json::Value::Null
+        | number @ serde_json::Value::Bool(_)
+        | number @ serde_json::Value::Number(_)
+        | number @ serde_json::Value::Array(_) => Spend {
             tokens: number.as_f64().map_or(0, |tokens| tokens as u64),
             nano_usd: 0,
         },

@@ -322,7 +322,13 @@ pub async fn admit_mint(env: &Env, client: &str, per_hour: u32) -> Result<()> {
     match call(env, client, command).await? {
         UserReply::Minted => Ok(()),
         UserReply::MintRefused { retry_after_seconds } => Err(ProxyError::GuestMintsExhausted { retry_after_seconds }),
-        other => Err(unexpected("client", &other)),
+        other @ UserReply::Admitted { .. }
+        | other @ UserReply::Refused { .. }
+        | other @ UserReply::Revoked
+        | other @ UserReply::UnknownResponse
+        | other @ UserReply::Status { .. }
+        | other @ UserReply::Finished
+        | other @ UserReply::PlanChanged { .. } => Err(unexpected("client", &other)),
     }
 }
 
@@ -358,6 +364,14 @@ pub async fn global_status(env: &Env, limits: Limits, now_ms: i64) -> Result<Sta
             standing: Some(standing),
             ..
         } => Ok(standing),
-        other => Err(unexpected("global", &other)),
+        other @ UserReply::Admitted { .. }
+        | other @ UserReply::Refused { .. }
+        | other @ UserReply::Revoked
+        | other @ UserReply::UnknownResponse
+        | other @ UserReply::Status { .. }
+        | other @ UserReply::Finished
+        | other @ UserReply::Minted
+        | other @ UserReply::MintRefused { .. }
+        | other @ UserReply::PlanChanged { .. } => Err(unexpected("global", &other)),
     }
 }
