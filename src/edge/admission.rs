@@ -13,7 +13,7 @@ use super::settlement::Settlement;
 use super::Result;
 use crate::auth::Identity;
 use crate::budget::plans::{claimed_plan, Plan};
-use crate::budget::quota::Ask;
+use crate::budget::quota::{Ask, Standing};
 use crate::config::Config;
 use crate::error::ProxyError;
 use crate::request::{self, ApiRequest};
@@ -29,6 +29,15 @@ pub struct Admitted<'a> {
     /// The upstream request (none for `/v1/models` and `/v1/usage`).
     pub request: Option<ApiRequest>,
     pub settlement: Settlement,
+    /// What the user (a guest: its client) has left, as the object counted it.
+    pub standing: Standing,
+}
+
+/// What checking a body with a plan came to.
+enum Check {
+    Accepted(Option<ApiRequest>),
+    /// The plan refused it, and another plan is in force: check it again with that one.
+    OtherPlanInForce(String),
 }
 
 /// Checks the body with the user's plan and admits it. The plan is the claim's, or the
@@ -51,32 +60,12 @@ pub async fn admit_on_plan<'a>(
     for _ in 0..MAX_PLAN_ATTEMPTS {
         let plan = config.plan(&plan_name)?;
         outcome.plan = Some(plan.name.clone());
-        let request = match (route, body) {
-            (UserRoute::Api(api_route), Some(body)) => {
-                match request::parse(api_route, body, &config.requests, plan, &identity.sub) {
-                    Ok(request) => Some(request),
-                    Err(refused) => match plan_in_force(
-                        Checked {
-                            route: api_route,
-                            body,
-                            plan,
-                        },
-                        identity,
-                        env,
-                        ctx,
-                        config,
-                    )
-                    .await?
-                    {
-                        Some(in_force) => {
-                            plan_name = in_force;
-                            continue;
-                        }
-                        None => return Err(refused),
-                    },
-                }
+        let request = match check(route, body, plan, identity, env, ctx, config).await? {
+            Check::Accepted(request) => request,
+            Check::OtherPlanInForce(in_force) => {
+                plan_name = in_force;
+                continue;
             }
-            _ => None,
         };
         if let Some(request) = &request {
             outcome.describe(request);
@@ -90,11 +79,12 @@ pub async fn admit_on_plan<'a>(
         let (standing, admission) = objects::user::admit(env, ctx, config, identity, ask, plan, continues).await;
         outcome.standing = standing;
         match admission? {
-            Admission::Admitted(settlement) => {
+            Admission::Admitted { settlement, standing } => {
                 return Ok(Admitted {
                     plan,
                     request,
                     settlement,
+                    standing,
                 })
             }
             Admission::PlanChanged(in_force) => plan_name = in_force.name,
@@ -103,6 +93,30 @@ pub async fn admit_on_plan<'a>(
     Err(ProxyError::Unavailable {
         detail: format!("the plan of {:?} kept changing during its admission", identity.sub),
     })
+}
+
+/// The body checked with `plan`; when `plan` refuses it, whether another plan is in force.
+async fn check(
+    route: UserRoute,
+    body: Option<&[u8]>,
+    plan: &Plan,
+    identity: &Identity,
+    env: &Env,
+    ctx: &Rc<Context>,
+    config: &Config,
+) -> Result<Check> {
+    let (UserRoute::Api(route), Some(body)) = (route, body) else {
+        return Ok(Check::Accepted(None));
+    };
+    let refused = match request::parse(route, body, &config.requests, plan, &identity.sub) {
+        Ok(request) => return Ok(Check::Accepted(Some(request))),
+        Err(refused) => refused,
+    };
+    let checked = Checked { route, body, plan };
+    match plan_in_force(checked, identity, env, ctx, config).await? {
+        Some(in_force) => Ok(Check::OtherPlanInForce(in_force)),
+        None => Err(refused),
+    }
 }
 
 /// After a refusal by the policy: another plan than `plan` may be in force (an override this
@@ -128,7 +142,7 @@ async fn plan_in_force(
         .1?
     {
         Admission::PlanChanged(in_force) => Ok(Some(in_force.name)),
-        Admission::Admitted(_) => Ok(None),
+        Admission::Admitted { .. } => Ok(None),
     }
 }
 

@@ -191,10 +191,7 @@ async fn serve_user(
     let (api_route, request) = match (route, admitted.request) {
         (UserRoute::Api(api_route), Some(request)) => (api_route, request),
         (UserRoute::Usage, _) => {
-            let standing = outcome.standing.ok_or_else(|| ProxyError::Internal {
-                detail: "the user's object answered no standing".into(),
-            })?;
-            let usage = standing.usage_json(&identity.sub, &admitted.plan.name);
+            let usage = admitted.standing.usage_json(&identity.sub, &admitted.plan.name);
             return json_response(200, &usage.to_string()).map(Reply::Whole);
         }
         _ => return http::models_response(admitted.plan).map(Reply::Whole),

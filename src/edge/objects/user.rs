@@ -92,8 +92,9 @@ fn learn_plan(sub: &str, in_force: &PlanChoice) {
 
 /// What an admission call came to.
 pub enum Admission {
-    /// Admitted; settle it when the request ends (a status read has nothing to settle).
-    Admitted(Settlement),
+    /// Admitted; settle it when the request ends (a status read has nothing to settle). The
+    /// standing is the one that limits the caller (a guest's is its client's).
+    Admitted { settlement: Settlement, standing: Standing },
     /// The request was checked with another plan than the one in force: nothing was
     /// counted; check it with this plan and admit it again.
     PlanChanged(PlanChoice),
@@ -178,7 +179,7 @@ pub async fn admit(
             }
         }
     }
-    (Some(standing), Ok(Admission::Admitted(settlement)))
+    (Some(standing), Ok(Admission::Admitted { settlement, standing }))
 }
 
 /// An object besides the user's that a request is admitted by: a guest's client, the budget
