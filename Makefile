@@ -23,6 +23,7 @@ test: lint build
 # Formatting and lints gate `make test`: native (core, tests, mint-token) and wasm (the edge);
 # the fuzz targets must compile (fuzzing itself needs nightly: make fuzz).
 lint: tools
+	node scripts/check-docs.mjs
 	@rustup component list --installed | grep -q '^clippy' && rustup component list --installed | grep -q '^rustfmt' || rustup component add clippy rustfmt
 	node scripts/check-layers.mjs
 	cargo fmt --check
