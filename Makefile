@@ -3,7 +3,7 @@
 
 export WRANGLER_SEND_METRICS := false
 
-# Pinned wasm target, worker-build, wasm-bindgen-cli (into .tools/) and npm packages; fast when present.
+# Pinned wasm target, worker-build, wasm-bindgen-cli (into ~/.cache/openai-edge-proxy/tools) and npm packages; fast when present.
 tools:
 	@bash scripts/ensure-tools.sh
 

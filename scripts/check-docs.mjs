@@ -14,18 +14,19 @@ const problems = [];
 
 // Every config read names its variable first: `vars.number("MAX_N", …)`, `vars\n .service_url("X")`.
 // The edge reads a few outside `Vars` with `env_string(env, "X")`.
-const READ = /\bvars\s*\.\s*([a-z_]+)\s*\(\s*"([A-Z][A-Z0-9_]+)"(\s*\)\s*\.\s*map\s*\(\s*Secret::new)?/g;
+const READ = /\bvars\s*\.\s*([a-z_]+)\s*\(\s*"([A-Z][A-Z0-9_]+)"/g;
 const ENV_READ = /\benv_string\s*\(\s*\w+\s*,\s*"([A-Z][A-Z0-9_]+)"/g;
-const SECRET_READS = new Set(["secret", "api_key"]);
+// `Vars` registers what these read for scrubbing: they are the secrets.
+const SECRET_READS = new Set(["secret", "trimmed_secret"]);
 
 const variables = new Set();
 const secrets = new Set();
 const rustFiles = readdirSync(path.join(root, "src"), { recursive: true }).filter((f) => f.endsWith(".rs"));
 for (const file of rustFiles) {
   const code = read(path.join("src", file));
-  for (const [, method, name, wrappedAsSecret] of code.matchAll(READ)) {
+  for (const [, method, name] of code.matchAll(READ)) {
     variables.add(name);
-    if (SECRET_READS.has(method) || wrappedAsSecret) secrets.add(name);
+    if (SECRET_READS.has(method)) secrets.add(name);
   }
   for (const [, name] of code.matchAll(ENV_READ)) variables.add(name);
 }

@@ -78,7 +78,7 @@ pub(super) fn key_sources(vars: &Vars<impl Lookup>) -> Result<KeySources, ProxyE
     if keys.has_key_set() && vars.text("JWT_ISSUER").is_none() {
         return Err(ProxyError::misconfigured(
             "JWT_ISSUER is required when JWKS_URL or JWKS is set: a provider's key set also verifies tokens \
-             it issued for other apps (README: identity providers)",
+             it issued for other apps (docs/identity-providers.md)",
         ));
     }
     Ok(keys)

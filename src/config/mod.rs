@@ -1,6 +1,6 @@
 //! Typed configuration, parsed once per isolate from the Worker's vars and secrets.
 //!
-//! Defaults live here and only here; README's configuration table mirrors them. A bad value
+//! Defaults live here and only here; docs/configuration.md's table mirrors them. A bad value
 //! is a `ProxyError::Misconfigured` naming the variable (for the log), never a panic. Each
 //! variable's name is written once, at the `Vars` getter that reads it, inside the constructor
 //! of its section.

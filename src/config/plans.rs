@@ -95,7 +95,7 @@ pub(super) fn cost_rules(vars: &Vars<impl Lookup>, allowed_models: &[String]) ->
 
 /// Continuing a response needs stored responses, and the context window of every model it may
 /// run on: that window is its reservation. Without one the proxy could only guess, and a guess
-/// too small lets a user spend past the budget (README: What a request costs).
+/// too small lets a user spend past the budget (docs/limits-and-costs.md: What a request costs).
 pub(super) fn check_stored_context(rules: &CostRules, allowed_models: &[String]) -> Result<(), ProxyError> {
     if !rules.responses_store {
         return Err(ProxyError::misconfigured(

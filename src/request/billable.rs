@@ -1,6 +1,6 @@
 //! Fields that bill what the proxy cannot see or bound: refused (400, `param` names the field),
-//! bounded, or rewritten before the request goes upstream. The README's "Refused fields" table
-//! lists them with the variable that allows each.
+//! bounded, or rewritten before the request goes upstream. The "Refused fields" table of
+//! docs/limits-and-costs.md lists them with the variable that allows each.
 
 use serde_json::{json, Map, Value};
 
