@@ -160,7 +160,25 @@ pub async fn admit(
     if let Some(reservation) = reservation {
         settlement.add(&user_name, limits, reservation);
     }
-    let mut standing = standing;
+    match admit_by_shared_objects(env, ctx, config, identity, ask, now_ms, settlement, standing).await {
+        Ok((settlement, standing)) => (Some(standing), Ok(Admission::Admitted { settlement, standing })),
+        Err((shown, error)) => (Some(shown), Err(error)),
+    }
+}
+
+/// The objects after the user's (`shared_objects`) admit the request too, or, at the first
+/// refusal, every admission is given back and the refusal answered with the standing to show.
+#[expect(clippy::too_many_arguments, reason = "the admission's own inputs, passed on as they are")]
+async fn admit_by_shared_objects(
+    env: &Env,
+    ctx: &Rc<Context>,
+    config: &Config,
+    identity: &Identity,
+    ask: Option<Ask>,
+    now_ms: i64,
+    mut settlement: Settlement,
+    mut standing: Standing,
+) -> std::result::Result<(Settlement, Standing), (Standing, ProxyError)> {
     for shared in shared_objects(config, identity, ask) {
         match admit_shared(env, ctx, config, &shared, ask, now_ms, &mut settlement).await {
             // A guest's standing is its client's: what all its guest tokens used together.
@@ -175,11 +193,11 @@ pub async fn admit(
                 } else {
                     standing
                 };
-                return (Some(shown), Err(error));
+                return Err((shown, error));
             }
         }
     }
-    (Some(standing), Ok(Admission::Admitted { settlement, standing }))
+    Ok((settlement, standing))
 }
 
 /// An object besides the user's that a request is admitted by: a guest's client, the budget
