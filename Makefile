@@ -14,10 +14,14 @@ build:
 dev: tools
 	@node scripts/dev.mjs
 
+# Every e2e test is bounded: a stream that never ends fails its test after 120 s instead of
+# hanging make test. The slowest test (the short soak, 20 s of load and its settling) takes
+# about 30 s on a 2-core machine, so 120 s is 4x headroom for one shared with builds; the
+# tests' own waits are shorter still and say what they wait for.
 test: lint build
 	@bash scripts/ensure-chromium.sh
 	cargo test --locked
-	node --test --test-concurrency=1 tests/e2e/
+	node --test --test-concurrency=1 --test-timeout=120000 tests/e2e/
 	node bench/run.mjs --smoke
 
 # Formatting and lints gate `make test`: native (core, tests, mint-token) and wasm (the edge);

@@ -30,6 +30,13 @@ import { JWT_SECRET, chatBody, mintToken, startProxy, startWorker } from "../tes
 
 const ROOT = new URL("../", import.meta.url);
 const smoke = process.argv.includes("--smoke");
+// The smoke run is part of make test: a stream that never ends must fail it, not hang it.
+if (smoke) {
+  setTimeout(() => {
+    console.error("bench --smoke: not done after 5 minutes (it takes about 30 s); giving up");
+    process.exit(1);
+  }, 300_000).unref();
+}
 const RUNS = smoke ? 1 : Number(process.env.BENCH_RUNS ?? 5);
 const SECONDS = smoke ? 1 : Number(process.env.BENCH_SECONDS ?? 4);
 const CONNECTIONS = [1, 32];
@@ -189,9 +196,17 @@ async function firstChunk(target) {
       headers: { authorization: `Bearer ${token}`, "content-type": "application/json", "accept-encoding": "gzip, deflate, br" },
       body: chatBody({ stream: true }),
     });
+    // An error answer has no first word: fail the bench (and the smoke in make test) at once.
+    if (!response.ok) throw new Error(`${target.url}: a stream answered ${response.status} ${await response.text()}`);
     const reader = response.body.getReader();
+    const deadline = performance.now() + 10_000;
     let text = "";
-    while (!text.includes('"content":"This ')) text += new TextDecoder().decode((await reader.read()).value);
+    while (!text.includes('"content":"This ')) {
+      const { done, value } = await reader.read();
+      if (done) throw new Error(`${target.url}: the stream ended without its first word: ${text.slice(0, 500)}`);
+      if (performance.now() > deadline) throw new Error(`${target.url}: no first word within 10 s`);
+      text += new TextDecoder().decode(value);
+    }
     times.push(performance.now() - started);
     while (!(await reader.read()).done);
   }

@@ -4,7 +4,11 @@
 // records every request, gives each response a new id and, like OpenAI, refuses a
 // `previous_response_id` it did not create (400 `previous_response_not_found`), and can be told to pause streams, to answer the next requests with a
 // given status, or to misbehave on the next one (slow headers, a reset, a stall, a cut stream,
-// an event or a body longer than any cap of the proxy, a flood). Like OpenAI, it rejects a wrong key
+// an event or a body longer than any cap of the proxy, a flood), or to take one of OpenAI's
+// unhappy paths on the next one (a Responses stream ending in `response.incomplete`,
+// `response.failed` or an `error` event; usage up to the request's output cap, or none; SSE
+// events cut into pieces or several to a write; several hosted tool calls). Nothing changes
+// unless a test asks, so every suite keeps the answers it was written for. Like OpenAI, it rejects a wrong key
 // with a 401 whose message echoes part of that key, and it sends account headers
 // (openai-organization, set-cookie, x-ratelimit-*) the proxy must not pass on.
 import http from "node:http";
@@ -76,7 +80,16 @@ export async function startMockUpstream({ port = 0, apiKey = "sk-mock-upstream-k
     const responseId = `resp_mock_${requests.length}`;
     if (api === "responses" && json?.store !== false) createdResponses.add(responseId);
     const fault = takeFor(queuedFaults, json) ?? {};
+    record.fault = fault;
     if (fault.headerDelayMs) await sleep(fault.headerDelayMs);
+    if (fault.kind === "reset-before-headers") return res.destroy();
+    if (fault.kind === "unreadable-answer") {
+      // Headers and half a JSON body, then the connection is reset: the answer cannot be read.
+      res.writeHead(200, { "content-type": "application/json", ...ACCOUNT_HEADERS });
+      res.write('{"id":"chatcmpl-cut","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"Half an ans');
+      await sleep(20);
+      return res.destroy();
+    }
     if (fault.kind === "huge-answer") return writeLong(res, 200, '{"choices":[{"message":{"content":"', '"}}]}');
     if (fault.kind === "endless-error") return writeLong(res, 400, '{"error":{"message":"', '"}}');
     if (api === "embeddings") return sendJson(res, 200, embeddings(json));
@@ -84,32 +97,44 @@ export async function startMockUpstream({ port = 0, apiKey = "sk-mock-upstream-k
     if (json?.stream && fault.kind === "flood") {
       await flood(res, json, record, fault.bytes ?? 64 << 20);
     } else if (json?.stream) {
-      await streamAnswer(res, json, record, api, fault.kind, responseId);
+      await streamAnswer(res, json, record, api, fault, responseId);
     } else {
-      sendJson(res, 200, api === "responses" ? responseObject(json, responseId) : completion(json));
+      sendJson(res, 200, api === "responses" ? responseObject(json, responseId, fault) : completion(json, fault));
     }
   });
 
   async function streamAnswer(res, request, record, api, fault, responseId) {
     if (timing.firstChunkDelayMs) await sleep(timing.firstChunkDelayMs);
     res.writeHead(200, { "content-type": "text/event-stream", ...ACCOUNT_HEADERS });
-    const send = (event) => res.write(`${api === "responses" ? `event: ${event.type}\n` : ""}data: ${JSON.stringify(event)}\n\n`);
+    const writer = sseWriter(res, fault);
+    const send = (event) => writer.write(`${api === "responses" ? `event: ${event.type}\n` : ""}data: ${JSON.stringify(event)}\n\n`);
     const words = answerText(request).split(/(?<= )/);
-    const events = api === "responses" ? responsesEvents(request, words, responseId) : chatEvents(request, words, requests.length);
+    const events = api === "responses" ? responsesEvents(request, words, responseId, fault) : chatEvents(request, words, requests.length, fault);
     for (const [index, event] of events.entries()) {
       if (event === FIRST_WORD_WRITTEN) {
-        if (fault === "long-event" && !(await writeLong(res, null, 'data: {"choices":[{"index":0,"delta":{"content":"', '"}}]}\n\n'))) return;
+        await writer.flush();
+        if (fault.kind === "long-event" && !(await writeLong(res, null, 'data: {"choices":[{"index":0,"delta":{"content":"', '"}}]}\n\n'))) return;
         if (pause) await pause.promise;
-        if (fault === "reset") return res.destroy();
-        if (fault === "stall") return; // never writes again; the proxy must give up
+        if (fault.kind === "reset") return res.destroy();
+        if (fault.kind === "stall") return; // never writes again; the proxy must give up
         continue;
       }
-      if (fault === "cut" && index === events.length - 2) return res.end(); // no final event
-      send(event);
+      if (event === UPSTREAM_ENDS) {
+        await writer.flush();
+        return res.end(); // after an `error` event OpenAI sends nothing more
+      }
+      if (fault.kind === "cut" && index === events.length - 2) {
+        await writer.flush();
+        return res.end(); // no final event
+      }
+      await send(event);
+      if (writer.batching) continue;
       await sleep(timing.chunkDelayMs);
     }
+    if (api === "chat") await writer.write("data: [DONE]\n\n");
+    await writer.flush();
     record.lastChunkWrittenAt = Date.now();
-    res.end(api === "chat" ? "data: [DONE]\n\n" : undefined);
+    res.end();
   }
 
   // Big chunks as fast as the reader takes them (waiting for "drain"), then a proper end.
@@ -138,8 +163,23 @@ export async function startMockUpstream({ port = 0, apiKey = "sk-mock-upstream-k
      * "reset" or "stall" after the first word, "cut" (no final event), "not-sse" (JSON),
      * "long-event" (a LONG_BODY_BYTES event after the first word), or "flood" (`bytes` of
      * text, 64 MB by default, as fast as the proxy reads it); without a stream "huge-answer"
-     * (a 200 of LONG_BODY_BYTES) or "endless-error" (a 400 just as long). With `match`, the
-     * next request whose JSON it accepts, so concurrent clients can each get their own.
+     * (a 200 of LONG_BODY_BYTES) or "endless-error" (a 400 just as long); for any request
+     * "reset-before-headers" (the connection is reset before a status line) or
+     * "unreadable-answer" (a 200 whose JSON body is cut off by a reset).
+     *
+     * OpenAI's unhappy paths, each opt-in: for a Responses stream `kind` "incomplete" (ends with
+     * `response.incomplete`, reason `max_output_tokens`, output at the cap), "failed" (ends with
+     * `response.failed`, `error.code` `server_error`) or "error-event" (an `error` event after
+     * the first word, then the end of the connection); a non-stream Responses answer takes
+     * "incomplete" and "failed" as its `status`. `usage`: "cap" reports the request's whole
+     * output cap (`max_completion_tokens`, `max_tokens` or `max_output_tokens`, × `n`) as
+     * completion tokens, "none" reports no usage at all (a gateway that drops it; a failed
+     * response's `usage: null`). `chunking`: "split" writes every SSE event in pieces of
+     * `pieceBytes` (default 7) bytes, so events and lines straddle reads; "batched" writes
+     * `eventsPerWrite` (default 3) events in one write. `hostedCalls`: the answer lists that
+     * many hosted tool calls (default: one when the request has a hosted tool).
+     * With `match`, the next request whose JSON it accepts, so concurrent clients can each get
+     * their own.
      */
     faultNext(fault) {
       queuedFaults.push(fault);
@@ -177,8 +217,58 @@ function takeFor(queue, json) {
 
 /** Marks where a stream may pause or fail: right after its first word. */
 const FIRST_WORD_WRITTEN = Symbol("first word written");
+/** Marks where upstream ends the connection without a final event (after an `error` event). */
+const UPSTREAM_ENDS = Symbol("upstream ends");
 
-function chatEvents(request, words, number) {
+/**
+ * Writes SSE text as the fault asks: each write at once (the default), cut into pieces of
+ * `pieceBytes` with a pause between them ("split"), or `eventsPerWrite` events per write
+ * ("batched"). `flush` writes what a batch holds.
+ */
+function sseWriter(res, fault) {
+  const pieceBytes = fault.pieceBytes ?? 7;
+  const eventsPerWrite = fault.eventsPerWrite ?? 3;
+  let batch = [];
+  const flush = async () => {
+    if (batch.length === 0) return;
+    res.write(batch.join(""));
+    batch = [];
+    await sleep(1);
+  };
+  return {
+    batching: fault.chunking === "batched",
+    async write(text) {
+      if (res.destroyed) return;
+      if (fault.chunking === "split") {
+        const bytes = Buffer.from(text);
+        for (let at = 0; at < bytes.length; at += pieceBytes) {
+          res.write(bytes.subarray(at, at + pieceBytes));
+          // A pause, so that the pieces leave as separate TCP segments and reach the proxy in
+          // separate reads (Node's http sockets have Nagle's algorithm off).
+          await sleep(1);
+        }
+      } else if (fault.chunking === "batched") {
+        batch.push(text);
+        if (batch.length >= eventsPerWrite) await flush();
+      } else {
+        res.write(text);
+      }
+    },
+    flush,
+  };
+}
+
+/**
+ * The output cap a request states (the proxy always states one; with both `max_tokens` and
+ * `max_completion_tokens`, the larger), times its `n` choices.
+ */
+export function outputCap(request) {
+  const caps = [request?.max_completion_tokens, request?.max_tokens, request?.max_output_tokens].filter((cap) => typeof cap === "number");
+  if (caps.length === 0) throw new Error(`the mock was asked for the output cap of a request without one: ${JSON.stringify(request)}`);
+  return Math.max(...caps) * (request?.n ?? 1);
+}
+
+function chatEvents(request, words, number, fault = {}) {
   const id = `chatcmpl-mock-${number}`;
   const chunk = (delta, finish_reason = null) => ({
     id,
@@ -187,41 +277,57 @@ function chatEvents(request, words, number) {
     model: request.model,
     choices: [{ index: 0, delta, finish_reason }],
   });
-  const events = [chunk({ role: "assistant", content: "" }), ...words.flatMap((word, i) => (i === 0 ? [chunk({ content: word }), FIRST_WORD_WRITTEN] : [chunk({ content: word })])), chunk({}, "stop")];
-  if (request.stream_options?.include_usage) {
-    events.push({ id, object: "chat.completion.chunk", created: 0, model: request.model, choices: [], usage: usage(request) });
+  const events = [chunk({ role: "assistant", content: "" }), ...words.flatMap((word, i) => (i === 0 ? [chunk({ content: word }), FIRST_WORD_WRITTEN] : [chunk({ content: word })])), chunk({}, fault.usage === "cap" ? "length" : "stop")];
+  if (request.stream_options?.include_usage && fault.usage !== "none") {
+    events.push({ id, object: "chat.completion.chunk", created: 0, model: request.model, choices: [], usage: usage(request, fault) });
   }
   return events;
 }
 
-function responsesEvents(request, words, id) {
+function responsesEvents(request, words, id, fault = {}) {
   const response = { id, object: "response", created_at: Math.floor(Date.now() / 1000), model: request.model, status: "in_progress", output: [], usage: null };
   let sequence_number = 0;
   const event = (type, fields) => ({ type, sequence_number: sequence_number++, ...fields });
+  // Numbered in the order they are sent, as OpenAI numbers them.
+  const created = event("response.created", { response });
   const deltas = words.flatMap((word, i) => {
     const delta = event("response.output_text.delta", { item_id: "msg_mock", output_index: 0, content_index: 0, delta: word });
     return i === 0 ? [delta, FIRST_WORD_WRITTEN] : [delta];
   });
-  const done = responseObject(request, id);
-  return [event("response.created", { response }), ...deltas, event("response.completed", { response: done })];
+  if (fault.kind === "error-event") {
+    // OpenAI's `error` event (type, code, message, param, sequence_number), then nothing more.
+    const [first, marker] = deltas;
+    const error = { type: "error", sequence_number: first.sequence_number + 1, code: "server_error", message: "The server had an error while processing your request.", param: null };
+    return [created, first, marker, error, UPSTREAM_ENDS];
+  }
+  const done = responseObject(request, id, fault);
+  const final = { incomplete: "response.incomplete", failed: "response.failed" }[fault.kind] ?? "response.completed";
+  return [created, ...deltas, event(final, { response: done })];
 }
 
-function responseObject(request, id) {
+function responseObject(request, id, fault = {}) {
   const text = answerText(request);
   const input_tokens = Math.ceil(JSON.stringify(request?.input ?? "").length / 4);
-  const output_tokens = text.split(" ").length;
+  const output_tokens = fault.usage === "cap" || fault.kind === "incomplete" ? outputCap(request) : text.split(" ").length;
+  const hosted = (request?.tools ?? []).filter((tool) => tool.type !== "function");
+  const calls = hosted.length === 0 ? 0 : (fault.hostedCalls ?? 1);
+  const status = { incomplete: "incomplete", failed: "failed" }[fault.kind] ?? "completed";
   return {
     id,
     object: "response",
     created_at: Math.floor(Date.now() / 1000),
-    status: "completed",
+    status,
+    // As OpenAI states why a response stopped short or failed.
+    ...(status === "incomplete" ? { incomplete_details: { reason: "max_output_tokens" } } : {}),
+    ...(status === "failed" ? { error: { code: "server_error", message: "The model failed to generate a response." } } : {}),
     model: request?.model,
-    // Like OpenAI, one `<type>_call` item for a hosted tool it was given (whose fee usage leaves out).
+    // Like OpenAI, one `<type>_call` item per hosted tool call it made (whose fee usage leaves
+    // out): one for a hosted tool it was given, or `hostedCalls` of them, over its tools in turn.
     output: [
-      ...(request?.tools ?? []).filter((tool) => tool.type !== "function").slice(0, 1).map((tool) => ({ type: `${tool.type}_call`, id: "ws_mock", status: "completed" })),
-      { type: "message", id: "msg_mock", status: "completed", role: "assistant", content: [{ type: "output_text", text, annotations: [] }] },
+      ...Array.from({ length: calls }, (_, i) => ({ type: `${hosted[i % hosted.length].type}_call`, id: `ws_mock_${i}`, status: "completed" })),
+      { type: "message", id: "msg_mock", status, role: "assistant", content: [{ type: "output_text", text, annotations: [] }] },
     ],
-    usage: { input_tokens, output_tokens, total_tokens: input_tokens + output_tokens },
+    usage: fault.usage === "none" ? null : { input_tokens, output_tokens, total_tokens: input_tokens + output_tokens },
   };
 }
 
@@ -245,25 +351,27 @@ function answerText(request) {
 }
 
 /**
- * The usage the mock reports for `request` (what the proxy should charge). With a
- * `prompt_cache_key`, like a warm OpenAI prompt cache, half the prompt is reported cached.
+ * The usage the mock reports for `request` (what the proxy should charge): a function of the
+ * request alone, so a test can compute it. With a `prompt_cache_key`, like a warm OpenAI
+ * prompt cache, half the prompt is reported cached. `fault.usage` "cap": the completion is the
+ * request's whole output cap (× `n`), as a model that writes until it is stopped.
  */
-export function usage(request) {
+export function usage(request, fault = {}) {
   const prompt_tokens = Math.ceil(JSON.stringify(request?.messages ?? []).length / 4);
-  const completion_tokens = answerText(request).split(" ").length;
+  const completion_tokens = fault.usage === "cap" ? outputCap(request) : answerText(request).split(" ").length;
   const reported = { prompt_tokens, completion_tokens, total_tokens: prompt_tokens + completion_tokens };
   if (request?.prompt_cache_key) reported.prompt_tokens_details = { cached_tokens: Math.floor(prompt_tokens / 2) };
   return reported;
 }
 
-function completion(request) {
+function completion(request, fault = {}) {
   return {
     id: "chatcmpl-mock",
     object: "chat.completion",
     created: Math.floor(Date.now() / 1000),
     model: request?.model,
-    choices: [{ index: 0, message: { role: "assistant", content: answerText(request) }, finish_reason: "stop" }],
-    usage: usage(request),
+    choices: [{ index: 0, message: { role: "assistant", content: answerText(request) }, finish_reason: fault.usage === "cap" ? "length" : "stop" }],
+    ...(fault.usage === "none" ? {} : { usage: usage(request, fault) }),
   };
 }
 

@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { LONG_BODY_BYTES, startMockUpstream } from "../mock-upstream.mjs";
-import { browserHeaders, chatBody, mintToken, startProxy, within } from "./helpers.mjs";
+import { browserHeaders, chatBody, logLineOf, mintToken, reservedTokens, settledUsage, startProxy, within } from "./helpers.mjs";
 
 let mock;
 let proxy;
@@ -39,6 +39,8 @@ test("a stream event over 1 MiB ends the stream with an error event and closes u
   assert.ok(!payloads.includes("[DONE]"), "a stream cut short must not claim to be done");
   assert.equal(JSON.parse(payloads.at(-1)).error.code, "upstream_error");
   assert.equal(await upstreamClosed(mock.requests.at(-1)), false, "upstream was stopped before it finished");
+  const spent = await settledUsage(proxy, mintToken({ sub: "long-event-user" }));
+  assert.equal(spent.tokens.used, reservedTokens(mock.requests.at(-1)), "no usage came: the whole reservation");
 });
 
 test("a whole answer over 16 MiB is a 502, and upstream is not read to its end", async () => {
@@ -48,11 +50,13 @@ test("a whole answer over 16 MiB is a 502, and upstream is not read to its end",
   assert.equal((await response.json()).error.code, "upstream_error");
   assert.equal(await upstreamClosed(mock.requests.at(-1)), false, `upstream wrote less than ${LONG_BODY_BYTES} bytes`);
   // The log line travels through workerd's stdout: it may arrive after the response.
-  await within(5000, (async () => {
-    while (!proxy.logs.some((l) => l.status === 502 && /larger than 16777216 bytes/.test(l.detail))) {
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
-  })(), "the log line saying the answer was too large");
+  const line = await logLineOf(proxy, response.headers.get("x-request-id"));
+  assert.equal(line.status, 502);
+  assert.match(line.detail, /larger than 16777216 bytes/);
+  // An answer that could not be read: the whole reservation.
+  const spent = await settledUsage(proxy, mintToken({ sub: "huge-answer-user" }));
+  assert.equal(spent.tokens.used, reservedTokens(mock.requests.at(-1)));
+  assert.equal(line.total_tokens, spent.tokens.used);
 });
 
 test("an upstream 4xx with an endless body is answered without reading past 64 KiB", async () => {

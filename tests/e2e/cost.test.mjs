@@ -1,11 +1,11 @@
 // Issue 12, "Nothing billable escapes the budget", in workerd: every string the model reads is
-// bounded, a request that ends without a usage report is charged its whole body, and what the
+// bounded, a request that ends without a usage report is charged its whole reservation, and what the
 // proxy cannot price (background and stored responses, hosted tools, priced tiers, predictions,
 // images, files, audio) is refused before it costs anything.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { startMockUpstream } from "../mock-upstream.mjs";
-import { browserHeaders, mintToken, proxyFor, settledUsage, usageOf, within } from "./helpers.mjs";
+import { browserHeaders, logLineOf, mintToken, proxyFor, reservedTokens, settledUsage, usageOf, within } from "./helpers.mjs";
 
 let mock;
 before(async () => {
@@ -70,7 +70,7 @@ describe("a request that ends without a usage report", () => {
   after(() => slowMock?.close());
   const setup = proxyFor(() => slowMock, { MAX_PROMPT_CHARS: "100000", UPSTREAM_TIMEOUT_MS: "500", DAILY_TOKEN_BUDGET: "1000000" });
 
-  test("a stream with a 60 KB tool schema that the client aborts after the first event is charged at least its body bytes / 4", async () => {
+  test("a stream with a 60 KB tool schema that the client aborts after the first event is charged its whole reservation", async () => {
     const schema = { type: "object", properties: { query: { type: "string", description: "q".repeat(60_000) } } };
     const controller = new AbortController();
     const response = await chat(
@@ -87,20 +87,29 @@ describe("a request that ends without a usage report", () => {
     const spent = await settledUsage(setup.proxy, mintToken({ sub: "aborter" }));
     const bodyBytes = Buffer.byteLength(upstream.body);
     assert.ok(bodyBytes > 60_000);
-    assert.ok(spent.tokens.used >= Math.ceil(bodyBytes / 4), `charged ${spent.tokens.used} tokens for a ${bodyBytes}-byte body`);
-    const line = setup.proxy.logs.find((l) => l.route === "chat.completions" && l.disconnected);
-    assert.equal(line?.usage_reported, false, "upstream reported no usage");
+    assert.equal(upstream.json.max_completion_tokens, 1024, "the proxy states the output cap it reserved");
+    // Not bytes / 4: without a usage report nothing bounds what OpenAI bills but the reservation.
+    assert.equal(spent.tokens.used, bodyBytes + 1024, `charged ${spent.tokens.used} tokens for a ${bodyBytes}-byte body`);
+    assert.equal(spent.tokens.used, reservedTokens(upstream));
+    const line = await logLineOf(setup.proxy, response.headers.get("x-request-id"));
+    assert.equal(line.disconnected, true);
+    assert.equal(line.usage_reported, false, "upstream reported no usage");
+    assert.equal(line.total_tokens, spent.tokens.used, "the log line says what was charged");
   });
 
-  test("an upstream timeout after the request was sent is charged its input estimate, not zero", async () => {
+  test("an upstream timeout after the request was sent is charged its whole reservation, not zero", async () => {
     slowMock.faultNext({ headerDelayMs: 3000 });
     const response = await chat(setup.proxy, "timed-out", { messages: [{ role: "user", content: "y".repeat(4000) }] });
     assert.equal(response.status, 504);
     assert.equal((await response.json()).error.code, "upstream_timeout");
-    const bodyBytes = Buffer.byteLength(slowMock.requests.at(-1).body);
+    const upstream = slowMock.requests.at(-1);
     const spent = await settledUsage(setup.proxy, mintToken({ sub: "timed-out" }));
-    assert.ok(spent.tokens.used > 0, "OpenAI may have processed and billed it");
-    assert.ok(spent.tokens.used >= Math.ceil(bodyBytes / 4), `charged ${spent.tokens.used} for ${bodyBytes} bytes`);
+    // OpenAI may well have processed and billed it, output included.
+    assert.equal(spent.tokens.used, Buffer.byteLength(upstream.body) + 1024);
+    assert.equal(spent.tokens.used, reservedTokens(upstream));
+    const line = await logLineOf(setup.proxy, response.headers.get("x-request-id"));
+    assert.equal(line.status, 504);
+    assert.equal(line.total_tokens, spent.tokens.used);
   });
 });
 

@@ -9,7 +9,7 @@ import { createHmac } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { startMockSiteverify, ACCEPTED_TOKEN, TURNSTILE_SECRET } from "../mock-siteverify.mjs";
 import { startMockUpstream } from "../mock-upstream.mjs";
-import { ALLOWED_ORIGIN, JWT_SECRET, chatBody, mintToken, startProxy, within } from "./helpers.mjs";
+import { ALLOWED_ORIGIN, JWT_SECRET, chatBody, mintToken, reservedTokens, startProxy, within } from "./helpers.mjs";
 
 const GUEST_TOKEN_SECRET = "guest-token-secret-for-e2e-tests-0123456789abcdef";
 const ADMIN_TOKEN = "admin-token-for-guest-tests-0123456789abcdef";
@@ -330,6 +330,74 @@ describe("the budget of all guests", () => {
     const user = await chat(setup.proxy, mintToken({ sub: "signed-in-user" }), ip);
     assert.equal(user.status, 200);
     await user.arrayBuffer();
+  });
+});
+
+/**
+ * Sends requests from `tokens` of one client (in turn) until one is refused, each answered
+ * without a usage report, so each is charged its whole reservation. Returns what reached
+ * upstream and the refusal.
+ */
+async function spendUntilRefused(proxy, tokens, ip) {
+  const sent = [];
+  for (let i = 0; i < 20; i++) {
+    const content = `guest spend ${ip} ${String(i).padStart(2, "0")}`;
+    upstream.faultNext({ usage: "none", match: (json) => json?.messages?.[0]?.content === content });
+    const response = await chat(proxy, tokens[i % tokens.length], ip, chatBody({ messages: [{ role: "user", content }] }));
+    if (response.status === 429) return { sent, refused: response };
+    assert.equal(response.status, 200);
+    await response.arrayBuffer();
+    sent.push(upstream.requests.findLast((r) => r.json?.messages?.[0]?.content === content));
+    await usageOf(proxy, tokens[0], ip); // settled before the next one
+  }
+  throw new Error("never refused");
+}
+
+describe("the guest plan's token budget, per client", () => {
+  const setup = proxyFor({ PLANS: JSON.stringify({ guest: { RATE_LIMIT_REQUESTS: 100, MAX_OUTPUT_TOKENS: 100, DAILY_TOKEN_BUDGET: 1000 } }) });
+
+  test("is shared by every guest token of a client: exactly as many worst cases as fit are admitted", async () => {
+    const ip = newClient();
+    const tokens = [await guestToken(setup.proxy, ip), await guestToken(setup.proxy, ip)];
+    const { sent, refused } = await spendUntilRefused(setup.proxy, tokens, ip);
+    const each = reservedTokens(sent[0]);
+    assert.equal(each, Buffer.byteLength(sent[0].body) + 100, "the guest plan's output cap is reserved");
+    assert.ok(sent.every((r) => reservedTokens(r) === each), "one reservation for all");
+    assert.equal(sent.length, Math.floor(1000 / each), `${sent.length} admitted at ${each} tokens each`);
+    const { error } = await refused.json();
+    assert.equal(error.code, "insufficient_quota");
+    const standing = await usageOf(setup.proxy, tokens[1], ip);
+    assert.equal(standing.tokens.limit, 1000);
+    assert.equal(standing.tokens.used, sent.length * each, "no usage came: each charged its whole reservation");
+    // A new token of the same client is refused too; another client is not.
+    const third = await chat(setup.proxy, await guestToken(setup.proxy, ip), ip);
+    assert.equal(third.status, 429);
+    await third.arrayBuffer();
+    const other = newClient();
+    const fresh = await chat(setup.proxy, await guestToken(setup.proxy, other), other);
+    assert.equal(fresh.status, 200);
+    await fresh.arrayBuffer();
+  });
+});
+
+describe("the guest plan's dollar budget, per client", () => {
+  const setup = proxyFor({ PLANS: JSON.stringify({ guest: { RATE_LIMIT_REQUESTS: 100, MAX_OUTPUT_TOKENS: 100, DAILY_BUDGET_USD: 0.0005 } }) });
+
+  test("is shared by every guest token of a client: exactly as many worst cases in dollars as fit are admitted", async () => {
+    const ip = newClient();
+    const tokens = [await guestToken(setup.proxy, ip), await guestToken(setup.proxy, ip)];
+    const { sent, refused } = await spendUntilRefused(setup.proxy, tokens, ip);
+    // gpt-4o-mini: $0.15 per million input tokens (each forwarded byte), $0.60 per million output.
+    const worstNano = (request) => Buffer.byteLength(request.body) * 150 + 100 * 600;
+    const each = worstNano(sent[0]);
+    assert.ok(sent.every((r) => worstNano(r) === each), "one worst case for all");
+    assert.equal(sent.length, Math.floor(500_000 / each), `${sent.length} admitted at ${each} nano-USD each`);
+    const { error } = await refused.json();
+    assert.equal(error.code, "insufficient_quota");
+    assert.match(error.message, /daily spending budget/);
+    const standing = await usageOf(setup.proxy, tokens[1], ip);
+    assert.equal(standing.cost.limit_usd, 0.0005);
+    assert.equal(standing.cost.used_usd, (sent.length * each) / 1e9, "no usage came: each charged its whole dollar reservation");
   });
 });
 

@@ -5,6 +5,7 @@ import { createHmac, randomUUID } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import { after, before } from "node:test";
 import { Miniflare } from "miniflare";
+import { outputCap } from "../mock-upstream.mjs";
 
 const ROOT = new URL("../../", import.meta.url);
 export const JWT_SECRET = "e2e-test-secret-that-is-long-enough-0123456789";
@@ -106,9 +107,40 @@ export function proxyFor(upstream, bindings = {}) {
 
 /** The `/v1/usage` of the token's user. */
 export async function usageOf(proxy, token) {
-  const response = await fetch(`${proxy.url}/v1/usage`, { headers: { authorization: `Bearer ${token}` } });
+  const response = await within(10_000, fetch(`${proxy.url}/v1/usage`, { headers: { authorization: `Bearer ${token}` } }), "/v1/usage");
   assert.equal(response.status, 200);
-  return response.json();
+  return within(10_000, response.json(), "the body of /v1/usage");
+}
+
+/** A response's body as text, within `ms`: a stream that never ends fails the test instead of hanging it. */
+export function bodyText(response, ms = 10_000) {
+  return within(ms, response.text(), `the body of a ${response.status} answer`);
+}
+
+/**
+ * The tokens a request without hosted tools, images or stored context reserves, from what the
+ * proxy forwarded (README, "What a request costs"): the bytes of the JSON it sent upstream,
+ * plus the output cap it sent (`max_completion_tokens`, `max_tokens` or `max_output_tokens`)
+ * times `n`. `upstream` is the mock's record of the request. Without a usage report, this is
+ * the whole charge.
+ */
+export function reservedTokens(upstream) {
+  return Buffer.byteLength(upstream.body) + outputCap(upstream.json);
+}
+
+/** The one log line of the request whose `x-request-id` is `requestId`, once it is written (a stream's at its end). */
+export function logLineOf(proxy, requestId, ms = 10_000) {
+  assert.ok(requestId, "the answer carries an x-request-id");
+  return within(ms, (async () => {
+    for (;;) {
+      const lines = proxy.logs.filter((line) => line.request_id === requestId && line.route);
+      if (lines.length > 0) {
+        assert.equal(lines.length, 1, `one log line per request, got ${lines.length}`);
+        return lines[0];
+      }
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  })(), `the log line of request ${requestId}`);
 }
 
 /** Polls `/v1/usage` until nothing is reserved and no stream is open: settlement runs after the response. */
@@ -123,11 +155,17 @@ export function settledUsage(proxy, token) {
 }
 
 const CHROMIUM = "/usr/bin/chromium";
-/** Why the browser suites skip (Debian's Chromium is missing), or `false`. */
-export const chromiumMissing = existsSync(CHROMIUM) ? false : `${CHROMIUM} is missing (make test installs it as root with apt-get)`;
+/**
+ * Why the browser suites skip (Debian's Chromium is missing), or `false`. Under `CI=true` a
+ * browser suite never skips: it runs, and `launchChromium` fails it, so a CI without a browser
+ * cannot stay green with ten tests unrun.
+ */
+export const chromiumMissing =
+  existsSync(CHROMIUM) || process.env.CI === "true" ? false : `${CHROMIUM} is missing (make test installs it as root with apt-get)`;
 
 /** Debian's headless Chromium through playwright-core, as every browser suite runs it. */
 export async function launchChromium() {
+  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing, and CI=true forbids skipping the browser suites (scripts/ensure-chromium.sh installs it as root with apt-get)`);
   const { chromium } = await import("playwright-core");
   return chromium.launch({
     executablePath: CHROMIUM,

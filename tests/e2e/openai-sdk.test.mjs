@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import OpenAI from "openai";
 import { startMockUpstream } from "../mock-upstream.mjs";
-import { mintToken, startProxy } from "./helpers.mjs";
+import { mintToken, settledUsage, startProxy } from "./helpers.mjs";
 
 let mock;
 let proxy;
@@ -27,6 +27,10 @@ test("chat.completions.create without streaming", async () => {
   });
   assert.match(completion.choices[0].message.content, /You said: Hi from the SDK/);
   assert.ok(completion.usage.total_tokens > 0);
+  // What the proxy decided: it stated the output cap it reserved, and charged the usage it read.
+  assert.equal(mock.requests.at(-1).json.max_completion_tokens, 1024);
+  const own = await settledUsage(proxy, mintToken({ sub: "sdk-user" }));
+  assert.equal(own.tokens.used, completion.usage.total_tokens);
 });
 
 test("chat.completions.create with stream: true", async () => {
@@ -39,6 +43,8 @@ test("chat.completions.create with stream: true", async () => {
   for await (const chunk of stream) parts.push(chunk.choices[0]?.delta?.content ?? "");
   assert.ok(parts.filter(Boolean).length > 5, "arrived as many chunks");
   assert.equal(parts.join(""), "This is the bundled mock upstream, not OpenAI. You said: Stream to the SDK");
+  // The proxy asked upstream for the usage it meters, though the SDK did not ask for it.
+  assert.deepEqual(mock.requests.at(-1).json.stream_options, { include_usage: true });
 });
 
 test("the SDK surfaces proxy errors as typed API errors", async () => {

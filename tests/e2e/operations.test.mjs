@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import http from "node:http";
 import { after, before, test } from "node:test";
 import { startMockUpstream, usage } from "../mock-upstream.mjs";
-import { browserHeaders, chatBody, mintToken, startProxy, within } from "./helpers.mjs";
+import { browserHeaders, chatBody, logLineOf, mintToken, startProxy, within } from "./helpers.mjs";
 
 const ADMIN_TOKEN = "admin-token-for-tests-0123456789abcdef";
 let mock;
@@ -40,42 +40,50 @@ after(async () => {
   await new Promise((resolve) => webhook?.close(resolve));
 });
 
+/** One request; resolves once its log line is written. */
 const chat = async (sub) => {
   const response = await fetch(`${proxy.url}/v1/chat/completions`, { method: "POST", headers: browserHeaders(mintToken({ sub })), body: chatBody() });
   assert.equal(response.status, 200);
   await response.arrayBuffer();
+  await logLineOf(proxy, response.headers.get("x-request-id"));
 };
-const settle = () => new Promise((resolve) => setTimeout(resolve, 300));
+
+/**
+ * The alert lines matching `pattern`, once every webhook post of an alert has arrived. An alert
+ * is logged during the admission that raises it, before that request's own log line, and its
+ * webhook is posted after the response: so once the requests' lines are written (chat waits
+ * for them) every alert they raised is in the log, and no sleep is needed to see that there
+ * was no second one.
+ */
+async function alertsFor(pattern) {
+  const lines = proxy.logs.filter((l) => l.level === "alert" && pattern.test(l.message));
+  await within(5000, (async () => {
+    while (hooks.filter((h) => pattern.test(h.text)).length < lines.length) await new Promise((resolve) => setTimeout(resolve, 20));
+  })(), `the webhook posts of ${lines.length} alerts`);
+  return { lines, hooks: hooks.filter((h) => pattern.test(h.text)) };
+}
 
 test("a user past ALERT_REQUESTS_PER_HOUR raises one alert, not one per request", async () => {
-  hooks = [];
   for (let i = 0; i < 6; i++) await chat("spiky");
   for (let i = 0; i < 2; i++) await chat("calm");
-  await within(3000, (async () => {
-    while (!hooks.some((h) => h.text.includes("user spiky"))) await new Promise((resolve) => setTimeout(resolve, 20));
-  })(), "the webhook");
-  await settle();
-  const spiky = hooks.filter((h) => h.text.includes("user spiky"));
-  assert.equal(spiky.length, 1, "once per user per hour");
-  assert.match(spiky[0].text, /made 4 requests in the current hour \(alert threshold 3\)/);
-  assert.ok(!hooks.some((h) => h.text.includes("user calm")));
-  const lines = proxy.logs.filter((l) => l.level === "alert" && l.message.includes("user spiky"));
-  assert.equal(lines.length, 1);
+  const spiky = await alertsFor(/user spiky/);
+  assert.equal(spiky.lines.length, 1, "once per user per hour");
+  assert.equal(spiky.hooks.length, 1);
+  assert.match(spiky.hooks[0].text, /made 4 requests in the current hour \(alert threshold 3\)/);
+  const calm = await alertsFor(/user calm/);
+  assert.deepEqual([calm.lines.length, calm.hooks.length], [0, 0]);
 });
 
 test("the global budget passing ALERT_BUDGET_PERCENT raises one alert a day", async () => {
-  await within(3000, (async () => {
-    while (!hooks.some((h) => h.text.includes("global budget"))) await new Promise((resolve) => setTimeout(resolve, 20));
-  })(), "the budget webhook");
-  const before = hooks.filter((h) => h.text.includes("global budget")).length;
+  const before = await alertsFor(/global budget/);
+  assert.deepEqual([before.lines.length, before.hooks.length], [1, 1], "the first requests passed 1% of the budget");
   for (let i = 0; i < 3; i++) await chat("another");
-  await settle();
-  assert.equal(before, 1);
-  assert.equal(hooks.filter((h) => h.text.includes("global budget")).length, 1, "not again the same day");
+  const after = await alertsFor(/global budget/);
+  assert.deepEqual([after.lines.length, after.hooks.length], [1, 1], "not again the same day");
 });
 
 test("GET /admin/usage lists every user's tokens of the day", async () => {
-  await settle();
+  // A listing sends its own isolate's batch first: no wait needed.
   const response = await fetch(`${proxy.url}/admin/usage`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
   assert.equal(response.status, 200);
   assert.equal(response.headers.get("cache-control"), "no-store", "every user's spending must not be cached");
@@ -96,7 +104,6 @@ test("GET /admin/usage lists every user's tokens of the day", async () => {
 
 test("GET /admin/usage lists a sub exactly, even one that looks like the index's own key prefix", async () => {
   await chat("tokens:tokens:mallory");
-  await settle();
   const response = await fetch(`${proxy.url}/admin/usage`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
   const subs = (await response.json()).users.map((u) => u.sub);
   assert.ok(subs.includes("tokens:tokens:mallory"), `listed as ${JSON.stringify(subs)}`);

@@ -120,30 +120,44 @@ describe("a daily budget in dollars", () => {
 describe("a dollar budget under concurrency", () => {
   const setup = proxyFor(() => mock, { ADMIN_TOKEN, DAILY_BUDGET_USD: "0.001", MAX_OUTPUT_TOKENS: "200", MAX_CONCURRENT_STREAMS: "50" });
 
-  test("50 concurrent streams never spend past the budget, and each is charged its usage at its price", async () => {
+  test("50 concurrent streams: exactly as many worst cases as fit $0.001 are admitted, and each is charged its usage at its price", async () => {
     const token = tokenOf("usd-racer");
     const before = mock.requests.length;
     const release = mock.pauseStreams();
     let responses;
+    let held;
     try {
-      const body = (i) => chatBody({ stream: true, max_tokens: 200, messages: [{ role: "user", content: `race ${i}` }] });
+      // Bodies of one length, so every request's worst case is the same and the number that fits is exact.
+      const body = (i) => chatBody({ stream: true, max_tokens: 200, messages: [{ role: "user", content: `race ${String(i).padStart(2, "0")}` }] });
       responses = await within(15_000, Promise.all(Array.from({ length: 50 }, (_, i) => chat(setup.proxy, token, body(i)))), "50 streams");
+      held = await usageOf(setup.proxy, token);
     } finally {
       release();
     }
     const admitted = responses.filter((r) => r.status === 200);
     const refused = responses.filter((r) => r.status === 429);
     assert.equal(admitted.length + refused.length, 50);
-    assert.ok(admitted.length >= 1 && refused.length >= 1, `admitted ${admitted.length}`);
-    for (const response of refused) assert.equal((await response.json()).error.code, "insufficient_quota");
-    await Promise.all(admitted.map((response) => within(5000, response.text(), "stream to end")));
-
     const calls = mock.requests.slice(before);
     assert.equal(calls.length, admitted.length, "refused requests never reach upstream");
+    // The worst case the proxy must have reserved, from what it forwarded (README, "Plans and prices").
+    const worst = calls.map((call) => worstNanoUsd("gpt-4o-mini", call.body, 200));
+    assert.equal(new Set(worst).size, 1, "one worst case for all");
+    assert.equal(BigInt(admitted.length), 1_000_000n / worst[0], `admitted ${admitted.length} at ${worst[0]} nano-USD each`);
+    // While the streams are held open: reserved is the admitted worst cases, and nothing passes the budget.
+    assert.equal(held.cost.used_usd, 0);
+    assert.equal(held.cost.reserved_usd, usd(BigInt(admitted.length) * worst[0]));
+    assert.ok(held.cost.used_usd + held.cost.reserved_usd <= 0.001);
+    assert.equal(held.tokens.reserved, calls.reduce((total, call) => total + Buffer.byteLength(call.body) + 200, 0));
+    for (const response of refused) {
+      assert.equal((await response.json()).error.code, "insufficient_quota");
+      assert.equal(response.headers.get("retry-after"), "2", "only requests under way stand in the way");
+    }
+    await Promise.all(admitted.map((response) => within(5000, response.text(), "stream to end")));
+
     const charged = sum(calls.map((call) => nanoUsd("gpt-4o-mini", usage(call.json))));
     const spent = await settledUsage(setup.proxy, token);
     assert.equal(spent.cost.used_usd, usd(charged));
-    assert.ok(charged <= 1_000_000n);
+    assert.equal(spent.cost.reserved_usd, 0);
   });
 });
 

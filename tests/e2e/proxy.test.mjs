@@ -1,7 +1,7 @@
 // The proxy in workerd against the mock upstream, over real HTTP.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { startMockUpstream } from "../mock-upstream.mjs";
+import { startMockUpstream, usage } from "../mock-upstream.mjs";
 import { ALLOWED_ORIGIN, browserHeaders, chatBody, mintToken, startProxy, within } from "./helpers.mjs";
 
 let mock;
@@ -313,7 +313,10 @@ describe("audit log", () => {
     assert.equal(line.sub, "alice");
     assert.equal(line.route, "chat.completions");
     assert.equal(line.stream, true);
-    assert.ok(line.total_tokens > 0 && line.usage_reported);
+    // What the request was charged: exactly the usage upstream reported.
+    const reported = usage(mock.requests.at(-1).json);
+    assert.equal(line.usage_reported, true);
+    assert.deepEqual([line.prompt_tokens, line.completion_tokens, line.total_tokens], [reported.prompt_tokens, reported.completion_tokens, reported.total_tokens]);
     assert.ok(!("prompt_chars" in line), "prompt length only with LOG_PROMPTS=true");
 
     const everything = JSON.stringify(proxy.logs);

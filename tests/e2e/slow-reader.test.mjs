@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { startMockUpstream } from "../mock-upstream.mjs";
-import { browserHeaders, chatBody, mintToken, startProxy, within } from "./helpers.mjs";
+import { browserHeaders, chatBody, logLineOf, mintToken, reservedTokens, startProxy, within } from "./helpers.mjs";
 
 const IDLE_MS = 1000;
 let mock;
@@ -16,8 +16,8 @@ before(async () => {
     OPENAI_API_KEY: mock.apiKey,
     STREAM_IDLE_TIMEOUT_MS: String(IDLE_MS),
     MAX_CONCURRENT_STREAMS: "1",
-    // What the flood streams before it stalls is charged (an estimate from its bytes).
-    DAILY_TOKEN_BUDGET: "1000000000",
+    // Room for the flood's whole reservation and the next stream's.
+    DAILY_TOKEN_BUDGET: "100000",
   });
 });
 after(async () => {
@@ -55,7 +55,9 @@ test("a client that stops reading loses its stream, and its slot and reservation
   const freedAfter = Date.now() - stoppedReadingAt;
   console.log(`# slot freed ${freedAfter} ms after the client stopped reading (STREAM_IDLE_TIMEOUT_MS=${IDLE_MS})`);
   assert.ok(freedAfter >= IDLE_MS, "a slow reader is given the idle timeout");
-  assert.ok(freed.tokens.used > 0, "what was streamed is charged");
+  // No usage report came: the whole reservation, whatever the flood's bytes were.
+  assert.equal(freed.tokens.used, reservedTokens(upstreamOfStalled), "charged its whole reservation");
+  assert.equal(freed.tokens.used, Buffer.byteLength(upstreamOfStalled.body) + 1024);
   assert.ok(upstreamOfStalled.closedAt, "the upstream request was stopped");
   assert.equal(upstreamOfStalled.completed, false);
 
@@ -78,7 +80,9 @@ test("a client that stops reading loses its stream, and its slot and reservation
   })(), "the stalled stream to end");
   assert.ok(rest.broken || !rest.text.includes("[DONE]"), "the cut stream does not claim to be complete");
 
-  const line = proxy.logs.find((l) => l.sub === "slow-reader" && l.disconnected);
-  assert.ok(line, "the stalled stream wrote its log line");
+  const line = await logLineOf(proxy, stalled.headers.get("x-request-id"));
+  assert.equal(line.disconnected, true, "the stalled stream's log line says its client went away");
   assert.match(line.detail, /read nothing for 1000 ms/);
+  assert.equal(line.usage_reported, false);
+  assert.equal(line.total_tokens, freed.tokens.used);
 });

@@ -98,12 +98,16 @@ describe("with RESPONSES_STORE=true and ALLOW_STORED_CONTEXT=true", () => {
 
   test("a continuation that ends without a usage report is charged the whole context window", async () => {
     const id = await create(setup.proxy, "cut-off");
+    const created = (await settledUsage(setup.proxy, mintToken({ sub: "cut-off" }))).tokens.used;
     mock.faultNext({ kind: "cut", match: (json) => json?.previous_response_id === id });
     const continued = await respond(setup.proxy, "cut-off", { previous_response_id: id, stream: true });
     assert.equal(continued.status, 200);
     await within(5000, continued.text(), "the cut stream");
+    const upstream = mock.requests.findLast((r) => r.json?.previous_response_id === id);
+    assert.ok(Buffer.byteLength(upstream.body) < CONTEXT_WINDOW);
     const spent = await settledUsage(setup.proxy, mintToken({ sub: "cut-off" }));
-    assert.ok(spent.tokens.used >= CONTEXT_WINDOW, `charged ${spent.tokens.used}: the stored context is billed as input`);
+    // The whole reservation: the larger of the body's bytes and the window, and the output cap.
+    assert.equal(spent.tokens.used - created, CONTEXT_WINDOW + OUTPUT_CAP, "the stored context is billed as input");
   });
 });
 
