@@ -3,6 +3,7 @@
 //! the plan. One round trip in the steady state; one more the first time an isolate meets an
 //! override.
 
+use std::cell::RefCell;
 use std::rc::Rc;
 
 use worker::{Context, Env};
@@ -12,16 +13,34 @@ use super::objects::{self, user::Admission};
 use super::settlement::Settlement;
 use super::Result;
 use crate::auth::Identity;
-use crate::budget::plans::{claimed_plan, Plan};
+use crate::budget::plans::{claimed_plan, OverrideHints, Plan};
 use crate::budget::quota::{Ask, Standing};
 use crate::config::Config;
 use crate::error::ProxyError;
+use crate::objects::user::PlanChoice;
 use crate::request::{self, ApiRequest};
 use crate::routes::{ApiRoute, UserRoute};
 
 /// Admission attempts of one request whose plan an operator changes meanwhile, before the
 /// request gives up (503): in practice the second attempt always agrees with the object.
 const MAX_PLAN_ATTEMPTS: usize = 3;
+
+thread_local! {
+    /// The overrides this isolate learnt from users' objects, so that the next request of an
+    /// overridden user is checked with its plan at once.
+    static PLAN_HINTS: RefCell<OverrideHints> = RefCell::default();
+}
+
+/// The plan to check `sub`'s request with first: a known override, else the claim's plan.
+fn plan_hint(sub: &str, claimed: &str) -> String {
+    PLAN_HINTS.with_borrow(|hints| hints.plan_for(sub, claimed))
+}
+
+/// What the user's object says is in force.
+fn learn_plan(sub: &str, in_force: &PlanChoice) -> String {
+    PLAN_HINTS.with_borrow_mut(|hints| hints.learn(sub, &in_force.name, in_force.source));
+    in_force.name.clone()
+}
 
 /// A request checked with the plan in force and admitted by the user's object.
 pub struct Admitted<'a> {
@@ -56,7 +75,7 @@ pub async fn admit_on_plan<'a>(
     // Before any Durable Object call: a claim naming a plan this proxy lacks costs nothing.
     let (claimed, _) = claimed_plan(identity.plan.as_deref());
     config.plan(&claimed)?;
-    let mut plan_name = objects::user::plan_hint(&identity.sub, &claimed);
+    let mut plan_name = plan_hint(&identity.sub, &claimed);
     for _ in 0..MAX_PLAN_ATTEMPTS {
         let plan = config.plan(&plan_name)?;
         outcome.plan = Some(plan.name.clone());
@@ -87,7 +106,7 @@ pub async fn admit_on_plan<'a>(
                     standing,
                 })
             }
-            Admission::PlanChanged(in_force) => plan_name = in_force.name,
+            Admission::PlanChanged(in_force) => plan_name = learn_plan(&identity.sub, &in_force),
         }
     }
     Err(ProxyError::Unavailable {
@@ -141,7 +160,7 @@ async fn plan_in_force(
         .await
         .1?
     {
-        Admission::PlanChanged(in_force) => Ok(Some(in_force.name)),
+        Admission::PlanChanged(in_force) => Ok(Some(learn_plan(&identity.sub, &in_force))),
         Admission::Admitted { .. } => Ok(None),
     }
 }

@@ -14,7 +14,7 @@ use worker::{
 use crate::auth::guest::GUEST_PLAN;
 use crate::auth::Identity;
 use crate::budget::alerts::AlertRules;
-use crate::budget::plans::{OverrideHints, Plan};
+use crate::budget::plans::Plan;
 use crate::budget::quota::{Ask, Limits, Standing};
 use crate::config::Config;
 use crate::edge::settlement::{self, Settlement};
@@ -76,20 +76,6 @@ impl DurableObject for UserState {
     }
 }
 
-thread_local! {
-    static PLAN_HINTS: RefCell<OverrideHints> = RefCell::default();
-}
-
-/// The plan to check `sub`'s request with first: a known override, else the claim's plan.
-pub fn plan_hint(sub: &str, claimed: &str) -> String {
-    PLAN_HINTS.with_borrow(|hints| hints.plan_for(sub, claimed))
-}
-
-/// What the user's object says is in force.
-fn learn_plan(sub: &str, in_force: &PlanChoice) {
-    PLAN_HINTS.with_borrow_mut(|hints| hints.learn(sub, &in_force.name, in_force.source));
-}
-
 /// What an admission call came to.
 pub enum Admission {
     /// Admitted; settle it when the request ends (a status read has nothing to settle). The
@@ -149,10 +135,7 @@ pub async fn admit(
             let id = continues.unwrap_or_default().to_owned();
             return (None, Err(ProxyError::UnknownResponse { id }));
         }
-        Ok(UserReply::PlanChanged { plan: in_force }) => {
-            learn_plan(&identity.sub, &in_force);
-            return (None, Ok(Admission::PlanChanged(in_force)));
-        }
+        Ok(UserReply::PlanChanged { plan: in_force }) => return (None, Ok(Admission::PlanChanged(in_force))),
         Ok(other) => return (None, Err(unexpected("user", &other))),
         Err(error) => return (None, Err(error)),
     };
@@ -168,7 +151,10 @@ pub async fn admit(
 
 /// The objects after the user's (`shared_objects`) admit the request too, or, at the first
 /// refusal, every admission is given back and the refusal answered with the standing to show.
-#[expect(clippy::too_many_arguments, reason = "the admission's own inputs, passed on as they are")]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the admission's own inputs, passed on as they are"
+)]
 async fn admit_by_shared_objects(
     env: &Env,
     ctx: &Rc<Context>,
