@@ -538,21 +538,14 @@ mod tests {
     };
 
     fn reservation_of(reply: UserReply) -> Reservation {
-        match reply {
-            UserReply::Admitted {
-                reservation: Some(reservation),
-                ..
-            } => reservation,
-            other @ UserReply::Admitted { .. }
-            | other @ UserReply::Refused { .. }
-            | other @ UserReply::Revoked
-            | other @ UserReply::UnknownResponse
-            | other @ UserReply::Status { .. }
-            | other @ UserReply::Finished
-            | other @ UserReply::Minted
-            | other @ UserReply::MintRefused { .. }
-            | other @ UserReply::PlanChanged { .. } => panic!("not admitted: {other:?}"),
-        }
+        let UserReply::Admitted {
+            reservation: Some(reservation),
+            ..
+        } = reply
+        else {
+            panic!("not admitted: {reply:?}")
+        };
+        reservation
     }
 
     fn admit_carrying(record: &mut UserRecord, settle: &[Finished], ask: Ask, now_ms: i64) -> UserReply {
@@ -911,17 +904,11 @@ mod tests {
     #[test]
     fn the_operator_sees_the_override_else_the_last_request_s_claim() {
         let mut record = UserRecord::default();
-        let plan_of = |reply: UserReply| match reply {
-            UserReply::Status { plan: Some(plan), .. } => plan,
-            other @ UserReply::Admitted { .. }
-            | other @ UserReply::Refused { .. }
-            | other @ UserReply::Revoked
-            | other @ UserReply::UnknownResponse
-            | other @ UserReply::Status { .. }
-            | other @ UserReply::Finished
-            | other @ UserReply::Minted
-            | other @ UserReply::MintRefused { .. }
-            | other @ UserReply::PlanChanged { .. } => panic!("no plan in {other:?}"),
+        let plan_of = |reply: UserReply| {
+            let UserReply::Status { plan: Some(plan), .. } = reply else {
+                panic!("no plan in {reply:?}")
+            };
+            plan
         };
         assert_eq!(
             plan_of(set_plan(&mut record, None)),

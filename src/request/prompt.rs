@@ -81,8 +81,8 @@ impl PromptMeter {
         match value {
             Value::Null => Ok(()),
             Value::String(text) => self.add(text.chars().count(), text.len()),
-            other @ Value::Bool(_) | other @ Value::Number(_) | other @ Value::Array(_) | other @ Value::Object(_) => {
-                let text = other.to_string();
+            Value::Bool(_) | Value::Number(_) | Value::Array(_) | Value::Object(_) => {
+                let text = value.to_string();
                 self.add(text.chars().count(), text.len())
             }
         }
@@ -101,11 +101,9 @@ impl PromptMeter {
             self.at(&format!(".{key}"), |meter| match field {
                 Value::String(text) => meter.text(text),
                 Value::Object(_) if key == "function" => meter.definition(field),
-                other @ Value::Null
-                | other @ Value::Bool(_)
-                | other @ Value::Number(_)
-                | other @ Value::Array(_)
-                | other @ Value::Object(_) => meter.json(other),
+                Value::Null | Value::Bool(_) | Value::Number(_) | Value::Array(_) | Value::Object(_) => {
+                    meter.json(field)
+                }
             })?;
         }
         Ok(())
@@ -181,30 +179,10 @@ mod tests {
     use serde_json::json;
 
     fn param(error: ProxyError) -> String {
-        match error {
-            ProxyError::InvalidRequest { param, .. } => param.unwrap(),
-            other @ ProxyError::MissingToken
-            | other @ ProxyError::InvalidToken(_)
-            | other @ ProxyError::AdminUnauthorized
-            | other @ ProxyError::OriginNotAllowed
-            | other @ ProxyError::NotFound
-            | other @ ProxyError::UnknownResponse { .. }
-            | other @ ProxyError::MethodNotAllowed
-            | other @ ProxyError::PayloadTooLarge { .. }
-            | other @ ProxyError::ModelNotAllowed { .. }
-            | other @ ProxyError::UnknownPlan { .. }
-            | other @ ProxyError::TurnstileFailed { .. }
-            | other @ ProxyError::GuestMintsExhausted { .. }
-            | other @ ProxyError::Misconfigured { .. }
-            | other @ ProxyError::UpstreamAuthFailed { .. }
-            | other @ ProxyError::UpstreamRateLimited { .. }
-            | other @ ProxyError::Quota { .. }
-            | other @ ProxyError::UpstreamRejected { .. }
-            | other @ ProxyError::UpstreamFailed { .. }
-            | other @ ProxyError::UpstreamTimeout
-            | other @ ProxyError::Unavailable { .. }
-            | other @ ProxyError::Internal { .. } => panic!("{other:?}"),
-        }
+        let ProxyError::InvalidRequest { param: Some(param), .. } = error else {
+            panic!("{error:?}")
+        };
+        param
     }
 
     fn walk(max_chars: usize, max_images: u64, messages: Value) -> Result<PromptMeter, ProxyError> {
