@@ -137,12 +137,38 @@ impl PlanSource {
     }
 }
 
+/// A plan and why it is (or was) in force.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanChoice {
+    pub name: String,
+    pub source: PlanSource,
+}
+
+impl PlanChoice {
+    /// The one rule of which plan is in force: an operator's override, else the claim.
+    pub fn in_force(plan_override: Option<&str>, claim: PlanChoice) -> PlanChoice {
+        match plan_override {
+            Some(name) => PlanChoice {
+                name: name.to_owned(),
+                source: PlanSource::Override,
+            },
+            None => claim,
+        }
+    }
+}
+
 /// The plan a token's claim asks for, and whether it asked: a token without the claim is on
 /// the default plan.
-pub fn claimed_plan(claim: Option<&str>) -> (String, PlanSource) {
+pub fn claimed_plan(claim: Option<&str>) -> PlanChoice {
     match claim {
-        Some(name) => (name.to_owned(), PlanSource::Claim),
-        None => (DEFAULT_PLAN.to_owned(), PlanSource::Default),
+        Some(name) => PlanChoice {
+            name: name.to_owned(),
+            source: PlanSource::Claim,
+        },
+        None => PlanChoice {
+            name: DEFAULT_PLAN.to_owned(),
+            source: PlanSource::Default,
+        },
     }
 }
 
@@ -229,7 +255,20 @@ mod tests {
 
     #[test]
     fn a_token_without_the_claim_is_on_the_default_plan() {
-        assert_eq!(claimed_plan(None), ("default".to_owned(), PlanSource::Default));
-        assert_eq!(claimed_plan(Some("pro")), ("pro".to_owned(), PlanSource::Claim));
+        let choice = |name: &str, source| PlanChoice {
+            name: name.to_owned(),
+            source,
+        };
+        assert_eq!(claimed_plan(None), choice("default", PlanSource::Default));
+        assert_eq!(claimed_plan(Some("pro")), choice("pro", PlanSource::Claim));
+        assert_eq!(
+            PlanChoice::in_force(Some("pro"), claimed_plan(Some("free"))),
+            choice("pro", PlanSource::Override),
+            "an operator's override wins over the claim"
+        );
+        assert_eq!(
+            PlanChoice::in_force(None, claimed_plan(Some("free"))),
+            choice("free", PlanSource::Claim)
+        );
     }
 }

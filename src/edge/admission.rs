@@ -13,11 +13,10 @@ use super::objects::{self, user::Admission};
 use super::settlement::Settlement;
 use super::Result;
 use crate::auth::Identity;
-use crate::budget::plans::{claimed_plan, OverrideHints, Plan};
+use crate::budget::plans::{claimed_plan, OverrideHints, Plan, PlanChoice};
 use crate::budget::quota::{Ask, Standing};
 use crate::config::Config;
 use crate::error::ProxyError;
-use crate::objects::user::PlanChoice;
 use crate::request::{self, ApiRequest};
 use crate::routes::{ApiRoute, UserRoute};
 
@@ -73,7 +72,7 @@ pub async fn admit_on_plan<'a>(
     outcome: &mut Outcome,
 ) -> Result<Admitted<'a>> {
     // Before any Durable Object call: a claim naming a plan this proxy lacks costs nothing.
-    let (claimed, _) = claimed_plan(identity.plan.as_deref());
+    let claimed = claimed_plan(identity.plan.as_deref()).name;
     config.plan(&claimed)?;
     let mut plan_name = plan_hint(&identity.sub, &claimed);
     for _ in 0..MAX_PLAN_ATTEMPTS {

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::guest::MintWindow;
 use crate::budget::alerts::{Alert, AlertRules, AlertState};
-use crate::budget::plans::{claimed_plan, PlanSource, DEFAULT_PLAN};
+use crate::budget::plans::{claimed_plan, PlanChoice};
 use crate::budget::quota::{Ask, Limits, QuotaState, Reservation, Spend, Standing};
 use crate::day::Day;
 use crate::error::Refusal;
@@ -130,13 +130,6 @@ pub enum UserCommand {
 pub struct PlanAsk {
     pub checked: String,
     pub claimed: Option<String>,
-}
-
-/// A plan and why it is (or was) in force.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PlanChoice {
-    pub name: String,
-    pub source: PlanSource,
 }
 
 /// The fields of an `Admit` command, borrowed.
@@ -301,8 +294,7 @@ impl UserRecord {
             if let Some(in_force) = self.plan_mismatch(plan) {
                 return UserReply::PlanChanged { plan: in_force };
             }
-            let (name, source) = claimed_plan(plan.claimed.as_deref());
-            self.last_claimed_plan = Some(PlanChoice { name, source });
+            self.last_claimed_plan = Some(claimed_plan(plan.claimed.as_deref()));
         }
         if ask.continues.is_some_and(|id| !self.responses.owns(id, ask.now_ms)) {
             return UserReply::UnknownResponse;
@@ -343,29 +335,12 @@ impl UserRecord {
 
     /// The plan in force: the override, else the most recent request's claim, else `default`.
     pub fn plan_in_force(&self) -> PlanChoice {
-        match &self.plan_override {
-            Some(name) => PlanChoice {
-                name: name.clone(),
-                source: PlanSource::Override,
-            },
-            None => self.last_claimed_plan.clone().unwrap_or(PlanChoice {
-                name: DEFAULT_PLAN.to_owned(),
-                source: PlanSource::Default,
-            }),
-        }
+        let last_claim = self.last_claimed_plan.clone().unwrap_or_else(|| claimed_plan(None));
+        PlanChoice::in_force(self.plan_override.as_deref(), last_claim)
     }
 
     fn plan_mismatch(&self, plan: &PlanAsk) -> Option<PlanChoice> {
-        let in_force = match &self.plan_override {
-            Some(name) => PlanChoice {
-                name: name.clone(),
-                source: PlanSource::Override,
-            },
-            None => {
-                let (name, source) = claimed_plan(plan.claimed.as_deref());
-                PlanChoice { name, source }
-            }
-        };
+        let in_force = PlanChoice::in_force(self.plan_override.as_deref(), claimed_plan(plan.claimed.as_deref()));
         (in_force.name != plan.checked).then_some(in_force)
     }
 

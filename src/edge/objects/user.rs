@@ -14,7 +14,7 @@ use worker::{
 use crate::auth::guest::GUEST_PLAN;
 use crate::auth::Identity;
 use crate::budget::alerts::AlertRules;
-use crate::budget::plans::Plan;
+use crate::budget::plans::{Plan, PlanChoice};
 use crate::budget::quota::{Ask, Limits, Standing};
 use crate::config::Config;
 use crate::edge::settlement::{self, Settlement};
@@ -22,8 +22,7 @@ use crate::edge::{log, Now, Result};
 use crate::error::{ProxyError, TokenProblem};
 use crate::objects::held::Carried;
 use crate::objects::user::{
-    user_object_name, Delivery, PlanAsk, PlanChoice, UserCommand, UserRecord, UserReply, GLOBAL_OBJECT_NAME,
-    GUESTS_OBJECT_NAME,
+    user_object_name, Delivery, PlanAsk, UserCommand, UserRecord, UserReply, GLOBAL_OBJECT_NAME, GUESTS_OBJECT_NAME,
 };
 
 const BINDING: &str = "USERS";
