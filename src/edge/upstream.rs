@@ -203,7 +203,7 @@ fn stream_headers(answer: &Response) -> Result<Headers, ProxyError> {
 
 /// What is left of a streamed request once its response is returned: pumping it, then its log
 /// line and its settlement. When the stream ends (or the client goes away) the request is
-/// charged its real usage, or an estimate of what it sent and what was streamed, never zero.
+/// charged its real usage, or without a usage report its whole reservation, never zero.
 pub struct StreamTail {
     metered: stream::Metered,
     tariff: Tariff,
