@@ -190,6 +190,7 @@ impl Pending {
     fn hold(self, spent_of: impl Fn(&Reservation) -> Spend, created: Option<String>) -> impl Future<Output = ()> {
         let now_ms = Now::read().millis();
         let user = user_object_name(&self.sub);
+        // The user's charge, and the day its reservation was made (the quota's day for it).
         let mut charged = (Spend::default(), now_ms);
         HELD.with_borrow_mut(|held| {
             for (name, limits, reservation) in &self.reservations {
@@ -209,25 +210,24 @@ impl Pending {
                 held.hold(name, finished);
             }
         });
-        // Charged, like the quota, to the day the reservation was made.
         let (spent, made_at_ms) = charged;
         if spent != Spend::default() {
             objects::usage_index::record(&self.env, &self.ctx, utc_day(made_at_ms), self.sub.clone(), spent);
         }
         // A failed flush is tried again: a slot must not wait for this isolate's next call.
         async move {
-            let mut pending: Vec<&(String, Limits, Reservation)> = self.reservations.iter().collect();
+            let mut unsettled: Vec<&(String, Limits, Reservation)> = self.reservations.iter().collect();
             for _ in 0..FLUSH_ATTEMPTS {
                 Delay::from(SETTLEMENT_HOLD).await;
-                pending.retain(|(name, _, reservation)| HELD.with_borrow(|held| held.holds(name, reservation.id)));
-                if pending.is_empty() {
+                unsettled.retain(|(name, _, reservation)| HELD.with_borrow(|held| held.holds(name, reservation.id)));
+                if unsettled.is_empty() {
                     return;
                 }
-                let answered = join_all(pending.iter().map(|(name, _, _)| flush(&self.env, name))).await;
+                let answered = join_all(unsettled.iter().map(|(name, _, _)| flush(&self.env, name))).await;
                 // An object that answered without acknowledging runs an older version: asking
                 // again at once would not help; the next call to it carries what it left.
                 let mut answered = answered.into_iter();
-                pending.retain(|_| answered.next() == Some(false));
+                unsettled.retain(|_| answered.next() == Some(false));
             }
         }
     }
