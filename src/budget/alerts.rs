@@ -10,6 +10,7 @@ use crate::budget::quota::{Standing, DAY_MS};
 const HOUR_MS: i64 = 3_600_000;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AlertRules {
     pub requests_per_hour: Option<u32>,
     pub budget_percent: Option<u8>,

@@ -10,7 +10,12 @@
 //! A reservation whose Worker died before finishing, or whose settlement was held in an
 //! isolate that was then evicted (see `held`), expires after `RESERVATION_TIMEOUT_MS`: it is
 //! charged in full (the operator never pays for what was not counted) and its stream slot is
-//! freed.
+//! freed. A live stream renews its reservation (`renew`) every `RENEW_EVERY_MS`, so its slot
+//! and reservation last as long as it does.
+//!
+//! A reservation is charged to the day it was made, whenever it ends: it was admitted against
+//! that day's budget. One that ends after the day is over (a stream across midnight, an expiry
+//! after it) costs the new day's budget nothing.
 
 use std::time::Duration;
 
@@ -20,14 +25,20 @@ use crate::budget::prices::usd;
 use crate::error::Refusal;
 
 pub const DAY_MS: i64 = 86_400_000;
-/// A request still unfinished after this long is taken to have died with its Worker.
+/// A request still unfinished (and not renewed) after this long is taken to have died with
+/// its Worker.
 pub const RESERVATION_TIMEOUT_MS: i64 = 15 * 60 * 1000;
+/// How often a live stream renews its reservation: a third of the expiry, so that two renewals
+/// in a row may fail (an object briefly unavailable) before a live stream loses its slot.
+pub const RENEW_EVERY_MS: i64 = RESERVATION_TIMEOUT_MS / 3;
 /// How long a client should wait for a stream slot to free up.
 pub const STREAM_SLOT_RETRY_SECONDS: u64 = 2;
 
 /// The limits a record is checked against; `None` is no limit (the global record has only a
 /// budget).
+/// Part of the objects' protocol: a field an object does not know is refused, not ignored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Limits {
     pub rate: Option<RateLimit>,
     pub max_streams: Option<u32>,
@@ -39,6 +50,7 @@ pub struct Limits {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RateLimit {
     pub requests: u32,
     /// Sent to the object as whole milliseconds, the unit of its arithmetic.
@@ -68,6 +80,7 @@ mod duration_ms {
 
 /// What one request asks to be admitted with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Ask {
     /// Worst-case tokens of the request.
     pub tokens: u64,
@@ -94,9 +107,18 @@ pub struct Reservation {
     pub expires_at_ms: i64,
     #[serde(default)]
     pub nano_usd: u64,
+    /// When it was admitted; absent in records stored before renewals, whose reservations
+    /// were all made `RESERVATION_TIMEOUT_MS` before they expire.
+    #[serde(default)]
+    pub made_at_ms: Option<i64>,
 }
 
 impl Reservation {
+    pub fn made_at_ms(&self) -> i64 {
+        self.made_at_ms
+            .unwrap_or(self.expires_at_ms.saturating_sub(RESERVATION_TIMEOUT_MS))
+    }
+
     /// What it holds: the charge of a request that ends with no usage known.
     pub fn spend(&self) -> Spend {
         Spend {
@@ -213,6 +235,10 @@ impl QuotaState {
         let (expired, live): (Vec<Reservation>, Vec<Reservation>) =
             self.reservations.iter().partition(|r| r.expires_at_ms <= now_ms);
         self.reservations = live;
+        // Before the day moves on: an expiry after midnight is charged to the day it was made.
+        for reservation in expired {
+            self.charge_to_its_day(&reservation, reservation.spend());
+        }
         // "Now" comes from the calling Worker's clock: commands from several isolates can
         // arrive slightly out of order around midnight. The day only moves forward, or a late
         // command would flip it back and start the budget over.
@@ -221,12 +247,6 @@ impl QuotaState {
             self.day = today;
             self.used_tokens = 0;
             self.used_nano_usd = 0;
-        }
-        for reservation in expired {
-            self.charge(Spend {
-                tokens: reservation.tokens,
-                nano_usd: reservation.nano_usd,
-            });
         }
     }
 
@@ -281,6 +301,7 @@ impl QuotaState {
             stream: ask.stream,
             expires_at_ms: now_ms.saturating_add(RESERVATION_TIMEOUT_MS),
             nano_usd: ask.nano_usd,
+            made_at_ms: Some(now_ms),
         };
         self.next_reservation_id = self.next_reservation_id.wrapping_add(1);
         self.reservations.push(reservation);
@@ -292,7 +313,27 @@ impl QuotaState {
     pub fn finish(&mut self, limits: &Limits, reservation_id: u64, spent: Spend, now_ms: i64) {
         self.advance(limits, now_ms);
         if let Some(index) = self.reservations.iter().position(|r| r.id == reservation_id) {
-            self.reservations.remove(index);
+            let reservation = self.reservations.remove(index);
+            self.charge_to_its_day(&reservation, spent);
+        }
+    }
+
+    /// Keeps a live request's reservation, and its stream slot, from expiring: it expires
+    /// `RESERVATION_TIMEOUT_MS` after `now_ms` (never sooner than it did). Returns when, or
+    /// `None` if it is gone (settled, cancelled, or expired and charged in full).
+    pub fn renew(&mut self, limits: &Limits, reservation_id: u64, now_ms: i64) -> Option<i64> {
+        self.advance(limits, now_ms);
+        let reservation = self.reservations.iter_mut().find(|r| r.id == reservation_id)?;
+        reservation.expires_at_ms = reservation
+            .expires_at_ms
+            .max(now_ms.saturating_add(RESERVATION_TIMEOUT_MS));
+        Some(reservation.expires_at_ms)
+    }
+
+    /// Charges `spent` if the reservation was made on the day the counters hold; a day that
+    /// is over already started over, and the new day's budget never admitted it.
+    fn charge_to_its_day(&mut self, reservation: &Reservation, spent: Spend) {
+        if reservation.made_at_ms().div_euclid(DAY_MS) >= self.day {
             self.charge(spent);
         }
     }
@@ -312,7 +353,7 @@ impl QuotaState {
             return;
         };
         let reservation = self.reservations.remove(index);
-        let admitted_at = reservation.expires_at_ms - RESERVATION_TIMEOUT_MS;
+        let admitted_at = reservation.made_at_ms();
         if let Some(entry) = self.admitted_at_ms.iter().rposition(|&at| at == admitted_at) {
             self.admitted_at_ms.remove(entry);
         }
@@ -731,5 +772,95 @@ mod tests {
         assert!(state.admit(&budget_only, SMALL, midnight - 3).is_err());
         assert!(state.admit(&budget_only, SMALL, midnight + 10).is_err());
         assert_eq!(state.standing(&budget_only, midnight + 10).used_tokens, 100);
+    }
+
+    const BUDGET_ONLY: Limits = Limits {
+        rate: None,
+        max_streams: Some(1),
+        daily_tokens: Some(1_000),
+        daily_nano_usd: None,
+    };
+    const WORST_CASE: Ask = Ask {
+        tokens: 400,
+        stream: true,
+        nano_usd: 0,
+    };
+
+    #[test]
+    fn a_reservation_expiring_after_midnight_is_charged_to_the_day_it_was_made() {
+        let midnight = (T0.div_euclid(DAY_MS) + 1) * DAY_MS;
+        let mut state = QuotaState::default();
+        state.admit(&BUDGET_ONLY, WORST_CASE, midnight - 60_000).unwrap();
+        let new_day = state.standing(&BUDGET_ONLY, midnight + RESERVATION_TIMEOUT_MS);
+        assert_eq!(
+            (new_day.used_tokens, new_day.reserved_tokens, new_day.open_streams),
+            (0, 0, 0),
+            "the new day's budget is whole"
+        );
+        // Expired before midnight, it is charged to its own day as ever.
+        let mut state = QuotaState::default();
+        state.admit(&BUDGET_ONLY, WORST_CASE, T0).unwrap();
+        let same_day = state.standing(&BUDGET_ONLY, T0 + RESERVATION_TIMEOUT_MS);
+        assert_eq!(same_day.used_tokens, 400);
+    }
+
+    #[test]
+    fn a_stream_across_midnight_is_charged_to_the_day_it_was_made() {
+        let midnight = (T0.div_euclid(DAY_MS) + 1) * DAY_MS;
+        let mut state = QuotaState::default();
+        let r = state.admit(&BUDGET_ONLY, WORST_CASE, midnight - 60_000).unwrap();
+        assert_eq!(
+            state.standing(&BUDGET_ONLY, midnight + 1).reserved_tokens,
+            400,
+            "still counted while it runs"
+        );
+        state.finish(&BUDGET_ONLY, r.id, tokens(300), midnight + 60_000);
+        assert_eq!(state.standing(&BUDGET_ONLY, midnight + 60_001).used_tokens, 0);
+    }
+
+    #[test]
+    fn a_renewed_stream_keeps_its_slot_and_reservation_past_the_expiry_and_is_charged_what_it_used() {
+        let mut state = QuotaState::default();
+        let stream = state.admit(&BUDGET_ONLY, WORST_CASE, T0).unwrap();
+        let hour_later = T0 + 3_600_000;
+        let mut at = T0 + RENEW_EVERY_MS;
+        while at <= hour_later {
+            assert_eq!(
+                state.renew(&BUDGET_ONLY, stream.id, at),
+                Some(at + RESERVATION_TIMEOUT_MS)
+            );
+            at += RENEW_EVERY_MS;
+        }
+        assert_eq!(
+            state.admit(&BUDGET_ONLY, WORST_CASE, hour_later),
+            Err(Refusal::TooManyStreams { retry_after_seconds: 2 }),
+            "its slot is still taken"
+        );
+        let running = state.standing(&BUDGET_ONLY, hour_later);
+        assert_eq!((running.used_tokens, running.reserved_tokens), (0, 400));
+        state.finish(&BUDGET_ONLY, stream.id, tokens(50), hour_later + 1);
+        let done = state.standing(&BUDGET_ONLY, hour_later + 1);
+        assert_eq!((done.used_tokens, done.reserved_tokens, done.open_streams), (50, 0, 0));
+    }
+
+    #[test]
+    fn a_reservation_not_renewed_in_time_expires_charged_in_full_and_cannot_be_renewed() {
+        let mut state = QuotaState::default();
+        let stream = state.admit(&BUDGET_ONLY, WORST_CASE, T0).unwrap();
+        assert_eq!(state.renew(&BUDGET_ONLY, stream.id, T0 + RESERVATION_TIMEOUT_MS), None);
+        assert_eq!(
+            state.standing(&BUDGET_ONLY, T0 + RESERVATION_TIMEOUT_MS).used_tokens,
+            400
+        );
+        assert_eq!(state.renew(&BUDGET_ONLY, 99, T0), None, "an unknown id renews nothing");
+    }
+
+    #[test]
+    fn a_renewed_admission_cancelled_still_gives_back_its_rate_entry() {
+        let mut state = QuotaState::default();
+        let r = state.admit(&limits(), STREAM, T0).unwrap();
+        state.renew(&limits(), r.id, T0 + 10);
+        state.cancel(&limits(), r.id, T0 + 20);
+        assert_eq!(state.standing(&limits(), T0 + 20).rate.unwrap().remaining, 3);
     }
 }

@@ -35,7 +35,7 @@ pub async fn serve(route: AdminRoute, req: &mut Request, env: &Env, config: &Con
         AdminRoute::Budget => return budget(env, config, now).await,
         AdminRoute::Console(_) => return Err(ProxyError::NotFound), // served above
         AdminRoute::Revocation { sub, revoke: true } => (sub, UserCommand::Revoke { at: now.seconds() }),
-        AdminRoute::Revocation { sub, revoke: false } => (sub, UserCommand::Unrevoke),
+        AdminRoute::Revocation { sub, revoke: false } => (sub, UserCommand::Unrevoke {}),
         AdminRoute::Usage { sub } => {
             let command = UserCommand::Status {
                 limits: config.default_plan.user_limits,

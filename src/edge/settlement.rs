@@ -14,7 +14,7 @@ use worker::{Context, Delay, Env};
 use super::{log, objects, Now};
 use crate::budget::quota::{Limits, Reservation, Spend};
 use crate::objects::held::{Carried, HeldSettlements, SETTLEMENT_HOLD};
-use crate::objects::user::{user_object_name, utc_day, Delivery, Finished, UserCommand};
+use crate::objects::user::{user_object_name, utc_day, Delivery, Finished, UserCommand, UserReply};
 
 /// Flushes a request's `wait_until` tries, `SETTLEMENT_HOLD` apart, before leaving what is
 /// still held to the next call (or to its reservation's expiry, charged in full).
@@ -29,9 +29,9 @@ pub fn carry(object: &str) -> Carried {
     HELD.with_borrow_mut(|held| held.carry(object, Now::read().millis()))
 }
 
-/// The call that carried `call` ended, `delivered` or not.
-pub fn landed(object: &str, call: u64, delivered: bool) {
-    HELD.with_borrow_mut(|held| held.landed(object, call, delivered));
+/// The call that carried `call` ended; the object acknowledged `settled`.
+pub fn landed(object: &str, call: u64, settled: &[u64]) {
+    HELD.with_borrow_mut(|held| held.landed(object, call, settled));
 }
 
 /// Settlements held in this isolate, for the bench counters.
@@ -39,14 +39,20 @@ pub fn held_count() -> usize {
     HELD.with_borrow(HeldSettlements::count)
 }
 
-/// Sends everything held for `object` in one call, if anything is.
-async fn flush(env: &Env, object: &str) {
+/// Sends everything held for `object` in one call, if anything is. Says whether the object
+/// answered: one that answers without acknowledging (an older version) is not asked again at
+/// once, and what it did not acknowledge waits for the next call.
+async fn flush(env: &Env, object: &str) -> bool {
     let Carried { call, settle } = HELD.with_borrow_mut(|held| held.carry_all(object, Now::read().millis()));
     let Some(delivery) = Delivery::flush(settle) else {
-        return;
+        return true;
     };
-    if let Err(error) = objects::user::deliver(env, object, call, &delivery).await {
-        log::warn("settle_failed", &error.to_string());
+    match objects::user::deliver(env, object, call, &delivery).await {
+        Ok(_) => true,
+        Err(error) => {
+            log::warn("settle_failed", &error.to_string());
+            false
+        }
     }
 }
 
@@ -123,6 +129,26 @@ impl Settlement {
         flush(&env, &user).await;
     }
 
+    /// Keeps the request's reservations, and its stream slot, from expiring while it runs:
+    /// call it every `RENEW_EVERY_MS`. A failure is only logged; two more tries come before
+    /// the reservation would expire (charged in full: the operator is safe).
+    pub async fn renew(&self) {
+        let Some(pending) = &self.pending else { return };
+        let now_ms = Now::read().millis();
+        for (name, limits, reservation) in &pending.reservations {
+            let command = UserCommand::Renew {
+                reservation_id: reservation.id,
+                limits: *limits,
+                now_ms,
+            };
+            match objects::user::call(&pending.env, name, command).await {
+                Ok(UserReply::Renewed { expires_at_ms: Some(_) }) => {}
+                Ok(other) => log::warn("renew_failed", &format!("{name} object answered {other:?}")),
+                Err(error) => log::warn("renew_failed", &error.to_string()),
+            }
+        }
+    }
+
     /// Undoes the admissions at once: a request refused after its user's admission (by the
     /// global budget) costs the user nothing, not even a request of their rate, and a retry
     /// right after the 429 must find it so. A failure is only logged: the reservation then
@@ -164,12 +190,13 @@ impl Pending {
     fn hold(self, spent_of: impl Fn(&Reservation) -> Spend, created: Option<String>) -> impl Future<Output = ()> {
         let now_ms = Now::read().millis();
         let user = user_object_name(&self.sub);
-        let mut charged = Spend::default();
+        // The user's charge, and the day its reservation was made (the quota's day for it).
+        let mut charged = (Spend::default(), now_ms);
         HELD.with_borrow_mut(|held| {
             for (name, limits, reservation) in &self.reservations {
                 let spent = spent_of(reservation);
                 if *name == user {
-                    charged = spent;
+                    charged = (spent, reservation.made_at_ms());
                 }
                 let finished = Finished {
                     reservation_id: reservation.id,
@@ -183,23 +210,24 @@ impl Pending {
                 held.hold(name, finished);
             }
         });
-        if charged != Spend::default() {
-            objects::usage_index::record(&self.env, &self.ctx, utc_day(now_ms), self.sub.clone(), charged);
+        let (spent, made_at_ms) = charged;
+        if spent != Spend::default() {
+            objects::usage_index::record(&self.env, &self.ctx, utc_day(made_at_ms), self.sub.clone(), spent);
         }
         // A failed flush is tried again: a slot must not wait for this isolate's next call.
         async move {
+            let mut unsettled: Vec<&(String, Limits, Reservation)> = self.reservations.iter().collect();
             for _ in 0..FLUSH_ATTEMPTS {
                 Delay::from(SETTLEMENT_HOLD).await;
-                let still_held: Vec<&str> = self
-                    .reservations
-                    .iter()
-                    .filter(|(name, _, reservation)| HELD.with_borrow(|held| held.holds(name, reservation.id)))
-                    .map(|(name, _, _)| name.as_str())
-                    .collect();
-                if still_held.is_empty() {
+                unsettled.retain(|(name, _, reservation)| HELD.with_borrow(|held| held.holds(name, reservation.id)));
+                if unsettled.is_empty() {
                     return;
                 }
-                join_all(still_held.into_iter().map(|name| flush(&self.env, name))).await;
+                let answered = join_all(unsettled.iter().map(|(name, _, _)| flush(&self.env, name))).await;
+                // An object that answered without acknowledging runs an older version: asking
+                // again at once would not help; the next call to it carries what it left.
+                let mut answered = answered.into_iter();
+                unsettled.retain(|_| answered.next() == Some(false));
             }
         }
     }

@@ -1,5 +1,6 @@
 //! The upstream call: the validated JSON plus the operator's key, and the answer relayed back.
 
+use std::convert::Infallible;
 use std::time::Duration;
 
 use futures_util::future::{join, select, Either};
@@ -11,6 +12,7 @@ use super::body::{self, BodyError};
 use super::log::{self, Outcome};
 use super::settlement::Settlement;
 use super::stream;
+use crate::budget::quota::RENEW_EVERY_MS;
 use crate::config::Config;
 use crate::error::ProxyError;
 use crate::request::forwarding;
@@ -224,7 +226,11 @@ impl StreamTail {
 
     pub fn start(self, ctx: &Context, mut outcome: Outcome) {
         ctx.wait_until(async move {
-            let (mut end, body) = self.metered.pump().await;
+            let renewals = Box::pin(renewing(&self.settlement));
+            let (mut end, body) = match select(Box::pin(self.metered.pump()), renewals).await {
+                Either::Left((ended, _)) => ended,
+                Either::Right((never, _)) => match never {},
+            };
             let used = end
                 .meter
                 .usage
@@ -256,6 +262,17 @@ impl StreamTail {
                 }
             }
         });
+    }
+}
+
+/// Renews the stream's reservations every `RENEW_EVERY_MS` for as long as it is pumped (the
+/// pump ends at the idle timeout at the latest), so neither its slot nor its reservation
+/// expires under a long stream.
+async fn renewing(settlement: &Settlement) -> Infallible {
+    let every = Duration::from_millis(RENEW_EVERY_MS.unsigned_abs());
+    loop {
+        Delay::from(every).await;
+        settlement.renew().await;
     }
 }
 

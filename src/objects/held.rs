@@ -8,11 +8,15 @@
 //! reservations then expires after `RESERVATION_TIMEOUT_MS` charged in full, as for a Worker
 //! that died mid-request, and a settlement arriving after that changes nothing (see
 //! `QuotaState::finish`).
+//!
+//! A settlement is done only when its object acknowledges it (`Answer::settled`): a failed
+//! call, or an object of an older version that ignored it (serde skips fields it does not
+//! know), leaves it held, and the next call delivers it again.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::budget::quota::STREAM_SLOT_RETRY_SECONDS;
+use crate::budget::quota::{RESERVATION_TIMEOUT_MS, STREAM_SLOT_RETRY_SECONDS};
 use crate::objects::user::Finished;
 
 /// The longest a settlement waits for a call to ride on before it is sent alone: a stream's
@@ -49,6 +53,7 @@ pub struct Carried {
 
 impl HeldSettlements {
     pub fn hold(&mut self, object: &str, finished: Finished) {
+        self.forget_stale(finished.now_ms);
         let held = Held {
             finished,
             carried_by: None,
@@ -78,21 +83,31 @@ impl HeldSettlements {
         self.mark(object, now_ms, |_| true)
     }
 
-    /// The call ended: what it carried landed and is done, or is held again for the next.
-    pub fn landed(&mut self, object: &str, call: u64, delivered: bool) {
+    /// The call ended: the settlements the object acknowledges (`settled`, empty if the call
+    /// failed) are done, whichever call carried them; the rest of what this call carried is
+    /// held again for the next.
+    pub fn landed(&mut self, object: &str, call: u64, settled: &[u64]) {
         let Some(held) = self.by_object.get_mut(object) else {
             return;
         };
-        if delivered {
-            held.retain(|h| h.carried_by.map(|(by, _)| by) != Some(call));
-        } else {
-            for h in held.iter_mut().filter(|h| h.carried_by.map(|(by, _)| by) == Some(call)) {
-                h.carried_by = None;
-            }
+        held.retain(|h| !settled.contains(&h.finished.reservation_id));
+        for h in held.iter_mut().filter(|h| h.carried_by.map(|(by, _)| by) == Some(call)) {
+            h.carried_by = None;
         }
         if held.is_empty() {
             self.by_object.remove(object);
         }
+    }
+
+    /// Forgets settlements that ended `RESERVATION_TIMEOUT_MS` ago: their reservations (renewed
+    /// at most until their end) have expired, charged in full, or were settled, so delivering
+    /// them changes nothing. An isolate meeting only objects that never acknowledge (of an
+    /// older version) does not carry them forever.
+    fn forget_stale(&mut self, now_ms: i64) {
+        self.by_object.retain(|_, held| {
+            held.retain(|h| now_ms.saturating_sub(h.finished.now_ms) < RESERVATION_TIMEOUT_MS);
+            !held.is_empty()
+        });
     }
 
     /// How many settlements are held, for the bench counters.
@@ -121,7 +136,8 @@ impl HeldSettlements {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::budget::quota::Limits;
+    use crate::budget::quota::{Ask, Limits};
+    use crate::objects::user::{Answer, Delivery, UserCommand, UserRecord, UserReply};
 
     fn finished(reservation_id: u64) -> Finished {
         Finished {
@@ -156,7 +172,7 @@ mod tests {
             "a concurrent call leaves them to the first"
         );
         assert!(held.holds("user:alice", 1), "held until it lands");
-        held.landed("user:alice", first.call, true);
+        held.landed("user:alice", first.call, &[1, 2]);
         assert!(!held.holds("user:alice", 1));
         assert_eq!(held.count(), 1, "the global object's is still held");
         assert_eq!(ids(&held.carry("global", 0)), [7]);
@@ -168,7 +184,7 @@ mod tests {
         held.hold("user:alice", finished(1));
         let failed = held.carry("user:alice", 0);
         held.hold("user:alice", finished(2));
-        held.landed("user:alice", failed.call, false);
+        held.landed("user:alice", failed.call, &[]);
         assert_eq!(ids(&held.carry("user:alice", 0)), [1, 2]);
     }
 
@@ -180,14 +196,14 @@ mod tests {
         held.hold("user:alice", finished(2));
         let flush = held.carry_all("user:alice", 0);
         assert_eq!(ids(&flush), [1, 2]);
-        held.landed("user:alice", under_way.call, false);
+        held.landed("user:alice", under_way.call, &[]);
         assert!(
             held.carry("user:alice", 0).settle.is_empty(),
             "the flush carries it now"
         );
-        held.landed("user:alice", flush.call, true);
+        held.landed("user:alice", flush.call, &[1, 2]);
         assert_eq!(held.count(), 0);
-        held.landed("user:alice", under_way.call, true);
+        held.landed("user:alice", under_way.call, &[1]);
         assert_eq!(held.count(), 0);
     }
 
@@ -199,9 +215,117 @@ mod tests {
         assert!(held.carry("user:alice", ABANDONED_AFTER_MS - 1).settle.is_empty());
         let next = held.carry("user:alice", ABANDONED_AFTER_MS);
         assert_eq!(ids(&next), [1]);
-        held.landed("user:alice", abandoned.call, true);
-        assert_eq!(held.count(), 1, "only the call that carries it now can finish it");
-        held.landed("user:alice", next.call, true);
+        held.landed("user:alice", abandoned.call, &[]);
+        assert_eq!(held.count(), 1, "the abandoned call's end leaves it to the next");
+        held.landed("user:alice", next.call, &[1]);
         assert_eq!(held.count(), 0);
+    }
+
+    #[test]
+    fn settlements_older_than_the_reservation_expiry_are_forgotten() {
+        let mut held = HeldSettlements::default();
+        held.hold("user:alice", finished(1));
+        held.hold("global", finished(2));
+        let later = Finished {
+            now_ms: RESERVATION_TIMEOUT_MS,
+            ..finished(3)
+        };
+        held.hold("user:alice", later);
+        assert_eq!(ids(&held.carry("user:alice", RESERVATION_TIMEOUT_MS)), [3]);
+        assert_eq!(held.count(), 1);
+    }
+
+    const ALICE: &str = "user:alice";
+    const ONE_STREAM: Limits = Limits {
+        rate: None,
+        max_streams: Some(1),
+        daily_tokens: Some(1_000),
+        daily_nano_usd: None,
+    };
+
+    /// A user whose stream (reservation 0, 400 tokens) ended having used 5, its settlement
+    /// held in the isolate.
+    fn a_stream_ended() -> (UserRecord, HeldSettlements) {
+        let mut record = UserRecord::default();
+        let stream = Ask {
+            tokens: 400,
+            stream: true,
+            nano_usd: 0,
+        };
+        record.quota.admit(&ONE_STREAM, stream, 10).unwrap();
+        let mut held = HeldSettlements::default();
+        held.hold(
+            ALICE,
+            Finished {
+                reservation_id: 0,
+                used_tokens: 5,
+                limits: ONE_STREAM,
+                now_ms: 20,
+                created_response: None,
+                used_nano_usd: 0,
+            },
+        );
+        (record, held)
+    }
+
+    /// The Worker's next call to the object, carrying what it holds, as JSON on the wire.
+    fn next_call(held: &mut HeldSettlements) -> (u64, String) {
+        let Carried { call, settle } = held.carry(ALICE, 30);
+        let command = UserCommand::Status {
+            limits: ONE_STREAM,
+            now_ms: 30,
+            plan_limits: Default::default(),
+        };
+        (call, serde_json::to_string(&Delivery::new(settle, command)).unwrap())
+    }
+
+    /// What the Worker makes of the object's answer: the same parse as the edge's.
+    fn answer_lands(held: &mut HeldSettlements, call: u64, answer: &str) {
+        let answer: Answer = serde_json::from_str(answer).unwrap();
+        held.landed(ALICE, call, &answer.settled);
+    }
+
+    fn used_and_open(record: &mut UserRecord) -> (u64, u32) {
+        let standing = record.quota.standing(&ONE_STREAM, 40);
+        (standing.used_tokens, standing.open_streams)
+    }
+
+    #[test]
+    fn an_object_that_ignores_the_settlements_it_is_sent_loses_none_of_them() {
+        let (mut record, mut held) = a_stream_ended();
+        let (call, wire) = next_call(&mut held);
+        // An object on code from before `settle`: serde skips the fields it does not know, so
+        // it reads the command alone, and answers it without acknowledging anything.
+        let mut fields: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&wire).unwrap();
+        fields.retain(|name, _| name != "settle" && name != "version");
+        let command: UserCommand = serde_json::from_value(fields.into()).unwrap();
+        let reply: UserReply = record.apply(&[], &command).0;
+        answer_lands(&mut held, call, &serde_json::to_string(&reply).unwrap());
+        assert_eq!(used_and_open(&mut record), (0, 1), "the old object applied nothing");
+        assert!(held.holds(ALICE, 0), "so the Worker still holds it");
+        // The object runs the new code at the next call: it is delivered again, and done.
+        let (call, wire) = next_call(&mut held);
+        let (answer, _) = record.receive(&Delivery::read(&wire).unwrap());
+        answer_lands(&mut held, call, &serde_json::to_string(&answer).unwrap());
+        assert_eq!(
+            used_and_open(&mut record),
+            (5, 0),
+            "charged what it used, the slot free"
+        );
+        assert_eq!(held.count(), 0);
+    }
+
+    #[test]
+    fn an_object_that_applies_settlements_without_acknowledging_them_is_sent_them_again_harmlessly() {
+        let (mut record, mut held) = a_stream_ended();
+        for _ in 0..2 {
+            // The code before acknowledgements: it applies `settle`, answers a bare reply.
+            let (call, wire) = next_call(&mut held);
+            let delivery = Delivery::read(&wire).unwrap();
+            let reply = record.apply(&delivery.settle, &delivery.command).0;
+            answer_lands(&mut held, call, &serde_json::to_string(&reply).unwrap());
+            assert!(held.holds(ALICE, 0));
+        }
+        assert_eq!(used_and_open(&mut record), (5, 0), "settling again changes nothing");
     }
 }

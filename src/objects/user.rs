@@ -31,16 +31,24 @@ pub fn utc_day(now_ms: i64) -> String {
     Day::of_millis(now_ms).to_string()
 }
 
+/// The version of the objects' protocol this code speaks. 1: before versions (no `version`
+/// sent, no `settled` answered, unknown fields ignored); 2: `version`, `settled`, unknown
+/// fields and newer versions refused, `Renew`. Raise it when a message would mean something
+/// else to an object of the version before; docs/architecture.md says what each pair does.
+pub const PROTOCOL_VERSION: u32 = 2;
+
 /// A request that ended: its reservation is replaced by what it used. Settling is idempotent
 /// by reservation id: once the reservation is gone (settled, cancelled, or expired and charged
 /// in full), the same settlement again changes nothing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Finished {
     pub reservation_id: u64,
     pub used_tokens: u64,
     pub limits: Limits,
     /// When the request ended, not when its settlement arrives: a settlement held back a
-    /// moment is charged to the day (and checked against the expiry) of its end.
+    /// moment is checked against the expiry at its end (and charged to the day its
+    /// reservation was made).
     pub now_ms: i64,
     /// The id of the stored response the request created, which this user may continue.
     #[serde(default)]
@@ -53,27 +61,81 @@ pub struct Finished {
 /// applied first, then one command. A bare command (no `settle`) is a delivery too.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Delivery {
+    /// The sender's `PROTOCOL_VERSION` (absent from Workers of version 1).
+    #[serde(default = "first_version")]
+    pub version: u32,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub settle: Vec<Finished>,
     #[serde(flatten)]
     pub command: UserCommand,
 }
 
+fn first_version() -> u32 {
+    1
+}
+
 impl Delivery {
+    pub fn new(settle: Vec<Finished>, command: UserCommand) -> Self {
+        Self {
+            version: PROTOCOL_VERSION,
+            settle,
+            command,
+        }
+    }
+
     /// Settlements alone, in one call: the last is the command, the others ride with it.
     pub fn flush(mut settle: Vec<Finished>) -> Option<Self> {
         let last = settle.pop()?;
-        Some(Self {
-            settle,
-            command: UserCommand::Finish(last),
-        })
+        Some(Self::new(settle, UserCommand::Finish(last)))
     }
+
+    /// Reads a delivery as an object must: a message it does not wholly understand (a newer
+    /// version, an unknown command or field) is refused, never answered OK half applied.
+    /// serde ignores unknown fields unless told otherwise, hence `deny_unknown_fields` on
+    /// every type of a command.
+    pub fn read(json: &str) -> Result<Self, String> {
+        let delivery: Self = serde_json::from_str(json).map_err(|e| format!("unreadable delivery: {e}"))?;
+        if delivery.version > PROTOCOL_VERSION {
+            return Err(format!(
+                "protocol version {} is newer than this object's {PROTOCOL_VERSION}",
+                delivery.version
+            ));
+        }
+        Ok(delivery)
+    }
+
+    /// The reservations whose settlements it carries, the command's included.
+    fn settles(&self) -> Vec<u64> {
+        let command = match &self.command {
+            UserCommand::Finish(finished) => Some(finished.reservation_id),
+            UserCommand::Admit { .. }
+            | UserCommand::Cancel { .. }
+            | UserCommand::Revoke { .. }
+            | UserCommand::Unrevoke {}
+            | UserCommand::Status { .. }
+            | UserCommand::Mint { .. }
+            | UserCommand::SetPlan { .. }
+            | UserCommand::Renew { .. } => None,
+        };
+        self.settle.iter().map(|f| f.reservation_id).chain(command).collect()
+    }
+}
+
+/// An object's answer to a delivery: its reply, and the reservations whose settlements it
+/// applied. The Worker holds on to every settlement not listed and delivers it again, so an
+/// object that dropped one (an object of version 1 lists none) loses nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Answer {
+    #[serde(default)]
+    pub settled: Vec<u64>,
+    #[serde(flatten)]
+    pub reply: UserReply,
 }
 
 /// A message to a user's object (or a shared one), sent as JSON in a `Delivery`. Each request
 /// makes one admission call; its settlement rides on a later call to the same object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 pub enum UserCommand {
     /// Checks revocation (for a token issued at `issued_at`), then, with an `ask`, admits the
     /// request against `limits`. Without an `ask` nothing is counted (a status read).
@@ -103,8 +165,8 @@ pub enum UserCommand {
     },
     /// Tokens of this user issued at or before `at` (Unix seconds) stop working.
     Revoke { at: i64 },
-    /// Lifts a revocation.
-    Unrevoke,
+    /// Lifts a revocation. (Braces: unknown fields are refused only in a struct variant.)
+    Unrevoke {},
     /// Where the user stands, for an operator. `limits` are the default plan's;
     /// `plan_limits` every plan's, so the object answers with the plan in force.
     Status {
@@ -123,10 +185,18 @@ pub enum UserCommand {
         now_ms: i64,
         plan_limits: BTreeMap<String, Limits>,
     },
+    /// The request of `reservation_id` is still alive (a stream): its reservation and stream
+    /// slot are kept `RESERVATION_TIMEOUT_MS` longer. Sent every `RENEW_EVERY_MS`.
+    Renew {
+        reservation_id: u64,
+        limits: Limits,
+        now_ms: i64,
+    },
 }
 
 /// The plan a request was checked with, and what its token claims (`None`: no claim).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PlanAsk {
     pub checked: String,
     pub claimed: Option<String>,
@@ -201,9 +271,24 @@ pub enum UserReply {
     PlanChanged {
         plan: PlanChoice,
     },
+    /// The reservation now expires at this time; `None`: it is gone (settled, cancelled, or
+    /// expired and charged in full).
+    Renewed {
+        expires_at_ms: Option<i64>,
+    },
 }
 
 impl UserRecord {
+    /// Applies a delivery and answers what it applied. Says whether the record changed.
+    pub fn receive(&mut self, delivery: &Delivery) -> (Answer, bool) {
+        let (reply, changed) = self.apply(&delivery.settle, &delivery.command);
+        let answer = Answer {
+            settled: delivery.settles(),
+            reply,
+        };
+        (answer, changed)
+    }
+
     /// Applies the settlements carried with a command, then the command: a slot or budget
     /// they free is free for it. Says whether the record changed (and so must be stored).
     pub fn apply(&mut self, settle: &[Finished], command: &UserCommand) -> (UserReply, bool) {
@@ -248,7 +333,7 @@ impl UserRecord {
                 UserReply::Finished
             }
             UserCommand::Revoke { at } => self.set_revoked(Some(*at)),
-            UserCommand::Unrevoke => self.set_revoked(None),
+            UserCommand::Unrevoke {} => self.set_revoked(None),
             UserCommand::Status {
                 limits,
                 now_ms,
@@ -267,6 +352,13 @@ impl UserRecord {
                 self.plan_override = plan.clone();
                 self.status(limits, plan_limits, *now_ms)
             }
+            UserCommand::Renew {
+                reservation_id,
+                limits,
+                now_ms,
+            } => UserReply::Renewed {
+                expires_at_ms: self.quota.renew(limits, *reservation_id, *now_ms),
+            },
         }
     }
 
@@ -433,7 +525,7 @@ mod tests {
                 ..
             }
         ));
-        record.apply(&[], &UserCommand::Unrevoke);
+        record.apply(&[], &UserCommand::Unrevoke {});
         assert!(matches!(
             admit(&mut record, 50, None),
             UserReply::Admitted { reservation: None, .. }
@@ -618,10 +710,7 @@ mod tests {
 
     #[test]
     fn deliveries_carry_settlements_beside_the_command_and_bare_commands_still_parse() {
-        let delivery = Delivery {
-            settle: vec![finished(3, 5)],
-            command: UserCommand::Revoke { at: 9 },
-        };
+        let delivery = Delivery::new(vec![finished(3, 5)], UserCommand::Revoke { at: 9 });
         let wire = serde_json::to_value(&delivery).unwrap();
         assert_eq!(
             (wire["op"].as_str(), wire["settle"][0]["reservation_id"].as_u64()),
@@ -959,7 +1048,94 @@ mod tests {
         );
         assert_eq!(
             serde_json::from_str::<UserCommand>(r#"{"op":"unrevoke"}"#).unwrap(),
-            UserCommand::Unrevoke
+            UserCommand::Unrevoke {}
+        );
+    }
+
+    #[test]
+    fn an_object_refuses_what_it_does_not_wholly_understand() {
+        let status = UserCommand::Status {
+            limits: LIMITS,
+            now_ms: NOW,
+            plan_limits: BTreeMap::new(),
+        };
+        let wire = serde_json::to_value(Delivery::new(vec![finished(1, 1)], status)).unwrap();
+        assert!(Delivery::read(&wire.to_string()).is_ok());
+        let with = |path: &[&str], value: serde_json::Value| {
+            let mut changed = wire.clone();
+            let mut at = &mut changed;
+            for step in &path[..path.len() - 1] {
+                at = match step.parse::<usize>() {
+                    Ok(index) => &mut at[index],
+                    Err(_) => &mut at[*step],
+                };
+            }
+            at[path[path.len() - 1]] = value;
+            Delivery::read(&changed.to_string())
+        };
+        for (path, value) in [
+            (&["future_field"][..], serde_json::json!(1)),
+            (&["limits", "future_limit"][..], serde_json::json!(1)),
+            (&["settle", "0", "future_field"][..], serde_json::json!(true)),
+            (&["settle", "0", "limits", "future_limit"][..], serde_json::json!(1)),
+            (&["op"][..], serde_json::json!("future_command")),
+            (&["version"][..], serde_json::json!(PROTOCOL_VERSION + 1)),
+        ] {
+            assert!(with(path, value.clone()).is_err(), "{path:?} = {value} was accepted");
+        }
+        assert!(Delivery::read(r#"{"op":"unrevoke","future_field":1}"#).is_err());
+        assert!(Delivery::read(r#"{"op":"revoke","at":1,"future_field":1}"#).is_err());
+    }
+
+    #[test]
+    fn a_delivery_from_a_worker_of_the_first_version_is_still_understood() {
+        let old = r#"{"settle":[{"reservation_id":3,"used_tokens":1,"limits":{"rate":null,"max_streams":null,"daily_tokens":null},"now_ms":5}],"op":"finish","reservation_id":4,"used_tokens":1,"limits":{"rate":null,"max_streams":null,"daily_tokens":null},"now_ms":5}"#;
+        let delivery = Delivery::read(old).unwrap();
+        assert_eq!(delivery.version, 1);
+        let (answer, _) = UserRecord::default().receive(&delivery);
+        assert_eq!(answer.settled, [3, 4], "the command's settlement is acknowledged too");
+        // That Worker reads the answer as a bare reply: `settled` is a field it skips.
+        let wire = serde_json::to_string(&answer).unwrap();
+        assert_eq!(serde_json::from_str::<UserReply>(&wire).unwrap(), UserReply::Finished);
+    }
+
+    #[test]
+    fn an_answer_acknowledges_only_settlements_and_only_those_it_carried() {
+        let mut record = UserRecord::default();
+        let (answer, _) = record.receive(&Delivery::new(Vec::new(), UserCommand::Revoke { at: 1 }));
+        assert!(answer.settled.is_empty());
+        let flush = Delivery::flush(vec![finished(7, 1), finished(8, 1)]).unwrap();
+        assert_eq!(record.receive(&flush).0.settled, [7, 8]);
+    }
+
+    #[test]
+    fn renewing_keeps_a_stream_s_reservation_and_says_until_when() {
+        let mut record = UserRecord::default();
+        let stream = Ask { stream: true, ..ASK };
+        let reservation = record.quota.admit(&LIMITS, stream, NOW).unwrap();
+        let renew = |record: &mut UserRecord, now_ms| {
+            let command = UserCommand::Renew {
+                reservation_id: reservation.id,
+                limits: LIMITS,
+                now_ms,
+            };
+            record.apply(&[], &command)
+        };
+        let later = NOW + RESERVATION_TIMEOUT_MS - 1;
+        assert_eq!(
+            renew(&mut record, later),
+            (
+                UserReply::Renewed {
+                    expires_at_ms: Some(later + RESERVATION_TIMEOUT_MS)
+                },
+                true
+            )
+        );
+        let long_after = later + RESERVATION_TIMEOUT_MS;
+        assert_eq!(
+            renew(&mut record, long_after).0,
+            UserReply::Renewed { expires_at_ms: None },
+            "not renewed in time: expired, charged in full"
         );
     }
 }

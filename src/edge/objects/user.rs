@@ -22,7 +22,8 @@ use crate::edge::{log, Now, Result};
 use crate::error::{ProxyError, TokenProblem};
 use crate::objects::held::Carried;
 use crate::objects::user::{
-    user_object_name, Delivery, PlanAsk, UserCommand, UserRecord, UserReply, GLOBAL_OBJECT_NAME, GUESTS_OBJECT_NAME,
+    user_object_name, Answer, Delivery, PlanAsk, UserCommand, UserRecord, UserReply, GLOBAL_OBJECT_NAME,
+    GUESTS_OBJECT_NAME,
 };
 
 const BINDING: &str = "USERS";
@@ -49,7 +50,14 @@ impl DurableObject for UserState {
     /// request's change can come between read and apply; the write is issued before the next
     /// event runs, so writes land in the order of changes.
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
-        let delivery: Delivery = super::command(&mut req).await?;
+        let delivery = match Delivery::read(&req.text().await?) {
+            Ok(delivery) => delivery,
+            // Refused whole, nothing applied: the Worker fails closed and keeps its settlements.
+            Err(why) => {
+                log::warn("object_refused", &why);
+                return Response::error("message not understood", 400);
+            }
+        };
         let storage = self.state.storage();
         let loaded = self.record.borrow().is_some();
         if !loaded {
@@ -58,11 +66,11 @@ impl DurableObject for UserState {
             self.record.borrow_mut().get_or_insert(stored);
         }
         // The borrow ends before any await: held across one, a concurrent request would panic.
-        let (reply, changed) = {
+        let (answer, changed) = {
             let mut slot = self.record.borrow_mut();
             let record = slot.get_or_insert_with(UserRecord::default);
-            let (reply, changed) = record.apply(&delivery.settle, &delivery.command);
-            (reply, changed.then(|| record.clone()))
+            let (answer, changed) = record.receive(&delivery);
+            (answer, changed.then(|| record.clone()))
         };
         if let Some(record) = changed {
             if let Err(error) = storage.put(RECORD_KEY, &record).await {
@@ -71,7 +79,7 @@ impl DurableObject for UserState {
                 return Err(error);
             }
         }
-        Response::from_json(&reply)
+        Response::from_json(&answer)
     }
 }
 
@@ -332,7 +340,8 @@ pub async fn admit_mint(env: &Env, client: &str, per_hour: u32) -> Result<()> {
         | other @ UserReply::UnknownResponse
         | other @ UserReply::Status { .. }
         | other @ UserReply::Finished
-        | other @ UserReply::PlanChanged { .. } => Err(unexpected("client", &other)),
+        | other @ UserReply::PlanChanged { .. }
+        | other @ UserReply::Renewed { .. } => Err(unexpected("client", &other)),
     }
 }
 
@@ -345,14 +354,19 @@ pub async fn call_user(env: &Env, sub: &str, command: UserCommand) -> Result<Use
 /// applied first. Any failure fails closed (503).
 pub async fn call(env: &Env, name: &str, command: UserCommand) -> Result<UserReply> {
     let Carried { call, settle } = settlement::carry(name);
-    deliver(env, name, call, &Delivery { settle, command }).await
+    deliver(env, name, call, &Delivery::new(settle, command)).await
 }
 
-/// Sends `delivery`; what it carries (`call`) is then done, or held for the next call again.
+/// Sends `delivery`; the settlements the object acknowledges are then done, the rest of what
+/// it carries (`call`) held for the next call again.
 pub async fn deliver(env: &Env, name: &str, call: u64, delivery: &Delivery) -> Result<UserReply> {
-    let reply = super::call(env, BINDING, name, delivery).await;
-    settlement::landed(name, call, reply.is_ok());
-    reply
+    let answer: Result<Answer> = super::call(env, BINDING, name, delivery).await;
+    let settled = answer
+        .as_ref()
+        .map(|answer| answer.settled.as_slice())
+        .unwrap_or_default();
+    settlement::landed(name, call, settled);
+    answer.map(|answer| answer.reply)
 }
 
 /// Where the budget of all users stands, for an operator.
@@ -376,6 +390,7 @@ pub async fn global_status(env: &Env, limits: Limits, now_ms: i64) -> Result<Sta
         | other @ UserReply::Finished
         | other @ UserReply::Minted
         | other @ UserReply::MintRefused { .. }
-        | other @ UserReply::PlanChanged { .. } => Err(unexpected("global", &other)),
+        | other @ UserReply::PlanChanged { .. }
+        | other @ UserReply::Renewed { .. } => Err(unexpected("global", &other)),
     }
 }
