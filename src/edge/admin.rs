@@ -1,5 +1,5 @@
-//! The operator's routes, behind `ADMIN_TOKEN`: revocation, a user's standing and plan
-//! override, usage by day and range, the global budget, and the console page that uses them.
+//! The operator's routes, behind `ADMIN_TOKEN`: revocation, blocking, a user's standing and
+//! plan override, usage by day and range, the global budget, and the console page that uses them.
 
 use futures_util::future::join_all;
 use serde_json::json;
@@ -36,6 +36,8 @@ pub async fn serve(route: AdminRoute, req: &mut Request, env: &Env, config: &Con
         AdminRoute::Console(_) => return Err(ProxyError::NotFound), // served above
         AdminRoute::Revocation { sub, revoke: true } => (sub, UserCommand::Revoke { at: now.seconds() }),
         AdminRoute::Revocation { sub, revoke: false } => (sub, UserCommand::Unrevoke),
+        AdminRoute::Block { sub, block: true } => (sub, UserCommand::Block { at: now.seconds() }),
+        AdminRoute::Block { sub, block: false } => (sub, UserCommand::Unblock),
         AdminRoute::Usage { sub } => {
             let command = UserCommand::Status {
                 limits: config.default_plan.user_limits,
@@ -63,6 +65,7 @@ pub async fn serve(route: AdminRoute, req: &mut Request, env: &Env, config: &Con
         revoked_at,
         standing,
         plan,
+        blocked_at,
     } = objects::user::call_user(env, &sub, command).await?
     else {
         return Err(ProxyError::Internal {
@@ -79,6 +82,7 @@ pub async fn serve(route: AdminRoute, req: &mut Request, env: &Env, config: &Con
         _ => json!({ "sub": sub }),
     };
     body["revoked_at"] = json!(revoked_at);
+    body["blocked_at"] = json!(blocked_at);
     json_response(200, &body.to_string())
 }
 

@@ -123,6 +123,11 @@ pub enum UserCommand {
         now_ms: i64,
         plan_limits: BTreeMap<String, Limits>,
     },
+    /// Every token of this user stops working, whatever its `iat` (Unix seconds of `at` are
+    /// only shown): an identity provider's refreshed token is refused too. Answers a `Status`.
+    Block { at: i64 },
+    /// Lifts a block; answers a `Status`.
+    Unblock,
 }
 
 /// The plan a request was checked with, and what its token claims (`None`: no claim).
@@ -170,6 +175,10 @@ pub struct UserRecord {
     /// A client's object: when its guest tokens were minted.
     #[serde(default, skip_serializing_if = "MintWindow::is_empty")]
     pub guest_mints: MintWindow,
+    /// When an operator blocked this user (`POST /admin/users/{sub}/block`): while set, every
+    /// token of theirs is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocked_at: Option<i64>,
 }
 
 /// The object's answer.
@@ -195,6 +204,9 @@ pub enum UserReply {
         /// The plan in force (absent in replies about revocation).
         #[serde(default)]
         plan: Option<PlanChoice>,
+        /// When the user was blocked, if they are.
+        #[serde(default)]
+        blocked_at: Option<i64>,
     },
     Finished,
     /// One more guest token may be minted.
@@ -254,8 +266,22 @@ impl UserRecord {
                 self.quota.cancel(limits, *reservation_id, *now_ms);
                 UserReply::Finished
             }
-            UserCommand::Revoke { at } => self.set_revoked(Some(*at)),
-            UserCommand::Unrevoke => self.set_revoked(None),
+            UserCommand::Revoke { at } => {
+                self.revoked_at = Some(*at);
+                self.bans()
+            }
+            UserCommand::Unrevoke => {
+                self.revoked_at = None;
+                self.bans()
+            }
+            UserCommand::Block { at } => {
+                self.blocked_at = Some(*at);
+                self.bans()
+            }
+            UserCommand::Unblock => {
+                self.blocked_at = None;
+                self.bans()
+            }
             UserCommand::Status {
                 limits,
                 now_ms,
@@ -290,11 +316,12 @@ impl UserRecord {
         }
     }
 
-    /// Revocation first, then the plan in force (a request checked with another plan counts
+    /// A block or revocation first, then the plan in force (a request checked with another plan counts
     /// nothing), then the response it continues (a foreign id costs nothing, not even a
     /// request of the rate), then, with an `ask`, the quota.
     fn admit(&mut self, ask: AdmitAsk<'_>) -> UserReply {
-        if is_revoked(ask.issued_at, self.revoked_at) {
+        // A blocked user's refusal is a revoked token's: the client learns nothing more.
+        if self.blocked_at.is_some() || is_revoked(ask.issued_at, self.revoked_at) {
             return UserReply::Revoked;
         }
         if let Some(plan) = ask.plan {
@@ -332,12 +359,13 @@ impl UserRecord {
         }
     }
 
-    fn set_revoked(&mut self, at: Option<i64>) -> UserReply {
-        self.revoked_at = at;
+    /// The revocation and block, after an operator changed one.
+    fn bans(&self) -> UserReply {
         UserReply::Status {
-            revoked_at: at,
+            revoked_at: self.revoked_at,
             standing: None,
             plan: None,
+            blocked_at: self.blocked_at,
         }
     }
 
@@ -376,6 +404,7 @@ impl UserRecord {
             revoked_at: self.revoked_at,
             standing: Some(self.quota.standing(limits, now_ms)),
             plan: Some(plan),
+            blocked_at: self.blocked_at,
         }
     }
 }
@@ -463,6 +492,51 @@ mod tests {
             admit(&mut record, 50, None),
             UserReply::Admitted { reservation: None, .. }
         ));
+    }
+
+    #[test]
+    fn a_blocked_user_is_refused_whatever_the_token_s_iat_until_unblocked() {
+        let mut record = UserRecord::default();
+        let (reply, changed) = record.apply(&[], &UserCommand::Block { at: 100 });
+        assert!(changed);
+        assert!(
+            matches!(reply, UserReply::Status { blocked_at: Some(100), revoked_at: None, .. }),
+            "{reply:?}"
+        );
+        for issued_at in [50, 100, 101, NOW / 1000 + 3600] {
+            assert_eq!(admit(&mut record, issued_at, Some(ASK)), UserReply::Revoked, "iat {issued_at}");
+            assert_eq!(admit(&mut record, issued_at, None), UserReply::Revoked, "a status read, iat {issued_at}");
+        }
+        let without_iat = record.apply(
+            &[],
+            &UserCommand::Admit {
+                issued_at: None,
+                ask: Some(ASK),
+                limits: LIMITS,
+                alerts: AlertRules::default(),
+                now_ms: NOW,
+                continues: None,
+                plan: None,
+            },
+        );
+        assert_eq!(without_iat, (UserReply::Revoked, false), "nothing counted");
+        assert!(record.quota.admitted_at_ms.is_empty() && record.quota.reservations.is_empty());
+        let status = UserCommand::Status {
+            limits: LIMITS,
+            now_ms: NOW,
+            plan_limits: BTreeMap::new(),
+        };
+        assert!(matches!(record.apply(&[], &status).0, UserReply::Status { blocked_at: Some(100), .. }));
+        record.apply(&[], &UserCommand::Revoke { at: 200 });
+        record.apply(&[], &UserCommand::Unrevoke);
+        assert_eq!(admit(&mut record, 300, Some(ASK)), UserReply::Revoked, "lifting a revocation lifts no block");
+        record.apply(&[], &UserCommand::Unblock);
+        assert!(matches!(
+            admit(&mut record, 50, Some(ASK)),
+            UserReply::Admitted { reservation: Some(_), .. }
+        ));
+        let stored = serde_json::to_value(&record).unwrap();
+        assert!(stored.get("blocked_at").is_none(), "an unblocked record keeps its old form");
     }
 
     #[test]

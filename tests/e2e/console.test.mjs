@@ -274,6 +274,34 @@ test("revoking a user from the console refuses their next request, and lifting i
   }
 });
 
+test("blocking a user from the console refuses even a token minted after it, and unblocking lets them back", { skip: noBrowser }, async () => {
+  assert.equal(await chat("troll"), 200);
+  const { page, errors, close } = await openConsole();
+  try {
+    await signIn(page);
+    await page.waitForSelector("#top-users", { timeout: 5000 });
+    await lookUp(page, "troll");
+    assert.equal(await page.isVisible("#unblock"), false);
+    await page.click("#block");
+    assert.match(await text(page, "#confirm-text"), /Block “troll”/);
+    await confirm(page);
+    await page.waitForFunction(() => document.getElementById("message").textContent === "Blocked troll.", null, { timeout: 5000 });
+    assert.match(await text(page, "#user-status"), /^Blocked every token is refused, since .+$/);
+    assert.equal(await page.isVisible("#block"), false);
+    const refreshed = mintToken({ sub: "troll", iat: Math.floor(Date.now() / 1000) + 1 });
+    assert.equal(await chat("troll", refreshed), 401, "a token minted after the block");
+
+    await page.click("#unblock");
+    await confirm(page);
+    await page.waitForFunction(() => document.getElementById("message").textContent === "Unblocked troll.", null, { timeout: 5000 });
+    assert.equal(await text(page, "#user-status"), "Active");
+    assert.equal(await chat("troll", refreshed), 200, "unblocked");
+    assert.deepEqual(errors, []);
+  } finally {
+    await close();
+  }
+});
+
 test("a plan override set from the console changes the user's limit, and clearing it restores it", { skip: noBrowser }, async () => {
   assert.equal(await chat("planned"), 200);
   assert.equal((await adminJson("/admin/users/planned/usage")).plan, "default");

@@ -282,11 +282,16 @@ function renderUser(usage) {
   $("user-sub").textContent = usage.sub;
   const facts = [];
   const revoked = usage.revoked_at != null;
-  const status = element("span", revoked ? "Revoked" : "Active", revoked ? "badge bad" : "badge good");
+  const blocked = usage.blocked_at != null;
   const statusLine = element("span");
   statusLine.id = "user-status";
-  statusLine.append(status);
-  if (revoked) statusLine.append(" tokens issued until ", timeElement(new Date(usage.revoked_at * 1000)), " are refused");
+  if (blocked) {
+    statusLine.append(element("span", "Blocked", "badge bad"), " every token is refused, since ", timeElement(new Date(usage.blocked_at * 1000)));
+  } else if (revoked) {
+    statusLine.append(element("span", "Revoked", "badge bad"), " tokens issued until ", timeElement(new Date(usage.revoked_at * 1000)), " are refused");
+  } else {
+    statusLine.append(element("span", "Active", "badge good"));
+  }
   facts.push(fact("Status", statusLine));
   const hasPlans = typeof usage.plan === "string";
   if (hasPlans) {
@@ -324,6 +329,8 @@ function renderUser(usage) {
   $("user-facts").replaceChildren(...facts);
   $("revoke").hidden = revoked;
   $("lift").hidden = !revoked;
+  $("block").hidden = blocked;
+  $("unblock").hidden = !blocked;
   $("plan-form").hidden = !hasPlans;
   $("clear-plan").disabled = usage.plan_source !== "override";
 }
@@ -402,6 +409,17 @@ document.addEventListener("DOMContentLoaded", () => {
       (base) => api("DELETE", `${base}/revoke`),
       `Lifted the revocation of ${state.sub}.`,
     ),
+  );
+  $("block").addEventListener("click", () =>
+    act(
+      `Block “${state.sub}”? Every token of theirs is refused, those their sign-in provider issues later included, until you unblock them.`,
+      "Block",
+      (base) => api("POST", `${base}/block`),
+      `Blocked ${state.sub}.`,
+    ),
+  );
+  $("unblock").addEventListener("click", () =>
+    act(`Unblock “${state.sub}”? Their tokens work again (a revocation still holds).`, "Unblock", (base) => api("DELETE", `${base}/block`), `Unblocked ${state.sub}.`),
   );
   $("plan-form").addEventListener("submit", (event) => {
     event.preventDefault();
