@@ -245,10 +245,15 @@ mod tests {
                 block: false
             }))
         );
-        assert_eq!(route("GET", "/admin/users/bob/block"), Err(ProxyError::MethodNotAllowed));
+        assert_eq!(
+            route("GET", "/admin/users/bob/block"),
+            Err(ProxyError::MethodNotAllowed)
+        );
         assert_eq!(
             route("GET", "/admin/users/auth0%7C123"),
-            Ok(Route::Admin(AdminRoute::Usage { sub: "auth0|123".into() }))
+            Ok(Route::Admin(AdminRoute::Usage {
+                sub: "auth0|123".into()
+            }))
         );
         assert_eq!(route("POST", "/admin/users/alice"), Err(ProxyError::MethodNotAllowed));
         let too_long = format!("/admin/users/{}/revoke", "x".repeat(MAX_SUB_BYTES + 1));
