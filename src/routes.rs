@@ -41,7 +41,10 @@ pub enum ApiRoute {
 pub enum AdminRoute {
     /// `POST` (revoke) or `DELETE` (lift) `/admin/users/{sub}/revoke`
     Revocation { sub: String, revoke: bool },
-    /// `GET /admin/users/{sub}/usage`
+    /// `POST` (block) or `DELETE` (lift) `/admin/users/{sub}/block`: every token of the user,
+    /// whatever its `iat`.
+    Block { sub: String, block: bool },
+    /// `GET /admin/users/{sub}/usage`, or `GET /admin/users/{sub}`
     Usage { sub: String },
     /// `PUT` (set, the body names the plan) or `DELETE` (lift) `/admin/users/{sub}/plan`
     Plan { sub: String, set: bool },
@@ -82,6 +85,8 @@ impl Route {
             Route::Admin(AdminRoute::Revocation { revoke: false, .. }) => "admin.unrevoke",
             Route::Admin(AdminRoute::Plan { set: true, .. }) => "admin.set_plan",
             Route::Admin(AdminRoute::Plan { set: false, .. }) => "admin.lift_plan",
+            Route::Admin(AdminRoute::Block { block: true, .. }) => "admin.block",
+            Route::Admin(AdminRoute::Block { block: false, .. }) => "admin.unblock",
         }
     }
 }
@@ -91,15 +96,18 @@ pub const GUEST_PATH: &str = "/v1/guest";
 /// Resolves a method and path; `OPTIONS` is handled by CORS before routing.
 pub fn route(method: &str, path: &str) -> Result<Route, ProxyError> {
     if let Some(rest) = path.strip_prefix("/admin/users/") {
-        let (segment, action) = rest.rsplit_once('/').ok_or(ProxyError::NotFound)?;
+        // `/admin/users/{sub}` is the user's standing, as `/admin/users/{sub}/usage`.
+        let (segment, action) = rest.rsplit_once('/').unwrap_or((rest, "usage"));
         let sub = decode_sub(segment).ok_or(ProxyError::NotFound)?;
         return match (action, method) {
             ("revoke", "POST") => Ok(Route::Admin(AdminRoute::Revocation { sub, revoke: true })),
             ("revoke", "DELETE") => Ok(Route::Admin(AdminRoute::Revocation { sub, revoke: false })),
             ("usage", "GET") => Ok(Route::Admin(AdminRoute::Usage { sub })),
+            ("block", "POST") => Ok(Route::Admin(AdminRoute::Block { sub, block: true })),
+            ("block", "DELETE") => Ok(Route::Admin(AdminRoute::Block { sub, block: false })),
             ("plan", "PUT") => Ok(Route::Admin(AdminRoute::Plan { sub, set: true })),
             ("plan", "DELETE") => Ok(Route::Admin(AdminRoute::Plan { sub, set: false })),
-            ("revoke" | "usage" | "plan", _) => Err(ProxyError::MethodNotAllowed),
+            ("revoke" | "usage" | "plan" | "block", _) => Err(ProxyError::MethodNotAllowed),
             _ => Err(ProxyError::NotFound),
         };
     }
@@ -223,11 +231,36 @@ mod tests {
             }))
         );
         assert_eq!(route("GET", "/admin/users/bob/plan"), Err(ProxyError::MethodNotAllowed));
+        assert_eq!(
+            route("POST", "/admin/users/auth0%7C123/block"),
+            Ok(Route::Admin(AdminRoute::Block {
+                sub: "auth0|123".into(),
+                block: true
+            }))
+        );
+        assert_eq!(
+            route("DELETE", "/admin/users/bob/block"),
+            Ok(Route::Admin(AdminRoute::Block {
+                sub: "bob".into(),
+                block: false
+            }))
+        );
+        assert_eq!(
+            route("GET", "/admin/users/bob/block"),
+            Err(ProxyError::MethodNotAllowed)
+        );
+        assert_eq!(
+            route("GET", "/admin/users/auth0%7C123"),
+            Ok(Route::Admin(AdminRoute::Usage {
+                sub: "auth0|123".into()
+            }))
+        );
+        assert_eq!(route("POST", "/admin/users/alice"), Err(ProxyError::MethodNotAllowed));
         let too_long = format!("/admin/users/{}/revoke", "x".repeat(MAX_SUB_BYTES + 1));
         for path in [
             "/admin/users//revoke",
             "/admin/users/a/b/revoke",
-            "/admin/users/alice",
+            "/admin/users/alice/",
             "/admin/users/%FF/revoke",
             too_long.as_str(),
         ] {

@@ -1,24 +1,51 @@
 //! What operators read about spending (`GET /admin/usage`, `GET /admin/budget`): which UTC
-//! days a query asks for, and each day's totals built from the day indexes' lists.
+//! days and which page a query asks for, each day's summary (totals and top spenders, kept by
+//! the day's index as charges arrive, so a summary never reads every user of a busy day) and a
+//! day's users one bounded page at a time.
 
 use crate::budget::prices::usd;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::budget::quota::Standing;
+use crate::budget::quota::{Spend, Standing};
 use crate::day::Day;
 use crate::error::ProxyError;
 
 /// The most days one range may ask for: each day is one call to its index object.
 pub const MAX_RANGE_DAYS: i64 = 31;
+/// How many users a day's page lists without `limit`, and at most.
+pub const DEFAULT_PAGE_USERS: u32 = 100;
+pub const MAX_PAGE_USERS: u32 = 1000;
+/// How many of a day's biggest spenders its summary keeps.
+pub const TOP_SPENDERS: usize = 10;
+/// A cursor is a `sub`; anything longer is not one.
+const MAX_CURSOR_BYTES: usize = 1024;
 
 /// Which days `GET /admin/usage` asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UsageQuery {
-    /// `?day=YYYY-MM-DD`, or today without a query.
-    Day(String),
-    /// `?from=YYYY-MM-DD&to=YYYY-MM-DD`, both days included.
+    /// `?day=YYYY-MM-DD` (today without a query): its summary and one page of its users.
+    Day { day: String, page: PageAsk },
+    /// `?from=YYYY-MM-DD&to=YYYY-MM-DD`, both days included: each day's summary.
     Range(DayRange),
+}
+
+/// A page of a day's users, in `sub` order: those after `after` (the previous page's
+/// `next_cursor`), at most `limit`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageAsk {
+    pub after: Option<String>,
+    pub limit: u32,
+}
+
+/// The query parameters of `GET /admin/usage`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UsageParams<'a> {
+    pub day: Option<&'a str>,
+    pub from: Option<&'a str>,
+    pub to: Option<&'a str>,
+    pub cursor: Option<&'a str>,
+    pub limit: Option<&'a str>,
 }
 
 /// Consecutive UTC days, `from` to `to` included, at most `MAX_RANGE_DAYS` of them.
@@ -29,22 +56,61 @@ pub struct DayRange {
 }
 
 impl UsageQuery {
-    /// The query's `day`, `from` and `to` parameters; `today` (UTC) when none is given.
-    pub fn parse(day: Option<&str>, from: Option<&str>, to: Option<&str>, today: &str) -> Result<Self, ProxyError> {
-        match (day, from, to) {
+    /// The query's parameters; `today` (UTC) when no day is given.
+    pub fn parse(params: UsageParams<'_>, today: &str) -> Result<Self, ProxyError> {
+        let paged = params.cursor.is_some() || params.limit.is_some();
+        match (params.day, params.from, params.to) {
             (Some(_), Some(_), _) | (Some(_), _, Some(_)) => Err(ProxyError::invalid_request(
                 "Give either `day` or `from` and `to`, not both.",
                 Some("day"),
             )),
-            (Some(day), None, None) => Ok(UsageQuery::Day(date(day, "day")?.to_string())),
-            (None, None, None) => Ok(UsageQuery::Day(today.to_owned())),
+            (Some(day), None, None) => Ok(UsageQuery::Day {
+                day: date(day, "day")?.to_string(),
+                page: PageAsk::parse(params)?,
+            }),
+            (None, None, None) => Ok(UsageQuery::Day {
+                day: today.to_owned(),
+                page: PageAsk::parse(params)?,
+            }),
             (None, Some(_), None) => Err(ProxyError::invalid_request("`to` is required with `from`.", Some("to"))),
             (None, None, Some(_)) => Err(ProxyError::invalid_request(
                 "`from` is required with `to`.",
                 Some("from"),
             )),
+            (None, Some(_), Some(_)) if paged => Err(ProxyError::invalid_request(
+                "A range lists each day's totals; page through one `day` at a time.",
+                Some(if params.cursor.is_some() { "cursor" } else { "limit" }),
+            )),
             (None, Some(from), Some(to)) => DayRange::new(date(from, "from")?, date(to, "to")?).map(UsageQuery::Range),
         }
+    }
+}
+
+impl PageAsk {
+    fn parse(params: UsageParams<'_>) -> Result<Self, ProxyError> {
+        let limit = match params.limit {
+            None => DEFAULT_PAGE_USERS,
+            Some(text) => text
+                .parse::<u32>()
+                .ok()
+                .filter(|limit| (1..=MAX_PAGE_USERS).contains(limit))
+                .ok_or_else(|| {
+                    ProxyError::invalid_request(
+                        format!("`limit` must be a whole number from 1 to {MAX_PAGE_USERS}."),
+                        Some("limit"),
+                    )
+                })?,
+        };
+        let after = match params.cursor {
+            Some(cursor) if cursor.is_empty() || cursor.len() > MAX_CURSOR_BYTES => {
+                return Err(ProxyError::invalid_request(
+                    "`cursor` must be a `next_cursor` of an earlier page.",
+                    Some("cursor"),
+                ))
+            }
+            cursor => cursor.map(str::to_owned),
+        };
+        Ok(PageAsk { after, limit })
     }
 }
 
@@ -79,71 +145,75 @@ fn date(text: &str, param: &str) -> Result<Day, ProxyError> {
         .ok_or_else(|| ProxyError::invalid_request(format!("`{param}` must be a date like 2026-11-23."), Some(param)))
 }
 
-/// One user's spending of a day, as a day index lists it. `total_usd` is there only once the
-/// index records dollars.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct UserTotal {
+/// What one user spent on a day.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserSpend {
     pub sub: String,
-    pub total_tokens: u64,
-    #[serde(default)]
-    pub total_usd: Option<f64>,
+    pub spent: Spend,
 }
 
-/// A day index's list (`IndexCommand::List`'s answer) as typed totals: the one place that
-/// reads it, so a change of what the index stores touches only the index and this.
-pub fn user_totals(list: Value) -> Result<Vec<UserTotal>, ProxyError> {
-    serde_json::from_value(list).map_err(|error| ProxyError::Internal {
-        detail: format!("usage index list: {error}"),
-    })
+impl UserSpend {
+    fn json(&self) -> Value {
+        json!({ "sub": self.sub, "total_tokens": self.spent.tokens, "total_usd": usd(self.spent.nano_usd) })
+    }
 }
 
-/// `{"from","to","days":[{"day","total_tokens","total_usd","users":[...]}]}`: one entry per
-/// day, empty days included, each day's users by spending, largest first. Dollars appear
-/// wherever any day's index has them, so a chart never mixes days with and without.
-pub fn range_report(range: &DayRange, days: Vec<(String, Vec<UserTotal>)>) -> Value {
-    let dollars = days
-        .iter()
-        .flat_map(|(_, users)| users)
-        .any(|user| user.total_usd.is_some());
-    let days: Vec<Value> = days
-        .into_iter()
-        .map(|(day, mut users)| {
-            users.sort_by(|a, b| {
-                nano_usd(b.total_usd)
-                    .cmp(&nano_usd(a.total_usd))
-                    .then(b.total_tokens.cmp(&a.total_tokens))
-                    .then(a.sub.cmp(&b.sub))
-            });
-            let total_tokens = users
-                .iter()
-                .fold(0u64, |sum, user| sum.saturating_add(user.total_tokens));
-            let total_nano = users
-                .iter()
-                .fold(0u64, |sum, user| sum.saturating_add(nano_usd(user.total_usd)));
-            let users: Vec<Value> = users
-                .iter()
-                .map(|user| {
-                    let mut entry = json!({ "sub": user.sub, "total_tokens": user.total_tokens });
-                    if dollars {
-                        entry["total_usd"] = json!(usd(nano_usd(user.total_usd)));
-                    }
-                    entry
-                })
-                .collect();
-            let mut entry = json!({ "day": day, "total_tokens": total_tokens, "users": users });
-            if dollars {
-                entry["total_usd"] = json!(usd(total_nano));
-            }
-            entry
+/// A day's totals, how many users spent, and the biggest spenders, biggest first. The day's
+/// index keeps it up to date with each charge it records.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DaySummary {
+    pub spent: Spend,
+    pub users: u64,
+    pub top: Vec<UserSpend>,
+}
+
+impl DaySummary {
+    /// Counts a charge of `spent` to `sub`, whose day's total is now `total` (`first`: its
+    /// first charge of the day). Totals only grow, so a user outside the top can enter it only
+    /// by a charge of its own: the top kept this way is exact.
+    pub fn add(&mut self, sub: &str, first: bool, spent: Spend, total: Spend) {
+        self.spent.tokens = self.spent.tokens.saturating_add(spent.tokens);
+        self.spent.nano_usd = self.spent.nano_usd.saturating_add(spent.nano_usd);
+        self.users = self.users.saturating_add(u64::from(first));
+        self.top.retain(|user| user.sub != sub);
+        self.top.push(UserSpend {
+            sub: sub.to_owned(),
+            spent: total,
+        });
+        self.top.sort_by(|a, b| {
+            (b.spent.nano_usd, b.spent.tokens)
+                .cmp(&(a.spent.nano_usd, a.spent.tokens))
+                .then(a.sub.cmp(&b.sub))
+        });
+        self.top.truncate(TOP_SPENDERS);
+    }
+
+    /// `{"day","total_tokens","total_usd","user_count","top":[{"sub","total_tokens","total_usd"}]}`
+    pub fn json(&self, day: &str) -> Value {
+        json!({
+            "day": day,
+            "total_tokens": self.spent.tokens,
+            "total_usd": usd(self.spent.nano_usd),
+            "user_count": self.users,
+            "top": self.top.iter().map(UserSpend::json).collect::<Vec<_>>(),
         })
-        .collect();
-    json!({ "from": range.from.to_string(), "to": range.to.to_string(), "days": days })
+    }
 }
 
-/// Dollars are summed as whole nano-dollars, so a day's total is exactly its users' sum.
-fn nano_usd(total_usd: Option<f64>) -> u64 {
-    // `as` saturates: a negative or absurd figure cannot wrap.
-    total_usd.map_or(0, |usd| (usd * 1e9).round() as u64)
+/// `GET /admin/usage?day=`: the day's summary and one page of its users in `sub` order;
+/// `next_cursor` (the page's last `sub`) asks for the next page, `null` after the last.
+pub fn day_report(day: &str, summary: &DaySummary, page: &PageAsk, users: &[UserSpend]) -> Value {
+    let mut report = summary.json(day);
+    report["users"] = json!(users.iter().map(UserSpend::json).collect::<Vec<_>>());
+    let full = users.len() >= page.limit as usize;
+    report["next_cursor"] = json!(users.last().filter(|_| full).map(|user| &user.sub));
+    report
+}
+
+/// `{"from","to","days":[summary, ...]}`: one summary per day, empty days included.
+pub fn range_report(range: &DayRange, days: &[(String, DaySummary)]) -> Value {
+    let days: Vec<Value> = days.iter().map(|(day, summary)| summary.json(day)).collect();
+    json!({ "from": range.from.to_string(), "to": range.to.to_string(), "days": days })
 }
 
 /// `GET /admin/budget`: the day and the budget all users share, from the global object's
@@ -169,7 +239,23 @@ mod tests {
     use super::*;
 
     fn query(day: Option<&str>, from: Option<&str>, to: Option<&str>) -> Result<UsageQuery, ProxyError> {
-        UsageQuery::parse(day, from, to, "2026-11-24")
+        let params = UsageParams {
+            day,
+            from,
+            to,
+            ..UsageParams::default()
+        };
+        UsageQuery::parse(params, "2026-11-24")
+    }
+
+    fn day(day: &str) -> UsageQuery {
+        UsageQuery::Day {
+            day: day.into(),
+            page: PageAsk {
+                after: None,
+                limit: DEFAULT_PAGE_USERS,
+            },
+        }
     }
 
     fn range(from: &str, to: &str) -> DayRange {
@@ -188,11 +274,8 @@ mod tests {
 
     #[test]
     fn a_query_without_days_is_today_and_a_day_is_checked() {
-        assert_eq!(query(None, None, None), Ok(UsageQuery::Day("2026-11-24".into())));
-        assert_eq!(
-            query(Some("2026-02-28"), None, None),
-            Ok(UsageQuery::Day("2026-02-28".into()))
-        );
+        assert_eq!(query(None, None, None), Ok(day("2026-11-24")));
+        assert_eq!(query(Some("2026-02-28"), None, None), Ok(day("2026-02-28")));
         assert_eq!(param(query(Some("2026-02-29"), None, None)).as_deref(), Some("day"));
     }
 
@@ -237,64 +320,118 @@ mod tests {
         );
     }
 
-    fn user(sub: &str, total_tokens: u64, total_usd: Option<f64>) -> UserTotal {
-        UserTotal {
+    #[test]
+    fn a_day_is_listed_a_bounded_page_at_a_time_after_a_cursor() {
+        let paged = |cursor, limit| {
+            let params = UsageParams {
+                day: Some("2026-11-24"),
+                cursor,
+                limit,
+                ..UsageParams::default()
+            };
+            UsageQuery::parse(params, "2026-11-24")
+        };
+        assert_eq!(
+            paged(Some("bob"), Some("2")),
+            Ok(UsageQuery::Day {
+                day: "2026-11-24".into(),
+                page: PageAsk {
+                    after: Some("bob".into()),
+                    limit: 2
+                }
+            })
+        );
+        for limit in ["0", "1001", "-1", "ten"] {
+            assert_eq!(param(paged(None, Some(limit))).as_deref(), Some("limit"), "{limit}");
+        }
+        assert_eq!(param(paged(Some(""), None)).as_deref(), Some("cursor"));
+        let ranged = UsageParams {
+            from: Some("2026-11-01"),
+            to: Some("2026-11-24"),
+            limit: Some("5"),
+            ..UsageParams::default()
+        };
+        assert_eq!(param(UsageQuery::parse(ranged, "2026-11-24")).as_deref(), Some("limit"));
+
+        let page = PageAsk { after: None, limit: 2 };
+        let users = [spend("alice", 1, 0), spend("bob", 2, 0)];
+        let report = day_report("2026-11-24", &DaySummary::default(), &page, &users);
+        assert_eq!(report["next_cursor"], "bob", "a full page: there may be more");
+        let report = day_report("2026-11-24", &DaySummary::default(), &page, &users[..1]);
+        assert_eq!(report["next_cursor"], Value::Null, "the last page");
+        assert_eq!(
+            report["users"],
+            json!([{"sub": "alice", "total_tokens": 1, "total_usd": 0.0}])
+        );
+    }
+
+    fn spend(sub: &str, tokens: u64, nano_usd: u64) -> UserSpend {
+        UserSpend {
             sub: sub.into(),
-            total_tokens,
-            total_usd,
+            spent: Spend { tokens, nano_usd },
         }
     }
 
     #[test]
-    fn a_range_report_has_every_day_with_its_totals_and_biggest_spenders_first() {
-        let days = vec![
-            ("2026-11-23".to_string(), vec![]),
-            (
-                "2026-11-24".to_string(),
-                vec![user("alice", 10, None), user("bob", 30, None), user("carol", 10, None)],
-            ),
+    fn a_day_summary_adds_up_its_charges_and_keeps_the_exact_top_spenders() {
+        let mut summary = DaySummary::default();
+        let mut totals = std::collections::BTreeMap::<String, Spend>::new();
+        // 30 users, charged in rounds; user i spends i nano-dollars a round, so the top is
+        // the last ten, whatever order the charges come in.
+        for round in 0..3u64 {
+            for i in (0..30u64).rev() {
+                let sub = format!("user-{i:02}");
+                let spent = Spend {
+                    tokens: 1,
+                    nano_usd: i + round,
+                };
+                let total = totals.entry(sub.clone()).or_default();
+                let first = *total == Spend::default();
+                total.tokens += spent.tokens;
+                total.nano_usd += spent.nano_usd;
+                summary.add(&sub, first, spent, *total);
+            }
+        }
+        assert_eq!(summary.users, 30);
+        assert_eq!(summary.spent.tokens, 90);
+        assert_eq!(summary.spent.nano_usd, totals.values().map(|t| t.nano_usd).sum::<u64>());
+        let top: Vec<&str> = summary.top.iter().map(|user| user.sub.as_str()).collect();
+        let expected: Vec<String> = (20..30).rev().map(|i| format!("user-{i:02}")).collect();
+        assert_eq!(top, expected);
+        assert_eq!(summary.top[0].spent, totals["user-29"]);
+        let json = summary.json("2026-11-24");
+        assert_eq!(json["user_count"], 30);
+        assert_eq!(json["top"].as_array().map(Vec::len), Some(TOP_SPENDERS));
+    }
+
+    #[test]
+    fn a_range_report_has_every_day_s_summary_and_no_users() {
+        let mut busy = DaySummary::default();
+        busy.add(
+            "bob",
+            true,
+            Spend {
+                tokens: 30,
+                nano_usd: 300_000_000,
+            },
+            Spend {
+                tokens: 30,
+                nano_usd: 300_000_000,
+            },
+        );
+        let days = [
+            ("2026-11-23".to_string(), DaySummary::default()),
+            ("2026-11-24".to_string(), busy),
         ];
-        let report = range_report(&range("2026-11-23", "2026-11-24"), days);
+        let report = range_report(&range("2026-11-23", "2026-11-24"), &days);
         assert_eq!(
             report,
             json!({"from": "2026-11-23", "to": "2026-11-24", "days": [
-                {"day": "2026-11-23", "total_tokens": 0, "users": []},
-                {"day": "2026-11-24", "total_tokens": 50, "users": [
-                    {"sub": "bob", "total_tokens": 30},
-                    {"sub": "alice", "total_tokens": 10},
-                    {"sub": "carol", "total_tokens": 10},
-                ]},
+                {"day": "2026-11-23", "total_tokens": 0, "total_usd": 0.0, "user_count": 0, "top": []},
+                {"day": "2026-11-24", "total_tokens": 30, "total_usd": 0.3, "user_count": 1,
+                 "top": [{"sub": "bob", "total_tokens": 30, "total_usd": 0.3}]},
             ]})
         );
-    }
-
-    #[test]
-    fn dollars_once_recorded_appear_on_every_day_and_sum_exactly() {
-        let days = vec![
-            ("2026-11-23".to_string(), vec![]),
-            (
-                "2026-11-24".to_string(),
-                vec![user("alice", 900, Some(0.1)), user("bob", 10, Some(0.2))],
-            ),
-        ];
-        let report = range_report(&range("2026-11-23", "2026-11-24"), days);
-        assert_eq!(report["days"][0]["total_usd"], json!(0.0));
-        assert_eq!(report["days"][1]["total_usd"], json!(0.3), "not 0.30000000000000004");
-        assert_eq!(
-            report["days"][1]["users"][0]["sub"], "bob",
-            "dollars rank before tokens"
-        );
-    }
-
-    #[test]
-    fn the_index_list_is_read_with_or_without_dollars() {
-        let totals = user_totals(json!([
-            {"sub": "alice", "total_tokens": 5},
-            {"sub": "bob", "total_tokens": 7, "total_usd": 0.25}
-        ]))
-        .unwrap();
-        assert_eq!(totals, [user("alice", 5, None), user("bob", 7, Some(0.25))]);
-        assert!(user_totals(json!({"users": []})).is_err());
     }
 
     #[test]

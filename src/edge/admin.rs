@@ -1,7 +1,7 @@
-//! The operator's routes, behind `ADMIN_TOKEN`: revocation, a user's standing and plan
-//! override, usage by day and range, the global budget, and the console page that uses them.
+//! The operator's routes, behind `ADMIN_TOKEN`: revocation, blocking, a user's standing and
+//! plan override, usage by day and range, the global budget, and the console page that uses them.
 
-use futures_util::future::join_all;
+use futures_util::future::{join_all, try_join};
 use serde_json::json;
 use worker::{web_sys, Env, Request, Response};
 
@@ -9,7 +9,7 @@ use super::http::{self, header, json_response};
 use super::{console, objects, Now, Result};
 use crate::auth;
 use crate::budget::plans::DEFAULT_PLAN;
-use crate::budget::usage_report::{self, DayRange, UsageQuery};
+use crate::budget::usage_report::{self, DayRange, UsageParams, UsageQuery};
 use crate::config::Config;
 use crate::error::ProxyError;
 use crate::objects::user::{utc_day, UserCommand, UserReply};
@@ -36,6 +36,8 @@ pub async fn serve(route: AdminRoute, req: &mut Request, env: &Env, config: &Con
         AdminRoute::Console(_) => return Err(ProxyError::NotFound), // served above
         AdminRoute::Revocation { sub, revoke: true } => (sub, UserCommand::Revoke { at: now.seconds() }),
         AdminRoute::Revocation { sub, revoke: false } => (sub, UserCommand::Unrevoke {}),
+        AdminRoute::Block { sub, block: true } => (sub, UserCommand::Block { at: now.seconds() }),
+        AdminRoute::Block { sub, block: false } => (sub, UserCommand::Unblock {}),
         AdminRoute::Usage { sub } => {
             let command = UserCommand::Status {
                 limits: config.default_plan.user_limits,
@@ -63,6 +65,7 @@ pub async fn serve(route: AdminRoute, req: &mut Request, env: &Env, config: &Con
         revoked_at,
         standing,
         plan,
+        blocked_at,
     } = objects::user::call_user(env, &sub, command).await?
     else {
         return Err(ProxyError::Internal {
@@ -79,6 +82,7 @@ pub async fn serve(route: AdminRoute, req: &mut Request, env: &Env, config: &Con
         _ => json!({ "sub": sub }),
     };
     body["revoked_at"] = json!(revoked_at);
+    body["blocked_at"] = json!(blocked_at);
     json_response(200, &body.to_string())
 }
 
@@ -100,34 +104,41 @@ async fn plan_in_body(req: &mut Request, config: &Config) -> Result<String> {
     Ok(name.to_owned())
 }
 
-/// `GET /admin/usage`: a day's users (`?day=`, default today, UTC) or a range of days
-/// (`?from=&to=`).
+/// `GET /admin/usage`: a day's summary and a page of its users (`?day=`, default today, UTC;
+/// `&cursor=&limit=`), or each day's summary of a range (`?from=&to=`).
 async fn day_usage(req: &Request, env: &Env, now: Now) -> Result<Response> {
     let params = request_url(req)?.search_params();
-    let param = |name: &str| params.get(name);
-    let (day, from, to) = (param("day"), param("from"), param("to"));
-    let today = utc_day(now.millis());
-    let query = UsageQuery::parse(day.as_deref(), from.as_deref(), to.as_deref(), &today)?;
-    // What this isolate's requests spent and it has not sent yet, listed too.
-    objects::usage_index::flush(env).await;
-    match query {
-        UsageQuery::Day(day) => {
-            let users = objects::usage_index::list(env, &day).await?;
-            json_response(200, &json!({ "day": day, "users": users }).to_string())
+    let [day, from, to, cursor, limit] = ["day", "from", "to", "cursor", "limit"].map(|name| params.get(name));
+    let query = UsageParams {
+        day: day.as_deref(),
+        from: from.as_deref(),
+        to: to.as_deref(),
+        cursor: cursor.as_deref(),
+        limit: limit.as_deref(),
+    };
+    match UsageQuery::parse(query, &utc_day(now.millis()))? {
+        UsageQuery::Day { day, page } => {
+            let (summary, users) = try_join(
+                objects::usage_index::summary_of(env, &day),
+                objects::usage_index::page_of(env, &day, &page),
+            )
+            .await?;
+            let report = usage_report::day_report(&day, &summary, &page, &users);
+            json_response(200, &report.to_string())
         }
         UsageQuery::Range(range) => range_usage(env, &range).await,
     }
 }
 
-/// Each day of the range from its own index object, asked all at once (at most 31 calls).
+/// Each day's summary from its own index object, asked all at once (at most 31 small calls).
 async fn range_usage(env: &Env, range: &DayRange) -> Result<Response> {
     let days = range.days();
-    let lists = join_all(days.iter().map(|day| objects::usage_index::list(env, day))).await;
+    let summaries = join_all(days.iter().map(|day| objects::usage_index::summary_of(env, day))).await;
     let mut per_day = Vec::with_capacity(days.len());
-    for (day, list) in days.into_iter().zip(lists) {
-        per_day.push((day, usage_report::user_totals(list?)?));
+    for (day, summary) in days.into_iter().zip(summaries) {
+        per_day.push((day, summary?));
     }
-    json_response(200, &usage_report::range_report(range, per_day).to_string())
+    json_response(200, &usage_report::range_report(range, &per_day).to_string())
 }
 
 /// `GET /admin/budget`: today and the budget all users share, if one is set.

@@ -32,7 +32,7 @@ pub fn counters(req: &Request, env: &Env) -> Option<worker::Result<Response>> {
     }
     let calls = OBJECT_CALLS.with_borrow(Clone::clone);
     // What the isolate still holds back: calls it will make without any further request.
-    let held = super::settlement::held_count() + super::objects::usage_index::pending_count();
+    let held = super::settlement::held_count();
     let body = serde_json::json!({ "requests": REQUESTS.get(), "object_calls": calls, "held": held });
     Some(Response::from_json(&body))
 }

@@ -14,7 +14,7 @@ use worker::{Context, Delay, Env};
 use super::{log, objects, Now};
 use crate::budget::quota::{Limits, Reservation, Spend};
 use crate::objects::held::{Carried, HeldSettlements, SETTLEMENT_HOLD};
-use crate::objects::user::{user_object_name, utc_day, Delivery, Finished, UserCommand, UserReply};
+use crate::objects::user::{user_object_name, Delivery, Finished, UserCommand, UserReply};
 
 /// Flushes a request's `wait_until` tries, `SETTLEMENT_HOLD` apart, before leaving what is
 /// still held to the next call (or to its reservation's expiry, charged in full).
@@ -105,8 +105,8 @@ impl Settlement {
 
     /// Holds the settlement now (any later call to its objects carries it, the user's
     /// `/v1/usage` included) and returns the flush of what is still held `SETTLEMENT_HOLD`
-    /// later, for a caller that already runs after the response. The day's usage index is
-    /// batched with other requests.
+    /// later, for a caller that already runs after the response. The user's object lists
+    /// what it charges in the day's usage index.
     pub fn hold(mut self, spent: Spend) -> impl Future<Output = ()> {
         let held = self.pending.take().map(|pending| pending.hold(move |_| spent, None));
         async move {
@@ -190,14 +190,9 @@ impl Pending {
     fn hold(self, spent_of: impl Fn(&Reservation) -> Spend, created: Option<String>) -> impl Future<Output = ()> {
         let now_ms = Now::read().millis();
         let user = user_object_name(&self.sub);
-        // The user's charge, and the day its reservation was made (the quota's day for it).
-        let mut charged = (Spend::default(), now_ms);
         HELD.with_borrow_mut(|held| {
             for (name, limits, reservation) in &self.reservations {
                 let spent = spent_of(reservation);
-                if *name == user {
-                    charged = (spent, reservation.made_at_ms());
-                }
                 let finished = Finished {
                     reservation_id: reservation.id,
                     used_tokens: spent.tokens,
@@ -210,10 +205,6 @@ impl Pending {
                 held.hold(name, finished);
             }
         });
-        let (spent, made_at_ms) = charged;
-        if spent != Spend::default() {
-            objects::usage_index::record(&self.env, &self.ctx, utc_day(made_at_ms), self.sub.clone(), spent);
-        }
         // A failed flush is tried again: a slot must not wait for this isolate's next call.
         async move {
             let mut unsettled: Vec<&(String, Limits, Reservation)> = self.reservations.iter().collect();

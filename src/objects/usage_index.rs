@@ -1,11 +1,17 @@
-//! The protocol of a day's usage index object, which lists what each user spent that UTC day
-//! for operators, and the batch an isolate sends it.
+//! The protocol of a day's usage index object (`usage:{day}`), which lists what each user spent
+//! that UTC day for operators, and the outbox in which a user's object keeps what it charged
+//! until the index has it.
+//!
+//! The user's object reports its own charges (settled, cancelled to nothing, or expired and
+//! charged in full): the index adds up to what the objects charged, however the charge came
+//! about, and nothing of it waits in an isolate that may be evicted.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 use crate::budget::quota::Spend;
+use crate::budget::usage_report::{DaySummary, UserSpend};
 
 /// The object that lists what each user spent on a UTC day, for operators.
 pub fn usage_index_name(day: &str) -> String {
@@ -16,46 +22,122 @@ pub fn usage_index_name(day: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum IndexCommand {
-    /// Each `sub` spent this many tokens (`spent`) and nano-USD (`spent_nano_usd`) more
-    /// that day.
-    Record {
-        spent: BTreeMap<String, u64>,
-        #[serde(default)]
-        spent_nano_usd: BTreeMap<String, u64>,
-    },
-    /// Every user's total for the day.
-    List,
+    /// `sub`'s object charged `spent` more that day, in its batch `seq`. Batches of one object
+    /// are numbered upwards: the index applies each once, so a batch sent again after a lost
+    /// reply is not counted twice.
+    Charge { sub: String, seq: u64, spent: Spend },
+    /// The day's summary (`DaySummary`).
+    Summary,
+    /// At most `limit` users (`UserSpend`s) in `sub` order, after `after`.
+    Page { after: Option<String>, limit: u32 },
 }
 
-/// Usage not yet sent to the day indexes: an isolate sends what its requests spent in one
-/// batch per interval, so under load it makes a few index calls, not one per request.
-#[derive(Debug, Default)]
-pub struct UsageBatch {
-    by_day: BTreeMap<String, BTreeMap<String, Spend>>,
+/// What the index stores for one `sub`: its day's total and the last batch applied.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexEntry {
+    pub tokens: u64,
+    #[serde(default)]
+    pub nano_usd: u64,
+    #[serde(default)]
+    pub seq: u64,
 }
 
-impl UsageBatch {
-    pub fn add(&mut self, day: String, sub: String, spent: Spend) {
-        let total = self.by_day.entry(day).or_default().entry(sub).or_default();
+impl IndexEntry {
+    pub fn spent(&self) -> Spend {
+        Spend {
+            tokens: self.tokens,
+            nano_usd: self.nano_usd,
+        }
+    }
+
+    /// Applies batch `seq` of `spent` to `sub`'s entry (`None`: none yet) and the day's summary;
+    /// a batch already applied changes nothing (`None`).
+    pub fn charge(entry: Option<Self>, sub: &str, seq: u64, spent: Spend, summary: &mut DaySummary) -> Option<Self> {
+        let before = entry.unwrap_or_default();
+        if seq <= before.seq {
+            return None;
+        }
+        let after = IndexEntry {
+            tokens: before.tokens.saturating_add(spent.tokens),
+            nano_usd: before.nano_usd.saturating_add(spent.nano_usd),
+            seq,
+        };
+        summary.add(sub, entry.is_none(), spent, after.spent());
+        Some(after)
+    }
+
+    pub fn listed(&self, sub: &str) -> UserSpend {
+        UserSpend {
+            sub: sub.to_owned(),
+            spent: self.spent(),
+        }
+    }
+}
+
+/// A user's charges not yet in the day indexes, kept in the user's record (so in the same
+/// storage write as the charges themselves) until an index acknowledges them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageOutbox {
+    /// The `sub` the charges are listed under, learnt from the user's admissions; shared objects
+    /// (a guest's client, the guests', the global budget) have none and report nothing.
+    #[serde(default)]
+    pub sub: Option<String>,
+    /// Charges by UTC day, not yet in a batch.
+    #[serde(default)]
+    pub pending: BTreeMap<String, Spend>,
+    /// The batch under way, sent again (same `seq`) until acknowledged.
+    #[serde(default)]
+    pub sending: Option<OutboxBatch>,
+    #[serde(default)]
+    pub last_seq: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxBatch {
+    pub seq: u64,
+    pub by_day: BTreeMap<String, Spend>,
+}
+
+impl UsageOutbox {
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// Keeps a charge for `day`'s index, if this object reports its charges.
+    pub fn add(&mut self, day: String, spent: Spend) {
+        if self.sub.is_none() || spent == Spend::default() {
+            return;
+        }
+        let total = self.pending.entry(day).or_default();
         total.tokens = total.tokens.saturating_add(spent.tokens);
         total.nano_usd = total.nano_usd.saturating_add(spent.nano_usd);
     }
 
-    /// How many users' usage is pending, all days together.
-    pub fn users(&self) -> usize {
-        self.by_day.values().map(BTreeMap::len).sum()
+    /// Whether some charges are not yet acknowledged.
+    pub fn has_unsent(&self) -> bool {
+        !self.pending.is_empty() || self.sending.is_some()
     }
 
-    /// Everything pending, one `Record` per day, leaving the batch empty.
-    pub fn take(&mut self) -> Vec<(String, IndexCommand)> {
-        std::mem::take(&mut self.by_day)
-            .into_iter()
-            .map(|(day, by_sub)| {
-                let spent = by_sub.iter().map(|(sub, spent)| (sub.clone(), spent.tokens)).collect();
-                let spent_nano_usd = by_sub.into_iter().map(|(sub, spent)| (sub, spent.nano_usd)).collect();
-                (day, IndexCommand::Record { spent, spent_nano_usd })
-            })
-            .collect()
+    /// The batch to send and under which `sub`: the one under way again, else the pending
+    /// charges as a new one. Store the outbox before sending it: a batch's number must never
+    /// be given to other charges.
+    pub fn batch(&mut self) -> Option<(String, OutboxBatch)> {
+        let sub = self.sub.clone()?;
+        if self.sending.is_none() && !self.pending.is_empty() {
+            self.last_seq = self.last_seq.saturating_add(1);
+            self.sending = Some(OutboxBatch {
+                seq: self.last_seq,
+                by_day: std::mem::take(&mut self.pending),
+            });
+        }
+        self.sending.clone().map(|batch| (sub, batch))
+    }
+
+    /// Every day's index has batch `seq`.
+    pub fn acknowledged(&mut self, seq: u64) {
+        if self.sending.as_ref().is_some_and(|batch| batch.seq == seq) {
+            self.sending = None;
+        }
     }
 }
 
@@ -63,32 +145,80 @@ impl UsageBatch {
 mod tests {
     use super::*;
 
+    fn spend(tokens: u64) -> Spend {
+        Spend {
+            tokens,
+            nano_usd: tokens * 100,
+        }
+    }
+
     #[test]
-    fn a_usage_batch_sums_per_user_and_day_and_empties_when_taken() {
-        let mut batch = UsageBatch::default();
-        let add = |batch: &mut UsageBatch, day: &str, sub: &str, tokens: u64| {
-            let spent = Spend {
-                tokens,
-                nano_usd: tokens * 100,
-            };
-            batch.add(day.into(), sub.into(), spent);
-        };
-        add(&mut batch, "2026-11-23", "alice", 10);
-        add(&mut batch, "2026-11-23", "bob", 5);
-        add(&mut batch, "2026-11-23", "alice", 7);
-        add(&mut batch, "2026-11-24", "alice", 1);
-        let sent = batch.take();
-        let spent = |pairs: &[(&str, u64)]| IndexCommand::Record {
-            spent: pairs.iter().map(|(sub, n)| (sub.to_string(), *n)).collect(),
-            spent_nano_usd: pairs.iter().map(|(sub, n)| (sub.to_string(), n * 100)).collect(),
-        };
+    fn an_index_applies_each_batch_once_and_counts_a_user_once() {
+        let mut summary = DaySummary::default();
+        let first = IndexEntry::charge(None, "alice", 1, spend(5), &mut summary).unwrap();
         assert_eq!(
-            sent,
-            vec![
-                ("2026-11-23".to_string(), spent(&[("alice", 17), ("bob", 5)])),
-                ("2026-11-24".to_string(), spent(&[("alice", 1)]))
-            ]
+            IndexEntry::charge(Some(first), "alice", 1, spend(5), &mut summary),
+            None,
+            "sent again"
         );
-        assert!(batch.take().is_empty());
+        let second = IndexEntry::charge(Some(first), "alice", 2, spend(7), &mut summary).unwrap();
+        assert_eq!((second.spent(), second.seq), (spend(12), 2));
+        assert_eq!((summary.spent, summary.users), (spend(12), 1));
+        // A day recorded before batches were numbered: its entries have no `seq`.
+        let old: IndexEntry = serde_json::from_str(r#"{"tokens":3,"nano_usd":300}"#).unwrap();
+        let after = IndexEntry::charge(Some(old), "bob", 1, spend(1), &mut summary).unwrap();
+        assert_eq!(after.spent(), spend(4));
+    }
+
+    #[test]
+    fn an_outbox_resends_its_batch_until_acknowledged_and_numbers_the_next_one_anew() {
+        let mut outbox = UsageOutbox::default();
+        outbox.add("2026-11-24".into(), spend(5));
+        assert!(outbox.is_empty(), "no sub: a shared object reports nothing");
+        outbox.sub = Some("alice".into());
+        outbox.add("2026-11-24".into(), spend(5));
+        outbox.add("2026-11-24".into(), spend(2));
+        outbox.add("2026-11-25".into(), Spend::default());
+        let (sub, first) = outbox.batch().unwrap();
+        assert_eq!((sub.as_str(), first.seq), ("alice", 1));
+        assert_eq!(first.by_day, BTreeMap::from([("2026-11-24".to_string(), spend(7))]));
+        outbox.add("2026-11-24".into(), spend(1));
+        assert_eq!(outbox.batch().unwrap().1, first, "the same batch until acknowledged");
+        outbox.acknowledged(1);
+        let (_, second) = outbox.batch().unwrap();
+        assert_eq!((second.seq, second.by_day["2026-11-24"]), (2, spend(1)));
+        outbox.acknowledged(2);
+        assert!(!outbox.has_unsent());
+        assert_eq!(outbox.batch(), None);
+    }
+
+    #[test]
+    fn charges_reported_through_an_outbox_add_up_once_in_the_index_whatever_is_resent() {
+        let mut outbox = UsageOutbox {
+            sub: Some("alice".into()),
+            ..UsageOutbox::default()
+        };
+        let mut summary = DaySummary::default();
+        let mut entry = None;
+        for (round, tokens) in [3u64, 4, 5, 6].into_iter().enumerate() {
+            outbox.add("2026-11-24".into(), spend(tokens));
+            let (sub, batch) = outbox.batch().unwrap();
+            // Every batch lands twice; every other acknowledgement is lost.
+            for _ in 0..2 {
+                if let Some(applied) =
+                    IndexEntry::charge(entry, &sub, batch.seq, batch.by_day["2026-11-24"], &mut summary)
+                {
+                    entry = Some(applied);
+                }
+            }
+            if round % 2 == 1 {
+                outbox.acknowledged(batch.seq);
+            }
+        }
+        let (sub, batch) = outbox.batch().unwrap();
+        entry = IndexEntry::charge(entry, &sub, batch.seq, batch.by_day["2026-11-24"], &mut summary).or(entry);
+        outbox.acknowledged(batch.seq);
+        assert_eq!(entry.map(|e| e.spent()), Some(spend(18)));
+        assert_eq!(summary.spent, spend(18));
     }
 }

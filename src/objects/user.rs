@@ -10,10 +10,11 @@ use serde::{Deserialize, Serialize};
 use crate::auth::guest::MintWindow;
 use crate::budget::alerts::{Alert, AlertRules, AlertState};
 use crate::budget::plans::{claimed_plan, PlanChoice};
-use crate::budget::quota::{Ask, Limits, QuotaState, Reservation, Spend, Standing};
+use crate::budget::quota::{Ask, Limits, QuotaState, Reservation, Spend, Standing, DAY_MS};
 use crate::day::Day;
 use crate::error::Refusal;
 use crate::objects::owned_responses::OwnedResponses;
+use crate::objects::usage_index::UsageOutbox;
 
 /// The object that holds the budgets all users share (`GLOBAL_DAILY_TOKEN_BUDGET`,
 /// `GLOBAL_DAILY_BUDGET_USD`).
@@ -115,7 +116,9 @@ impl Delivery {
             | UserCommand::Status { .. }
             | UserCommand::Mint { .. }
             | UserCommand::SetPlan { .. }
-            | UserCommand::Renew { .. } => None,
+            | UserCommand::Renew { .. }
+            | UserCommand::Block { .. }
+            | UserCommand::Unblock {} => None,
         };
         self.settle.iter().map(|f| f.reservation_id).chain(command).collect()
     }
@@ -153,6 +156,10 @@ pub enum UserCommand {
         /// one the token claims. Absent for the global budget.
         #[serde(default)]
         plan: Option<PlanAsk>,
+        /// The user's `sub`: a user's object lists what it charges under it in the day's
+        /// usage index. Absent for the shared objects, which list nothing.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sub: Option<String>,
     },
     /// A request ended: its settlement alone (a flush, or one that must land now).
     Finish(Finished),
@@ -192,6 +199,11 @@ pub enum UserCommand {
         limits: Limits,
         now_ms: i64,
     },
+    /// Every token of this user stops working, whatever its `iat` (Unix seconds of `at` are
+    /// only shown): an identity provider's refreshed token is refused too. Answers a `Status`.
+    Block { at: i64 },
+    /// Lifts a block; answers a `Status`.
+    Unblock {},
 }
 
 /// The plan a request was checked with, and what its token claims (`None`: no claim).
@@ -211,6 +223,7 @@ struct AdmitAsk<'a> {
     now_ms: i64,
     continues: Option<&'a str>,
     plan: Option<&'a PlanAsk>,
+    sub: Option<&'a str>,
 }
 
 /// The stored state of one user.
@@ -233,6 +246,13 @@ pub struct UserRecord {
     /// A client's object: when its guest tokens were minted.
     #[serde(default, skip_serializing_if = "MintWindow::is_empty")]
     pub guest_mints: MintWindow,
+    /// When an operator blocked this user (`POST /admin/users/{sub}/block`): while set, every
+    /// token of theirs is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocked_at: Option<i64>,
+    /// What this user's object charged and the day indexes do not have yet.
+    #[serde(default, skip_serializing_if = "UsageOutbox::is_empty")]
+    pub usage_outbox: UsageOutbox,
 }
 
 /// The object's answer.
@@ -258,6 +278,9 @@ pub enum UserReply {
         /// The plan in force (absent in replies about revocation).
         #[serde(default)]
         plan: Option<PlanChoice>,
+        /// When the user was blocked, if they are.
+        #[serde(default)]
+        blocked_at: Option<i64>,
     },
     Finished,
     /// One more guest token may be minted.
@@ -294,11 +317,34 @@ impl UserRecord {
     pub fn apply(&mut self, settle: &[Finished], command: &UserCommand) -> (UserReply, bool) {
         let before = self.clone();
         for finished in settle {
-            self.finish(finished);
+            self.counting_charges(|record| record.finish(finished));
         }
-        let reply = self.answer(command);
+        let reply = self.counting_charges(|record| record.answer(command));
         let changed = *self != before;
         (reply, changed)
+    }
+
+    /// Runs `step` and puts what it charged (settled, or expired and charged in full) in the
+    /// outbox for the day's usage index. A step's charges all go to the day the quota is on
+    /// after it: it moves to a new day, if at all, before charging anything.
+    fn counting_charges<R>(&mut self, step: impl FnOnce(&mut Self) -> R) -> R {
+        let (day, tokens, nano_usd) = (self.quota.day, self.quota.used_tokens, self.quota.used_nano_usd);
+        let result = step(self);
+        let quota = &self.quota;
+        let spent = if quota.day == day {
+            Spend {
+                tokens: quota.used_tokens.saturating_sub(tokens),
+                nano_usd: quota.used_nano_usd.saturating_sub(nano_usd),
+            }
+        } else {
+            Spend {
+                tokens: quota.used_tokens,
+                nano_usd: quota.used_nano_usd,
+            }
+        };
+        let day = utc_day(quota.day.saturating_mul(DAY_MS));
+        self.usage_outbox.add(day, spent);
+        result
     }
 
     fn answer(&mut self, command: &UserCommand) -> UserReply {
@@ -311,6 +357,7 @@ impl UserRecord {
                 now_ms,
                 continues,
                 plan,
+                sub,
             } => self.admit(AdmitAsk {
                 issued_at: *issued_at,
                 ask: *ask,
@@ -319,6 +366,7 @@ impl UserRecord {
                 now_ms: *now_ms,
                 continues: continues.as_deref(),
                 plan: plan.as_ref(),
+                sub: sub.as_deref(),
             }),
             UserCommand::Finish(finished) => {
                 self.finish(finished);
@@ -332,8 +380,22 @@ impl UserRecord {
                 self.quota.cancel(limits, *reservation_id, *now_ms);
                 UserReply::Finished
             }
-            UserCommand::Revoke { at } => self.set_revoked(Some(*at)),
-            UserCommand::Unrevoke {} => self.set_revoked(None),
+            UserCommand::Revoke { at } => {
+                self.revoked_at = Some(*at);
+                self.bans()
+            }
+            UserCommand::Unrevoke {} => {
+                self.revoked_at = None;
+                self.bans()
+            }
+            UserCommand::Block { at } => {
+                self.blocked_at = Some(*at);
+                self.bans()
+            }
+            UserCommand::Unblock {} => {
+                self.blocked_at = None;
+                self.bans()
+            }
             UserCommand::Status {
                 limits,
                 now_ms,
@@ -375,12 +437,16 @@ impl UserRecord {
         }
     }
 
-    /// Revocation first, then the plan in force (a request checked with another plan counts
+    /// A block or revocation first, then the plan in force (a request checked with another plan counts
     /// nothing), then the response it continues (a foreign id costs nothing, not even a
     /// request of the rate), then, with an `ask`, the quota.
     fn admit(&mut self, ask: AdmitAsk<'_>) -> UserReply {
-        if is_revoked(ask.issued_at, self.revoked_at) {
+        // A blocked user's refusal is a revoked token's: the client learns nothing more.
+        if self.blocked_at.is_some() || is_revoked(ask.issued_at, self.revoked_at) {
             return UserReply::Revoked;
+        }
+        if let Some(sub) = ask.sub.filter(|sub| self.usage_outbox.sub.as_deref() != Some(*sub)) {
+            self.usage_outbox.sub = Some(sub.to_owned());
         }
         if let Some(plan) = ask.plan {
             if let Some(in_force) = self.plan_mismatch(plan) {
@@ -416,12 +482,13 @@ impl UserRecord {
         }
     }
 
-    fn set_revoked(&mut self, at: Option<i64>) -> UserReply {
-        self.revoked_at = at;
+    /// The revocation and block, after an operator changed one.
+    fn bans(&self) -> UserReply {
         UserReply::Status {
-            revoked_at: at,
+            revoked_at: self.revoked_at,
             standing: None,
             plan: None,
+            blocked_at: self.blocked_at,
         }
     }
 
@@ -443,6 +510,7 @@ impl UserRecord {
             revoked_at: self.revoked_at,
             standing: Some(self.quota.standing(limits, now_ms)),
             plan: Some(plan),
+            blocked_at: self.blocked_at,
         }
     }
 }
@@ -503,6 +571,7 @@ mod tests {
                     alerts: AlertRules::default(),
                     now_ms: NOW,
                     continues: None,
+                    sub: None,
                     plan: None,
                 },
             )
@@ -530,6 +599,173 @@ mod tests {
             admit(&mut record, 50, None),
             UserReply::Admitted { reservation: None, .. }
         ));
+    }
+
+    #[test]
+    fn a_blocked_user_is_refused_whatever_the_token_s_iat_until_unblocked() {
+        let mut record = UserRecord::default();
+        let (reply, changed) = record.apply(&[], &UserCommand::Block { at: 100 });
+        assert!(changed);
+        assert!(
+            matches!(
+                reply,
+                UserReply::Status {
+                    blocked_at: Some(100),
+                    revoked_at: None,
+                    ..
+                }
+            ),
+            "{reply:?}"
+        );
+        for issued_at in [50, 100, 101, NOW / 1000 + 3600] {
+            assert_eq!(
+                admit(&mut record, issued_at, Some(ASK)),
+                UserReply::Revoked,
+                "iat {issued_at}"
+            );
+            assert_eq!(
+                admit(&mut record, issued_at, None),
+                UserReply::Revoked,
+                "a status read, iat {issued_at}"
+            );
+        }
+        let without_iat = record.apply(
+            &[],
+            &UserCommand::Admit {
+                issued_at: None,
+                ask: Some(ASK),
+                limits: LIMITS,
+                alerts: AlertRules::default(),
+                now_ms: NOW,
+                continues: None,
+                sub: None,
+                plan: None,
+            },
+        );
+        assert_eq!(without_iat, (UserReply::Revoked, false), "nothing counted");
+        assert!(record.quota.admitted_at_ms.is_empty() && record.quota.reservations.is_empty());
+        let status = UserCommand::Status {
+            limits: LIMITS,
+            now_ms: NOW,
+            plan_limits: BTreeMap::new(),
+        };
+        assert!(matches!(
+            record.apply(&[], &status).0,
+            UserReply::Status {
+                blocked_at: Some(100),
+                ..
+            }
+        ));
+        record.apply(&[], &UserCommand::Revoke { at: 200 });
+        record.apply(&[], &UserCommand::Unrevoke {});
+        assert_eq!(
+            admit(&mut record, 300, Some(ASK)),
+            UserReply::Revoked,
+            "lifting a revocation lifts no block"
+        );
+        record.apply(&[], &UserCommand::Unblock {});
+        assert!(matches!(
+            admit(&mut record, 50, Some(ASK)),
+            UserReply::Admitted {
+                reservation: Some(_),
+                ..
+            }
+        ));
+        let stored = serde_json::to_value(&record).unwrap();
+        assert!(
+            stored.get("blocked_at").is_none(),
+            "an unblocked record keeps its old form"
+        );
+    }
+
+    /// What the user's outbox holds for the day indexes, all batches together, by day.
+    fn reported(record: &mut UserRecord) -> BTreeMap<String, Spend> {
+        let mut by_day = BTreeMap::<String, Spend>::new();
+        while let Some((_, batch)) = record.usage_outbox.batch() {
+            for (day, spent) in batch.by_day {
+                let total = by_day.entry(day).or_default();
+                total.tokens += spent.tokens;
+                total.nano_usd += spent.nano_usd;
+            }
+            record.usage_outbox.acknowledged(batch.seq);
+        }
+        by_day
+    }
+
+    fn admit_as(record: &mut UserRecord, sub: Option<&str>, now_ms: i64) -> Reservation {
+        let command = UserCommand::Admit {
+            issued_at: Some(1),
+            ask: Some(ASK),
+            limits: LIMITS,
+            alerts: AlertRules::default(),
+            now_ms,
+            continues: None,
+            plan: None,
+            sub: sub.map(str::to_owned),
+        };
+        reservation_of(record.apply(&[], &command).0)
+    }
+
+    #[test]
+    fn every_charge_reaches_the_usage_index_an_expired_reservation_s_full_charge_included() {
+        let mut record = UserRecord::default();
+        let today = utc_day(NOW);
+        let settled = admit_as(&mut record, Some("alice"), NOW);
+        let lost = admit_as(&mut record, Some("alice"), NOW + 1);
+        record.apply(
+            &[finished(settled.id, 3)],
+            &UserCommand::Finish(finished(settled.id, 3)),
+        );
+        // The settlement of `lost` never arrives (its isolate was evicted): it expires.
+        let status = UserCommand::Status {
+            limits: LIMITS,
+            now_ms: lost.expires_at_ms,
+            plan_limits: BTreeMap::new(),
+        };
+        let (_, changed) = record.apply(&[], &status);
+        assert!(changed, "the expiry's charge is stored with the record");
+        assert_eq!(record.quota.used_tokens, 3 + ASK.tokens);
+        assert_eq!(
+            reported(&mut record),
+            BTreeMap::from([(
+                today.clone(),
+                Spend {
+                    tokens: 3 + ASK.tokens,
+                    nano_usd: 0
+                }
+            )]),
+            "what the index gets is what the user was charged"
+        );
+        // Past midnight, a reservation of yesterday expires: charged to the day the quota
+        // charges it to.
+        let late = admit_as(&mut record, Some("alice"), NOW + DAY_MS - RESERVATION_TIMEOUT_MS / 2);
+        let tomorrow = utc_day(late.expires_at_ms);
+        assert_ne!(tomorrow, today);
+        let status = UserCommand::Status {
+            limits: LIMITS,
+            now_ms: late.expires_at_ms,
+            plan_limits: BTreeMap::new(),
+        };
+        record.apply(&[], &status);
+        assert_eq!(
+            reported(&mut record),
+            BTreeMap::from([(
+                tomorrow,
+                Spend {
+                    tokens: ASK.tokens,
+                    nano_usd: 0
+                }
+            )])
+        );
+    }
+
+    #[test]
+    fn shared_objects_report_nothing_to_the_usage_index() {
+        let mut global = UserRecord::default();
+        let reservation = admit_as(&mut global, None, NOW);
+        global.apply(&[], &UserCommand::Finish(finished(reservation.id, 4)));
+        assert!(global.usage_outbox.is_empty());
+        assert!(serde_json::to_value(&global).unwrap().get("usage_outbox").is_none());
     }
 
     #[test]
@@ -623,6 +859,7 @@ mod tests {
             alerts: AlertRules::default(),
             now_ms,
             continues: None,
+            sub: None,
             plan: None,
         };
         record.apply(settle, &admission).0
@@ -761,6 +998,7 @@ mod tests {
             alerts: AlertRules::default(),
             now_ms: NOW,
             continues: None,
+            sub: None,
             plan: None,
         };
         assert!(!record.apply(&[], &status_read).1);
@@ -797,6 +1035,7 @@ mod tests {
                 alerts: AlertRules::default(),
                 now_ms,
                 continues: Some(id.to_owned()),
+                sub: None,
                 plan: None,
             },
         )
@@ -899,6 +1138,7 @@ mod tests {
                     alerts: AlertRules::default(),
                     now_ms: NOW,
                     continues: None,
+                    sub: None,
                     plan: Some(PlanAsk {
                         checked: checked.into(),
                         claimed: claimed.map(str::to_owned),

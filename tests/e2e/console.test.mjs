@@ -63,11 +63,11 @@ async function chat(sub, token = mintToken({ sub })) {
   await response.arrayBuffer();
   return response.status;
 }
-/** Waits until today's index lists `sub` with `tokens` (it is written after the response). */
+/** Waits until today's index lists `sub` with `tokens` (users' objects send it within seconds). */
 async function indexed(sub, tokens) {
-  await within(5000, (async () => {
+  await within(15_000, (async () => {
     for (;;) {
-      const { users } = await adminJson("/admin/usage");
+      const { users } = await adminJson("/admin/usage?limit=1000");
       if (users.some((user) => user.sub === sub && user.total_tokens === tokens)) return;
       await new Promise((resolve) => setTimeout(resolve, 25));
     }
@@ -81,7 +81,7 @@ function addDays(day, n) {
 
 // ---- The admin API ----
 
-test("GET /admin/usage?from&to lists every day of the range, empty days included, with each day's totals", async () => {
+test("GET /admin/usage?from&to has every day of the range, empty days included, with each day's totals and top spenders", async () => {
   for (let i = 0; i < 2; i++) assert.equal(await chat("ranger"), 200);
   await indexed("ranger", 2 * PER_CALL);
   const { day: today } = await adminJson("/admin/budget");
@@ -91,13 +91,14 @@ test("GET /admin/usage?from&to lists every day of the range, empty days included
   assert.equal(report.to, today);
   assert.deepEqual(report.days.map((day) => day.day), [from, addDays(today, -1), today]);
   for (const empty of report.days.slice(0, 2)) {
-    assert.equal(empty.total_tokens, 0);
-    assert.deepEqual(empty.users, []);
+    assert.deepEqual([empty.total_tokens, empty.user_count, empty.top], [0, 0, []]);
   }
   const last = report.days[2];
-  const ranger = last.users.find((user) => user.sub === "ranger");
+  const ranger = last.top.find((user) => user.sub === "ranger");
   assert.equal(ranger.total_tokens, 2 * PER_CALL);
-  assert.equal(last.total_tokens, last.users.reduce((sum, user) => sum + user.total_tokens, 0));
+  const { users } = await adminJson(`/admin/usage?day=${today}&limit=1000`);
+  assert.equal(last.user_count, users.length);
+  assert.equal(last.total_tokens, users.reduce((sum, user) => sum + user.total_tokens, 0));
 });
 
 test("a range of 31 days is answered, and one of 32 days, backwards or half given is a 400 naming the parameter", async () => {
@@ -131,11 +132,11 @@ test("a day's dollars in the range are what its users' usage cost at the configu
   assert.equal(await chat("payer"), 200);
   await indexed("payer", PER_CALL);
   const { day: today } = await adminJson("/admin/budget");
-  const report = await adminJson(`/admin/usage?from=${today}&to=${today}`);
-  const payer = report.days[0].users.find((user) => user.sub === "payer");
+  const report = await adminJson(`/admin/usage?day=${today}&limit=1000`);
+  const payer = report.users.find((user) => user.sub === "payer");
   assert.ok(Math.abs(payer.total_usd - (PER_CALL * PRICE_USD_PER_MILLION) / 1e6) < 1e-9, `${payer.total_usd}`);
-  const sum = report.days[0].users.reduce((total, user) => total + user.total_usd, 0);
-  assert.ok(Math.abs(report.days[0].total_usd - sum) < 1e-9);
+  const sum = report.users.reduce((total, user) => total + user.total_usd, 0);
+  assert.ok(Math.abs(report.total_usd - sum) < 1e-9);
 });
 
 test("the console page and its files are served with their types and a strict CSP", async () => {
@@ -268,6 +269,34 @@ test("revoking a user from the console refuses their next request, and lifting i
     assert.equal(await text(page, "#user-status"), "Active");
     assert.equal(await chat("suspect", oldToken), 200, "lifted");
     assert.equal(await page.evaluate(() => window.sameDocument), true, "no reload");
+    assert.deepEqual(errors, []);
+  } finally {
+    await close();
+  }
+});
+
+test("blocking a user from the console refuses even a token minted after it, and unblocking lets them back", { skip: noBrowser }, async () => {
+  assert.equal(await chat("troll"), 200);
+  const { page, errors, close } = await openConsole();
+  try {
+    await signIn(page);
+    await page.waitForSelector("#top-users", { timeout: 5000 });
+    await lookUp(page, "troll");
+    assert.equal(await page.isVisible("#unblock"), false);
+    await page.click("#block");
+    assert.match(await text(page, "#confirm-text"), /Block “troll”/);
+    await confirm(page);
+    await page.waitForFunction(() => document.getElementById("message").textContent === "Blocked troll.", null, { timeout: 5000 });
+    assert.match(await text(page, "#user-status"), /^Blocked every token is refused, since .+$/);
+    assert.equal(await page.isVisible("#block"), false);
+    const refreshed = mintToken({ sub: "troll", iat: Math.floor(Date.now() / 1000) + 1 });
+    assert.equal(await chat("troll", refreshed), 401, "a token minted after the block");
+
+    await page.click("#unblock");
+    await confirm(page);
+    await page.waitForFunction(() => document.getElementById("message").textContent === "Unblocked troll.", null, { timeout: 5000 });
+    assert.equal(await text(page, "#user-status"), "Active");
+    assert.equal(await chat("troll", refreshed), 200, "unblocked");
     assert.deepEqual(errors, []);
   } finally {
     await close();

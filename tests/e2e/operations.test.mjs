@@ -82,15 +82,26 @@ test("the global budget passing ALERT_BUDGET_PERCENT raises one alert a day", as
   assert.deepEqual([after.lines.length, after.hooks.length], [1, 1], "not again the same day");
 });
 
+/** Today's listing once it has `sub` (with `tokens`): users' objects send their charges within seconds. */
+async function listing(sub, tokens) {
+  return within(15_000, (async () => {
+    for (;;) {
+      const response = await fetch(`${proxy.url}/admin/usage`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+      assert.equal(response.status, 200);
+      assert.equal(response.headers.get("cache-control"), "no-store", "every user's spending must not be cached");
+      const listed = await response.json();
+      if (listed.users.some((u) => u.sub === sub && (tokens === undefined || u.total_tokens === tokens))) return listed;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  })(), `${sub} in today's listing`);
+}
+
 test("GET /admin/usage lists every user's tokens of the day", async () => {
-  // A listing sends its own isolate's batch first: no wait needed.
-  const response = await fetch(`${proxy.url}/admin/usage`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
-  assert.equal(response.status, 200);
-  assert.equal(response.headers.get("cache-control"), "no-store", "every user's spending must not be cached");
-  const { day, users } = await response.json();
-  assert.match(day, /^\d{4}-\d{2}-\d{2}$/);
   const perCall = usage(JSON.parse(chatBody())).total_tokens;
-  const bySub = Object.fromEntries(users.map((u) => [u.sub, u.total_tokens]));
+  const bySubOf = ({ users }) => Object.fromEntries(users.map((u) => [u.sub, u.total_tokens]));
+  const { day } = await listing("spiky", 6 * perCall);
+  assert.match(day, /^\d{4}-\d{2}-\d{2}$/);
+  const bySub = bySubOf(await listing("calm", 2 * perCall));
   assert.equal(bySub.spiky, 6 * perCall);
   assert.equal(bySub.calm, 2 * perCall);
 
@@ -104,8 +115,45 @@ test("GET /admin/usage lists every user's tokens of the day", async () => {
 
 test("GET /admin/usage lists a sub exactly, even one that looks like the index's own key prefix", async () => {
   await chat("tokens:tokens:mallory");
-  const response = await fetch(`${proxy.url}/admin/usage`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
-  const subs = (await response.json()).users.map((u) => u.sub);
+  const subs = (await listing("tokens:tokens:mallory")).users.map((u) => u.sub);
   assert.ok(subs.includes("tokens:tokens:mallory"), `listed as ${JSON.stringify(subs)}`);
   assert.ok(!subs.includes("mallory") && !subs.includes("tokens:mallory"), "another user's name");
+});
+
+test("a blocked user's every token is refused like a bad token, a freshly minted one included, until unblocked", async () => {
+  const admin = (method, path) => fetch(`${proxy.url}/admin/users/blocky${path}`, { method, headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+  const request = (token) => fetch(`${proxy.url}/v1/chat/completions`, { method: "POST", headers: browserHeaders(token), body: chatBody() });
+  const before = await request(mintToken({ sub: "blocky" }));
+  assert.equal(before.status, 200);
+  await before.arrayBuffer();
+
+  const blocked = await admin("POST", "/block");
+  assert.equal(blocked.status, 200);
+  const { blocked_at: blockedAt, revoked_at: revokedAt } = await blocked.json();
+  assert.ok(Math.abs(blockedAt - Date.now() / 1000) < 60, `blocked_at ${blockedAt}`);
+  assert.equal(revokedAt, null, "a block is not a revocation");
+
+  // What an identity provider's refresh gives: a new token, issued after the block.
+  const refreshed = await request(mintToken({ sub: "blocky", iat: Math.floor(Date.now() / 1000) + 1 }));
+  const forged = await request(mintToken({ sub: "blocky" }, { secret: "not-the-secret-of-this-proxy-0123456789abcdef" }));
+  assert.deepEqual([refreshed.status, forged.status], [401, 401]);
+  assert.equal(refreshed.headers.get("www-authenticate"), forged.headers.get("www-authenticate"));
+  assert.equal(refreshed.headers.get("access-control-allow-origin"), forged.headers.get("access-control-allow-origin"));
+  const [refusal, forgery] = [(await refreshed.json()).error, (await forged.json()).error];
+  assert.deepEqual(Object.keys(refusal).sort(), Object.keys(forgery).sort());
+  assert.deepEqual([refusal.type, refusal.code], [forgery.type, forgery.code]);
+  const usageRead = await fetch(`${proxy.url}/v1/usage`, { headers: { authorization: `Bearer ${mintToken({ sub: "blocky" })}` } });
+  assert.equal(usageRead.status, 401, "a status read too");
+  await usageRead.arrayBuffer();
+
+  const shown = await admin("GET", "");
+  assert.equal(shown.status, 200);
+  const standing = await shown.json();
+  assert.deepEqual([standing.sub, standing.blocked_at], ["blocky", blockedAt]);
+
+  const lifted = await admin("DELETE", "/block");
+  assert.equal((await lifted.json()).blocked_at, null);
+  const after = await request(mintToken({ sub: "blocky" }));
+  assert.equal(after.status, 200, "unblocked");
+  await after.arrayBuffer();
 });

@@ -104,7 +104,7 @@ describe("a daily budget in dollars", () => {
     const line = setup.proxy.logs.find((l) => l.route === "chat.completions" && l.sub === "usd-logged");
     assert.equal(line.cost_usd, cost);
     assert.equal(line.plan, "default");
-    const listed = await within(5000, (async () => {
+    const listed = await within(15_000, (async () => {
       for (;;) {
         const day = await (await admin(setup.proxy, "GET", "/admin/usage")).json();
         const entry = day.users.find((user) => user.sub === "usd-logged");

@@ -4,7 +4,7 @@
 
 const TOKEN_KEY = "openai-edge-proxy.admin-token";
 const HISTORY_DAYS = 14;
-const TOP_USERS = 10;
+const DAY_PAGE = 50;
 const SVG = "http://www.w3.org/2000/svg";
 const $ = (id) => document.getElementById(id);
 
@@ -128,7 +128,7 @@ async function run(action) {
   }
 }
 
-// ---- Overview: today, top users, the last 14 days ----
+// ---- Overview: today, top users, the last 14 days (each day's summary, never its users) ----
 
 const state = { sub: null, usage: null, dollars: false };
 
@@ -136,8 +136,8 @@ async function loadOverview() {
   const budget = await api("GET", "/admin/budget");
   const from = addDays(budget.day, -(HISTORY_DAYS - 1));
   const range = await api("GET", `/admin/usage?from=${from}&to=${budget.day}`);
-  state.dollars = range.days.some((day) => typeof day.total_usd === "number");
-  const today = range.days.at(-1) ?? { day: budget.day, total_tokens: 0, users: [] };
+  state.dollars = range.days.some((day) => day.total_usd > 0);
+  const today = range.days.at(-1) ?? { day: budget.day, total_tokens: 0, total_usd: 0, user_count: 0, top: [] };
   renderToday(budget, today);
   renderTopUsers(today);
   renderHistory(range.days);
@@ -190,23 +190,39 @@ function spendValue(entry) {
 }
 
 function renderTopUsers(today) {
-  const users = [...today.users].sort((a, b) => spendValue(b) - spendValue(a) || b.total_tokens - a.total_tokens).slice(0, TOP_USERS);
+  // The index keeps the day's top spenders, biggest first.
+  const users = today.top;
   const max = Math.max(0, ...users.map(spendValue));
   $("top-empty").hidden = users.length > 0;
-  $("top-users").replaceChildren(
-    ...users.map((user) => {
-      const item = element("li");
-      item.dataset.sub = user.sub;
-      const name = element("button", user.sub, "link");
-      name.type = "button";
-      name.setAttribute("aria-label", `Look up ${user.sub}`);
-      name.addEventListener("click", () => lookUp(user.sub));
-      const figure = element("span", spendText(user), "figure");
-      figure.title = `${user.total_tokens.toLocaleString()} tokens`;
-      item.append(name, figure, meter(spendValue(user), max, `${user.sub}'s spend against the top spender's`, { budget: false }));
-      return item;
-    }),
-  );
+  $("top-users").replaceChildren(...users.map((user) => userItem(user, max)));
+}
+
+function userItem(user, max) {
+  const item = element("li");
+  item.dataset.sub = user.sub;
+  const name = element("button", user.sub, "link");
+  name.type = "button";
+  name.setAttribute("aria-label", `Look up ${user.sub}`);
+  name.addEventListener("click", () => lookUp(user.sub));
+  const figure = element("span", spendText(user), "figure");
+  figure.title = `${user.total_tokens.toLocaleString()} tokens`;
+  item.append(name, figure);
+  if (max !== undefined) item.append(meter(spendValue(user), max, `${user.sub}'s spend against the top spender's`, { budget: false }));
+  return item;
+}
+
+/** One page of a day's users, in id order; `more` appends the next page. */
+async function loadDay(day, cursor) {
+  const query = `day=${day}&limit=${DAY_PAGE}${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ""}`;
+  const page = await api("GET", `/admin/usage?${query}`);
+  $("day-users").hidden = false;
+  $("day-users-title").textContent = `Users of ${dayLabel(day)} (UTC day), ${page.user_count} in all`;
+  const list = $("day-users-list");
+  if (!cursor) list.replaceChildren();
+  list.append(...page.users.map((user) => userItem(user)));
+  const more = $("day-users-more");
+  more.hidden = !page.next_cursor;
+  more.onclick = () => run(() => loadDay(day, page.next_cursor));
 }
 
 function renderHistory(days) {
@@ -236,7 +252,7 @@ function renderHistory(days) {
     const x = i * slot + slot * 0.15;
     const bar = add("rect", { x, y: height - bottom - barHeight, width: slot * 0.7, height: Math.max(barHeight, value > 0 ? 1 : 0), class: "bar" });
     const title = document.createElementNS(SVG, "title");
-    title.textContent = `${day.day} (UTC): ${spendText(day)}, ${day.users.length} user${day.users.length === 1 ? "" : "s"}`;
+    title.textContent = `${day.day} (UTC): ${spendText(day)}, ${day.user_count} user${day.user_count === 1 ? "" : "s"}`;
     bar.append(title);
     // Every other label on narrow screens would collide; the day of the month is enough.
     add("text", { x: x + slot * 0.35, y: height - 8, class: "axis", "text-anchor": "middle" }, day.day.slice(8));
@@ -247,9 +263,15 @@ function renderHistory(days) {
   $("history-table").tBodies[0].replaceChildren(
     ...days.map((day) => {
       const row = element("tr");
-      row.append(element("td", day.day), element("td", day.total_tokens.toLocaleString()));
+      const name = element("button", day.day, "link");
+      name.type = "button";
+      name.setAttribute("aria-label", `List the users of ${day.day}`);
+      name.addEventListener("click", () => run(() => loadDay(day.day)));
+      const cell = element("td");
+      cell.append(name);
+      row.append(cell, element("td", day.total_tokens.toLocaleString()));
       if (state.dollars) row.append(element("td", usd(day.total_usd)));
-      row.append(element("td", String(day.users.length)));
+      row.append(element("td", String(day.user_count)));
       return row;
     }),
   );
@@ -282,11 +304,16 @@ function renderUser(usage) {
   $("user-sub").textContent = usage.sub;
   const facts = [];
   const revoked = usage.revoked_at != null;
-  const status = element("span", revoked ? "Revoked" : "Active", revoked ? "badge bad" : "badge good");
+  const blocked = usage.blocked_at != null;
   const statusLine = element("span");
   statusLine.id = "user-status";
-  statusLine.append(status);
-  if (revoked) statusLine.append(" tokens issued until ", timeElement(new Date(usage.revoked_at * 1000)), " are refused");
+  if (blocked) {
+    statusLine.append(element("span", "Blocked", "badge bad"), " every token is refused, since ", timeElement(new Date(usage.blocked_at * 1000)));
+  } else if (revoked) {
+    statusLine.append(element("span", "Revoked", "badge bad"), " tokens issued until ", timeElement(new Date(usage.revoked_at * 1000)), " are refused");
+  } else {
+    statusLine.append(element("span", "Active", "badge good"));
+  }
   facts.push(fact("Status", statusLine));
   const hasPlans = typeof usage.plan === "string";
   if (hasPlans) {
@@ -324,6 +351,8 @@ function renderUser(usage) {
   $("user-facts").replaceChildren(...facts);
   $("revoke").hidden = revoked;
   $("lift").hidden = !revoked;
+  $("block").hidden = blocked;
+  $("unblock").hidden = !blocked;
   $("plan-form").hidden = !hasPlans;
   $("clear-plan").disabled = usage.plan_source !== "override";
 }
@@ -402,6 +431,17 @@ document.addEventListener("DOMContentLoaded", () => {
       (base) => api("DELETE", `${base}/revoke`),
       `Lifted the revocation of ${state.sub}.`,
     ),
+  );
+  $("block").addEventListener("click", () =>
+    act(
+      `Block “${state.sub}”? Every token of theirs is refused, those their sign-in provider issues later included, until you unblock them.`,
+      "Block",
+      (base) => api("POST", `${base}/block`),
+      `Blocked ${state.sub}.`,
+    ),
+  );
+  $("unblock").addEventListener("click", () =>
+    act(`Unblock “${state.sub}”? Their tokens work again (a revocation still holds).`, "Unblock", (base) => api("DELETE", `${base}/block`), `Unblocked ${state.sub}.`),
   );
   $("plan-form").addEventListener("submit", (event) => {
     event.preventDefault();
