@@ -17,6 +17,7 @@
 //! that day's budget. One that ends after the day is over (a stream across midnight, an expiry
 //! after it) costs the new day's budget nothing.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -141,6 +142,11 @@ pub struct QuotaState {
     /// Nano-USD spent on `day`.
     #[serde(default)]
     pub used_nano_usd: u64,
+    /// What was charged since the caller last took it, by the UTC day each charge belongs to
+    /// (a reservation's: a request that ends after midnight belongs to the day it was made,
+    /// which the counters have left). For the usage report; never stored.
+    #[serde(skip)]
+    charged_by_day: BTreeMap<i64, Spend>,
 }
 
 /// Where a user stands: for response headers, 429s and `/v1/usage`.
@@ -333,9 +339,18 @@ impl QuotaState {
     /// Charges `spent` if the reservation was made on the day the counters hold; a day that
     /// is over already started over, and the new day's budget never admitted it.
     fn charge_to_its_day(&mut self, reservation: &Reservation, spent: Spend) {
-        if reservation.made_at_ms().div_euclid(DAY_MS) >= self.day {
+        let day = reservation.made_at_ms().div_euclid(DAY_MS);
+        let charged = self.charged_by_day.entry(day).or_default();
+        charged.tokens = charged.tokens.saturating_add(spent.tokens);
+        charged.nano_usd = charged.nano_usd.saturating_add(spent.nano_usd);
+        if day >= self.day {
             self.charge(spent);
         }
+    }
+
+    /// What was charged since the last call, by UTC day (days since the epoch).
+    pub fn take_charges(&mut self) -> BTreeMap<i64, Spend> {
+        std::mem::take(&mut self.charged_by_day)
     }
 
     /// Adds to the day's use, saturating: a usage report with absurd counts must not wrap

@@ -325,25 +325,13 @@ impl UserRecord {
     }
 
     /// Runs `step` and puts what it charged (settled, or expired and charged in full) in the
-    /// outbox for the day's usage index. A step's charges all go to the day the quota is on
-    /// after it: it moves to a new day, if at all, before charging anything.
+    /// outbox for the usage index, each charge under the day it belongs to: a request that
+    /// ends after midnight is reported on the day it was made, as the quota charged it.
     fn counting_charges<R>(&mut self, step: impl FnOnce(&mut Self) -> R) -> R {
-        let (day, tokens, nano_usd) = (self.quota.day, self.quota.used_tokens, self.quota.used_nano_usd);
         let result = step(self);
-        let quota = &self.quota;
-        let spent = if quota.day == day {
-            Spend {
-                tokens: quota.used_tokens.saturating_sub(tokens),
-                nano_usd: quota.used_nano_usd.saturating_sub(nano_usd),
-            }
-        } else {
-            Spend {
-                tokens: quota.used_tokens,
-                nano_usd: quota.used_nano_usd,
-            }
-        };
-        let day = utc_day(quota.day.saturating_mul(DAY_MS));
-        self.usage_outbox.add(day, spent);
+        for (day, spent) in self.quota.take_charges() {
+            self.usage_outbox.add(utc_day(day.saturating_mul(DAY_MS)), spent);
+        }
         result
     }
 
@@ -736,11 +724,11 @@ mod tests {
             )]),
             "what the index gets is what the user was charged"
         );
-        // Past midnight, a reservation of yesterday expires: charged to the day the quota
-        // charges it to.
-        let late = admit_as(&mut record, Some("alice"), NOW + DAY_MS - RESERVATION_TIMEOUT_MS / 2);
-        let tomorrow = utc_day(late.expires_at_ms);
-        assert_ne!(tomorrow, today);
+        // A reservation made a minute before midnight expires after it: reported on the day
+        // it was made, as the quota charged it (the new day's budget never admitted it).
+        let midnight = (NOW.div_euclid(DAY_MS) + 1) * DAY_MS;
+        let late = admit_as(&mut record, Some("alice"), midnight - 60_000);
+        assert_ne!(utc_day(late.expires_at_ms), today);
         let status = UserCommand::Status {
             limits: LIMITS,
             now_ms: late.expires_at_ms,
@@ -750,13 +738,14 @@ mod tests {
         assert_eq!(
             reported(&mut record),
             BTreeMap::from([(
-                tomorrow,
+                today,
                 Spend {
                     tokens: ASK.tokens,
                     nano_usd: 0
                 }
             )])
         );
+        assert_eq!(record.quota.used_tokens, 0, "the new day's budget is untouched");
     }
 
     #[test]
