@@ -4,7 +4,7 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::budget::cost::CostRules;
+use crate::budget::cost::{is_search_model, CostRules};
 use crate::error::ProxyError;
 use crate::objects::owned_responses::MAX_RESPONSE_ID_BYTES;
 use crate::request::attribution::SafetyKey;
@@ -177,10 +177,81 @@ pub(crate) fn check_tools(
                 )
             })?;
             per_call = per_call.max(hosted.reserve_tokens_per_call);
+            check_tool_resources(tool, rules).map_err(|(suffix, why)| meter.refuse(&suffix, why))?;
             meter.json(tool)
         })?;
     }
     Ok(per_call)
+}
+
+/// A hosted tool's settings that name resources of the operator's organisation, which every
+/// user shares: vector stores only from `ALLOWED_VECTOR_STORES`; files (`file_id`, `file_ids`
+/// anywhere in the settings) and existing containers (a `container` given by id) never. A
+/// client can neither upload files nor create stores or containers through the proxy, so any
+/// id it names is the operator's or another user's. Returns the refused field's path and why.
+fn check_tool_resources(tool: &Value, rules: &CostRules) -> Result<(), (String, String)> {
+    match tool.get("vector_store_ids") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(stores)) => {
+            if let Some(index) = stores.iter().position(|store| {
+                !store
+                    .as_str()
+                    .is_some_and(|id| rules.allowed_vector_stores.iter().any(|allowed| allowed == id))
+            }) {
+                return Err((
+                    format!(".vector_store_ids[{index}]"),
+                    "This proxy does not allow searching that vector store.".into(),
+                ));
+            }
+        }
+        Some(_) => {
+            return Err((
+                ".vector_store_ids".into(),
+                "`vector_store_ids` must be an array.".into(),
+            ))
+        }
+    }
+    if tool.get("container").is_some_and(Value::is_string) {
+        return Err((
+            ".container".into(),
+            "A container must be `{\"type\": \"auto\"}`: this proxy does not allow existing containers.".into(),
+        ));
+    }
+    match file_reference(tool) {
+        Some(path) => Err((
+            path,
+            "This proxy does not allow a hosted tool to read files by id.".into(),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The path of the first `file_id` or `file_ids` in `value` that names something.
+fn file_reference(value: &Value) -> Option<String> {
+    match value {
+        Value::Object(fields) => fields.iter().find_map(|(key, field)| {
+            if matches!(key.as_str(), "file_id" | "file_ids") && !is_empty(field) {
+                return Some(format!(".{key}"));
+            }
+            file_reference(field).map(|path| format!(".{key}{path}"))
+        }),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(index, item)| file_reference(item).map(|path| format!("[{index}]{path}"))),
+        Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_) => None,
+    }
+}
+
+/// Null, or an empty string, array or object: names nothing.
+pub(crate) fn is_empty(value: &Value) -> bool {
+    match value {
+        Value::Null => true,
+        Value::String(text) => text.is_empty(),
+        Value::Array(items) => items.is_empty(),
+        Value::Object(fields) => fields.is_empty(),
+        Value::Bool(_) | Value::Number(_) => false,
+    }
 }
 
 /// `max_tool_calls` of a request with hosted tools: at most `MAX_HOSTED_TOOL_CALLS`, and set to
@@ -206,17 +277,25 @@ fn is_null(value: Option<&Value>) -> bool {
     matches!(value, None | Some(Value::Null))
 }
 
-/// Search models (`web_search_options` in Chat Completions) search once per request and bill it
-/// like the `web_search` tool: its per-call reserve, or a refusal when it is not allowed.
-pub(crate) fn search_model_fee(body: &Map<String, Value>, rules: &CostRules) -> Result<u64, ProxyError> {
-    if is_null(body.get("web_search_options")) {
-        return Ok(0);
-    }
-    let web_search = rules.hosted_tool("web_search").ok_or_else(|| {
-        ProxyError::invalid_request(
-            "`web_search_options` is not accepted: this proxy does not allow web search.",
-            Some("web_search_options"),
+/// A search model (`is_search_model`, or any model given `web_search_options` in Chat
+/// Completions) searches once per request, `web_search_options` or not, and bills it like the
+/// `web_search` tool: its per-call reserve, or a refusal when it is not allowed.
+pub(crate) fn search_model_fee(body: &Map<String, Value>, model: &str, rules: &CostRules) -> Result<u64, ProxyError> {
+    let (field, refusal) = if is_search_model(model) {
+        (
+            "model",
+            format!("`{model}` searches the web on every call, and this proxy does not allow web search."),
         )
-    })?;
+    } else if !is_null(body.get("web_search_options")) {
+        (
+            "web_search_options",
+            "`web_search_options` is not accepted: this proxy does not allow web search.".to_owned(),
+        )
+    } else {
+        return Ok(0);
+    };
+    let web_search = rules
+        .hosted_tool("web_search")
+        .ok_or_else(|| ProxyError::invalid_request(refusal, Some(field)))?;
     Ok(web_search.reserve_tokens_per_call)
 }
