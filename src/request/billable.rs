@@ -299,3 +299,135 @@ pub(crate) fn search_model_fee(body: &Map<String, Value>, model: &str, rules: &C
         .ok_or_else(|| ProxyError::invalid_request(refusal, Some(field)))?;
     Ok(web_search.reserve_tokens_per_call)
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{json, Value};
+
+    use crate::config::Config;
+    use crate::error::ProxyError;
+    use crate::request::ApiRequest;
+    use crate::testing::policy::{parse_chat_request, parse_responses_request};
+
+    fn responses(extra: Value, config: &Config) -> Result<ApiRequest, ProxyError> {
+        let mut body = json!({"model": "gpt-4o-mini", "input": "hi"});
+        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        parse_responses_request(body.to_string().as_bytes(), config, "alice")
+    }
+
+    fn chat(extra: Value, config: &Config) -> Result<ApiRequest, ProxyError> {
+        let mut body = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]});
+        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        parse_chat_request(body.to_string().as_bytes(), config, "alice")
+    }
+
+    fn refused_at(result: Result<ApiRequest, ProxyError>) -> Option<String> {
+        let Err(ProxyError::InvalidRequest { param, .. }) = result else {
+            return None;
+        };
+        param
+    }
+
+    fn forwarded(request: &ApiRequest) -> Value {
+        serde_json::from_str(request.upstream_body()).unwrap()
+    }
+
+    #[test]
+    fn file_search_may_search_only_the_vector_stores_the_operator_lists() {
+        let tools = |stores: Value| json!({"tools": [{"type": "file_search", "vector_store_ids": stores}]});
+        let unlisted = Config::for_tests(&[("ALLOWED_HOSTED_TOOLS", "file_search:800")]).unwrap();
+        assert_eq!(
+            refused_at(responses(tools(json!(["vs_operator_private"])), &unlisted)).as_deref(),
+            Some("tools[0].vector_store_ids[0]"),
+            "no store is listed by default"
+        );
+        let listed = Config::for_tests(&[
+            ("ALLOWED_HOSTED_TOOLS", "file_search:800"),
+            ("ALLOWED_VECTOR_STORES", "vs_docs, vs_faq"),
+        ])
+        .unwrap();
+        assert!(responses(tools(json!(["vs_faq", "vs_docs"])), &listed).is_ok());
+        for (stores, field) in [
+            (
+                json!(["vs_docs", "vs_operator_private"]),
+                "tools[0].vector_store_ids[1]",
+            ),
+            (json!([7]), "tools[0].vector_store_ids[0]"),
+            (json!("vs_docs"), "tools[0].vector_store_ids"),
+        ] {
+            assert_eq!(refused_at(responses(tools(stores), &listed)).as_deref(), Some(field));
+        }
+    }
+
+    #[test]
+    fn a_hosted_tool_may_not_name_files_or_existing_containers_of_the_organisation() {
+        let config =
+            Config::for_tests(&[("ALLOWED_HOSTED_TOOLS", "code_interpreter:1000,image_generation:2000")]).unwrap();
+        let auto = json!({"tools": [{"type": "code_interpreter", "container": {"type": "auto"}}]});
+        assert!(responses(auto, &config).is_ok());
+        for (tool, field) in [
+            (
+                json!({"type": "code_interpreter", "container": {"type": "auto", "file_ids": ["file-payroll"]}}),
+                "tools[0].container.file_ids",
+            ),
+            (
+                json!({"type": "code_interpreter", "container": "cntr_someone_else"}),
+                "tools[0].container",
+            ),
+            (
+                json!({"type": "image_generation", "input_image_mask": {"file_id": "file-x"}}),
+                "tools[0].input_image_mask.file_id",
+            ),
+        ] {
+            assert_eq!(
+                refused_at(responses(json!({ "tools": [tool] }), &config)).as_deref(),
+                Some(field)
+            );
+        }
+        let no_files = json!({"tools": [{"type": "code_interpreter", "container": {"type": "auto", "file_ids": []}}]});
+        assert!(responses(no_files, &config).is_ok(), "an empty list names nothing");
+    }
+
+    #[test]
+    fn a_search_model_is_web_search_on_every_call_and_pays_its_fee_without_web_search_options() {
+        let models = "gpt-4o-mini,gpt-4o-search-preview,gpt-4o-mini-search-preview-2025-03-11,gpt-5-search-api";
+        let refusing = Config::for_tests(&[("ALLOWED_MODELS", models)]).unwrap();
+        let allowing =
+            Config::for_tests(&[("ALLOWED_MODELS", models), ("ALLOWED_HOSTED_TOOLS", "web_search:5000")]).unwrap();
+        for model in [
+            "gpt-4o-search-preview",
+            "gpt-4o-mini-search-preview-2025-03-11",
+            "gpt-5-search-api",
+        ] {
+            let body = json!({ "model": model });
+            assert_eq!(
+                refused_at(chat(body.clone(), &refusing)).as_deref(),
+                Some("model"),
+                "{model} searches though web_search is not allowed"
+            );
+            let request = chat(body, &allowing).unwrap();
+            let bytes = request.upstream_body().len() as u64;
+            assert_eq!(request.reserve_tokens, (bytes + 5000) * 2 + 1024 + 5000, "{model}");
+            assert_eq!((request.tool_fees.calls, request.tool_fees.tokens_per_call), (1, 5000));
+            assert_eq!(
+                refused_at(responses(json!({ "model": model }), &refusing)).as_deref(),
+                Some("model")
+            );
+        }
+        let plain = chat(json!({}), &allowing).unwrap();
+        assert_eq!(plain.tool_fees.calls, 0, "other models pay no search fee");
+    }
+
+    #[test]
+    fn chat_completions_are_not_stored_unless_the_operator_says_so() {
+        let default = Config::for_tests(&[]).unwrap();
+        for extra in [json!({"store": true}), json!({})] {
+            assert_eq!(forwarded(&chat(extra, &default).unwrap())["store"], false);
+        }
+        let storing = Config::for_tests(&[("RESPONSES_STORE", "true")]).unwrap();
+        assert_eq!(
+            forwarded(&chat(json!({"store": true}), &storing).unwrap())["store"],
+            true
+        );
+    }
+}
