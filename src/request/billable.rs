@@ -170,18 +170,25 @@ pub(crate) fn check_tools(
             if kind == "function" {
                 return meter.definition(tool);
             }
-            let hosted = rules.hosted_tool(kind).ok_or_else(|| {
-                meter.refuse(
-                    ".type",
-                    format!("This proxy does not allow the hosted tool `{kind}`; only `function` tools."),
-                )
-            })?;
-            per_call = per_call.max(hosted.reserve_tokens_per_call);
-            check_tool_resources(tool, rules).map_err(|(suffix, why)| meter.refuse(&suffix, why))?;
+            per_call = per_call.max(hosted_tool(tool, kind, meter, rules)?);
             meter.json(tool)
         })?;
     }
     Ok(per_call)
+}
+
+/// A hosted tool (`kind` is not `function`), wherever it is given: the operator must allow it
+/// (`ALLOWED_HOSTED_TOOLS`), and its settings may not name the organisation's resources.
+/// Returns its per-call reserve; `meter` is at the tool.
+pub(crate) fn hosted_tool(tool: &Value, kind: &str, meter: &PromptMeter, rules: &CostRules) -> Result<u64, ProxyError> {
+    let hosted = rules.hosted_tool(kind).ok_or_else(|| {
+        meter.refuse(
+            ".type",
+            format!("This proxy does not allow the hosted tool `{kind}`; only `function` tools."),
+        )
+    })?;
+    check_tool_resources(tool, rules).map_err(|(suffix, why)| meter.refuse(&suffix, why))?;
+    Ok(hosted.reserve_tokens_per_call)
 }
 
 /// A hosted tool's settings that name resources of the operator's organisation, which every

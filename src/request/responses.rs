@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use super::billable::{
-    attribute, check_price_fields, check_tools, continuation, hosted_call_cap, is_empty, search_model_fee,
+    attribute, check_price_fields, check_tools, continuation, hosted_call_cap, hosted_tool, is_empty, search_model_fee,
 };
 use super::forwarding::UpstreamEndpoint;
 use super::prompt::PromptMeter;
@@ -12,7 +12,7 @@ use super::{
     check_model, check_stream, finish, image_cost, meter, output_cap, parse_object, require_content, ApiRequest, Draft,
     Rules,
 };
-use crate::budget::cost::Cost;
+use crate::budget::cost::{Cost, CostRules};
 use crate::error::ProxyError;
 
 /// `POST /v1/responses`: `input` (a string or items of any type), `instructions`, tools and
@@ -28,7 +28,7 @@ pub(super) fn responses(bytes: &[u8], plan_rules: Rules, sub: &str) -> Result<Ap
     check_price_fields(&body, UpstreamEndpoint::Responses, rules)?;
     let continuation = continuation(&body, rules, &model)?;
     let mut meter = meter(limits, rules);
-    read_input_items(body.get("input"), &mut meter)?;
+    let input_tools_per_call = read_input_items(body.get("input"), &mut meter, rules)?;
     match body.get("instructions") {
         None | Some(Value::Null) => {}
         Some(Value::String(text)) => meter.at("instructions", |meter| meter.text(text))?,
@@ -40,7 +40,9 @@ pub(super) fn responses(bytes: &[u8], plan_rules: Rules, sub: &str) -> Result<Ap
         }
     }
     require_content(&meter, "input")?;
-    let per_call = check_tools(&body, "tools", &mut meter, rules)?.max(search_model_fee(&body, &model, rules)?);
+    let per_call = check_tools(&body, "tools", &mut meter, rules)?
+        .max(search_model_fee(&body, &model, rules)?)
+        .max(input_tools_per_call);
     if let Some(format) = body.get("text").and_then(|text| text.get("format")) {
         meter.at("text.format", |meter| meter.json(format))?;
     }
@@ -83,9 +85,10 @@ pub(super) fn responses(bytes: &[u8], plan_rules: Rules, sub: &str) -> Result<Ap
 }
 
 /// The Responses `input`: a string, or items of any type, every string of which the model reads.
-fn read_input_items(input: Option<&Value>, meter: &mut PromptMeter) -> Result<(), ProxyError> {
+/// Returns the largest per-call reserve of the hosted tools items add (0 when none).
+fn read_input_items(input: Option<&Value>, meter: &mut PromptMeter, rules: &CostRules) -> Result<u64, ProxyError> {
     let items = match input {
-        Some(Value::String(text)) => return meter.at("input", |meter| meter.text(text)),
+        Some(Value::String(text)) => return meter.at("input", |meter| meter.text(text)).map(|()| 0),
         Some(Value::Array(items)) if !items.is_empty() => items,
         _ => {
             return Err(ProxyError::invalid_request(
@@ -94,8 +97,10 @@ fn read_input_items(input: Option<&Value>, meter: &mut PromptMeter) -> Result<()
             ))
         }
     };
+    let mut per_call = 0;
     for (index, item) in items.iter().enumerate() {
         meter.at(&format!("input[{index}]"), |meter| {
+            per_call = per_call.max(item_tools(item, meter, rules)?);
             let read_before = (meter.chars, meter.images);
             meter.content(item)?;
             let holds_content = (meter.chars, meter.images) != read_before;
@@ -108,7 +113,30 @@ fn read_input_items(input: Option<&Value>, meter: &mut PromptMeter) -> Result<()
             Ok(())
         })?;
     }
-    Ok(())
+    Ok(per_call)
+}
+
+/// Tools an input item gives the model (`additional_tools`, `tool_search_output`, or any item
+/// with `tools`): a hosted one among them needs the same leave as in the request's `tools`.
+/// Entries without a `type` (an MCP server's list of its tools) only describe tools.
+fn item_tools(item: &Value, meter: &mut PromptMeter, rules: &CostRules) -> Result<u64, ProxyError> {
+    let Some(Value::Array(tools)) = item.get("tools") else {
+        return Ok(0);
+    };
+    let mut per_call = 0;
+    for (index, tool) in tools.iter().enumerate() {
+        if let Some(kind) = tool
+            .get("type")
+            .and_then(Value::as_str)
+            .filter(|kind| *kind != "function")
+        {
+            let fee = meter.at(&format!(".tools[{index}]"), |meter| {
+                hosted_tool(tool, kind, meter, rules)
+            })?;
+            per_call = per_call.max(fee);
+        }
+    }
+    Ok(per_call)
 }
 
 /// Whether the model would read `item` from OpenAI's storage rather than from the body: the
@@ -279,5 +307,27 @@ mod tests {
                 "{item}"
             );
         }
+    }
+
+    #[test]
+    fn hosted_tools_an_input_item_adds_need_the_same_leave_as_the_request_s_tools() {
+        let web_search = json!({"type": "additional_tools", "role": "developer", "tools": [{"type": "web_search"}]});
+        let refusing = Config::for_tests(&[]).unwrap();
+        assert_eq!(
+            refused_at(parse(web_search.clone(), &refusing)).as_deref(),
+            Some("input[1].tools[0].type")
+        );
+        let allowing = Config::for_tests(&[("ALLOWED_HOSTED_TOOLS", "web_search:5000,file_search:800")]).unwrap();
+        let request = parse(web_search, &allowing).unwrap();
+        assert_eq!((request.tool_fees.calls, request.tool_fees.tokens_per_call), (1, 5000));
+        let store =
+            json!({"type": "tool_search_output", "tools": [{"type": "file_search", "vector_store_ids": ["vs_x"]}]});
+        assert_eq!(
+            refused_at(parse(store, &allowing)).as_deref(),
+            Some("input[1].tools[0].vector_store_ids[0]")
+        );
+        let functions =
+            json!({"type": "additional_tools", "role": "developer", "tools": [{"type": "function", "name": "f"}]});
+        assert_eq!(parse(functions, &refusing).unwrap().tool_fees.calls, 0);
     }
 }
