@@ -67,6 +67,14 @@ pub fn stated_context_window(model: &str) -> Option<u64> {
     of_family(&CONTEXT_WINDOW, model)
 }
 
+/// Search models search the web on every call, `web_search_options` or not, and OpenAI's
+/// pricing page bills those searches per 1,000 calls, like the `web_search` tool. Names from
+/// platform.openai.com/docs/models: `gpt-4o-search-preview`, `gpt-4o-mini-search-preview`,
+/// `gpt-5-search-api` (and their dated snapshots).
+pub fn is_search_model(model: &str) -> bool {
+    model.contains("-search-preview") || model.contains("search-api")
+}
+
 /// `IMAGE_INPUT_RESERVE_TOKENS` when unset: the worst image of any allowed model.
 pub fn default_image_reserve(models: &[String]) -> u64 {
     models
@@ -106,6 +114,9 @@ pub struct CostRules {
     pub allow_stored_context: bool,
     /// The operator's context windows (`MODEL_CONTEXT_TOKENS`), before the stated ones.
     pub context_windows: Vec<ContextWindow>,
+    /// The vector stores `file_search` may search (`ALLOWED_VECTOR_STORES`): the operator's
+    /// organisation's, which a client must not choose.
+    pub allowed_vector_stores: Vec<String>,
 }
 
 impl CostRules {
@@ -388,6 +399,7 @@ mod tests {
             responses_store: true,
             allow_stored_context: true,
             context_windows: windows,
+            allowed_vector_stores: vec![],
         };
         assert_eq!(
             rules.context_window("gpt-4o-mini"),

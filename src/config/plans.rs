@@ -86,6 +86,7 @@ pub(super) fn cost_rules(vars: &Vars<impl Lookup>, allowed_models: &[String]) ->
         responses_store: vars.flag("RESPONSES_STORE", false)?,
         allow_stored_context: vars.flag("ALLOW_STORED_CONTEXT", false)?,
         context_windows: cost::parse_context_windows(vars.text("MODEL_CONTEXT_TOKENS").as_deref().unwrap_or(""))?,
+        allowed_vector_stores: vars.list("ALLOWED_VECTOR_STORES").unwrap_or_default(),
     };
     if rules.allow_stored_context {
         check_stored_context(&rules, allowed_models)?;

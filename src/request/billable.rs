@@ -4,7 +4,7 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::budget::cost::CostRules;
+use crate::budget::cost::{is_search_model, CostRules};
 use crate::error::ProxyError;
 use crate::objects::owned_responses::MAX_RESPONSE_ID_BYTES;
 use crate::request::attribution::SafetyKey;
@@ -170,17 +170,95 @@ pub(crate) fn check_tools(
             if kind == "function" {
                 return meter.definition(tool);
             }
-            let hosted = rules.hosted_tool(kind).ok_or_else(|| {
-                meter.refuse(
-                    ".type",
-                    format!("This proxy does not allow the hosted tool `{kind}`; only `function` tools."),
-                )
-            })?;
-            per_call = per_call.max(hosted.reserve_tokens_per_call);
+            per_call = per_call.max(hosted_tool(tool, kind, meter, rules)?);
             meter.json(tool)
         })?;
     }
     Ok(per_call)
+}
+
+/// A hosted tool (`kind` is not `function`), wherever it is given: the operator must allow it
+/// (`ALLOWED_HOSTED_TOOLS`), and its settings may not name the organisation's resources.
+/// Returns its per-call reserve; `meter` is at the tool.
+pub(crate) fn hosted_tool(tool: &Value, kind: &str, meter: &PromptMeter, rules: &CostRules) -> Result<u64, ProxyError> {
+    let hosted = rules.hosted_tool(kind).ok_or_else(|| {
+        meter.refuse(
+            ".type",
+            format!("This proxy does not allow the hosted tool `{kind}`; only `function` tools."),
+        )
+    })?;
+    check_tool_resources(tool, rules).map_err(|(suffix, why)| meter.refuse(&suffix, why))?;
+    Ok(hosted.reserve_tokens_per_call)
+}
+
+/// A hosted tool's settings that name resources of the operator's organisation, which every
+/// user shares: vector stores only from `ALLOWED_VECTOR_STORES`; files (`file_id`, `file_ids`
+/// anywhere in the settings) and existing containers (a `container` given by id) never. A
+/// client can neither upload files nor create stores or containers through the proxy, so any
+/// id it names is the operator's or another user's. Returns the refused field's path and why.
+fn check_tool_resources(tool: &Value, rules: &CostRules) -> Result<(), (String, String)> {
+    match tool.get("vector_store_ids") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(stores)) => {
+            if let Some(index) = stores.iter().position(|store| {
+                !store
+                    .as_str()
+                    .is_some_and(|id| rules.allowed_vector_stores.iter().any(|allowed| allowed == id))
+            }) {
+                return Err((
+                    format!(".vector_store_ids[{index}]"),
+                    "This proxy does not allow searching that vector store.".into(),
+                ));
+            }
+        }
+        Some(_) => {
+            return Err((
+                ".vector_store_ids".into(),
+                "`vector_store_ids` must be an array.".into(),
+            ))
+        }
+    }
+    if tool.get("container").is_some_and(Value::is_string) {
+        return Err((
+            ".container".into(),
+            "A container must be `{\"type\": \"auto\"}`: this proxy does not allow existing containers.".into(),
+        ));
+    }
+    match file_reference(tool) {
+        Some(path) => Err((
+            path,
+            "This proxy does not allow a hosted tool to read files by id.".into(),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The path of the first `file_id` or `file_ids` in `value` that names something.
+fn file_reference(value: &Value) -> Option<String> {
+    match value {
+        Value::Object(fields) => fields.iter().find_map(|(key, field)| {
+            if matches!(key.as_str(), "file_id" | "file_ids") && !is_empty(field) {
+                return Some(format!(".{key}"));
+            }
+            file_reference(field).map(|path| format!(".{key}{path}"))
+        }),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(index, item)| file_reference(item).map(|path| format!("[{index}]{path}"))),
+        Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_) => None,
+    }
+}
+
+/// Null, or an empty string, array or object: names nothing.
+pub(crate) fn is_empty(value: &Value) -> bool {
+    match value {
+        Value::Null => true,
+        Value::String(text) => text.is_empty(),
+        Value::Array(items) => items.is_empty(),
+        Value::Object(fields) => fields.is_empty(),
+        Value::Bool(_) | Value::Number(_) => false,
+    }
 }
 
 /// `max_tool_calls` of a request with hosted tools: at most `MAX_HOSTED_TOOL_CALLS`, and set to
@@ -206,17 +284,157 @@ fn is_null(value: Option<&Value>) -> bool {
     matches!(value, None | Some(Value::Null))
 }
 
-/// Search models (`web_search_options` in Chat Completions) search once per request and bill it
-/// like the `web_search` tool: its per-call reserve, or a refusal when it is not allowed.
-pub(crate) fn search_model_fee(body: &Map<String, Value>, rules: &CostRules) -> Result<u64, ProxyError> {
-    if is_null(body.get("web_search_options")) {
-        return Ok(0);
-    }
-    let web_search = rules.hosted_tool("web_search").ok_or_else(|| {
-        ProxyError::invalid_request(
-            "`web_search_options` is not accepted: this proxy does not allow web search.",
-            Some("web_search_options"),
+/// A search model (`is_search_model`, or any model given `web_search_options` in Chat
+/// Completions) searches once per request, `web_search_options` or not, and bills it like the
+/// `web_search` tool: its per-call reserve, or a refusal when it is not allowed.
+pub(crate) fn search_model_fee(body: &Map<String, Value>, model: &str, rules: &CostRules) -> Result<u64, ProxyError> {
+    let (field, refusal) = if is_search_model(model) {
+        (
+            "model",
+            format!("`{model}` searches the web on every call, and this proxy does not allow web search."),
         )
-    })?;
+    } else if !is_null(body.get("web_search_options")) {
+        (
+            "web_search_options",
+            "`web_search_options` is not accepted: this proxy does not allow web search.".to_owned(),
+        )
+    } else {
+        return Ok(0);
+    };
+    let web_search = rules
+        .hosted_tool("web_search")
+        .ok_or_else(|| ProxyError::invalid_request(refusal, Some(field)))?;
     Ok(web_search.reserve_tokens_per_call)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{json, Value};
+
+    use crate::config::Config;
+    use crate::error::ProxyError;
+    use crate::request::ApiRequest;
+    use crate::testing::policy::{parse_chat_request, parse_responses_request};
+
+    fn responses(extra: Value, config: &Config) -> Result<ApiRequest, ProxyError> {
+        let mut body = json!({"model": "gpt-4o-mini", "input": "hi"});
+        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        parse_responses_request(body.to_string().as_bytes(), config, "alice")
+    }
+
+    fn chat(extra: Value, config: &Config) -> Result<ApiRequest, ProxyError> {
+        let mut body = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]});
+        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        parse_chat_request(body.to_string().as_bytes(), config, "alice")
+    }
+
+    fn refused_at(result: Result<ApiRequest, ProxyError>) -> Option<String> {
+        let Err(ProxyError::InvalidRequest { param, .. }) = result else {
+            return None;
+        };
+        param
+    }
+
+    fn forwarded(request: &ApiRequest) -> Value {
+        serde_json::from_str(request.upstream_body()).unwrap()
+    }
+
+    #[test]
+    fn file_search_may_search_only_the_vector_stores_the_operator_lists() {
+        let tools = |stores: Value| json!({"tools": [{"type": "file_search", "vector_store_ids": stores}]});
+        let unlisted = Config::for_tests(&[("ALLOWED_HOSTED_TOOLS", "file_search:800")]).unwrap();
+        assert_eq!(
+            refused_at(responses(tools(json!(["vs_operator_private"])), &unlisted)).as_deref(),
+            Some("tools[0].vector_store_ids[0]"),
+            "no store is listed by default"
+        );
+        let listed = Config::for_tests(&[
+            ("ALLOWED_HOSTED_TOOLS", "file_search:800"),
+            ("ALLOWED_VECTOR_STORES", "vs_docs, vs_faq"),
+        ])
+        .unwrap();
+        assert!(responses(tools(json!(["vs_faq", "vs_docs"])), &listed).is_ok());
+        for (stores, field) in [
+            (
+                json!(["vs_docs", "vs_operator_private"]),
+                "tools[0].vector_store_ids[1]",
+            ),
+            (json!([7]), "tools[0].vector_store_ids[0]"),
+            (json!("vs_docs"), "tools[0].vector_store_ids"),
+        ] {
+            assert_eq!(refused_at(responses(tools(stores), &listed)).as_deref(), Some(field));
+        }
+    }
+
+    #[test]
+    fn a_hosted_tool_may_not_name_files_or_existing_containers_of_the_organisation() {
+        let config =
+            Config::for_tests(&[("ALLOWED_HOSTED_TOOLS", "code_interpreter:1000,image_generation:2000")]).unwrap();
+        let auto = json!({"tools": [{"type": "code_interpreter", "container": {"type": "auto"}}]});
+        assert!(responses(auto, &config).is_ok());
+        for (tool, field) in [
+            (
+                json!({"type": "code_interpreter", "container": {"type": "auto", "file_ids": ["file-payroll"]}}),
+                "tools[0].container.file_ids",
+            ),
+            (
+                json!({"type": "code_interpreter", "container": "cntr_someone_else"}),
+                "tools[0].container",
+            ),
+            (
+                json!({"type": "image_generation", "input_image_mask": {"file_id": "file-x"}}),
+                "tools[0].input_image_mask.file_id",
+            ),
+        ] {
+            assert_eq!(
+                refused_at(responses(json!({ "tools": [tool] }), &config)).as_deref(),
+                Some(field)
+            );
+        }
+        let no_files = json!({"tools": [{"type": "code_interpreter", "container": {"type": "auto", "file_ids": []}}]});
+        assert!(responses(no_files, &config).is_ok(), "an empty list names nothing");
+    }
+
+    #[test]
+    fn a_search_model_is_web_search_on_every_call_and_pays_its_fee_without_web_search_options() {
+        let models = "gpt-4o-mini,gpt-4o-search-preview,gpt-4o-mini-search-preview-2025-03-11,gpt-5-search-api";
+        let refusing = Config::for_tests(&[("ALLOWED_MODELS", models)]).unwrap();
+        let allowing =
+            Config::for_tests(&[("ALLOWED_MODELS", models), ("ALLOWED_HOSTED_TOOLS", "web_search:5000")]).unwrap();
+        for model in [
+            "gpt-4o-search-preview",
+            "gpt-4o-mini-search-preview-2025-03-11",
+            "gpt-5-search-api",
+        ] {
+            let body = json!({ "model": model });
+            assert_eq!(
+                refused_at(chat(body.clone(), &refusing)).as_deref(),
+                Some("model"),
+                "{model} searches though web_search is not allowed"
+            );
+            let request = chat(body, &allowing).unwrap();
+            let bytes = request.upstream_body().len() as u64;
+            assert_eq!(request.reserve_tokens, (bytes + 5000) * 2 + 1024 + 5000, "{model}");
+            assert_eq!((request.tool_fees.calls, request.tool_fees.tokens_per_call), (1, 5000));
+            assert_eq!(
+                refused_at(responses(json!({ "model": model }), &refusing)).as_deref(),
+                Some("model")
+            );
+        }
+        let plain = chat(json!({}), &allowing).unwrap();
+        assert_eq!(plain.tool_fees.calls, 0, "other models pay no search fee");
+    }
+
+    #[test]
+    fn chat_completions_are_not_stored_unless_the_operator_says_so() {
+        let default = Config::for_tests(&[]).unwrap();
+        for extra in [json!({"store": true}), json!({})] {
+            assert_eq!(forwarded(&chat(extra, &default).unwrap())["store"], false);
+        }
+        let storing = Config::for_tests(&[("RESPONSES_STORE", "true")]).unwrap();
+        assert_eq!(
+            forwarded(&chat(json!({"store": true}), &storing).unwrap())["store"],
+            true
+        );
+    }
 }

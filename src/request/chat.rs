@@ -28,7 +28,7 @@ pub(super) fn checked(mut body: Map<String, Value>, plan_rules: Rules, sub: &str
     if let Some(schema) = body.get("response_format") {
         meter.at("response_format", |meter| meter.json(schema))?;
     }
-    per_call = per_call.max(search_model_fee(&body, rules)?);
+    per_call = per_call.max(search_model_fee(&body, &model, rules)?);
     // Chat Completions has no `max_tool_calls`: an allowed hosted tool is reserved one call.
     let hosted_tool_calls = u64::from(per_call > 0);
     let output_cap = output_cap(&mut body, limits, &["max_completion_tokens", "max_tokens"])?;
@@ -45,6 +45,11 @@ pub(super) fn checked(mut body: Map<String, Value>, plan_rules: Rules, sub: &str
         },
     };
     let stream = check_stream(&body)?;
+    // A stored chat completion stays in the operator's organisation (and its dashboard):
+    // the same leave as stored Responses.
+    if !rules.responses_store {
+        body.insert("store".into(), Value::Bool(false));
+    }
     let mut client_wants_usage = false;
     if stream {
         let options = body.entry("stream_options").or_insert_with(|| json!({}));

@@ -785,6 +785,7 @@ mod tests {
         let config = Config::for_tests(&[
             ("ALLOWED_HOSTED_TOOLS", "web_search:5000,file_search:800"),
             ("MAX_HOSTED_TOOL_CALLS", "2"),
+            ("ALLOWED_VECTOR_STORES", "vs_1"),
         ])
         .unwrap();
         let tools = json!({"tools": [{"type": "web_search"}, {"type": "file_search", "vector_store_ids": ["vs_1"]}]});

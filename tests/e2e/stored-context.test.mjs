@@ -1,6 +1,8 @@
 // Issue 12 item 3, in workerd: with RESPONSES_STORE=true and ALLOW_STORED_CONTEXT=true a user may
 // continue the responses they created (`previous_response_id`), each continuation reserving its
 // model's whole context window; any other id is answered 404 `not_found` before upstream sees it.
+// Issue 22 item 1: an input item that names a stored item by id (whatever its `type`, or none) is
+// refused with a 400 at the item, with or without ALLOW_STORED_CONTEXT, before anything is counted.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { startMockUpstream } from "../mock-upstream.mjs";
@@ -130,5 +132,47 @@ describe("without ALLOW_STORED_CONTEXT", () => {
     assert.equal((await response.json()).error.code, "proxy_misconfigured");
     const line = misconfigured.proxy.logs.find((l) => l.error_code === "proxy_misconfigured");
     assert.match(line?.detail ?? "", /ALLOW_STORED_CONTEXT.*RESPONSES_STORE=true/);
+  });
+});
+
+describe("input items that name stored items", () => {
+  const storing = proxyFor(() => mock, { RESPONSES_STORE: "true", ALLOW_STORED_CONTEXT: "true" });
+  const plain = proxyFor(() => mock, {});
+
+  test("an item with an id and no content of its own is refused at the item, whatever its type, and costs nothing", async () => {
+    for (const setup of [storing, plain]) {
+      const created = await respond(setup.proxy, "reader", {});
+      assert.equal(created.status, 200);
+      const { output } = await created.json();
+      const ownItem = output[0].id;
+      assert.ok(ownItem, "the mock's answer has an output item with an id");
+      const references = [
+        { id: ownItem },
+        { id: ownItem, type: null },
+        { id: ownItem, type: "item_reference" },
+        { id: ownItem, type: "message", role: "assistant" },
+        { id: "rs_someone_elses", type: "reasoning", summary: [{ type: "summary_text", text: "I thought." }] },
+      ];
+      const before = await usageOf(setup.proxy, mintToken({ sub: "reader" }));
+      const upstreamBefore = mock.requests.length;
+      for (const item of references) {
+        const response = await respond(setup.proxy, "reader", { input: [{ role: "user", content: "Go on" }, item] });
+        assert.equal(response.status, 400, JSON.stringify(item));
+        const { error } = await response.json();
+        assert.equal(error.param, "input[1]", JSON.stringify(item));
+        assert.equal(error.type, "invalid_request_error");
+      }
+      assert.equal(mock.requests.length, upstreamBefore, "nothing went upstream");
+      const after = await usageOf(setup.proxy, mintToken({ sub: "reader" }));
+      assert.equal(after.requests.remaining, before.requests.remaining, "no request was counted");
+      assert.equal(after.tokens.used + after.tokens.reserved, before.tokens.used + before.tokens.reserved);
+    }
+  });
+
+  test("an item that carries its own content passes with its id", async () => {
+    const item = { id: "msg_1", type: "message", role: "assistant", content: [{ type: "output_text", text: "Hello.", annotations: [] }] };
+    const response = await respond(plain.proxy, "writer", { input: [{ role: "user", content: "Hi" }, item, { role: "user", content: "And?" }] });
+    assert.equal(response.status, 200);
+    assert.deepEqual(mock.requests.at(-1).json.input[1], item, "passed on as sent");
   });
 });
