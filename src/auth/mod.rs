@@ -44,6 +44,14 @@ pub struct Identity {
     pub guest_client: Option<String>,
 }
 
+impl Identity {
+    /// Whom OpenAI's abuse monitoring should see (`safety_identifier`): a guest's client, not
+    /// its token's random `sub`, or one abusive visitor minting tokens looks like many users.
+    pub fn abuse_subject(&self) -> &str {
+        self.guest_client.as_deref().unwrap_or(&self.sub)
+    }
+}
+
 /// What a valid token's claims must satisfy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClaimRules {
@@ -397,6 +405,14 @@ mod tests {
                 guest_client: None,
             }
         );
+    }
+
+    #[test]
+    fn a_guest_is_attributed_to_its_client_and_a_user_to_its_sub() {
+        let mut identity = check(&token(json!({}))).unwrap();
+        assert_eq!(identity.abuse_subject(), "alice");
+        identity.guest_client = Some("client:abc".into());
+        assert_eq!(identity.abuse_subject(), "client:abc");
     }
 
     #[test]

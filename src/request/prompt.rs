@@ -203,6 +203,7 @@ mod tests {
             | other @ ProxyError::UpstreamFailed { .. }
             | other @ ProxyError::UpstreamTimeout
             | other @ ProxyError::Unavailable { .. }
+            | other @ ProxyError::Busy { .. }
             | other @ ProxyError::Internal { .. } => panic!("{other:?}"),
         }
     }
