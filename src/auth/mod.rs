@@ -39,8 +39,9 @@ pub struct Identity {
     /// The plan the token's plan claim (`PLAN_CLAIM`) names, if it has one. A value that is
     /// not a string is kept as its JSON text, so it names no plan and is refused as unknown.
     pub plan: Option<String>,
-    /// For a guest: the object its client's guests share (`client:` + an HMAC of its
-    /// address), set by the edge. `None` for a user.
+    /// For a token on plan `guest` (a guest's, or a user token claiming it): the object its
+    /// client's guests share (`client:` + an HMAC of its address), set by the edge. `None`
+    /// otherwise.
     pub guest_client: Option<String>,
 }
 
