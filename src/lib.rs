@@ -16,6 +16,7 @@ mod config;
 mod cors;
 mod day;
 mod error;
+mod memory;
 mod objects;
 mod request;
 mod routes;
@@ -40,7 +41,7 @@ pub mod testing {
         pub use crate::secret::Secret;
     }
     pub mod guest {
-        pub use crate::auth::guest::{judge_siteverify, turnstile_token, verify, ClientKey};
+        pub use crate::auth::guest::{client_address, judge_siteverify, turnstile_token, verify, ClientKey};
     }
     /// Each API's `request::parse` on the default plan.
     pub mod policy {

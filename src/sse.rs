@@ -40,6 +40,40 @@ pub fn read_answer(body: &[u8]) -> Answer {
     }
 }
 
+/// The bytes kept of the end of an answer passed through unread, for its `usage`.
+pub const ANSWER_TAIL_BYTES: usize = 4096;
+
+/// The end of a whole Embeddings answer passed to the client as it arrives: its `usage` is
+/// the last field (`..."model":"…","usage":{"prompt_tokens":8,"total_tokens":8}}`), after data
+/// (tens of MB of floats) the proxy never needs to hold. Only for Embeddings: nothing in their
+/// answer but numbers, base64 and the model's name is text, so the last `"usage"` key in the
+/// tail is the answer's own; a chat answer's text could carry one.
+#[derive(Debug, Default)]
+pub struct AnswerTail {
+    tail: Vec<u8>,
+}
+
+impl AnswerTail {
+    pub fn feed(&mut self, chunk: &[u8]) {
+        self.tail.extend_from_slice(chunk);
+        // Trimmed in batches: each byte is moved at most once or twice.
+        if self.tail.len() > 2 * ANSWER_TAIL_BYTES {
+            self.tail.drain(..self.tail.len() - ANSWER_TAIL_BYTES);
+        }
+    }
+
+    /// The answer's usage, if its tail holds one.
+    pub fn usage(&self) -> Option<Usage> {
+        const KEY: &[u8] = b"\"usage\"";
+        let at = self.tail.windows(KEY.len()).rposition(|window| window == KEY)?;
+        let rest = self.tail[at + KEY.len()..].trim_ascii_start().strip_prefix(b":")?;
+        serde_json::Deserializer::from_slice(rest)
+            .into_iter::<Usage>()
+            .next()?
+            .ok()
+    }
+}
+
 /// The parts of a chat completion chunk the meter reads; everything else is skipped unparsed.
 #[derive(Deserialize)]
 struct ChunkView {
@@ -345,6 +379,49 @@ mod tests {
     );
     const USAGE_EVENT: &str =
         "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":3,\"total_tokens\":12}}\n\n";
+
+    /// An Embeddings answer of `inputs` vectors, as OpenAI writes it.
+    fn embeddings_answer(inputs: usize) -> Vec<u8> {
+        let vector = vec![0.0123456789_f64; 1536];
+        let data: Vec<_> = (0..inputs)
+            .map(|index| serde_json::json!({"object": "embedding", "index": index, "embedding": vector}))
+            .collect();
+        serde_json::to_vec(&serde_json::json!({
+            "object": "list",
+            "data": data,
+            "model": "text-embedding-3-small",
+            "usage": {"prompt_tokens": 8 * inputs, "total_tokens": 8 * inputs},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn an_embeddings_answer_passed_through_in_any_chunks_yields_its_usage_from_its_tail() {
+        let answer = embeddings_answer(64);
+        assert!(answer.len() > 1 << 20);
+        let whole = read_answer(&answer).usage.unwrap();
+        assert_eq!(whole.total(), 512);
+        for chunk_size in [1, 7, 4096, 65_536, answer.len()] {
+            let mut tail = AnswerTail::default();
+            for chunk in answer.chunks(chunk_size) {
+                tail.feed(chunk);
+                assert!(tail.tail.len() <= 2 * ANSWER_TAIL_BYTES + chunk.len());
+            }
+            assert_eq!(tail.usage(), Some(whole), "chunks of {chunk_size}");
+        }
+    }
+
+    #[test]
+    fn an_answer_cut_off_before_its_usage_has_none() {
+        let answer = embeddings_answer(4);
+        let cut = answer.len() - 40; // inside the usage object
+        let mut tail = AnswerTail::default();
+        tail.feed(&answer[..cut]);
+        assert_eq!(tail.usage(), None);
+        let mut odd = AnswerTail::default();
+        odd.feed(br#"{"data":[],"usage":null}"#);
+        assert_eq!(odd.usage(), None);
+    }
 
     fn run(input: &[u8], chunks: &[usize], forward_usage: bool) -> (Vec<u8>, SseMeter) {
         run_kind(StreamKind::Chat, input, chunks, forward_usage)

@@ -92,6 +92,7 @@ export async function startMockUpstream({ port = 0, apiKey = "sk-mock-upstream-k
     }
     if (fault.kind === "huge-answer") return writeLong(res, 200, '{"choices":[{"message":{"content":"', '"}}]}');
     if (fault.kind === "endless-error") return writeLong(res, 400, '{"error":{"message":"', '"}}');
+    if (fault.kind === "big-answer") return writeSlowly(res, JSON.stringify(api === "embeddings" ? embeddings(json, fault.bytes) : completion(json, fault, fault.bytes)));
     if (api === "embeddings") return sendJson(res, 200, embeddings(json));
     if (json?.stream && fault.kind === "not-sse") return sendJson(res, 200, completion(json));
     if (json?.stream && fault.kind === "flood") {
@@ -165,7 +166,9 @@ export async function startMockUpstream({ port = 0, apiKey = "sk-mock-upstream-k
      * text, 64 MB by default, as fast as the proxy reads it); without a stream "huge-answer"
      * (a 200 of LONG_BODY_BYTES) or "endless-error" (a 400 just as long); for any request
      * "reset-before-headers" (the connection is reset before a status line) or
-     * "unreadable-answer" (a 200 whose JSON body is cut off by a reset).
+     * "unreadable-answer" (a 200 whose JSON body is cut off by a reset); for a JSON answer
+     * (chat or embeddings) "big-answer" (about `bytes` of a well-formed answer, with its usage,
+     * written in 1 MiB pieces 10 ms apart).
      *
      * OpenAI's unhappy paths, each opt-in: for a Responses stream `kind` "incomplete" (ends with
      * `response.incomplete`, reason `max_output_tokens`, output at the cap), "failed" (ends with
@@ -331,9 +334,10 @@ function responseObject(request, id, fault = {}) {
   };
 }
 
-function embeddings(request) {
+/** An embeddings answer; with `bytes`, its vectors are long enough to make it about that big. */
+function embeddings(request, bytes = 0) {
   const inputs = Array.isArray(request.input) ? request.input : [request.input];
-  const vector = [0.25, -0.5, 0.125];
+  const vector = bytes ? Array(Math.ceil(bytes / inputs.length / 7)).fill(0.0625) : [0.25, -0.5, 0.125];
   const encode = (values) => (request.encoding_format === "base64" ? Buffer.from(new Float32Array(values).buffer).toString("base64") : values);
   const prompt_tokens = Math.ceil(JSON.stringify(request.input).length / 4);
   return {
@@ -364,13 +368,15 @@ export function usage(request, fault = {}) {
   return reported;
 }
 
-function completion(request, fault = {}) {
+/** A chat completion; with `bytes`, its text is padded to make it about that big. */
+function completion(request, fault = {}, bytes = 0) {
+  const content = answerText(request) + " ".repeat(bytes);
   return {
     id: "chatcmpl-mock",
     object: "chat.completion",
     created: Math.floor(Date.now() / 1000),
     model: request?.model,
-    choices: [{ index: 0, message: { role: "assistant", content: answerText(request) }, finish_reason: fault.usage === "cap" ? "length" : "stop" }],
+    choices: [{ index: 0, message: { role: "assistant", content }, finish_reason: fault.usage === "cap" ? "length" : "stop" }],
     ...(fault.usage === "none" ? {} : { usage: usage(request, fault) }),
   };
 }
@@ -395,6 +401,17 @@ async function writeLong(res, status, head, tail) {
   if (status) res.end(tail);
   else res.write(tail);
   return true;
+}
+
+/** A 200 JSON `body` in 1 MiB writes 10 ms apart, so that several such answers overlap. */
+async function writeSlowly(res, body) {
+  res.writeHead(200, { "content-type": "application/json", ...ACCOUNT_HEADERS });
+  for (let at = 0; at < body.length; at += 1 << 20) {
+    if (res.destroyed) return;
+    if (!res.write(body.slice(at, at + (1 << 20)))) await drainedOrClosed(res);
+    await sleep(10);
+  }
+  res.end();
 }
 
 function drainedOrClosed(res) {

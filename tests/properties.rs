@@ -198,17 +198,21 @@ proptest! {
         let _ = guest::turnstile_token(text.as_bytes());
         let _ = guest::judge_siteverify(&bytes, Some(&["app.example.com".to_owned()]));
         let _ = guest::judge_siteverify(text.as_bytes(), None);
-        let name = guest::ClientKey::derive(SECRET).object_name(Some(&text));
+        let prefix = bytes.first().map_or(64, |byte| byte % 70);
+        let name = guest::ClientKey::derive(SECRET, prefix).object_name(Some(&text));
         prop_assert!(name.starts_with("client:"));
+        let chosen = guest::client_address(Some(&text), Some(&text));
+        prop_assert!(chosen == Some(text.as_str()) || chosen == Some(text.trim()));
         prop_assert!(guest::verify(&text, &Secret::new(SECRET), std::time::Duration::from_secs(900), 30, NOW).is_err());
     }
 
     #[test]
-    fn the_configuration_takes_any_values(values in prop::collection::vec("[ -~]{0,40}", 20)) {
+    fn the_configuration_takes_any_values(values in prop::collection::vec("[ -~]{0,40}", 23)) {
         let names = ["UPSTREAM_BASE_URL", "ALLOWED_ORIGINS", "ALLOWED_MODELS", "MAX_BODY_BYTES", "JWT_SECRET", "JWKS_URL",
                      "RATE_LIMIT_REQUESTS", "DAILY_TOKEN_BUDGET", "JWT_LEEWAY_SECONDS", "LOG_LEVEL", "ALERT_WEBHOOK_URL", "UPSTREAM_RETRIES",
                      "PLANS", "MODEL_PRICES", "DAILY_BUDGET_USD", "TURNSTILE_SECRET_KEY", "GUEST_TOKEN_SECRET",
-                     "TURNSTILE_VERIFY_URL", "GUEST_TOKEN_TTL_SECONDS", "GLOBAL_GUEST_DAILY_BUDGET_USD"];
+                     "TURNSTILE_VERIFY_URL", "GUEST_TOKEN_TTL_SECONDS", "GLOBAL_GUEST_DAILY_BUDGET_USD", "GUEST_IPV6_PREFIX",
+                     "SAFETY_IDENTIFIER_SECRET", "JWKS_CACHE_SECONDS"];
         let _ = Config::from_lookup(|name| names.iter().position(|n| *n == name).map(|i| values[i].clone()));
     }
 

@@ -5,7 +5,7 @@
 //! and judges what goes over the wire, mints and verifies guest tokens, and names the object
 //! a client's guests share.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use base64ct::{Base64UrlUnpadded, Encoding};
@@ -48,20 +48,33 @@ pub const GUEST_PLAN_DEFAULTS: [(&str, &str); 7] = [
     ("DAILY_BUDGET_USD", "0.01"),
 ];
 
-/// Keys the names of clients' objects: HMAC of the client's address, so the raw address is
-/// never stored. Derived from `GUEST_TOKEN_SECRET` with a label of its own.
+/// The IPv6 grouping when `GUEST_IPV6_PREFIX` is unset: one host usually holds a whole /64.
+pub const DEFAULT_IPV6_PREFIX: u8 = 64;
+/// The widest grouping allowed: wider would put whole providers' customers behind one limit.
+pub const MIN_IPV6_PREFIX: u8 = 32;
+
+/// Names clients' objects: an HMAC of the client's address (so the raw address is never
+/// stored), its IPv6 addresses grouped by a prefix. The key is derived from
+/// `GUEST_TOKEN_SECRET` with a label of its own.
 #[derive(Clone, PartialEq, Eq)]
-pub struct ClientKey([u8; 32]);
+pub struct ClientKey {
+    key: [u8; 32],
+    /// Every IPv6 address in one prefix of this length is one client (32 to 64).
+    ipv6_prefix: u8,
+}
 
 impl ClientKey {
-    pub fn derive(secret: &str) -> ClientKey {
-        ClientKey(hmac_sha256(secret.as_bytes(), CLIENT_KEY_LABEL))
+    pub fn derive(secret: &str, ipv6_prefix: u8) -> ClientKey {
+        ClientKey {
+            key: hmac_sha256(secret.as_bytes(), CLIENT_KEY_LABEL),
+            ipv6_prefix: ipv6_prefix.clamp(MIN_IPV6_PREFIX, DEFAULT_IPV6_PREFIX),
+        }
     }
 
-    /// The object all guests of this client share. An IPv6 client is its /64: one host
-    /// usually holds a whole /64, and every address in it would otherwise be a new client.
-    /// Without an address (`CF-Connecting-IP` is set by Cloudflare's edge; local runs lack
-    /// it) every guest is the one client `unknown`: they share one limit, which fails safe.
+    /// The object all guests of this client share. An IPv6 client is its prefix
+    /// (`GUEST_IPV6_PREFIX`): every address in it would otherwise be a new client. Without an
+    /// address (Cloudflare's edge sets one; local runs may lack it) every guest is the one
+    /// client `unknown`: they share one limit, which fails safe.
     pub fn object_name(&self, client_ip: Option<&str>) -> String {
         let client = match client_ip.map(str::trim).filter(|ip| !ip.is_empty()) {
             None => "unknown".to_owned(),
@@ -69,21 +82,39 @@ impl ClientKey {
                 Ok(IpAddr::V4(v4)) => v4.to_string(),
                 Ok(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
                     Some(v4) => v4.to_string(),
-                    None => {
-                        let segments = v6.segments();
-                        format!(
-                            "{:x}:{:x}:{:x}:{:x}::/64",
-                            segments[0], segments[1], segments[2], segments[3]
-                        )
-                    }
+                    None => ipv6_group(v6, self.ipv6_prefix),
                 },
                 Err(_) => raw.to_owned(),
             },
         };
         format!(
             "client:{}",
-            Base64UrlUnpadded::encode_string(&hmac_sha256(&self.0, client.as_bytes()))
+            Base64UrlUnpadded::encode_string(&hmac_sha256(&self.key, client.as_bytes()))
         )
+    }
+}
+
+/// The prefix of `prefix` bits holding `address`, as `network/prefix`.
+fn ipv6_group(address: Ipv6Addr, prefix: u8) -> String {
+    let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+    format!("{}/{prefix}", Ipv6Addr::from(u128::from(address) & mask))
+}
+
+/// The client's address, from the headers Cloudflare's edge sets. With Pseudo IPv4 set to
+/// "Overwrite Headers", `CF-Connecting-IP` is a class E IPv4 hashed from the whole IPv6
+/// address (a new one for every address of a /64) and the real address is in
+/// `CF-Connecting-IPv6`. That header is trusted only then: Cloudflare documents setting it in
+/// that mode, not removing one a client sent otherwise.
+pub fn client_address<'a>(connecting_ip: Option<&'a str>, connecting_ipv6: Option<&'a str>) -> Option<&'a str> {
+    let pseudo_ipv4 = connecting_ip
+        .and_then(|ip| ip.trim().parse::<Ipv4Addr>().ok())
+        .is_some_and(|v4| v4.octets()[0] >= 240);
+    let real_ipv6 = connecting_ipv6
+        .map(str::trim)
+        .filter(|ip| ip.parse::<Ipv6Addr>().is_ok());
+    match real_ipv6 {
+        Some(ipv6) if pseudo_ipv4 => Some(ipv6),
+        _ => connecting_ip,
     }
 }
 
@@ -270,6 +301,13 @@ pub fn verify(
     Ok(identity)
 }
 
+/// Whether a token's requests are limited per client too (its client's object, named by
+/// `ClientKey`): every guest's, and any user token on plan `guest`, which an app may sign for
+/// its anonymous visitors; without it each such token would be a fresh set of guest limits.
+pub fn limited_per_client(identity: &Identity) -> bool {
+    identity.plan.as_deref() == Some(GUEST_PLAN)
+}
+
 /// The admission times (ms) of one client's guest mints in the last hour, oldest first.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -360,7 +398,7 @@ mod tests {
 
     #[test]
     fn a_client_is_named_by_an_hmac_of_its_address_never_the_address() {
-        let key = ClientKey::derive(secret().expose());
+        let key = ClientKey::derive(secret().expose(), DEFAULT_IPV6_PREFIX);
         let name = key.object_name(Some("203.0.113.9"));
         assert!(name.starts_with("client:"));
         assert!(!name.contains("203.0.113"));
@@ -368,7 +406,8 @@ mod tests {
         assert_ne!(name, key.object_name(Some("203.0.113.10")));
         assert_ne!(
             name,
-            ClientKey::derive("another-secret-of-thirty-two-bytes!!").object_name(Some("203.0.113.9"))
+            ClientKey::derive("another-secret-of-thirty-two-bytes!!", DEFAULT_IPV6_PREFIX)
+                .object_name(Some("203.0.113.9"))
         );
         assert_eq!(
             key.object_name(None),
@@ -379,7 +418,7 @@ mod tests {
 
     #[test]
     fn every_address_of_one_ipv6_64_is_one_client() {
-        let key = ClientKey::derive(secret().expose());
+        let key = ClientKey::derive(secret().expose(), DEFAULT_IPV6_PREFIX);
         assert_eq!(
             key.object_name(Some("2001:db8:1:2::1")),
             key.object_name(Some("2001:db8:1:2:ffff:ffff:ffff:ffff"))
@@ -392,6 +431,68 @@ mod tests {
             key.object_name(Some("::ffff:198.51.100.1")),
             key.object_name(Some("198.51.100.1"))
         );
+    }
+
+    #[test]
+    fn ipv6_addresses_are_grouped_by_the_configured_prefix() {
+        let named =
+            |prefix: u8, ip: Ipv6Addr| ClientKey::derive(secret().expose(), prefix).object_name(Some(&ip.to_string()));
+        let host = Ipv6Addr::new(0x2001, 0xdb8, 0xaaaa, 0xbbbb, 1, 2, 3, 4);
+        let same_64 = Ipv6Addr::new(0x2001, 0xdb8, 0xaaaa, 0xbbbb, 0xffff, 0, 0, 9);
+        let same_48 = Ipv6Addr::new(0x2001, 0xdb8, 0xaaaa, 0xcccc, 0, 0, 0, 1);
+        let same_32 = Ipv6Addr::new(0x2001, 0xdb8, 0xdddd, 0, 0, 0, 0, 1);
+        assert_eq!(named(64, host), named(64, same_64));
+        assert_ne!(named(64, host), named(64, same_48), "another /64 of a routed /48");
+        assert_eq!(named(48, host), named(48, same_48), "a /48 is one client at 48");
+        assert_ne!(named(48, host), named(48, same_32));
+        assert_eq!(named(32, host), named(32, same_32));
+        assert_eq!(ipv6_group(host, 48), "2001:db8:aaaa::/48");
+        assert_eq!(ipv6_group(host, 64), "2001:db8:aaaa:bbbb::/64");
+        assert_eq!(ipv6_group(host, 33), "2001:db8:8000::/33");
+        assert_eq!(
+            ClientKey::derive(secret().expose(), 8),
+            ClientKey::derive(secret().expose(), MIN_IPV6_PREFIX),
+            "never wider than /32"
+        );
+    }
+
+    #[test]
+    fn the_real_ipv6_address_wins_over_cloudflares_pseudo_ipv4() {
+        let ipv6 = "2001:db8:1:2::7";
+        assert_eq!(client_address(Some("240.16.0.1"), Some(ipv6)), Some(ipv6));
+        assert_eq!(
+            client_address(Some(" 255.1.2.3 "), Some(&format!(" {ipv6} "))),
+            Some(ipv6)
+        );
+        assert_eq!(
+            client_address(Some(ipv6), None),
+            Some(ipv6),
+            "Pseudo IPv4 off or \"Add Header\""
+        );
+        // Cloudflare sets CF-Connecting-IPv6 only with Pseudo IPv4; from a client it is a lie.
+        assert_eq!(client_address(Some("203.0.113.9"), Some(ipv6)), Some("203.0.113.9"));
+        assert_eq!(
+            client_address(Some("240.16.0.1"), Some("not an address")),
+            Some("240.16.0.1")
+        );
+        assert_eq!(
+            client_address(Some("240.16.0.1"), Some("198.51.100.1")),
+            Some("240.16.0.1")
+        );
+        assert_eq!(client_address(None, Some(ipv6)), None);
+    }
+
+    #[test]
+    fn any_token_on_plan_guest_is_limited_per_client() {
+        let minted = mint(&secret(), &[3; 16], NOW, ttl()).unwrap();
+        let mut identity = verify(&minted.token, &secret(), ttl(), 0, NOW).unwrap();
+        assert!(limited_per_client(&identity));
+        identity.sub = "a-user-of-the-app".into();
+        assert!(limited_per_client(&identity), "a user token claiming plan guest");
+        identity.plan = Some("pro".into());
+        assert!(!limited_per_client(&identity));
+        identity.plan = None;
+        assert!(!limited_per_client(&identity));
     }
 
     #[test]

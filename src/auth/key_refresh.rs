@@ -6,6 +6,9 @@
 //! timeout), and a set fetched long ago must not verify tokens forever: keys a provider
 //! removed (because they leaked, say) would keep working.
 
+use base64ct::{Base64UrlUnpadded, Encoding};
+use subtle::ConstantTimeEq;
+
 /// At most one fetch attempt per isolate in this time, whatever `JWKS_CACHE_SECONDS` says
 /// (0 included), and at most one refetch for unknown `kid`s.
 pub const MIN_FETCH_INTERVAL_MS: u64 = 30_000;
@@ -79,6 +82,43 @@ pub fn freshness(fetched_at_ms: u64, cache_ms: u64, now_ms: u64) -> Freshness {
     }
 }
 
+/// Domain separation: this key seals cached key sets and nothing else.
+const SEAL_LABEL: &[u8] = b"openai-edge-proxy jwks cache seal v1";
+
+/// Seals the key sets one isolate shares with the others through the Cache API. Another
+/// Worker of the zone that knows the cache's name could write an entry there; without the
+/// secret this key comes from, it cannot seal one, and an unsealed entry is ignored.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CacheSeal([u8; 32]);
+
+impl CacheSeal {
+    pub fn derive(secret: &str) -> CacheSeal {
+        CacheSeal(crate::secret::hmac_sha256(secret.as_bytes(), SEAL_LABEL))
+    }
+
+    /// The tag of a key set `document` fetched from `url` at `fetched_at_ms`: every field an
+    /// entry is trusted for, each length-prefixed so no two entries share a message.
+    pub fn tag(&self, url: &str, fetched_at_ms: u64, document: &[u8]) -> String {
+        let mut message = Vec::with_capacity(url.len() + document.len() + 24);
+        for field in [url.as_bytes(), &fetched_at_ms.to_be_bytes(), document] {
+            message.extend_from_slice(&(field.len() as u64).to_be_bytes());
+            message.extend_from_slice(field);
+        }
+        Base64UrlUnpadded::encode_string(&crate::secret::hmac_sha256(&self.0, &message))
+    }
+
+    /// Whether `tag` seals exactly this entry (compared in constant time).
+    pub fn verifies(&self, tag: &str, url: &str, fetched_at_ms: u64, document: &[u8]) -> bool {
+        bool::from(tag.as_bytes().ct_eq(self.tag(url, fetched_at_ms, document).as_bytes()))
+    }
+}
+
+impl std::fmt::Debug for CacheSeal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CacheSeal(redacted)")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,5 +187,24 @@ mod tests {
             Freshness::Expired,
             "a planted date far ahead"
         );
+    }
+
+    #[test]
+    fn a_cached_key_set_is_trusted_only_with_the_tag_of_its_own_url_time_and_bytes() {
+        let seal = CacheSeal::derive("a-secret-only-this-worker-holds-32b!");
+        let url = "https://id.example.com/.well-known/jwks.json";
+        let document = br#"{"keys":[]}"#;
+        let tag = seal.tag(url, 1_000, document);
+        assert!(seal.verifies(&tag, url, 1_000, document));
+        assert!(!seal.verifies("", url, 1_000, document), "no tag");
+        assert!(!seal.verifies(&tag, url, 1_001, document), "another time");
+        assert!(
+            !seal.verifies(&tag, "https://id.example.com/other", 1_000, document),
+            "another URL"
+        );
+        assert!(!seal.verifies(&tag, url, 1_000, br#"{"keys":[{}]}"#), "other keys");
+        let planted = CacheSeal::derive("a-guess-at-the-secret-of-32-bytes!!!");
+        assert!(!seal.verifies(&planted.tag(url, 1_000, document), url, 1_000, document));
+        assert_eq!(format!("{seal:?}"), "CacheSeal(redacted)");
     }
 }

@@ -39,9 +39,18 @@ pub struct Identity {
     /// The plan the token's plan claim (`PLAN_CLAIM`) names, if it has one. A value that is
     /// not a string is kept as its JSON text, so it names no plan and is refused as unknown.
     pub plan: Option<String>,
-    /// For a guest: the object its client's guests share (`client:` + an HMAC of its
-    /// address), set by the edge. `None` for a user.
+    /// For a token on plan `guest` (a guest's, or a user token claiming it): the object its
+    /// client's guests share (`client:` + an HMAC of its address), set by the edge. `None`
+    /// otherwise.
     pub guest_client: Option<String>,
+}
+
+impl Identity {
+    /// Whom OpenAI's abuse monitoring should see (`safety_identifier`): a guest's client, not
+    /// its token's random `sub`, or one abusive visitor minting tokens looks like many users.
+    pub fn abuse_subject(&self) -> &str {
+        self.guest_client.as_deref().unwrap_or(&self.sub)
+    }
 }
 
 /// What a valid token's claims must satisfy.
@@ -397,6 +406,14 @@ mod tests {
                 guest_client: None,
             }
         );
+    }
+
+    #[test]
+    fn a_guest_is_attributed_to_its_client_and_a_user_to_its_sub() {
+        let mut identity = check(&token(json!({}))).unwrap();
+        assert_eq!(identity.abuse_subject(), "alice");
+        identity.guest_client = Some("client:abc".into());
+        assert_eq!(identity.abuse_subject(), "client:abc");
     }
 
     #[test]

@@ -62,7 +62,14 @@ impl GuestSettings {
             ));
         }
         let settings = GuestSettings {
-            client_key: ClientKey::derive(token_secret.expose()),
+            client_key: ClientKey::derive(
+                token_secret.expose(),
+                vars.number(
+                    "GUEST_IPV6_PREFIX",
+                    guest::DEFAULT_IPV6_PREFIX,
+                    guest::MIN_IPV6_PREFIX..=guest::DEFAULT_IPV6_PREFIX,
+                )?,
+            ),
             turnstile_secret,
             token_secret,
             verify_url: vars

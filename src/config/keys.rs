@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::vars::{Lookup, Vars};
 use super::{DEFAULT_JWT_MAX_TTL_SECONDS, MIN_ADMIN_TOKEN_BYTES, RANDOM_SECRET_HINT};
+use crate::auth::key_refresh::CacheSeal;
 use crate::auth::{ClaimRules, HmacAlgorithm, KeyEntry, VerifyingKey, MIN_HMAC_SECRET_BYTES};
 use crate::error::ProxyError;
 use crate::secret::Secret;
@@ -20,16 +21,28 @@ pub struct KeySources {
     pub jwks_url: Option<String>,
     /// How long a fetched key set is used before it is fetched again.
     pub jwks_cache: Duration,
+    /// Seals the key set isolates share through the Cache API; without it they share none.
+    pub cache_seal: Option<CacheSeal>,
 }
 
 impl KeySources {
     pub(super) fn from_vars(vars: &Vars<impl Lookup>) -> Result<Self, ProxyError> {
         let algorithm = vars.choice("JWT_HMAC_ALGORITHM", &HmacAlgorithm::CHOICES, HmacAlgorithm::Hs256)?;
+        let jwt_secret = vars.secret("JWT_SECRET");
+        // A secret only this Worker holds: the one `safety_identifier`'s key comes from, which
+        // every deployment that calls upstream has. Never `OPENAI_API_KEY`: other Workers of
+        // the zone may hold the same key.
+        let cache_seal = vars
+            .trimmed_secret("SAFETY_IDENTIFIER_SECRET")
+            .or_else(|| jwt_secret.clone())
+            .filter(|secret| secret.expose().len() >= MIN_HMAC_SECRET_BYTES)
+            .map(|secret| CacheSeal::derive(secret.expose()));
         let sources = KeySources {
-            jwt_secret: vars.secret("JWT_SECRET").map(|secret| (algorithm, secret)),
+            jwt_secret: jwt_secret.map(|secret| (algorithm, secret)),
             inline_jwks: vars.raw("JWKS"),
             jwks_url: vars.service_url("JWKS_URL")?,
             jwks_cache: vars.seconds("JWKS_CACHE_SECONDS", 600, 0..=86_400)?,
+            cache_seal,
         };
         match (&sources.jwt_secret, &sources.inline_jwks, &sources.jwks_url) {
             (_, Some(_), Some(_)) => Err(ProxyError::misconfigured(

@@ -739,6 +739,10 @@ mod tests {
         );
         assert!(guest(&[("TURNSTILE_VERIFY_URL", "http://[::1]:9/siteverify")]).is_ok());
         assert!(detail(guest(&[("GUEST_MINTS_PER_HOUR", "0")])).contains("GUEST_MINTS_PER_HOUR"));
+        for prefix in ["31", "65", "48.5"] {
+            assert!(detail(guest(&[("GUEST_IPV6_PREFIX", prefix)])).contains("GUEST_IPV6_PREFIX"));
+        }
+        assert!(guest(&[("GUEST_IPV6_PREFIX", "48")]).is_ok());
     }
 
     #[test]

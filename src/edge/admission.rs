@@ -126,7 +126,7 @@ async fn check(
     let (UserRoute::Api(route), Some(body)) = (route, body) else {
         return Ok(Check::Accepted(None));
     };
-    let refused = match request::parse(route, body, &config.requests, plan, &identity.sub) {
+    let refused = match request::parse(route, body, &config.requests, plan, identity.abuse_subject()) {
         Ok(request) => return Ok(Check::Accepted(Some(request))),
         Err(refused) => refused,
     };
@@ -151,7 +151,7 @@ async fn plan_in_force(
     let another_accepts = config
         .all_plans()
         .filter(|other| other.name != plan.name)
-        .any(|other| request::parse(route, body, &config.requests, other, &identity.sub).is_ok());
+        .any(|other| request::parse(route, body, &config.requests, other, identity.abuse_subject()).is_ok());
     if !another_accepts {
         return Ok(None);
     }

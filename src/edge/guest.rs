@@ -26,7 +26,7 @@ pub async fn mint(req: &mut Request, env: &Env, config: &Config, outcome: &mut O
     let settings = config.guest.as_ref().ok_or(ProxyError::NotFound)?;
     let body = http::read_body(req, MAX_MINT_BODY_BYTES).await?;
     let turnstile_token = guest::turnstile_token(&body)?;
-    let client_ip = header(req, "cf-connecting-ip");
+    let client_ip = client_address(req);
     let client = settings.client_key.object_name(client_ip.as_deref());
     objects::user::admit_mint(env, &client, settings.mints_per_hour).await?;
     siteverify(settings, &turnstile_token, client_ip.as_deref()).await?;
@@ -41,6 +41,13 @@ pub async fn mint(req: &mut Request, env: &Env, config: &Config, outcome: &mut O
     let mut response = json_response(200, &minted.to_json())?;
     response.headers_mut().set("cache-control", "no-store")?;
     Ok(response)
+}
+
+/// The client's address, as Cloudflare's edge gives it (see `guest::client_address`).
+pub fn client_address(req: &Request) -> Option<String> {
+    let ip = header(req, "cf-connecting-ip");
+    let ipv6 = header(req, "cf-connecting-ipv6");
+    guest::client_address(ip.as_deref(), ipv6.as_deref()).map(str::to_owned)
 }
 
 /// Asks Turnstile whether `token` was solved by a human on one of our hostnames. Fails closed:

@@ -18,7 +18,7 @@ use std::rc::Rc;
 
 use worker::{js_sys, Context, Date, Env, Method, Request, Response};
 
-use crate::auth::guest::{GUEST_ISSUER, GUEST_SUB_PREFIX};
+use crate::auth::guest::{limited_per_client, GUEST_ISSUER, GUEST_SUB_PREFIX};
 use crate::auth::{self, Identity};
 use crate::budget::quota::Spend;
 use crate::budget::usage::Usage;
@@ -28,6 +28,7 @@ use crate::error::{ProxyError, TokenProblem};
 use crate::request::{self, ApiRequest};
 use crate::routes::{self, ApiRoute, Route, UserRoute};
 use crate::sse;
+use body::HeldMemory;
 use http::{header, json_response};
 use log::Outcome;
 use settlement::Settlement;
@@ -165,7 +166,11 @@ async fn handle(mut req: Request, env: &Env, ctx: &Rc<Context>, outcome: &mut Ou
             .and_then(http::no_store)
             .map(Reply::Whole),
         Route::User(user_route) => {
-            let identity = authenticate(&req, &config).await?;
+            let mut identity = authenticate(&req, &config).await?;
+            if let Some(settings) = config.guest.as_ref().filter(|_| limited_per_client(&identity)) {
+                let client_ip = guest::client_address(&req);
+                identity.guest_client = Some(settings.client_key.object_name(client_ip.as_deref()));
+            }
             outcome.sub = Some(identity.sub.clone());
             serve_user(user_route, &identity, req, env, ctx, &config, outcome).await
         }
@@ -199,8 +204,18 @@ async fn serve_user(
     let settlement = admitted.settlement;
 
     let upstream_abort = worker::web_sys::AbortController::new()?;
+    let passes_through = upstream::passes_through(&request);
+    // A whole answer is held in memory: upstream is asked for one only while there is room.
+    let room = if passes_through {
+        Ok(())
+    } else {
+        HeldMemory::check_room()
+    };
     let upstream_started = Now::read();
-    let sent = upstream::send(config, &request, req.headers(), &upstream_abort).await;
+    let sent = match room {
+        Ok(()) => upstream::send(config, &request, req.headers(), &upstream_abort).await,
+        Err(busy) => Err(busy),
+    };
     outcome.upstream_ms = Some(Now::read().since(upstream_started));
     let answer = match sent {
         Ok(answer) => answer,
@@ -212,7 +227,7 @@ async fn serve_user(
             return Err(error);
         }
     };
-    if request.stream {
+    if passes_through {
         let (response, tail) = upstream::relay_stream(config, answer, &request, settlement, upstream_abort)?;
         return Ok(Reply::Streamed(response, Box::new(tail)));
     }
@@ -221,7 +236,8 @@ async fn serve_user(
         .map(Reply::Whole)
 }
 
-/// A non-stream answer, read whole (capped), charged, and passed on.
+/// A non-stream answer, read whole (capped, and within the isolate's memory budget), charged,
+/// and passed on.
 async fn answer_whole(
     api_route: ApiRoute,
     request: &ApiRequest,
@@ -229,7 +245,9 @@ async fn answer_whole(
     settlement: Settlement,
     outcome: &mut Outcome,
 ) -> Result<Response> {
-    let whole = upstream::read_whole(answer).await;
+    // Held until the response below has its copy; then the bytes are the runtime's to send.
+    let mut held = HeldMemory::default();
+    let whole = upstream::read_whole(answer, &mut held).await;
     let mut created = None;
     let used = match &whole {
         Ok((body, _)) => {
@@ -271,7 +289,7 @@ async fn authenticate(req: &Request, config: &Config) -> Result<Identity> {
     // The issuer only picks the key: a token claiming the guest issuer is checked with
     // GUEST_TOKEN_SECRET alone, so it can never pass as a user's.
     if shape.issuer() == Some(GUEST_ISSUER) {
-        return authenticate_guest(req, token, config);
+        return authenticate_guest(token, config);
     }
     let now = Now::read();
     let keys = keys::jwks::key_set(config, now).await?;
@@ -296,24 +314,20 @@ async fn authenticate(req: &Request, config: &Config) -> Result<Identity> {
     Ok(identity)
 }
 
-/// A guest token, and the client it is used from: every guest of one client shares that
-/// client's limits.
-fn authenticate_guest(req: &Request, token: &str, config: &Config) -> Result<Identity> {
+/// A guest token: checked with `GUEST_TOKEN_SECRET` alone.
+fn authenticate_guest(token: &str, config: &Config) -> Result<Identity> {
     let settings = config
         .guest
         .as_ref()
         .ok_or(ProxyError::InvalidToken(TokenProblem::WrongIssuer))?;
-    let mut identity = crate::auth::guest::verify(
+    crate::auth::guest::verify(
         token,
         settings.token_secret(),
         settings.token_ttl,
         config.claim_rules.leeway_seconds,
         Now::read().seconds(),
     )
-    .map_err(ProxyError::InvalidToken)?;
-    let client_ip = header(req, "cf-connecting-ip");
-    identity.guest_client = Some(settings.client_key.object_name(client_ip.as_deref()));
-    Ok(identity)
+    .map_err(ProxyError::InvalidToken)
 }
 
 thread_local! {

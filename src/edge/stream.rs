@@ -21,10 +21,12 @@ use worker::web_sys::{AbortController, ReadableStream, TransformStream, Writable
 use worker::{ByteStream, Delay};
 
 use crate::error::ProxyError;
-use crate::sse::{self, SseMeter};
+use crate::sse::{self, AnswerTail, SseMeter};
 
 /// How a metered stream ended.
 pub struct StreamEnd {
+    /// What was read: an event stream's meter, or only the usage and the completeness of a
+    /// whole answer passed through.
     pub meter: SseMeter,
     /// The client went away, or stopped reading, before the end.
     pub disconnected: bool,
@@ -104,6 +106,107 @@ impl Metered {
             upstream_abort.abort();
             pipe.abort();
         }
+        let end = StreamEnd {
+            meter,
+            disconnected,
+            client_stalled,
+            failure,
+        };
+        (end, ClientBody { pipe, idle_timeout })
+    }
+}
+
+/// What a tail pumps: an event stream through its meter, or a whole JSON answer through
+/// unread but for its tail.
+pub enum Pump {
+    Events(Metered),
+    Whole(PassedThrough),
+}
+
+impl Pump {
+    pub fn abort(&self) {
+        match self {
+            Pump::Events(metered) => metered.abort(),
+            Pump::Whole(passed) => passed.upstream_abort.abort(),
+        }
+    }
+
+    pub async fn pump(self) -> (StreamEnd, ClientBody) {
+        match self {
+            Pump::Events(metered) => metered.pump().await,
+            Pump::Whole(passed) => passed.pump().await,
+        }
+    }
+}
+
+/// A whole answer passed to the client as it arrives (an Embeddings answer can be tens of
+/// MB, which the isolate must not hold), its `usage` read from its tail (`sse::AnswerTail`).
+pub struct PassedThrough {
+    upstream: ByteStream,
+    tail: AnswerTail,
+    pipe: Pipe,
+    upstream_abort: AbortController,
+    idle_timeout: Duration,
+}
+
+/// The client's body, and the pump that will fill it from `upstream` unchanged.
+pub fn passed_through(
+    upstream: ByteStream,
+    upstream_abort: AbortController,
+    idle_timeout: Duration,
+) -> Result<(ReadableStream, PassedThrough), ProxyError> {
+    let pipe = Pipe::new()?;
+    let readable = pipe.stream.readable();
+    let passed = PassedThrough {
+        upstream,
+        tail: AnswerTail::default(),
+        pipe,
+        upstream_abort,
+        idle_timeout,
+    };
+    Ok((readable, passed))
+}
+
+impl PassedThrough {
+    /// Pumps until the answer ends, the client goes away, or either side makes no progress
+    /// for the idle timeout. An answer that does not end whole is broken off for the client
+    /// (it must not look whole) and has no usage: it is charged its whole reservation.
+    async fn pump(self) -> (StreamEnd, ClientBody) {
+        let PassedThrough {
+            mut upstream,
+            mut tail,
+            pipe,
+            upstream_abort,
+            idle_timeout,
+        } = self;
+        let (disconnected, client_stalled, failure) = loop {
+            let chunk = match within(idle_timeout, upstream.next()).await {
+                Some(Some(Ok(chunk))) => chunk,
+                Some(Some(Err(error))) => break (false, false, Some(format!("upstream broke off: {error}"))),
+                Some(None) => break (false, false, None),
+                None => {
+                    break (
+                        false,
+                        false,
+                        Some(format!("upstream was silent for {} ms", idle_timeout.as_millis())),
+                    )
+                }
+            };
+            tail.feed(&chunk);
+            match within(idle_timeout, pipe.write(&chunk)).await {
+                Some(Ok(())) => {}
+                Some(Err(())) => break (true, false, None),
+                None => break (true, true, None),
+            }
+        };
+        let whole = !disconnected && failure.is_none();
+        if !whole {
+            upstream_abort.abort();
+            pipe.abort();
+        }
+        let mut meter = SseMeter::default();
+        meter.usage = tail.usage().filter(|_| whole);
+        meter.complete = whole;
         let end = StreamEnd {
             meter,
             disconnected,

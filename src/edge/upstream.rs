@@ -8,10 +8,10 @@ use worker::wasm_bindgen::JsValue;
 use worker::web_sys::AbortController;
 use worker::{AbortSignal, Context, Delay, Fetch, Headers, Method, Request, RequestInit, RequestRedirect, Response};
 
-use super::body::{self, BodyError};
+use super::body::{self, BodyError, HeldMemory};
 use super::log::{self, Outcome};
 use super::settlement::Settlement;
-use super::stream;
+use super::stream::{self, Pump};
 use crate::budget::quota::RENEW_EVERY_MS;
 use crate::config::Config;
 use crate::error::ProxyError;
@@ -144,8 +144,15 @@ fn header_seconds(answer: &Response, name: &str) -> Option<u64> {
         .and_then(|value| value.trim().parse().ok())
 }
 
-/// A streamed answer, passed through the meter as it arrives. Returns the response and its
-/// tail: the pump, which `fetch` starts once the response is complete.
+/// Whether an answer goes to the client as it arrives rather than read whole first: streams,
+/// and Embeddings answers, which can be tens of MB (their usage is read from their tail).
+pub fn passes_through(request: &ApiRequest) -> bool {
+    request.stream || matches!(request.endpoint, UpstreamEndpoint::Embeddings)
+}
+
+/// An answer passed through as it arrives (`passes_through`): a stream through its meter, an
+/// Embeddings answer unchanged. Returns the response and its tail: the pump, which `fetch`
+/// starts once the response is complete.
 ///
 /// Streams are labelled `text/event-stream`: workerd gzips other types for clients that accept
 /// gzip, and its compressor would hold back the whole stream.
@@ -156,26 +163,37 @@ pub fn relay_stream(
     settlement: Settlement,
     upstream_abort: AbortController,
 ) -> Result<(Response, StreamTail), ProxyError> {
-    let kind = match request.endpoint {
-        UpstreamEndpoint::Responses => StreamKind::Responses,
-        UpstreamEndpoint::ChatCompletions | UpstreamEndpoint::Embeddings => StreamKind::Chat,
-    };
-    let meter = SseMeter::new(kind, request.client_wants_usage);
     let idle_timeout = config.stream_idle_timeout;
-    let started = stream_headers(&answer).and_then(|headers| {
+    let headers = if request.stream {
+        stream_headers(&answer)
+    } else {
+        client_headers(&answer)
+    };
+    let started = headers.and_then(|headers| {
         let body = answer.stream().map_err(|error| ProxyError::UpstreamFailed {
             detail: format!("upstream stream has no body: {error}"),
         })?;
-        let (readable, metered) = stream::metered(body, meter, upstream_abort.clone(), idle_timeout)?;
+        let (readable, pump) = if request.stream {
+            let kind = match request.endpoint {
+                UpstreamEndpoint::Responses => StreamKind::Responses,
+                UpstreamEndpoint::ChatCompletions | UpstreamEndpoint::Embeddings => StreamKind::Chat,
+            };
+            let meter = SseMeter::new(kind, request.client_wants_usage);
+            let (readable, metered) = stream::metered(body, meter, upstream_abort.clone(), idle_timeout)?;
+            (readable, Pump::Events(metered))
+        } else {
+            let (readable, passed) = stream::passed_through(body, upstream_abort.clone(), idle_timeout)?;
+            (readable, Pump::Whole(passed))
+        };
         Ok((
             Response::builder()
                 .with_status(200)
                 .with_headers(headers)
                 .stream(readable),
-            metered,
+            pump,
         ))
     });
-    let (response, metered) = match started {
+    let (response, pump) = match started {
         Ok(started) => started,
         Err(error) => {
             // Nothing will read upstream's answer: stop it, and free the slot now rather than
@@ -186,7 +204,7 @@ pub fn relay_stream(
         }
     };
     let tail = StreamTail {
-        metered,
+        pump,
         tariff: request.tariff(),
         records_response: request.records_response,
         idle_timeout,
@@ -207,7 +225,7 @@ fn stream_headers(answer: &Response) -> Result<Headers, ProxyError> {
 /// line and its settlement. When the stream ends (or the client goes away) the request is
 /// charged its real usage, or without a usage report its whole reservation, never zero.
 pub struct StreamTail {
-    metered: stream::Metered,
+    pump: Pump,
     tariff: Tariff,
     /// The response upstream creates is stored and may be continued: record it for the user
     /// before the client sees the end, so a continuation sent at once finds it.
@@ -220,14 +238,14 @@ impl StreamTail {
     /// A stream whose response could not be completed: nothing will read it, so upstream is
     /// stopped and the reservation settled in full, freeing the slot now.
     pub fn abandon(self) {
-        self.metered.abort();
+        self.pump.abort();
         self.settlement.settle(self.tariff.without_usage());
     }
 
     pub fn start(self, ctx: &Context, mut outcome: Outcome) {
         ctx.wait_until(async move {
             let renewals = Box::pin(renewing(&self.settlement));
-            let (mut end, body) = match select(Box::pin(self.metered.pump()), renewals).await {
+            let (mut end, body) = match select(Box::pin(self.pump.pump()), renewals).await {
                 Either::Left((ended, _)) => ended,
                 Either::Right((never, _)) => match never {},
             };
@@ -276,15 +294,21 @@ async fn renewing(settlement: &Settlement) -> Infallible {
     }
 }
 
-/// A whole (non-stream) answer: its bytes, and the headers the client may see.
-pub async fn read_whole(mut answer: Response) -> Result<(Vec<u8>, Headers), ProxyError> {
+/// A whole (non-stream) answer: its bytes, and the headers the client may see. Its bytes are
+/// counted in `held` as they arrive.
+pub async fn read_whole(mut answer: Response, held: &mut HeldMemory) -> Result<(Vec<u8>, Headers), ProxyError> {
     let headers = client_headers(&answer)?;
-    let body = body::read_capped(&mut answer, body::MAX_ANSWER_BYTES)
+    let body = body::read_capped(&mut answer, body::MAX_ANSWER_BYTES, Some(held))
         .await
-        .map_err(|error| ProxyError::UpstreamFailed {
-            detail: match error {
-                BodyError::TooLarge => format!("the upstream answer is larger than {} bytes", body::MAX_ANSWER_BYTES),
-                BodyError::Failed(e) => format!("reading the upstream answer failed: {e}"),
+        .map_err(|error| match error {
+            BodyError::TooLarge => ProxyError::UpstreamFailed {
+                detail: format!("the upstream answer is larger than {} bytes", body::MAX_ANSWER_BYTES),
+            },
+            BodyError::NoMemory => ProxyError::Busy {
+                detail: "the answer stopped: whole answers would pass this isolate's memory budget".into(),
+            },
+            BodyError::Failed(e) => ProxyError::UpstreamFailed {
+                detail: format!("reading the upstream answer failed: {e}"),
             },
         })?;
     Ok((body, headers))

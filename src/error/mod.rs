@@ -149,6 +149,10 @@ pub enum ProxyError {
     Unavailable {
         detail: String,
     },
+    /// This isolate holds as many whole answers as its memory allows: retry in a moment.
+    Busy {
+        detail: String,
+    },
     Internal {
         detail: String,
     },
@@ -224,12 +228,24 @@ mod tests {
             (ProxyError::UpstreamAuthFailed { status: 401 }, 502, "server_error"),
             (ProxyError::UpstreamTimeout, 504, "server_error"),
             (ProxyError::Unavailable { detail: "x".into() }, 503, "server_error"),
+            (ProxyError::Busy { detail: "x".into() }, 503, "server_error"),
             (ProxyError::misconfigured("x"), 500, "server_error"),
         ];
         for (error, status, kind) in cases {
             assert_eq!(error.status(), status, "{error:?}");
             assert_eq!(error.error_type(), kind, "{error:?}");
         }
+    }
+
+    #[test]
+    fn a_busy_isolate_asks_for_a_retry_in_a_second() {
+        let busy = ProxyError::Busy {
+            detail: "memory".into(),
+        };
+        assert_eq!(
+            (busy.status(), busy.code(), busy.retry_after()),
+            (503, "temporarily_unavailable", Some(1))
+        );
     }
 
     #[test]

@@ -20,7 +20,7 @@ impl ProxyError {
             | ProxyError::GuestMintsExhausted { .. } => 429,
             ProxyError::Misconfigured { .. } | ProxyError::Internal { .. } => 500,
             ProxyError::UpstreamAuthFailed { .. } | ProxyError::UpstreamFailed { .. } => 502,
-            ProxyError::Unavailable { .. } => 503,
+            ProxyError::Unavailable { .. } | ProxyError::Busy { .. } => 503,
             ProxyError::UpstreamTimeout => 504,
         }
     }
@@ -76,7 +76,7 @@ impl ProxyError {
             ProxyError::UpstreamRejected { .. } => "upstream_rejected",
             ProxyError::UpstreamFailed { .. } => "upstream_error",
             ProxyError::UpstreamTimeout => "upstream_timeout",
-            ProxyError::Unavailable { .. } => "temporarily_unavailable",
+            ProxyError::Unavailable { .. } | ProxyError::Busy { .. } => "temporarily_unavailable",
             ProxyError::Internal { .. } => "internal_error",
         }
     }
@@ -140,7 +140,9 @@ impl ProxyError {
             },
             ProxyError::UpstreamFailed { .. } => "The upstream API failed to answer.".into(),
             ProxyError::UpstreamTimeout => "The upstream API did not answer in time.".into(),
-            ProxyError::Unavailable { .. } => "The proxy cannot serve this request right now; retry shortly.".into(),
+            ProxyError::Unavailable { .. } | ProxyError::Busy { .. } => {
+                "The proxy cannot serve this request right now; retry shortly.".into()
+            }
             ProxyError::Internal { .. } => "Internal error.".into(),
         }
     }
@@ -151,6 +153,7 @@ impl ProxyError {
             ProxyError::Misconfigured { detail }
             | ProxyError::UpstreamFailed { detail }
             | ProxyError::Unavailable { detail }
+            | ProxyError::Busy { detail }
             | ProxyError::Internal { detail } => Some(detail.clone()),
             ProxyError::UpstreamAuthFailed { status } => Some(format!(
                 "upstream answered {status} to our API key: check the OPENAI_API_KEY secret"
@@ -201,6 +204,7 @@ impl ProxyError {
             | ProxyError::UpstreamFailed { .. }
             | ProxyError::UpstreamTimeout
             | ProxyError::Unavailable { .. }
+            | ProxyError::Busy { .. }
             | ProxyError::Internal { .. } => None,
         }
     }
@@ -210,6 +214,8 @@ impl ProxyError {
         match self {
             ProxyError::UpstreamRateLimited { retry_after } => *retry_after,
             ProxyError::GuestMintsExhausted { retry_after_seconds } => Some(*retry_after_seconds),
+            // Whole answers under way end within seconds and free their memory.
+            ProxyError::Busy { .. } => Some(1),
             ProxyError::Quota { refusal, .. } => Some(match refusal {
                 Refusal::RateLimited { retry_after_seconds }
                 | Refusal::TooManyStreams { retry_after_seconds }
@@ -276,6 +282,7 @@ impl ProxyError {
             | ProxyError::UpstreamFailed { .. }
             | ProxyError::UpstreamTimeout
             | ProxyError::Unavailable { .. }
+            | ProxyError::Busy { .. }
             | ProxyError::Internal { .. } => None,
         };
         json!({

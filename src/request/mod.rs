@@ -96,6 +96,7 @@ impl ApiRequest {
             | ProxyError::UpstreamRejected { .. }
             | ProxyError::UpstreamFailed { .. }
             | ProxyError::Unavailable { .. }
+            | ProxyError::Busy { .. }
             | ProxyError::Internal { .. } => Spend::default(),
         }
     }
@@ -146,8 +147,8 @@ impl Tariff {
     }
 }
 
-/// Parses and checks the body of a call to `route` by the user `sub` on `plan`: the one way a
-/// client's body becomes an upstream request.
+/// Parses and checks the body of a call to `route` by the user `sub` (for a guest, its client:
+/// `Identity::abuse_subject`) on `plan`: the one way a client's body becomes an upstream request.
 pub fn parse(
     route: ApiRoute,
     bytes: &[u8],
@@ -367,6 +368,7 @@ mod tests {
             | ProxyError::UpstreamFailed { .. }
             | ProxyError::UpstreamTimeout
             | ProxyError::Unavailable { .. }
+            | ProxyError::Busy { .. }
             | ProxyError::Internal { .. } => None,
         }
     }

@@ -224,6 +224,76 @@ describe("minting a guest token", () => {
     await response.arrayBuffer();
   });
 
+  test("two IPv6 addresses of one /64 are one client: they share one rate window", async () => {
+    const prefix = `2001:db8:${nextClient++}:7`;
+    const [first, second] = [`${prefix}::1`, `${prefix}:ffff:0:0:9`];
+    CLIENT_IPS.add(first).add(second);
+    const statuses = [];
+    for (let i = 0; i < 6; i++) {
+      const ip = i % 2 ? second : first;
+      const response = await chat(setup.proxy, await guestToken(setup.proxy, ip), ip);
+      statuses.push(response.status);
+      await response.arrayBuffer();
+    }
+    assert.deepEqual(statuses, [200, 200, 200, 200, 200, 429], "5 requests per window for the /64");
+  });
+
+  test("behind Pseudo IPv4, CF-Connecting-IPv6 names the client, not the class E address hashed from it", async () => {
+    const prefix = `2001:db8:${nextClient++}:8`;
+    CLIENT_IPS.add(prefix);
+    const statuses = [];
+    for (let i = 0; i < 6; i++) {
+      // What Cloudflare's "Overwrite Headers" sends: a new class E address for every IPv6 address.
+      const headers = { "cf-connecting-ip": `240.16.${nextClient}.${i + 1}`, "cf-connecting-ipv6": `${prefix}::${i + 1}` };
+      const minted = await fetch(`${setup.proxy.url}/v1/guest`, {
+        method: "POST",
+        headers: { "content-type": "application/json", ...headers },
+        body: JSON.stringify({ turnstile_token: ACCEPTED_TOKEN }),
+      });
+      assert.equal(minted.status, 200);
+      assert.equal(siteverify.requests.at(-1).form.remoteip, `${prefix}::${i + 1}`, "siteverify sees the real address");
+      const { token } = await minted.json();
+      const response = await fetch(`${setup.proxy.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${token}`, "content-type": "application/json", ...headers },
+        body: chatBody(),
+      });
+      statuses.push(response.status);
+      await response.arrayBuffer();
+    }
+    assert.deepEqual(statuses, [200, 200, 200, 200, 200, 429], "one client, not six");
+  });
+
+  test("every guest token of one client sends OpenAI the same safety_identifier", async () => {
+    const ip = newClient();
+    const identifiers = [];
+    for (const token of [await guestToken(setup.proxy, ip), await guestToken(setup.proxy, ip)]) {
+      const content = `attribution ${token.slice(-12)}`;
+      const response = await chat(setup.proxy, token, ip, chatBody({ messages: [{ role: "user", content }] }));
+      assert.equal(response.status, 200);
+      await response.arrayBuffer();
+      identifiers.push(upstream.requests.findLast((r) => r.json?.messages?.some((m) => m.content === content)).json.safety_identifier);
+    }
+    assert.match(identifiers[0], /^[A-Za-z0-9_-]{43}$/);
+    assert.equal(identifiers[1], identifiers[0], "one visitor is one user to OpenAI's abuse monitoring");
+    const other = newClient();
+    const response = await chat(setup.proxy, await guestToken(setup.proxy, other), other);
+    await response.arrayBuffer();
+    assert.notEqual(upstream.requests.at(-1).json.safety_identifier, identifiers[0], "another client is another user");
+  });
+
+  test("user tokens claiming plan guest share their client's guest limits", async () => {
+    const ip = newClient();
+    const statuses = [];
+    const visitor = `anonymous-visitor-${nextClient}`;
+    for (let i = 0; i < 6; i++) {
+      const response = await chat(setup.proxy, mintToken({ sub: `${visitor}-${i}`, plan: "guest" }), ip);
+      statuses.push(response.status);
+      await response.arrayBuffer();
+    }
+    assert.deepEqual(statuses, [200, 200, 200, 200, 200, 429], "the guest plan's 5 requests for the client, not per token");
+  });
+
   test("a guest token with an edited payload, signed with JWT_SECRET, or living too long is a 401", async () => {
     const ip = newClient();
     const token = await guestToken(setup.proxy, ip);

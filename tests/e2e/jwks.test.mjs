@@ -3,7 +3,7 @@
 // provider is a loopback server that counts its fetches; each test starts its own proxy, so
 // each starts with an empty isolate.
 import assert from "node:assert/strict";
-import { generateKeyPairSync, randomUUID, sign } from "node:crypto";
+import { createHash, generateKeyPairSync, randomUUID, sign } from "node:crypto";
 import { readFileSync } from "node:fs";
 import http from "node:http";
 import { after, before, beforeEach, test } from "node:test";
@@ -141,7 +141,11 @@ test("a key set larger than 1 MiB is refused without reading it to its end", asy
   assert.equal(keys.lastCompleted, false, "the proxy stopped reading at the cap");
 });
 
-test("keys another Worker of the zone plants in the cache under the key set's URL are not trusted", async () => {
+/**
+ * The proxy beside a "neighbour" Worker of the same zone, which plants `body` in the Cache API
+ * (`cacheName`, or the zone's default cache) under `key` with `headers`. Runs `check(url)`.
+ */
+async function withNeighbour(bindings, { cacheName, key, body, headers }, check) {
   const root = new URL("../../", import.meta.url);
   const compatibilityDate = readFileSync(new URL("wrangler.toml", root), "utf8").match(/^compatibility_date = "(.+)"$/m)[1];
   const mf = new Miniflare({
@@ -155,18 +159,19 @@ test("keys another Worker of the zone plants in the cache under the key set's UR
         scriptPath: new URL("build/index.js", root).pathname,
         modulesRules: [{ type: "CompiledWasm", include: ["**/*.wasm"], fallthrough: true }],
         compatibilityDate,
-        bindings: { ALLOWED_ORIGINS: ALLOWED_ORIGIN, JWKS_URL: keys.url, JWT_ISSUER: ISSUER, JWT_AUDIENCE: AUDIENCE },
+        bindings: { ALLOWED_ORIGINS: ALLOWED_ORIGIN, JWKS_URL: keys.url, JWT_ISSUER: ISSUER, JWT_AUDIENCE: AUDIENCE, ...bindings },
         durableObjects: { USERS: { className: "UserState", useSQLite: true } },
       },
       {
-        // Shares the zone's default cache, as Workers on one custom domain do.
+        // Shares the zone's caches, as Workers on one custom domain do.
         name: "neighbour",
         modules: true,
         compatibilityDate,
         script: `export default {
           async fetch(request) {
-            const { url, body } = await request.json();
-            await caches.default.put(url, new Response(body, { headers: { "content-type": "application/json", "cache-control": "max-age=600" } }));
+            const { cacheName, key, body, headers } = await request.json();
+            const cache = cacheName ? await caches.open(cacheName) : caches.default;
+            await cache.put(key, new Response(body, { headers: { "content-type": "application/json", "cache-control": "max-age=600", ...headers } }));
             return new Response("planted");
           },
         };`,
@@ -176,11 +181,37 @@ test("keys another Worker of the zone plants in the cache under the key set's UR
   try {
     const url = (await mf.ready).toString().replace(/\/$/, "");
     const neighbour = await mf.getWorker("neighbour");
-    const planted = await neighbour.fetch("http://neighbour/", { method: "POST", body: JSON.stringify({ url: keys.url, body: ATTACKER_SET }) });
+    const planted = await neighbour.fetch("http://neighbour/", { method: "POST", body: JSON.stringify({ cacheName, key, body, headers }) });
     assert.equal(await planted.text(), "planted");
-    assert.equal((await status({ url }, es256(attacker, "planted-1"))).status, 401, "the planted key verifies nothing");
-    assert.equal((await status({ url }, es256(provider, "provider-1"))).status, 200, "the provider's own key still works");
+    await check(url);
   } finally {
     await mf.dispose();
+  }
+}
+
+test("keys another Worker of the zone plants in the cache under the key set's URL are not trusted", async () => {
+  await withNeighbour({}, { key: keys.url, body: ATTACKER_SET, headers: {} }, async (url) => {
+    assert.equal((await status({ url }, es256(attacker, "planted-1"))).status, 401, "the planted key verifies nothing");
+    assert.equal((await status({ url }, es256(provider, "provider-1"))).status, 200, "the provider's own key still works");
+  });
+});
+
+test("a key set planted in the proxy's own named cache, without this Worker's seal, is ignored", async () => {
+  // The proxy's entry, as its name and key are in its source: only the seal is missing or forged.
+  const entry = {
+    cacheName: "openai-edge-proxy:jwks",
+    key: `https://jwks.openai-edge-proxy.invalid/${createHash("sha256").update(keys.url).digest("hex")}`,
+    body: ATTACKER_SET,
+  };
+  const planted = { "x-openai-edge-proxy-jwks-source": keys.url, "x-openai-edge-proxy-fetched-at-ms": String(Date.now()) };
+  const secret = { SAFETY_IDENTIFIER_SECRET: "a-safety-secret-for-the-jwks-tests-0123456789" };
+  for (const headers of [planted, { ...planted, "x-openai-edge-proxy-seal": "A".repeat(43) }]) {
+    keys.fetches = {};
+    await withNeighbour(secret, { ...entry, headers }, async (url) => {
+      assert.equal((await status({ url }, es256(attacker, "planted-1"))).status, 401, "the planted key verifies nothing");
+      // Once for the set, once more for the unknown `kid` (a rotation, for all it knows).
+      assert.equal(keys.count(), 2, "the provider was asked instead");
+      assert.equal((await status({ url }, es256(provider, "provider-1"))).status, 200, "the provider's own key works");
+    });
   }
 });

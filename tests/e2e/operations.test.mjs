@@ -157,3 +157,33 @@ test("a blocked user's every token is refused like a bad token, a freshly minted
   assert.equal(after.status, 200, "unblocked");
   await after.arrayBuffer();
 });
+
+test("a webhook that never answers is given up after its timeout, and the failure logged", async () => {
+  const silent = http.createServer(() => {}); // reads the post, never answers
+  await new Promise((resolve) => silent.listen(0, "127.0.0.1", resolve));
+  const hushed = await startProxy({
+    UPSTREAM_BASE_URL: mock.url,
+    OPENAI_API_KEY: mock.apiKey,
+    ALERT_REQUESTS_PER_HOUR: "1",
+    ALERT_WEBHOOK_URL: `http://127.0.0.1:${silent.address().port}/hook`,
+  });
+  try {
+    for (let i = 0; i < 2; i++) {
+      const response = await fetch(`${hushed.url}/v1/chat/completions`, { method: "POST", headers: browserHeaders(mintToken({ sub: "hushed" })), body: chatBody() });
+      assert.equal(response.status, 200);
+      await response.arrayBuffer();
+    }
+    // 5 s of timeout; on main the post hangs until the isolate goes (never, in this test).
+    let failed;
+    for (const deadline = Date.now() + 12_000; !failed && Date.now() < deadline; ) {
+      failed = hushed.logs.find((l) => l.event === "alert_webhook_failed");
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    assert.ok(failed, "the webhook's failure is logged within 12 s");
+    assert.match(failed.detail, /no answer within 5 s/);
+  } finally {
+    await hushed.dispose();
+    silent.closeAllConnections();
+    await new Promise((resolve) => silent.close(resolve));
+  }
+});

@@ -1,7 +1,8 @@
 //! The keys user tokens are checked with: `JWT_SECRET`, and an identity provider's key set,
 //! inline (`JWKS`) or fetched from `JWKS_URL`. A fetched set is cached in this isolate's memory
 //! (with its keys' WebCrypto imports) and in a Cache API entry only this Worker uses, for
-//! `JWKS_CACHE_SECONDS`. When to fetch again, and how long a set may outlive its cache time, is
+//! `JWKS_CACHE_SECONDS`. That entry is sealed (`CacheSeal`): another Worker of the zone could
+//! write one, and without the seal's secret it could plant any key and mint any user's token. When to fetch again, and how long a set may outlive its cache time, is
 //! `key_refresh` in the core.
 
 use std::cell::{Cell, RefCell};
@@ -15,7 +16,7 @@ use worker::{AbortController, Cache, Delay, Fetch, Headers, Request, RequestInit
 
 use super::webcrypto::{ProviderKeys, UserKeys};
 use crate::auth::jwks;
-use crate::auth::key_refresh::{self, FetchLog, Freshness};
+use crate::auth::key_refresh::{self, CacheSeal, FetchLog, Freshness};
 use crate::config::Config;
 use crate::edge::body::{self, BodyError};
 use crate::edge::{log, Now};
@@ -27,9 +28,10 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 /// under the provider's public URL.
 const CACHE_NAME: &str = "openai-edge-proxy:jwks";
 const CACHE_KEY_PREFIX: &str = "https://jwks.openai-edge-proxy.invalid/";
-/// Headers of a cache entry: which URL it holds, and when that was fetched (ms).
+/// Headers of a cache entry: which URL it holds, when that was fetched (ms), and its seal.
 const SOURCE_HEADER: &str = "x-openai-edge-proxy-jwks-source";
 const FETCHED_AT_HEADER: &str = "x-openai-edge-proxy-fetched-at-ms";
+const SEAL_HEADER: &str = "x-openai-edge-proxy-seal";
 
 type Keys = Rc<ProviderKeys>;
 /// A refresh under way: requests that arrive meanwhile wait for it rather than start another.
@@ -77,7 +79,7 @@ pub async fn refetch_for_unknown_kid(config: &Config, now: Now) -> Result<Option
     }
     fetches.refetched_for_unknown_kid(now_ms);
     FETCHES.set(fetches);
-    match fetch_from_provider(url.clone(), config.keys.jwks_cache.as_secs(), now_ms).await {
+    match fetch_from_provider(url.clone(), shared_cache(config), now_ms).await {
         Ok(keys) => Ok(Some(combine(config, &keys)?)),
         Err(detail) => {
             log::warn("jwks_refetch_failed", &detail);
@@ -112,7 +114,7 @@ async fn provider_keys(config: &Config, now_ms: u64) -> Result<Keys, ProxyError>
             return Ok(keys.clone());
         }
     }
-    let not_loaded = match refreshed(url, config.keys.jwks_cache.as_secs(), now_ms).await {
+    let not_loaded = match refreshed(url, shared_cache(config), now_ms).await {
         Ok(keys) => return Ok(keys),
         Err(not_loaded) => not_loaded,
     };
@@ -136,11 +138,25 @@ async fn provider_keys(config: &Config, now_ms: u64) -> Result<Keys, ProxyError>
     }
 }
 
+/// The Cache API layer isolates share: how long its entries live and the seal they need.
+/// None without a secret to seal with, or with `JWKS_CACHE_SECONDS=0`: each isolate fetches.
+#[derive(Clone)]
+struct SharedCache {
+    max_age_seconds: u64,
+    seal: CacheSeal,
+}
+
+fn shared_cache(config: &Config) -> Option<SharedCache> {
+    let max_age_seconds = config.keys.jwks_cache.as_secs();
+    let seal = config.keys.cache_seal.clone()?;
+    (max_age_seconds > 0).then_some(SharedCache { max_age_seconds, seal })
+}
+
 /// Joins the refresh under way, or starts one: the shared cache first, then the provider.
-async fn refreshed(url: &str, cache_seconds: u64, now_ms: u64) -> Result<Keys, NotLoaded> {
+async fn refreshed(url: &str, shared: Option<SharedCache>, now_ms: u64) -> Result<Keys, NotLoaded> {
     let under_way = REFRESHING.with_borrow(|slot| slot.clone().filter(|refresh| refresh.peek().is_none()));
     let refresh = under_way.unwrap_or_else(|| {
-        let refresh = load(url.to_owned(), cache_seconds, now_ms).boxed_local().shared();
+        let refresh = load(url.to_owned(), shared, now_ms).boxed_local().shared();
         REFRESHING.set(Some(refresh.clone()));
         refresh
     });
@@ -153,21 +169,22 @@ async fn refreshed(url: &str, cache_seconds: u64, now_ms: u64) -> Result<Keys, N
     result
 }
 
-async fn load(url: String, cache_seconds: u64, now_ms: u64) -> Result<Keys, NotLoaded> {
-    let cache_ms = cache_seconds.saturating_mul(1000);
-    if let Some((keys, fetched_at_ms)) = from_cache_api(&url, cache_ms, now_ms).await {
-        return Ok(remember(&url, keys, fetched_at_ms));
+async fn load(url: String, shared: Option<SharedCache>, now_ms: u64) -> Result<Keys, NotLoaded> {
+    if let Some(cache) = &shared {
+        if let Some((keys, fetched_at_ms)) = from_cache_api(&url, cache, now_ms).await {
+            return Ok(remember(&url, keys, fetched_at_ms));
+        }
     }
     if !FETCHES.get().may_refresh(now_ms) {
         return Err(NotLoaded::BackingOff);
     }
-    fetch_from_provider(url, cache_seconds, now_ms)
+    fetch_from_provider(url, shared, now_ms)
         .await
         .map_err(NotLoaded::Failed)
 }
 
 /// One fetch from `JWKS_URL`, recorded in the isolate's `FetchLog`.
-async fn fetch_from_provider(url: String, cache_seconds: u64, now_ms: u64) -> Result<Keys, String> {
+async fn fetch_from_provider(url: String, shared: Option<SharedCache>, now_ms: u64) -> Result<Keys, String> {
     let mut fetches = FETCHES.get();
     fetches.started(now_ms);
     FETCHES.set(fetches);
@@ -177,7 +194,9 @@ async fn fetch_from_provider(url: String, cache_seconds: u64, now_ms: u64) -> Re
     };
     match fetched {
         Ok((keys, document)) => {
-            to_cache_api(&url, document, cache_seconds, now_ms).await;
+            if let Some(cache) = &shared {
+                to_cache_api(&url, document, cache, now_ms).await;
+            }
             Ok(remember(&url, keys, now_ms))
         }
         Err(detail) => {
@@ -247,7 +266,7 @@ async fn fetch_document(url: &str) -> Result<Vec<u8>, String> {
         return Err(format!("answered {status}"));
     }
     let reading = select(
-        Box::pin(body::read_capped(&mut response, body::MAX_KEY_SET_BYTES)),
+        Box::pin(body::read_capped(&mut response, body::MAX_KEY_SET_BYTES, None)),
         Box::pin(Delay::from(FETCH_TIMEOUT)),
     )
     .await;
@@ -271,37 +290,45 @@ fn cache_key(url: &str) -> String {
     key
 }
 
-/// A set another isolate of this Worker stored, if it is for `url`, fresh and usable.
-async fn from_cache_api(url: &str, cache_ms: u64, now_ms: u64) -> Option<(ProviderKeys, u64)> {
-    if cache_ms == 0 {
-        return None;
-    }
-    let cache = Cache::open(CACHE_NAME.to_owned()).await;
-    let mut response = cache.get(cache_key(url), false).await.ok()??;
+/// A set another isolate of this Worker stored, if it is for `url`, fresh, sealed by this
+/// Worker and usable.
+async fn from_cache_api(url: &str, cache: &SharedCache, now_ms: u64) -> Option<(ProviderKeys, u64)> {
+    let cache_ms = cache.max_age_seconds.saturating_mul(1000);
+    let stored = Cache::open(CACHE_NAME.to_owned()).await;
+    let mut response = stored.get(cache_key(url), false).await.ok()??;
     let header = |name| response.headers().get(name).ok().flatten();
     if header(SOURCE_HEADER).as_deref() != Some(url) {
         return None;
     }
     let fetched_at_ms: u64 = header(FETCHED_AT_HEADER)?.parse().ok()?;
+    let tag = header(SEAL_HEADER).unwrap_or_default();
     if key_refresh::freshness(fetched_at_ms, cache_ms, now_ms) != Freshness::Fresh {
         return None;
     }
-    let document = body::read_capped(&mut response, body::MAX_KEY_SET_BYTES).await.ok()?;
+    let document = body::read_capped(&mut response, body::MAX_KEY_SET_BYTES, None)
+        .await
+        .ok()?;
+    if !cache.seal.verifies(&tag, url, fetched_at_ms, &document) {
+        log::warn(
+            "jwks_cache_unsealed",
+            "ignored a cached key set this Worker did not seal: planted by another Worker of the zone, or sealed with a previous secret",
+        );
+        return None;
+    }
     let keys = parse(&document, "JWKS_URL (cached)").await.ok()?;
     Some((keys, fetched_at_ms))
 }
 
 /// Best effort: a failed cache write only costs a later fetch.
-async fn to_cache_api(url: &str, document: Vec<u8>, max_age_seconds: u64, fetched_at_ms: u64) {
-    if max_age_seconds == 0 {
-        return;
-    }
+async fn to_cache_api(url: &str, document: Vec<u8>, cache: &SharedCache, fetched_at_ms: u64) {
+    let tag = cache.seal.tag(url, fetched_at_ms, &document);
     let stored = Response::from_bytes(document).and_then(|mut response| {
         let headers = response.headers_mut();
-        headers.set("cache-control", &format!("max-age={max_age_seconds}"))?;
+        headers.set("cache-control", &format!("max-age={}", cache.max_age_seconds))?;
         headers.set("content-type", "application/json")?;
         headers.set(SOURCE_HEADER, url)?;
         headers.set(FETCHED_AT_HEADER, &fetched_at_ms.to_string())?;
+        headers.set(SEAL_HEADER, &tag)?;
         Ok(response)
     });
     if let Ok(response) = stored {

@@ -11,9 +11,11 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Duration;
 
+use futures_util::future::{select, Either};
+
 use worker::wasm_bindgen::JsValue;
 use worker::{
-    durable_object, Context, DurableObject, Env, Method, Request, RequestInit, RequestRedirect, Response, State,
+    durable_object, Context, Delay, DurableObject, Env, Method, Request, RequestInit, RequestRedirect, Response, State,
 };
 
 use crate::auth::guest::GUEST_PLAN;
@@ -33,6 +35,8 @@ use crate::objects::user::{
 };
 
 const BINDING: &str = "USERS";
+/// How long an alert's webhook may take to answer.
+const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(5);
 const RECORD_KEY: &str = "record";
 /// How long charges wait in a user's object before they go to the day's index: the index
 /// gets at most one call per user per this interval.
@@ -391,7 +395,19 @@ fn raise(ctx: &Rc<Context>, config: &Config, message: &str) {
                 .with_redirect(RequestRedirect::Manual)
                 .with_body(Some(JsValue::from_str(&body)));
             let sent = match Request::new_with_init(&url, &init) {
-                Ok(request) => worker::Fetch::Request(request).send().await.map(|r| r.status_code()),
+                Ok(request) => {
+                    let fetch = worker::Fetch::Request(request);
+                    let post = fetch.send();
+                    // `wait_until` gives it 30 s at most; a hung webhook should not take them all.
+                    let answered = select(Box::pin(post), Box::pin(Delay::from(WEBHOOK_TIMEOUT))).await;
+                    match answered {
+                        Either::Left((answer, _)) => answer.map(|r| r.status_code()),
+                        Either::Right(_) => Err(worker::Error::RustError(format!(
+                            "no answer within {} s",
+                            WEBHOOK_TIMEOUT.as_secs()
+                        ))),
+                    }
+                }
                 Err(error) => Err(error),
             };
             if !matches!(sent, Ok(200..=299)) {
