@@ -19,6 +19,9 @@ export PATH="$TOOLS_DIR/cargo-mutants-$CARGO_MUTANTS_VERSION/bin:$PATH"
 
 # A fixed timeout rather than one scaled from the baseline: the baseline on a loaded 2-core
 # machine varies, and a mutant that loops (a window that never advances) must still end.
+# Each mutant relinks every test binary: without debug info that is several times faster, and
+# a failing test's message is all a mutant's log needs.
+export CARGO_PROFILE_DEV_DEBUG=0 CARGO_PROFILE_TEST_DEBUG=0
 mkdir -p target
 exec cargo mutants --test-tool cargo --jobs "${MUTANTS_JOBS:-2}" --timeout "${MUTANTS_TIMEOUT:-300}" \
   --output target/mutants "$@"

@@ -324,4 +324,25 @@ mod tests {
             "a dearer cache price is covered too"
         );
     }
+
+    #[test]
+    fn the_worst_case_prices_input_at_the_dearer_of_the_two_input_prices() {
+        let cost = Cost {
+            body_bytes: 1_000,
+            output_tokens: 200,
+            ..Cost::default()
+        };
+        let cache_dearer = Price {
+            input: 1_000_000,
+            cached_input: 5_000_000,
+            output: 2_000_000,
+        };
+        assert_eq!(cache_dearer.worst_case(&cost), 1_000 * 5 + 200 * 2);
+        let input_dearer = Price {
+            input: 5_000_000,
+            cached_input: 1_000_000,
+            output: 2_000_000,
+        };
+        assert_eq!(input_dearer.worst_case(&cost), 1_000 * 5 + 200 * 2);
+    }
 }
