@@ -345,4 +345,14 @@ mod tests {
         };
         assert_eq!(input_dearer.worst_case(&cost), 1_000 * 5 + 200 * 2);
     }
+
+    #[test]
+    fn a_sign_or_a_cent_past_the_largest_amount_is_not_an_amount() {
+        // Rust's integer parser takes a leading `+`: the digit checks are what refuse these.
+        for bad in ["+1", "1.+5", "+1.5", "1000000000.5", "1000000000.000000001", "1.5.5"] {
+            assert_eq!(parse_usd(bad), None, "{bad:?}");
+        }
+        assert_eq!(parse_usd("999999999.999999999"), Some(MAX_USD * NANO_PER_USD - 1));
+        assert_eq!(parse_usd("0.5"), Some(NANO_PER_USD / 2));
+    }
 }

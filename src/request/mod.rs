@@ -738,6 +738,17 @@ mod tests {
         ] {
             assert!(responses(fine.clone()).is_ok(), "{fine}");
         }
+        for fine in [
+            json!({"service_tier": "auto", "modalities": ["text"]}),
+            json!({"service_tier": "default", "modalities": null, "audio": null}),
+            json!({"modalities": []}),
+        ] {
+            assert!(chat(fine.clone()).is_ok(), "{fine}");
+        }
+        assert_eq!(
+            param(&chat(json!({"modalities": "text"})).unwrap_err()).as_deref(),
+            Some("modalities")
+        );
     }
 
     #[test]
