@@ -49,7 +49,7 @@ fuzz:
 	@bash scripts/fuzz.sh
 
 # Mutation testing of the code that decides charges and admissions (.cargo/mutants.toml) against
-# the native tests; tens of minutes, so not part of `make test`. Report: target/mutants/mutants.out.
+# the native tests; an hour or more on two shared cores, so not part of `make test`. Report: target/mutants/mutants.out.
 mutants:
 	@bash scripts/mutants.sh
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # `make mutants`: mutation testing of the money and limit code (the files in
-# .cargo/mutants.toml) against the native tests. Slow (minutes to tens of minutes), so it is not
-# part of `make test`. MUTANTS_JOBS (default 2) builds at once; extra arguments go to
-# cargo mutants (e.g. `--file src/budget/quota.rs`, `--list`). The report is in
+# .cargo/mutants.toml) against the native tests. About 300 mutants at 25 s to a minute each on
+# two shared cores (an hour or more), so it is not part of `make test`. MUTANTS_JOBS (default 2)
+# builds at once; extra arguments go to cargo mutants (e.g. `--re 'QuotaState::admit'`,
+# `--list`, `--iterate` to retest only what was missed last time). The report is in
 # target/mutants/mutants.out (missed.txt, caught.txt, unviable.txt, timeout.txt).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
