@@ -1,5 +1,5 @@
 # The two commands of the README: `make dev` and `make test`. Each installs what it needs.
-.PHONY: dev test lint build tools bench profile soak fuzz clean
+.PHONY: dev test lint build tools bench profile soak fuzz mutants clean
 
 export WRANGLER_SEND_METRICS := false
 
@@ -52,6 +52,11 @@ soak: build
 # Every cargo fuzz target for FUZZ_SECONDS (default 60) each; needs nightly, installs it.
 fuzz:
 	@bash scripts/fuzz.sh
+
+# Mutation testing of the code that decides charges and admissions (.cargo/mutants.toml) against
+# the native tests; an hour or more on two shared cores, so not part of `make test`. Report: target/mutants/mutants.out.
+mutants:
+	@bash scripts/mutants.sh
 
 clean:
 	rm -rf build target .wrangler

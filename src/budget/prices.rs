@@ -324,4 +324,35 @@ mod tests {
             "a dearer cache price is covered too"
         );
     }
+
+    #[test]
+    fn the_worst_case_prices_input_at_the_dearer_of_the_two_input_prices() {
+        let cost = Cost {
+            body_bytes: 1_000,
+            output_tokens: 200,
+            ..Cost::default()
+        };
+        let cache_dearer = Price {
+            input: 1_000_000,
+            cached_input: 5_000_000,
+            output: 2_000_000,
+        };
+        assert_eq!(cache_dearer.worst_case(&cost), 1_000 * 5 + 200 * 2);
+        let input_dearer = Price {
+            input: 5_000_000,
+            cached_input: 1_000_000,
+            output: 2_000_000,
+        };
+        assert_eq!(input_dearer.worst_case(&cost), 1_000 * 5 + 200 * 2);
+    }
+
+    #[test]
+    fn a_sign_or_a_cent_past_the_largest_amount_is_not_an_amount() {
+        // Rust's integer parser takes a leading `+`: the digit checks are what refuse these.
+        for bad in ["+1", "1.+5", "+1.5", "1000000000.5", "1000000000.000000001", "1.5.5"] {
+            assert_eq!(parse_usd(bad), None, "{bad:?}");
+        }
+        assert_eq!(parse_usd("999999999.999999999"), Some(MAX_USD * NANO_PER_USD - 1));
+        assert_eq!(parse_usd("0.5"), Some(NANO_PER_USD / 2));
+    }
 }

@@ -878,4 +878,163 @@ mod tests {
         state.cancel(&limits(), r.id, T0 + 20);
         assert_eq!(state.standing(&limits(), T0 + 20).rate.unwrap().remaining, 3);
     }
+
+    /// T0 is 08:00 UTC: the budget starts over in 16 hours.
+    const SECONDS_TO_MIDNIGHT: u64 = 16 * 3600;
+
+    fn budgets_only(daily_tokens: Option<u64>, daily_nano_usd: Option<u64>) -> Limits {
+        Limits {
+            rate: None,
+            max_streams: None,
+            daily_tokens,
+            daily_nano_usd,
+        }
+    }
+
+    #[test]
+    fn a_reservation_lives_fifteen_minutes() {
+        let mut state = QuotaState::default();
+        let reservation = state.admit(&limits(), STREAM, T0).unwrap();
+        assert_eq!(reservation.expires_at_ms, T0 + 15 * 60 * 1000);
+        // A long stream (14 minutes) still holds its slot and its reservation...
+        let standing = state.standing(&limits(), T0 + 14 * 60 * 1000);
+        assert_eq!(
+            (standing.open_streams, standing.reserved_tokens, standing.used_tokens),
+            (1, 10, 0)
+        );
+        // ...and at 15 minutes it is taken to have died: charged in full, slot freed.
+        let standing = state.standing(&limits(), T0 + 15 * 60 * 1000);
+        assert_eq!(
+            (standing.open_streams, standing.reserved_tokens, standing.used_tokens),
+            (0, 0, 10)
+        );
+    }
+
+    #[test]
+    fn a_worst_case_that_exactly_fills_a_budget_is_admitted() {
+        let mut state = QuotaState::default();
+        let limits = budgets_only(Some(1_000), Some(1_000_000));
+        let exactly = Ask {
+            tokens: 1_000,
+            stream: false,
+            nano_usd: 1_000_000,
+        };
+        assert!(state.admit(&limits, exactly, T0).is_ok());
+        let one_more = Ask {
+            tokens: 0,
+            stream: false,
+            nano_usd: 1,
+        };
+        assert_eq!(
+            state.admit(&limits, one_more, T0),
+            Err(Refusal::SpendExhausted {
+                retry_after_seconds: STREAM_SLOT_RETRY_SECONDS
+            }),
+            "only reserved: room again when the reservation settles"
+        );
+    }
+
+    #[test]
+    fn a_budget_spent_refuses_until_midnight_and_one_only_reserved_for_seconds() {
+        let mut state = QuotaState::default();
+        let limits = budgets_only(Some(100), Some(100_000));
+        let ask = Ask {
+            tokens: 60,
+            stream: false,
+            nano_usd: 60_000,
+        };
+        let first = state.admit(&limits, ask, T0).unwrap();
+        assert_eq!(
+            state.admit(&limits, ask, T0),
+            Err(Refusal::BudgetExhausted {
+                retry_after_seconds: STREAM_SLOT_RETRY_SECONDS
+            })
+        );
+        state.finish(
+            &limits,
+            first.id,
+            Spend {
+                tokens: 60,
+                nano_usd: 10,
+            },
+            T0,
+        );
+        assert_eq!(
+            state.admit(&limits, ask, T0 + 500),
+            Err(Refusal::BudgetExhausted {
+                retry_after_seconds: SECONDS_TO_MIDNIGHT
+            }),
+            "used: not before the next UTC day (rounded up to a whole second)"
+        );
+        let dollars = budgets_only(None, Some(100_000));
+        state.charge(Spend {
+            tokens: 0,
+            nano_usd: 99_990,
+        });
+        assert_eq!(
+            state.admit(&dollars, ask, T0 + 1_000),
+            Err(Refusal::SpendExhausted {
+                retry_after_seconds: SECONDS_TO_MIDNIGHT - 1
+            })
+        );
+    }
+
+    #[test]
+    fn the_standing_counts_down_to_midnight_and_to_the_window_s_next_slot() {
+        let mut state = QuotaState::default();
+        assert_eq!(state.standing(&limits(), T0).budget_reset_seconds, SECONDS_TO_MIDNIGHT);
+        assert_eq!(
+            state.standing(&limits(), T0 + 1_500).budget_reset_seconds,
+            SECONDS_TO_MIDNIGHT - 1,
+            "rounded up"
+        );
+        for at in [T0, T0 + 20_000, T0 + 40_000] {
+            state.admit(&limits(), SMALL, at).unwrap();
+        }
+        let rate = state.standing(&limits(), T0 + 45_000).rate.unwrap();
+        assert_eq!((rate.remaining, rate.reset_seconds, rate.window_seconds), (0, 15, 60));
+        assert_eq!(
+            state.admit(&limits(), SMALL, T0 + 45_000),
+            Err(Refusal::RateLimited {
+                retry_after_seconds: 15
+            })
+        );
+        let usage = state.standing(&limits(), T0 + 45_000).usage_json("alice", "default");
+        assert_eq!(usage["tokens"]["reset_seconds"], SECONDS_TO_MIDNIGHT - 45);
+        assert_eq!(usage["requests"]["reset_seconds"], 15);
+    }
+
+    #[test]
+    fn usage_past_the_reservation_is_charged_as_reported() {
+        let mut state = QuotaState::default();
+        let limits = budgets_only(Some(1_000), Some(1_000_000));
+        let reservation = state
+            .admit(
+                &limits,
+                Ask {
+                    tokens: 100,
+                    stream: false,
+                    nano_usd: 100,
+                },
+                T0,
+            )
+            .unwrap();
+        let over = Spend {
+            tokens: 1_500,
+            nano_usd: 2_000_000,
+        };
+        state.finish(&limits, reservation.id, over, T0);
+        let standing = state.standing(&limits, T0);
+        assert_eq!((standing.used_tokens, standing.used_nano_usd), (1_500, 2_000_000));
+        assert_eq!(
+            (standing.tokens_remaining(), standing.nano_usd_remaining()),
+            (Some(0), Some(0))
+        );
+        assert_eq!(
+            state.admit(&limits, SMALL, T0 + 1),
+            Err(Refusal::BudgetExhausted {
+                retry_after_seconds: SECONDS_TO_MIDNIGHT
+            })
+        );
+    }
 }

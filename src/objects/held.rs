@@ -328,4 +328,19 @@ mod tests {
         }
         assert_eq!(used_and_open(&mut record), (5, 0), "settling again changes nothing");
     }
+
+    #[test]
+    fn a_settlement_is_held_only_at_its_own_object_under_its_own_id() {
+        let mut held = HeldSettlements::default();
+        assert!(!held.holds("user:alice", 1));
+        held.hold("user:alice", finished(1));
+        held.hold("user:alice", finished(2));
+        assert!(held.holds("user:alice", 1) && held.holds("user:alice", 2));
+        assert!(!held.holds("user:alice", 3), "another reservation of the same object");
+        assert!(!held.holds("user:bob", 1), "the same id at another object");
+        let call = held.carry("user:alice", 0);
+        assert!(held.holds("user:alice", 1), "carried is not landed");
+        held.landed("user:alice", call.call, &[1, 2]);
+        assert!(!held.holds("user:alice", 1) && !held.holds("user:alice", 2));
+    }
 }

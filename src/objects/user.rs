@@ -1367,4 +1367,23 @@ mod tests {
             "not renewed in time: expired, charged in full"
         );
     }
+
+    #[test]
+    fn no_user_s_object_is_a_shared_one() {
+        assert_eq!(user_object_name("alice"), "user:alice");
+        for sub in [GLOBAL_OBJECT_NAME, GUESTS_OBJECT_NAME, ""] {
+            let name = user_object_name(sub);
+            assert_ne!(name, GLOBAL_OBJECT_NAME);
+            assert_ne!(name, GUESTS_OBJECT_NAME);
+        }
+        assert_ne!(user_object_name("alice"), user_object_name("bob"));
+    }
+
+    #[test]
+    fn usage_is_filed_under_the_utc_day() {
+        assert_eq!(utc_day(NOW), "2027-01-15");
+        let midnight = NOW - 8 * 3600 * 1000 + crate::budget::quota::DAY_MS;
+        assert_eq!(utc_day(midnight - 1), "2027-01-15");
+        assert_eq!(utc_day(midnight), "2027-01-16");
+    }
 }

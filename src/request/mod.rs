@@ -780,6 +780,17 @@ mod tests {
         ] {
             assert!(responses(fine.clone()).is_ok(), "{fine}");
         }
+        for fine in [
+            json!({"service_tier": "auto", "modalities": ["text"]}),
+            json!({"service_tier": "default", "modalities": null, "audio": null}),
+            json!({"modalities": []}),
+        ] {
+            assert!(chat(fine.clone()).is_ok(), "{fine}");
+        }
+        assert_eq!(
+            param(&chat(json!({"modalities": "text"})).unwrap_err()).as_deref(),
+            Some("modalities")
+        );
     }
 
     #[test]
@@ -1003,5 +1014,93 @@ mod tests {
             request.charge_after_failure(&ProxyError::UpstreamRateLimited { retry_after: None }),
             Spend::default()
         );
+    }
+
+    #[test]
+    fn a_usage_report_is_charged_its_tokens_and_hosted_fees_at_the_model_s_price() {
+        let config = Config::for_tests(&[
+            ("ALLOWED_HOSTED_TOOLS", "web_search:5000"),
+            ("MAX_HOSTED_TOOL_CALLS", "2"),
+            ("DAILY_BUDGET_USD", "5"),
+        ])
+        .unwrap();
+        let request = responses_with(json!({"tools": [{"type": "web_search"}]}), &config).unwrap();
+        let usage = Usage {
+            prompt_tokens: 1_000,
+            completion_tokens: 200,
+            total_tokens: 1_200,
+            cached_tokens: 400,
+            hosted_tool_calls: Some(1),
+        };
+        // gpt-4o-mini: $0.15 input, $0.075 cached, $0.60 output per million tokens; one call's
+        // fee (5,000 tokens) at the input price.
+        let uncached = 600 + 5_000;
+        let nano_usd = (uncached * 150_000_000 + 400 * 75_000_000 + 200 * 600_000_000_u64).div_ceil(1_000_000);
+        assert_eq!(
+            request.tariff().with_usage(&usage),
+            Spend {
+                tokens: 1_200 + 5_000,
+                nano_usd
+            }
+        );
+        let unlisted = Usage {
+            hosted_tool_calls: None,
+            ..usage
+        };
+        assert_eq!(
+            request.tariff().with_usage(&unlisted).tokens,
+            1_200 + 2 * 5_000,
+            "calls the answer does not list are charged as reserved"
+        );
+        let no_tools = chat(json!({})).unwrap();
+        assert_eq!(
+            no_tools.tariff().with_usage(&usage),
+            Spend {
+                tokens: 1_200,
+                nano_usd: (600 * 150_000_000 + 400 * 75_000_000 + 200 * 600_000_000_u64).div_ceil(1_000_000)
+            },
+            "no fee without hosted tools, whatever the answer lists"
+        );
+    }
+
+    #[test]
+    fn a_stored_response_is_recorded_for_its_user_only_when_it_may_be_continued() {
+        let config = Config::for_tests(&[("RESPONSES_STORE", "true"), ("ALLOW_STORED_CONTEXT", "true")]).unwrap();
+        let stored = responses_with(json!({}), &config).unwrap();
+        assert_eq!(stored.created_response(Some("resp_1".into())), Some("resp_1".into()));
+        assert_eq!(stored.created_response(None), None);
+        let unstored = responses_with(json!({"store": false}), &config).unwrap();
+        assert_eq!(unstored.created_response(Some("resp_1".into())), None);
+        let not_kept = responses(json!({})).unwrap();
+        assert_eq!(not_kept.created_response(Some("resp_1".into())), None);
+    }
+
+    #[test]
+    fn hosted_tool_calls_are_bounded_from_one_to_the_cap_and_default_to_it() {
+        let config = Config::for_tests(&[
+            ("ALLOWED_HOSTED_TOOLS", "web_search:5000"),
+            ("MAX_HOSTED_TOOL_CALLS", "3"),
+        ])
+        .unwrap();
+        let tools = |calls: Value| json!({"tools": [{"type": "web_search"}], "max_tool_calls": calls});
+        let defaulted = responses_with(tools(Value::Null), &config).unwrap();
+        assert_eq!(defaulted.tool_fees.calls, 3);
+        let reserve = |request: &ApiRequest, calls: u64| {
+            let body = request.upstream_body().len() as u64;
+            (body + calls * 5000) * (calls + 1) + 1024 + calls * 5000
+        };
+        assert_eq!(defaulted.reserve_tokens, reserve(&defaulted, 3));
+        for calls in [1, 3] {
+            let request = responses_with(tools(json!(calls)), &config).unwrap();
+            assert_eq!(forwarded(&request)["max_tool_calls"], calls);
+            assert_eq!(request.reserve_tokens, reserve(&request, calls));
+        }
+        for calls in [json!(0), json!(4), json!(-1), json!("2")] {
+            let error = responses_with(tools(calls.clone()), &config).unwrap_err();
+            assert_eq!(param(&error).as_deref(), Some("max_tool_calls"), "{calls}");
+        }
+        let functions_only = json!({"tools": [{"type": "function", "name": "f"}], "max_tool_calls": 50});
+        let request = responses_with(functions_only, &config).unwrap();
+        assert_eq!(request.tool_fees.calls, 0, "function calls run in the app: no fee");
     }
 }
