@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use crate::budget::usage::Usage;
 use crate::error::ProxyError;
+use crate::objects::owned_responses::{MAX_CREATED_ITEMS, MAX_RESPONSE_ID_BYTES};
 
 /// A final SSE event carrying an OpenAI-shaped error, for a stream that cannot go on.
 pub fn error_event(error: &ProxyError) -> Vec<u8> {
@@ -27,15 +28,22 @@ pub struct Answer {
     pub usage: Option<Usage>,
     /// The answer's `id`: for the Responses API, the response it created.
     pub id: Option<String>,
+    /// The ids of its `output` items (Responses), at most `MAX_CREATED_ITEMS`.
+    pub items: Vec<String>,
 }
 
 /// Reads a whole answer once, for its usage and its id.
 pub fn read_answer(body: &[u8]) -> Answer {
     match serde_json::from_slice::<ResponseView>(body) {
-        Ok(mut view) => Answer {
-            id: view.take_id(),
-            usage: view.usage(),
-        },
+        Ok(mut view) => {
+            let mut items = Vec::new();
+            view.item_ids(&mut items);
+            Answer {
+                id: view.take_id(),
+                items,
+                usage: view.usage(),
+            }
+        }
         Err(_) => Answer::default(),
     }
 }
@@ -123,6 +131,23 @@ struct ResponsesEventView {
     event_type: String,
     delta: Option<serde_json::Value>,
     response: Option<ResponseView>,
+    /// The item of `response.output_item.done`.
+    item: Option<ItemView>,
+}
+
+#[derive(Deserialize)]
+struct ItemView {
+    id: Option<serde_json::Value>,
+}
+
+/// Adds an output item's id to `ids`: once, and only while fewer than `MAX_CREATED_ITEMS` and
+/// as long as an id OpenAI could have given (an id not kept can never be named).
+fn add_item_id(ids: &mut Vec<String>, id: Option<&serde_json::Value>) {
+    if let Some(serde_json::Value::String(id)) = id {
+        if ids.len() < MAX_CREATED_ITEMS && id.len() <= MAX_RESPONSE_ID_BYTES && !ids.contains(id) {
+            ids.push(id.clone());
+        }
+    }
 }
 
 /// A whole answer, or the `response` of a final Responses event: its usage, and its `output`
@@ -140,6 +165,14 @@ impl ResponseView {
         match self.id.take() {
             Some(serde_json::Value::String(id)) => Some(id),
             _ => None,
+        }
+    }
+
+    /// The ids of its `output` items, added to `ids`.
+    fn item_ids(&self, ids: &mut Vec<String>) {
+        let items = self.output.as_ref().and_then(serde_json::Value::as_array);
+        for item in items.into_iter().flatten() {
+            add_item_id(ids, item.get("id"));
         }
     }
 
@@ -178,6 +211,9 @@ pub struct SseMeter {
     /// The id of the response a Responses stream created (from `response.created`, or any
     /// later event that carries the response).
     pub response_id: Option<String>,
+    /// The ids of the output items it created (`response.output_item.done`, and the final
+    /// event's `output`), at most `MAX_CREATED_ITEMS`.
+    pub item_ids: Vec<String>,
     /// Bytes of generated text seen (content, refusals, tool arguments), for estimates.
     pub streamed_text_bytes: usize,
     /// The stream reached its proper end (`[DONE]`, or a final Responses event). A stream
@@ -319,6 +355,9 @@ impl SseMeter {
         if self.response_id.is_none() {
             self.response_id = event.response.as_mut().and_then(ResponseView::take_id);
         }
+        if event.event_type == "response.output_item.done" {
+            add_item_id(&mut self.item_ids, event.item.and_then(|item| item.id).as_ref());
+        }
         if event.event_type.ends_with(".delta") {
             if let Some(serde_json::Value::String(delta)) = &event.delta {
                 self.streamed_text_bytes += delta.len();
@@ -329,6 +368,9 @@ impl SseMeter {
             "response.completed" | "response.incomplete" | "response.failed"
         ) {
             self.complete = true;
+            if let Some(response) = &event.response {
+                response.item_ids(&mut self.item_ids);
+            }
             if let Some(usage) = event.response.and_then(ResponseView::usage) {
                 self.usage = Some(usage);
             }
@@ -565,6 +607,25 @@ mod tests {
         assert_eq!(meter.response_id.as_deref(), Some("resp_2"));
         let (_, chat) = run(STREAM.as_bytes(), &[], false);
         assert_eq!(chat.response_id, None, "chat chunks create no stored response");
+    }
+
+    #[test]
+    fn the_ids_of_a_response_s_output_items_are_read_once_each_and_bounded() {
+        let stream = concat!(
+            "data: {\"type\":\"response.output_item.done\",\"output_index\":0,\"item\":{\"id\":\"rs_1\",\"type\":\"reasoning\"}}\n\n",
+            "data: {\"type\":\"response.completed\",\"response\":{\"id\":\"resp_3\",\"output\":[{\"id\":\"rs_1\"},{\"id\":\"msg_1\"},{\"id\":7}],\"usage\":{\"input_tokens\":1,\"output_tokens\":1,\"total_tokens\":2}}}\n\n",
+        );
+        let (_, meter) = run_kind(StreamKind::Responses, stream.as_bytes(), &[], false);
+        assert_eq!(meter.item_ids, ["rs_1", "msg_1"]);
+        let mut output = vec![serde_json::json!({"id": "m".repeat(MAX_RESPONSE_ID_BYTES + 1)})];
+        output.extend((0..100).map(|n| serde_json::json!({"id": format!("msg_{n}")})));
+        let whole = serde_json::json!({"id": "resp_4", "output": output});
+        let answer = read_answer(whole.to_string().as_bytes());
+        assert_eq!(answer.items.len(), MAX_CREATED_ITEMS);
+        assert_eq!(
+            (answer.items[0].as_str(), answer.id.as_deref()),
+            ("msg_0", Some("resp_4"))
+        );
     }
 
     #[test]

@@ -294,7 +294,7 @@ function responsesEvents(request, words, id, fault = {}) {
   // Numbered in the order they are sent, as OpenAI numbers them.
   const created = event("response.created", { response });
   const deltas = words.flatMap((word, i) => {
-    const delta = event("response.output_text.delta", { item_id: "msg_mock", output_index: 0, content_index: 0, delta: word });
+    const delta = event("response.output_text.delta", { item_id: messageId(id), output_index: 0, content_index: 0, delta: word });
     return i === 0 ? [delta, FIRST_WORD_WRITTEN] : [delta];
   });
   if (fault.kind === "error-event") {
@@ -307,6 +307,9 @@ function responsesEvents(request, words, id, fault = {}) {
   const final = { incomplete: "response.incomplete", failed: "response.failed" }[fault.kind] ?? "response.completed";
   return [created, ...deltas, event(final, { response: done })];
 }
+
+/** The id of a response's message item: its own, as OpenAI's item ids are (so one user's cannot name another's). */
+const messageId = (responseId) => `msg_${responseId}`;
 
 function responseObject(request, id, fault = {}) {
   const text = answerText(request);
@@ -328,7 +331,7 @@ function responseObject(request, id, fault = {}) {
     // out): one for a hosted tool it was given, or `hostedCalls` of them, over its tools in turn.
     output: [
       ...Array.from({ length: calls }, (_, i) => ({ type: `${hosted[i % hosted.length].type}_call`, id: `ws_mock_${i}`, status: "completed" })),
-      { type: "message", id: "msg_mock", status, role: "assistant", content: [{ type: "output_text", text, annotations: [] }] },
+      { type: "message", id: messageId(id), status, role: "assistant", content: [{ type: "output_text", text, annotations: [] }] },
     ],
     usage: fault.usage === "none" ? null : { input_tokens, output_tokens, total_tokens: input_tokens + output_tokens },
   };

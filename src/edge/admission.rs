@@ -93,8 +93,7 @@ pub async fn admit_on_plan<'a>(
             stream: request.stream,
             nano_usd: request.reserve_nano_usd,
         });
-        let continues = request.as_ref().and_then(|request| request.continues.as_deref());
-        let (standing, admission) = objects::user::admit(env, ctx, config, identity, ask, plan, continues).await;
+        let (standing, admission) = objects::user::admit(env, ctx, config, identity, ask, plan, request.as_ref()).await;
         outcome.standing = standing;
         match admission? {
             Admission::Admitted { settlement, standing } => {

@@ -25,6 +25,7 @@ use crate::budget::usage::Usage;
 use crate::config::Config;
 use crate::cors::{self, OriginCheck};
 use crate::error::{ProxyError, TokenProblem};
+use crate::objects::owned_responses::Created;
 use crate::request::{self, ApiRequest};
 use crate::routes::{self, ApiRoute, Route, UserRoute};
 use crate::sse;
@@ -253,7 +254,7 @@ async fn answer_whole(
         Ok((body, _)) => {
             let read = sse::read_answer(body);
             outcome.usage = read.usage;
-            created = request.created_response(read.id);
+            created = Created::kept(request.records_response, read.id, read.items);
             used(request, outcome.usage)
         }
         Err(_) => request.reserve(), // unknown: charge the worst case

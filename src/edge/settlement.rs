@@ -14,6 +14,7 @@ use worker::{Context, Delay, Env};
 use super::{log, objects, Now};
 use crate::budget::quota::{Limits, Reservation, Spend};
 use crate::objects::held::{Carried, HeldSettlements, SETTLEMENT_HOLD};
+use crate::objects::owned_responses::Created;
 use crate::objects::user::{user_object_name, Delivery, Finished, UserCommand, UserReply};
 
 /// Flushes a request's `wait_until` tries, `SETTLEMENT_HOLD` apart, before leaving what is
@@ -117,9 +118,9 @@ impl Settlement {
     }
 
     /// Settles the user's object before the client has the whole answer, recording `created`,
-    /// the stored response the request created: a continuation sent as soon as the answer
-    /// arrives must find it recorded. Shared objects are settled as `settle` does.
-    pub async fn settle_creating(mut self, spent: Spend, created: String) {
+    /// the stored response the request created (and its items): a continuation sent as soon
+    /// as the answer arrives must find it recorded. Shared objects are settled as `settle` does.
+    pub async fn settle_creating(mut self, spent: Spend, created: Created) {
         let Some(pending) = self.pending.take() else { return };
         let (env, ctx) = (pending.env.clone(), pending.ctx.clone());
         let user = user_object_name(&pending.sub);
@@ -187,19 +188,21 @@ impl Drop for Settlement {
 impl Pending {
     /// Holds each reservation's settlement, charged `spent_of(reservation)`, and returns the
     /// flush of what is still held `SETTLEMENT_HOLD` later.
-    fn hold(self, spent_of: impl Fn(&Reservation) -> Spend, created: Option<String>) -> impl Future<Output = ()> {
+    fn hold(self, spent_of: impl Fn(&Reservation) -> Spend, created: Option<Created>) -> impl Future<Output = ()> {
         let now_ms = Now::read().millis();
         let user = user_object_name(&self.sub);
         HELD.with_borrow_mut(|held| {
             for (name, limits, reservation) in &self.reservations {
                 let spent = spent_of(reservation);
+                // Only the user's own object learns of a created response.
+                let created = created.as_ref().filter(|_| *name == user);
                 let finished = Finished {
                     reservation_id: reservation.id,
                     used_tokens: spent.tokens,
                     limits: *limits,
                     now_ms,
-                    // Only the user's own object learns of a created response.
-                    created_response: created.clone().filter(|_| *name == user),
+                    created_response: created.map(|created| created.response.clone()),
+                    created_items: created.map_or_else(Vec::new, |created| created.items.clone()),
                     used_nano_usd: spent.nano_usd,
                 };
                 held.hold(name, finished);

@@ -15,6 +15,7 @@ use super::stream::{self, Pump};
 use crate::budget::quota::RENEW_EVERY_MS;
 use crate::config::Config;
 use crate::error::ProxyError;
+use crate::objects::owned_responses::Created;
 use crate::request::forwarding;
 use crate::request::forwarding::UpstreamEndpoint;
 use crate::request::{ApiRequest, Tariff};
@@ -267,7 +268,8 @@ impl StreamTail {
             log::request_line(&outcome);
             // Settled (or held) before the client sees the end: its next request, or its
             // `/v1/usage` read, finds the slot free and the cost charged.
-            match end.meter.response_id.take().filter(|_| self.records_response) {
+            let items = std::mem::take(&mut end.meter.item_ids);
+            match Created::kept(self.records_response, end.meter.response_id.take(), items) {
                 Some(created) => {
                     self.settlement.settle_creating(used, created).await;
                     body.close().await;

@@ -90,10 +90,12 @@ pub enum ProxyError {
     AdminUnauthorized,
     OriginNotAllowed,
     NotFound,
-    /// `previous_response_id` names no response this user created: whether another user
-    /// created it is not said, so the answer is the same as for an id that never existed.
+    /// `previous_response_id` (or, with `item`, an input item's `id`) names no response (no
+    /// item) this user created: whether another user created it is not said, so the answer
+    /// is the same as for an id that never existed.
     UnknownResponse {
         id: String,
+        item: bool,
     },
     MethodNotAllowed,
     PayloadTooLarge {
@@ -292,7 +294,10 @@ mod tests {
 
     #[test]
     fn an_unknown_previous_response_is_a_404_naming_only_the_client_s_own_id() {
-        let body = parsed(&ProxyError::UnknownResponse { id: "resp_x".into() });
+        let body = parsed(&ProxyError::UnknownResponse {
+            id: "resp_x".into(),
+            item: false,
+        });
         assert_eq!(body["error"]["code"], "not_found");
         assert_eq!(body["error"]["type"], "invalid_request_error");
         assert_eq!(body["error"]["param"], "previous_response_id");
@@ -300,7 +305,14 @@ mod tests {
             body["error"]["message"],
             "Previous response with id 'resp_x' not found."
         );
-        assert_eq!(ProxyError::UnknownResponse { id: "resp_x".into() }.status(), 404);
+        let item = ProxyError::UnknownResponse {
+            id: "msg_x".into(),
+            item: true,
+        };
+        assert_eq!(item.status(), 404);
+        let body = parsed(&item);
+        assert_eq!(body["error"]["param"], "input");
+        assert_eq!(body["error"]["message"], "Item with id 'msg_x' not found.");
     }
 
     #[test]

@@ -89,8 +89,12 @@ impl ProxyError {
             ProxyError::AdminUnauthorized => "Invalid admin token.".into(),
             ProxyError::OriginNotAllowed => "This origin is not allowed to use this proxy.".into(),
             ProxyError::NotFound => "Unknown endpoint.".into(),
-            ProxyError::UnknownResponse { id } => {
+            // OpenAI's own words for either.
+            ProxyError::UnknownResponse { id, item: false } => {
                 format!("Previous response with id '{}' not found.", truncate(id, 128))
+            }
+            ProxyError::UnknownResponse { id, item: true } => {
+                format!("Item with id '{}' not found.", truncate(id, 128))
             }
             ProxyError::MethodNotAllowed => "Method not allowed for this endpoint.".into(),
             ProxyError::PayloadTooLarge { limit } => {
@@ -263,7 +267,8 @@ impl ProxyError {
         let param = match self {
             ProxyError::InvalidRequest { param, .. } => param.clone(),
             ProxyError::ModelNotAllowed { .. } => Some("model".into()),
-            ProxyError::UnknownResponse { .. } => Some("previous_response_id".into()),
+            ProxyError::UnknownResponse { item: false, .. } => Some("previous_response_id".into()),
+            ProxyError::UnknownResponse { item: true, .. } => Some("input".into()),
             ProxyError::MissingToken
             | ProxyError::InvalidToken(_)
             | ProxyError::AdminUnauthorized

@@ -151,6 +151,7 @@ mod tests {
             },
             now_ms: 0,
             created_response: None,
+            created_items: vec![],
             used_nano_usd: 0,
         }
     }
@@ -262,6 +263,7 @@ mod tests {
                 limits: ONE_STREAM,
                 now_ms: 20,
                 created_response: None,
+                created_items: vec![],
                 used_nano_usd: 0,
             },
         );

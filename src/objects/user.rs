@@ -54,6 +54,10 @@ pub struct Finished {
     /// The id of the stored response the request created, which this user may continue.
     #[serde(default)]
     pub created_response: Option<String>,
+    /// Its output items' ids, which this user may name as input items. Absent when empty, so
+    /// a settlement without them reads the same to an object that predates them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub created_items: Vec<String>,
     #[serde(default)]
     pub used_nano_usd: u64,
 }
@@ -152,6 +156,11 @@ pub enum UserCommand {
         /// not expired), the request is refused as `UnknownResponse` and nothing is counted.
         #[serde(default)]
         continues: Option<String>,
+        /// Stored items the request's input names by id (`ALLOW_STORED_CONTEXT`): the same
+        /// check as `continues`, for each. Absent when empty: an object that predates it
+        /// refuses a message that carries it (`deny_unknown_fields`), never skips the check.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        references: Vec<String>,
         /// The plan the Worker checked the request with (`limits` are its limits), and the
         /// one the token claims. Absent for the global budget.
         #[serde(default)]
@@ -222,6 +231,7 @@ struct AdmitAsk<'a> {
     alerts: &'a AlertRules,
     now_ms: i64,
     continues: Option<&'a str>,
+    references: &'a [String],
     plan: Option<&'a PlanAsk>,
     sub: Option<&'a str>,
 }
@@ -269,9 +279,13 @@ pub enum UserReply {
         standing: Standing,
     },
     Revoked,
-    /// The request continues a response this user did not create (or one that expired): to
-    /// the client, a response that does not exist.
-    UnknownResponse,
+    /// The request continues a response (or names an item) this user did not create, or one
+    /// that expired: to the client, one that does not exist. `id`: the first such item
+    /// reference; absent when it is the response continued (and from objects before items).
+    UnknownResponse {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+    },
     Status {
         revoked_at: Option<i64>,
         standing: Option<Standing>,
@@ -344,6 +358,7 @@ impl UserRecord {
                 alerts,
                 now_ms,
                 continues,
+                references,
                 plan,
                 sub,
             } => self.admit(AdmitAsk {
@@ -353,6 +368,7 @@ impl UserRecord {
                 alerts,
                 now_ms: *now_ms,
                 continues: continues.as_deref(),
+                references,
                 plan: plan.as_ref(),
                 sub: sub.as_deref(),
             }),
@@ -421,13 +437,14 @@ impl UserRecord {
             .finish(&finished.limits, finished.reservation_id, spent, finished.now_ms);
         // Kept even if the reservation expired: the response exists all the same.
         if let Some(id) = &finished.created_response {
-            self.responses.record(id, finished.now_ms);
+            self.responses
+                .record_created(id, &finished.created_items, finished.now_ms);
         }
     }
 
     /// A block or revocation first, then the plan in force (a request checked with another plan counts
-    /// nothing), then the response it continues (a foreign id costs nothing, not even a
-    /// request of the rate), then, with an `ask`, the quota.
+    /// nothing), then the response it continues and the items it names (a foreign id costs
+    /// nothing, not even a request of the rate), then, with an `ask`, the quota.
     fn admit(&mut self, ask: AdmitAsk<'_>) -> UserReply {
         // A blocked user's refusal is a revoked token's: the client learns nothing more.
         if self.blocked_at.is_some() || is_revoked(ask.issued_at, self.revoked_at) {
@@ -443,7 +460,10 @@ impl UserRecord {
             self.last_claimed_plan = Some(claimed_plan(plan.claimed.as_deref()));
         }
         if ask.continues.is_some_and(|id| !self.responses.owns(id, ask.now_ms)) {
-            return UserReply::UnknownResponse;
+            return UserReply::UnknownResponse { id: None };
+        }
+        if let Some(id) = ask.references.iter().find(|id| !self.responses.owns(id, ask.now_ms)) {
+            return UserReply::UnknownResponse { id: Some(id.clone()) };
         }
         let Some(request) = ask.ask else {
             let standing = self.quota.standing(ask.limits, ask.now_ms);
@@ -544,6 +564,7 @@ mod tests {
             limits: LIMITS,
             now_ms: NOW,
             created_response: None,
+            created_items: vec![],
             used_nano_usd: 0,
         }
     }
@@ -559,6 +580,7 @@ mod tests {
                     alerts: AlertRules::default(),
                     now_ms: NOW,
                     continues: None,
+                    references: vec![],
                     sub: None,
                     plan: None,
                 },
@@ -626,6 +648,7 @@ mod tests {
                 alerts: AlertRules::default(),
                 now_ms: NOW,
                 continues: None,
+                references: vec![],
                 sub: None,
                 plan: None,
             },
@@ -688,6 +711,7 @@ mod tests {
             alerts: AlertRules::default(),
             now_ms,
             continues: None,
+            references: vec![],
             plan: None,
             sub: sub.map(str::to_owned),
         };
@@ -848,6 +872,7 @@ mod tests {
             alerts: AlertRules::default(),
             now_ms,
             continues: None,
+            references: vec![],
             sub: None,
             plan: None,
         };
@@ -987,6 +1012,7 @@ mod tests {
             alerts: AlertRules::default(),
             now_ms: NOW,
             continues: None,
+            references: vec![],
             sub: None,
             plan: None,
         };
@@ -1024,6 +1050,7 @@ mod tests {
                 alerts: AlertRules::default(),
                 now_ms,
                 continues: Some(id.to_owned()),
+                references: vec![],
                 sub: None,
                 plan: None,
             },
@@ -1040,6 +1067,7 @@ mod tests {
             &UserCommand::Finish(Finished {
                 now_ms,
                 created_response: Some(id.to_owned()),
+                created_items: vec![],
                 ..finished(reservation.id, 1)
             }),
         );
@@ -1065,7 +1093,7 @@ mod tests {
             let before = bob.clone();
             assert_eq!(
                 continue_at(&mut bob, id, NOW + 1),
-                (UserReply::UnknownResponse, false),
+                (UserReply::UnknownResponse { id: None }, false),
                 "{id}"
             );
             assert_eq!(bob, before, "no rate entry, no reservation");
@@ -1079,6 +1107,61 @@ mod tests {
     }
 
     #[test]
+    fn input_items_named_by_id_are_admitted_only_if_this_user_created_them() {
+        let mut alice = UserRecord::default();
+        let Ok(reservation) = alice.quota.admit(&LIMITS, ASK, NOW) else {
+            panic!("not admitted")
+        };
+        let created = Finished {
+            created_response: Some("resp_alice".into()),
+            created_items: vec!["rs_alice".into(), "msg_alice".into()],
+            ..finished(reservation.id, 1)
+        };
+        alice.apply(&[], &UserCommand::Finish(created));
+        let naming = |references: &[&str]| UserCommand::Admit {
+            issued_at: Some(1),
+            ask: Some(ASK),
+            limits: LIMITS,
+            alerts: AlertRules::default(),
+            now_ms: NOW + 1,
+            continues: None,
+            references: references.iter().map(|id| (*id).to_owned()).collect(),
+            sub: None,
+            plan: None,
+        };
+        let (reply, _) = alice.apply(&[], &naming(&["rs_alice", "msg_alice"]));
+        assert!(
+            matches!(
+                reply,
+                UserReply::Admitted {
+                    reservation: Some(_),
+                    ..
+                }
+            ),
+            "{reply:?}"
+        );
+        let before = alice.clone();
+        assert_eq!(
+            alice.apply(&[], &naming(&["msg_alice", "msg_bob"])),
+            (
+                UserReply::UnknownResponse {
+                    id: Some("msg_bob".into())
+                },
+                false
+            ),
+            "one foreign item refuses the request, and nothing is counted"
+        );
+        assert_eq!(alice, before);
+        let wire = serde_json::to_value(Delivery::new(vec![], naming(&["msg_alice"]))).unwrap();
+        assert_eq!(wire["references"], serde_json::json!(["msg_alice"]));
+        let plain = serde_json::to_value(Delivery::new(vec![], naming(&[]))).unwrap();
+        assert!(
+            plain.get("references").is_none(),
+            "without items, the message an older object reads"
+        );
+    }
+
+    #[test]
     fn a_response_can_be_continued_for_30_days_after_it_was_created() {
         let mut record = UserRecord::default();
         create(&mut record, "resp_old", NOW);
@@ -1087,7 +1170,7 @@ mod tests {
         assert!(!record.responses.owns("resp_old", expiry));
         assert_eq!(
             continue_at(&mut record, "resp_old", expiry).0,
-            UserReply::UnknownResponse
+            UserReply::UnknownResponse { id: None }
         );
         create(&mut record, "resp_new", expiry);
         assert_eq!(record.responses.len(), 1, "recording drops the expired ids");
@@ -1127,6 +1210,7 @@ mod tests {
                     alerts: AlertRules::default(),
                     now_ms: NOW,
                     continues: None,
+                    references: vec![],
                     sub: None,
                     plan: Some(PlanAsk {
                         checked: checked.into(),

@@ -16,15 +16,6 @@ use crate::request::prompt::PromptMeter;
 /// `previous_response_id` alone can be allowed (`ALLOW_STORED_CONTEXT`): see `continuation`.
 const STORED_CONTEXT_FIELDS: [&str; 3] = ["previous_response_id", "conversation", "prompt"];
 
-/// A request that continues a stored response (`previous_response_id`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Continuation {
-    /// Admitted only if this user created it (checked in the user's object, with admission).
-    pub response_id: String,
-    /// The model's context window, reserved as input: OpenAI adds the stored context.
-    pub context_tokens: u64,
-}
-
 /// Every request upstream says which user it is for, as an opaque HMAC of `sub`
 /// (`safety_identifier`; Embeddings only knows the older `user`). The client's own `user` or
 /// `safety_identifier` is replaced, not forwarded: it could blame another user.
@@ -109,34 +100,38 @@ pub(crate) fn check_price_fields(
 }
 
 /// The response a Responses request continues, if any (`check_price_fields` has refused
-/// `previous_response_id` unless `ALLOW_STORED_CONTEXT` is on).
-pub(crate) fn continuation(
-    body: &Map<String, Value>,
-    rules: &CostRules,
-    model: &str,
-) -> Result<Option<Continuation>, ProxyError> {
-    let response_id = match body.get("previous_response_id") {
-        None | Some(Value::Null) => return Ok(None),
-        Some(Value::String(id)) if !id.is_empty() && id.len() <= MAX_RESPONSE_ID_BYTES => id.clone(),
-        Some(_) => {
-            return Err(ProxyError::invalid_request(
-                format!(
-                    "`previous_response_id` must be a response id (a string of 1 to {MAX_RESPONSE_ID_BYTES} bytes)."
-                ),
-                Some("previous_response_id"),
-            ))
-        }
-    };
+/// `previous_response_id` unless `ALLOW_STORED_CONTEXT` is on). Admitted only if this user
+/// created it (checked in the user's object, with admission).
+pub(crate) fn continuation(body: &Map<String, Value>) -> Result<Option<String>, ProxyError> {
+    match body.get("previous_response_id") {
+        None | Some(Value::Null) => Ok(None),
+        Some(id) => stored_id(id, "previous_response_id").map(Some),
+    }
+}
+
+/// An id that names stored state this user must own: one OpenAI could have given.
+pub(crate) fn stored_id(id: &Value, param: &str) -> Result<String, ProxyError> {
+    id.as_str()
+        .filter(|id| !id.is_empty() && id.len() <= MAX_RESPONSE_ID_BYTES)
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            ProxyError::invalid_request(
+                format!("`{param}` must be an id (a string of 1 to {MAX_RESPONSE_ID_BYTES} bytes)."),
+                Some(param),
+            )
+        })
+}
+
+/// What a request that names stored state (a response it continues, items by id) reserves as
+/// input: the model's context window, once, since OpenAI adds the stored context whatever
+/// its size and the proxy cannot see it.
+pub(crate) fn stored_context_tokens(rules: &CostRules, model: &str) -> Result<u64, ProxyError> {
     // The configuration guarantees a window for every allowed model; fail closed regardless.
-    let context_tokens = rules.context_window(model).ok_or_else(|| {
+    rules.context_window(model).ok_or_else(|| {
         ProxyError::misconfigured(format!(
             "no context window for {model:?}: add it to MODEL_CONTEXT_TOKENS"
         ))
-    })?;
-    Ok(Some(Continuation {
-        response_id,
-        context_tokens,
-    }))
+    })
 }
 
 /// `field` (`tools`, or the older `functions`): function definitions count toward the prompt

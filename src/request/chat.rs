@@ -85,6 +85,7 @@ pub(super) fn checked(mut body: Map<String, Value>, plan_rules: Rules, sub: &str
             cost,
             prompt_chars: meter.chars,
             continues: None,
+            references: vec![],
             records_response: false,
             price,
         },

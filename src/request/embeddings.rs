@@ -49,6 +49,7 @@ pub(super) fn embeddings(bytes: &[u8], rules: Rules, sub: &str) -> Result<ApiReq
             cost: Cost::default(),
             prompt_chars: meter.chars,
             continues: None,
+            references: vec![],
             records_response: false,
             price,
         },

@@ -49,6 +49,9 @@ pub struct ApiRequest {
     /// The stored response this request continues (`previous_response_id`): admitted only if
     /// its user created it.
     pub continues: Option<String>,
+    /// The stored items its input names by id (`ALLOW_STORED_CONTEXT`): admitted only if its
+    /// user created each (an output item of one of their stored responses).
+    pub references: Vec<String>,
     /// The answer is a response OpenAI stores and this user may continue later, so its id is
     /// recorded for them (Responses with `ALLOW_STORED_CONTEXT`, unless `store: false`).
     pub records_response: bool,
@@ -62,11 +65,6 @@ impl ApiRequest {
     /// The JSON to send upstream.
     pub fn upstream_body(&self) -> &str {
         &self.upstream_body
-    }
-
-    /// The stored response an answer with this `id` created for its user, if it is to be kept.
-    pub fn created_response(&self, id: Option<String>) -> Option<String> {
-        id.filter(|_| self.records_response)
     }
 
     /// What a request that got no answer from upstream is charged. After a timeout the request
@@ -205,6 +203,7 @@ struct Draft {
     cost: Cost,
     prompt_chars: usize,
     continues: Option<String>,
+    references: Vec<String>,
     records_response: bool,
     price: Option<Price>,
 }
@@ -231,6 +230,7 @@ fn finish(body: Map<String, Value>, draft: Draft) -> ApiRequest {
         stream: draft.stream,
         client_wants_usage: draft.client_wants_usage,
         continues: draft.continues,
+        references: draft.references,
         records_response: draft.records_response,
     }
 }
@@ -897,10 +897,6 @@ mod tests {
             (json!({"conversation": "conv_1"}), "conversation"),
             (json!({"prompt": {"id": "pmpt_1"}}), "prompt"),
             (json!({"background": true}), "background"),
-            (
-                json!({"input": [{"type": "item_reference", "id": "msg_1"}]}),
-                "input[0]",
-            ),
         ] {
             let error = responses_with(extra.clone(), &config).unwrap_err();
             assert_eq!(param(&error).as_deref(), Some(field), "{extra} stays refused");

@@ -60,7 +60,12 @@ impl PromptMeter {
 
     /// An invalid-request error whose `param` is the current path plus `suffix`.
     pub fn refuse(&self, suffix: &str, message: impl Into<String>) -> ProxyError {
-        ProxyError::invalid_request(message, Some(&format!("{}{suffix}", self.path)))
+        ProxyError::invalid_request(message, Some(&self.param(suffix)))
+    }
+
+    /// The current path plus `suffix`, as a `param`.
+    pub fn param(&self, suffix: &str) -> String {
+        format!("{}{suffix}", self.path)
     }
 
     /// A string the model reads.

@@ -5,6 +5,7 @@ use serde_json::Value;
 
 use super::billable::{
     attribute, check_price_fields, check_tools, continuation, hosted_call_cap, hosted_tool, is_empty, search_model_fee,
+    stored_context_tokens, stored_id,
 };
 use super::forwarding::UpstreamEndpoint;
 use super::prompt::PromptMeter;
@@ -26,9 +27,17 @@ pub(super) fn responses(bytes: &[u8], plan_rules: Rules, sub: &str) -> Result<Ap
     let rules = &plan.cost_rules;
     let model = check_model(&body, plan)?;
     check_price_fields(&body, UpstreamEndpoint::Responses, rules)?;
-    let continuation = continuation(&body, rules, &model)?;
+    let continues = continuation(&body)?;
     let mut meter = meter(limits, rules);
-    let input_tools_per_call = read_input_items(body.get("input"), &mut meter, rules)?;
+    let InputItems {
+        tools_per_call: input_tools_per_call,
+        references,
+    } = read_input_items(body.get("input"), &mut meter, rules)?;
+    let stored_context_tokens = if continues.is_some() || !references.is_empty() {
+        stored_context_tokens(rules, &model)?
+    } else {
+        0
+    };
     match body.get("instructions") {
         None | Some(Value::Null) => {}
         Some(Value::String(text)) => meter.at("instructions", |meter| meter.text(text))?,
@@ -64,7 +73,7 @@ pub(super) fn responses(bytes: &[u8], plan_rules: Rules, sub: &str) -> Result<Ap
         output_tokens: output_cap,
         hosted_tool_calls,
         hosted_tokens_per_call: per_call,
-        stored_context_tokens: continuation.as_ref().map_or(0, |c| c.context_tokens),
+        stored_context_tokens,
         ..image_cost(&meter, rules)
     };
     let price = settings.prices.of(&model);
@@ -77,18 +86,38 @@ pub(super) fn responses(bytes: &[u8], plan_rules: Rules, sub: &str) -> Result<Ap
             client_wants_usage: true,
             cost,
             prompt_chars: meter.chars,
-            continues: continuation.map(|c| c.response_id),
+            continues,
+            references,
             records_response: stored && rules.allow_stored_context,
             price,
         },
     ))
 }
 
-/// The Responses `input`: a string, or items of any type, every string of which the model reads.
-/// Returns the largest per-call reserve of the hosted tools items add (0 when none).
-fn read_input_items(input: Option<&Value>, meter: &mut PromptMeter, rules: &CostRules) -> Result<u64, ProxyError> {
+/// What the Responses `input` adds to a request besides what the meter reads.
+#[derive(Default)]
+struct InputItems {
+    /// The largest per-call reserve of the hosted tools items add (0 when none).
+    tools_per_call: u64,
+    /// The stored items it names by id (allowed only with `ALLOW_STORED_CONTEXT`).
+    references: Vec<String>,
+}
+
+/// The Responses `input`: a string, or items of any type, every string of which the model
+/// reads. What the model would read from OpenAI's storage instead is refused, unless
+/// `ALLOW_STORED_CONTEXT` is on: then it is a reference the user's object checks is theirs,
+/// and the request reserves the context window.
+fn read_input_items(
+    input: Option<&Value>,
+    meter: &mut PromptMeter,
+    rules: &CostRules,
+) -> Result<InputItems, ProxyError> {
     let items = match input {
-        Some(Value::String(text)) => return meter.at("input", |meter| meter.text(text)).map(|()| 0),
+        Some(Value::String(text)) => {
+            return meter
+                .at("input", |meter| meter.text(text))
+                .map(|()| InputItems::default())
+        }
         Some(Value::Array(items)) if !items.is_empty() => items,
         _ => {
             return Err(ProxyError::invalid_request(
@@ -97,23 +126,29 @@ fn read_input_items(input: Option<&Value>, meter: &mut PromptMeter, rules: &Cost
             ))
         }
     };
-    let mut per_call = 0;
+    let mut read = InputItems::default();
     for (index, item) in items.iter().enumerate() {
         meter.at(&format!("input[{index}]"), |meter| {
-            per_call = per_call.max(item_tools(item, meter, rules)?);
+            read.tools_per_call = read.tools_per_call.max(item_tools(item, meter, rules)?);
             let read_before = (meter.chars, meter.images);
             meter.content(item)?;
             let holds_content = (meter.chars, meter.images) != read_before;
-            if names_stored_item(item, holds_content) {
-                return Err(meter.refuse(
-                    "",
-                    "Input items that name a stored item by `id` are not accepted: the proxy cannot see or bound what OpenAI reads from storage. Send the item's content (for `reasoning`, its `encrypted_content`), or continue your own response with `previous_response_id` where this proxy allows it.",
-                ));
+            match item.get("id") {
+                Some(id) if names_stored_item(item, holds_content) => {
+                    if !rules.allow_stored_context {
+                        return Err(meter.refuse(
+                            "",
+                            "Input items that name a stored item by `id` are not accepted: the proxy cannot see or bound what OpenAI reads from storage. Send the item's content (for `reasoning`, its `encrypted_content`), or continue your own response with `previous_response_id` where this proxy allows it.",
+                        ));
+                    }
+                    read.references.push(stored_id(id, &meter.param(".id"))?);
+                }
+                _ => {}
             }
             Ok(())
         })?;
     }
-    Ok(per_call)
+    Ok(read)
 }
 
 /// Tools an input item gives the model (`additional_tools`, `tool_search_output`, or any item
@@ -240,24 +275,73 @@ mod tests {
         ]
     }
 
+    /// Items that name stored state by id, of every type: what the model would read from storage.
+    fn references_of_every_type() -> Vec<Value> {
+        let mut references = vec![json!({"id": "msg_other_users"})];
+        for kind in every_type() {
+            references.push(json!({"type": kind, "id": "msg_other_users"}));
+            references.push(json!({"type": kind, "id": "msg_other_users", "status": "completed", "role": "assistant"}));
+        }
+        references
+    }
+
     #[test]
     fn an_input_item_that_names_a_stored_item_by_id_is_refused_whatever_its_type() {
-        for config in configs() {
-            for kind in every_type() {
-                let mut references = vec![json!({"type": kind, "id": "msg_other_users"})];
-                references
-                    .push(json!({"type": kind, "id": "msg_other_users", "status": "completed", "role": "assistant"}));
-                if kind.is_null() {
-                    references.push(json!({"id": "msg_other_users"}));
-                }
-                for item in references {
-                    assert_eq!(
-                        refused_at(parse(item.clone(), &config)).as_deref(),
-                        Some("input[1]"),
-                        "{item} reads a stored item"
-                    );
-                }
+        let [refusing, _] = configs();
+        let storing = Config::for_tests(&[("RESPONSES_STORE", "true")]).unwrap();
+        for config in [refusing, storing] {
+            for item in references_of_every_type() {
+                assert_eq!(
+                    refused_at(parse(item.clone(), &config)).as_deref(),
+                    Some("input[1]"),
+                    "{item} reads a stored item"
+                );
             }
+        }
+    }
+
+    #[test]
+    fn with_stored_context_an_item_named_by_id_is_a_reference_its_user_must_own_reserved_at_the_context_window() {
+        let [_, allowing] = configs();
+        for item in references_of_every_type() {
+            let request = parse(item.clone(), &allowing).unwrap();
+            assert_eq!(request.references, ["msg_other_users"], "{item}");
+            assert!(request.reserve_tokens >= 128_000, "{item}: {}", request.reserve_tokens);
+        }
+        let body = |extra: Value| {
+            let mut body = json!({"model": "gpt-4o-mini", "max_output_tokens": 500,
+                "input": [{"id": "rs_1", "type": "reasoning", "summary": []}, {"id": "msg_1"}, {"role": "user", "content": "go on"}]});
+            body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            parse_responses_request(body.to_string().as_bytes(), &allowing, "alice").unwrap()
+        };
+        let request = body(json!({}));
+        assert_eq!(
+            (request.references.as_slice(), request.continues.as_deref()),
+            (&["rs_1".to_owned(), "msg_1".to_owned()][..], None)
+        );
+        assert_eq!(
+            request.reserve_tokens,
+            128_000 + 500,
+            "the window once, whatever the number of items"
+        );
+        let continuing = body(json!({"previous_response_id": "resp_1"}));
+        assert_eq!(continuing.continues.as_deref(), Some("resp_1"));
+        assert_eq!(
+            continuing.reserve_tokens,
+            128_000 + 500,
+            "a continuation naming items too: no double count"
+        );
+        let fresh = parse(json!({"role": "user", "content": "hi", "id": "msg_1"}), &allowing).unwrap();
+        assert!(
+            fresh.references.is_empty(),
+            "an item that carries its content names nothing"
+        );
+        for bad in [json!(5), json!(""), json!("m".repeat(129))] {
+            assert_eq!(
+                refused_at(parse(json!({"id": bad}), &allowing)).as_deref(),
+                Some("input[1].id"),
+                "{bad}"
+            );
         }
     }
 

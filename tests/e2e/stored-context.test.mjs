@@ -2,7 +2,9 @@
 // continue the responses they created (`previous_response_id`), each continuation reserving its
 // model's whole context window; any other id is answered 404 `not_found` before upstream sees it.
 // Issue 22 item 1: an input item that names a stored item by id (whatever its `type`, or none) is
-// refused with a 400 at the item, with or without ALLOW_STORED_CONTEXT, before anything is counted.
+// refused with a 400 at the item without ALLOW_STORED_CONTEXT, before anything is counted; with it,
+// the item must be an output item of one of the user's own stored responses (else 404, nothing
+// counted), and the request reserves the model's whole context window, as a continuation does.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { startMockUpstream } from "../mock-upstream.mjs";
@@ -113,6 +115,67 @@ describe("with RESPONSES_STORE=true and ALLOW_STORED_CONTEXT=true", () => {
   });
 });
 
+/** The id of the message item of a response `sub` creates (from the answer, or a stream's `response.completed`). */
+async function createItem(proxy, sub, body = {}) {
+  const response = await respond(proxy, sub, body);
+  assert.equal(response.status, 200);
+  if (!body.stream) return (await response.json()).output.at(-1).id;
+  const completed = (await response.text()).split("\n").find((line) => line.startsWith("data: ") && line.includes('"response.completed"'));
+  return JSON.parse(completed.slice(6)).response.output.at(-1).id;
+}
+
+describe("with ALLOW_STORED_CONTEXT=true, input items that name stored items by id", () => {
+  const setup = proxyFor(() => mock, {
+    RESPONSES_STORE: "true",
+    ALLOW_STORED_CONTEXT: "true",
+    DAILY_TOKEN_BUDGET: "1000000",
+    MAX_OUTPUT_TOKENS: String(OUTPUT_CAP),
+  });
+  const naming = (id) => ({ input: [{ type: "item_reference", id }, { role: "user", content: "Go on" }] });
+
+  test("an item of the user's own earlier answer is admitted, passed on, and reserves the model's whole context window", async () => {
+    for (const stream of [false, true]) {
+      const sub = `item-owner-${stream}`;
+      const item = await createItem(setup.proxy, sub, { stream });
+      assert.match(item, /^msg_/);
+      const before = await settledUsage(setup.proxy, mintToken({ sub }));
+      const release = mock.pauseStreams();
+      try {
+        const reading = await respond(setup.proxy, sub, { ...naming(item), stream: true });
+        assert.equal(reading.status, 200, `an item of a ${stream ? "streamed" : "whole"} answer`);
+        assert.deepEqual(mock.requests.at(-1).json.input[0], { type: "item_reference", id: item });
+        const open = await usageOf(setup.proxy, mintToken({ sub }));
+        assert.equal(open.tokens.reserved, CONTEXT_WINDOW + OUTPUT_CAP, "the stored item is reserved as the whole window");
+        release();
+        await within(5000, reading.text(), "the stream");
+      } finally {
+        release();
+      }
+      const after = await settledUsage(setup.proxy, mintToken({ sub }));
+      assert.ok(after.tokens.used - before.tokens.used < 1000, "then charged its usage report");
+    }
+  });
+
+  test("another user's item id is answered 404 not_found naming only that id, and costs nothing", async () => {
+    const item = await createItem(setup.proxy, "item-maker");
+    for (const id of [item, "msg_never_created"]) {
+      const upstreamBefore = mock.requests.length;
+      const response = await respond(setup.proxy, "item-thief", naming(id));
+      assert.equal(response.status, 404, id);
+      assert.deepEqual((await response.json()).error, {
+        message: `Item with id '${id}' not found.`,
+        type: "invalid_request_error",
+        param: "input",
+        code: "not_found",
+      });
+      assert.equal(mock.requests.length, upstreamBefore, "nothing went upstream");
+    }
+    const usage = await usageOf(setup.proxy, mintToken({ sub: "item-thief" }));
+    assert.equal(usage.requests.remaining, usage.requests.limit, "no request was counted");
+    assert.equal(usage.tokens.used + usage.tokens.reserved, 0, "no token was spent");
+  });
+});
+
 describe("without ALLOW_STORED_CONTEXT", () => {
   const storing = proxyFor(() => mock, { RESPONSES_STORE: "true" });
   const misconfigured = proxyFor(() => mock, { ALLOW_STORED_CONTEXT: "true" });
@@ -135,8 +198,8 @@ describe("without ALLOW_STORED_CONTEXT", () => {
   });
 });
 
-describe("input items that name stored items", () => {
-  const storing = proxyFor(() => mock, { RESPONSES_STORE: "true", ALLOW_STORED_CONTEXT: "true" });
+describe("input items that name stored items, without ALLOW_STORED_CONTEXT", () => {
+  const storing = proxyFor(() => mock, { RESPONSES_STORE: "true" });
   const plain = proxyFor(() => mock, {});
 
   test("an item with an id and no content of its own is refused at the item, whatever its type, and costs nothing", async () => {

@@ -33,6 +33,7 @@ use crate::objects::user::{
     user_object_name, Answer, Delivery, PlanAsk, UserCommand, UserRecord, UserReply, GLOBAL_OBJECT_NAME,
     GUESTS_OBJECT_NAME,
 };
+use crate::request::ApiRequest;
 
 const BINDING: &str = "USERS";
 /// How long an alert's webhook may take to answer.
@@ -185,7 +186,7 @@ pub async fn admit(
     identity: &Identity,
     ask: Option<Ask>,
     plan: &Plan,
-    continues: Option<&str>,
+    request: Option<&ApiRequest>,
 ) -> (Option<Standing>, Result<Admission>) {
     let now_ms = Now::read().millis();
     let user_name = user_object_name(&identity.sub);
@@ -196,7 +197,8 @@ pub async fn admit(
         limits,
         alerts: config.alerts.user,
         now_ms,
-        continues: continues.map(str::to_owned),
+        continues: request.and_then(|request| request.continues.clone()),
+        references: request.map_or_else(Vec::new, |request| request.references.clone()),
         plan: Some(PlanAsk {
             checked: plan.name.clone(),
             claimed: identity.plan.clone(),
@@ -218,9 +220,14 @@ pub async fn admit(
             return (Some(standing), Err(ProxyError::Quota { refusal, global: false }))
         }
         Ok(UserReply::Revoked) => return (None, Err(ProxyError::InvalidToken(TokenProblem::Revoked))),
-        Ok(UserReply::UnknownResponse) => {
-            let id = continues.unwrap_or_default().to_owned();
-            return (None, Err(ProxyError::UnknownResponse { id }));
+        Ok(UserReply::UnknownResponse { id: Some(id) }) => {
+            return (None, Err(ProxyError::UnknownResponse { id, item: true }));
+        }
+        Ok(UserReply::UnknownResponse { id: None }) => {
+            let id = request
+                .and_then(|request| request.continues.clone())
+                .unwrap_or_default();
+            return (None, Err(ProxyError::UnknownResponse { id, item: false }));
         }
         Ok(UserReply::PlanChanged { plan: in_force }) => return (None, Ok(Admission::PlanChanged(in_force))),
         Ok(other) => return (None, Err(unexpected("user", &other))),
@@ -344,6 +351,7 @@ async fn admit_shared(
         alerts: shared.alerts,
         now_ms,
         continues: None,
+        references: Vec::new(),
         plan: None,
         sub: None,
     };
@@ -430,7 +438,7 @@ pub async fn admit_mint(env: &Env, client: &str, per_hour: u32) -> Result<()> {
         other @ UserReply::Admitted { .. }
         | other @ UserReply::Refused { .. }
         | other @ UserReply::Revoked
-        | other @ UserReply::UnknownResponse
+        | other @ UserReply::UnknownResponse { .. }
         | other @ UserReply::Status { .. }
         | other @ UserReply::Finished
         | other @ UserReply::PlanChanged { .. }
@@ -478,7 +486,7 @@ pub async fn global_status(env: &Env, limits: Limits, now_ms: i64) -> Result<Sta
         other @ UserReply::Admitted { .. }
         | other @ UserReply::Refused { .. }
         | other @ UserReply::Revoked
-        | other @ UserReply::UnknownResponse
+        | other @ UserReply::UnknownResponse { .. }
         | other @ UserReply::Status { .. }
         | other @ UserReply::Finished
         | other @ UserReply::Minted
