@@ -1062,13 +1062,10 @@ mod tests {
     #[test]
     fn a_stored_response_is_recorded_for_its_user_only_when_it_may_be_continued() {
         let config = Config::for_tests(&[("RESPONSES_STORE", "true"), ("ALLOW_STORED_CONTEXT", "true")]).unwrap();
-        let stored = responses_with(json!({}), &config).unwrap();
-        assert_eq!(stored.created_response(Some("resp_1".into())), Some("resp_1".into()));
-        assert_eq!(stored.created_response(None), None);
+        assert!(responses_with(json!({}), &config).unwrap().records_response);
         let unstored = responses_with(json!({"store": false}), &config).unwrap();
-        assert_eq!(unstored.created_response(Some("resp_1".into())), None);
-        let not_kept = responses(json!({})).unwrap();
-        assert_eq!(not_kept.created_response(Some("resp_1".into())), None);
+        assert!(!unstored.records_response, "store: false: nothing to continue");
+        assert!(!responses(json!({})).unwrap().records_response, "continuing is off");
     }
 
     #[test]
