@@ -171,10 +171,9 @@ impl Price {
     }
 
     /// What a usage report costs: uncached prompt tokens at the input price, cached ones at
-    /// the cached price, completion tokens (reasoning included) at the output price, hosted
-    /// tool fees (in input tokens, `fee_tokens`) at the input price. Tokens a report counts in
-    /// its total but in neither part are charged at the dearer price.
-    pub fn charge(&self, usage: &Usage, fee_tokens: u64) -> u64 {
+    /// the cached price, completion tokens (reasoning included) at the output price. Tokens a
+    /// report counts in its total but in neither part are charged at the dearer price.
+    pub fn charge(&self, usage: &Usage) -> u64 {
         let cached = usage.cached_tokens.min(usage.prompt_tokens);
         let parts = usage.prompt_tokens.saturating_add(usage.completion_tokens);
         let unexplained = usage.total().saturating_sub(parts);
@@ -185,7 +184,7 @@ impl Price {
             output: 0,
         }
         .of(unexplained, 0, 0);
-        let uncached = (usage.prompt_tokens - cached).saturating_add(fee_tokens);
+        let uncached = usage.prompt_tokens - cached;
         self.of(uncached, cached, usage.completion_tokens)
             .saturating_add(unexplained)
     }
@@ -281,17 +280,12 @@ mod tests {
             hosted_tool_calls: None,
         };
         // 600 × 0.15 + 400 × 0.075 + 100 × 0.60 (USD per 1M) = 180 micro-USD
-        assert_eq!(mini().charge(&usage, 0), 180_000);
-        assert_eq!(
-            mini().charge(&usage, 1_000),
-            180_000 + 150_000,
-            "tool fees at the input price"
-        );
+        assert_eq!(mini().charge(&usage), 180_000);
         let unexplained = Usage {
             total_tokens: 1_200,
             ..usage
         };
-        assert_eq!(mini().charge(&unexplained, 0), 180_000 + 60_000);
+        assert_eq!(mini().charge(&unexplained), 180_000 + 60_000);
     }
 
     #[test]
@@ -309,7 +303,7 @@ mod tests {
             total_tokens: 1_200,
             ..Usage::default()
         };
-        assert!(mini().charge(&heaviest, 0) <= worst);
+        assert!(mini().charge(&heaviest) <= worst);
         let odd = Price {
             input: 1,
             cached_input: 5,
@@ -320,7 +314,7 @@ mod tests {
             ..heaviest
         };
         assert!(
-            odd.charge(&all_cached, 0) <= odd.worst_case(&cost),
+            odd.charge(&all_cached) <= odd.worst_case(&cost),
             "a dearer cache price is covered too"
         );
     }
