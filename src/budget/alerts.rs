@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::budget::prices::usd;
+use crate::budget::money::usd;
 use crate::budget::quota::{Standing, DAY_MS};
 
 const HOUR_MS: i64 = 3_600_000;

@@ -1,8 +1,22 @@
 //! What a request may cost beyond its text: images, hosted tools, and the reservation and the
 //! no-usage charge built from them. Facts about OpenAI's prices live here, with their source.
 
+use crate::budget::money::parse_usd;
 use crate::budget::usage::Usage;
 use crate::error::ProxyError;
+
+/// Each hosted tool's fee per call in USD, the same on every model, from OpenAI's pricing page
+/// ("Built-in tools", https://platform.openai.com/docs/pricing; as published in March 2026):
+/// web search $10 per 1,000 calls (its content tokens billed at the model's rates, in `usage`);
+/// web search preview $25 per 1,000 on non-reasoning models (the dearer of its two rates); file
+/// search $2.50 per 1,000; code interpreter $0.03 per container (one per call at worst). Any
+/// other tool needs its fee in `ALLOWED_HOSTED_TOOLS` when a dollar budget is set.
+const TOOL_FEES_USD: [(&str, &str); 4] = [
+    ("web_search", "0.01"),
+    ("web_search_preview", "0.025"),
+    ("file_search", "0.0025"),
+    ("code_interpreter", "0.03"),
+];
 
 /// An image's worst case in input tokens, per model family (a name, or its dated snapshots).
 ///
@@ -92,12 +106,32 @@ pub struct ContextWindow {
     pub tokens: u64,
 }
 
-/// A hosted (OpenAI-run) tool the operator allows, and what each call of it is reserved.
+/// A hosted (OpenAI-run) tool the operator allows, and what each call of it may cost.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostedTool {
     /// The tool's `type`, e.g. `web_search`.
     pub name: String,
-    pub reserve_tokens_per_call: u64,
+    pub per_call: PerCall,
+}
+
+/// What one hosted tool call may add to a request: the tokens of its result, which the model
+/// reads as input on its next pass (`usage` bills them), and its fee, which `usage` leaves out:
+/// dollars, the same on every model (0 when unknown; a dollar budget then refuses the
+/// configuration).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PerCall {
+    pub tokens: u64,
+    pub nano_usd: u64,
+}
+
+impl PerCall {
+    /// The worst of two tools' calls, field by field.
+    pub fn max(self, other: PerCall) -> PerCall {
+        PerCall {
+            tokens: self.tokens.max(other.tokens),
+            nano_usd: self.nano_usd.max(other.nano_usd),
+        }
+    }
 }
 
 /// What the operator lets a request spend beyond text (`MAX_IMAGE_INPUTS`, ...).
@@ -157,23 +191,39 @@ pub fn parse_context_windows(raw: &str) -> Result<Vec<ContextWindow>, ProxyError
         .collect()
 }
 
-/// `ALLOWED_HOSTED_TOOLS`: `name:tokens` items, comma- or space-separated.
+/// `ALLOWED_HOSTED_TOOLS`: `name:tokens[:usd]` items, comma- or space-separated: a call's
+/// result tokens, and its fee in USD (by default the published one, `TOOL_FEES_USD`).
 pub fn parse_hosted_tools(raw: &str) -> Result<Vec<HostedTool>, ProxyError> {
     let invalid = |item: &str| {
         ProxyError::misconfigured(format!(
-            "ALLOWED_HOSTED_TOOLS: {item:?} is not `tool_type:tokens_per_call` (e.g. web_search:12000, tokens from 1 to 10000000)"
+            "ALLOWED_HOSTED_TOOLS: {item:?} is not `tool_type:tokens_per_call[:usd_per_call]` (e.g. web_search:12000 or image_generation:2000:0.25; tokens from 1 to 10000000)"
         ))
     };
     raw.split(|c: char| c == ',' || c.is_whitespace())
         .filter(|item| !item.is_empty())
         .map(|item| {
-            let (name, tokens) = item.split_once(':').ok_or_else(|| invalid(item))?;
+            let mut parts = item.split(':');
+            let (Some(name), Some(tokens), fee, None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+                return Err(invalid(item));
+            };
             let name_ok =
                 !name.is_empty() && name != "function" && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-            match tokens.parse::<u64>() {
-                Ok(tokens) if name_ok && (1..=10_000_000).contains(&tokens) => Ok(HostedTool {
+            let tokens = tokens
+                .parse::<u64>()
+                .ok()
+                .filter(|tokens| (1..=10_000_000).contains(tokens));
+            let published = TOOL_FEES_USD
+                .iter()
+                .find(|(tool, _)| *tool == name)
+                .map(|(_, usd)| *usd);
+            let nano_usd = match fee.or(published) {
+                Some(usd) => parse_usd(usd),
+                None => Some(0),
+            };
+            match (name_ok, tokens, nano_usd) {
+                (true, Some(tokens), Some(nano_usd)) => Ok(HostedTool {
                     name: name.to_owned(),
-                    reserve_tokens_per_call: tokens,
+                    per_call: PerCall { tokens, nano_usd },
                 }),
                 _ => Err(invalid(item)),
             }
@@ -190,10 +240,10 @@ pub struct Cost {
     pub image_tokens_each: u64,
     /// The output cap times the number of choices.
     pub output_tokens: u64,
-    /// Hosted tool calls allowed (`max_tool_calls`), and the largest per-call reserve among
-    /// the request's hosted tools.
+    /// Hosted tool calls allowed (`max_tool_calls`), and the worst call among the request's
+    /// hosted tools.
     pub hosted_tool_calls: u64,
-    pub hosted_tokens_per_call: u64,
+    pub hosted_per_call: PerCall,
     /// A continuation's input bound, its model's context window: OpenAI adds the stored
     /// context, unseen by the proxy, and bills it as input (0 for other requests).
     pub stored_context_tokens: u64,
@@ -206,8 +256,14 @@ impl Cost {
         self.hosted_tool_calls.saturating_add(1)
     }
 
-    fn hosted_fees(&self) -> u64 {
-        self.hosted_tool_calls.saturating_mul(self.hosted_tokens_per_call)
+    /// The tokens of every hosted call's result.
+    fn hosted_results(&self) -> u64 {
+        self.hosted_tool_calls.saturating_mul(self.hosted_per_call.tokens)
+    }
+
+    /// The fees of every hosted call the request may make, in nano-USD.
+    pub fn hosted_fees_nano_usd(&self) -> u64 {
+        self.hosted_tool_calls.saturating_mul(self.hosted_per_call.nano_usd)
     }
 
     fn image_tokens(&self) -> u64 {
@@ -220,18 +276,17 @@ impl Cost {
     }
 
     /// The reserve's tokens billed at the input price: the input for each read (a
-    /// continuation's input is at least its stored context window), and the hosted tool fees
-    /// (converted to input tokens by their per-call reserve). Each pass after a hosted call
-    /// reads that call's result too (search content is billed in `usage`), so the input of a
-    /// pass is bounded by the body plus one per-call reserve for every call.
+    /// continuation's input is at least its stored context window). Each pass after a hosted
+    /// call reads that call's result too (search content is billed in `usage`), so the input of
+    /// a pass is bounded by the body plus one result for every call. The calls' fees are
+    /// dollars, apart (`hosted_fees_nano_usd`).
     pub fn input_side_tokens(&self) -> u64 {
-        let results = self.hosted_fees();
         let input = self
             .body_bytes
             .saturating_add(self.image_tokens())
-            .saturating_add(results)
+            .saturating_add(self.hosted_results())
             .max(self.stored_context_tokens);
-        input.saturating_mul(self.passes()).saturating_add(self.hosted_fees())
+        input.saturating_mul(self.passes())
     }
 }
 
@@ -240,20 +295,16 @@ impl Cost {
 pub struct ToolFees {
     /// Calls reserved (`max_tool_calls`, or one for a search model).
     pub calls: u64,
-    pub tokens_per_call: u64,
+    /// The dearest fee among the request's hosted tools.
+    pub nano_usd_per_call: u64,
 }
 
 impl ToolFees {
-    /// What a request with a usage report is charged: the usage, plus the fee of each hosted
-    /// call the answer lists (all reserved calls when it lists none, as Chat Completions).
+    /// The fees of the hosted calls an answer lists (all reserved calls when it lists none,
+    /// as Chat Completions), in nano-USD.
     pub fn charge(&self, usage: &Usage) -> u64 {
-        usage.total().saturating_add(self.fee_tokens(usage))
-    }
-
-    /// The fees of the hosted calls of an answer, in input tokens.
-    pub fn fee_tokens(&self, usage: &Usage) -> u64 {
         let calls = usage.hosted_tool_calls.unwrap_or(self.calls);
-        calls.saturating_mul(self.tokens_per_call)
+        calls.saturating_mul(self.nano_usd_per_call)
     }
 }
 
@@ -275,10 +326,23 @@ mod tests {
     }
 
     #[test]
-    fn hosted_tools_need_a_per_call_reserve() {
-        let tools = parse_hosted_tools("web_search:12000, file_search:3000").unwrap();
+    fn hosted_tools_need_a_per_call_reserve_and_have_their_published_fee_in_dollars() {
+        let tools = parse_hosted_tools("web_search:12000, file_search:3000 image_generation:2000:0.25 mcp:10").unwrap();
+        let per_call = |tokens, nano_usd| PerCall { tokens, nano_usd };
         assert_eq!(tools[0].name, "web_search");
-        assert_eq!(tools[1].reserve_tokens_per_call, 3000);
+        assert_eq!(tools[0].per_call, per_call(12_000, 10_000_000), "$10 per 1,000 calls");
+        assert_eq!(tools[1].per_call, per_call(3_000, 2_500_000), "$2.50 per 1,000 calls");
+        assert_eq!(tools[2].per_call, per_call(2_000, 250_000_000), "the operator's fee");
+        assert_eq!(
+            tools[3].per_call,
+            per_call(10, 0),
+            "no published fee: a dollar budget refuses it"
+        );
+        assert_eq!(
+            parse_hosted_tools("web_search:1:0.02").unwrap()[0].per_call.nano_usd,
+            20_000_000,
+            "the operator's fee wins"
+        );
         assert!(parse_hosted_tools("").unwrap().is_empty());
         for bad in [
             "web_search",
@@ -287,6 +351,9 @@ mod tests {
             ":5",
             "function:10",
             "a/b:5",
+            "web_search:5:x",
+            "web_search:5:-1",
+            "web_search:5:0.01:9",
         ] {
             let detail = parse_hosted_tools(bad).unwrap_err().log_detail().unwrap();
             assert!(detail.starts_with("ALLOWED_HOSTED_TOOLS"), "{bad}");
@@ -294,10 +361,10 @@ mod tests {
     }
 
     #[test]
-    fn a_usage_report_is_charged_with_the_fees_of_the_hosted_calls_that_ran() {
+    fn a_usage_report_is_charged_the_fees_of_the_hosted_calls_that_ran() {
         let fees = ToolFees {
             calls: 3,
-            tokens_per_call: 1000,
+            nano_usd_per_call: 1000,
         };
         let reported = |calls| Usage {
             prompt_tokens: 50,
@@ -306,12 +373,12 @@ mod tests {
             hosted_tool_calls: calls,
             ..Usage::default()
         };
-        assert_eq!(fees.charge(&reported(Some(1))), 60 + 1000);
-        assert_eq!(fees.charge(&reported(Some(0))), 60);
-        assert_eq!(fees.charge(&reported(None)), 60 + 3000, "unknown: every reserved call");
+        assert_eq!(fees.charge(&reported(Some(1))), 1000);
+        assert_eq!(fees.charge(&reported(Some(0))), 0);
+        assert_eq!(fees.charge(&reported(None)), 3000, "unknown: every reserved call");
         assert_eq!(
             ToolFees::default().charge(&reported(Some(2))),
-            60,
+            0,
             "no hosted tool allowed, no fee"
         );
     }
@@ -330,17 +397,26 @@ mod tests {
             image_tokens_each: 500,
             output_tokens: 200,
             hosted_tool_calls: 2,
-            hosted_tokens_per_call: 3000,
+            hosted_per_call: PerCall {
+                tokens: 3000,
+                nano_usd: 10_000_000,
+            },
             ..Cost::default()
         };
-        // Each of the 3 passes may read the body, the images and both calls' results.
-        assert_eq!(rich.reserve(), (1000 + 1000 + 6000) * 3 + 200 + 6000);
+        // Each of the 3 passes may read the body, the images and both calls' results; the
+        // calls' fees are dollars.
+        assert_eq!(rich.reserve(), (1000 + 1000 + 6000) * 3 + 200);
+        assert_eq!(rich.hosted_fees_nano_usd(), 20_000_000);
         let huge = Cost {
             body_bytes: u64::MAX,
             hosted_tool_calls: u64::MAX,
-            hosted_tokens_per_call: u64::MAX,
+            hosted_per_call: PerCall {
+                tokens: u64::MAX,
+                nano_usd: u64::MAX,
+            },
             ..Cost::default()
         };
+        assert_eq!(huge.hosted_fees_nano_usd(), u64::MAX, "saturates");
         assert_eq!(huge.reserve(), u64::MAX, "saturates, never wraps to a small number");
     }
 
@@ -359,12 +435,15 @@ mod tests {
         );
         let with_tools = Cost {
             hosted_tool_calls: 2,
-            hosted_tokens_per_call: 3000,
+            hosted_per_call: PerCall {
+                tokens: 3000,
+                nano_usd: 0,
+            },
             ..continuation
         };
         assert_eq!(
             with_tools.reserve(),
-            128_000 * 3 + 200 + 6000,
+            128_000 * 3 + 200,
             "each pass reads the whole context"
         );
         let larger_body = Cost {

@@ -12,15 +12,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::budget::cost::Cost;
+use crate::budget::money::{parse_usd, MAX_USD};
 use crate::budget::usage::Usage;
 use crate::error::ProxyError;
 
-/// Nano-dollars in a dollar.
-pub const NANO_PER_USD: u64 = 1_000_000_000;
 const TOKENS_PER_PRICE_UNIT: u128 = 1_000_000;
-/// The largest amount a variable may give, in dollars: far above any sane budget, and small
-/// enough that sums of a day's charges cannot overflow.
-const MAX_USD: u64 = 1_000_000_000;
 
 /// A model's price, in nano-USD per million tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -127,25 +123,6 @@ pub fn usd_value(value: &Value) -> Option<u64> {
     }
 }
 
-/// A decimal amount of dollars (`0.5`, `12`, `0.000000001`) as nano-USD, exactly; `None`
-/// for anything else (negative, exponent, more than 9 decimals, above `MAX_USD`).
-pub fn parse_usd(text: &str) -> Option<u64> {
-    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
-    let digits = |part: &str| part.chars().all(|c| c.is_ascii_digit());
-    if whole.is_empty() || !digits(whole) || !digits(fraction) || fraction.len() > 9 || text.ends_with('.') {
-        return None;
-    }
-    let whole: u64 = whole.parse().ok().filter(|usd| *usd <= MAX_USD)?;
-    let fraction: u64 = format!("{fraction:0<9}").parse().ok()?;
-    let nano = whole.checked_mul(NANO_PER_USD)?.checked_add(fraction)?;
-    (nano <= MAX_USD * NANO_PER_USD).then_some(nano)
-}
-
-/// Nano-USD as a JSON number of dollars, for people and dashboards (never for arithmetic).
-pub fn usd(nano: u64) -> f64 {
-    nano as f64 / NANO_PER_USD as f64
-}
-
 impl Price {
     /// `input`, `cached` and `output` tokens at this price, rounded up to the next nano-USD.
     fn of(&self, input: u64, cached: u64, output: u64) -> u64 {
@@ -171,10 +148,9 @@ impl Price {
     }
 
     /// What a usage report costs: uncached prompt tokens at the input price, cached ones at
-    /// the cached price, completion tokens (reasoning included) at the output price, hosted
-    /// tool fees (in input tokens, `fee_tokens`) at the input price. Tokens a report counts in
-    /// its total but in neither part are charged at the dearer price.
-    pub fn charge(&self, usage: &Usage, fee_tokens: u64) -> u64 {
+    /// the cached price, completion tokens (reasoning included) at the output price. Tokens a
+    /// report counts in its total but in neither part are charged at the dearer price.
+    pub fn charge(&self, usage: &Usage) -> u64 {
         let cached = usage.cached_tokens.min(usage.prompt_tokens);
         let parts = usage.prompt_tokens.saturating_add(usage.completion_tokens);
         let unexplained = usage.total().saturating_sub(parts);
@@ -185,7 +161,7 @@ impl Price {
             output: 0,
         }
         .of(unexplained, 0, 0);
-        let uncached = (usage.prompt_tokens - cached).saturating_add(fee_tokens);
+        let uncached = usage.prompt_tokens - cached;
         self.of(uncached, cached, usage.completion_tokens)
             .saturating_add(unexplained)
     }
@@ -194,6 +170,7 @@ impl Price {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::budget::money::NANO_PER_USD;
 
     #[test]
     fn dollars_are_read_exactly_or_not_at_all() {
@@ -281,17 +258,12 @@ mod tests {
             hosted_tool_calls: None,
         };
         // 600 × 0.15 + 400 × 0.075 + 100 × 0.60 (USD per 1M) = 180 micro-USD
-        assert_eq!(mini().charge(&usage, 0), 180_000);
-        assert_eq!(
-            mini().charge(&usage, 1_000),
-            180_000 + 150_000,
-            "tool fees at the input price"
-        );
+        assert_eq!(mini().charge(&usage), 180_000);
         let unexplained = Usage {
             total_tokens: 1_200,
             ..usage
         };
-        assert_eq!(mini().charge(&unexplained, 0), 180_000 + 60_000);
+        assert_eq!(mini().charge(&unexplained), 180_000 + 60_000);
     }
 
     #[test]
@@ -309,7 +281,7 @@ mod tests {
             total_tokens: 1_200,
             ..Usage::default()
         };
-        assert!(mini().charge(&heaviest, 0) <= worst);
+        assert!(mini().charge(&heaviest) <= worst);
         let odd = Price {
             input: 1,
             cached_input: 5,
@@ -320,7 +292,7 @@ mod tests {
             ..heaviest
         };
         assert!(
-            odd.charge(&all_cached, 0) <= odd.worst_case(&cost),
+            odd.charge(&all_cached) <= odd.worst_case(&cost),
             "a dearer cache price is covered too"
         );
     }

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::budget::prices::usd;
+use crate::budget::money::usd;
 use crate::error::Refusal;
 
 pub const DAY_MS: i64 = 86_400_000;

@@ -3,7 +3,7 @@
 //! the day's index as charges arrive, so a summary never reads every user of a busy day) and a
 //! day's users one bounded page at a time.
 
-use crate::budget::prices::usd;
+use crate::budget::money::usd;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 

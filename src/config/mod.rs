@@ -410,6 +410,22 @@ mod tests {
     }
 
     #[test]
+    fn a_dollar_budget_needs_a_fee_for_every_allowed_hosted_tool() {
+        let budget = ("DAILY_BUDGET_USD", "1");
+        assert!(config(&[budget, ("ALLOWED_HOSTED_TOOLS", "web_search:5000")]).is_ok());
+        let unknown = detail(config(&[budget, ("ALLOWED_HOSTED_TOOLS", "image_generation:2000")]));
+        assert!(
+            unknown.contains("image_generation") && unknown.contains("DAILY_BUDGET_USD"),
+            "{unknown}"
+        );
+        assert!(config(&[budget, ("ALLOWED_HOSTED_TOOLS", "image_generation:2000:0.25")]).is_ok());
+        assert!(
+            config(&[("ALLOWED_HOSTED_TOOLS", "image_generation:2000")]).is_ok(),
+            "a token budget counts tokens: no fee needed"
+        );
+    }
+
+    #[test]
     fn alert_settings() {
         let defaults = config(&[]).unwrap();
         assert_eq!(defaults.alerts.user.requests_per_hour, None);
@@ -454,7 +470,8 @@ mod tests {
                 .cost_rules
                 .hosted_tool("web_search")
                 .unwrap()
-                .reserve_tokens_per_call,
+                .per_call
+                .tokens,
             12_000
         );
         assert!(set.default_plan.cost_rules.responses_store);

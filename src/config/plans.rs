@@ -41,8 +41,9 @@ pub(super) fn guest_plan(vars: &Vars<impl Lookup>, first_model: &str) -> Result<
     plan(GUEST_PLAN, &overlaid)
 }
 
-/// A dollar budget can only hold if every model a user may call has a price: with one set
-/// anywhere, a model without a price makes the whole configuration invalid.
+/// A dollar budget can only hold if every model a user may call has a price, and every hosted
+/// tool a fee: with one set anywhere, a model without a price or a tool without a fee makes the
+/// whole configuration invalid.
 pub(super) fn check_prices(
     prices: &Prices,
     default_plan: &Plan,
@@ -65,6 +66,13 @@ pub(super) fn check_prices(
             return Err(ProxyError::misconfigured(format!(
                 "MODEL_PRICES has no price for model {model:?} (allowed by plan {:?}), and {budget} is set: add it to MODEL_PRICES or remove it from ALLOWED_MODELS",
                 plan.name
+            )));
+        }
+        let tools = &plan.cost_rules.hosted_tools;
+        if let Some(tool) = tools.iter().find(|tool| tool.per_call.nano_usd == 0) {
+            return Err(ProxyError::misconfigured(format!(
+                "ALLOWED_HOSTED_TOOLS: {:?} (plan {:?}) has no published fee, and {budget} is set: write its fee per call in USD, e.g. {}:{}:0.01",
+                tool.name, plan.name, tool.name, tool.per_call.tokens
             )));
         }
     }

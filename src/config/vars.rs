@@ -8,7 +8,7 @@ use std::rc::Rc;
 use std::str::FromStr;
 use std::time::Duration;
 
-use crate::budget::prices;
+use crate::budget::money;
 use crate::error::ProxyError;
 use crate::secret::Secret;
 
@@ -101,7 +101,7 @@ impl<F: Lookup> Vars<F> {
         let Some(raw) = self.text(name) else {
             return Ok(None);
         };
-        match prices::parse_usd(&raw) {
+        match money::parse_usd(&raw) {
             Some(nano) if nano > 0 => Ok(Some(nano)),
             _ => Err(ProxyError::misconfigured(format!(
                 "{name}={raw:?} is not an amount of USD above 0 (like 0.50; at most 9 decimals)"

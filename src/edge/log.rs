@@ -4,7 +4,7 @@
 use serde_json::json;
 
 use super::Now;
-use crate::budget::prices::usd;
+use crate::budget::money::usd;
 use crate::budget::quota::{Spend, Standing};
 use crate::budget::usage::Usage;
 use crate::config::LogLevel;

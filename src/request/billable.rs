@@ -4,7 +4,7 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::budget::cost::{is_search_model, CostRules};
+use crate::budget::cost::{is_search_model, CostRules, PerCall};
 use crate::error::ProxyError;
 use crate::objects::owned_responses::MAX_RESPONSE_ID_BYTES;
 use crate::request::attribution::SafetyKey;
@@ -136,15 +136,15 @@ pub(crate) fn stored_context_tokens(rules: &CostRules, model: &str) -> Result<u6
 
 /// `field` (`tools`, or the older `functions`): function definitions count toward the prompt
 /// size; a hosted tool (any other `type`) needs the operator's leave (`ALLOWED_HOSTED_TOOLS`).
-/// Returns the largest per-call reserve of the hosted tools present (0 when none).
+/// Returns the worst call of the hosted tools present (none when there are none).
 pub(crate) fn check_tools(
     body: &Map<String, Value>,
     field: &str,
     meter: &mut PromptMeter,
     rules: &CostRules,
-) -> Result<u64, ProxyError> {
+) -> Result<Option<PerCall>, ProxyError> {
     let tools = match body.get(field) {
-        None | Some(Value::Null) => return Ok(0),
+        None | Some(Value::Null) => return Ok(None),
         Some(Value::Array(tools)) => tools,
         Some(_) => {
             return Err(ProxyError::invalid_request(
@@ -153,7 +153,7 @@ pub(crate) fn check_tools(
             ))
         }
     };
-    let mut per_call = 0;
+    let mut per_call = None;
     for (index, tool) in tools.iter().enumerate() {
         meter.at(&format!("{field}[{index}]"), |meter| {
             // Legacy `functions` entries have no type: they are functions.
@@ -165,7 +165,7 @@ pub(crate) fn check_tools(
             if kind == "function" {
                 return meter.definition(tool);
             }
-            per_call = per_call.max(hosted_tool(tool, kind, meter, rules)?);
+            per_call = worst(per_call, Some(hosted_tool(tool, kind, meter, rules)?));
             meter.json(tool)
         })?;
     }
@@ -174,8 +174,13 @@ pub(crate) fn check_tools(
 
 /// A hosted tool (`kind` is not `function`), wherever it is given: the operator must allow it
 /// (`ALLOWED_HOSTED_TOOLS`), and its settings may not name the organisation's resources.
-/// Returns its per-call reserve; `meter` is at the tool.
-pub(crate) fn hosted_tool(tool: &Value, kind: &str, meter: &PromptMeter, rules: &CostRules) -> Result<u64, ProxyError> {
+/// Returns what one call of it may cost; `meter` is at the tool.
+pub(crate) fn hosted_tool(
+    tool: &Value,
+    kind: &str,
+    meter: &PromptMeter,
+    rules: &CostRules,
+) -> Result<PerCall, ProxyError> {
     let hosted = rules.hosted_tool(kind).ok_or_else(|| {
         meter.refuse(
             ".type",
@@ -183,7 +188,7 @@ pub(crate) fn hosted_tool(tool: &Value, kind: &str, meter: &PromptMeter, rules: 
         )
     })?;
     check_tool_resources(tool, rules).map_err(|(suffix, why)| meter.refuse(&suffix, why))?;
-    Ok(hosted.reserve_tokens_per_call)
+    Ok(hosted.per_call)
 }
 
 /// A hosted tool's settings that name resources of the operator's organisation, which every
@@ -281,8 +286,12 @@ fn is_null(value: Option<&Value>) -> bool {
 
 /// A search model (`is_search_model`, or any model given `web_search_options` in Chat
 /// Completions) searches once per request, `web_search_options` or not, and bills it like the
-/// `web_search` tool: its per-call reserve, or a refusal when it is not allowed.
-pub(crate) fn search_model_fee(body: &Map<String, Value>, model: &str, rules: &CostRules) -> Result<u64, ProxyError> {
+/// `web_search` tool: one of its calls, or a refusal when it is not allowed.
+pub(crate) fn search_model_fee(
+    body: &Map<String, Value>,
+    model: &str,
+    rules: &CostRules,
+) -> Result<Option<PerCall>, ProxyError> {
     let (field, refusal) = if is_search_model(model) {
         (
             "model",
@@ -294,12 +303,20 @@ pub(crate) fn search_model_fee(body: &Map<String, Value>, model: &str, rules: &C
             "`web_search_options` is not accepted: this proxy does not allow web search.".to_owned(),
         )
     } else {
-        return Ok(0);
+        return Ok(None);
     };
     let web_search = rules
         .hosted_tool("web_search")
         .ok_or_else(|| ProxyError::invalid_request(refusal, Some(field)))?;
-    Ok(web_search.reserve_tokens_per_call)
+    Ok(Some(web_search.per_call))
+}
+
+/// The worse of two hosted tools' calls; `None` is no hosted tool.
+pub(crate) fn worst(a: Option<PerCall>, b: Option<PerCall>) -> Option<PerCall> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (one, None) | (None, one) => one,
+    }
 }
 
 #[cfg(test)]
@@ -409,8 +426,11 @@ mod tests {
             );
             let request = chat(body, &allowing).unwrap();
             let bytes = request.upstream_body().len() as u64;
-            assert_eq!(request.reserve_tokens, (bytes + 5000) * 2 + 1024 + 5000, "{model}");
-            assert_eq!((request.tool_fees.calls, request.tool_fees.tokens_per_call), (1, 5000));
+            assert_eq!(request.reserve_tokens, (bytes + 5000) * 2 + 1024, "{model}");
+            assert_eq!(
+                (request.tool_fees.calls, request.tool_fees.nano_usd_per_call),
+                (1, 10_000_000)
+            );
             assert_eq!(
                 refused_at(responses(json!({ "model": model }), &refusing)).as_deref(),
                 Some("model")

@@ -3,7 +3,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::billable::{attribute, check_price_fields, check_tools, search_model_fee};
+use super::billable::{attribute, check_price_fields, check_tools, search_model_fee, worst};
 use super::forwarding::UpstreamEndpoint;
 use super::prompt::PromptMeter;
 use super::{
@@ -24,13 +24,13 @@ pub(super) fn checked(mut body: Map<String, Value>, plan_rules: Rules, sub: &str
     check_messages(body.get("messages"), &mut meter)?;
     check_price_fields(&body, UpstreamEndpoint::ChatCompletions, rules)?;
     let mut per_call = check_tools(&body, "tools", &mut meter, rules)?;
-    per_call = per_call.max(check_tools(&body, "functions", &mut meter, rules)?);
+    per_call = worst(per_call, check_tools(&body, "functions", &mut meter, rules)?);
     if let Some(schema) = body.get("response_format") {
         meter.at("response_format", |meter| meter.json(schema))?;
     }
-    per_call = per_call.max(search_model_fee(&body, &model, rules)?);
+    per_call = worst(per_call, search_model_fee(&body, &model, rules)?);
     // Chat Completions has no `max_tool_calls`: an allowed hosted tool is reserved one call.
-    let hosted_tool_calls = u64::from(per_call > 0);
+    let hosted_tool_calls = u64::from(per_call.is_some());
     let output_cap = output_cap(&mut body, limits, &["max_completion_tokens", "max_tokens"])?;
     let n = match body.get("n") {
         None | Some(Value::Null) => 1,
@@ -71,7 +71,7 @@ pub(super) fn checked(mut body: Map<String, Value>, plan_rules: Rules, sub: &str
     let cost = Cost {
         output_tokens: output_cap.saturating_mul(n),
         hosted_tool_calls,
-        hosted_tokens_per_call: per_call,
+        hosted_per_call: per_call.unwrap_or_default(),
         ..image_cost(&meter, rules)
     };
     let price = settings.prices.of(&model);

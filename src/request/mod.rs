@@ -126,13 +126,14 @@ pub struct Tariff {
 }
 
 impl Tariff {
-    /// An answer with a usage report: the usage with hosted tool fees.
+    /// An answer with a usage report: its tokens, and in dollars their price with the fees
+    /// of the hosted calls it lists (which `usage` leaves out).
     pub fn with_usage(&self, usage: &Usage) -> Spend {
         Spend {
-            tokens: self.tool_fees.charge(usage),
-            nano_usd: self
-                .price
-                .map_or(0, |price| price.charge(usage, self.tool_fees.fee_tokens(usage))),
+            tokens: usage.total(),
+            nano_usd: self.price.map_or(0, |price| {
+                price.charge(usage).saturating_add(self.tool_fees.charge(usage))
+            }),
         }
     }
 
@@ -217,12 +218,14 @@ fn finish(body: Map<String, Value>, draft: Draft) -> ApiRequest {
     };
     ApiRequest {
         reserve_tokens: cost.reserve(),
-        reserve_nano_usd: draft.price.map_or(0, |price| price.worst_case(&cost)),
+        reserve_nano_usd: draft.price.map_or(0, |price| {
+            price.worst_case(&cost).saturating_add(cost.hosted_fees_nano_usd())
+        }),
         price: draft.price,
         prompt_chars: draft.prompt_chars,
         tool_fees: ToolFees {
             calls: cost.hosted_tool_calls,
-            tokens_per_call: cost.hosted_tokens_per_call,
+            nano_usd_per_call: cost.hosted_per_call.nano_usd,
         },
         upstream_body,
         endpoint: draft.endpoint,
@@ -805,13 +808,14 @@ mod tests {
         let request = responses_with(tools.clone(), &config).unwrap();
         assert_eq!(forwarded(&request)["max_tool_calls"], 2, "the proxy bounds the calls");
         let body = request.upstream_body().len() as u64;
-        // Three passes, each reading the body and both calls' results, and both calls' fees.
-        assert_eq!(request.reserve_tokens, (body + 2 * 5000) * 3 + 1024 + 2 * 5000);
+        // Three passes, each reading the body and both calls' results; the fees are dollars:
+        // the dearer tool's ($10 per 1,000 web searches) for each call.
+        assert_eq!(request.reserve_tokens, (body + 2 * 5000) * 3 + 1024);
         assert_eq!(
             request.tool_fees,
             ToolFees {
                 calls: 2,
-                tokens_per_call: 5000
+                nano_usd_per_call: 10_000_000
             },
             "a usage report is charged each call's fee on top"
         );
@@ -829,8 +833,52 @@ mod tests {
         let search = chat_with(json!({"web_search_options": {}}), &config).unwrap();
         assert_eq!(
             search.reserve_tokens,
-            (search.upstream_body().len() as u64 + 5000) * 2 + 1024 + 5000
+            (search.upstream_body().len() as u64 + 5000) * 2 + 1024
         );
+    }
+
+    #[test]
+    fn a_hosted_call_costs_its_fee_in_dollars_on_every_model_and_its_content_once() {
+        let config = Config::for_tests(&[
+            ("ALLOWED_MODELS", "gpt-4o-mini,gpt-4.1"),
+            ("ALLOWED_HOSTED_TOOLS", "web_search:5000"),
+            ("DAILY_BUDGET_USD", "5"),
+        ])
+        .unwrap();
+        // OpenAI's usage includes the search content the model read as input tokens.
+        let usage = Usage {
+            prompt_tokens: 4_000,
+            completion_tokens: 100,
+            total_tokens: 4_100,
+            hosted_tool_calls: Some(1),
+            ..Usage::default()
+        };
+        for model in ["gpt-4o-mini", "gpt-4.1"] {
+            let request = responses_with(json!({"model": model, "tools": [{"type": "web_search"}]}), &config).unwrap();
+            let price = config.requests.prices.of(model).unwrap();
+            let spent = request.tariff().with_usage(&usage);
+            assert_eq!(spent.tokens, 4_100, "{model}: the content is in usage, counted once");
+            assert_eq!(
+                spent.nano_usd,
+                price.charge(&usage) + 10_000_000,
+                "{model}: $0.01 per search, whatever the model"
+            );
+            let cost = Cost {
+                body_bytes: request.upstream_body().len() as u64,
+                output_tokens: 1024,
+                hosted_tool_calls: 1,
+                hosted_per_call: crate::budget::cost::PerCall {
+                    tokens: 5000,
+                    nano_usd: 10_000_000,
+                },
+                ..Cost::default()
+            };
+            assert_eq!(
+                request.reserve_nano_usd,
+                price.worst_case(&cost) + 10_000_000,
+                "{model}: the call's fee reserved in dollars"
+            );
+        }
     }
 
     #[test]
@@ -1028,15 +1076,14 @@ mod tests {
             cached_tokens: 400,
             hosted_tool_calls: Some(1),
         };
-        // gpt-4o-mini: $0.15 input, $0.075 cached, $0.60 output per million tokens; one call's
-        // fee (5,000 tokens) at the input price.
-        let uncached = 600 + 5_000;
-        let nano_usd = (uncached * 150_000_000 + 400 * 75_000_000 + 200 * 600_000_000_u64).div_ceil(1_000_000);
+        // gpt-4o-mini: $0.15 input, $0.075 cached, $0.60 output per million tokens; one
+        // search's fee, $0.01, in dollars.
+        let tokens_nano_usd = (600 * 150_000_000 + 400 * 75_000_000 + 200 * 600_000_000_u64).div_ceil(1_000_000);
         assert_eq!(
             request.tariff().with_usage(&usage),
             Spend {
-                tokens: 1_200 + 5_000,
-                nano_usd
+                tokens: 1_200,
+                nano_usd: tokens_nano_usd + 10_000_000
             }
         );
         let unlisted = Usage {
@@ -1044,8 +1091,8 @@ mod tests {
             ..usage
         };
         assert_eq!(
-            request.tariff().with_usage(&unlisted).tokens,
-            1_200 + 2 * 5_000,
+            request.tariff().with_usage(&unlisted).nano_usd,
+            tokens_nano_usd + 2 * 10_000_000,
             "calls the answer does not list are charged as reserved"
         );
         let no_tools = chat(json!({})).unwrap();
@@ -1053,7 +1100,7 @@ mod tests {
             no_tools.tariff().with_usage(&usage),
             Spend {
                 tokens: 1_200,
-                nano_usd: (600 * 150_000_000 + 400 * 75_000_000 + 200 * 600_000_000_u64).div_ceil(1_000_000)
+                nano_usd: tokens_nano_usd
             },
             "no fee without hosted tools, whatever the answer lists"
         );
@@ -1080,7 +1127,7 @@ mod tests {
         assert_eq!(defaulted.tool_fees.calls, 3);
         let reserve = |request: &ApiRequest, calls: u64| {
             let body = request.upstream_body().len() as u64;
-            (body + calls * 5000) * (calls + 1) + 1024 + calls * 5000
+            (body + calls * 5000) * (calls + 1) + 1024
         };
         assert_eq!(defaulted.reserve_tokens, reserve(&defaulted, 3));
         for calls in [1, 3] {

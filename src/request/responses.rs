@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use super::billable::{
     attribute, check_price_fields, check_tools, continuation, hosted_call_cap, hosted_tool, is_empty, search_model_fee,
-    stored_context_tokens, stored_id,
+    stored_context_tokens, stored_id, worst,
 };
 use super::forwarding::UpstreamEndpoint;
 use super::prompt::PromptMeter;
@@ -13,7 +13,7 @@ use super::{
     check_model, check_stream, finish, image_cost, meter, output_cap, parse_object, require_content, ApiRequest, Draft,
     Rules,
 };
-use crate::budget::cost::{Cost, CostRules};
+use crate::budget::cost::{Cost, CostRules, PerCall};
 use crate::error::ProxyError;
 
 /// `POST /v1/responses`: `input` (a string or items of any type), `instructions`, tools and
@@ -49,14 +49,18 @@ pub(super) fn responses(bytes: &[u8], plan_rules: Rules, sub: &str) -> Result<Ap
         }
     }
     require_content(&meter, "input")?;
-    let per_call = check_tools(&body, "tools", &mut meter, rules)?
-        .max(search_model_fee(&body, &model, rules)?)
-        .max(input_tools_per_call);
+    let per_call = worst(
+        worst(
+            check_tools(&body, "tools", &mut meter, rules)?,
+            search_model_fee(&body, &model, rules)?,
+        ),
+        input_tools_per_call,
+    );
     if let Some(format) = body.get("text").and_then(|text| text.get("format")) {
         meter.at("text.format", |meter| meter.json(format))?;
     }
     // A hosted tool may run up to `max_tool_calls` times in one response, each with its fee.
-    let hosted_tool_calls = if per_call > 0 {
+    let hosted_tool_calls = if per_call.is_some() {
         hosted_call_cap(&mut body, rules)?
     } else {
         0
@@ -72,7 +76,7 @@ pub(super) fn responses(bytes: &[u8], plan_rules: Rules, sub: &str) -> Result<Ap
     let cost = Cost {
         output_tokens: output_cap,
         hosted_tool_calls,
-        hosted_tokens_per_call: per_call,
+        hosted_per_call: per_call.unwrap_or_default(),
         stored_context_tokens,
         ..image_cost(&meter, rules)
     };
@@ -97,8 +101,8 @@ pub(super) fn responses(bytes: &[u8], plan_rules: Rules, sub: &str) -> Result<Ap
 /// What the Responses `input` adds to a request besides what the meter reads.
 #[derive(Default)]
 struct InputItems {
-    /// The largest per-call reserve of the hosted tools items add (0 when none).
-    tools_per_call: u64,
+    /// The worst call of the hosted tools items add (none when there are none).
+    tools_per_call: Option<PerCall>,
     /// The stored items it names by id (allowed only with `ALLOW_STORED_CONTEXT`).
     references: Vec<String>,
 }
@@ -129,7 +133,7 @@ fn read_input_items(
     let mut read = InputItems::default();
     for (index, item) in items.iter().enumerate() {
         meter.at(&format!("input[{index}]"), |meter| {
-            read.tools_per_call = read.tools_per_call.max(item_tools(item, meter, rules)?);
+            read.tools_per_call = worst(read.tools_per_call, item_tools(item, meter, rules)?);
             let read_before = (meter.chars, meter.images);
             meter.content(item)?;
             let holds_content = (meter.chars, meter.images) != read_before;
@@ -154,21 +158,21 @@ fn read_input_items(
 /// Tools an input item gives the model (`additional_tools`, `tool_search_output`, or any item
 /// with `tools`): a hosted one among them needs the same leave as in the request's `tools`.
 /// Entries without a `type` (an MCP server's list of its tools) only describe tools.
-fn item_tools(item: &Value, meter: &mut PromptMeter, rules: &CostRules) -> Result<u64, ProxyError> {
+fn item_tools(item: &Value, meter: &mut PromptMeter, rules: &CostRules) -> Result<Option<PerCall>, ProxyError> {
     let Some(Value::Array(tools)) = item.get("tools") else {
-        return Ok(0);
+        return Ok(None);
     };
-    let mut per_call = 0;
+    let mut per_call = None;
     for (index, tool) in tools.iter().enumerate() {
         if let Some(kind) = tool
             .get("type")
             .and_then(Value::as_str)
             .filter(|kind| *kind != "function")
         {
-            let fee = meter.at(&format!(".tools[{index}]"), |meter| {
+            let call = meter.at(&format!(".tools[{index}]"), |meter| {
                 hosted_tool(tool, kind, meter, rules)
             })?;
-            per_call = per_call.max(fee);
+            per_call = worst(per_call, Some(call));
         }
     }
     Ok(per_call)
@@ -403,7 +407,10 @@ mod tests {
         );
         let allowing = Config::for_tests(&[("ALLOWED_HOSTED_TOOLS", "web_search:5000,file_search:800")]).unwrap();
         let request = parse(web_search, &allowing).unwrap();
-        assert_eq!((request.tool_fees.calls, request.tool_fees.tokens_per_call), (1, 5000));
+        assert_eq!(
+            (request.tool_fees.calls, request.tool_fees.nano_usd_per_call),
+            (1, 10_000_000)
+        );
         let store =
             json!({"type": "tool_search_output", "tools": [{"type": "file_search", "vector_store_ids": ["vs_x"]}]});
         assert_eq!(

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { startMockUpstream } from "../mock-upstream.mjs";
-import { browserHeaders, logLineOf, mintToken, proxyFor, reservedTokens, settledUsage, usageOf, within } from "./helpers.mjs";
+import { browserHeaders, logLineOf, mintToken, nanoUsd, proxyFor, reservedTokens, settledUsage, usageOf, usd, within } from "./helpers.mjs";
 
 let mock;
 before(async () => {
@@ -174,9 +174,9 @@ describe("Responses fields and hosted tools the proxy cannot price", () => {
 });
 
 describe("an allowed hosted tool", () => {
-  const setup = proxyFor(() => mock, { ALLOWED_HOSTED_TOOLS: "web_search:5000", MAX_HOSTED_TOOL_CALLS: "2" });
+  const setup = proxyFor(() => mock, { ALLOWED_HOSTED_TOOLS: "web_search:5000", MAX_HOSTED_TOOL_CALLS: "2", DAILY_BUDGET_USD: "5" });
 
-  test("is bounded by max_tool_calls and charged its usage plus the fee of each call it made", async () => {
+  test("is bounded by max_tool_calls and charged its usage plus, in dollars, the fee of each call it made", async () => {
     for (const stream of [false, true]) {
       const sub = `searcher-${stream}`;
       const response = await respond(setup.proxy, sub, { tools: [{ type: "web_search" }], stream });
@@ -188,7 +188,9 @@ describe("an allowed hosted tool", () => {
         : JSON.parse(text);
       assert.equal(answer.output.filter((item) => item.type === "web_search_call").length, 1);
       const spent = await settledUsage(setup.proxy, mintToken({ sub }));
-      assert.equal(spent.tokens.used, answer.usage.total_tokens + 5000, `stream: ${stream}: usage plus one call's fee`);
+      assert.equal(spent.tokens.used, answer.usage.total_tokens, `stream: ${stream}: the usage (search content included), once`);
+      // OpenAI's web search fee, $10 per 1,000 calls, on any model.
+      assert.equal(spent.cost.used_usd, usd(nanoUsd("gpt-4o-mini", answer.usage) + 10_000_000n), `stream: ${stream}: one search's fee`);
     }
   });
 });

@@ -181,3 +181,25 @@ export function within(ms, promise, what) {
   });
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
+
+// The proxy's default prices in nano-USD per 1M tokens (README, "Plans and prices").
+export const PRICES = {
+  "gpt-4o-mini": { input: 150_000_000n, cached: 75_000_000n, output: 600_000_000n },
+  "gpt-4.1-nano": { input: 100_000_000n, cached: 25_000_000n, output: 400_000_000n },
+};
+
+/** What a usage report costs in nano-USD, rounded up as the proxy does; BigInt, so exact. */
+export function nanoUsd(model, reported) {
+  const price = PRICES[model];
+  const cached = BigInt(reported.prompt_tokens_details?.cached_tokens ?? 0);
+  const micro = (BigInt(reported.prompt_tokens) - cached) * price.input + cached * price.cached + BigInt(reported.completion_tokens) * price.output;
+  return (micro + 999_999n) / 1_000_000n;
+}
+
+/** A request's worst case in nano-USD: every byte sent as an input token, the output cap as output. */
+export function worstNanoUsd(model, upstreamBody, maxTokens) {
+  const price = PRICES[model];
+  return (BigInt(Buffer.byteLength(upstreamBody)) * price.input + BigInt(maxTokens) * price.output + 999_999n) / 1_000_000n;
+}
+
+export const usd = (nano) => Number(nano) / 1e9;

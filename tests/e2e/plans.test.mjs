@@ -4,31 +4,10 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { startMockUpstream, usage } from "../mock-upstream.mjs";
-import { browserHeaders, chatBody, mintToken, proxyFor, settledUsage, startProxy, usageOf, within } from "./helpers.mjs";
+import { browserHeaders, chatBody, mintToken, nanoUsd, proxyFor, settledUsage, startProxy, usageOf, usd, within, worstNanoUsd } from "./helpers.mjs";
 
 const ADMIN_TOKEN = "admin-token-for-plan-tests-0123456789abcdef";
 
-// The proxy's default prices in nano-USD per 1M tokens (README, "Plans and prices").
-const PRICES = {
-  "gpt-4o-mini": { input: 150_000_000n, cached: 75_000_000n, output: 600_000_000n },
-  "gpt-4.1-nano": { input: 100_000_000n, cached: 25_000_000n, output: 400_000_000n },
-};
-
-/** What a usage report costs in nano-USD, rounded up as the proxy does; BigInt, so exact. */
-function nanoUsd(model, reported) {
-  const price = PRICES[model];
-  const cached = BigInt(reported.prompt_tokens_details?.cached_tokens ?? 0);
-  const micro = (BigInt(reported.prompt_tokens) - cached) * price.input + cached * price.cached + BigInt(reported.completion_tokens) * price.output;
-  return (micro + 999_999n) / 1_000_000n;
-}
-
-/** A request's worst case in nano-USD: every byte sent as an input token, the output cap as output. */
-function worstNanoUsd(model, upstreamBody, maxTokens) {
-  const price = PRICES[model];
-  return (BigInt(Buffer.byteLength(upstreamBody)) * price.input + BigInt(maxTokens) * price.output + 999_999n) / 1_000_000n;
-}
-
-const usd = (nano) => Number(nano) / 1e9;
 const sum = (values) => values.reduce((total, value) => total + value, 0n);
 
 let mock;

@@ -9,7 +9,7 @@ import http from "node:http";
 import { after, before, describe, test } from "node:test";
 import { Miniflare } from "miniflare";
 import { startMockUpstream, usage } from "../mock-upstream.mjs";
-import { ALLOWED_ORIGIN, JWT_SECRET, bodyText, browserHeaders, chatBody, logLineOf, mintToken, proxyFor, reservedTokens, settledUsage, startProxy, within } from "./helpers.mjs";
+import { ALLOWED_ORIGIN, JWT_SECRET, PRICES, bodyText, browserHeaders, chatBody, logLineOf, mintToken, nanoUsd, proxyFor, reservedTokens, settledUsage, startProxy, usd, within } from "./helpers.mjs";
 
 let mock;
 before(async () => {
@@ -199,7 +199,7 @@ describe("object calls, as the Worker counts them", () => {
 
 describe("reservations end to end, seen as the charge of an answer without usage", () => {
   const WEB_SEARCH = 7000;
-  const setup = proxyFor(() => mock, { MAX_N: "3", ALLOWED_HOSTED_TOOLS: `web_search:${WEB_SEARCH}`, DAILY_TOKEN_BUDGET: "1000000" });
+  const setup = proxyFor(() => mock, { MAX_N: "3", ALLOWED_HOSTED_TOOLS: `web_search:${WEB_SEARCH}`, DAILY_TOKEN_BUDGET: "1000000", DAILY_BUDGET_USD: "5" });
   const noUsage = (match) => mock.faultNext({ usage: "none", match });
 
   test("/api/generate-text reserves the bytes it sends (system prompt included) and the output cap", async () => {
@@ -217,16 +217,20 @@ describe("reservations end to end, seen as the charge of an answer without usage
     assert.equal(spent.tokens.used, Buffer.byteLength(upstream[0].body) + 3 * 100);
   });
 
-  test("web_search_options reserves the input twice with the search's reserve, the output cap, and the search", async () => {
+  test("web_search_options reserves the input twice with the search's reserve, the output cap, and the search's fee in dollars", async () => {
     const { status, upstream, spent } = await exchange(setup.proxy, "/v1/chat/completions", { web_search_options: {} }, noUsage);
     assert.equal(status, 200);
     const bytes = Buffer.byteLength(upstream[0].body);
-    assert.equal(spent.tokens.used, (bytes + WEB_SEARCH) * 2 + 1024 + WEB_SEARCH);
+    assert.equal(spent.tokens.used, (bytes + WEB_SEARCH) * 2 + 1024);
+    const price = PRICES["gpt-4o-mini"];
+    const worst = (BigInt((bytes + WEB_SEARCH) * 2) * price.input + 1024n * price.output + 999_999n) / 1_000_000n;
+    assert.equal(spent.cost.used_usd, usd(worst + 10_000_000n), "the worst case at the model's price, and $0.01 for the search");
   });
 
-  test("web_search_options with a usage report is charged the usage and one search", async () => {
+  test("web_search_options with a usage report is charged the usage and one search's fee", async () => {
     const { upstream, spent, line } = await exchange(setup.proxy, "/v1/chat/completions", { web_search_options: {} });
-    assert.equal(spent.tokens.used, usage(upstream[0].json).total_tokens + WEB_SEARCH);
+    assert.equal(spent.tokens.used, usage(upstream[0].json).total_tokens);
+    assert.equal(spent.cost.used_usd, usd(nanoUsd("gpt-4o-mini", usage(upstream[0].json)) + 10_000_000n));
     assert.equal(line.total_tokens, spent.tokens.used);
   });
 });
