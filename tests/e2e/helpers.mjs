@@ -191,8 +191,11 @@ export const PRICES = {
 /** What a usage report costs in nano-USD, rounded up as the proxy does; BigInt, so exact. */
 export function nanoUsd(model, reported) {
   const price = PRICES[model];
-  const cached = BigInt(reported.prompt_tokens_details?.cached_tokens ?? 0);
-  const micro = (BigInt(reported.prompt_tokens) - cached) * price.input + cached * price.cached + BigInt(reported.completion_tokens) * price.output;
+  // Chat Completions' names, or the Responses API's.
+  const input = BigInt(reported.prompt_tokens ?? reported.input_tokens);
+  const output = BigInt(reported.completion_tokens ?? reported.output_tokens);
+  const cached = BigInt((reported.prompt_tokens_details ?? reported.input_tokens_details)?.cached_tokens ?? 0);
+  const micro = (input - cached) * price.input + cached * price.cached + output * price.output;
   return (micro + 999_999n) / 1_000_000n;
 }
 
