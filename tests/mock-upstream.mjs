@@ -176,7 +176,7 @@ export async function startMockUpstream({ port = 0, apiKey = "sk-mock-upstream-k
      * the first word, then the end of the connection); a non-stream Responses answer takes
      * "incomplete" and "failed" as its `status`. `usage`: "cap" reports the request's whole
      * output cap (`max_completion_tokens`, `max_tokens` or `max_output_tokens`, × `n`) as
-     * completion tokens, "none" reports no usage at all (a gateway that drops it; a failed
+     * completion tokens, "over" ten times it (chat; a bound the proxy got wrong), "none" reports no usage at all (a gateway that drops it; a failed
      * response's `usage: null`). `chunking`: "split" writes every SSE event in pieces of
      * `pieceBytes` (default 7) bytes, so events and lines straddle reads; "batched" writes
      * `eventsPerWrite` (default 3) events in one write. `hostedCalls`: the answer lists that
@@ -365,7 +365,8 @@ function answerText(request) {
  */
 export function usage(request, fault = {}) {
   const prompt_tokens = Math.ceil(JSON.stringify(request?.messages ?? []).length / 4);
-  const completion_tokens = fault.usage === "cap" ? outputCap(request) : answerText(request).split(" ").length;
+  // "over": more than any cap allows, as a model or field whose bound the proxy got wrong.
+  const completion_tokens = fault.usage === "over" ? 10 * outputCap(request) : fault.usage === "cap" ? outputCap(request) : answerText(request).split(" ").length;
   const reported = { prompt_tokens, completion_tokens, total_tokens: prompt_tokens + completion_tokens };
   if (request?.prompt_cache_key) reported.prompt_tokens_details = { cached_tokens: Math.floor(prompt_tokens / 2) };
   return reported;

@@ -8,7 +8,7 @@ use crate::budget::money::usd;
 use crate::budget::quota::{Spend, Standing};
 use crate::budget::usage::Usage;
 use crate::config::LogLevel;
-use crate::request::ApiRequest;
+use crate::request::{ApiRequest, Tariff};
 
 /// What one request's log line says; filled in by the request's phases.
 #[derive(Default)]
@@ -114,6 +114,22 @@ pub fn request_line(outcome: &Outcome) {
 /// An operator-facing warning that is not tied to one request's outcome.
 pub fn warn(event: &str, detail: &str) {
     worker::console_log!("{}", json!({ "level": "warn", "event": event, "detail": detail }));
+}
+
+/// What an answer is charged (`Tariff::charge`), with an `overrun` warning when OpenAI reported
+/// more than the reservation: the operator's signal that a bound does not hold.
+pub fn charge(tariff: &Tariff, usage: Option<&Usage>) -> Spend {
+    let spent = tariff.charge(usage);
+    if tariff.overran(spent) {
+        warn(
+            "overrun",
+            &format!(
+                "charged {} tokens, {} nano-USD: more than the request reserved",
+                spent.tokens, spent.nano_usd
+            ),
+        );
+    }
+    spent
 }
 
 /// A traffic-spike alert, for log-based alerting (`level: "alert"`).

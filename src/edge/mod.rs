@@ -20,8 +20,6 @@ use worker::{js_sys, Context, Date, Env, Method, Request, Response};
 
 use crate::auth::guest::{limited_per_client, GUEST_ISSUER, GUEST_SUB_PREFIX};
 use crate::auth::{self, Identity};
-use crate::budget::quota::Spend;
-use crate::budget::usage::Usage;
 use crate::config::Config;
 use crate::cors::{self, OriginCheck};
 use crate::error::{ProxyError, TokenProblem};
@@ -255,7 +253,7 @@ async fn answer_whole(
             let read = sse::read_answer(body);
             outcome.usage = read.usage;
             created = Created::kept(request.records_response, read.id, read.items);
-            used(request, outcome.usage)
+            log::charge(&request.tariff(), outcome.usage.as_ref())
         }
         Err(_) => request.reserve(), // unknown: charge the worst case
     };
@@ -271,13 +269,6 @@ async fn answer_whole(
             Ok(Response::from_bytes(body)?.with_headers(headers))
         }
     }
-}
-
-/// What a whole answer used: its `usage` (with hosted tool fees), else its whole reservation,
-/// in tokens and dollars.
-fn used(request: &ApiRequest, usage: Option<Usage>) -> Spend {
-    let tariff = request.tariff();
-    usage.map_or_else(|| tariff.without_usage(), |usage| tariff.with_usage(&usage))
 }
 
 /// The single place that decides who the caller is. Revocation is checked in the same

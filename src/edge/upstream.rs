@@ -250,10 +250,7 @@ impl StreamTail {
                 Either::Left((ended, _)) => ended,
                 Either::Right((never, _)) => match never {},
             };
-            let used = end
-                .meter
-                .usage
-                .map_or_else(|| self.tariff.without_usage(), |usage| self.tariff.with_usage(&usage));
+            let used = log::charge(&self.tariff, end.meter.usage.as_ref());
             outcome.usage = end.meter.usage;
             outcome.charged = Some(used);
             outcome.disconnected = end.disconnected;

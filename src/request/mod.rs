@@ -126,6 +126,19 @@ pub struct Tariff {
 }
 
 impl Tariff {
+    /// What an answer is charged: its usage report, else its whole reservation.
+    pub fn charge(&self, usage: Option<&Usage>) -> Spend {
+        usage.map_or_else(|| self.without_usage(), |usage| self.with_usage(usage))
+    }
+
+    /// Whether `spent` passed the reservation: OpenAI reported more than the worst case the
+    /// proxy reserved (a bound that does not hold for a model or field). It is charged all
+    /// the same, the budget may end the day over by that much, and the user's next admission
+    /// is refused until midnight; the edge logs an `overrun` so the operator can fix the bound.
+    pub fn overran(&self, spent: Spend) -> bool {
+        spent.tokens > self.reserve.tokens || spent.nano_usd > self.reserve.nano_usd
+    }
+
     /// An answer with a usage report: its tokens, and in dollars their price with the fees
     /// of the hosted calls it lists (which `usage` leaves out).
     pub fn with_usage(&self, usage: &Usage) -> Spend {
@@ -1104,6 +1117,29 @@ mod tests {
             },
             "no fee without hosted tools, whatever the answer lists"
         );
+    }
+
+    #[test]
+    fn a_usage_report_above_the_reservation_is_charged_as_reported_and_is_an_overrun() {
+        let request = chat(json!({"max_completion_tokens": 100})).unwrap();
+        let tariff = request.tariff();
+        assert_eq!(tariff.charge(None), request.reserve(), "no report: the reservation");
+        assert!(!tariff.overran(tariff.charge(None)));
+        let within = Usage {
+            prompt_tokens: 10,
+            completion_tokens: 100,
+            total_tokens: 110,
+            ..Usage::default()
+        };
+        assert!(!tariff.overran(tariff.charge(Some(&within))));
+        let over = Usage {
+            completion_tokens: 10 * request.reserve_tokens,
+            total_tokens: 10 + 10 * request.reserve_tokens,
+            ..within
+        };
+        let spent = tariff.charge(Some(&over));
+        assert_eq!(spent.tokens, over.total_tokens, "not clamped to the reservation");
+        assert!(tariff.overran(spent));
     }
 
     #[test]

@@ -277,3 +277,27 @@ describe("LOG_PROMPTS", () => {
     assert.ok(!JSON.stringify(logging.proxy.logs).includes("Count these characters"));
   });
 });
+
+describe("a usage report above the reservation", () => {
+  // The reservation (about 350 tokens) fits; the usage reported (over 1,000) does not.
+  const setup = proxyFor(() => mock, { DAILY_TOKEN_BUDGET: "600" });
+
+  test("is charged as reported, logged as an overrun, and leaves the user nothing until midnight", async () => {
+    const { status, upstream, line, spent } = await exchange(setup.proxy, "/v1/chat/completions", { max_completion_tokens: 100 }, (match) => mock.faultNext({ usage: "over", match }));
+    assert.equal(status, 200);
+    const reported = usage(upstream[0].json, { usage: "over" });
+    assert.ok(reported.total_tokens > reservedTokens(upstream[0]), "the mock reported more than the reservation");
+    assert.equal(spent.tokens.used, reported.total_tokens, "charged what OpenAI reported, not clamped");
+    assert.equal(line.total_tokens, reported.total_tokens);
+    assert.ok(spent.tokens.used > spent.tokens.limit, "the budget ends the day over by the overrun");
+    assert.equal(spent.tokens.remaining, 0);
+    const overrun = await within(10_000, (async () => {
+      for (;;) {
+        const found = setup.proxy.logs.find((l) => l.event === "overrun");
+        if (found) return found;
+        await new Promise((resolve) => setTimeout(resolve, 25));
+      }
+    })(), "the overrun log line");
+    assert.match(overrun.detail, new RegExp(`charged ${reported.total_tokens} tokens`));
+  });
+});
