@@ -143,6 +143,16 @@ export function logLineOf(proxy, requestId, ms = 10_000) {
   })(), `the log line of request ${requestId}`);
 }
 
+/** Polls `check` every 20 ms until it returns something truthy, for at most `ms`. */
+export const eventually = (ms, check, what) =>
+  within(ms, (async () => {
+    for (;;) {
+      const found = check();
+      if (found) return found;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  })(), what);
+
 /** Polls `/v1/usage` until nothing is reserved and no stream is open: settlement runs after the response. */
 export function settledUsage(proxy, token) {
   return within(8000, (async () => {

@@ -9,7 +9,7 @@ import http from "node:http";
 import { after, before, describe, test } from "node:test";
 import { Miniflare } from "miniflare";
 import { startMockUpstream, usage } from "../mock-upstream.mjs";
-import { ALLOWED_ORIGIN, JWT_SECRET, PRICES, bodyText, browserHeaders, chatBody, logLineOf, mintToken, nanoUsd, proxyFor, reservedTokens, settledUsage, startProxy, usd, within } from "./helpers.mjs";
+import { ALLOWED_ORIGIN, JWT_SECRET, PRICES, bodyText, browserHeaders, chatBody, eventually, logLineOf, mintToken, nanoUsd, proxyFor, reservedTokens, settledUsage, startProxy, usd, within } from "./helpers.mjs";
 
 let mock;
 before(async () => {
@@ -291,13 +291,7 @@ describe("a usage report above the reservation", () => {
     assert.equal(line.total_tokens, reported.total_tokens);
     assert.ok(spent.tokens.used > spent.tokens.limit, "the budget ends the day over by the overrun");
     assert.equal(spent.tokens.remaining, 0);
-    const overrun = await within(10_000, (async () => {
-      for (;;) {
-        const found = setup.proxy.logs.find((l) => l.event === "overrun");
-        if (found) return found;
-        await new Promise((resolve) => setTimeout(resolve, 25));
-      }
-    })(), "the overrun log line");
+    const overrun = await eventually(10_000, () => setup.proxy.logs.find((l) => l.event === "overrun"), "the overrun log line");
     assert.match(overrun.detail, new RegExp(`charged ${reported.total_tokens} tokens`));
   });
 });

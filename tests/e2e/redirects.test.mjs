@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import http from "node:http";
 import { after, before, describe, test } from "node:test";
 import { startMockUpstream } from "../mock-upstream.mjs";
-import { browserHeaders, chatBody, mintToken, startProxy, within } from "./helpers.mjs";
+import { browserHeaders, chatBody, eventually, mintToken, startProxy, within } from "./helpers.mjs";
 
 /** A loopback server that records what it receives and answers with `answer(req, body)`. */
 async function recordingServer(answer) {
@@ -38,16 +38,6 @@ const completion = JSON.stringify({
   choices: [{ index: 0, message: { role: "assistant", content: "answered by the redirect target" }, finish_reason: "stop" }],
   usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 },
 });
-
-/** Polls `check` every 20 ms until it returns something truthy, for at most `ms`. */
-const eventually = (ms, check, what) =>
-  within(ms, (async () => {
-    for (;;) {
-      const found = check();
-      if (found) return found;
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
-  })(), what);
 
 describe("an upstream redirect", () => {
   let mock;
