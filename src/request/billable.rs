@@ -347,6 +347,18 @@ mod tests {
         param
     }
 
+    #[test]
+    fn only_a_legacy_functions_entry_may_leave_out_its_type() {
+        let config = Config::for_tests(&[]).unwrap();
+        let function = json!({"name": "f", "parameters": {"type": "object"}});
+        assert!(chat(json!({"functions": [function.clone()]}), &config).is_ok());
+        assert_eq!(
+            refused_at(chat(json!({"tools": [{"function": function}]}), &config)).as_deref(),
+            Some("tools[0].type"),
+            "a `tools` entry without a type is not taken for a function"
+        );
+    }
+
     fn forwarded(request: &ApiRequest) -> Value {
         serde_json::from_str(request.upstream_body()).unwrap()
     }
