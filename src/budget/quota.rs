@@ -523,12 +523,7 @@ mod tests {
     #[test]
     fn reservations_keep_concurrent_requests_inside_the_budget() {
         let mut state = QuotaState::default();
-        let budget_only = Limits {
-            rate: None,
-            max_streams: None,
-            daily_tokens: Some(1_000),
-            daily_nano_usd: None,
-        };
+        let budget_only = budgets_only(Some(1_000), None);
         let ask = Ask {
             tokens: 300,
             stream: false,
@@ -569,12 +564,7 @@ mod tests {
     #[test]
     fn a_dollar_budget_admits_until_the_next_worst_case_would_not_fit_and_charges_what_was_spent() {
         let mut state = QuotaState::default();
-        let dollars_only = Limits {
-            rate: None,
-            max_streams: None,
-            daily_tokens: None,
-            daily_nano_usd: Some(1_000_000),
-        };
+        let dollars_only = budgets_only(None, Some(1_000_000));
         let ask = Ask {
             tokens: 1,
             stream: false,

@@ -362,31 +362,10 @@ mod tests {
     }
 
     fn param(error: &ProxyError) -> Option<String> {
-        match error {
-            ProxyError::InvalidRequest { param, .. } => param.clone(),
-            ProxyError::MissingToken
-            | ProxyError::InvalidToken(_)
-            | ProxyError::AdminUnauthorized
-            | ProxyError::OriginNotAllowed
-            | ProxyError::NotFound
-            | ProxyError::UnknownResponse { .. }
-            | ProxyError::MethodNotAllowed
-            | ProxyError::PayloadTooLarge { .. }
-            | ProxyError::ModelNotAllowed { .. }
-            | ProxyError::UnknownPlan { .. }
-            | ProxyError::TurnstileFailed { .. }
-            | ProxyError::GuestMintsExhausted { .. }
-            | ProxyError::Misconfigured { .. }
-            | ProxyError::UpstreamAuthFailed { .. }
-            | ProxyError::UpstreamRateLimited { .. }
-            | ProxyError::Quota { .. }
-            | ProxyError::UpstreamRejected { .. }
-            | ProxyError::UpstreamFailed { .. }
-            | ProxyError::UpstreamTimeout
-            | ProxyError::Unavailable { .. }
-            | ProxyError::Busy { .. }
-            | ProxyError::Internal { .. } => None,
-        }
+        let ProxyError::InvalidRequest { param, .. } = error else {
+            return None;
+        };
+        param.clone()
     }
 
     #[test]
