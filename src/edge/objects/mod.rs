@@ -36,7 +36,7 @@ pub async fn call<C: Serialize, R: DeserializeOwned>(
     let mut init = RequestInit::new();
     init.with_method(Method::Post).with_body(Some(JsValue::from_str(&body)));
     // The host is a placeholder: a stub routes by the object, not by URL.
-    let request = Request::new_with_init("https://object/", &init).map_err(|e| unavailable("request", e))?;
+    let request = crate::edge::http::outgoing("https://object/", &init).map_err(|e| unavailable("request", e))?;
     bench::count_object_call(binding);
     let mut response = stub
         .fetch_with_request(request)
