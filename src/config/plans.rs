@@ -12,11 +12,14 @@ use crate::budget::prices::Prices;
 use crate::budget::quota::{Limits, RateLimit};
 use crate::error::ProxyError;
 
+/// `ALLOWED_MODELS` when unset: a current small model (README, Prices).
+pub const DEFAULT_MODEL: &str = "gpt-6-luna";
+
 /// One plan's variables, read through `vars` (the top-level ones, or a plan's overlay over them).
 pub(super) fn plan(name: &str, vars: &Vars<impl Lookup>) -> Result<Plan, ProxyError> {
     let allowed_models = vars
         .list("ALLOWED_MODELS")
-        .unwrap_or_else(|| vec!["gpt-4o-mini".to_owned()]);
+        .unwrap_or_else(|| vec![DEFAULT_MODEL.to_owned()]);
     Ok(Plan {
         name: name.to_owned(),
         request_limits: request_limits(vars)?,

@@ -1067,6 +1067,7 @@ mod tests {
             total_tokens: 1_200,
             cached_tokens: 400,
             hosted_tool_calls: Some(1),
+            ..Usage::default()
         };
         // gpt-4o-mini: $0.15 input, $0.075 cached, $0.60 output per million tokens; one
         // search's fee, $0.01, in dollars.
