@@ -47,13 +47,16 @@ pub fn image_worst_case(model: &str) -> u64 {
 fn of_family(table: &[(&str, u64)], model: &str) -> Option<u64> {
     table
         .iter()
-        .find(|(family, _)| {
-            model == *family
-                || model
-                    .strip_prefix(family)
-                    .is_some_and(|snapshot| snapshot.starts_with("-20"))
-        })
+        .find(|(family, _)| is_family(model, family))
         .map(|&(_, tokens)| tokens)
+}
+
+/// Whether `model` is `family` or a dated snapshot of it.
+pub fn is_family(model: &str, family: &str) -> bool {
+    model == family
+        || model
+            .strip_prefix(family)
+            .is_some_and(|snapshot| snapshot.starts_with("-20"))
 }
 
 /// A model's context window: the most tokens it reads (input, with its output) in one response.

@@ -7,6 +7,7 @@
 
 mod alerts;
 mod guests;
+mod images;
 mod keys;
 mod plans;
 mod vars;

@@ -24,6 +24,7 @@ pub(super) fn plan(name: &str, vars: &Vars<impl Lookup>) -> Result<Plan, ProxyEr
         name: name.to_owned(),
         request_limits: request_limits(vars)?,
         cost_rules: cost_rules(vars, &allowed_models)?,
+        images: super::images::image_rules(vars)?,
         user_limits: user_limits(vars)?,
         allowed_models,
     })
@@ -65,6 +66,13 @@ pub(super) fn check_prices(
         });
     let Some(budget) = budget else { return Ok(()) };
     for plan in all_plans() {
+        let image_unpriced = |model: &&String| prices.of(model).and_then(|price| price.image_output).is_none();
+        if let Some(model) = plan.images.models.iter().find(image_unpriced) {
+            return Err(ProxyError::misconfigured(format!(
+                "MODEL_PRICES has no image_output price for image model {model:?} (allowed by plan {:?}), and {budget} is set: add it to MODEL_PRICES or remove it from IMAGE_MODELS",
+                plan.name
+            )));
+        }
         if let Some(model) = plan.allowed_models.iter().find(|model| prices.of(model).is_none()) {
             return Err(ProxyError::misconfigured(format!(
                 "MODEL_PRICES has no price for model {model:?} (allowed by plan {:?}), and {budget} is set: add it to MODEL_PRICES or remove it from ALLOWED_MODELS",

@@ -11,6 +11,7 @@ pub enum UpstreamEndpoint {
     ChatCompletions,
     Responses,
     Embeddings,
+    ImageGenerations,
 }
 
 impl UpstreamEndpoint {
@@ -19,6 +20,7 @@ impl UpstreamEndpoint {
             UpstreamEndpoint::ChatCompletions => "chat/completions",
             UpstreamEndpoint::Responses => "responses",
             UpstreamEndpoint::Embeddings => "embeddings",
+            UpstreamEndpoint::ImageGenerations => "images/generations",
         }
     }
 
