@@ -76,16 +76,16 @@ const fn text(model: &'static str, text: [&'static str; 4], long_context: Option
 /// only: a dated snapshot may cost something else (gpt-4o-2024-05-13 did), so it needs its own
 /// `MODEL_PRICES` entry. The README's price table is this table, with each row's source and
 /// date (a test checks they agree). Checked 2026-12-06.
-const DEFAULT_PRICES: [Published; 15] = [
+const DEFAULT_PRICES: [Published; 14] = [
     text("gpt-6-astra", ["10.00", "1.00", "12.50", "50.00"], Some(TIER_272K)),
     text("gpt-6.2-sol", ["2.00", "0.10", "2.50", "10.00"], Some(TIER_272K)),
     text("gpt-6-luna", ["0.10", "0.01", "0.125", "0.50"], Some(TIER_272K)),
     text("gpt-5.6-luna", ["0.20", "0.02", "0.25", "1.20"], Some(TIER_272K)),
     text("gpt-5.4-mini", ["0.75", "0.075", "-", "4.50"], None),
     text("gpt-5.4-nano", ["0.20", "0.02", "-", "1.25"], None),
+    // Deprecated or shut down (OpenAI's deprecations page, README): kept at their last
+    // published price while deployments still name them.
     text("o3", ["2.00", "0.50", "-", "8.00"], None),
-    text("o4-mini", ["1.10", "0.275", "-", "4.40"], None),
-    // Legacy: no longer on the pricing page; kept at their last published price.
     text("gpt-4o-mini", ["0.15", "0.075", "-", "0.60"], None),
     text("gpt-4o", ["2.50", "1.25", "-", "10.00"], None),
     text("gpt-4.1", ["2.00", "0.50", "-", "8.00"], None),

@@ -48,20 +48,23 @@ struct UsageReport {
     completion_tokens_details: Details,
 }
 
-#[derive(Default, Deserialize)]
+#[derive(Default)]
 struct Details {
-    #[serde(default)]
     cached_tokens: u64,
-    #[serde(default)]
     cache_write_tokens: u64,
     image_tokens: Option<u64>,
 }
 
-/// A details object; a missing or odd one has no details (its tokens charged at the full
-/// input or output price).
+/// A details object, read loosely: a missing or odd count is none (its tokens charged at the
+/// full input or output price).
 fn details<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Details, D::Error> {
     let details = serde_json::Value::deserialize(deserializer)?;
-    Ok(serde_json::from_value(details).unwrap_or_default())
+    let count = |name: &str| details.get(name).and_then(serde_json::Value::as_u64);
+    Ok(Details {
+        cached_tokens: count("cached_tokens").unwrap_or(0),
+        cache_write_tokens: count("cache_write_tokens").unwrap_or(0),
+        image_tokens: count("image_tokens"),
+    })
 }
 
 impl From<UsageReport> for Usage {
