@@ -773,11 +773,16 @@ mod tests {
             ("TURNSTILE_SECRET_KEY", "ts"),
             ("GUEST_TOKEN_SECRET", GUEST_SECRET),
             ("ALLOWED_MODELS", "gpt-4o-mini,gpt-4.1"),
+            ("IMAGE_MODELS", "gpt-image-2"),
             ("GLOBAL_GUEST_DAILY_BUDGET_USD", "2"),
         ])
         .unwrap();
         let plan = on.plan("guest").unwrap();
         assert_eq!(plan.allowed_models, ["gpt-4o-mini"]);
+        assert!(
+            plan.images.models.is_empty(),
+            "no images for guests unless their plan says so"
+        );
         assert_eq!(plan.request_limits.max_output_tokens, 256);
         assert_eq!(plan.user_limits.rate.map(|rate| rate.requests), Some(5));
         assert_eq!(plan.user_limits.daily_nano_usd, Some(10_000_000));
