@@ -125,10 +125,11 @@ pub struct Prices {
 impl Prices {
     /// The defaults with `model_prices` (the JSON of `MODEL_PRICES`, if set) over them.
     pub fn parse(model_prices: Option<&str>) -> Result<Prices, ProxyError> {
-        let mut by_model: BTreeMap<String, Price> = DEFAULT_PRICES
-            .iter()
-            .map(|published| (published.model.to_owned(), published.price()))
-            .collect();
+        // A loop, not `collect`: a BTreeMap built from an iterator brings a sort into the wasm.
+        let mut by_model = BTreeMap::new();
+        for published in &DEFAULT_PRICES {
+            by_model.insert(published.model.to_owned(), published.price());
+        }
         let Some(raw) = model_prices else {
             return Ok(Prices { by_model });
         };
@@ -228,8 +229,9 @@ fn priced(parts: &[(u64, u64)]) -> u64 {
     u64::try_from(micro.div_ceil(TOKENS_PER_PRICE_UNIT)).unwrap_or(u64::MAX)
 }
 
+/// `percent` of `price`, rounded up; past $1.8e10 per 1M it saturates (never cheaper).
 fn percent(price: u64, percent: u64) -> u64 {
-    u64::try_from((u128::from(price) * u128::from(percent)).div_ceil(100)).unwrap_or(u64::MAX)
+    price.saturating_mul(percent).div_ceil(100)
 }
 
 impl Price {

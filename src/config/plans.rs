@@ -69,7 +69,7 @@ pub(super) fn check_prices(
         let image_unpriced = |model: &&String| prices.of(model).and_then(|price| price.image_output).is_none();
         if let Some(model) = plan.images.models.iter().find(image_unpriced) {
             return Err(ProxyError::misconfigured(format!(
-                "MODEL_PRICES has no image_output price for image model {model:?} (allowed by plan {:?}), and {budget} is set: add it to MODEL_PRICES or remove it from IMAGE_MODELS",
+                "MODEL_PRICES has no image_output price for {model:?} (IMAGE_MODELS of plan {:?}), and {budget} is set",
                 plan.name
             )));
         }
