@@ -92,6 +92,18 @@ describe("image generation charged its usage", () => {
     assert.equal(spent.cost.used_usd, usd(chargeOf("gpt-image-2", usage)));
   });
 
+  test("a request OpenAI refuses is passed on as its error, scrubbed, and charged nothing", async () => {
+    mock.failNext(400, { body: { error: { message: "Your request was rejected by the safety system (key sk-proj-abcdefgh1234).", type: "image_generation_user_error", param: null, code: "moderation_blocked" } } });
+    const response = await generate(setup.proxy, "blocked", { model: "gpt-image-2", quality: "high", size: "1024x1024" });
+    assert.equal(response.status, 400);
+    const { error } = await response.json();
+    assert.match(error.message, /rejected by the safety system/);
+    assert.doesNotMatch(error.message, /sk-proj-abcdefgh1234/);
+    const spent = await settledUsage(setup.proxy, mintToken({ sub: "blocked" }));
+    assert.equal(spent.tokens.used, 0);
+    assert.equal(spent.cost.used_usd, 0);
+  });
+
   test("every quality, size and count the plan allows reserves at least what the mock bills", async () => {
     const before = setup.proxy.logs.length;
     const cases = [];
