@@ -123,7 +123,7 @@ async fn attempt(
     let upstream_request = crate::edge::http::outgoing(&url, &init)?;
     let signal = AbortSignal::from(abort.signal());
     let fetch = Fetch::Request(upstream_request);
-    let timeout = Delay::from(config.upstream_timeout);
+    let timeout = Delay::from(request.endpoint.patience(config.upstream_timeout));
     let outcome = select(Box::pin(fetch.send_with_signal(&signal)), Box::pin(timeout)).await;
     match outcome {
         Either::Left((answer, _)) => answer.map_err(|e| ProxyError::UpstreamFailed {
@@ -183,7 +183,7 @@ pub fn relay_stream(
     settlement: Settlement,
     upstream_abort: AbortController,
 ) -> Result<(Response, StreamTail), ProxyError> {
-    let idle_timeout = config.stream_idle_timeout;
+    let idle_timeout = request.endpoint.patience(config.stream_idle_timeout);
     let headers = if request.stream {
         stream_headers(&answer)
     } else {

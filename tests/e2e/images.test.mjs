@@ -129,6 +129,21 @@ describe("image generation charged its usage", () => {
   });
 });
 
+describe("an image takes longer than text", () => {
+  const setup = proxyFor(() => mock, { IMAGE_MODELS: "gpt-image-2", UPSTREAM_TIMEOUT_MS: "300" });
+
+  test("an image answer slower than UPSTREAM_TIMEOUT_MS is waited for, where a chat answer times out", async () => {
+    mock.faultNext({ headerDelayMs: 1000, match: (json) => json?.model === "gpt-image-2" });
+    const image = await generate(setup.proxy, "patient", { model: "gpt-image-2", quality: "low", size: "1024x1024" });
+    assert.equal(image.status, 200);
+    await image.arrayBuffer();
+    mock.faultNext({ headerDelayMs: 1000, match: (json) => json?.model === "gpt-4o-mini" });
+    const chat = await fetch(`${setup.proxy.url}/v1/chat/completions`, { method: "POST", headers: browserHeaders(mintToken({ sub: "patient" })), body: JSON.stringify({ model: "gpt-4o-mini", messages: [{ role: "user", content: "Hi" }] }) });
+    assert.equal(chat.status, 504);
+    await chat.arrayBuffer();
+  });
+});
+
 describe("image requests refused before they cost anything", () => {
   const setup = proxyFor(() => mock, { IMAGE_MODELS: "gpt-image-1.5", MAX_BODY_BYTES: "4096", IMAGE_QUALITIES: "low,medium" });
 
