@@ -61,6 +61,11 @@ const eventsOf = (text) =>
 describe("image generation charged its usage", () => {
   const setup = proxyFor(() => mock, { IMAGE_MODELS: "gpt-image-1.5,gpt-image-2", MAX_IMAGES_PER_REQUEST: "3", DAILY_BUDGET_USD: "5", DAILY_TOKEN_BUDGET: "10000000" });
 
+  test("/v1/models lists the image models after the text ones", async () => {
+    const models = await (await fetch(`${setup.proxy.url}/v1/models`, { headers: { authorization: `Bearer ${mintToken({ sub: "lister" })}` } })).json();
+    assert.deepEqual(models.data.map((model) => model.id), ["gpt-4o-mini", "gpt-4.1-nano", "gpt-image-1.5", "gpt-image-2"]);
+  });
+
   test("a normal call returns its images and is charged exactly the mock's usage at the model's image prices", async () => {
     const response = await generate(setup.proxy, "painter", { model: "gpt-image-1.5", n: 2, quality: "medium", size: "1024x1024" });
     assert.equal(response.status, 200);
