@@ -360,7 +360,7 @@ mod tests {
 
     #[test]
     fn ten_tokens_of_the_cheapest_model_cost_more_than_nothing() {
-        let nano = Prices::parse(None).unwrap().of("gpt-4.1-nano").unwrap();
+        let nano = Prices::parse(None).unwrap().of("gpt-6-luna").unwrap();
         assert_eq!(priced(&[(10, nano.input)]), 1_000);
         assert_eq!(priced(&[(1, nano.input)]), 100);
         let cheap = flat(1, 1, 1);
