@@ -207,27 +207,29 @@ impl Config {
 
     /// Each plan's per-user limits, for the user's object to pick the one in force.
     pub fn plan_limits(&self) -> BTreeMap<String, Limits> {
-        self.all_plans()
-            .map(|plan| (plan.name.clone(), plan.user_limits))
-            .collect()
+        // Inserts, not `collect`: a BTreeMap built from an iterator brings a sort into the wasm.
+        let mut limits = BTreeMap::new();
+        for plan in self.all_plans() {
+            limits.insert(plan.name.clone(), plan.user_limits);
+        }
+        limits
     }
 }
 
 /// `PLANS`: each plan's overlay over the top-level variables.
 fn overlaid_plans(vars: &Vars<impl Lookup>) -> Result<BTreeMap<String, Plan>, ProxyError> {
-    budget::plans::parse_overlays(vars.text("PLANS").as_deref())?
-        .into_iter()
-        .map(|(name, overlay)| {
-            let overlaid = vars.overlaid(|variable: &str| overlay.get(variable).cloned());
-            let built = plan(&name, &overlaid).map_err(|error| {
-                ProxyError::misconfigured(format!(
-                    "PLANS: plan {name:?}: {}",
-                    error.log_detail().unwrap_or_default()
-                ))
-            })?;
-            Ok((name, built))
-        })
-        .collect()
+    let mut plans = BTreeMap::new();
+    for (name, overlay) in budget::plans::parse_overlays(vars.text("PLANS").as_deref())? {
+        let overlaid = vars.overlaid(|variable: &str| overlay.get(variable).cloned());
+        let built = plan(&name, &overlaid).map_err(|error| {
+            ProxyError::misconfigured(format!(
+                "PLANS: plan {name:?}: {}",
+                error.log_detail().unwrap_or_default()
+            ))
+        })?;
+        plans.insert(name, built);
+    }
+    Ok(plans)
 }
 
 /// The `safety_identifier` key: from `SAFETY_IDENTIFIER_SECRET`, else from `JWT_SECRET`.

@@ -92,11 +92,13 @@ pub fn json_of(value: &JsValue) -> Value {
     } else {
         return Value::Null;
     };
-    let fields = pairs.iter().map(|pair| {
+    // Inserts, not `collect`: a map built from an iterator brings a sort into the wasm.
+    let mut fields = serde_json::Map::new();
+    for pair in pairs.iter() {
         let pair = js_sys::Array::from(&pair);
-        (pair.get(0).as_string().unwrap_or_default(), json_of(&pair.get(1)))
-    });
-    Value::Object(fields.collect())
+        fields.insert(pair.get(0).as_string().unwrap_or_default(), json_of(&pair.get(1)));
+    }
+    Value::Object(fields)
 }
 
 /// A JS number as a JSON integer when it is one (stored counters and ids, however large), so
