@@ -186,19 +186,22 @@ pub fn parse_context_windows(raw: &str) -> Result<Vec<ContextWindow>, ProxyError
             "MODEL_CONTEXT_TOKENS: {item:?} is not `model:tokens` (e.g. gpt-4o-mini:128000, tokens from 1 to 10000000)"
         ))
     };
-    raw.split(|c: char| c == ',' || c.is_whitespace())
+    // A loop, not `collect::<Result<_, _>>`: each such collect brings its own adapter into the wasm.
+    let mut windows = Vec::new();
+    for item in raw
+        .split(|c: char| c == ',' || c.is_whitespace())
         .filter(|item| !item.is_empty())
-        .map(|item| {
-            let (model, tokens) = item.rsplit_once(':').ok_or_else(|| invalid(item))?;
-            match tokens.parse::<u64>() {
-                Ok(tokens) if !model.is_empty() && (1..=10_000_000).contains(&tokens) => Ok(ContextWindow {
-                    model: model.to_owned(),
-                    tokens,
-                }),
-                _ => Err(invalid(item)),
-            }
-        })
-        .collect()
+    {
+        let (model, tokens) = item.rsplit_once(':').ok_or_else(|| invalid(item))?;
+        match tokens.parse::<u64>() {
+            Ok(tokens) if !model.is_empty() && (1..=10_000_000).contains(&tokens) => windows.push(ContextWindow {
+                model: model.to_owned(),
+                tokens,
+            }),
+            _ => return Err(invalid(item)),
+        }
+    }
+    Ok(windows)
 }
 
 /// `ALLOWED_HOSTED_TOOLS`: `name:tokens[:usd]` items, comma- or space-separated: a call's
@@ -209,36 +212,38 @@ pub fn parse_hosted_tools(raw: &str) -> Result<Vec<HostedTool>, ProxyError> {
             "ALLOWED_HOSTED_TOOLS: {item:?} is not `tool_type:tokens_per_call[:usd_per_call]` (e.g. web_search:12000 or image_generation:2000:0.25; tokens from 1 to 10000000)"
         ))
     };
-    raw.split(|c: char| c == ',' || c.is_whitespace())
+    let mut tools = Vec::new();
+    for item in raw
+        .split(|c: char| c == ',' || c.is_whitespace())
         .filter(|item| !item.is_empty())
-        .map(|item| {
-            let mut parts = item.split(':');
-            let (Some(name), Some(tokens), fee, None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
-                return Err(invalid(item));
-            };
-            let name_ok =
-                !name.is_empty() && name != "function" && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-            let tokens = tokens
-                .parse::<u64>()
-                .ok()
-                .filter(|tokens| (1..=10_000_000).contains(tokens));
-            let published = TOOL_FEES_USD
-                .iter()
-                .find(|(tool, _)| *tool == name)
-                .map(|(_, usd)| *usd);
-            let nano_usd = match fee.or(published) {
-                Some(usd) => parse_usd(usd),
-                None => Some(0),
-            };
-            match (name_ok, tokens, nano_usd) {
-                (true, Some(tokens), Some(nano_usd)) => Ok(HostedTool {
-                    name: name.to_owned(),
-                    per_call: PerCall { tokens, nano_usd },
-                }),
-                _ => Err(invalid(item)),
-            }
-        })
-        .collect()
+    {
+        let mut parts = item.split(':');
+        let (Some(name), Some(tokens), fee, None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+            return Err(invalid(item));
+        };
+        let name_ok =
+            !name.is_empty() && name != "function" && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        let tokens = tokens
+            .parse::<u64>()
+            .ok()
+            .filter(|tokens| (1..=10_000_000).contains(tokens));
+        let published = TOOL_FEES_USD
+            .iter()
+            .find(|(tool, _)| *tool == name)
+            .map(|(_, usd)| *usd);
+        let nano_usd = match fee.or(published) {
+            Some(usd) => parse_usd(usd),
+            None => Some(0),
+        };
+        match (name_ok, tokens, nano_usd) {
+            (true, Some(tokens), Some(nano_usd)) => tools.push(HostedTool {
+                name: name.to_owned(),
+                per_call: PerCall { tokens, nano_usd },
+            }),
+            _ => return Err(invalid(item)),
+        }
+    }
+    Ok(tools)
 }
 
 /// What one upstream request can cost, in the model's tokens.
