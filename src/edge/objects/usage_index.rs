@@ -95,7 +95,8 @@ fn entries(listed: js_sys::Map) -> worker::Result<Vec<UserSpend>> {
 fn stored_entry(value: serde_json::Value) -> IndexEntry {
     match value {
         serde_json::Value::String(text) => serde_json::from_str(&text).unwrap_or_default(),
-        serde_json::Value::Object(_) => serde_json::from_value(value).unwrap_or_default(),
+        // Through its text, not `from_value`: one decoder of `IndexEntry` in the wasm, not two.
+        serde_json::Value::Object(_) => serde_json::from_str(&value.to_string()).unwrap_or_default(),
         number @ serde_json::Value::Null
         | number @ serde_json::Value::Bool(_)
         | number @ serde_json::Value::Number(_)
