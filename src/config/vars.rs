@@ -2,10 +2,8 @@
 //! error, and URL and origin checks.
 
 use std::cell::RefCell;
-use std::fmt;
 use std::ops::RangeInclusive;
 use std::rc::Rc;
-use std::str::FromStr;
 use std::time::Duration;
 
 use crate::budget::money;
@@ -74,19 +72,27 @@ impl<F: Lookup> Vars<F> {
 
     pub fn number<T>(&self, name: &str, default: T, range: RangeInclusive<T>) -> Result<T, ProxyError>
     where
-        T: FromStr + PartialOrd + fmt::Display + Copy,
+        T: TryFrom<u64> + TryInto<u64> + Copy,
     {
         Ok(self.optional_number(name, range)?.unwrap_or(default))
     }
 
+    /// Read as a u64 whatever the integer type: one parser in the wasm, not one per type.
     pub fn optional_number<T>(&self, name: &str, range: RangeInclusive<T>) -> Result<Option<T>, ProxyError>
     where
-        T: FromStr + PartialOrd + fmt::Display + Copy,
+        T: TryFrom<u64> + TryInto<u64> + Copy,
     {
+        let wide = |bound: T| bound.try_into().unwrap_or(u64::MAX);
+        let number = self.optional_u64(name, wide(*range.start())..=wide(*range.end()))?;
+        // In range, so it fits T.
+        Ok(number.and_then(|number| T::try_from(number).ok()))
+    }
+
+    fn optional_u64(&self, name: &str, range: RangeInclusive<u64>) -> Result<Option<u64>, ProxyError> {
         let Some(raw) = self.text(name) else {
             return Ok(None);
         };
-        match raw.parse::<T>() {
+        match raw.parse::<u64>() {
             Ok(number) if range.contains(&number) => Ok(Some(number)),
             _ => Err(ProxyError::misconfigured(format!(
                 "{name}={raw:?} is not a whole number from {} to {}",
