@@ -18,7 +18,7 @@ use std::time::Duration;
 pub use alerts::AlertSettings;
 pub use guests::GuestSettings;
 pub use keys::KeySources;
-use vars::{parse_origin, Vars};
+use vars::{parse_origin, DynLookup, Vars};
 
 use crate::auth::guest::GUEST_PLAN;
 use crate::auth::{ClaimRules, MIN_HMAC_SECRET_BYTES};
@@ -111,7 +111,7 @@ pub struct Config {
 impl Config {
     /// Parses every variable and secret through `lookup` (name -> value, `None` when unset).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ProxyError> {
-        let vars = Vars::new(lookup);
+        let vars = Vars::new(Box::new(lookup) as DynLookup);
         let default_plan = plan(DEFAULT_PLAN, &vars)?;
         let mut plans = overlaid_plans(&vars)?;
         let keys = key_sources(&vars)?;

@@ -15,6 +15,10 @@ use crate::secret::Secret;
 pub trait Lookup: Fn(&str) -> Option<String> {}
 impl<F: Fn(&str) -> Option<String>> Lookup for F {}
 
+/// Every `Vars` is read through this one type (`Config::from_lookup` boxes its lookup, and so
+/// does `overlaid`): one copy of each parser in the wasm, not one per lookup type.
+pub type DynLookup<'a> = Box<dyn Fn(&str) -> Option<String> + 'a>;
+
 /// Every secret is registered where it is read, so the list that upstream text is scrubbed of
 /// cannot miss one.
 pub struct Vars<F> {
@@ -32,9 +36,9 @@ impl<F: Lookup> Vars<F> {
 
     /// These variables with `overlay`'s values in front (a plan's); secrets read through it
     /// are registered here too.
-    pub fn overlaid<'a>(&'a self, overlay: impl Fn(&str) -> Option<String> + 'a) -> Vars<impl Lookup + 'a> {
+    pub fn overlaid<'a>(&'a self, overlay: impl Fn(&str) -> Option<String> + 'a) -> Vars<DynLookup<'a>> {
         Vars {
-            lookup: move |name: &str| overlay(name).or_else(|| (self.lookup)(name)),
+            lookup: Box::new(move |name: &str| overlay(name).or_else(|| (self.lookup)(name))),
             secrets: Rc::clone(&self.secrets),
         }
     }
