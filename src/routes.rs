@@ -35,6 +35,10 @@ pub enum ApiRoute {
     Embeddings,
     /// `POST /api/generate-text`: a prompt in, the answer's text out.
     GenerateText,
+    /// `POST /v1/audio/transcriptions`: a multipart form with the audio file.
+    Transcriptions,
+    /// `POST /v1/audio/speech`: text in, audio out.
+    Speech,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,6 +85,8 @@ impl Route {
             Route::User(UserRoute::Api(ApiRoute::Responses)) => "responses",
             Route::User(UserRoute::Api(ApiRoute::Embeddings)) => "embeddings",
             Route::User(UserRoute::Api(ApiRoute::GenerateText)) => "generate-text",
+            Route::User(UserRoute::Api(ApiRoute::Transcriptions)) => "audio.transcriptions",
+            Route::User(UserRoute::Api(ApiRoute::Speech)) => "audio.speech",
             Route::Admin(AdminRoute::Revocation { revoke: true, .. }) => "admin.revoke",
             Route::Admin(AdminRoute::Revocation { revoke: false, .. }) => "admin.unrevoke",
             Route::Admin(AdminRoute::Plan { set: true, .. }) => "admin.set_plan",
@@ -125,6 +131,8 @@ pub fn route(method: &str, path: &str) -> Result<Route, ProxyError> {
         "/v1/responses" => (Route::User(UserRoute::Api(ApiRoute::Responses)), "POST"),
         "/v1/embeddings" => (Route::User(UserRoute::Api(ApiRoute::Embeddings)), "POST"),
         "/api/generate-text" => (Route::User(UserRoute::Api(ApiRoute::GenerateText)), "POST"),
+        "/v1/audio/transcriptions" => (Route::User(UserRoute::Api(ApiRoute::Transcriptions)), "POST"),
+        "/v1/audio/speech" => (Route::User(UserRoute::Api(ApiRoute::Speech)), "POST"),
         _ => return Err(ProxyError::NotFound),
     };
     let method_ok = method == allowed_method || (allowed_method == "GET" && method == "HEAD");
@@ -172,6 +180,14 @@ mod tests {
         assert_eq!(
             route("POST", "/v1/embeddings"),
             Ok(Route::User(UserRoute::Api(ApiRoute::Embeddings)))
+        );
+        assert_eq!(
+            route("POST", "/v1/audio/transcriptions"),
+            Ok(Route::User(UserRoute::Api(ApiRoute::Transcriptions)))
+        );
+        assert_eq!(
+            route("POST", "/v1/audio/speech"),
+            Ok(Route::User(UserRoute::Api(ApiRoute::Speech)))
         );
     }
 

@@ -122,6 +122,15 @@ pub enum StreamKind {
     /// The Responses API: typed events; `response.completed` (or `.incomplete`/`.failed`)
     /// carries the usage and ends the stream.
     Responses,
+    /// A transcription: `transcript.text.delta` events, then `transcript.text.done` with the
+    /// usage.
+    Transcription,
+    /// Speech: `speech.audio.delta` events (base64 audio), then `speech.audio.done` with the
+    /// usage, whose every output token is audio.
+    Speech,
+    /// A speech stream the client did not ask for: its audio goes out as bytes, its events
+    /// are read and dropped.
+    SpeechAudio,
 }
 
 /// A Responses API event, as far as the meter reads it.
@@ -133,6 +142,10 @@ struct ResponsesEventView {
     response: Option<ResponseView>,
     /// The item of `response.output_item.done`.
     item: Option<ItemView>,
+    /// `transcript.text.done`'s and `speech.audio.done`'s.
+    usage: Option<Usage>,
+    /// `speech.audio.delta`'s base64 audio.
+    audio: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -327,11 +340,16 @@ impl SseMeter {
         self.line.clear();
     }
 
-    /// A blank line ended an event: read it, and forward it unless it is to be dropped.
+    /// A blank line ended an event: read it, and forward it unless it is to be dropped (or
+    /// its audio, for a stream turned back into audio).
     fn dispatch(&mut self, out: &mut Vec<u8>) {
-        let forward = self.read_event();
-        if forward {
-            out.extend_from_slice(&self.event);
+        match self.kind {
+            StreamKind::SpeechAudio => out.extend(self.read_audio_event().unwrap_or_default()),
+            StreamKind::Chat | StreamKind::Responses | StreamKind::Transcription | StreamKind::Speech => {
+                if self.read_event() {
+                    out.extend_from_slice(&self.event);
+                }
+            }
         }
         self.event.clear();
         self.data.clear();
@@ -345,7 +363,54 @@ impl SseMeter {
                 self.read_responses_event();
                 true
             }
+            StreamKind::Transcription | StreamKind::Speech | StreamKind::SpeechAudio => {
+                self.read_audio_event();
+                true
+            }
         }
+    }
+
+    /// The error event that ends a failed stream; none for raw audio, which the edge breaks
+    /// off instead (an event in the middle of audio bytes would only be noise).
+    pub fn error_event(&self, error: &ProxyError) -> Vec<u8> {
+        match self.kind {
+            StreamKind::SpeechAudio => Vec::new(),
+            StreamKind::Chat | StreamKind::Responses | StreamKind::Transcription | StreamKind::Speech => {
+                error_event(error)
+            }
+        }
+    }
+
+    /// Whether the client gets raw audio rather than events.
+    pub fn is_audio(&self) -> bool {
+        self.kind == StreamKind::SpeechAudio
+    }
+
+    /// Reads a transcription or speech event; returns a speech delta's audio.
+    fn read_audio_event(&mut self) -> Option<Vec<u8>> {
+        let event = serde_json::from_slice::<ResponsesEventView>(&self.data).ok()?;
+        match event.event_type.as_str() {
+            "transcript.text.delta" => {
+                if let Some(serde_json::Value::String(delta)) = &event.delta {
+                    self.streamed_text_bytes += delta.len();
+                }
+            }
+            "speech.audio.delta" => {
+                use base64ct::Encoding;
+                return base64ct::Base64::decode_vec(event.audio.as_deref().unwrap_or_default()).ok();
+            }
+            "transcript.text.done" | "speech.audio.done" => {
+                self.complete = true;
+                self.usage = event.usage.map(|mut usage| {
+                    if event.event_type == "speech.audio.done" {
+                        usage.audio_output_tokens = usage.completion_tokens;
+                    }
+                    usage
+                });
+            }
+            _ => {}
+        }
+        None
     }
 
     fn read_responses_event(&mut self) {

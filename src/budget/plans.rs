@@ -21,12 +21,26 @@ pub struct RequestLimits {
     pub max_prompt_chars: usize,
 }
 
+/// What a plan allows of the audio endpoints; no model means the endpoint is refused.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AudioRules {
+    /// Models `/v1/audio/transcriptions` may use (`TRANSCRIBE_MODELS`).
+    pub transcribe_models: Vec<String>,
+    /// Models `/v1/audio/speech` may use (`SPEECH_MODELS`).
+    pub speech_models: Vec<String>,
+    /// The longest audio a transcription may send, by its bound (`MAX_AUDIO_SECONDS`).
+    pub max_audio_seconds: u64,
+}
+
 /// The plan of the top-level variables: a token without a plan claim gets it.
 pub const DEFAULT_PLAN: &str = "default";
 
 /// The variables a plan may set, in their own names and value formats.
-pub const PLAN_VARIABLES: [&str; 10] = [
+pub const PLAN_VARIABLES: [&str; 13] = [
     "ALLOWED_MODELS",
+    "TRANSCRIBE_MODELS",
+    "SPEECH_MODELS",
+    "MAX_AUDIO_SECONDS",
     "MAX_OUTPUT_TOKENS",
     "MAX_N",
     "MAX_PROMPT_CHARS",
@@ -49,6 +63,7 @@ pub struct Plan {
     pub cost_rules: CostRules,
     /// What one user may use.
     pub user_limits: Limits,
+    pub audio: AudioRules,
 }
 
 impl Plan {
@@ -59,6 +74,14 @@ impl Plan {
 
     pub fn is_model_allowed(&self, model: &str) -> bool {
         self.allowed_models.iter().any(|allowed| allowed == model)
+    }
+
+    /// Every model a user on this plan may call, text and audio.
+    pub fn all_models(&self) -> impl Iterator<Item = &String> {
+        self.allowed_models
+            .iter()
+            .chain(&self.audio.transcribe_models)
+            .chain(&self.audio.speech_models)
     }
 }
 

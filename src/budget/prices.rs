@@ -18,13 +18,21 @@ use crate::error::ProxyError;
 
 const TOKENS_PER_PRICE_UNIT: u128 = 1_000_000;
 
-/// A model's price, in nano-USD per million tokens.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// A model's price, in nano-USD per million tokens (or per minute, per million characters).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Price {
     pub input: u64,
     /// Prompt tokens OpenAI reports as cached (`prompt_tokens_details.cached_tokens`).
     pub cached_input: u64,
     pub output: u64,
+    /// Audio tokens read (transcription), when priced apart from text input.
+    pub audio_input: Option<u64>,
+    /// Audio tokens written (speech), when priced apart from text output.
+    pub audio_output: Option<u64>,
+    /// Per minute of audio (`usage: {type: "duration", seconds}`).
+    pub per_minute: Option<u64>,
+    /// Per million characters of speech input (tts-1, tts-1-hd).
+    pub per_million_characters: Option<u64>,
 }
 
 /// Default prices (USD per 1M tokens: input, cached input, output), standard tier, from
@@ -38,6 +46,18 @@ const DEFAULT_PRICES: [(&str, &str, &str, &str); 5] = [
     ("gpt-4.1-mini", "0.40", "0.10", "1.60"),
     ("gpt-4.1-nano", "0.10", "0.025", "0.40"),
 ];
+
+/// Audio models' defaults, in `MODEL_PRICES`' own form (USD), from each model's page under
+/// https://developers.openai.com/api/docs/models/ (checked 2026-12-06): transcription per
+/// minute or per 1M audio tokens, speech per 1M characters or per 1M tokens.
+const DEFAULT_AUDIO_PRICES: &str = r#"{
+"gpt-transcribe":{"input":0,"output":0,"per_minute":0.0045},
+"whisper-1":{"input":0,"output":0,"per_minute":0.006},
+"gpt-4o-transcribe":{"input":2.50,"audio_input":2.50,"output":10.00},
+"gpt-4o-mini-transcribe":{"input":1.25,"audio_input":1.25,"output":5.00},
+"gpt-4o-mini-tts":{"input":0.60,"output":0,"audio_output":12.00},
+"tts-1":{"input":0,"output":0,"per_million_characters":15.00},
+"tts-1-hd":{"input":0,"output":0,"per_million_characters":30.00}}"#;
 
 /// Every model's price: the defaults, overridden model by model by `MODEL_PRICES`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -57,21 +77,21 @@ impl Prices {
                     input: price(input),
                     cached_input: price(cached),
                     output: price(output),
+                    ..Price::default()
                 },
             );
         }
-        let Some(raw) = model_prices else {
-            return Ok(Prices { by_model });
-        };
         let invalid = |why: String| ProxyError::misconfigured(format!("MODEL_PRICES: {why}"));
-        let Ok(Value::Object(models)) = serde_json::from_str::<Value>(raw) else {
-            return Err(invalid(
-                r#"not a JSON object like {"gpt-4o-mini":{"input":0.15,"output":0.6,"cached_input":0.075}}"#.into(),
-            ));
-        };
-        for (model, entry) in models {
-            let price = parse_price(&entry).map_err(|why| invalid(format!("{model:?}: {why}")))?;
-            by_model.insert(model, price);
+        for raw in std::iter::once(DEFAULT_AUDIO_PRICES).chain(model_prices) {
+            let Ok(Value::Object(models)) = serde_json::from_str::<Value>(raw) else {
+                return Err(invalid(
+                    r#"not a JSON object like {"gpt-4o-mini":{"input":0.15,"output":0.6,"cached_input":0.075}}"#.into(),
+                ));
+            };
+            for (model, entry) in models {
+                let price = parse_price(&entry).map_err(|why| invalid(format!("{model:?}: {why}")))?;
+                by_model.insert(model, price);
+            }
         }
         Ok(Prices { by_model })
     }
@@ -86,12 +106,20 @@ fn parse_price(entry: &Value) -> Result<Price, String> {
     let Value::Object(fields) = entry else {
         return Err("must be an object with `input` and `output` (USD per 1M tokens)".into());
     };
-    if let Some(unknown) = fields
-        .keys()
-        .find(|k| !matches!(k.as_str(), "input" | "output" | "cached_input"))
-    {
+    if let Some(unknown) = fields.keys().find(|k| {
+        !matches!(
+            k.as_str(),
+            "input"
+                | "output"
+                | "cached_input"
+                | "audio_input"
+                | "audio_output"
+                | "per_minute"
+                | "per_million_characters"
+        )
+    }) {
         return Err(format!(
-            "unknown field `{unknown}` (expected input, output, cached_input)"
+            "unknown field `{unknown}` (expected input, output, cached_input, audio_input, audio_output, per_minute, per_million_characters)"
         ));
     }
     let usd = |name: &str| -> Result<Option<u64>, String> {
@@ -109,6 +137,10 @@ fn parse_price(entry: &Value) -> Result<Price, String> {
         input,
         cached_input: usd("cached_input")?.unwrap_or(input),
         output,
+        audio_input: usd("audio_input")?,
+        audio_output: usd("audio_output")?,
+        per_minute: usd("per_minute")?,
+        per_million_characters: usd("per_million_characters")?,
     })
 }
 
@@ -148,23 +180,58 @@ impl Price {
     }
 
     /// What a usage report costs: uncached prompt tokens at the input price, cached ones at
-    /// the cached price, completion tokens (reasoning included) at the output price. Tokens a
-    /// report counts in its total but in neither part are charged at the dearer price.
+    /// the cached price, completion tokens (reasoning included) at the output price; audio
+    /// tokens at the audio prices (else the text ones), audio seconds per minute. Tokens a
+    /// report counts in its total but in neither part are charged at the dearest price.
     pub fn charge(&self, usage: &Usage) -> u64 {
         let cached = usage.cached_tokens.min(usage.prompt_tokens);
+        let audio_in = usage.audio_input_tokens.min(usage.prompt_tokens - cached);
+        let audio_out = usage.audio_output_tokens.min(usage.completion_tokens);
         let parts = usage.prompt_tokens.saturating_add(usage.completion_tokens);
         let unexplained = usage.total().saturating_sub(parts);
-        let dearest = self.input.max(self.output).max(self.cached_input);
-        let unexplained = Price {
-            input: dearest,
-            cached_input: 0,
-            output: 0,
-        }
-        .of(unexplained, 0, 0);
-        let uncached = usage.prompt_tokens - cached;
-        self.of(uncached, cached, usage.completion_tokens)
-            .saturating_add(unexplained)
+        let uncached = usage.prompt_tokens - cached - audio_in;
+        self.of(uncached, cached, usage.completion_tokens - audio_out)
+            .saturating_add(per_million(unexplained, self.dearest()))
+            .saturating_add(per_million(audio_in, self.audio_input.unwrap_or(self.input)))
+            .saturating_add(per_million(audio_out, self.audio_output.unwrap_or(self.output)))
+            .saturating_add(
+                self.per_minute
+                    .map_or(0, |price| per_minute(usage.duration_millis.unwrap_or(0), price)),
+            )
     }
+
+    /// Whether `charge` can price every part of `usage`: seconds of audio need a price per
+    /// minute. A report this price cannot read is charged its whole reservation.
+    pub fn reads(&self, usage: &Usage) -> bool {
+        usage.duration_millis.is_none() || self.per_minute.is_some()
+    }
+
+    /// The dearest price per token of any kind.
+    pub fn dearest(&self) -> u64 {
+        [self.input, self.output, self.cached_input]
+            .into_iter()
+            .chain(self.audio_input)
+            .chain(self.audio_output)
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+const MILLIS_PER_MINUTE: u128 = 60_000;
+
+/// `count` units at `price` per `unit`, rounded up to the next nano-USD.
+pub fn per_unit(count: u64, price: u64, unit: u128) -> u64 {
+    u64::try_from((u128::from(count) * u128::from(price)).div_ceil(unit)).unwrap_or(u64::MAX)
+}
+
+/// `tokens` (or characters) at `price` per million.
+pub fn per_million(tokens: u64, price: u64) -> u64 {
+    per_unit(tokens, price, TOKENS_PER_PRICE_UNIT)
+}
+
+/// `millis` of audio at `price` per minute.
+pub fn per_minute(millis: u64, price: u64) -> u64 {
+    per_unit(millis, price, MILLIS_PER_MINUTE)
 }
 
 #[cfg(test)]
@@ -206,6 +273,7 @@ mod tests {
             input: 1,
             cached_input: 1,
             output: 1,
+            ..Price::default()
         };
         assert_eq!(cheap.of(1, 0, 0), 1, "a fraction of a nano-dollar is charged as one");
     }
@@ -221,7 +289,8 @@ mod tests {
             Some(Price {
                 input: NANO_PER_USD,
                 cached_input: NANO_PER_USD,
-                output: 2 * NANO_PER_USD
+                output: 2 * NANO_PER_USD,
+                ..Price::default()
             }),
             "cached input defaults to the input price"
         );
@@ -255,7 +324,7 @@ mod tests {
             cached_tokens: 400,
             completion_tokens: 100,
             total_tokens: 1_100,
-            hosted_tool_calls: None,
+            ..Usage::default()
         };
         // 600 × 0.15 + 400 × 0.075 + 100 × 0.60 (USD per 1M) = 180 micro-USD
         assert_eq!(mini().charge(&usage), 180_000);
@@ -286,6 +355,7 @@ mod tests {
             input: 1,
             cached_input: 5,
             output: 1,
+            ..Price::default()
         };
         let all_cached = Usage {
             cached_tokens: 1_000,
@@ -308,12 +378,14 @@ mod tests {
             input: 1_000_000,
             cached_input: 5_000_000,
             output: 2_000_000,
+            ..Price::default()
         };
         assert_eq!(cache_dearer.worst_case(&cost), 1_000 * 5 + 200 * 2);
         let input_dearer = Price {
             input: 5_000_000,
             cached_input: 1_000_000,
             output: 2_000_000,
+            ..Price::default()
         };
         assert_eq!(input_dearer.worst_case(&cost), 1_000 * 5 + 200 * 2);
     }

@@ -28,6 +28,7 @@ use crate::budget::quota::Limits;
 use crate::error::ProxyError;
 use crate::request;
 use crate::request::attribution::SafetyKey;
+use crate::routes::ApiRoute;
 use crate::secret::Secret;
 use keys::{admin_token, claim_rules, key_sources};
 use plans::{check_prices, global_limits, guest_plan, plan};
@@ -73,6 +74,8 @@ pub struct Config {
     /// Exact browser origins (`scheme://host[:port]`) allowed to call the proxy.
     pub allowed_origins: Vec<String>,
     pub max_body_bytes: usize,
+    /// The cap of a transcription's multipart body (`MAX_AUDIO_BYTES`), the audio file in it.
+    pub max_audio_bytes: usize,
     /// The top-level per-user variables (`ALLOWED_MODELS`, limits, budgets): plan `default`.
     pub default_plan: Plan,
     /// `PLANS`, each built over the top-level variables.
@@ -140,6 +143,8 @@ impl Config {
                 .map(|origin| parse_origin(origin))
                 .collect::<Result<_, _>>()?,
             max_body_bytes: vars.number("MAX_BODY_BYTES", 65_536, 1..=1 << 24)?,
+            // OpenAI takes files up to 25 MB; the default keeps an isolate's 128 MB for others.
+            max_audio_bytes: vars.number("MAX_AUDIO_BYTES", 4 << 20, 1..=25_000_000)?,
             default_plan,
             plans,
             requests,
@@ -187,6 +192,18 @@ impl Config {
 
     pub fn default_model(&self) -> &str {
         self.default_plan.default_model()
+    }
+
+    /// The most bytes a request body of `route` may have.
+    pub fn body_limit(&self, route: ApiRoute) -> usize {
+        match route {
+            ApiRoute::Transcriptions => self.max_audio_bytes,
+            ApiRoute::ChatCompletions
+            | ApiRoute::Responses
+            | ApiRoute::Embeddings
+            | ApiRoute::GenerateText
+            | ApiRoute::Speech => self.max_body_bytes,
+        }
     }
 
     /// The plan of that name: `default` (the top-level variables) or one of `PLANS`.

@@ -11,6 +11,8 @@ pub enum UpstreamEndpoint {
     ChatCompletions,
     Responses,
     Embeddings,
+    AudioTranscriptions,
+    AudioSpeech,
 }
 
 impl UpstreamEndpoint {
@@ -19,6 +21,8 @@ impl UpstreamEndpoint {
             UpstreamEndpoint::ChatCompletions => "chat/completions",
             UpstreamEndpoint::Responses => "responses",
             UpstreamEndpoint::Embeddings => "embeddings",
+            UpstreamEndpoint::AudioTranscriptions => "audio/transcriptions",
+            UpstreamEndpoint::AudioSpeech => "audio/speech",
         }
     }
 
@@ -36,10 +40,11 @@ const FORWARDED_REQUEST_HEADERS: [&str; 1] = ["accept"];
 /// (the runtime has already decoded the body).
 const FORWARDED_RESPONSE_HEADERS: [&str; 2] = ["content-type", "openai-processing-ms"];
 
-/// Headers of the upstream request: the allow-listed client headers, our JSON content type
-/// (the proxy always sends the JSON it validated) and the operator's key.
+/// Headers of the upstream request: the allow-listed client headers, the content type of the
+/// body the proxy built (the JSON it validated, or its rebuilt form) and the operator's key.
 pub fn upstream_request_headers<'a>(
     client_headers: impl IntoIterator<Item = (&'a str, &'a str)>,
+    content_type: String,
     api_key: &Secret,
 ) -> Vec<(String, String)> {
     let mut headers: Vec<(String, String)> = client_headers
@@ -47,7 +52,7 @@ pub fn upstream_request_headers<'a>(
         .filter(|(name, _)| is_listed(&FORWARDED_REQUEST_HEADERS, name))
         .map(|(name, value)| (name.to_ascii_lowercase(), value.to_owned()))
         .collect();
-    headers.push(("content-type".into(), "application/json".into()));
+    headers.push(("content-type".into(), content_type));
     headers.push(("authorization".into(), format!("Bearer {}", api_key.expose())));
     headers
 }
@@ -134,7 +139,7 @@ mod tests {
             ("X-Forwarded-For", "1.2.3.4"),
             ("Accept", "text/event-stream"),
         ];
-        let headers = upstream_request_headers(client, &Secret::new("sk-operator"));
+        let headers = upstream_request_headers(client, "application/json".into(), &Secret::new("sk-operator"));
         assert_eq!(
             headers,
             [
