@@ -9,7 +9,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::{invalid, MAX_SPEECH_INPUT_CHARS, SPEECH_AUDIO_TOKENS_PER_BYTE};
+use super::{refuse, MAX_SPEECH_INPUT_CHARS, SPEECH_AUDIO_TOKENS_PER_BYTE};
 use crate::budget::prices::per_million;
 use crate::error::ProxyError;
 use crate::request::forwarding::UpstreamEndpoint;
@@ -38,28 +38,25 @@ const FORMATS: [(&str, &str); 6] = [
 pub fn speech(bytes: &[u8], rules: Rules) -> Result<ApiRequest, ProxyError> {
     let mut body = parse_object(bytes)?;
     if let Some(unknown) = body.keys().find(|key| !FIELDS.contains(&key.as_str())) {
-        return Err(invalid(format!("`{unknown}` is not accepted by this proxy."), unknown));
+        return Err(refuse(unknown, "is not accepted by this proxy."));
     }
     let model = check_model_in(&body, &rules.plan.audio.speech_models)?;
     let text = |name: &str| match body.get(name) {
         None | Some(Value::Null) => Ok(""),
         Some(Value::String(text)) => Ok(text.as_str()),
-        Some(_) => Err(invalid(format!("`{name}` must be a string."), name)),
+        Some(_) => Err(refuse(name, "must be a string.")),
     };
     let input = text("input")?;
     let chars = input.chars().count();
     if input.trim().is_empty() || chars > MAX_SPEECH_INPUT_CHARS {
-        return Err(invalid(
-            format!("`input` must hold 1 to {MAX_SPEECH_INPUT_CHARS} characters."),
-            "input",
-        ));
+        return Err(refuse("input", "must hold 1 to 4096 characters."));
     }
     let prompt_chars = chars + text("instructions")?.chars().count();
     if prompt_chars > rules.plan.request_limits.max_prompt_chars {
         let limit = rules.plan.request_limits.max_prompt_chars;
-        return Err(invalid(
-            format!("`input` and `instructions` hold more than {limit} characters."),
+        return Err(refuse(
             "input",
+            &format!("and `instructions` hold more than {limit} characters."),
         ));
     }
     let input_bytes = input.len() as u64;
@@ -70,17 +67,12 @@ pub fn speech(bytes: &[u8], rules: Rules) -> Result<ApiRequest, ProxyError> {
             .iter()
             .find(|(name, _)| *name == format)
             .map(|(_, media_type)| *media_type)
-            .ok_or_else(|| {
-                invalid(
-                    "`response_format` must be mp3, opus, aac, flac, wav or pcm.",
-                    "response_format",
-                )
-            })?,
+            .ok_or_else(|| refuse("response_format", "must be mp3, opus, aac, flac, wav or pcm."))?,
     };
     let client_wants_sse = match text("stream_format")? {
         "" | "audio" => false,
         "sse" => true,
-        _ => return Err(invalid("`stream_format` must be sse or audio.", "stream_format")),
+        _ => return Err(refuse("stream_format", "must be sse or audio.")),
     };
     let slowdown = slowdown(&body)?;
     let price = rules.settings.prices.of(&model);
@@ -119,7 +111,7 @@ fn check_voice(body: &Map<String, Value>) -> Result<(), ProxyError> {
     match body.get("voice") {
         Some(Value::String(_)) => Ok(()),
         Some(Value::Object(voice)) if is_id(voice) => Ok(()),
-        _ => Err(invalid("`voice` must be a voice's name or {\"id\": …}.", "voice")),
+        _ => Err(refuse("voice", "must be a voice's name or {\"id\": …}.")),
     }
 }
 
@@ -131,7 +123,7 @@ fn slowdown(body: &Map<String, Value>) -> Result<u64, ProxyError> {
         Some(value) => value
             .as_f64()
             .filter(|speed| (0.25..=4.0).contains(speed))
-            .ok_or_else(|| invalid("`speed` must be a number from 0.25 to 4.", "speed"))?,
+            .ok_or_else(|| refuse("speed", "must be a number from 0.25 to 4."))?,
     };
     Ok((1.0 / speed.min(1.0)).ceil() as u64)
 }

@@ -3,7 +3,7 @@
 
 use super::duration::bound_millis;
 use super::multipart::{self, Field};
-use super::{invalid, AUDIO_TOKENS_PER_SECOND, TRANSCRIPT_MAX_OUTPUT_TOKENS};
+use super::{invalid, refuse, AUDIO_TOKENS_PER_SECOND, TRANSCRIPT_MAX_OUTPUT_TOKENS};
 use crate::budget::prices::{per_million, per_minute};
 use crate::error::ProxyError;
 use crate::request::forwarding::UpstreamEndpoint;
@@ -32,10 +32,7 @@ pub fn transcription(bytes: &[u8], rules: Rules) -> Result<ApiRequest, ProxyErro
     for field in form.fields {
         check_field(&mut checked, field, bytes)?;
     }
-    let model = checked
-        .model
-        .take()
-        .ok_or_else(|| invalid("`model` is required.", "model"))?;
+    let model = checked.model.take().ok_or_else(|| refuse("model", "is required."))?;
     if !rules.plan.audio.transcribe_models.contains(&model) {
         return Err(ProxyError::ModelNotAllowed { model });
     }
@@ -46,10 +43,7 @@ pub fn transcription(bytes: &[u8], rules: Rules) -> Result<ApiRequest, ProxyErro
             "prompt",
         ));
     }
-    let file = checked
-        .file
-        .take()
-        .ok_or_else(|| invalid("`file` is required.", "file"))?;
+    let file = checked.file.take().ok_or_else(|| refuse("file", "is required."))?;
     let millis = bound_millis(&bytes[file.value.clone()]);
     let max_seconds = rules.plan.audio.max_audio_seconds;
     if millis > max_seconds * 1000 {
@@ -107,16 +101,15 @@ fn check_field<'a>(checked: &mut Checked<'a>, field: Field<'a>, body: &'a [u8]) 
     let name = field.name;
     if name == "file" {
         if checked.file.replace(field).is_some() {
-            return Err(invalid("Send one `file`.", "file"));
+            return Err(refuse("file", "is given twice."));
         }
         return Ok(());
     }
-    let value = std::str::from_utf8(&body[field.value.clone()])
-        .map_err(|_| invalid(format!("`{name}` must be UTF-8 text."), name))?;
+    let value = std::str::from_utf8(&body[field.value.clone()]).map_err(|_| refuse(name, "must be UTF-8 text."))?;
     let list = name.strip_suffix("[]").unwrap_or(name);
     let once = |seen: bool| {
         if seen {
-            Err(invalid(format!("`{name}` is given twice."), name))
+            Err(refuse(name, "is given twice."))
         } else {
             Ok(())
         }
@@ -125,10 +118,7 @@ fn check_field<'a>(checked: &mut Checked<'a>, field: Field<'a>, body: &'a [u8]) 
         if allowed.contains(&value) {
             Ok(())
         } else {
-            Err(invalid(
-                format!("`{name}` must be one of {}.", allowed.join(", ")),
-                name,
-            ))
+            Err(refuse(name, "has a value this proxy does not accept."))
         }
     };
     match list {
@@ -142,7 +132,7 @@ fn check_field<'a>(checked: &mut Checked<'a>, field: Field<'a>, body: &'a [u8]) 
             checked.stream = Some(match value {
                 "true" => true,
                 "false" => false,
-                _ => return Err(invalid("`stream` must be true or false.", name)),
+                _ => return Err(refuse(name, "must be true or false.")),
             });
             return Ok(());
         }
@@ -154,20 +144,25 @@ fn check_field<'a>(checked: &mut Checked<'a>, field: Field<'a>, body: &'a [u8]) 
         "timestamp_granularities" => one_of(&["word", "segment"])?,
         "include" => one_of(&["logprobs"])?,
         "temperature" => {
-            // serde_json's number parser: `str::parse::<f64>` would add core's to the wasm.
-            if !serde_json::from_str::<f64>(value).is_ok_and(|t| (0.0..=1.0).contains(&t)) {
-                return Err(invalid("`temperature` must be a number from 0 to 1.", name));
+            // Read as a JSON value: `str::parse::<f64>`, or `from_str::<f64>`, would bring a
+            // float parser of its own into the wasm.
+            let number = serde_json::from_str::<serde_json::Value>(value).ok();
+            if !number
+                .and_then(|t| t.as_f64())
+                .is_some_and(|t| (0.0..=1.0).contains(&t))
+            {
+                return Err(refuse(name, "must be a number from 0 to 1."));
             }
         }
         _ if list.starts_with("chunking_strategy")
             && value.len() <= 64
             && list.bytes().all(|b| b.is_ascii_alphanumeric() || b"_[]".contains(&b)) => {}
         // Among them `known_speaker_references`: more audio, which nothing here bounds.
-        _ => return Err(invalid(format!("`{name}` is not accepted by this proxy."), name)),
+        _ => return Err(refuse(name, "is not accepted by this proxy.")),
     }
     let repeatable = list != name || matches!(list, "keywords" | "languages");
     if !repeatable && checked.text.iter().any(|(seen, _)| *seen == name) {
-        return Err(invalid(format!("`{name}` is given twice."), name));
+        return Err(refuse(name, "is given twice."));
     }
     checked.text.push((name, value));
     Ok(())
