@@ -777,4 +777,50 @@ mod tests {
         assert_eq!(out, odd.as_bytes());
         assert_eq!((meter.usage, meter.streamed_text_bytes), (None, 0));
     }
+
+    #[test]
+    fn a_transcription_stream_passes_whole_and_its_done_event_carries_the_usage() {
+        let stream = concat!(
+            "data: {\"type\":\"transcript.text.delta\",\"delta\":\"Hello \"}\n\n",
+            "data: {\"type\":\"transcript.text.done\",\"text\":\"Hello\",\"usage\":{\"type\":\"tokens\",",
+            "\"input_tokens\":14,\"input_token_details\":{\"text_tokens\":0,\"audio_tokens\":14},",
+            "\"output_tokens\":45,\"total_tokens\":59}}\n\n",
+        );
+        let (forwarded, meter) = SseMeter::meter_split(StreamKind::Transcription, stream.as_bytes(), &[17, 90]);
+        assert_eq!(forwarded, stream.as_bytes());
+        assert!(meter.complete);
+        assert_eq!(meter.streamed_text_bytes, 6);
+        let usage = meter.usage.unwrap();
+        assert_eq!(
+            (usage.prompt_tokens, usage.audio_input_tokens, usage.completion_tokens),
+            (14, 14, 45)
+        );
+    }
+
+    #[test]
+    fn a_speech_stream_turned_back_into_audio_gives_its_bytes_and_no_event() {
+        let stream = concat!(
+            "data: {\"type\":\"speech.audio.delta\",\"audio\":\"AAEC\"}\n\n",
+            "data: {\"type\":\"speech.audio.delta\",\"audio\":\"AwQF\"}\n\n",
+            "data: {\"type\":\"speech.audio.done\",\"usage\":{\"input_tokens\":14,\"output_tokens\":101,\"total_tokens\":115}}\n\n",
+        );
+        for cuts in [vec![], vec![5, 40, 41, 100]] {
+            let (audio, meter) = SseMeter::meter_split(StreamKind::SpeechAudio, stream.as_bytes(), &cuts);
+            assert_eq!(audio, [0, 1, 2, 3, 4, 5]);
+            assert!(meter.complete && meter.is_audio());
+            let usage = meter.usage.unwrap();
+            assert_eq!(
+                (usage.completion_tokens, usage.audio_output_tokens),
+                (101, 101),
+                "every output token is audio"
+            );
+            assert!(
+                meter.error_event(&ProxyError::UpstreamTimeout).is_empty(),
+                "no event inside audio"
+            );
+        }
+        let (events, meter) = SseMeter::meter_split(StreamKind::Speech, stream.as_bytes(), &[]);
+        assert_eq!(events, stream.as_bytes(), "a client that asked for events gets them");
+        assert_eq!(meter.usage.unwrap().audio_output_tokens, 101);
+    }
 }

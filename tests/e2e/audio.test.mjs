@@ -196,6 +196,20 @@ describe("speech", () => {
   });
 });
 
+describe("a speech stream upstream cuts off", () => {
+  const setup = proxyFor(() => mock, { ...MODELS, DAILY_BUDGET_USD: "5" });
+
+  test("is broken off for a client of raw audio (no error text inside the audio) and charged the reservation", async () => {
+    mock.faultNext({ kind: "cut" });
+    const input = "Cut me off before the end. ".repeat(8);
+    const response = await speak(setup.proxy, "reader-cut", { model: "gpt-4o-mini-tts", input });
+    assert.equal(response.status, 200);
+    await assert.rejects(within(10_000, response.arrayBuffer(), "the cut audio"), "the body errors: it must not look whole");
+    const spent = await settledUsage(setup.proxy, mintToken({ sub: "reader-cut" }));
+    assert.equal(spent.tokens.used, Buffer.byteLength(mock.requests.at(-1).body) + Buffer.byteLength(input) * 3);
+  });
+});
+
 describe("50 concurrent audio calls under a small dollar budget", () => {
   // tts-1: 400 characters cost $0.006 each; a transcription of 2 s on whisper-1, $0.0002.
   const setup = proxyFor(() => mock, { ...MODELS, DAILY_BUDGET_USD: "0.02", RATE_LIMIT_REQUESTS: "1000", MAX_CONCURRENT_STREAMS: "100" });

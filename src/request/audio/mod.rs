@@ -228,6 +228,29 @@ mod tests {
     }
 
     #[test]
+    fn temperature_is_a_decimal_from_0_to_1() {
+        let config = config();
+        let with = |temperature: &str| {
+            let body = form(
+                &[("model", "whisper-1"), ("temperature", temperature)],
+                "wav",
+                &wav(8_000, 80),
+            );
+            transcribe(&body, &config)
+        };
+        for temperature in ["0", "0.2", "1", "1.00"] {
+            assert!(with(temperature).is_ok(), "{temperature:?}");
+        }
+        for temperature in ["", ".5", "1.", "1.5", "-0", "0.5e1", "01", "2"] {
+            assert_eq!(
+                param(with(temperature).unwrap_err()).as_deref(),
+                Some("temperature"),
+                "{temperature:?}"
+            );
+        }
+    }
+
+    #[test]
     fn speech_priced_per_character_costs_its_characters_whatever_the_answer_says() {
         let config = config();
         let request = speak(json!({"model": "tts-1", "input": "Héllo!", "voice": "alloy"}), &config).unwrap();
