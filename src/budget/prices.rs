@@ -313,6 +313,50 @@ mod tests {
         }
     }
 
+    #[test]
+    fn audio_prices_are_read_by_kind_and_charged_by_kind() {
+        let prices = Prices::parse(Some(
+            r#"{"stt":{"input":1,"output":2,"audio_input":3,"per_minute":0.006}}"#,
+        ))
+        .unwrap();
+        let stt = prices.of("stt").unwrap();
+        assert_eq!(
+            (stt.audio_input, stt.per_minute),
+            (Some(3 * NANO_PER_USD), Some(6_000_000))
+        );
+        let tokens = Usage {
+            prompt_tokens: 100,
+            audio_input_tokens: 60,
+            completion_tokens: 10,
+            total_tokens: 110,
+            ..Usage::default()
+        };
+        // 40 text tokens at $1, 60 audio at $3, 10 out at $2 (per 1M).
+        assert_eq!(stt.charge(&tokens), 40_000 + 180_000 + 20_000);
+        let seconds = Usage {
+            duration_millis: Some(90_500),
+            ..Usage::default()
+        };
+        assert_eq!(stt.charge(&seconds), (90_500u64 * 6_000_000).div_ceil(60_000));
+        assert!(
+            !mini().reads(&seconds),
+            "no price per minute: a duration cannot be priced"
+        );
+        let tts = Prices::parse(None).unwrap().of("gpt-4o-mini-tts").unwrap();
+        let speech = Usage {
+            prompt_tokens: 10,
+            completion_tokens: 100,
+            total_tokens: 110,
+            audio_output_tokens: 100,
+            ..Usage::default()
+        };
+        assert_eq!(tts.charge(&speech), 6_000 + 1_200_000);
+        assert_eq!(
+            Prices::parse(None).unwrap().of("tts-1").unwrap().per_million_characters,
+            Some(15 * NANO_PER_USD)
+        );
+    }
+
     fn mini() -> Price {
         Prices::parse(None).unwrap().of("gpt-4o-mini").unwrap()
     }

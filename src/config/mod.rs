@@ -633,6 +633,35 @@ mod tests {
     }
 
     #[test]
+    fn audio_models_need_a_price_under_a_dollar_budget_and_guests_get_none() {
+        let unpriced = [("SPEECH_MODELS", "tts-1,voice-x"), ("DAILY_BUDGET_USD", "1")];
+        assert!(detail(config(&unpriced)).contains("\"voice-x\""));
+        let priced = config(&[
+            unpriced[0],
+            unpriced[1],
+            ("TRANSCRIBE_MODELS", "whisper-1"),
+            (
+                "MODEL_PRICES",
+                r#"{"voice-x":{"input":0,"output":0,"per_million_characters":20}}"#,
+            ),
+        ])
+        .unwrap();
+        assert_eq!(priced.default_plan.audio.speech_models, ["tts-1", "voice-x"]);
+        assert_eq!(priced.default_plan.audio.max_audio_seconds, 600);
+        assert_eq!(priced.max_audio_bytes, 4 << 20);
+        assert_eq!(priced.body_limit(ApiRoute::Transcriptions), 4 << 20);
+        assert_eq!(priced.body_limit(ApiRoute::Speech), 65_536);
+        let guests = config(&[
+            ("TRANSCRIBE_MODELS", "whisper-1"),
+            ("TURNSTILE_SECRET_KEY", "1x0000000000000000000000000000000AA"),
+            ("GUEST_TOKEN_SECRET", "a-guest-secret-that-is-32-bytes-long!"),
+        ])
+        .unwrap();
+        assert!(guests.plan("guest").unwrap().audio.transcribe_models.is_empty());
+        assert!(detail(config(&[("MAX_AUDIO_BYTES", "25000001")])).starts_with("MAX_AUDIO_BYTES"));
+    }
+
+    #[test]
     fn numbers_are_range_checked() {
         assert_eq!(config(&[("MAX_BODY_BYTES", "1024")]).unwrap().max_body_bytes, 1024);
         for bad in ["0", "-5", "lots", "99999999999"] {
