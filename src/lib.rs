@@ -82,6 +82,26 @@ pub mod testing {
             )
         }
     }
+    /// The transcription form's parser and policy, for the `transcription` fuzz target.
+    pub mod audio {
+        use crate::config::Config;
+        use crate::error::ProxyError;
+        use crate::request::{self, ApiRequest};
+        use crate::routes::ApiRoute;
+
+        pub use crate::request::audio::multipart::parse as parse_form;
+
+        /// `parse` of a transcription form on the default plan.
+        pub fn parse_transcription(bytes: &[u8], config: &Config) -> Result<ApiRequest, ProxyError> {
+            request::parse(
+                ApiRoute::Transcriptions,
+                bytes,
+                &config.requests,
+                &config.default_plan,
+                "fuzz",
+            )
+        }
+    }
     pub mod quota {
         pub use crate::budget::quota::{Ask, Limits, QuotaState, RateLimit, Spend};
     }

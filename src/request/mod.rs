@@ -7,7 +7,7 @@
 //! names the field): see `billable`.
 
 pub mod attribution;
-mod audio;
+pub mod audio;
 pub mod billable;
 mod chat;
 mod embeddings;

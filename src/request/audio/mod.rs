@@ -398,6 +398,29 @@ mod tests {
             }
         }
 
+        /// The fuzz target's invariant on stable: never a panic, and an accepted form is
+        /// rebuilt into one that parses again with the client's file byte for byte.
+        #[test]
+        fn any_form_is_refused_or_rebuilt_around_its_file(
+            prompt in "[^\r]{0,30}",
+            file in prop::collection::vec(any::<u8>(), 0..300),
+            noise in prop::collection::vec(any::<u8>(), 0..64),
+            at in any::<prop::sample::Index>(),
+        ) {
+            let config = config();
+            let mut body = form(&[("model", "whisper-1"), ("prompt", &prompt)], "ogg", &file);
+            let _ = transcribe(&[&body[..], &noise].concat(), &config);
+            let cut = at.index(body.len());
+            body.splice(cut..cut, noise.iter().copied());
+            if let Ok(request) = transcribe(&body, &config) {
+                let sent = sent(&request, &body);
+                let rebuilt = super::multipart::parse(&sent).unwrap();
+                let file = rebuilt.fields.iter().find(|field| field.name == "file").unwrap();
+                let original = request.attachment.as_ref().unwrap().file.clone();
+                prop_assert_eq!(&sent[file.value.clone()], &body[original]);
+            }
+        }
+
         #[test]
         fn a_speech_reservation_covers_any_bill_within_its_bounds(
             input in "[a-zé语][a-zé语 ]{0,199}",
