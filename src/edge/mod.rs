@@ -191,6 +191,11 @@ async fn serve_user(
         UserRoute::Api(api_route) => Some(http::read_body(&mut req, config.body_limit(api_route)).await?),
         UserRoute::Models | UserRoute::Usage => None,
     };
+    // An audio upload can be megabytes: it counts in the isolate's memory budget until sent.
+    let _held_upload = match (route, &body) {
+        (UserRoute::Api(ApiRoute::Transcriptions), Some(body)) => Some(HeldMemory::hold(body.len())?),
+        _ => None,
+    };
     let admitted = admission::admit_on_plan(route, body.as_deref(), identity, env, ctx, config, outcome).await?;
     let (api_route, request) = match (route, admitted.request) {
         (UserRoute::Api(api_route), Some(request)) => (api_route, request),

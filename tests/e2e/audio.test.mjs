@@ -156,6 +156,24 @@ describe("a transcription", () => {
   });
 });
 
+describe("audio uploads in one isolate", () => {
+  const setup = proxyFor(() => mock, { ...MODELS, MAX_AUDIO_BYTES: "8000000" });
+
+  test("count in its memory budget until sent: past it a 503 before any object or upstream call", async () => {
+    for (let i = 0; i < 4; i++) mock.faultNext({ headerDelayMs: 800 });
+    const before = mock.requests.length;
+    const file = wav(437); // 7 MB: 21 MB of the isolate's 64 MiB while it is held
+    const responses = await within(30_000, Promise.all(Array.from({ length: 4 }, () => transcribe(setup.proxy, "uploader", { model: "whisper-1" }, file))), "4 uploads");
+    const statuses = responses.map((response) => response.status).sort();
+    assert.deepEqual(statuses, [200, 200, 200, 503], "three fit in 64 MiB at three times their size");
+    const busy = responses.find((response) => response.status === 503);
+    assert.ok(busy.headers.get("retry-after"));
+    assert.equal(mock.requests.length - before, 3, "the refused one went nowhere");
+    const spent = await settledUsage(setup.proxy, mintToken({ sub: "uploader" }));
+    assert.equal(spent.requests.limit - spent.requests.remaining, 3, "and was not counted");
+  });
+});
+
 describe("speech", () => {
   const setup = proxyFor(() => mock, { ...MODELS, DAILY_BUDGET_USD: "5" });
 
