@@ -121,6 +121,11 @@ async fn attempt(
     for (name, value) in upstream_headers {
         headers.set(&name, &value)?;
     }
+    // The proxy asked for a speech stream the client did not: the client's `Accept` (the
+    // SDK's `application/octet-stream`) must not contradict it.
+    if request.audio_out.is_some() {
+        headers.set("accept", "text/event-stream")?;
+    }
     let mut init = RequestInit::new();
     init.with_method(Method::Post)
         .with_headers(headers)

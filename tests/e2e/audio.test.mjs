@@ -191,7 +191,7 @@ describe("speech", () => {
   test("per token is asked for SSE, streams the audio back as bytes as it comes, and is charged speech.audio.done's usage", async () => {
     const input = "A longer answer to read aloud, long enough for several pieces of audio. ".repeat(3);
     const started = Date.now();
-    const response = await speak(setup.proxy, "reader-mini", { model: "gpt-4o-mini-tts", input, response_format: "wav" });
+    const response = await speak(setup.proxy, "reader-mini", { model: "gpt-4o-mini-tts", input, response_format: "wav" }, { headers: headers("reader-mini", { "content-type": "application/json", accept: "application/octet-stream" }) });
     assert.equal(response.status, 200);
     assert.equal(response.headers.get("content-type"), "audio/wav");
     const reader = response.body.getReader();
@@ -205,6 +205,7 @@ describe("speech", () => {
     }
     const sent = mock.requests.at(-1);
     assert.equal(sent.json.stream_format, "sse");
+    assert.equal(sent.headers.accept, "text/event-stream", "not the client's application/octet-stream");
     assert.ok(Buffer.concat(chunks).equals(speechAudio(input)), "the stream's audio, decoded");
     assert.ok(firstAt < sent.lastChunkWrittenAt, `the first bytes (${firstAt - started} ms) came before upstream's last (${sent.lastChunkWrittenAt - started} ms)`);
     const spent = await settledUsage(setup.proxy, mintToken({ sub: "reader-mini" }));
