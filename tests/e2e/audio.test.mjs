@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import http from "node:http";
 import { after, before, describe, test } from "node:test";
+import OpenAI, { toFile } from "openai";
 import { speechAudio, speechUsage, transcriptionUsage } from "../mock-audio.mjs";
 import { startMockUpstream } from "../mock-upstream.mjs";
 import { ALLOWED_ORIGIN, logLineOf, mintToken, proxyFor, settledUsage, usageOf, usd, within } from "./helpers.mjs";
@@ -153,6 +154,31 @@ describe("a transcription", () => {
     assert.equal(spent.tokens.used, 60 + 3 + 2000);
     const price = PRICE["gpt-4o-transcribe"];
     assert.equal(spent.cost.used_usd, usd(perMillion(3, price.input) + perMillion(60, price.audio) + perMillion(2000, price.output)));
+  });
+});
+
+describe("the openai SDK as the client", () => {
+  const setup = proxyFor(() => mock, { ...MODELS, DAILY_BUDGET_USD: "5" });
+
+  test("transcribes (its form, array fields included, passes the proxy's parser) and speaks", async () => {
+    const client = new OpenAI({ apiKey: mintToken({ sub: "sdk-audio" }), baseURL: `${setup.proxy.url}/v1`, maxRetries: 0, timeout: 10_000 });
+    const file = wav(1);
+    const transcript = await client.audio.transcriptions.create({
+      file: await toFile(file, "note.wav"),
+      model: "gpt-4o-transcribe",
+      include: ["logprobs"],
+      temperature: 0.2,
+      prompt: "Zoë",
+    });
+    assert.match(transcript.text, /1\.0 seconds of audio/);
+    const form = mock.requests.at(-1).form;
+    assert.ok(form.find((f) => f.name === "file").value.equals(file));
+    assert.deepEqual(form.filter((f) => f.name.startsWith("include")).map((f) => f.value.toString()), ["logprobs"]);
+    const speech = await client.audio.speech.create({ model: "gpt-4o-mini-tts", voice: "alloy", input: "Hello from the SDK" });
+    assert.ok(Buffer.from(await speech.arrayBuffer()).equals(speechAudio("Hello from the SDK")));
+    const spent = await settledUsage(setup.proxy, mintToken({ sub: "sdk-audio" }));
+    const speechUsed = speechUsage(mock.requests.at(-1).json, mock.requests.at(-1).body);
+    assert.equal(spent.tokens.used, transcript.usage.total_tokens + speechUsed.total_tokens);
   });
 });
 
