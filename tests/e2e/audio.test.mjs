@@ -140,6 +140,16 @@ describe("a transcription", () => {
     assert.equal(usage.requests.remaining, usage.requests.limit, "no request was counted");
   });
 
+  test("answered as plain text (no usage) is charged its whole reservation", async () => {
+    const response = await transcribe(setup.proxy, "scribe-text", { model: "whisper-1", response_format: "text" }, wav(4));
+    assert.equal(response.status, 200);
+    assert.match(await response.text(), /^This is the bundled mock upstream/);
+    const spent = await settledUsage(setup.proxy, mintToken({ sub: "scribe-text" }));
+    // 4 s: 80 audio tokens and 2,000 out reserved; $0.006 a minute for 4 s.
+    assert.equal(spent.tokens.used, 80 + 2000);
+    assert.equal(spent.cost.used_usd, usd(ceilDiv(4000n * PRICE["whisper-1"].perMinute, 60_000n)));
+  });
+
   test("whose client leaves mid-answer is charged its whole reservation", async () => {
     const release = mock.pauseStreams();
     const controller = new AbortController();
