@@ -200,10 +200,11 @@ impl Price {
             )
     }
 
-    /// Whether `charge` can price every part of `usage`: seconds of audio need a price per
-    /// minute. A report this price cannot read is charged its whole reservation.
+    /// Whether `charge` can price `usage`: seconds of audio need a price per minute, and a
+    /// model priced per minute is billed by duration, which a report in tokens does not give.
+    /// A report this price cannot read is charged its whole reservation.
     pub fn reads(&self, usage: &Usage) -> bool {
-        usage.duration_millis.is_none() || self.per_minute.is_some()
+        usage.duration_millis.is_some() == self.per_minute.is_some()
     }
 
     /// The dearest price per token of any kind.
@@ -342,6 +343,13 @@ mod tests {
             !mini().reads(&seconds),
             "no price per minute: a duration cannot be priced"
         );
+        let whisper = Prices::parse(None).unwrap().of("whisper-1").unwrap();
+        assert!(whisper.reads(&seconds));
+        assert!(
+            !whisper.reads(&tokens),
+            "billed by the minute: tokens say nothing of it"
+        );
+        assert!(mini().reads(&tokens));
         let tts = Prices::parse(None).unwrap().of("gpt-4o-mini-tts").unwrap();
         let speech = Usage {
             prompt_tokens: 10,
