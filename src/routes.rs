@@ -35,6 +35,8 @@ pub enum ApiRoute {
     Embeddings,
     /// `POST /api/generate-text`: a prompt in, the answer's text out.
     GenerateText,
+    /// `POST /v1/images/generations`: a prompt in, images out.
+    ImageGenerations,
     /// `POST /v1/audio/transcriptions`: a multipart form with the audio file.
     Transcriptions,
     /// `POST /v1/audio/speech`: text in, audio out.
@@ -85,6 +87,7 @@ impl Route {
             Route::User(UserRoute::Api(ApiRoute::Responses)) => "responses",
             Route::User(UserRoute::Api(ApiRoute::Embeddings)) => "embeddings",
             Route::User(UserRoute::Api(ApiRoute::GenerateText)) => "generate-text",
+            Route::User(UserRoute::Api(ApiRoute::ImageGenerations)) => "images.generations",
             Route::User(UserRoute::Api(ApiRoute::Transcriptions)) => "audio.transcriptions",
             Route::User(UserRoute::Api(ApiRoute::Speech)) => "audio.speech",
             Route::Admin(AdminRoute::Revocation { revoke: true, .. }) => "admin.revoke",
@@ -131,6 +134,7 @@ pub fn route(method: &str, path: &str) -> Result<Route, ProxyError> {
         "/v1/responses" => (Route::User(UserRoute::Api(ApiRoute::Responses)), "POST"),
         "/v1/embeddings" => (Route::User(UserRoute::Api(ApiRoute::Embeddings)), "POST"),
         "/api/generate-text" => (Route::User(UserRoute::Api(ApiRoute::GenerateText)), "POST"),
+        "/v1/images/generations" => (Route::User(UserRoute::Api(ApiRoute::ImageGenerations)), "POST"),
         "/v1/audio/transcriptions" => (Route::User(UserRoute::Api(ApiRoute::Transcriptions)), "POST"),
         "/v1/audio/speech" => (Route::User(UserRoute::Api(ApiRoute::Speech)), "POST"),
         _ => return Err(ProxyError::NotFound),
@@ -188,6 +192,15 @@ mod tests {
         assert_eq!(
             route("POST", "/v1/audio/speech"),
             Ok(Route::User(UserRoute::Api(ApiRoute::Speech)))
+        );
+        assert_eq!(
+            route("POST", "/v1/images/generations"),
+            Ok(Route::User(UserRoute::Api(ApiRoute::ImageGenerations)))
+        );
+        assert_eq!(
+            route("POST", "/v1/images/edits"),
+            Err(ProxyError::NotFound),
+            "edits are not bounded yet"
         );
     }
 

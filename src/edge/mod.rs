@@ -277,6 +277,7 @@ async fn answer_whole(
         ApiRoute::ChatCompletions
         | ApiRoute::Responses
         | ApiRoute::Embeddings
+        | ApiRoute::ImageGenerations
         | ApiRoute::Transcriptions
         | ApiRoute::Speech => Ok(Response::from_bytes(body)?.with_headers(headers)),
     }

@@ -29,7 +29,7 @@ pub(crate) fn attribute(
     body.remove("user");
     body.remove("safety_identifier");
     let field = match endpoint {
-        UpstreamEndpoint::Embeddings => "user",
+        UpstreamEndpoint::Embeddings | UpstreamEndpoint::ImageGenerations => "user",
         UpstreamEndpoint::ChatCompletions | UpstreamEndpoint::Responses => "safety_identifier",
         // The audio endpoints take neither: their fields are an allow-list of their own.
         UpstreamEndpoint::AudioTranscriptions | UpstreamEndpoint::AudioSpeech => return Ok(()),
@@ -96,7 +96,10 @@ pub(crate) fn check_price_fields(
                 );
             }
         }
-        UpstreamEndpoint::Embeddings | UpstreamEndpoint::AudioTranscriptions | UpstreamEndpoint::AudioSpeech => {}
+        UpstreamEndpoint::Embeddings
+        | UpstreamEndpoint::ImageGenerations
+        | UpstreamEndpoint::AudioTranscriptions
+        | UpstreamEndpoint::AudioSpeech => {}
     }
     Ok(())
 }

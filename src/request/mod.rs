@@ -13,6 +13,7 @@ mod chat;
 mod embeddings;
 pub mod forwarding;
 pub mod generate_text;
+mod images;
 pub mod prompt;
 mod responses;
 
@@ -246,6 +247,7 @@ pub fn parse(
         ApiRoute::Responses => responses::responses(bytes, rules, sub),
         ApiRoute::Embeddings => embeddings::embeddings(bytes, rules, sub),
         ApiRoute::GenerateText => generate_text::generate_text(bytes, rules, sub),
+        ApiRoute::ImageGenerations => images::image_generation(bytes, rules, sub),
         ApiRoute::Transcriptions => audio::transcription(bytes, rules),
         ApiRoute::Speech => audio::speech(bytes, rules),
     }
@@ -341,16 +343,17 @@ fn image_cost(meter: &PromptMeter, rules: &CostRules) -> Cost {
 }
 
 fn check_model(body: &Map<String, Value>, plan: &Plan) -> Result<String, ProxyError> {
-    check_model_in(body, &plan.allowed_models)
+    check_model_in(body, |model| plan.is_model_allowed(model))
 }
 
-fn check_model_in(body: &Map<String, Value>, allowed: &[String]) -> Result<String, ProxyError> {
+/// `model`, which `allowed` must accept.
+fn check_model_in(body: &Map<String, Value>, allowed: impl Fn(&str) -> bool) -> Result<String, ProxyError> {
     let model = match body.get("model") {
         Some(Value::String(model)) => model.clone(),
         Some(_) => return Err(ProxyError::invalid_request("`model` must be a string.", Some("model"))),
         None => return Err(ProxyError::invalid_request("`model` is required.", Some("model"))),
     };
-    if allowed.contains(&model) {
+    if allowed(&model) {
         Ok(model)
     } else {
         Err(ProxyError::ModelNotAllowed { model })

@@ -40,7 +40,7 @@ pub fn speech(bytes: &[u8], rules: Rules) -> Result<ApiRequest, ProxyError> {
     if let Some(unknown) = body.keys().find(|key| !FIELDS.contains(&key.as_str())) {
         return Err(refuse(unknown, "is not accepted by this proxy."));
     }
-    let model = check_model_in(&body, &rules.plan.audio.speech_models)?;
+    let model = check_model_in(&body, |model| rules.plan.audio.speech_models.iter().any(|m| m == model))?;
     let text = |name: &str| match body.get(name) {
         None | Some(Value::Null) => Ok(""),
         Some(Value::String(text)) => Ok(text.as_str()),
