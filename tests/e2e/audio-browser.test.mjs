@@ -48,6 +48,8 @@ before(async () => {
     UPSTREAM_BASE_URL: mock.url,
     OPENAI_API_KEY: mock.apiKey,
     ALLOWED_ORIGINS: site.url,
+    // The example page asks for gpt-6-luna, the default model.
+    ALLOWED_MODELS: "gpt-6-luna",
     TRANSCRIBE_MODELS: "gpt-4o-mini-transcribe",
     SPEECH_MODELS: "gpt-4o-mini-tts",
     DAILY_BUDGET_USD: "1",
