@@ -37,6 +37,10 @@ pub enum ApiRoute {
     GenerateText,
     /// `POST /v1/images/generations`: a prompt in, images out.
     ImageGenerations,
+    /// `POST /v1/audio/transcriptions`: a multipart form with the audio file.
+    Transcriptions,
+    /// `POST /v1/audio/speech`: text in, audio out.
+    Speech,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,6 +88,8 @@ impl Route {
             Route::User(UserRoute::Api(ApiRoute::Embeddings)) => "embeddings",
             Route::User(UserRoute::Api(ApiRoute::GenerateText)) => "generate-text",
             Route::User(UserRoute::Api(ApiRoute::ImageGenerations)) => "images.generations",
+            Route::User(UserRoute::Api(ApiRoute::Transcriptions)) => "audio.transcriptions",
+            Route::User(UserRoute::Api(ApiRoute::Speech)) => "audio.speech",
             Route::Admin(AdminRoute::Revocation { revoke: true, .. }) => "admin.revoke",
             Route::Admin(AdminRoute::Revocation { revoke: false, .. }) => "admin.unrevoke",
             Route::Admin(AdminRoute::Plan { set: true, .. }) => "admin.set_plan",
@@ -129,6 +135,8 @@ pub fn route(method: &str, path: &str) -> Result<Route, ProxyError> {
         "/v1/embeddings" => (Route::User(UserRoute::Api(ApiRoute::Embeddings)), "POST"),
         "/api/generate-text" => (Route::User(UserRoute::Api(ApiRoute::GenerateText)), "POST"),
         "/v1/images/generations" => (Route::User(UserRoute::Api(ApiRoute::ImageGenerations)), "POST"),
+        "/v1/audio/transcriptions" => (Route::User(UserRoute::Api(ApiRoute::Transcriptions)), "POST"),
+        "/v1/audio/speech" => (Route::User(UserRoute::Api(ApiRoute::Speech)), "POST"),
         _ => return Err(ProxyError::NotFound),
     };
     let method_ok = method == allowed_method || (allowed_method == "GET" && method == "HEAD");
@@ -176,6 +184,14 @@ mod tests {
         assert_eq!(
             route("POST", "/v1/embeddings"),
             Ok(Route::User(UserRoute::Api(ApiRoute::Embeddings)))
+        );
+        assert_eq!(
+            route("POST", "/v1/audio/transcriptions"),
+            Ok(Route::User(UserRoute::Api(ApiRoute::Transcriptions)))
+        );
+        assert_eq!(
+            route("POST", "/v1/audio/speech"),
+            Ok(Route::User(UserRoute::Api(ApiRoute::Speech)))
         );
         assert_eq!(
             route("POST", "/v1/images/generations"),

@@ -1,8 +1,9 @@
 // An OpenAI-compatible mock upstream on loopback, for the tests and for `make dev` without a key.
 //
-// It answers POST /v1/chat/completions and /v1/responses (JSON or SSE), /v1/embeddings and
+// It answers POST /v1/chat/completions and /v1/responses (JSON or SSE), /v1/embeddings,
 // /v1/images/generations (JSON, or SSE with partial images; shapes from openai-node's
-// `ImagesResponse`, `ImageGenPartialImageEvent` and `ImageGenCompletedEvent`),
+// `ImagesResponse`, `ImageGenPartialImageEvent` and `ImageGenCompletedEvent`), and
+// /v1/audio/transcriptions and /v1/audio/speech (mock-audio.mjs),
 // records every request, gives each response a new id and, like OpenAI, refuses a
 // `previous_response_id` it did not create (400 `previous_response_not_found`), and can be told to pause streams, to answer the next requests with a
 // given status, or to misbehave on the next one (slow headers, a reset, a stall, a cut stream,
@@ -15,6 +16,7 @@
 // (openai-organization, set-cookie, x-ratelimit-*) the proxy must not pass on.
 import http from "node:http";
 import { pathToFileURL } from "node:url";
+import { answerAudio } from "./mock-audio.mjs";
 
 const ACCOUNT_HEADERS = {
   "openai-organization": "org-mock-operator",
@@ -40,7 +42,8 @@ export async function startMockUpstream({ port = 0, apiKey = "sk-mock-upstream-k
   let pause = null;
 
   const server = http.createServer(async (req, res) => {
-    const body = await readBody(req);
+    const raw = await readBody(req);
+    const body = raw.toString("utf8");
     let json = null;
     try {
       json = JSON.parse(body);
@@ -56,7 +59,14 @@ export async function startMockUpstream({ port = 0, apiKey = "sk-mock-upstream-k
     if (req.url === "/v1/models" && req.method === "GET") {
       return sendJson(res, 200, { object: "list", data: [{ id: "gpt-4o-mini", object: "model" }] });
     }
-    const api = { "/v1/chat/completions": "chat", "/v1/responses": "responses", "/v1/embeddings": "embeddings", "/v1/images/generations": "images" }[req.url];
+    const api = {
+      "/v1/chat/completions": "chat",
+      "/v1/responses": "responses",
+      "/v1/embeddings": "embeddings",
+      "/v1/images/generations": "images",
+      "/v1/audio/transcriptions": "transcription",
+      "/v1/audio/speech": "speech",
+    }[req.url];
     if (!api || req.method !== "POST") {
       return sendJson(res, 404, { error: { message: "Unknown mock route", type: "invalid_request_error" } });
     }
@@ -91,6 +101,9 @@ export async function startMockUpstream({ port = 0, apiKey = "sk-mock-upstream-k
       res.write('{"id":"chatcmpl-cut","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"Half an ans');
       await sleep(20);
       return res.destroy();
+    }
+    if (api === "transcription" || api === "speech") {
+      return answerAudio(api, { res, raw, headers: req.headers, json, record, fault, pause, chunkDelayMs: timing.chunkDelayMs, sendJson, sleep, accountHeaders: ACCOUNT_HEADERS });
     }
     if (fault.kind === "huge-answer") return writeLong(res, 200, '{"choices":[{"message":{"content":"', '"}}]}');
     if (fault.kind === "endless-error") return writeLong(res, 400, '{"error":{"message":"', '"}}');
@@ -526,7 +539,7 @@ function readBody(req) {
   return new Promise((resolve, reject) => {
     const chunks = [];
     req.on("data", (chunk) => chunks.push(chunk));
-    req.on("end", () => resolve(Buffer.concat(chunks).toString("utf8")));
+    req.on("end", () => resolve(Buffer.concat(chunks)));
     req.on("error", reject);
   });
 }

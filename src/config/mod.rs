@@ -29,6 +29,7 @@ use crate::budget::quota::Limits;
 use crate::error::ProxyError;
 use crate::request;
 use crate::request::attribution::SafetyKey;
+use crate::routes::ApiRoute;
 use crate::secret::Secret;
 use keys::{admin_token, claim_rules, key_sources};
 use plans::{check_prices, global_limits, guest_plan, plan};
@@ -74,6 +75,8 @@ pub struct Config {
     /// Exact browser origins (`scheme://host[:port]`) allowed to call the proxy.
     pub allowed_origins: Vec<String>,
     pub max_body_bytes: usize,
+    /// The cap of a transcription's multipart body (`MAX_AUDIO_BYTES`), the audio file in it.
+    pub max_audio_bytes: usize,
     /// The top-level per-user variables (`ALLOWED_MODELS`, limits, budgets): plan `default`.
     pub default_plan: Plan,
     /// `PLANS`, each built over the top-level variables.
@@ -141,6 +144,8 @@ impl Config {
                 .map(|origin| parse_origin(origin))
                 .collect::<Result<_, _>>()?,
             max_body_bytes: vars.number("MAX_BODY_BYTES", 65_536, 1..=1 << 24)?,
+            // OpenAI takes files up to 25 MB; the default keeps an isolate's 128 MB for others.
+            max_audio_bytes: vars.number("MAX_AUDIO_BYTES", 4 << 20, 1..=25_000_000)?,
             default_plan,
             plans,
             requests,
@@ -188,6 +193,19 @@ impl Config {
 
     pub fn default_model(&self) -> &str {
         self.default_plan.default_model()
+    }
+
+    /// The most bytes a request body of `route` may have.
+    pub fn body_limit(&self, route: ApiRoute) -> usize {
+        match route {
+            ApiRoute::Transcriptions => self.max_audio_bytes,
+            ApiRoute::ChatCompletions
+            | ApiRoute::Responses
+            | ApiRoute::Embeddings
+            | ApiRoute::GenerateText
+            | ApiRoute::ImageGenerations
+            | ApiRoute::Speech => self.max_body_bytes,
+        }
     }
 
     /// The plan of that name: `default` (the top-level variables) or one of `PLANS`.
@@ -618,6 +636,35 @@ mod tests {
             ("MODEL_PRICES", r#"{"o3-pro":{"input":20,"output":80}}"#),
         ]);
         assert!(priced.is_ok());
+    }
+
+    #[test]
+    fn audio_models_need_a_price_under_a_dollar_budget_and_guests_get_none() {
+        let unpriced = [("SPEECH_MODELS", "tts-1,voice-x"), ("DAILY_BUDGET_USD", "1")];
+        assert!(detail(config(&unpriced)).contains("\"voice-x\""));
+        let priced = config(&[
+            unpriced[0],
+            unpriced[1],
+            ("TRANSCRIBE_MODELS", "whisper-1"),
+            (
+                "MODEL_PRICES",
+                r#"{"voice-x":{"input":0,"output":0,"per_million_characters":20}}"#,
+            ),
+        ])
+        .unwrap();
+        assert_eq!(priced.default_plan.audio.speech_models, ["tts-1", "voice-x"]);
+        assert_eq!(priced.default_plan.audio.max_audio_seconds, 600);
+        assert_eq!(priced.max_audio_bytes, 4 << 20);
+        assert_eq!(priced.body_limit(ApiRoute::Transcriptions), 4 << 20);
+        assert_eq!(priced.body_limit(ApiRoute::Speech), 65_536);
+        let guests = config(&[
+            ("TRANSCRIBE_MODELS", "whisper-1"),
+            ("TURNSTILE_SECRET_KEY", "1x0000000000000000000000000000000AA"),
+            ("GUEST_TOKEN_SECRET", "a-guest-secret-that-is-32-bytes-long!"),
+        ])
+        .unwrap();
+        assert!(guests.plan("guest").unwrap().audio.transcribe_models.is_empty());
+        assert!(detail(config(&[("MAX_AUDIO_BYTES", "25000001")])).starts_with("MAX_AUDIO_BYTES"));
     }
 
     #[test]

@@ -187,13 +187,13 @@ const CHROMIUM = "/usr/bin/chromium";
 export const chromiumMissing =
   existsSync(CHROMIUM) || process.env.CI === "true" ? false : `${CHROMIUM} is missing (make test installs it as root with apt-get)`;
 
-/** Debian's headless Chromium through playwright-core, as every browser suite runs it. */
-export async function launchChromium() {
+/** Debian's headless Chromium through playwright-core, as every browser suite runs it (`extraArgs`: a suite's own flags). */
+export async function launchChromium(extraArgs = []) {
   if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing, and CI=true forbids skipping the browser suites (scripts/ensure-chromium.sh installs it as root with apt-get)`);
   const { chromium } = await import("playwright-core");
   return chromium.launch({
     executablePath: CHROMIUM,
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", ...extraArgs],
   });
 }
 
