@@ -25,8 +25,9 @@ pub struct RequestLimits {
 pub const DEFAULT_PLAN: &str = "default";
 
 /// The variables a plan may set, in their own names and value formats.
-pub const PLAN_VARIABLES: [&str; 10] = [
+pub const PLAN_VARIABLES: [&str; 11] = [
     "ALLOWED_MODELS",
+    "VOICE_MODELS",
     "MAX_OUTPUT_TOKENS",
     "MAX_N",
     "MAX_PROMPT_CHARS",
@@ -49,6 +50,8 @@ pub struct Plan {
     pub cost_rules: CostRules,
     /// What one user may use.
     pub user_limits: Limits,
+    /// Realtime models the user may call by voice (`VOICE_MODELS`); empty: no voice.
+    pub voice_models: Vec<String>,
 }
 
 impl Plan {

@@ -25,6 +25,11 @@ pub struct Price {
     /// Prompt tokens OpenAI reports as cached (`prompt_tokens_details.cached_tokens`).
     pub cached_input: u64,
     pub output: u64,
+    /// Realtime audio tokens (per 1M): input, cached input, output. `None`: not an audio
+    /// model; an audio token reported anyway is charged at its dearest price (`audio_rates`).
+    pub audio_input: Option<u64>,
+    pub audio_cached_input: Option<u64>,
+    pub audio_output: Option<u64>,
 }
 
 /// Default prices (USD per 1M tokens: input, cached input, output), standard tier, from
@@ -39,6 +44,15 @@ const DEFAULT_PRICES: [(&str, &str, &str, &str); 5] = [
     ("gpt-4.1-nano", "0.10", "0.025", "0.40"),
 ];
 
+/// Realtime voice models (USD per 1M tokens: text input, cached, output, then audio input,
+/// cached, output), from their model pages (developers.openai.com/api/docs/models/<name>),
+/// checked 2026-12-06. gpt-realtime-2 is priced as the issue states (the same as 2.1).
+const DEFAULT_AUDIO_PRICES: [(&str, [&str; 6]); 3] = [
+    ("gpt-realtime-2", ["4", "0.40", "24", "32", "0.40", "64"]),
+    ("gpt-realtime-2.1", ["4", "0.40", "24", "32", "0.40", "64"]),
+    ("gpt-realtime-2.1-mini", ["0.60", "0.06", "2.40", "10", "0.30", "20"]),
+];
+
 /// Every model's price: the defaults, overridden model by model by `MODEL_PRICES`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Prices {
@@ -49,14 +63,30 @@ impl Prices {
     /// The defaults with `model_prices` (the JSON of `MODEL_PRICES`, if set) over them.
     pub fn parse(model_prices: Option<&str>) -> Result<Prices, ProxyError> {
         let mut by_model = BTreeMap::new();
+        let price = |usd: &str| parse_usd(usd).unwrap_or(u64::MAX);
         for (model, input, cached, output) in DEFAULT_PRICES {
-            let price = |usd: &str| parse_usd(usd).unwrap_or(u64::MAX);
             by_model.insert(
                 model.to_owned(),
                 Price {
                     input: price(input),
                     cached_input: price(cached),
                     output: price(output),
+                    audio_input: None,
+                    audio_cached_input: None,
+                    audio_output: None,
+                },
+            );
+        }
+        for (model, [input, cached, output, audio, audio_cached, audio_output]) in DEFAULT_AUDIO_PRICES {
+            by_model.insert(
+                model.to_owned(),
+                Price {
+                    input: price(input),
+                    cached_input: price(cached),
+                    output: price(output),
+                    audio_input: Some(price(audio)),
+                    audio_cached_input: Some(price(audio_cached)),
+                    audio_output: Some(price(audio_output)),
                 },
             );
         }
@@ -81,17 +111,16 @@ impl Prices {
     }
 }
 
-/// `{"input": USD, "output": USD, "cached_input": USD (optional, else the input price)}`.
+/// `{"input": USD, "output": USD, "cached_input": USD (optional, else the input price)}`, and
+/// for a voice model `audio_input`, `audio_output`, `audio_cached_input` (else `audio_input`).
 fn parse_price(entry: &Value) -> Result<Price, String> {
     let Value::Object(fields) = entry else {
         return Err("must be an object with `input` and `output` (USD per 1M tokens)".into());
     };
-    if let Some(unknown) = fields
-        .keys()
-        .find(|k| !matches!(k.as_str(), "input" | "output" | "cached_input"))
-    {
+    if let Some(unknown) = fields.keys().find(|k| !PRICE_FIELDS.contains(&k.as_str())) {
         return Err(format!(
-            "unknown field `{unknown}` (expected input, output, cached_input)"
+            "unknown field `{unknown}` (expected {})",
+            PRICE_FIELDS.join(", ")
         ));
     }
     let usd = |name: &str| -> Result<Option<u64>, String> {
@@ -105,12 +134,25 @@ fn parse_price(entry: &Value) -> Result<Price, String> {
     };
     let input = usd("input")?.ok_or("`input` is required")?;
     let output = usd("output")?.ok_or("`output` is required")?;
+    let audio_input = usd("audio_input")?;
     Ok(Price {
         input,
         cached_input: usd("cached_input")?.unwrap_or(input),
         output,
+        audio_input,
+        audio_cached_input: usd("audio_cached_input")?.or(audio_input),
+        audio_output: usd("audio_output")?,
     })
 }
+
+const PRICE_FIELDS: [&str; 6] = [
+    "input",
+    "output",
+    "cached_input",
+    "audio_input",
+    "audio_cached_input",
+    "audio_output",
+];
 
 /// A JSON number or a string holding one, as nano-USD.
 pub fn usd_value(value: &Value) -> Option<u64> {
@@ -140,6 +182,32 @@ impl Price {
         }
     }
 
+    /// Nano-USD of each `(price per 1M, tokens)` pair together, rounded up once.
+    pub fn sum(parts: &[(u64, u64)]) -> u64 {
+        let micro: u128 = parts
+            .iter()
+            .map(|&(per_million, tokens)| u128::from(per_million) * u128::from(tokens))
+            .sum();
+        u64::try_from(micro.div_ceil(TOKENS_PER_PRICE_UNIT)).unwrap_or(u64::MAX)
+    }
+
+    /// The audio prices (input, cached input, output); each one missing is the dearest price
+    /// this model has, so a model priced without audio is never undercharged for it.
+    pub fn audio_rates(&self) -> (u64, u64, u64) {
+        let dearest = [self.input, self.cached_input, self.output]
+            .into_iter()
+            .chain(self.audio_input)
+            .chain(self.audio_cached_input)
+            .chain(self.audio_output)
+            .max()
+            .unwrap_or(0);
+        (
+            self.audio_input.unwrap_or(dearest),
+            self.audio_cached_input.unwrap_or(dearest),
+            self.audio_output.unwrap_or(dearest),
+        )
+    }
+
     /// The worst case of `cost` in dollars: every input-side token of the token reserve (the
     /// input for each read, images, hosted tool fees) at the input price, the output cap at
     /// the output price.
@@ -155,12 +223,7 @@ impl Price {
         let parts = usage.prompt_tokens.saturating_add(usage.completion_tokens);
         let unexplained = usage.total().saturating_sub(parts);
         let dearest = self.input.max(self.output).max(self.cached_input);
-        let unexplained = Price {
-            input: dearest,
-            cached_input: 0,
-            output: 0,
-        }
-        .of(unexplained, 0, 0);
+        let unexplained = Price::sum(&[(dearest, unexplained)]);
         let uncached = usage.prompt_tokens - cached;
         self.of(uncached, cached, usage.completion_tokens)
             .saturating_add(unexplained)
@@ -206,6 +269,7 @@ mod tests {
             input: 1,
             cached_input: 1,
             output: 1,
+            ..no_audio()
         };
         assert_eq!(cheap.of(1, 0, 0), 1, "a fraction of a nano-dollar is charged as one");
     }
@@ -221,7 +285,8 @@ mod tests {
             Some(Price {
                 input: NANO_PER_USD,
                 cached_input: NANO_PER_USD,
-                output: 2 * NANO_PER_USD
+                output: 2 * NANO_PER_USD,
+                ..no_audio()
             }),
             "cached input defaults to the input price"
         );
@@ -242,6 +307,39 @@ mod tests {
             let detail = Prices::parse(Some(bad)).unwrap_err().log_detail().unwrap();
             assert!(detail.starts_with("MODEL_PRICES"), "{bad}: {detail}");
         }
+    }
+
+    fn no_audio() -> Price {
+        Price {
+            input: 0,
+            cached_input: 0,
+            output: 0,
+            audio_input: None,
+            audio_cached_input: None,
+            audio_output: None,
+        }
+    }
+
+    #[test]
+    fn voice_models_have_audio_prices_and_model_prices_may_set_them() {
+        let prices = Prices::parse(Some(
+            r#"{"v":{"input":1,"output":2,"audio_input":"10","audio_output":20}}"#,
+        ))
+        .unwrap();
+        let mini = prices.of("gpt-realtime-2.1-mini").unwrap();
+        assert_eq!(mini.audio_rates(), (10 * NANO_PER_USD, 300_000_000, 20 * NANO_PER_USD));
+        let v = prices.of("v").unwrap();
+        assert_eq!(
+            v.audio_rates(),
+            (10 * NANO_PER_USD, 10 * NANO_PER_USD, 20 * NANO_PER_USD)
+        );
+        let text_only = prices.of("gpt-4o-mini").unwrap();
+        assert_eq!(
+            text_only.audio_rates(),
+            (600_000_000, 600_000_000, 600_000_000),
+            "a model without audio prices is charged its dearest price for audio"
+        );
+        assert_eq!(Price::sum(&[(20 * NANO_PER_USD, 3), (1, 1)]), 60_001, "rounded up once");
     }
 
     fn mini() -> Price {
@@ -286,6 +384,7 @@ mod tests {
             input: 1,
             cached_input: 5,
             output: 1,
+            ..no_audio()
         };
         let all_cached = Usage {
             cached_tokens: 1_000,
@@ -308,12 +407,14 @@ mod tests {
             input: 1_000_000,
             cached_input: 5_000_000,
             output: 2_000_000,
+            ..no_audio()
         };
         assert_eq!(cache_dearer.worst_case(&cost), 1_000 * 5 + 200 * 2);
         let input_dearer = Price {
             input: 5_000_000,
             cached_input: 1_000_000,
             output: 2_000_000,
+            ..no_audio()
         };
         assert_eq!(input_dearer.worst_case(&cost), 1_000 * 5 + 200 * 2);
     }

@@ -23,6 +23,7 @@ pub(super) fn plan(name: &str, vars: &Vars<impl Lookup>) -> Result<Plan, ProxyEr
         cost_rules: cost_rules(vars, &allowed_models)?,
         user_limits: user_limits(vars)?,
         allowed_models,
+        voice_models: vars.list("VOICE_MODELS").unwrap_or_default(),
     })
 }
 

@@ -66,6 +66,7 @@ pub async fn serve(route: AdminRoute, req: &mut Request, env: &Env, config: &Con
         standing,
         plan,
         blocked_at,
+        ..
     } = objects::user::call_user(env, &sub, command).await?
     else {
         return Err(ProxyError::Internal {

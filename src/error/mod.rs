@@ -26,6 +26,11 @@ pub enum Refusal {
     SpendExhausted {
         retry_after_seconds: u64,
     },
+    /// The user's voice calls: as many live as `VOICE_MAX_CONCURRENT`, or today's
+    /// `VOICE_SESSIONS_PER_DAY` made.
+    TooManyVoiceSessions {
+        retry_after_seconds: u64,
+    },
 }
 
 /// Why a bearer token was refused. The client is told the kind, never the token.

@@ -14,6 +14,7 @@ pub mod forwarding;
 pub mod generate_text;
 pub mod prompt;
 mod responses;
+pub mod voice;
 
 use serde_json::{json, Map, Value};
 

@@ -7,8 +7,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::budget::alerts::{Alert, AlertRules};
 use crate::budget::plans::PlanChoice;
-use crate::budget::quota::{Ask, Limits, Reservation, Standing};
+use crate::budget::quota::{Ask, Limits, Reservation, Spend, Standing};
 use crate::error::Refusal;
+use crate::objects::user::voice::VoiceSlots;
 
 /// The version of the objects' protocol this code speaks. 1: before versions (no `version`
 /// sent, no `settled` answered, unknown fields ignored); 2: `version`, `settled`, unknown
@@ -100,7 +101,9 @@ impl Delivery {
             | UserCommand::SetPlan { .. }
             | UserCommand::Renew { .. }
             | UserCommand::Block { .. }
-            | UserCommand::Unblock {} => None,
+            | UserCommand::Unblock {}
+            | UserCommand::AdmitCall { .. }
+            | UserCommand::Charge { .. } => None,
         };
         self.settle.iter().map(|f| f.reservation_id).chain(command).collect()
     }
@@ -191,6 +194,31 @@ pub enum UserCommand {
     Block { at: i64 },
     /// Lifts a block; answers a `Status`.
     Unblock {},
+    /// A voice call asks to start: revocation and plan as `Admit`, then a voice slot
+    /// (`slots`), then `ask` (two turns' worst case) is reserved; the reservation lasts as
+    /// long as the call does (its `Charge`s renew it).
+    AdmitCall {
+        issued_at: Option<i64>,
+        ask: Ask,
+        limits: Limits,
+        now_ms: i64,
+        plan: PlanAsk,
+        sub: String,
+        slots: VoiceSlots,
+    },
+    /// A live call's usage since its last charge (none: a renewal): charged at once, and the
+    /// reservation tops up to `hold` if the budget has room. Answers `Charged`, or `Revoked`
+    /// when the user was blocked or the call's token revoked meanwhile.
+    Charge {
+        reservation_id: u64,
+        /// The call's id upstream, so that a block or revocation can end it.
+        call: String,
+        issued_at: Option<i64>,
+        spent: Spend,
+        hold: Spend,
+        limits: Limits,
+        now_ms: i64,
+    },
 }
 
 /// The plan a request was checked with, and what its token claims (`None`: no claim).
@@ -231,6 +259,9 @@ pub enum UserReply {
         /// When the user was blocked, if they are.
         #[serde(default)]
         blocked_at: Option<i64>,
+        /// After a block or revocation: the user's live voice calls, for the Worker to end.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        calls: Vec<String>,
     },
     Finished,
     /// One more guest token may be minted.
@@ -248,5 +279,10 @@ pub enum UserReply {
     /// expired and charged in full).
     Renewed {
         expires_at_ms: Option<i64>,
+    },
+    /// A live call's charge: whether its reservation holds its worst case again. `false`:
+    /// end the call (the budget has no room for it, or its reservation is gone).
+    Charged {
+        covered: bool,
     },
 }

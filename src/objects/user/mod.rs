@@ -16,7 +16,10 @@ use crate::objects::owned_responses::OwnedResponses;
 use crate::objects::usage_index::UsageOutbox;
 
 mod messages;
+mod voice;
 pub use messages::{Answer, Delivery, Finished, PlanAsk, UserCommand, UserReply};
+use voice::VoiceCalls;
+pub use voice::VoiceSlots;
 
 /// The object that holds the budgets all users share (`GLOBAL_DAILY_TOKEN_BUDGET`,
 /// `GLOBAL_DAILY_BUDGET_USD`).
@@ -74,6 +77,9 @@ pub struct UserRecord {
     /// What this user's object charged and the day indexes do not have yet.
     #[serde(default, skip_serializing_if = "UsageOutbox::is_empty")]
     pub usage_outbox: UsageOutbox,
+    /// The user's voice calls: live ones and today's count.
+    #[serde(default, skip_serializing_if = "VoiceCalls::is_empty")]
+    pub voice: VoiceCalls,
 }
 
 impl UserRecord {
@@ -95,6 +101,7 @@ impl UserRecord {
             self.counting_charges(|record| record.finish(finished));
         }
         let reply = self.counting_charges(|record| record.answer(command));
+        self.voice.prune(&self.quota);
         let changed = *self != before;
         (reply, changed)
     }
@@ -186,7 +193,71 @@ impl UserRecord {
             } => UserReply::Renewed {
                 expires_at_ms: self.quota.renew(limits, *reservation_id, *now_ms),
             },
+            UserCommand::AdmitCall {
+                issued_at,
+                ask,
+                limits,
+                now_ms,
+                plan,
+                sub,
+                slots,
+            } => {
+                let call = AdmitAsk {
+                    issued_at: *issued_at,
+                    ask: Some(*ask),
+                    limits,
+                    alerts: &AlertRules::default(),
+                    now_ms: *now_ms,
+                    continues: None,
+                    references: &[],
+                    plan: Some(plan),
+                    sub: Some(sub),
+                };
+                self.voice.prune(&self.quota);
+                self.admit_call(call, *slots)
+            }
+            UserCommand::Charge {
+                reservation_id,
+                call,
+                issued_at,
+                spent,
+                hold,
+                limits,
+                now_ms,
+            } => {
+                let covered = self
+                    .quota
+                    .charge_live(limits, *reservation_id, *spent, *hold, *now_ms)
+                    .is_some_and(|covered| covered);
+                let live = self.voice.attach(*reservation_id, call);
+                if self.blocked_at.is_some() || is_revoked(*issued_at, self.revoked_at) {
+                    return UserReply::Revoked;
+                }
+                UserReply::Charged {
+                    covered: covered && live,
+                }
+            }
         }
+    }
+
+    /// A voice call: a voice slot is checked between the plan and the quota, so that a call
+    /// refused for its slot counts nothing.
+    fn admit_call(&mut self, call: AdmitAsk<'_>, slots: VoiceSlots) -> UserReply {
+        if !(self.blocked_at.is_some() || is_revoked(call.issued_at, self.revoked_at)) {
+            if let Err(refusal) = self.voice.check(slots, call.now_ms) {
+                let standing = self.quota.standing(call.limits, call.now_ms);
+                return UserReply::Refused { refusal, standing };
+            }
+        }
+        let reply = self.admit(call);
+        if let UserReply::Admitted {
+            reservation: Some(reservation),
+            ..
+        } = &reply
+        {
+            self.voice.started(reservation.id);
+        }
+        reply
     }
 
     fn finish(&mut self, finished: &Finished) {
@@ -258,6 +329,7 @@ impl UserRecord {
             standing: None,
             plan: None,
             blocked_at: self.blocked_at,
+            calls: self.voice.ids(),
         }
     }
 
@@ -280,6 +352,7 @@ impl UserRecord {
             standing: Some(self.quota.standing(limits, now_ms)),
             plan: Some(plan),
             blocked_at: self.blocked_at,
+            calls: Vec::new(),
         }
     }
 }

@@ -309,7 +309,8 @@ pub async fn admit_mint(env: &Env, client: &str, per_hour: u32) -> Result<()> {
         | other @ UserReply::Status { .. }
         | other @ UserReply::Finished
         | other @ UserReply::PlanChanged { .. }
-        | other @ UserReply::Renewed { .. } => Err(unexpected("client", &other)),
+        | other @ UserReply::Renewed { .. }
+        | other @ UserReply::Charged { .. } => Err(unexpected("client", &other)),
     }
 }
 
@@ -359,6 +360,7 @@ pub async fn global_status(env: &Env, limits: Limits, now_ms: i64) -> Result<Sta
         | other @ UserReply::Minted
         | other @ UserReply::MintRefused { .. }
         | other @ UserReply::PlanChanged { .. }
-        | other @ UserReply::Renewed { .. } => Err(unexpected("global", &other)),
+        | other @ UserReply::Renewed { .. }
+        | other @ UserReply::Charged { .. } => Err(unexpected("global", &other)),
     }
 }

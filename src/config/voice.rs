@@ -1,0 +1,63 @@
+//! Voice calls (`VOICE_*`): the session the operator fixes and how many calls a user may make.
+//! Which models a plan may call is `VOICE_MODELS`, read with the plan.
+
+use super::vars::{Lookup, Vars};
+use crate::budget::plans::Plan;
+use crate::budget::prices::Prices;
+use crate::error::ProxyError;
+use crate::objects::user::VoiceSlots;
+use crate::request::voice::VoiceSettings;
+
+/// OpenAI ends a Realtime session after 60 minutes.
+const MAX_SESSION_SECONDS: u64 = 3_600;
+
+/// The voice settings, when some plan allows a voice model; `None` otherwise (the route is
+/// then refused like a model no plan allows). Every voice model and the transcription model
+/// need a price: a call's hold is computed from it, with or without a dollar budget.
+pub(super) fn voice_settings<'a>(
+    vars: &Vars<impl Lookup>,
+    mut plans: impl Iterator<Item = &'a Plan>,
+    prices: &Prices,
+    global_budget: bool,
+) -> Result<Option<VoiceSettings>, ProxyError> {
+    let mut voice_models = Vec::new();
+    for plan in plans.by_ref() {
+        voice_models.extend(plan.voice_models.iter().cloned());
+    }
+    if voice_models.is_empty() {
+        return Ok(None);
+    }
+    if global_budget {
+        // A call holds its reservation in the user's object only; the shared budgets would
+        // not see it.
+        return Err(ProxyError::misconfigured(
+            "VOICE_MODELS cannot be used with GLOBAL_DAILY_TOKEN_BUDGET, GLOBAL_DAILY_BUDGET_USD or GLOBAL_GUEST_DAILY_BUDGET_USD yet",
+        ));
+    }
+    let transcription_model = vars.text("VOICE_TRANSCRIPTION_MODEL");
+    let unpriced = voice_models
+        .iter()
+        .find(|model| {
+            prices
+                .of(model)
+                .is_none_or(|price| price.audio_input.is_none() || price.audio_output.is_none())
+        })
+        .or(transcription_model.as_ref().filter(|model| prices.of(model).is_none()));
+    if let Some(model) = unpriced {
+        return Err(ProxyError::misconfigured(format!(
+            "MODEL_PRICES has no price (with audio_input and audio_output for a voice model) for {model:?}, named by VOICE_MODELS or VOICE_TRANSCRIPTION_MODEL"
+        )));
+    }
+    Ok(Some(VoiceSettings {
+        instructions: vars.raw("VOICE_INSTRUCTIONS").unwrap_or_default(),
+        voices: vars.list("VOICE_VOICES").unwrap_or_else(|| vec!["marin".to_owned()]),
+        max_output_tokens: vars.number("VOICE_MAX_OUTPUT_TOKENS", 1_024, 1..=4_096)?,
+        context_tokens: vars.number("VOICE_CONTEXT_TOKENS", 8_000, 1_000..=120_000)?,
+        transcription_model,
+        max_session_seconds: vars.number("VOICE_MAX_SESSION_SECONDS", 600, 10..=MAX_SESSION_SECONDS)?,
+        slots: VoiceSlots {
+            max_concurrent: vars.number("VOICE_MAX_CONCURRENT", 1, 1..=10)?,
+            per_day: vars.number("VOICE_SESSIONS_PER_DAY", 20, 1..=10_000)?,
+        },
+    }))
+}
