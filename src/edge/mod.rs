@@ -13,6 +13,7 @@ mod objects;
 mod settlement;
 mod stream;
 mod upstream;
+mod voice;
 
 use std::rc::Rc;
 
@@ -189,6 +190,11 @@ async fn serve_user(
 ) -> Result<Reply> {
     let body = match route {
         UserRoute::Api(_) => Some(http::read_body(&mut req, config.max_body_bytes).await?),
+        UserRoute::RealtimeCall => {
+            return voice::create_call(&mut req, identity, env, config, outcome)
+                .await
+                .map(Reply::Whole)
+        }
         UserRoute::Models | UserRoute::Usage => None,
     };
     let admitted = admission::admit_on_plan(route, body.as_deref(), identity, env, ctx, config, outcome).await?;

@@ -15,6 +15,8 @@ use crate::budget::realtime::{call_hold, TurnLimits};
 use crate::error::ProxyError;
 use crate::objects::user::VoiceSlots;
 
+pub mod call;
+
 /// The operator's voice settings (`VOICE_*`); which models a plan may call is the plan's
 /// `voice_models`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,7 +104,7 @@ impl VoiceSettings {
     }
 
     /// The session sent with the call (openai-node `RealtimeSessionCreateRequest`).
-    fn session(&self, model: &str, voice: &str) -> Value {
+    pub fn session(&self, model: &str, voice: &str) -> Value {
         let transcription = self
             .transcription_model
             .as_ref()

@@ -1,0 +1,283 @@
+//! The call object's class (binding `CALLS`, one object per call, named by its id upstream):
+//! it holds the call's sideband WebSocket to OpenAI, meters every usage event into the user's
+//! object, and hangs up when the budget, the session cap, a ban, the operator or a page
+//! changing the fixed session says so. The decisions are `CallMeter`'s (core).
+//!
+//! An outgoing WebSocket does not hibernate: the object stays in memory (billed) while the call
+//! lasts. A deploy or an eviction drops the socket and the memory; the alarm, which survives
+//! both, then finds the call in storage but not in memory, hangs it up and settles it in full.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use worker::wasm_bindgen_futures::spawn_local;
+use worker::{
+    durable_object, DurableObject, Env, Fetch, Headers, Method, Request, RequestInit, Response, State, WebSocket,
+    WebsocketEvent,
+};
+
+use crate::budget::quota::Spend;
+use crate::config::Config;
+use crate::edge::objects::{command, user::call_user};
+use crate::edge::voice::hang_up;
+use crate::edge::{config, log, Now};
+use crate::objects::user::{Finished, UserCommand, UserReply};
+use crate::request::voice::call::{CallCommand, CallMeter, CallStart, EndReason, Step};
+
+const START_KEY: &str = "start";
+/// How often a live call renews its reservation and checks the user's standing, and how soon
+/// a lost call is found: the longest a call can run unmetered after its object is lost.
+const WATCHDOG: Duration = Duration::from_secs(60);
+
+#[durable_object]
+pub struct VoiceCall {
+    call: Rc<Call>,
+}
+
+/// What the event loop shares with the object's handlers.
+struct Call {
+    state: State,
+    env: Env,
+    live: RefCell<Option<Live>>,
+}
+
+struct Live {
+    meter: CallMeter,
+    socket: WebSocket,
+}
+
+impl DurableObject for VoiceCall {
+    fn new(state: State, env: Env) -> Self {
+        Self {
+            call: Rc::new(Call {
+                state,
+                env,
+                live: RefCell::new(None),
+            }),
+        }
+    }
+
+    async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
+        match command::<CallCommand>(&mut req).await? {
+            CallCommand::Start(start) => {
+                self.call.start(*start).await?;
+            }
+            CallCommand::End { reason } => self.call.clone().end(reason).await,
+        }
+        Response::from_json(&serde_json::json!({ "ok": true }))
+    }
+
+    async fn alarm(&self) -> worker::Result<Response> {
+        let live = self.call.live.borrow().as_ref().map(|live| live.meter.start.clone());
+        match live {
+            Some(start) if Now::read().millis() >= start.ends_at_ms => {
+                self.call.clone().end(EndReason::MaxSeconds).await
+            }
+            Some(start) => {
+                self.call.clone().charge(Spend::default()).await;
+                if self.call.live.borrow().is_some() {
+                    self.call.arm(&start).await?;
+                }
+            }
+            None => {
+                if let Some(start) = self.call.state.storage().get::<CallStart>(START_KEY).await? {
+                    self.call.lost(&start).await;
+                }
+            }
+        }
+        Response::ok("")
+    }
+}
+
+impl Call {
+    /// Stores the call, opens its sideband and starts metering it; the first charge (nothing
+    /// spent) tells the user's object the call's id.
+    async fn start(self: &Rc<Self>, start: CallStart) -> worker::Result<()> {
+        let config = config(&self.env)?;
+        let price = config
+            .requests
+            .prices
+            .of(&start.model)
+            .ok_or_else(|| worker::Error::RustError(format!("no price for voice model {:?}", start.model)))?;
+        let voice = config
+            .voice
+            .as_ref()
+            .ok_or_else(|| worker::Error::RustError("voice is off".into()))?;
+        let transcription = voice
+            .transcription_model
+            .as_deref()
+            .and_then(|model| config.requests.prices.of(model));
+        self.state.storage().put(START_KEY, &start).await?;
+        self.arm(&start).await?;
+        let socket = sideband(&config, &start.call).await?;
+        socket.accept()?;
+        self.live.replace(Some(Live {
+            meter: CallMeter::new(start.clone(), price, transcription),
+            socket: socket.clone(),
+        }));
+        let call = self.clone();
+        spawn_local(async move { call.listen(socket).await });
+        Ok(())
+    }
+
+    /// The next alarm: the session cap or the watchdog, whichever comes first.
+    async fn arm(&self, start: &CallStart) -> worker::Result<()> {
+        let watchdog = Now::read().millis().saturating_add(WATCHDOG.as_millis() as i64);
+        let at = start.ends_at_ms.min(watchdog);
+        let offset = at.saturating_sub(Now::read().millis()).max(1);
+        self.state.storage().set_alarm(offset).await
+    }
+
+    /// Reads the sideband's events in order, one at a time: each charge lands before the
+    /// next event is read, so the hold is always topped up (or the call ended) in order.
+    async fn listen(self: Rc<Self>, socket: WebSocket) {
+        let Ok(mut events) = socket.events() else {
+            self.end(EndReason::Closed).await;
+            return;
+        };
+        self.clone().charge(Spend::default()).await;
+        while let Some(event) = events.next().await {
+            let text = match event {
+                Ok(WebsocketEvent::Message(message)) => message.text(),
+                Ok(WebsocketEvent::Close(_)) | Err(_) => break,
+            };
+            let Some(text) = text else { continue };
+            let step = {
+                let Ok(config) = config(&self.env) else { break };
+                let Some(voice) = config.voice.as_ref() else { break };
+                let mut live = self.live.borrow_mut();
+                let Some(live) = live.as_mut() else { break };
+                live.meter.on_event(&text, voice)
+            };
+            match step {
+                Step::Nothing => {}
+                Step::Charge(spent) => self.clone().charge(spent).await,
+                Step::Send(event) => {
+                    if let Some(live) = self.live.borrow().as_ref() {
+                        let _ = live.socket.send_with_str(event.to_string());
+                    }
+                }
+                Step::HangUp(reason) => {
+                    self.clone().end(reason).await;
+                    return;
+                }
+            }
+            if self.live.borrow().is_none() {
+                return; // ended meanwhile (a charge refused, the operator)
+            }
+        }
+        self.end(EndReason::Closed).await;
+    }
+
+    /// Charges `spent` to the user and tops the hold up; ends the call when the budget
+    /// cannot hold the next two turns, the user is banned, or the user's object fails.
+    async fn charge(self: Rc<Self>, spent: Spend) {
+        let Some(start) = self.live.borrow().as_ref().map(|live| live.meter.start.clone()) else {
+            return;
+        };
+        let command = UserCommand::Charge {
+            reservation_id: start.reservation_id,
+            call: start.call.clone(),
+            issued_at: start.issued_at,
+            spent,
+            hold: start.hold,
+            limits: start.limits,
+            now_ms: Now::read().millis(),
+        };
+        let reason = match call_user(&self.env, &start.sub, command).await {
+            Ok(UserReply::Charged { covered: true }) => return,
+            Ok(UserReply::Charged { covered: false }) => EndReason::Budget,
+            Ok(UserReply::Revoked) => EndReason::Revoked,
+            // Unmetered it may not go on: the charge is lost, the reservation holds.
+            Ok(other) => {
+                log::warn("voice_charge_refused", &format!("{other:?}"));
+                EndReason::Budget
+            }
+            Err(error) => {
+                log::warn("voice_charge_failed", &error.to_string());
+                EndReason::Budget
+            }
+        };
+        Box::pin(self.end(reason)).await;
+    }
+
+    /// Ends the call once: hangs it up, closes the sideband, settles the reservation (each
+    /// response under way at its worst case), frees the slot, forgets the call.
+    async fn end(self: Rc<Self>, reason: EndReason) {
+        let Some(live) = self.live.borrow_mut().take() else {
+            return;
+        };
+        let Ok(config) = config(&self.env) else { return };
+        let hung_up = hang_up(&config, &live.meter.start.call).await;
+        let _ = live.socket.close(Some(1000), Some(reason.name()));
+        let settlement = live.meter.settlement();
+        self.finish(&live.meter.start, settlement).await;
+        let charged = live.meter.charged.plus(settlement);
+        worker::console_log!(
+            "{}",
+            serde_json::json!({
+                "level": "info", "event": "voice_call_end", "call": live.meter.start.call,
+                "sub": live.meter.start.sub, "model": live.meter.start.model, "reason": reason.name(),
+                "hung_up": hung_up, "charged_tokens": charged.tokens, "charged_nano_usd": charged.nano_usd,
+            })
+        );
+    }
+
+    /// The object lost its call (evicted, a deploy): hung up, and settled at its whole hold,
+    /// as a lost stream's reservation expires charged in full.
+    async fn lost(&self, start: &CallStart) {
+        let Ok(config) = config(&self.env) else { return };
+        hang_up(&config, &start.call).await;
+        log::warn(
+            "voice_call_lost",
+            &format!("call {} of {:?}: hung up, charged its hold", start.call, start.sub),
+        );
+        self.finish(start, start.hold).await;
+    }
+
+    async fn finish(&self, start: &CallStart, spent: Spend) {
+        let finished = Finished {
+            reservation_id: start.reservation_id,
+            used_tokens: spent.tokens,
+            limits: start.limits,
+            now_ms: Now::read().millis(),
+            created_response: None,
+            created_items: Vec::new(),
+            used_nano_usd: spent.nano_usd,
+        };
+        for _ in 0..3 {
+            match call_user(&self.env, &start.sub, UserCommand::Finish(finished.clone())).await {
+                Ok(_) => break,
+                Err(error) => log::warn("voice_settle_failed", &error.to_string()),
+            }
+        }
+        let storage = self.state.storage();
+        let _ = storage.delete(START_KEY).await;
+        let _ = storage.delete_alarm().await;
+    }
+}
+
+/// The call's sideband: `GET {upstream}/realtime?call_id=…` upgraded to a WebSocket, with the
+/// key in `Authorization`. workers-rs `WebSocket::connect` cannot set headers, so the request
+/// is built by hand (Cloudflare: a `fetch` with `Upgrade: websocket`).
+async fn sideband(config: &Config, call_id: &str) -> worker::Result<WebSocket> {
+    let headers = Headers::new();
+    headers.set("upgrade", "websocket")?;
+    headers.set(
+        "authorization",
+        &format!(
+            "Bearer {}",
+            config.openai_api_key().map_err(worker::Error::from)?.expose()
+        ),
+    )?;
+    let mut init = RequestInit::new();
+    init.with_method(Method::Get).with_headers(headers);
+    let url = format!("{}/realtime?call_id={call_id}", config.upstream_base_url);
+    let answer = Fetch::Request(Request::new_with_init(&url, &init)?).send().await?;
+    let status = answer.status_code();
+    answer.websocket().ok_or_else(|| {
+        worker::Error::RustError(format!("the sideband of {call_id} answered {status}, not a WebSocket"))
+    })
+}
