@@ -10,7 +10,7 @@ mod guests;
 mod keys;
 mod plans;
 mod vars;
-mod voice;
+pub mod voice;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -7,6 +7,7 @@ use crate::budget::prices::Prices;
 use crate::error::ProxyError;
 use crate::objects::user::VoiceSlots;
 use crate::request::voice::VoiceSettings;
+use crate::secret::Secret;
 
 /// OpenAI ends a Realtime session after 60 minutes.
 const MAX_SESSION_SECONDS: u64 = 3_600;
@@ -60,4 +61,10 @@ pub(super) fn voice_settings<'a>(
             per_day: vars.number("VOICE_SESSIONS_PER_DAY", 20, 1..=10_000)?,
         },
     }))
+}
+
+/// The key alone, for a call object: everything else it needs comes with the call, so it
+/// parses no configuration (a second caller of the whole parse would cost wasm size).
+pub fn call_key(lookup: impl Fn(&str) -> Option<String>) -> Option<Secret> {
+    Vars::new(lookup).trimmed_secret("OPENAI_API_KEY")
 }

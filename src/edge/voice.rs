@@ -19,6 +19,7 @@ use crate::error::{ProxyError, TokenProblem};
 use crate::objects::user::{Finished, PlanAsk, UserCommand, UserReply};
 use crate::request::voice::call::{CallCommand, CallStart, EndReason};
 use crate::request::voice::CallPlan;
+use crate::secret::Secret;
 
 pub const CALLS_BINDING: &str = "CALLS";
 /// The proxy's own path of a call, as OpenAI's `Location` names it upstream.
@@ -48,23 +49,32 @@ pub async fn create_call(
     for _ in 0..2 {
         let plan = config.plan(&plan_name)?;
         outcome.plan = Some(plan.name.clone());
-        let call = voice.plan_call(plan, &config.requests.prices, model.as_deref(), chosen_voice.as_deref())?;
+        let call = voice.plan_call(
+            plan,
+            &config.requests.prices,
+            &config.upstream_base_url,
+            model.as_deref(),
+            chosen_voice.as_deref(),
+        )?;
         outcome.model = Some(call.model.clone());
-        let command = UserCommand::AdmitCall {
+        let command = UserCommand::Admit {
             issued_at: identity.issued_at,
-            ask: Ask {
+            ask: Some(Ask {
                 tokens: call.hold.tokens,
                 stream: false,
                 nano_usd: call.hold.nano_usd,
-            },
+            }),
             limits: plan.user_limits,
+            alerts: config.alerts.user,
             now_ms: Now::read().millis(),
-            plan: PlanAsk {
+            continues: None,
+            references: Vec::new(),
+            plan: Some(PlanAsk {
                 checked: plan.name.clone(),
                 claimed: identity.plan.clone(),
-            },
-            sub: identity.sub.clone(),
-            slots: voice.slots,
+            }),
+            sub: Some(identity.sub.clone()),
+            voice: Some(voice.slots),
         };
         let reservation_id = match call_user(env, &identity.sub, command).await? {
             UserReply::Admitted {
@@ -90,8 +100,7 @@ pub async fn create_call(
             | UserReply::Finished
             | UserReply::Minted
             | UserReply::MintRefused { .. }
-            | UserReply::Renewed { .. }
-            | UserReply::Charged { .. }) => {
+            | UserReply::Renewed { .. }) => {
                 return Err(ProxyError::Internal {
                     detail: format!("user object answered a call's admission with {other:?}"),
                 })
@@ -148,10 +157,11 @@ async fn start(
         turn: admitted.call.turn,
         hold: admitted.call.hold,
         ends_at_ms: Now::read().millis().saturating_add(seconds.saturating_mul(1000)),
+        rules: admitted.call.rules.clone(),
     }));
     let started: Result<serde_json::Value> = objects::call(env, CALLS_BINDING, &call_id, &command).await;
     if let Err(error) = started {
-        hang_up(config, &call_id).await;
+        hang_up(&config.upstream_base_url, config.openai_api_key()?, &call_id).await;
         settle(env, &identity.sub, &admitted, Spend::default()).await;
         return Err(error);
     }
@@ -246,8 +256,7 @@ pub fn is_call_id(id: &str) -> bool {
 
 /// `POST {upstream}/realtime/calls/{id}/hangup`; a failure is logged (the call then ends at
 /// OpenAI's own limit, and its reservation was settled as the caller decided).
-pub async fn hang_up(config: &Config, call_id: &str) -> bool {
-    let Ok(key) = config.openai_api_key() else { return false };
+pub async fn hang_up(upstream_base_url: &str, key: &Secret, call_id: &str) -> bool {
     let headers = Headers::new();
     let mut init = RequestInit::new();
     if headers
@@ -259,7 +268,7 @@ pub async fn hang_up(config: &Config, call_id: &str) -> bool {
     init.with_method(Method::Post)
         .with_headers(headers)
         .with_redirect(RequestRedirect::Manual);
-    let url = format!("{}/realtime/calls/{call_id}/hangup", config.upstream_base_url);
+    let url = format!("{upstream_base_url}/realtime/calls/{call_id}/hangup");
     let sent = match Request::new_with_init(&url, &init) {
         Ok(request) => Fetch::Request(request).send().await.map(|answer| answer.status_code()),
         Err(error) => Err(error),

@@ -19,12 +19,13 @@ use worker::{
 };
 
 use crate::budget::quota::Spend;
-use crate::config::Config;
+use crate::config::voice::call_key;
 use crate::edge::objects::{command, user::call_user};
 use crate::edge::voice::hang_up;
-use crate::edge::{config, log, Now};
-use crate::objects::user::{Finished, UserCommand, UserReply};
+use crate::edge::{env_string, log, Now};
+use crate::objects::user::{Finished, LiveCharge, UserCommand, UserReply};
 use crate::request::voice::call::{CallCommand, CallMeter, CallStart, EndReason, Step};
+use crate::secret::Secret;
 
 const START_KEY: &str = "start";
 /// How often a live call renews its reservation and checks the user's standing, and how soon
@@ -82,7 +83,8 @@ impl DurableObject for VoiceCall {
                 }
             }
             None => {
-                if let Some(start) = self.call.state.storage().get::<CallStart>(START_KEY).await? {
+                let stored = self.call.state.storage().get::<String>(START_KEY).await?;
+                if let Some(start) = stored.and_then(|json| serde_json::from_str::<CallStart>(&json).ok()) {
                     self.call.lost(&start).await;
                 }
             }
@@ -95,26 +97,14 @@ impl Call {
     /// Stores the call, opens its sideband and starts metering it; the first charge (nothing
     /// spent) tells the user's object the call's id.
     async fn start(self: &Rc<Self>, start: CallStart) -> worker::Result<()> {
-        let config = config(&self.env)?;
-        let price = config
-            .requests
-            .prices
-            .of(&start.model)
-            .ok_or_else(|| worker::Error::RustError(format!("no price for voice model {:?}", start.model)))?;
-        let voice = config
-            .voice
-            .as_ref()
-            .ok_or_else(|| worker::Error::RustError("voice is off".into()))?;
-        let transcription = voice
-            .transcription_model
-            .as_deref()
-            .and_then(|model| config.requests.prices.of(model));
-        self.state.storage().put(START_KEY, &start).await?;
+        // As JSON text: storing the struct itself would bring serde_wasm_bindgen's copy of it.
+        let stored = serde_json::to_string(&start).map_err(|e| worker::Error::RustError(e.to_string()))?;
+        self.state.storage().put(START_KEY, stored).await?;
         self.arm(&start).await?;
-        let socket = sideband(&config, &start.call).await?;
+        let socket = sideband(&start.rules.upstream_base_url, &self.key()?, &start.call).await?;
         socket.accept()?;
         self.live.replace(Some(Live {
-            meter: CallMeter::new(start.clone(), price, transcription),
+            meter: CallMeter::new(start.clone()),
             socket: socket.clone(),
         }));
         let call = self.clone();
@@ -145,15 +135,16 @@ impl Call {
             };
             let Some(text) = text else { continue };
             let step = {
-                let Ok(config) = config(&self.env) else { break };
-                let Some(voice) = config.voice.as_ref() else { break };
                 let mut live = self.live.borrow_mut();
                 let Some(live) = live.as_mut() else { break };
-                live.meter.on_event(&text, voice)
+                live.meter.on_event(&text)
             };
             match step {
                 Step::Nothing => {}
-                Step::Charge(spent) => self.clone().charge(spent).await,
+                Step::Charge(spent) => {
+                    self.overrun(spent);
+                    self.clone().charge(spent).await;
+                }
                 Step::Send(event) => {
                     if let Some(live) = self.live.borrow().as_ref() {
                         let _ = live.socket.send_with_str(event.to_string());
@@ -171,24 +162,44 @@ impl Call {
         self.end(EndReason::Closed).await;
     }
 
+    /// A usage above a turn's worst case means a bound does not hold (a page's change that
+    /// landed before its revert, or a cap OpenAI does not keep): charged as reported, and said.
+    fn overrun(&self, spent: Spend) {
+        let live = self.live.borrow();
+        let Some(turn) = live.as_ref().map(|live| live.meter.start.turn) else {
+            return;
+        };
+        if spent.tokens > turn.tokens || spent.nano_usd > turn.nano_usd {
+            log::warn(
+                "overrun",
+                &format!(
+                    "voice: charged {} tokens, {} nano-USD for one usage, more than a turn's worst case",
+                    spent.tokens, spent.nano_usd
+                ),
+            );
+        }
+    }
+
     /// Charges `spent` to the user and tops the hold up; ends the call when the budget
     /// cannot hold the next two turns, the user is banned, or the user's object fails.
     async fn charge(self: Rc<Self>, spent: Spend) {
         let Some(start) = self.live.borrow().as_ref().map(|live| live.meter.start.clone()) else {
             return;
         };
-        let command = UserCommand::Charge {
+        let command = UserCommand::Renew {
             reservation_id: start.reservation_id,
-            call: start.call.clone(),
-            issued_at: start.issued_at,
-            spent,
-            hold: start.hold,
             limits: start.limits,
             now_ms: Now::read().millis(),
+            charge: Some(LiveCharge {
+                call: start.call.clone(),
+                issued_at: start.issued_at,
+                spent,
+                hold: start.hold,
+            }),
         };
         let reason = match call_user(&self.env, &start.sub, command).await {
-            Ok(UserReply::Charged { covered: true }) => return,
-            Ok(UserReply::Charged { covered: false }) => EndReason::Budget,
+            Ok(UserReply::Renewed { expires_at_ms: Some(_) }) => return,
+            Ok(UserReply::Renewed { expires_at_ms: None }) => EndReason::Budget,
             Ok(UserReply::Revoked) => EndReason::Revoked,
             // Unmetered it may not go on: the charge is lost, the reservation holds.
             Ok(other) => {
@@ -209,8 +220,7 @@ impl Call {
         let Some(live) = self.live.borrow_mut().take() else {
             return;
         };
-        let Ok(config) = config(&self.env) else { return };
-        let hung_up = hang_up(&config, &live.meter.start.call).await;
+        let hung_up = self.hang_up(&live.meter.start).await;
         let _ = live.socket.close(Some(1000), Some(reason.name()));
         let settlement = live.meter.settlement();
         self.finish(&live.meter.start, settlement).await;
@@ -228,13 +238,25 @@ impl Call {
     /// The object lost its call (evicted, a deploy): hung up, and settled at its whole hold,
     /// as a lost stream's reservation expires charged in full.
     async fn lost(&self, start: &CallStart) {
-        let Ok(config) = config(&self.env) else { return };
-        hang_up(&config, &start.call).await;
+        self.hang_up(start).await;
         log::warn(
             "voice_call_lost",
             &format!("call {} of {:?}: hung up, charged its hold", start.call, start.sub),
         );
         self.finish(start, start.hold).await;
+    }
+
+    /// The upstream key, read alone (the call brings everything else).
+    fn key(&self) -> worker::Result<Secret> {
+        call_key(|name| env_string(&self.env, name))
+            .ok_or_else(|| worker::Error::RustError("secret OPENAI_API_KEY is not set".into()))
+    }
+
+    async fn hang_up(&self, start: &CallStart) -> bool {
+        match self.key() {
+            Ok(key) => hang_up(&start.rules.upstream_base_url, &key, &start.call).await,
+            Err(_) => false,
+        }
     }
 
     async fn finish(&self, start: &CallStart, spent: Spend) {
@@ -262,19 +284,13 @@ impl Call {
 /// The call's sideband: `GET {upstream}/realtime?call_id=…` upgraded to a WebSocket, with the
 /// key in `Authorization`. workers-rs `WebSocket::connect` cannot set headers, so the request
 /// is built by hand (Cloudflare: a `fetch` with `Upgrade: websocket`).
-async fn sideband(config: &Config, call_id: &str) -> worker::Result<WebSocket> {
+async fn sideband(upstream_base_url: &str, key: &Secret, call_id: &str) -> worker::Result<WebSocket> {
     let headers = Headers::new();
     headers.set("upgrade", "websocket")?;
-    headers.set(
-        "authorization",
-        &format!(
-            "Bearer {}",
-            config.openai_api_key().map_err(worker::Error::from)?.expose()
-        ),
-    )?;
+    headers.set("authorization", &format!("Bearer {}", key.expose()))?;
     let mut init = RequestInit::new();
     init.with_method(Method::Get).with_headers(headers);
-    let url = format!("{}/realtime?call_id={call_id}", config.upstream_base_url);
+    let url = format!("{upstream_base_url}/realtime?call_id={call_id}");
     let answer = Fetch::Request(Request::new_with_init(&url, &init)?).send().await?;
     let status = answer.status_code();
     answer.websocket().ok_or_else(|| {

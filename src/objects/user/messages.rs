@@ -7,9 +7,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::budget::alerts::{Alert, AlertRules};
 use crate::budget::plans::PlanChoice;
-use crate::budget::quota::{Ask, Limits, Reservation, Spend, Standing};
+use crate::budget::quota::{Ask, Limits, Reservation, Standing};
 use crate::error::Refusal;
-use crate::objects::user::voice::VoiceSlots;
+use crate::objects::user::voice::{LiveCharge, VoiceSlots};
 
 /// The version of the objects' protocol this code speaks. 1: before versions (no `version`
 /// sent, no `settled` answered, unknown fields ignored); 2: `version`, `settled`, unknown
@@ -101,9 +101,7 @@ impl Delivery {
             | UserCommand::SetPlan { .. }
             | UserCommand::Renew { .. }
             | UserCommand::Block { .. }
-            | UserCommand::Unblock {}
-            | UserCommand::AdmitCall { .. }
-            | UserCommand::Charge { .. } => None,
+            | UserCommand::Unblock {} => None,
         };
         self.settle.iter().map(|f| f.reservation_id).chain(command).collect()
     }
@@ -150,6 +148,11 @@ pub enum UserCommand {
         /// usage index. Absent for the shared objects, which list nothing.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         sub: Option<String>,
+        /// A voice call: a voice slot is checked (after the plan, before the quota) and taken
+        /// while the reservation lasts. Absent otherwise: an object that predates voice refuses
+        /// a call's admission (`deny_unknown_fields`), never admits it without a slot.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        voice: Option<VoiceSlots>,
     },
     /// A request ended: its settlement alone (a flush, or one that must land now).
     Finish(Finished),
@@ -188,37 +191,18 @@ pub enum UserCommand {
         reservation_id: u64,
         limits: Limits,
         now_ms: i64,
+        /// A live voice call's usage since its last renewal: charged at once, and the
+        /// reservation held at the call's worst case again if the budget has room. Answered
+        /// `Renewed { expires_at_ms: None }` when it has not (the call must end), `Revoked`
+        /// when the user was blocked or the call's token revoked.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        charge: Option<LiveCharge>,
     },
     /// Every token of this user stops working, whatever its `iat` (Unix seconds of `at` are
     /// only shown): an identity provider's refreshed token is refused too. Answers a `Status`.
     Block { at: i64 },
     /// Lifts a block; answers a `Status`.
     Unblock {},
-    /// A voice call asks to start: revocation and plan as `Admit`, then a voice slot
-    /// (`slots`), then `ask` (two turns' worst case) is reserved; the reservation lasts as
-    /// long as the call does (its `Charge`s renew it).
-    AdmitCall {
-        issued_at: Option<i64>,
-        ask: Ask,
-        limits: Limits,
-        now_ms: i64,
-        plan: PlanAsk,
-        sub: String,
-        slots: VoiceSlots,
-    },
-    /// A live call's usage since its last charge (none: a renewal): charged at once, and the
-    /// reservation tops up to `hold` if the budget has room. Answers `Charged`, or `Revoked`
-    /// when the user was blocked or the call's token revoked meanwhile.
-    Charge {
-        reservation_id: u64,
-        /// The call's id upstream, so that a block or revocation can end it.
-        call: String,
-        issued_at: Option<i64>,
-        spent: Spend,
-        hold: Spend,
-        limits: Limits,
-        now_ms: i64,
-    },
 }
 
 /// The plan a request was checked with, and what its token claims (`None`: no claim).
@@ -279,10 +263,5 @@ pub enum UserReply {
     /// expired and charged in full).
     Renewed {
         expires_at_ms: Option<i64>,
-    },
-    /// A live call's charge: whether its reservation holds its worst case again. `false`:
-    /// end the call (the budget has no room for it, or its reservation is gone).
-    Charged {
-        covered: bool,
     },
 }

@@ -19,7 +19,7 @@ mod messages;
 mod voice;
 pub use messages::{Answer, Delivery, Finished, PlanAsk, UserCommand, UserReply};
 use voice::VoiceCalls;
-pub use voice::VoiceSlots;
+pub use voice::{LiveCharge, VoiceSlots};
 
 /// The object that holds the budgets all users share (`GLOBAL_DAILY_TOKEN_BUDGET`,
 /// `GLOBAL_DAILY_BUDGET_USD`).
@@ -48,6 +48,7 @@ struct AdmitAsk<'a> {
     references: &'a [String],
     plan: Option<&'a PlanAsk>,
     sub: Option<&'a str>,
+    voice: Option<VoiceSlots>,
 }
 
 /// The stored state of one user.
@@ -129,6 +130,7 @@ impl UserRecord {
                 references,
                 plan,
                 sub,
+                voice,
             } => self.admit(AdmitAsk {
                 issued_at: *issued_at,
                 ask: *ask,
@@ -139,6 +141,7 @@ impl UserRecord {
                 references,
                 plan: plan.as_ref(),
                 sub: sub.as_deref(),
+                voice: *voice,
             }),
             UserCommand::Finish(finished) => {
                 self.finish(finished);
@@ -190,74 +193,31 @@ impl UserRecord {
                 reservation_id,
                 limits,
                 now_ms,
-            } => UserReply::Renewed {
-                expires_at_ms: self.quota.renew(limits, *reservation_id, *now_ms),
+                charge,
+            } => match charge {
+                None => UserReply::Renewed {
+                    expires_at_ms: self.quota.renew(limits, *reservation_id, *now_ms),
+                },
+                Some(charge) => self.charge_call(charge, limits, *reservation_id, *now_ms),
             },
-            UserCommand::AdmitCall {
-                issued_at,
-                ask,
-                limits,
-                now_ms,
-                plan,
-                sub,
-                slots,
-            } => {
-                let call = AdmitAsk {
-                    issued_at: *issued_at,
-                    ask: Some(*ask),
-                    limits,
-                    alerts: &AlertRules::default(),
-                    now_ms: *now_ms,
-                    continues: None,
-                    references: &[],
-                    plan: Some(plan),
-                    sub: Some(sub),
-                };
-                self.voice.prune(&self.quota);
-                self.admit_call(call, *slots)
-            }
-            UserCommand::Charge {
-                reservation_id,
-                call,
-                issued_at,
-                spent,
-                hold,
-                limits,
-                now_ms,
-            } => {
-                let covered = self
-                    .quota
-                    .charge_live(limits, *reservation_id, *spent, *hold, *now_ms)
-                    .is_some_and(|covered| covered);
-                let live = self.voice.attach(*reservation_id, call);
-                if self.blocked_at.is_some() || is_revoked(*issued_at, self.revoked_at) {
-                    return UserReply::Revoked;
-                }
-                UserReply::Charged {
-                    covered: covered && live,
-                }
-            }
         }
     }
 
-    /// A voice call: a voice slot is checked between the plan and the quota, so that a call
-    /// refused for its slot counts nothing.
-    fn admit_call(&mut self, call: AdmitAsk<'_>, slots: VoiceSlots) -> UserReply {
-        if !(self.blocked_at.is_some() || is_revoked(call.issued_at, self.revoked_at)) {
-            if let Err(refusal) = self.voice.check(slots, call.now_ms) {
-                let standing = self.quota.standing(call.limits, call.now_ms);
-                return UserReply::Refused { refusal, standing };
-            }
+    /// A live call's usage: charged, its hold topped up if the budget has room (and renewed),
+    /// its id noted for a ban to end it; then a ban ends it.
+    fn charge_call(&mut self, charge: &LiveCharge, limits: &Limits, reservation_id: u64, now_ms: i64) -> UserReply {
+        let covered = self
+            .quota
+            .charge_live(limits, reservation_id, charge.spent, charge.hold, now_ms)
+            .is_some_and(|covered| covered);
+        let live = self.voice.attach(reservation_id, &charge.call);
+        if self.blocked_at.is_some() || is_revoked(charge.issued_at, self.revoked_at) {
+            return UserReply::Revoked;
         }
-        let reply = self.admit(call);
-        if let UserReply::Admitted {
-            reservation: Some(reservation),
-            ..
-        } = &reply
-        {
-            self.voice.started(reservation.id);
-        }
-        reply
+        let expires_at_ms = (covered && live)
+            .then(|| self.quota.renew(limits, reservation_id, now_ms))
+            .flatten();
+        UserReply::Renewed { expires_at_ms }
     }
 
     fn finish(&mut self, finished: &Finished) {
@@ -297,6 +257,13 @@ impl UserRecord {
         if let Some(id) = ask.references.iter().find(|id| !self.responses.owns(id, ask.now_ms)) {
             return UserReply::UnknownResponse { id: Some(id.clone()) };
         }
+        if let Some(slots) = ask.voice {
+            self.voice.prune(&self.quota);
+            if let Err(refusal) = self.voice.check(slots, ask.now_ms) {
+                let standing = self.quota.standing(ask.limits, ask.now_ms);
+                return UserReply::Refused { refusal, standing };
+            }
+        }
         let Some(request) = ask.ask else {
             let standing = self.quota.standing(ask.limits, ask.now_ms);
             return UserReply::Admitted {
@@ -307,6 +274,9 @@ impl UserRecord {
         };
         match self.quota.admit(ask.limits, request, ask.now_ms) {
             Ok(reservation) => {
+                if ask.voice.is_some() {
+                    self.voice.started(reservation.id);
+                }
                 let standing = self.quota.standing(ask.limits, ask.now_ms);
                 let alert = self.alerts.on_admit(ask.alerts, &standing, ask.now_ms);
                 UserReply::Admitted {
@@ -419,6 +389,7 @@ mod tests {
                     references: vec![],
                     sub: None,
                     plan: None,
+                    voice: None,
                 },
             )
             .0
@@ -487,6 +458,7 @@ mod tests {
                 references: vec![],
                 sub: None,
                 plan: None,
+                voice: None,
             },
         );
         assert_eq!(without_iat, (UserReply::Revoked, false), "nothing counted");
@@ -550,6 +522,7 @@ mod tests {
             references: vec![],
             plan: None,
             sub: sub.map(str::to_owned),
+            voice: None,
         };
         reservation_of(record.apply(&[], &command).0)
     }
@@ -711,6 +684,7 @@ mod tests {
             references: vec![],
             sub: None,
             plan: None,
+            voice: None,
         };
         record.apply(settle, &admission).0
     }
@@ -851,6 +825,7 @@ mod tests {
             references: vec![],
             sub: None,
             plan: None,
+            voice: None,
         };
         assert!(!record.apply(&[], &status_read).1);
         assert_eq!(record, before);
@@ -889,6 +864,7 @@ mod tests {
                 references: vec![],
                 sub: None,
                 plan: None,
+                voice: None,
             },
         )
     }
@@ -964,6 +940,7 @@ mod tests {
             references: references.iter().map(|id| (*id).to_owned()).collect(),
             sub: None,
             plan: None,
+            voice: None,
         };
         let (reply, _) = alice.apply(&[], &naming(&["rs_alice", "msg_alice"]));
         assert!(
@@ -1052,6 +1029,7 @@ mod tests {
                         checked: checked.into(),
                         claimed: claimed.map(str::to_owned),
                     }),
+                    voice: None,
                 },
             )
             .0
@@ -1267,6 +1245,7 @@ mod tests {
                 reservation_id: reservation.id,
                 limits: LIMITS,
                 now_ms,
+                charge: None,
             };
             record.apply(&[], &command)
         };

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::budget::quota::{QuotaState, DAY_MS, STREAM_SLOT_RETRY_SECONDS};
+use crate::budget::quota::{QuotaState, Spend, DAY_MS, STREAM_SLOT_RETRY_SECONDS};
 use crate::error::Refusal;
 
 /// How many voice calls a user may have (`VOICE_MAX_CONCURRENT`, `VOICE_SESSIONS_PER_DAY`).
@@ -13,6 +13,18 @@ use crate::error::Refusal;
 pub struct VoiceSlots {
     pub max_concurrent: u32,
     pub per_day: u32,
+}
+
+/// A live call's charge, carried by a `Renew` of its reservation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LiveCharge {
+    /// The call's id upstream, so that a block or revocation can end it.
+    pub call: String,
+    pub issued_at: Option<i64>,
+    pub spent: Spend,
+    /// What the call holds: two turns' worst case.
+    pub hold: Spend,
 }
 
 /// One live call: its reservation, and its id upstream once the call object reported it (so
@@ -91,7 +103,8 @@ impl VoiceCalls {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::budget::quota::{Ask, Limits, Spend};
+    use crate::budget::alerts::AlertRules;
+    use crate::budget::quota::{Ask, Limits};
     use crate::objects::user::{Finished, PlanAsk, UserCommand, UserRecord, UserReply};
     use proptest::prelude::*;
 
@@ -111,34 +124,39 @@ mod tests {
     }
 
     fn admit_call(record: &mut UserRecord, limits: Limits, hold: Spend, now_ms: i64) -> UserReply {
-        let command = UserCommand::AdmitCall {
+        let command = UserCommand::Admit {
             issued_at: Some(now_ms / 1000),
-            ask: Ask {
+            ask: Some(Ask {
                 tokens: hold.tokens,
                 stream: false,
                 nano_usd: hold.nano_usd,
-            },
+            }),
             limits,
+            alerts: AlertRules::default(),
             now_ms,
-            plan: PlanAsk {
+            continues: None,
+            references: vec![],
+            plan: Some(PlanAsk {
                 checked: "default".into(),
                 claimed: None,
-            },
-            sub: "alice".into(),
-            slots: SLOTS,
+            }),
+            sub: Some("alice".into()),
+            voice: Some(SLOTS),
         };
         record.apply(&[], &command).0
     }
 
     fn charge(record: &mut UserRecord, id: u64, limits: Limits, spent: Spend, hold: Spend) -> UserReply {
-        let command = UserCommand::Charge {
+        let command = UserCommand::Renew {
             reservation_id: id,
-            call: "rtc_1".into(),
-            issued_at: Some(NOW / 1000),
-            spent,
-            hold,
             limits,
             now_ms: NOW + 1,
+            charge: Some(LiveCharge {
+                call: "rtc_1".into(),
+                issued_at: Some(NOW / 1000),
+                spent,
+                hold,
+            }),
         };
         record.apply(&[], &command).0
     }
@@ -213,7 +231,9 @@ mod tests {
         let id = reservation_id(&admit_call(&mut record, dollars(1_000), hold, NOW));
         assert_eq!(
             charge(&mut record, id, dollars(1_000), Spend::default(), hold),
-            UserReply::Charged { covered: true }
+            UserReply::Renewed {
+                expires_at_ms: Some(NOW + 1 + crate::budget::quota::RESERVATION_TIMEOUT_MS)
+            }
         );
         let (reply, _) = record.apply(&[], &UserCommand::Block { at: NOW / 1000 });
         assert!(
@@ -261,7 +281,7 @@ mod tests {
                 if hung_up {
                     break; // the one response that started before the hang-up
                 }
-                hung_up = reply == UserReply::Charged { covered: false };
+                hung_up = reply == UserReply::Renewed { expires_at_ms: None };
             }
             // A response may be under way when the call ends: settled at its worst case.
             let settle = if last_one_in_flight && !hung_up { turn } else { Spend::default() };

@@ -10,7 +10,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::VoiceSettings;
+use super::{deviation, response_over_cap};
 use crate::budget::prices::Price;
 use crate::budget::quota::{Limits, Spend};
 use crate::budget::realtime::RealtimeUsage;
@@ -19,9 +19,10 @@ use crate::budget::realtime::RealtimeUsage;
 /// client that keeps changing it is not the operator's app.
 pub const MAX_REVERTS: u32 = 3;
 
-/// What the Worker sends a call object.
+/// What the Worker sends a call object. Externally tagged (`{"start": {…}}`): an internally
+/// tagged enum's deserializer buffers the whole message first, and costs wasm size for it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum CallCommand {
     /// The call was created upstream: open its sideband and meter it.
     Start(Box<CallStart>),
@@ -47,6 +48,20 @@ pub struct CallStart {
     pub hold: Spend,
     /// When the call is hung up at the latest (`VOICE_MAX_SESSION_SECONDS`).
     pub ends_at_ms: i64,
+    /// What the object checks and charges with, so that it parses no configuration of its
+    /// own (only the key is read there): the operator's voices and output cap, the prices.
+    pub rules: CallRules,
+}
+
+/// The part of the operator's settings a live call is checked and charged with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallRules {
+    pub upstream_base_url: String,
+    pub voices: Vec<String>,
+    pub max_output_tokens: u64,
+    pub price: Price,
+    pub transcription: Option<Price>,
 }
 
 /// Why a call ended, for the log and the operator.
@@ -99,8 +114,6 @@ pub enum Step {
 #[derive(Debug, Clone, PartialEq)]
 pub struct CallMeter {
     pub start: CallStart,
-    price: Price,
-    transcription: Option<Price>,
     /// Responses created and not yet done: each is settled at a turn's worst case if the
     /// call ends before its `response.done`.
     in_flight: u64,
@@ -110,11 +123,9 @@ pub struct CallMeter {
 }
 
 impl CallMeter {
-    pub fn new(start: CallStart, price: Price, transcription: Option<Price>) -> Self {
+    pub fn new(start: CallStart) -> Self {
         Self {
             start,
-            price,
-            transcription,
             in_flight: 0,
             reverts: 0,
             charged: Spend::default(),
@@ -123,7 +134,8 @@ impl CallMeter {
 
     /// The step one sideband event asks for. An event that is not JSON or not known asks
     /// for nothing: only the events named here cost money or change what is fixed.
-    pub fn on_event(&mut self, text: &str, voice: &VoiceSettings) -> Step {
+    pub fn on_event(&mut self, text: &str) -> Step {
+        let rules = &self.start.rules;
         let Ok(event) = serde_json::from_str::<Value>(text) else {
             return Step::Nothing;
         };
@@ -131,7 +143,7 @@ impl CallMeter {
             "response.created" => {
                 self.in_flight = self.in_flight.saturating_add(1);
                 let response = event.get("response").unwrap_or(&Value::Null);
-                if voice.response_over_cap(response) {
+                if response_over_cap(rules.max_output_tokens, response) {
                     return Step::HangUp(EndReason::ResponseOverCap);
                 }
                 Step::Nothing
@@ -142,12 +154,12 @@ impl CallMeter {
                 // A response without usage is charged its worst case.
                 let spent = usage
                     .and_then(RealtimeUsage::read)
-                    .map_or(self.start.turn, |usage| usage.spend(&self.price));
+                    .map_or(self.start.turn, |usage| usage.spend(&rules.price));
                 self.charge(spent)
             }
             "conversation.item.input_audio_transcription.completed" => {
                 let usage = event.get("usage").unwrap_or(&Value::Null);
-                let spent = match (RealtimeUsage::read(usage), &self.transcription) {
+                let spent = match (RealtimeUsage::read(usage), &rules.transcription) {
                     (Some(usage), Some(price)) => usage.spend(price),
                     // Billed by duration, or a transcription the operator did not set up:
                     // charged a whole turn, which holds any transcription's worst case.
@@ -157,7 +169,7 @@ impl CallMeter {
             }
             "session.created" | "session.updated" => {
                 let session = event.get("session").unwrap_or(&Value::Null);
-                if voice.deviation(&self.start.session, session).is_none() {
+                if deviation(&rules.voices, &self.start.session, session).is_none() {
                     return Step::Nothing;
                 }
                 self.reverts += 1;
@@ -190,6 +202,8 @@ mod tests {
     use super::*;
     use crate::budget::prices::Prices;
     use crate::objects::user::VoiceSlots;
+
+    use crate::request::voice::VoiceSettings;
 
     fn voice() -> VoiceSettings {
         VoiceSettings {
@@ -227,8 +241,15 @@ mod tests {
             turn,
             hold: turn.plus(turn),
             ends_at_ms: 0,
+            rules: CallRules {
+                upstream_base_url: "https://api.openai.com/v1".into(),
+                voices: voice.voices.clone(),
+                max_output_tokens: voice.max_output_tokens,
+                price,
+                transcription: None,
+            },
         };
-        CallMeter::new(start, price, None)
+        CallMeter::new(start)
     }
 
     #[test]
@@ -239,31 +260,25 @@ mod tests {
             "input_token_details": {"audio_tokens": 10}, "output_token_details": {"audio_tokens": 5}
         }}});
         assert_eq!(
-            meter.on_event(&done.to_string(), &voice()),
+            meter.on_event(&done.to_string()),
             Step::Charge(Spend {
                 tokens: 15,
                 nano_usd: 10 * 10_000 + 5 * 20_000
             })
         );
         let bare = json!({"type": "response.done", "response": {}}).to_string();
-        assert_eq!(meter.on_event(&bare, &voice()), Step::Charge(meter.start.turn));
-        assert_eq!(meter.on_event("not json", &voice()), Step::Nothing);
-        assert_eq!(
-            meter.on_event(r#"{"type":"response.audio.delta"}"#, &voice()),
-            Step::Nothing
-        );
+        assert_eq!(meter.on_event(&bare), Step::Charge(meter.start.turn));
+        assert_eq!(meter.on_event("not json"), Step::Nothing);
+        assert_eq!(meter.on_event(r#"{"type":"response.audio.delta"}"#), Step::Nothing);
     }
 
     #[test]
     fn a_response_under_way_at_the_end_is_settled_at_its_worst_case() {
         let mut meter = meter();
         let created = json!({"type": "response.created", "response": {"max_output_tokens": 100}}).to_string();
-        assert_eq!(meter.on_event(&created, &voice()), Step::Nothing);
+        assert_eq!(meter.on_event(&created), Step::Nothing);
         assert_eq!(meter.settlement(), meter.start.turn);
-        meter.on_event(
-            r#"{"type":"response.done","response":{"usage":{"input_tokens":1}}}"#,
-            &voice(),
-        );
+        meter.on_event(r#"{"type":"response.done","response":{"usage":{"input_tokens":1}}}"#);
         assert_eq!(meter.settlement(), Spend::default());
     }
 
@@ -271,26 +286,20 @@ mod tests {
     fn a_response_asking_more_output_hangs_up_and_a_changed_session_is_reverted_then_hung_up() {
         let mut meter = meter();
         let greedy = json!({"type": "response.created", "response": {"max_output_tokens": "inf"}}).to_string();
-        assert_eq!(
-            meter.on_event(&greedy, &voice()),
-            Step::HangUp(EndReason::ResponseOverCap)
-        );
+        assert_eq!(meter.on_event(&greedy), Step::HangUp(EndReason::ResponseOverCap));
         let mut session = meter.start.session.clone();
         session["max_output_tokens"] = json!(4096);
         let updated = json!({"type": "session.updated", "session": session}).to_string();
         for _ in 0..MAX_REVERTS {
-            let Step::Send(revert) = meter.on_event(&updated, &voice()) else {
+            let Step::Send(revert) = meter.on_event(&updated) else {
                 panic!("not reverted");
             };
             assert_eq!(revert["type"], "session.update");
             assert_eq!(revert["session"]["max_output_tokens"], 100);
         }
-        assert_eq!(
-            meter.on_event(&updated, &voice()),
-            Step::HangUp(EndReason::SessionChanged)
-        );
+        assert_eq!(meter.on_event(&updated), Step::HangUp(EndReason::SessionChanged));
         let fixed = json!({"type": "session.updated", "session": meter.start.session}).to_string();
-        assert_eq!(meter.on_event(&fixed, &voice()), Step::Nothing);
+        assert_eq!(meter.on_event(&fixed), Step::Nothing);
     }
 
     #[test]
@@ -299,14 +308,14 @@ mod tests {
         let heard = json!({"type": "conversation.item.input_audio_transcription.completed",
             "usage": {"type": "duration", "seconds": 4}})
         .to_string();
-        assert_eq!(meter.on_event(&heard, &voice()), Step::Charge(meter.start.turn));
-        meter.transcription = Some(meter.price);
+        assert_eq!(meter.on_event(&heard), Step::Charge(meter.start.turn));
+        meter.start.rules.transcription = Some(meter.start.rules.price);
         let tokens = json!({"type": "conversation.item.input_audio_transcription.completed",
             "usage": {"type": "tokens", "input_tokens": 20, "output_tokens": 4, "total_tokens": 24,
                 "input_token_details": {"audio_tokens": 20}}})
         .to_string();
         assert_eq!(
-            meter.on_event(&tokens, &voice()),
+            meter.on_event(&tokens),
             Step::Charge(Spend {
                 tokens: 24,
                 nano_usd: 20 * 10_000 + 4 * 20_000

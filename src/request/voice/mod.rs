@@ -17,6 +17,8 @@ use crate::objects::user::VoiceSlots;
 
 pub mod call;
 
+use call::CallRules;
+
 /// The operator's voice settings (`VOICE_*`); which models a plan may call is the plan's
 /// `voice_models`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +47,7 @@ pub struct CallPlan {
     pub turn: Spend,
     /// What the call holds while it lasts: two turns' worst case.
     pub hold: Spend,
+    pub rules: CallRules,
 }
 
 impl VoiceSettings {
@@ -54,6 +57,7 @@ impl VoiceSettings {
         &self,
         plan: &Plan,
         prices: &Prices,
+        upstream_base_url: &str,
         model: Option<&str>,
         voice: Option<&str>,
     ) -> Result<CallPlan, ProxyError> {
@@ -83,6 +87,13 @@ impl VoiceSettings {
             session: self.session(model, voice),
             turn,
             hold: call_hold(turn),
+            rules: CallRules {
+                upstream_base_url: upstream_base_url.to_owned(),
+                voices: self.voices.clone(),
+                max_output_tokens: self.max_output_tokens,
+                price,
+                transcription: heard,
+            },
         })
     }
 
@@ -127,47 +138,47 @@ impl VoiceSettings {
             },
         })
     }
+}
 
-    /// The first field of `session` (a `session.updated`'s) that differs from what the
-    /// operator fixed in `fixed`, or `None`. A voice of the operator's list is the page's to
-    /// choose; fields that cost nothing (turn detection, formats, noise reduction) are too.
-    pub fn deviation(&self, fixed: &Value, session: &Value) -> Option<&'static str> {
-        let at = |value: &Value, path: &[&str]| path.iter().try_fold(value, |v, key| v.get(*key)).cloned();
-        let absent = |value: Option<Value>| value.is_none_or(|v| v.is_null() || v == json!([]));
-        let same = |path: &[&str]| at(fixed, path) == at(session, path);
-        if !same(&["instructions"]) {
-            return Some("instructions");
-        }
-        if !same(&["max_output_tokens"]) {
-            return Some("max_output_tokens");
-        }
-        if !same(&["truncation", "type"]) || !same(&["truncation", "token_limits", "post_instructions"]) {
-            return Some("truncation");
-        }
-        if !absent(at(session, &["tools"])) {
-            return Some("tools");
-        }
-        if !absent(at(session, &["prompt"])) {
-            return Some("prompt");
-        }
-        let heard = |value: &Value| at(value, &["audio", "input", "transcription", "model"]).filter(|m| !m.is_null());
-        if heard(fixed) != heard(session) {
-            return Some("audio.input.transcription");
-        }
-        let voice = at(session, &["audio", "output", "voice"]);
-        if voice.is_some_and(|voice| !self.voices.iter().any(|allowed| voice == allowed.as_str())) {
-            return Some("audio.output.voice");
-        }
-        None
+/// The first field of `session` (a `session.updated`'s) that differs from what the
+/// operator fixed in `fixed`, or `None`; `voices`: the operator's. A voice of the operator's list is the page's to
+/// choose; fields that cost nothing (turn detection, formats, noise reduction) are too.
+pub fn deviation(voices: &[String], fixed: &Value, session: &Value) -> Option<&'static str> {
+    let at = |value: &Value, path: &[&str]| path.iter().try_fold(value, |v, key| v.get(*key)).cloned();
+    let absent = |value: Option<Value>| value.is_none_or(|v| v.is_null() || v == json!([]));
+    let same = |path: &[&str]| at(fixed, path) == at(session, path);
+    if !same(&["instructions"]) {
+        return Some("instructions");
     }
+    if !same(&["max_output_tokens"]) {
+        return Some("max_output_tokens");
+    }
+    if !same(&["truncation", "type"]) || !same(&["truncation", "token_limits", "post_instructions"]) {
+        return Some("truncation");
+    }
+    if !absent(at(session, &["tools"])) {
+        return Some("tools");
+    }
+    if !absent(at(session, &["prompt"])) {
+        return Some("prompt");
+    }
+    let heard = |value: &Value| at(value, &["audio", "input", "transcription", "model"]).filter(|m| !m.is_null());
+    if heard(fixed) != heard(session) {
+        return Some("audio.input.transcription");
+    }
+    let voice = at(session, &["audio", "output", "voice"]);
+    if voice.is_some_and(|voice| !voices.iter().any(|allowed| voice == allowed.as_str())) {
+        return Some("audio.output.voice");
+    }
+    None
+}
 
-    /// Whether a response (a `response.created`'s) may write more than the fixed cap: its own
-    /// `max_output_tokens` from the page's `response.create`, a number above it or `inf`.
-    pub fn response_over_cap(&self, response: &Value) -> bool {
-        match response.get("max_output_tokens") {
-            None | Some(Value::Null) => false,
-            Some(cap) => cap.as_u64().is_none_or(|cap| cap > self.max_output_tokens),
-        }
+/// Whether a response (a `response.created`'s) may write more than the fixed cap: its own
+/// `max_output_tokens` from the page's `response.create`, a number above it or `inf`.
+pub fn response_over_cap(max_output_tokens: u64, response: &Value) -> bool {
+    match response.get("max_output_tokens") {
+        None | Some(Value::Null) => false,
+        Some(cap) => cap.as_u64().is_none_or(|cap| cap > max_output_tokens),
     }
 }
 
@@ -191,6 +202,8 @@ mod tests {
         }
     }
 
+    const BASE: &str = "https://api.openai.com/v1";
+
     fn config() -> Config {
         Config::for_tests(&[("VOICE_MODELS", "gpt-realtime-2.1-mini,gpt-realtime-2")]).unwrap()
     }
@@ -200,7 +213,7 @@ mod tests {
         let config = config();
         let plan = &config.default_plan;
         let prices = &config.requests.prices;
-        let call = settings(None).plan_call(plan, prices, None, None).unwrap();
+        let call = settings(None).plan_call(plan, prices, BASE, None, None).unwrap();
         assert_eq!(call.model, "gpt-realtime-2.1-mini");
         assert_eq!(call.session["audio"]["output"]["voice"], "marin");
         assert_eq!(call.session["max_output_tokens"], 500);
@@ -216,20 +229,20 @@ mod tests {
         );
         assert_eq!(call.hold.nano_usd, 2 * call.turn.nano_usd);
         let dear = settings(None)
-            .plan_call(plan, prices, Some("gpt-realtime-2"), Some("cedar"))
+            .plan_call(plan, prices, BASE, Some("gpt-realtime-2"), Some("cedar"))
             .unwrap();
         assert_eq!(dear.turn.nano_usd, 4_009 * 32_000 + 500 * 64_000);
         assert!(matches!(
-            settings(None).plan_call(plan, prices, Some("gpt-4o-mini"), None),
+            settings(None).plan_call(plan, prices, BASE, Some("gpt-4o-mini"), None),
             Err(ProxyError::ModelNotAllowed { .. })
         ));
         assert!(matches!(
-            settings(None).plan_call(plan, prices, None, Some("alloy")),
+            settings(None).plan_call(plan, prices, BASE, None, Some("alloy")),
             Err(ProxyError::InvalidRequest { .. })
         ));
         let no_voice = Config::for_tests(&[]).unwrap();
         assert!(matches!(
-            settings(None).plan_call(&no_voice.default_plan, prices, None, None),
+            settings(None).plan_call(&no_voice.default_plan, prices, BASE, None, None),
             Err(ProxyError::ModelNotAllowed { .. })
         ));
     }
@@ -238,7 +251,7 @@ mod tests {
     fn a_transcription_adds_its_worst_case_to_each_turn() {
         let config = config();
         let with = settings(Some("gpt-realtime-2.1-mini"))
-            .plan_call(&config.default_plan, &config.requests.prices, None, None)
+            .plan_call(&config.default_plan, &config.requests.prices, BASE, None, None)
             .unwrap();
         assert_eq!(
             with.session["audio"]["input"]["transcription"]["model"],
@@ -258,7 +271,7 @@ mod tests {
         echoed["turn_detection"] = json!({"type": "semantic_vad"});
         echoed["audio"]["output"]["voice"] = json!("cedar");
         echoed["audio"]["input"]["transcription"] = Value::Null;
-        assert_eq!(voice.deviation(&fixed, &echoed), None);
+        assert_eq!(deviation(&voice.voices, &fixed, &echoed), None);
         for (path, value, field) in [
             ("max_output_tokens", json!("inf"), "max_output_tokens"),
             ("max_output_tokens", json!(4096), "max_output_tokens"),
@@ -269,22 +282,37 @@ mod tests {
         ] {
             let mut changed = fixed.clone();
             changed[path] = value;
-            assert_eq!(voice.deviation(&fixed, &changed), Some(field), "{path}");
+            assert_eq!(deviation(&voice.voices, &fixed, &changed), Some(field), "{path}");
         }
         let mut other_voice = fixed.clone();
         other_voice["audio"]["output"]["voice"] = json!("alloy");
-        assert_eq!(voice.deviation(&fixed, &other_voice), Some("audio.output.voice"));
+        assert_eq!(
+            deviation(&voice.voices, &fixed, &other_voice),
+            Some("audio.output.voice")
+        );
         let mut heard = fixed.clone();
         heard["audio"]["input"]["transcription"] = json!({"model": "gpt-4o-transcribe"});
-        assert_eq!(voice.deviation(&fixed, &heard), Some("audio.input.transcription"));
+        assert_eq!(
+            deviation(&voice.voices, &fixed, &heard),
+            Some("audio.input.transcription")
+        );
     }
 
     #[test]
     fn a_response_asking_more_than_the_cap_is_over_it() {
         let voice = settings(None);
-        assert!(!voice.response_over_cap(&json!({"id": "resp_1"})));
-        assert!(!voice.response_over_cap(&json!({"max_output_tokens": 500})));
-        assert!(voice.response_over_cap(&json!({"max_output_tokens": 501})));
-        assert!(voice.response_over_cap(&json!({"max_output_tokens": "inf"})));
+        assert!(!response_over_cap(voice.max_output_tokens, &json!({"id": "resp_1"})));
+        assert!(!response_over_cap(
+            voice.max_output_tokens,
+            &json!({"max_output_tokens": 500})
+        ));
+        assert!(response_over_cap(
+            voice.max_output_tokens,
+            &json!({"max_output_tokens": 501})
+        ));
+        assert!(response_over_cap(
+            voice.max_output_tokens,
+            &json!({"max_output_tokens": "inf"})
+        ));
     }
 }

@@ -71,6 +71,7 @@ pub async fn admit(
             claimed: identity.plan.clone(),
         }),
         sub: Some(identity.sub.clone()),
+        voice: None,
     };
     let (reservation, standing) = match call(env, &user_name, command).await {
         Ok(UserReply::Admitted {
@@ -221,6 +222,7 @@ async fn admit_shared(
         references: Vec::new(),
         plan: None,
         sub: None,
+        voice: None,
     };
     match call(env, &shared.name, command).await {
         Ok(UserReply::Admitted {
@@ -309,8 +311,7 @@ pub async fn admit_mint(env: &Env, client: &str, per_hour: u32) -> Result<()> {
         | other @ UserReply::Status { .. }
         | other @ UserReply::Finished
         | other @ UserReply::PlanChanged { .. }
-        | other @ UserReply::Renewed { .. }
-        | other @ UserReply::Charged { .. } => Err(unexpected("client", &other)),
+        | other @ UserReply::Renewed { .. } => Err(unexpected("client", &other)),
     }
 }
 
@@ -360,7 +361,6 @@ pub async fn global_status(env: &Env, limits: Limits, now_ms: i64) -> Result<Sta
         | other @ UserReply::Minted
         | other @ UserReply::MintRefused { .. }
         | other @ UserReply::PlanChanged { .. }
-        | other @ UserReply::Renewed { .. }
-        | other @ UserReply::Charged { .. } => Err(unexpected("global", &other)),
+        | other @ UserReply::Renewed { .. } => Err(unexpected("global", &other)),
     }
 }
