@@ -254,31 +254,34 @@ pub fn is_call_id(id: &str) -> bool {
     (1..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
-/// `POST {upstream}/realtime/calls/{id}/hangup`; a failure is logged (the call then ends at
-/// OpenAI's own limit, and its reservation was settled as the caller decided).
+/// `POST {upstream}/realtime/calls/{id}/hangup`, tried up to three times: a call that stays
+/// up after its meter stopped runs unmetered until OpenAI's 60 minutes, so every failure is
+/// logged (`voice_hangup_failed`).
 pub async fn hang_up(upstream_base_url: &str, key: &Secret, call_id: &str) -> bool {
-    let headers = Headers::new();
-    let mut init = RequestInit::new();
-    if headers
-        .set("authorization", &format!("Bearer {}", key.expose()))
-        .is_err()
-    {
-        return false;
-    }
-    init.with_method(Method::Post)
-        .with_headers(headers)
-        .with_redirect(RequestRedirect::Manual);
     let url = format!("{upstream_base_url}/realtime/calls/{call_id}/hangup");
-    let sent = match Request::new_with_init(&url, &init) {
-        Ok(request) => Fetch::Request(request).send().await.map(|answer| answer.status_code()),
-        Err(error) => Err(error),
-    };
-    // 404: the call had already ended upstream.
-    let ended = matches!(sent, Ok(200..=299 | 404));
-    if !ended {
+    let authorization = format!("Bearer {}", key.expose());
+    for _ in 0..3 {
+        let headers = Headers::new();
+        let mut init = RequestInit::new();
+        let sent = match headers.set("authorization", &authorization) {
+            Ok(()) => {
+                init.with_method(Method::Post)
+                    .with_headers(headers)
+                    .with_redirect(RequestRedirect::Manual);
+                match Request::new_with_init(&url, &init) {
+                    Ok(request) => Fetch::Request(request).send().await.map(|answer| answer.status_code()),
+                    Err(error) => Err(error),
+                }
+            }
+            Err(error) => Err(error),
+        };
+        // 404: the call had already ended upstream.
+        if matches!(sent, Ok(200..=299 | 404)) {
+            return true;
+        }
         log::warn("voice_hangup_failed", &format!("call {call_id}: {sent:?}"));
     }
-    ended
+    false
 }
 
 /// Settles a call's reservation with `spent` (the call never ran: nothing).

@@ -83,7 +83,9 @@ impl DurableObject for VoiceCall {
                 }
             }
             None => {
-                let stored = self.call.state.storage().get::<String>(START_KEY).await?;
+                // `get_multiple`, not `get::<String>`: no serde_wasm_bindgen copy for one string.
+                let stored = self.call.state.storage().get_multiple(vec![START_KEY]).await?;
+                let stored = stored.get(&START_KEY.into()).as_string();
                 if let Some(start) = stored.and_then(|json| serde_json::from_str::<CallStart>(&json).ok()) {
                     self.call.lost(&start).await;
                 }

@@ -20,6 +20,16 @@ pub async fn call<C: Serialize, R: DeserializeOwned>(
     name: &str,
     command: &C,
 ) -> Result<R> {
+    let body = serde_json::to_string(command).map_err(|e| ProxyError::Internal { detail: e.to_string() })?;
+    let reply = call_text(env, binding, name, body).await?;
+    serde_json::from_str(&reply).map_err(|e| ProxyError::Unavailable {
+        detail: format!("{binding} reply: {e}"),
+    })
+}
+
+/// The call itself, apart from the types: one copy of this future in the wasm, however many
+/// command and reply types there are.
+async fn call_text(env: &Env, binding: &'static str, name: &str, body: String) -> Result<String> {
     let unavailable = |step: &str, error: worker::Error| ProxyError::Unavailable {
         detail: format!("{binding} {step}: {error}"),
     };
@@ -32,7 +42,6 @@ pub async fn call<C: Serialize, R: DeserializeOwned>(
         .id_from_name(name)
         .and_then(|id| id.get_stub())
         .map_err(|e| unavailable("lookup", e))?;
-    let body = serde_json::to_string(command).map_err(|e| ProxyError::Internal { detail: e.to_string() })?;
     let mut init = RequestInit::new();
     init.with_method(Method::Post).with_body(Some(JsValue::from_str(&body)));
     // The host is a placeholder: a stub routes by the object, not by URL.
@@ -46,10 +55,7 @@ pub async fn call<C: Serialize, R: DeserializeOwned>(
         let detail = format!("{binding} object answered {}", response.status_code());
         return Err(ProxyError::Unavailable { detail });
     }
-    let reply = response.text().await.map_err(|e| unavailable("reply", e))?;
-    serde_json::from_str(&reply).map_err(|e| ProxyError::Unavailable {
-        detail: format!("{binding} reply: {e}"),
-    })
+    response.text().await.map_err(|e| unavailable("reply", e))
 }
 
 /// A call's command, as an object reads it: with serde_json, like every other JSON the Worker
