@@ -9,6 +9,7 @@ use crate::objects::user::VoiceSlots;
 use crate::request::voice::VoiceSettings;
 use crate::secret::Secret;
 
+pub const DEFAULT_INSTRUCTIONS: &str = "You are a helpful voice assistant. Keep your answers short.";
 /// OpenAI ends a Realtime session after 60 minutes.
 const MAX_SESSION_SECONDS: u64 = 3_600;
 
@@ -50,7 +51,12 @@ pub(super) fn voice_settings<'a>(
         )));
     }
     Ok(Some(VoiceSettings {
-        instructions: vars.raw("VOICE_INSTRUCTIONS").unwrap_or_default(),
+        // Never empty: a session without instructions gets OpenAI's default ones, which the
+        // bound would not count and which would differ from the fixed session at every check.
+        instructions: vars
+            .raw("VOICE_INSTRUCTIONS")
+            .filter(|text| !text.trim().is_empty())
+            .unwrap_or_else(|| DEFAULT_INSTRUCTIONS.to_owned()),
         voices: vars.list("VOICE_VOICES").unwrap_or_else(|| vec!["marin".to_owned()]),
         max_output_tokens: vars.number("VOICE_MAX_OUTPUT_TOKENS", 1_024, 1..=4_096)?,
         context_tokens: vars.number("VOICE_CONTEXT_TOKENS", 8_000, 1_000..=120_000)?,
@@ -67,4 +73,49 @@ pub(super) fn voice_settings<'a>(
 /// parses no configuration (a second caller of the whole parse would cost wasm size).
 pub fn call_key(lookup: impl Fn(&str) -> Option<String>) -> Option<Secret> {
     Vars::new(lookup).trimmed_secret("OPENAI_API_KEY")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    #[test]
+    fn voice_is_off_without_voice_models_and_its_instructions_are_never_empty() {
+        assert!(Config::for_tests(&[]).unwrap().voice.is_none());
+        let on = |extra: &[(&str, &str)]| {
+            // The first pair of a name wins: the test's own before the default.
+            let mut vars = extra.to_vec();
+            vars.push(("VOICE_MODELS", "gpt-realtime-2.1-mini"));
+            Config::for_tests(&vars).map(|config| config.voice.unwrap())
+        };
+        assert_eq!(on(&[]).unwrap().instructions, DEFAULT_INSTRUCTIONS);
+        assert_eq!(
+            on(&[("VOICE_INSTRUCTIONS", "  ")]).unwrap().instructions,
+            DEFAULT_INSTRUCTIONS
+        );
+        assert_eq!(
+            on(&[("VOICE_INSTRUCTIONS", "Be brief.")]).unwrap().instructions,
+            "Be brief."
+        );
+        for (name, value) in [
+            ("VOICE_MODELS", "gpt-4o-mini"),
+            ("GLOBAL_DAILY_BUDGET_USD", "10"),
+            ("VOICE_TRANSCRIPTION_MODEL", "unpriced-transcribe"),
+            ("VOICE_MAX_SESSION_SECONDS", "3601"),
+        ] {
+            let detail = on(&[(name, value)]).unwrap_err().log_detail().unwrap();
+            assert!(
+                detail.contains("VOICE") || detail.contains("MODEL_PRICES"),
+                "{name}: {detail}"
+            );
+        }
+        assert_eq!(
+            on(&[("VOICE_TRANSCRIPTION_MODEL", "gpt-realtime-2.1-mini")])
+                .unwrap()
+                .transcription_model
+                .as_deref(),
+            Some("gpt-realtime-2.1-mini")
+        );
+    }
 }
