@@ -8,6 +8,9 @@ import { WebSocketServer } from "ws";
 export function mockRealtime({ apiKey }) {
   const calls = new Map(); // id -> { id, session, sdp, sideband, received, hangups, waiters }
   const hangups = [];
+  // How long a sideband stays open after its call is hung up (OpenAI may deliver the last
+  // events of a response under way before it closes).
+  const settings = { lingerAfterHangupMs: 0 };
   const wss = new WebSocketServer({ noServer: true });
   let next = 0;
 
@@ -40,7 +43,8 @@ export function mockRealtime({ apiKey }) {
       const call = calls.get(hangup[1]);
       if (!call) return sendJson(res, 404, { error: { code: "call_id_not_found" } }), true;
       call.ended = true;
-      call.sideband?.close(1000, "hung up");
+      const sideband = call.sideband;
+      setTimeout(() => sideband?.close(1000, "hung up"), settings.lingerAfterHangupMs);
       wake(call);
       res.writeHead(200).end();
       return true;
@@ -92,12 +96,18 @@ export function mockRealtime({ apiKey }) {
     upgrade,
     calls,
     hangups,
+    settings,
     /** The call once its sideband is open. */
     sidebandOf: (id, ms) => until(id, (call) => call.sideband?.readyState === 1, "the sideband", ms),
-    /** Sends a server event on the call's sideband. */
+    /** Sends a server event on the call's sideband; returns false once it is closed (hung up). */
     send(id, event) {
-      calls.get(id).sideband.send(JSON.stringify({ event_id: `event_${Date.now()}`, ...event }));
+      const sideband = calls.get(id)?.sideband;
+      if (sideband?.readyState !== 1) return false;
+      sideband.send(JSON.stringify({ event_id: `event_${Date.now()}`, ...event }));
+      return true;
     },
+    /** Waits for the call to be hung up by the proxy. */
+    hungUp: (id, ms) => until(id, (call) => call.ended, "the hang-up", ms),
     /** Waits for the call to be hung up (by the proxy) or its sideband closed. */
     ended: (id, ms) => until(id, (call) => call.ended || call.sideband?.readyState === 3, "the end of the call", ms),
     /** Waits for a client event the proxy sent on the sideband. */

@@ -148,6 +148,29 @@ describe("voice calls", () => {
     assert.match(refused.body, /insufficient_quota/, "the next call cannot hold two turns");
   });
 
+  test("a response that starts between the last top-up and the hang-up is charged from its own usage, within the budget", async () => {
+    const { id, token } = await call("ivan");
+    upstream.realtime.settings.lingerAfterHangupMs = 1_500;
+    try {
+      for (let i = 0; i < 3; i++) {
+        upstream.realtime.send(id, { type: "response.created", response: { id: `resp_${i}` } });
+        upstream.realtime.send(id, responseDone(MAXIMAL, `resp_${i}`));
+      }
+      await upstream.realtime.hungUp(id, 5_000);
+      // The page had asked for one more response just before: OpenAI runs and bills it.
+      assert.ok(upstream.realtime.send(id, { type: "response.created", response: { id: "resp_late" } }), "the sideband is still open");
+      upstream.realtime.send(id, responseDone(MAXIMAL, "resp_late"));
+      const cost = await poll(8_000, async () => {
+        const cost = await costOf(token);
+        return cost.reserved_usd === 0 && cost;
+      }, "the call's settlement");
+      assert.equal(cost.used_usd, usd(4n * TURN), "the late response is charged, and the budget holds it");
+      assert.ok(4n * TURN <= BUDGET);
+    } finally {
+      upstream.realtime.settings.lingerAfterHangupMs = 0;
+    }
+  });
+
   test("a response under way when the call ends is settled at a turn's worst case", async () => {
     const { id, token } = await call("dave");
     upstream.realtime.send(id, { type: "response.created", response: { id: "resp_open" } });

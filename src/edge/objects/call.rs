@@ -31,6 +31,9 @@ const START_KEY: &str = "start";
 /// How often a live call renews its reservation and checks the user's standing, and how soon
 /// a lost call is found: the longest a call can run unmetered after its object is lost.
 const WATCHDOG: Duration = Duration::from_secs(60);
+/// After the hang-up, how long the sideband may stay open (its last usage events still
+/// charged) before the call is settled without it.
+const GRACE: Duration = Duration::from_secs(10);
 
 #[durable_object]
 pub struct VoiceCall {
@@ -47,6 +50,8 @@ struct Call {
 struct Live {
     meter: CallMeter,
     socket: WebSocket,
+    /// Hung up (or hanging up) for this reason: the call is settled when its sideband closes.
+    ending: Option<(EndReason, bool)>,
 }
 
 impl DurableObject for VoiceCall {
@@ -71,14 +76,27 @@ impl DurableObject for VoiceCall {
     }
 
     async fn alarm(&self) -> worker::Result<Response> {
-        let live = self.call.live.borrow().as_ref().map(|live| live.meter.start.clone());
+        let live = self
+            .call
+            .live
+            .borrow()
+            .as_ref()
+            .map(|live| (live.meter.start.clone(), live.ending.is_some()));
         match live {
-            Some(start) if Now::read().millis() >= start.ends_at_ms => {
+            // Hung up, and the sideband did not close within the grace.
+            Some((_, true)) => self.call.clone().settle().await,
+            Some((start, false)) if Now::read().millis() >= start.ends_at_ms => {
                 self.call.clone().end(EndReason::MaxSeconds).await
             }
-            Some(start) => {
+            Some((start, false)) => {
                 self.call.clone().charge(Spend::default()).await;
-                if self.call.live.borrow().is_some() {
+                if self
+                    .call
+                    .live
+                    .borrow()
+                    .as_ref()
+                    .is_some_and(|live| live.ending.is_none())
+                {
                     self.call.arm(&start).await?;
                 }
             }
@@ -108,6 +126,7 @@ impl Call {
         self.live.replace(Some(Live {
             meter: CallMeter::new(start.clone()),
             socket: socket.clone(),
+            ending: None,
         }));
         let call = self.clone();
         spawn_local(async move { call.listen(socket).await });
@@ -124,44 +143,37 @@ impl Call {
 
     /// Reads the sideband's events in order, one at a time: each charge lands before the
     /// next event is read, so the hold is always topped up (or the call ended) in order.
+    /// After a hang-up it goes on reading until the sideband closes: a response that started
+    /// before the hang-up took effect is still charged from its own `response.done`.
     async fn listen(self: Rc<Self>, socket: WebSocket) {
-        let Ok(mut events) = socket.events() else {
-            self.end(EndReason::Closed).await;
-            return;
-        };
-        self.clone().charge(Spend::default()).await;
-        while let Some(event) = events.next().await {
-            let text = match event {
-                Ok(WebsocketEvent::Message(message)) => message.text(),
-                Ok(WebsocketEvent::Close(_)) | Err(_) => break,
-            };
-            let Some(text) = text else { continue };
-            let step = {
-                let mut live = self.live.borrow_mut();
-                let Some(live) = live.as_mut() else { break };
-                live.meter.on_event(&text)
-            };
-            match step {
-                Step::Nothing => {}
-                Step::Charge(spent) => {
-                    self.overrun(spent);
-                    self.clone().charge(spent).await;
-                }
-                Step::Send(event) => {
-                    if let Some(live) = self.live.borrow().as_ref() {
-                        let _ = live.socket.send_with_str(event.to_string());
+        if let Ok(mut events) = socket.events() {
+            self.clone().charge(Spend::default()).await;
+            while let Some(Ok(WebsocketEvent::Message(message))) = events.next().await {
+                let Some(text) = message.text() else { continue };
+                let step = {
+                    let mut live = self.live.borrow_mut();
+                    let Some(live) = live.as_mut() else { return };
+                    live.meter.on_event(&text)
+                };
+                match step {
+                    Step::Nothing => {}
+                    Step::Charge(spent) => {
+                        self.overrun(spent);
+                        self.clone().charge(spent).await;
                     }
+                    Step::Send(event) => {
+                        if let Some(live) = self.live.borrow().as_ref() {
+                            let _ = live.socket.send_with_str(event.to_string());
+                        }
+                    }
+                    Step::HangUp(reason) => self.clone().end(reason).await,
                 }
-                Step::HangUp(reason) => {
-                    self.clone().end(reason).await;
-                    return;
-                }
-            }
-            if self.live.borrow().is_none() {
-                return; // ended meanwhile (a charge refused, the operator)
             }
         }
-        self.end(EndReason::Closed).await;
+        // Closed: by our hang-up, or by the page or OpenAI ending the call (hung up too, in
+        // case only the sideband broke: a call this object cannot see must not go on).
+        self.clone().end(EndReason::Closed).await;
+        self.settle().await;
     }
 
     /// A usage above a turn's worst case means a bound does not hold (a page's change that
@@ -213,16 +225,42 @@ impl Call {
                 EndReason::Budget
             }
         };
-        Box::pin(self.end(reason)).await;
+        self.end(reason).await;
     }
 
-    /// Ends the call once: hangs it up, closes the sideband, settles the reservation (each
-    /// response under way at its worst case), frees the slot, forgets the call.
+    /// Hangs the call up once; it is settled when its sideband closes (or `GRACE` later).
     async fn end(self: Rc<Self>, reason: EndReason) {
+        let start = {
+            let mut live = self.live.borrow_mut();
+            let Some(live) = live.as_mut().filter(|live| live.ending.is_none()) else {
+                return;
+            };
+            live.ending = Some((reason, false));
+            live.meter.start.clone()
+        };
+        let hung_up = self.hang_up(&start).await;
+        let still_live = match self.live.borrow_mut().as_mut() {
+            Some(live) => {
+                live.ending = Some((reason, hung_up));
+                true
+            }
+            None => false, // settled meanwhile: the sideband closed
+        };
+        if !still_live {
+            return;
+        }
+        if let Err(error) = self.state.storage().set_alarm(GRACE).await {
+            log::warn("voice_alarm_failed", &error.to_string());
+        }
+    }
+
+    /// Settles the call: what it was charged stays, each response still under way counts at
+    /// its worst case; the slot is freed and the call forgotten.
+    async fn settle(self: Rc<Self>) {
         let Some(live) = self.live.borrow_mut().take() else {
             return;
         };
-        let hung_up = self.hang_up(&live.meter.start).await;
+        let (reason, hung_up) = live.ending.unwrap_or((EndReason::Closed, false));
         let _ = live.socket.close(Some(1000), Some(reason.name()));
         let settlement = live.meter.settlement();
         self.finish(&live.meter.start, settlement).await;
