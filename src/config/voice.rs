@@ -47,7 +47,7 @@ pub(super) fn voice_settings<'a>(
         .or(transcription_model.as_ref().filter(|model| prices.of(model).is_none()));
     if let Some(model) = unpriced {
         return Err(ProxyError::misconfigured(format!(
-            "MODEL_PRICES has no price (with audio_input and audio_output for a voice model) for {model:?}, named by VOICE_MODELS or VOICE_TRANSCRIPTION_MODEL"
+            "VOICE_MODELS or VOICE_TRANSCRIPTION_MODEL: {model:?} has no price (a voice model's needs audio_input and audio_output)"
         )));
     }
     Ok(Some(VoiceSettings {

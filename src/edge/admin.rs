@@ -13,7 +13,6 @@ use crate::budget::usage_report::{self, DayRange, UsageParams, UsageQuery};
 use crate::config::Config;
 use crate::error::ProxyError;
 use crate::objects::user::{utc_day, UserCommand, UserReply};
-use crate::request::voice::call::EndReason;
 use crate::routes::AdminRoute;
 
 /// An admin body (`{"plan": "pro"}`) is a few bytes.
@@ -38,7 +37,7 @@ pub async fn serve(route: AdminRoute, req: &mut Request, env: &Env, config: &Con
             if !super::voice::is_call_id(&call) {
                 return Err(ProxyError::NotFound);
             }
-            super::voice::end_calls(env, &[call], EndReason::Operator).await?;
+            super::voice::end_calls(env, &[call], false).await?;
             return json_response(200, &json!({ "ended": true }).to_string());
         }
         AdminRoute::Console(_) => return Err(ProxyError::NotFound), // served above
@@ -82,7 +81,7 @@ pub async fn serve(route: AdminRoute, req: &mut Request, env: &Env, config: &Con
         });
     };
     // A block or revocation ends the user's live voice calls at once.
-    super::voice::end_calls(env, &calls, EndReason::Revoked).await?;
+    super::voice::end_calls(env, &calls, true).await?;
     let mut body = match (standing, &plan) {
         (Some(standing), Some(plan)) => {
             // Isolates learn it from the user's object, at the user's next admission.

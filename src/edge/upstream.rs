@@ -6,7 +6,7 @@ use std::time::Duration;
 use futures_util::future::{join, select, Either};
 use worker::wasm_bindgen::JsValue;
 use worker::web_sys::AbortController;
-use worker::{AbortSignal, Context, Delay, Fetch, Headers, Method, Request, RequestInit, RequestRedirect, Response};
+use worker::{AbortSignal, Context, Delay, Fetch, Headers, Method, RequestInit, RequestRedirect, Response};
 
 use super::body::{self, BodyError, HeldMemory};
 use super::log::{self, Outcome};
@@ -120,7 +120,7 @@ async fn attempt(
         .with_redirect(RequestRedirect::Manual)
         .with_body(Some(JsValue::from_str(request.upstream_body())));
     let url = request.endpoint.url(&config.upstream_base_url);
-    let upstream_request = Request::new_with_init(&url, &init)?;
+    let upstream_request = crate::edge::http::outgoing(&url, &init)?;
     let signal = AbortSignal::from(abort.signal());
     let fetch = Fetch::Request(upstream_request);
     let timeout = Delay::from(config.upstream_timeout);

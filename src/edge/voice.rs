@@ -13,11 +13,11 @@ use super::{log, Now, Result};
 use crate::auth::guest::GUEST_SUB_PREFIX;
 use crate::auth::Identity;
 use crate::budget::plans::claimed_plan;
-use crate::budget::quota::{Ask, Spend};
+use crate::budget::quota::{Ask, Limits, Spend};
 use crate::config::Config;
 use crate::error::{ProxyError, TokenProblem};
 use crate::objects::user::{Finished, PlanAsk, UserCommand, UserReply};
-use crate::request::voice::call::{CallCommand, CallStart, EndReason};
+use crate::request::voice::call::{CallCommand, CallStart};
 use crate::request::voice::CallPlan;
 use crate::secret::Secret;
 
@@ -120,7 +120,7 @@ pub async fn create_call(
 
 struct Admitted {
     reservation_id: u64,
-    limits: crate::budget::quota::Limits,
+    limits: Limits,
     call: CallPlan,
 }
 
@@ -141,7 +141,14 @@ async fn start(
     let (call_id, answer_sdp) = match created {
         Ok(created) => created,
         Err(error) => {
-            settle(env, &identity.sub, &admitted, Spend::default()).await;
+            settle(
+                env,
+                &identity.sub,
+                admitted.reservation_id,
+                admitted.limits,
+                Spend::default(),
+            )
+            .await;
             return Err(error);
         }
     };
@@ -162,7 +169,14 @@ async fn start(
     let started: Result<serde_json::Value> = objects::call(env, CALLS_BINDING, &call_id, &command).await;
     if let Err(error) = started {
         hang_up(&config.upstream_base_url, config.openai_api_key()?, &call_id).await;
-        settle(env, &identity.sub, &admitted, Spend::default()).await;
+        settle(
+            env,
+            &identity.sub,
+            admitted.reservation_id,
+            admitted.limits,
+            Spend::default(),
+        )
+        .await;
         return Err(error);
     }
     let headers = Headers::new();
@@ -217,12 +231,13 @@ async fn create_upstream(config: &Config, sdp: &str, call: &CallPlan) -> Result<
         .with_redirect(RequestRedirect::Manual)
         .with_body(Some(JsValue::from_str(&body)));
     let url = format!("{}/realtime/calls", config.upstream_base_url);
-    let mut answer = Fetch::Request(Request::new_with_init(&url, &init)?)
-        .send()
-        .await
-        .map_err(|e| ProxyError::UpstreamFailed {
-            detail: format!("creating the call failed: {e}"),
-        })?;
+    let mut answer =
+        Fetch::Request(http::outgoing(&url, &init)?)
+            .send()
+            .await
+            .map_err(|e| ProxyError::UpstreamFailed {
+                detail: format!("creating the call failed: {e}"),
+            })?;
     let status = answer.status_code();
     match status {
         200..=299 => {}
@@ -268,7 +283,7 @@ pub async fn hang_up(upstream_base_url: &str, key: &Secret, call_id: &str) -> bo
                 init.with_method(Method::Post)
                     .with_headers(headers)
                     .with_redirect(RequestRedirect::Manual);
-                match Request::new_with_init(&url, &init) {
+                match http::outgoing(&url, &init) {
                     Ok(request) => Fetch::Request(request).send().await.map(|answer| answer.status_code()),
                     Err(error) => Err(error),
                 }
@@ -284,27 +299,30 @@ pub async fn hang_up(upstream_base_url: &str, key: &Secret, call_id: &str) -> bo
     false
 }
 
-/// Settles a call's reservation with `spent` (the call never ran: nothing).
-async fn settle(env: &Env, sub: &str, admitted: &Admitted, spent: Spend) {
+/// Settles a call's reservation at `spent` (tried three times; if it never lands, the
+/// reservation expires charged in full).
+pub async fn settle(env: &Env, sub: &str, reservation_id: u64, limits: Limits, spent: Spend) {
     let finished = Finished {
-        reservation_id: admitted.reservation_id,
+        reservation_id,
         used_tokens: spent.tokens,
-        limits: admitted.limits,
+        limits,
         now_ms: Now::read().millis(),
         created_response: None,
         created_items: Vec::new(),
         used_nano_usd: spent.nano_usd,
     };
-    if let Err(error) = call_user(env, sub, UserCommand::Finish(finished)).await {
-        // It expires charged in full.
-        log::warn("voice_settle_failed", &error.to_string());
+    for _ in 0..3 {
+        match call_user(env, sub, UserCommand::Finish(finished.clone())).await {
+            Ok(_) => return,
+            Err(error) => log::warn("voice_settle_failed", &error.to_string()),
+        }
     }
 }
 
 /// Ends each call (an operator's `DELETE /admin/calls/{id}`, a block, a revocation).
-pub async fn end_calls(env: &Env, calls: &[String], reason: EndReason) -> Result<()> {
+pub async fn end_calls(env: &Env, calls: &[String], banned: bool) -> Result<()> {
     for call in calls.iter().filter(|call| is_call_id(call)) {
-        let _: serde_json::Value = objects::call(env, CALLS_BINDING, call, &CallCommand::End { reason }).await?;
+        let _: serde_json::Value = objects::call(env, CALLS_BINDING, call, &CallCommand::End { banned }).await?;
     }
     Ok(())
 }

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 /// Why the user's object refused an admission: a limit of its quota, with when to retry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum Refusal {
     RateLimited {
         retry_after_seconds: u64,
@@ -24,11 +24,6 @@ pub enum Refusal {
     },
     /// The daily budget in dollars (`DAILY_BUDGET_USD`) has no room for the request.
     SpendExhausted {
-        retry_after_seconds: u64,
-    },
-    /// The user's voice calls: as many live as `VOICE_MAX_CONCURRENT`, or today's
-    /// `VOICE_SESSIONS_PER_DAY` made.
-    TooManyVoiceSessions {
         retry_after_seconds: u64,
     },
 }

@@ -73,10 +73,6 @@ impl ProxyError {
                 refusal: Refusal::BudgetExhausted { .. } | Refusal::SpendExhausted { .. },
                 ..
             } => "insufficient_quota",
-            ProxyError::Quota {
-                refusal: Refusal::TooManyVoiceSessions { .. },
-                ..
-            } => "too_many_voice_sessions",
             ProxyError::UpstreamRejected { .. } => "upstream_rejected",
             ProxyError::UpstreamFailed { .. } => "upstream_error",
             ProxyError::UpstreamTimeout => "upstream_timeout",
@@ -132,9 +128,6 @@ impl ProxyError {
                 }
                 (Refusal::TooManyStreams { .. }, _) => {
                     "Too many streams open for this user; finish one before starting another.".into()
-                }
-                (Refusal::TooManyVoiceSessions { .. }, _) => {
-                    "Too many voice sessions for this user: end one, or wait for the next day (see Retry-After).".into()
                 }
                 (Refusal::BudgetExhausted { .. }, false) => {
                     "This user's daily token budget has no room for this request; it frees as requests under way end, and resets at 00:00 UTC (see Retry-After).".into()
@@ -231,8 +224,7 @@ impl ProxyError {
                 Refusal::RateLimited { retry_after_seconds }
                 | Refusal::TooManyStreams { retry_after_seconds }
                 | Refusal::BudgetExhausted { retry_after_seconds }
-                | Refusal::SpendExhausted { retry_after_seconds }
-                | Refusal::TooManyVoiceSessions { retry_after_seconds } => *retry_after_seconds,
+                | Refusal::SpendExhausted { retry_after_seconds } => *retry_after_seconds,
             }),
             ProxyError::MissingToken
             | ProxyError::InvalidToken(_)

@@ -21,9 +21,9 @@ use worker::{
 use crate::budget::quota::Spend;
 use crate::config::voice::call_key;
 use crate::edge::objects::{command, user::call_user};
-use crate::edge::voice::hang_up;
-use crate::edge::{env_string, log, Now};
-use crate::objects::user::{Finished, LiveCharge, UserCommand, UserReply};
+use crate::edge::voice::{hang_up, settle};
+use crate::edge::{env_string, http, log, Now};
+use crate::objects::user::{LiveCharge, UserCommand, UserReply};
 use crate::request::voice::call::{CallCommand, CallMeter, CallStart, EndReason, Step};
 use crate::secret::Secret;
 
@@ -70,9 +70,16 @@ impl DurableObject for VoiceCall {
             CallCommand::Start(start) => {
                 self.call.start(*start).await?;
             }
-            CallCommand::End { reason } => self.call.clone().end(reason).await,
+            CallCommand::End { banned } => {
+                let reason = if banned {
+                    EndReason::Revoked
+                } else {
+                    EndReason::Operator
+                };
+                self.call.clone().end(reason).await;
+            }
         }
-        Response::from_json(&serde_json::json!({ "ok": true }))
+        Response::ok("{}")
     }
 
     async fn alarm(&self) -> worker::Result<Response> {
@@ -124,7 +131,7 @@ impl Call {
         let socket = sideband(&start.rules.upstream_base_url, &self.key()?, &start.call).await?;
         socket.accept()?;
         self.live.replace(Some(Live {
-            meter: CallMeter::new(start.clone()),
+            meter: CallMeter::new(start),
             socket: socket.clone(),
             ending: None,
         }));
@@ -157,10 +164,7 @@ impl Call {
                 };
                 match step {
                     Step::Nothing => {}
-                    Step::Charge(spent) => {
-                        self.overrun(spent);
-                        self.clone().charge(spent).await;
-                    }
+                    Step::Charge(spent) => self.clone().charge(spent).await,
                     Step::Send(event) => {
                         if let Some(live) = self.live.borrow().as_ref() {
                             let _ = live.socket.send_with_str(event.to_string());
@@ -174,24 +178,6 @@ impl Call {
         // case only the sideband broke: a call this object cannot see must not go on).
         self.clone().end(EndReason::Closed).await;
         self.settle().await;
-    }
-
-    /// A usage above a turn's worst case means a bound does not hold (a page's change that
-    /// landed before its revert, or a cap OpenAI does not keep): charged as reported, and said.
-    fn overrun(&self, spent: Spend) {
-        let live = self.live.borrow();
-        let Some(turn) = live.as_ref().map(|live| live.meter.start.turn) else {
-            return;
-        };
-        if spent.tokens > turn.tokens || spent.nano_usd > turn.nano_usd {
-            log::warn(
-                "overrun",
-                &format!(
-                    "voice: charged {} tokens, {} nano-USD for one usage, more than a turn's worst case",
-                    spent.tokens, spent.nano_usd
-                ),
-            );
-        }
     }
 
     /// Charges `spent` to the user and tops the hold up; ends the call when the budget
@@ -213,13 +199,19 @@ impl Call {
         };
         let reason = match call_user(&self.env, &start.sub, command).await {
             Ok(UserReply::Renewed { expires_at_ms: Some(_) }) => return,
-            Ok(UserReply::Renewed { expires_at_ms: None }) => EndReason::Budget,
             Ok(UserReply::Revoked) => EndReason::Revoked,
-            // Unmetered it may not go on: the charge is lost, the reservation holds.
-            Ok(other) => {
-                log::warn("voice_charge_refused", &format!("{other:?}"));
-                EndReason::Budget
-            }
+            // No room; or, unmetered it may not go on: the charge is lost, the reservation holds.
+            Ok(
+                UserReply::Renewed { expires_at_ms: None }
+                | UserReply::Admitted { .. }
+                | UserReply::Refused { .. }
+                | UserReply::UnknownResponse { .. }
+                | UserReply::Status { .. }
+                | UserReply::Finished
+                | UserReply::Minted
+                | UserReply::MintRefused { .. }
+                | UserReply::PlanChanged { .. },
+            ) => EndReason::Budget,
             Err(error) => {
                 log::warn("voice_charge_failed", &error.to_string());
                 EndReason::Budget
@@ -265,13 +257,19 @@ impl Call {
         let settlement = live.meter.settlement();
         self.finish(&live.meter.start, settlement).await;
         let charged = live.meter.charged.plus(settlement);
-        worker::console_log!(
-            "{}",
-            serde_json::json!({
-                "level": "info", "event": "voice_call_end", "call": live.meter.start.call,
-                "sub": live.meter.start.sub, "model": live.meter.start.model, "reason": reason.name(),
-                "hung_up": hung_up, "charged_tokens": charged.tokens, "charged_nano_usd": charged.nano_usd,
-            })
+        let start = &live.meter.start;
+        log::info(
+            "voice_call_end",
+            &format!(
+                "call {} of {:?} ({}) ended: {}; hung up: {hung_up}; charged {} tokens, {} nano-USD; overrun: {}",
+                start.call,
+                start.sub,
+                start.model,
+                reason.name(),
+                charged.tokens,
+                charged.nano_usd,
+                live.meter.overran
+            ),
         );
     }
 
@@ -300,21 +298,7 @@ impl Call {
     }
 
     async fn finish(&self, start: &CallStart, spent: Spend) {
-        let finished = Finished {
-            reservation_id: start.reservation_id,
-            used_tokens: spent.tokens,
-            limits: start.limits,
-            now_ms: Now::read().millis(),
-            created_response: None,
-            created_items: Vec::new(),
-            used_nano_usd: spent.nano_usd,
-        };
-        for _ in 0..3 {
-            match call_user(&self.env, &start.sub, UserCommand::Finish(finished.clone())).await {
-                Ok(_) => break,
-                Err(error) => log::warn("voice_settle_failed", &error.to_string()),
-            }
-        }
+        settle(&self.env, &start.sub, start.reservation_id, start.limits, spent).await;
         let storage = self.state.storage();
         let _ = storage.delete(START_KEY).await;
         let _ = storage.delete_alarm().await;
@@ -331,7 +315,7 @@ async fn sideband(upstream_base_url: &str, key: &Secret, call_id: &str) -> worke
     let mut init = RequestInit::new();
     init.with_method(Method::Get).with_headers(headers);
     let url = format!("{upstream_base_url}/realtime?call_id={call_id}");
-    let answer = Fetch::Request(Request::new_with_init(&url, &init)?).send().await?;
+    let answer = Fetch::Request(http::outgoing(&url, &init)?).send().await?;
     let status = answer.status_code();
     answer.websocket().ok_or_else(|| {
         worker::Error::RustError(format!("the sideband of {call_id} answered {status}, not a WebSocket"))

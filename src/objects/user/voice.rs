@@ -61,14 +61,16 @@ impl VoiceCalls {
             self.day = today;
             self.today = 0;
         }
+        // The refusals of the day's requests and of open streams: a live call is one more
+        // thing open, and the day's calls a rate (no refusal of their own: wasm size).
         if self.today >= slots.per_day {
             let next_day_ms = (today + 1) * DAY_MS;
-            return Err(Refusal::TooManyVoiceSessions {
+            return Err(Refusal::RateLimited {
                 retry_after_seconds: ((next_day_ms - now_ms).max(0) as u64).div_ceil(1000),
             });
         }
         if self.live.len() >= slots.max_concurrent as usize {
-            return Err(Refusal::TooManyVoiceSessions {
+            return Err(Refusal::TooManyStreams {
                 retry_after_seconds: STREAM_SLOT_RETRY_SECONDS,
             });
         }
@@ -198,7 +200,7 @@ mod tests {
             matches!(
                 refused,
                 UserReply::Refused {
-                    refusal: Refusal::TooManyVoiceSessions { retry_after_seconds: 2 },
+                    refusal: Refusal::TooManyStreams { retry_after_seconds: 2 },
                     ..
                 }
             ),
@@ -210,7 +212,7 @@ mod tests {
         assert!(matches!(
             admit_call(&mut record, dollars(1_000), hold, NOW + 4),
             UserReply::Refused {
-                refusal: Refusal::TooManyVoiceSessions { .. },
+                refusal: Refusal::RateLimited { .. },
                 ..
             }
         ));

@@ -7,6 +7,8 @@
 //! `usage` is `RealtimeResponseUsage`); `conversation.item.input_audio_transcription.completed`
 //! carries its own `usage`; `session.created`/`session.updated` carry the whole `session`.
 
+use std::rc::Rc;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -21,18 +23,18 @@ pub const MAX_REVERTS: u32 = 3;
 
 /// What the Worker sends a call object. Externally tagged (`{"start": {…}}`): an internally
 /// tagged enum's deserializer buffers the whole message first, and costs wasm size for it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum CallCommand {
     /// The call was created upstream: open its sideband and meter it.
     Start(Box<CallStart>),
-    /// End it now (the operator, a block or a revocation).
-    End { reason: EndReason },
+    /// End it now: the operator's, or (`banned`) a block or revocation.
+    End { banned: bool },
 }
 
 /// Everything a call object needs to meter a call, stored so that an object that restarts
 /// (evicted, or a deploy) can still hang it up and settle it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CallStart {
     /// The call's id upstream (`rtc_…`), the object's name.
@@ -65,8 +67,7 @@ pub struct CallRules {
 }
 
 /// Why a call ended, for the log and the operator.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EndReason {
     /// The budget cannot hold the next two turns' worst case.
     Budget,
@@ -80,8 +81,6 @@ pub enum EndReason {
     ResponseOverCap,
     /// The sideband closed: the call ended upstream (the page hung up) or the socket broke.
     Closed,
-    /// The object lost the call (evicted, a deploy): hung up and charged in full.
-    Lost,
 }
 
 impl EndReason {
@@ -94,7 +93,6 @@ impl EndReason {
             EndReason::SessionChanged => "session_changed",
             EndReason::ResponseOverCap => "response_over_cap",
             EndReason::Closed => "closed",
-            EndReason::Lost => "lost",
         }
     }
 }
@@ -113,22 +111,27 @@ pub enum Step {
 /// A live call's meter.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CallMeter {
-    pub start: CallStart,
+    /// Shared, not copied, with the object's handlers.
+    pub start: Rc<CallStart>,
     /// Responses created and not yet done: each is settled at a turn's worst case if the
     /// call ends before its `response.done`.
     in_flight: u64,
     reverts: u32,
     /// What was charged, for the log.
     pub charged: Spend,
+    /// A usage above a turn's worst case was charged (as reported): a bound did not hold (a
+    /// page's change that landed before its revert, or a cap OpenAI does not keep).
+    pub overran: bool,
 }
 
 impl CallMeter {
     pub fn new(start: CallStart) -> Self {
         Self {
-            start,
+            start: Rc::new(start),
             in_flight: 0,
             reverts: 0,
             charged: Spend::default(),
+            overran: false,
         }
     }
 
@@ -184,6 +187,8 @@ impl CallMeter {
 
     fn charge(&mut self, spent: Spend) -> Step {
         self.charged = self.charged.plus(spent);
+        let turn = self.start.turn;
+        self.overran |= spent.tokens > turn.tokens || spent.nano_usd > turn.nano_usd;
         Step::Charge(spent)
     }
 
@@ -268,6 +273,10 @@ mod tests {
         );
         let bare = json!({"type": "response.done", "response": {}}).to_string();
         assert_eq!(meter.on_event(&bare), Step::Charge(meter.start.turn));
+        assert!(!meter.overran, "a turn's worst case is no overrun");
+        let huge = json!({"type": "response.done", "response": {"usage": {"output_tokens": 100_000}}});
+        meter.on_event(&huge.to_string());
+        assert!(meter.overran);
         assert_eq!(meter.on_event("not json"), Step::Nothing);
         assert_eq!(meter.on_event(r#"{"type":"response.audio.delta"}"#), Step::Nothing);
     }
@@ -309,7 +318,9 @@ mod tests {
             "usage": {"type": "duration", "seconds": 4}})
         .to_string();
         assert_eq!(meter.on_event(&heard), Step::Charge(meter.start.turn));
-        meter.start.rules.transcription = Some(meter.start.rules.price);
+        let mut start = Rc::try_unwrap(meter.start).unwrap();
+        start.rules.transcription = Some(start.rules.price);
+        let mut meter = CallMeter::new(start);
         let tokens = json!({"type": "conversation.item.input_audio_transcription.completed",
             "usage": {"type": "tokens", "input_tokens": 20, "output_tokens": 4, "total_tokens": 24,
                 "input_token_details": {"audio_tokens": 20}}})
