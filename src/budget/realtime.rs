@@ -10,7 +10,7 @@
 
 use serde_json::Value;
 
-use crate::budget::prices::Price;
+use crate::budget::prices::{priced, Price};
 use crate::budget::quota::Spend;
 
 /// Token counts of one usage report, by kind.
@@ -81,16 +81,16 @@ impl RealtimeUsage {
         let output = self.output_tokens.max(explained_out);
         let counted = input.saturating_add(output);
         let only_in_total = self.total_tokens.saturating_sub(counted);
-        let nano_usd = Price::sum(&[
-            (price.input, self.text_in - cached_text),
-            (price.cached_input, cached_text),
-            (audio, self.audio_in - cached_audio),
-            (audio_cached, cached_audio),
-            (dearest_in, self.image_in.saturating_add(input - explained_in)),
-            (price.output, self.text_out),
-            (audio_out, self.audio_out),
-            (dearest_out, output - explained_out),
-            (dearest_in.max(dearest_out), only_in_total),
+        let nano_usd = priced(&[
+            (self.text_in - cached_text, price.input),
+            (cached_text, price.cached_input),
+            (self.audio_in - cached_audio, audio),
+            (cached_audio, audio_cached),
+            (self.image_in.saturating_add(input - explained_in), dearest_in),
+            (self.text_out, price.output),
+            (self.audio_out, audio_out),
+            (output - explained_out, dearest_out),
+            (only_in_total, dearest_in.max(dearest_out)),
         ]);
         Spend {
             tokens: counted.max(self.total_tokens),
@@ -102,7 +102,13 @@ impl RealtimeUsage {
 /// The most one input token can cost: text, audio or image, cached or not.
 fn dearest_input(price: &Price) -> u64 {
     let (audio, audio_cached, _) = price.audio_rates();
-    price.input.max(price.cached_input).max(audio).max(audio_cached)
+    [price.image_input, price.image_cached_input]
+        .into_iter()
+        .flatten()
+        .fold(
+            price.input.max(price.cached_input).max(audio).max(audio_cached),
+            u64::max,
+        )
 }
 
 /// The most one output token can cost: text or audio.
@@ -117,17 +123,17 @@ impl TurnLimits {
     pub fn worst(&self, model: &Price, transcription: Option<&Price>) -> Spend {
         let response = Spend {
             tokens: self.context_tokens.saturating_add(self.max_output_tokens),
-            nano_usd: Price::sum(&[
-                (dearest_input(model), self.context_tokens),
-                (dearest_output(model), self.max_output_tokens),
+            nano_usd: priced(&[
+                (self.context_tokens, dearest_input(model)),
+                (self.max_output_tokens, dearest_output(model)),
             ]),
         };
         let heard = match transcription {
             Some(price) if self.transcription_tokens > 0 => Spend {
                 tokens: self.transcription_tokens.saturating_mul(2),
-                nano_usd: Price::sum(&[
-                    (dearest_input(price), self.transcription_tokens),
-                    (dearest_output(price), self.transcription_tokens),
+                nano_usd: priced(&[
+                    (self.transcription_tokens, dearest_input(price)),
+                    (self.transcription_tokens, dearest_output(price)),
                 ]),
             },
             Some(_) | None => Spend::default(),

@@ -41,6 +41,7 @@ pub fn models_response(plan: &Plan) -> Result<Response> {
     let data: Vec<_> = plan
         .allowed_models
         .iter()
+        .chain(&plan.images.models)
         .map(|id| json!({ "id": id, "object": "model", "created": 0, "owned_by": "openai-edge-proxy" }))
         .collect();
     json_response(200, &json!({ "object": "list", "data": data }).to_string())

@@ -272,7 +272,7 @@ async fn answer_whole(
     let (body, headers) = whole?;
     match api_route {
         ApiRoute::GenerateText => json_response(200, &request::generate_text::generate_text_result(&body)?),
-        ApiRoute::ChatCompletions | ApiRoute::Responses | ApiRoute::Embeddings => {
+        ApiRoute::ChatCompletions | ApiRoute::Responses | ApiRoute::Embeddings | ApiRoute::ImageGenerations => {
             Ok(Response::from_bytes(body)?.with_headers(headers))
         }
     }
