@@ -25,6 +25,8 @@ pub enum UserRoute {
     Usage,
     /// A call that goes upstream and is metered.
     Api(ApiRoute),
+    /// `POST /v1/realtime/calls`: a voice call (an SDP offer in, the answer out).
+    RealtimeCall,
 }
 
 /// The endpoints whose body the policy checks and whose answer costs tokens.
@@ -59,6 +61,8 @@ pub enum AdminRoute {
     DayUsage,
     /// `GET /admin/budget`: today's spending of all users against the global budget.
     Budget,
+    /// `DELETE /admin/calls/{id}`: ends a voice call.
+    EndCall { call: String },
     /// The operator console's files (`GET /admin`, `/admin/console.js`, `/admin/console.css`):
     /// no token to load, the page asks for it; still a 404 without `ADMIN_TOKEN`.
     Console(ConsoleFile),
@@ -79,6 +83,8 @@ impl Route {
             Route::Guest => "guest.mint",
             Route::User(UserRoute::Models) => "models",
             Route::User(UserRoute::Usage) => "usage",
+            Route::User(UserRoute::RealtimeCall) => "realtime.calls",
+            Route::Admin(AdminRoute::EndCall { .. }) => "admin.end_call",
             Route::Admin(AdminRoute::Usage { .. }) => "admin.usage",
             Route::Admin(AdminRoute::DayUsage) => "admin.day_usage",
             Route::Admin(AdminRoute::Budget) => "admin.budget",
@@ -120,6 +126,14 @@ pub fn route(method: &str, path: &str) -> Result<Route, ProxyError> {
             _ => Err(ProxyError::NotFound),
         };
     }
+    if let Some(call) = path.strip_prefix("/admin/calls/") {
+        let call = call.to_owned();
+        return match method {
+            "DELETE" if !call.is_empty() && !call.contains('/') => Ok(Route::Admin(AdminRoute::EndCall { call })),
+            "DELETE" => Err(ProxyError::NotFound),
+            _ => Err(ProxyError::MethodNotAllowed),
+        };
+    }
     let (route, allowed_method) = match path.trim_end_matches('/') {
         "/healthz" => (Route::Health, "GET"),
         "/admin/usage" => (Route::Admin(AdminRoute::DayUsage), "GET"),
@@ -133,6 +147,7 @@ pub fn route(method: &str, path: &str) -> Result<Route, ProxyError> {
         "/v1/chat/completions" => (Route::User(UserRoute::Api(ApiRoute::ChatCompletions)), "POST"),
         "/v1/responses" => (Route::User(UserRoute::Api(ApiRoute::Responses)), "POST"),
         "/v1/embeddings" => (Route::User(UserRoute::Api(ApiRoute::Embeddings)), "POST"),
+        "/v1/realtime/calls" => (Route::User(UserRoute::RealtimeCall), "POST"),
         "/api/generate-text" => (Route::User(UserRoute::Api(ApiRoute::GenerateText)), "POST"),
         "/v1/images/generations" => (Route::User(UserRoute::Api(ApiRoute::ImageGenerations)), "POST"),
         "/v1/audio/transcriptions" => (Route::User(UserRoute::Api(ApiRoute::Transcriptions)), "POST"),

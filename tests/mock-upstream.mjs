@@ -17,6 +17,7 @@
 import http from "node:http";
 import { pathToFileURL } from "node:url";
 import { answerAudio } from "./mock-audio.mjs";
+import { mockRealtime } from "./mock-realtime.mjs";
 
 const ACCOUNT_HEADERS = {
   "openai-organization": "org-mock-operator",
@@ -40,10 +41,12 @@ export async function startMockUpstream({ port = 0, apiKey = "sk-mock-upstream-k
   const queuedFaults = [];
   const createdResponses = new Set();
   let pause = null;
+  const realtime = mockRealtime({ apiKey });
 
   const server = http.createServer(async (req, res) => {
     const raw = await readBody(req);
     const body = raw.toString("utf8");
+    if (realtime.serve(req, res, body)) return;
     let json = null;
     try {
       json = JSON.parse(body);
@@ -207,6 +210,7 @@ export async function startMockUpstream({ port = 0, apiKey = "sk-mock-upstream-k
     res.end(`${event({}, "stop")}data: [DONE]\n\n`);
   }
 
+  server.on("upgrade", realtime.upgrade);
   await new Promise((resolve) => server.listen(port, "127.0.0.1", resolve));
   const url = `http://127.0.0.1:${server.address().port}/v1`;
 
@@ -214,6 +218,8 @@ export async function startMockUpstream({ port = 0, apiKey = "sk-mock-upstream-k
     url,
     apiKey,
     requests,
+    /** The Realtime calls, their sidebands and hang-ups (tests/mock-realtime.mjs). */
+    realtime,
     /**
      * Misbehave on the next request: `headerDelayMs` before answering, and for a stream `kind`
      * "reset" or "stall" after the first word, "cut" (no final event), "not-sse" (JSON),
@@ -261,6 +267,7 @@ export async function startMockUpstream({ port = 0, apiKey = "sk-mock-upstream-k
       };
     },
     async close() {
+      realtime.close();
       server.closeAllConnections();
       await new Promise((resolve) => server.close(resolve));
     },

@@ -8,5 +8,6 @@ pub mod money;
 pub mod plans;
 pub mod prices;
 pub mod quota;
+pub mod realtime;
 pub mod usage;
 pub mod usage_report;

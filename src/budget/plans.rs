@@ -37,8 +37,9 @@ pub struct AudioRules {
 pub const DEFAULT_PLAN: &str = "default";
 
 /// The variables a plan may set, in their own names and value formats.
-pub const PLAN_VARIABLES: [&str; 17] = [
+pub const PLAN_VARIABLES: [&str; 18] = [
     "ALLOWED_MODELS",
+    "VOICE_MODELS",
     "IMAGE_MODELS",
     "MAX_IMAGES_PER_REQUEST",
     "IMAGE_QUALITIES",
@@ -71,6 +72,8 @@ pub struct Plan {
     /// What one user may use.
     pub user_limits: Limits,
     pub audio: AudioRules,
+    /// Realtime models the user may call by voice (`VOICE_MODELS`); empty: no voice.
+    pub voice_models: Vec<String>,
 }
 
 impl Plan {

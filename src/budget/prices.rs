@@ -35,9 +35,11 @@ pub struct Price {
     pub image_cached_input: Option<u64>,
     pub image_output: Option<u64>,
     pub long_context: Option<LongContext>,
-    /// Audio tokens read (transcription), when priced apart from text input.
+    /// Audio tokens (per 1M): read (transcription, realtime input), read again from the cache
+    /// (realtime), written (speech, realtime output). `None`: not priced apart; an audio token
+    /// reported anyway is charged at its dearest price.
     pub audio_input: Option<u64>,
-    /// Audio tokens written (speech), when priced apart from text output.
+    pub audio_cached_input: Option<u64>,
     pub audio_output: Option<u64>,
     /// Per minute of audio (`usage: {type: "duration", seconds}`).
     pub per_minute: Option<u64>,
@@ -70,6 +72,8 @@ struct Published {
     text: [&'static str; 4],
     image: Option<[&'static str; 3]>,
     long_context: Option<LongContext>,
+    /// A voice model's audio input, cached input and output.
+    audio: Option<[&'static str; 3]>,
 }
 
 const fn text(model: &'static str, text: [&'static str; 4], long_context: Option<LongContext>) -> Published {
@@ -78,6 +82,19 @@ const fn text(model: &'static str, text: [&'static str; 4], long_context: Option
         text,
         image: None,
         long_context,
+        audio: None,
+    }
+}
+
+/// A Realtime voice model: its model page (developers.openai.com/api/docs/models/<name>),
+/// checked 2026-12-06; gpt-realtime-2 as issue 25 states it (the same as 2.1).
+const fn voice(model: &'static str, text: [&'static str; 4], audio: [&'static str; 3]) -> Published {
+    Published {
+        model,
+        text,
+        image: None,
+        long_context: None,
+        audio: Some(audio),
     }
 }
 
@@ -85,7 +102,7 @@ const fn text(model: &'static str, text: [&'static str; 4], long_context: Option
 /// only: a dated snapshot may cost something else (gpt-4o-2024-05-13 did), so it needs its own
 /// `MODEL_PRICES` entry. The README's price table is this table, with each row's source and
 /// date (a test checks they agree). Checked 2026-12-06.
-const DEFAULT_PRICES: [Published; 14] = [
+const DEFAULT_PRICES: [Published; 17] = [
     text("gpt-6-astra", ["10.00", "1.00", "12.50", "50.00"], Some(TIER_272K)),
     text("gpt-6.2-sol", ["2.00", "0.10", "2.50", "10.00"], Some(TIER_272K)),
     text("gpt-6-luna", ["0.10", "0.01", "0.125", "0.50"], Some(TIER_272K)),
@@ -105,13 +122,30 @@ const DEFAULT_PRICES: [Published; 14] = [
         text: ["5.00", "1.25", "-", "10.00"],
         image: Some(["8.00", "2.00", "32.00"]),
         long_context: None,
+        audio: None,
     },
     Published {
         model: "gpt-image-2",
         text: ["5.00", "1.25", "-", "10.00"],
         image: Some(["8.00", "2.00", "30.00"]),
         long_context: None,
+        audio: None,
     },
+    voice(
+        "gpt-realtime-2",
+        ["4.00", "0.40", "-", "24.00"],
+        ["32.00", "0.40", "64.00"],
+    ),
+    voice(
+        "gpt-realtime-2.1",
+        ["4.00", "0.40", "-", "24.00"],
+        ["32.00", "0.40", "64.00"],
+    ),
+    voice(
+        "gpt-realtime-2.1-mini",
+        ["0.60", "0.06", "-", "2.40"],
+        ["10.00", "0.30", "20.00"],
+    ),
 ];
 
 /// Audio models' defaults, USD (`-`: not billed apart): text input and output per 1M tokens,
@@ -129,7 +163,7 @@ const DEFAULT_AUDIO_PRICES: [(&str, [&str; 6]); 7] = [
 ];
 
 /// The fields `MODEL_PRICES` reads, in USD per 1M tokens (per minute, per 1M characters).
-const PRICE_FIELDS: [&str; 11] = [
+const PRICE_FIELDS: [&str; 12] = [
     "input",
     "cached_input",
     "output",
@@ -138,6 +172,7 @@ const PRICE_FIELDS: [&str; 11] = [
     "image_cached_input",
     "image_output",
     "audio_input",
+    "audio_cached_input",
     "audio_output",
     "per_minute",
     "per_million_characters",
@@ -204,6 +239,10 @@ impl Published {
             Some(image) => image.map(table_usd),
             None => [None; 3],
         };
+        let [audio_input, audio_cached_input, audio_output] = match self.audio {
+            Some(audio) => audio.map(table_usd),
+            None => [None; 3],
+        };
         Price {
             input: input.unwrap_or(u64::MAX),
             cached_input: cached_input.unwrap_or(u64::MAX),
@@ -213,14 +252,18 @@ impl Published {
             image_cached_input,
             image_output,
             long_context: self.long_context,
+            audio_input,
+            audio_cached_input,
+            audio_output,
             ..Price::default()
         }
     }
 }
 
 /// `{"input": USD, "output": USD, "cached_input": USD (else the input price), "cache_write",
-/// "image_input", "image_cached_input", "image_output" (optional)}`. A long-context tier is
-/// the built-in models' only.
+/// "image_input", "image_cached_input", "image_output", "audio_input", "audio_cached_input"
+/// (else `audio_input`), "audio_output" (optional)}`. A long-context tier is the built-in
+/// models' only.
 fn parse_price(entry: &Value) -> Result<Price, String> {
     let Value::Object(fields) = entry else {
         return Err("must be an object with `input` and `output` (USD per 1M tokens)".into());
@@ -242,6 +285,7 @@ fn parse_price(entry: &Value) -> Result<Price, String> {
     };
     let input = usd("input")?.ok_or("`input` is required")?;
     let output = usd("output")?.ok_or("`output` is required")?;
+    let audio_input = usd("audio_input")?;
     Ok(Price {
         input,
         cached_input: usd("cached_input")?.unwrap_or(input),
@@ -251,7 +295,8 @@ fn parse_price(entry: &Value) -> Result<Price, String> {
         image_cached_input: usd("image_cached_input")?,
         image_output: usd("image_output")?,
         long_context: None,
-        audio_input: usd("audio_input")?,
+        audio_input,
+        audio_cached_input: usd("audio_cached_input")?.or(audio_input),
         audio_output: usd("audio_output")?,
         per_minute: usd("per_minute")?,
         per_million_characters: usd("per_million_characters")?,
@@ -270,7 +315,7 @@ pub fn usd_value(value: &Value) -> Option<u64> {
 }
 
 /// Tokens at their prices (nano-USD per 1M), summed, rounded up to the next nano-USD.
-fn priced(parts: &[(u64, u64)]) -> u64 {
+pub fn priced(parts: &[(u64, u64)]) -> u64 {
     let micro: u128 = parts
         .iter()
         .map(|&(tokens, price)| u128::from(tokens) * u128::from(price))
@@ -302,10 +347,28 @@ impl Price {
             image_output: self.image_output.map(output),
             long_context: None,
             audio_input: self.audio_input.map(input),
+            audio_cached_input: self.audio_cached_input.map(input),
             audio_output: self.audio_output.map(output),
             per_minute: self.per_minute,
             per_million_characters: self.per_million_characters,
         }
+    }
+
+    /// The audio prices (input, cached input, output); each one missing is the dearest price
+    /// this model has, so a model priced without audio is never undercharged for it.
+    pub fn audio_rates(&self) -> (u64, u64, u64) {
+        let dearest = [self.input, self.cached_input, self.output]
+            .into_iter()
+            .chain(self.audio_input)
+            .chain(self.audio_cached_input)
+            .chain(self.audio_output)
+            .max()
+            .unwrap_or(0);
+        (
+            self.audio_input.unwrap_or(dearest),
+            self.audio_cached_input.unwrap_or(dearest),
+            self.audio_output.unwrap_or(dearest),
+        )
     }
 
     /// The dearest price an input token can have: uncached, cached or written to the cache.
@@ -412,6 +475,28 @@ mod tests {
             long_context: None,
             ..Price::default()
         }
+    }
+
+    #[test]
+    fn voice_models_have_audio_prices_and_model_prices_may_set_them() {
+        let prices = Prices::parse(Some(
+            r#"{"v":{"input":1,"output":2,"audio_input":"10","audio_output":20}}"#,
+        ))
+        .unwrap();
+        let mini = prices.of("gpt-realtime-2.1-mini").unwrap();
+        assert_eq!(mini.audio_rates(), (10 * NANO_PER_USD, 300_000_000, 20 * NANO_PER_USD));
+        let v = prices.of("v").unwrap();
+        assert_eq!(
+            v.audio_rates(),
+            (10 * NANO_PER_USD, 10 * NANO_PER_USD, 20 * NANO_PER_USD)
+        );
+        let text_only = flat(1, 2, 3);
+        assert_eq!(
+            text_only.audio_rates(),
+            (3, 3, 3),
+            "a model without audio prices is charged its dearest price for audio"
+        );
+        assert_eq!(priced(&[(3, 20 * NANO_PER_USD), (1, 1)]), 60_001, "rounded up once");
     }
 
     #[test]

@@ -11,6 +11,7 @@ mod images;
 mod keys;
 mod plans;
 mod vars;
+pub mod voice;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -30,6 +31,7 @@ use crate::error::ProxyError;
 use crate::request;
 use crate::request::attribution::SafetyKey;
 use crate::routes::ApiRoute;
+use crate::request::voice::VoiceSettings;
 use crate::secret::Secret;
 use keys::{admin_token, claim_rules, key_sources};
 use plans::{check_prices, global_limits, guest_plan, plan};
@@ -105,6 +107,8 @@ pub struct Config {
     openai_api_key_next: Option<Secret>,
     /// Guest access, when it is on.
     pub guest: Option<GuestSettings>,
+    /// Voice calls, when a plan allows a voice model.
+    pub voice: Option<VoiceSettings>,
     /// What the operator should hear about once per isolate (a half-configured feature).
     pub warnings: Vec<String>,
     /// Every secret read, registered by `Vars` as it read them.
@@ -126,6 +130,9 @@ impl Config {
         let global_limits = global_limits(&vars)?;
         let guest_global = guest.as_ref().and_then(|guest| guest.global_limits.as_ref());
         check_prices(&prices, &default_plan, &plans, global_limits.as_ref(), guest_global)?;
+        let shared_budget = global_limits.is_some() || guest_global.is_some();
+        let all_plans = std::iter::once(&default_plan).chain(plans.values());
+        let voice = voice::voice_settings(&vars, all_plans, &prices, shared_budget)?;
         let requests = request::Settings {
             system_prompt: vars
                 .raw("SYSTEM_PROMPT")
@@ -162,6 +169,7 @@ impl Config {
             openai_api_key: vars.trimmed_secret("OPENAI_API_KEY"),
             openai_api_key_next: vars.trimmed_secret("OPENAI_API_KEY_NEXT"),
             guest,
+            voice,
             warnings: guest_warning.into_iter().collect(),
             secrets: vars.secrets_read(),
         })

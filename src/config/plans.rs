@@ -32,6 +32,7 @@ pub(super) fn plan(name: &str, vars: &Vars<impl Lookup>) -> Result<Plan, ProxyEr
             speech_models: vars.list("SPEECH_MODELS").unwrap_or_default(),
             max_audio_seconds: vars.number("MAX_AUDIO_SECONDS", 600, 1..=14_400)?,
         },
+        voice_models: vars.list("VOICE_MODELS").unwrap_or_default(),
     })
 }
 

@@ -33,6 +33,13 @@ pub async fn serve(route: AdminRoute, req: &mut Request, env: &Env, config: &Con
     let (sub, command) = match route {
         AdminRoute::DayUsage => return day_usage(req, env, now).await,
         AdminRoute::Budget => return budget(env, config, now).await,
+        AdminRoute::EndCall { call } => {
+            if !super::voice::is_call_id(&call) {
+                return Err(ProxyError::NotFound);
+            }
+            super::voice::end_calls(env, &[call], false).await?;
+            return json_response(200, &json!({ "ended": true }).to_string());
+        }
         AdminRoute::Console(_) => return Err(ProxyError::NotFound), // served above
         AdminRoute::Revocation { sub, revoke: true } => (sub, UserCommand::Revoke { at: now.seconds() }),
         AdminRoute::Revocation { sub, revoke: false } => (sub, UserCommand::Unrevoke {}),
@@ -66,12 +73,15 @@ pub async fn serve(route: AdminRoute, req: &mut Request, env: &Env, config: &Con
         standing,
         plan,
         blocked_at,
+        calls,
     } = objects::user::call_user(env, &sub, command).await?
     else {
         return Err(ProxyError::Internal {
             detail: "user object did not answer with a status".into(),
         });
     };
+    // A block or revocation ends the user's live voice calls at once.
+    super::voice::end_calls(env, &calls, true).await?;
     let mut body = match (standing, &plan) {
         (Some(standing), Some(plan)) => {
             // Isolates learn it from the user's object, at the user's next admission.

@@ -13,6 +13,7 @@ mod objects;
 mod settlement;
 mod stream;
 mod upstream;
+mod voice;
 
 use std::rc::Rc;
 
@@ -190,6 +191,11 @@ async fn serve_user(
 ) -> Result<Reply> {
     let body = match route {
         UserRoute::Api(api_route) => Some(http::read_body(&mut req, config.body_limit(api_route)).await?),
+        UserRoute::RealtimeCall => {
+            return voice::create_call(&mut req, identity, env, config, outcome)
+                .await
+                .map(Reply::Whole)
+        }
         UserRoute::Models | UserRoute::Usage => None,
     };
     // An audio upload can be megabytes: it counts in the isolate's memory budget until sent.

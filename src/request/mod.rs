@@ -16,6 +16,7 @@ pub mod generate_text;
 mod images;
 pub mod prompt;
 mod responses;
+pub mod voice;
 
 use serde_json::{json, Map, Value};
 

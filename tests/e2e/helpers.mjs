@@ -25,7 +25,7 @@ export async function startProxy(bindings = {}, { persist } = {}) {
   }
   // Suites about other things make many requests as one user; quota.test.mjs sets its limits.
   const defaults = { ALLOWED_ORIGINS: ALLOWED_ORIGIN, ALLOWED_MODELS: "gpt-4o-mini,gpt-4.1-nano", JWT_SECRET, RATE_LIMIT_REQUESTS: "1000" };
-  return startWorker(PROXY_SCRIPT, { ...defaults, ...bindings }, { USERS: "UserState", USAGE_INDEX: "UsageIndex" }, { persist });
+  return startWorker(PROXY_SCRIPT, { ...defaults, ...bindings }, { USERS: "UserState", USAGE_INDEX: "UsageIndex", CALLS: "VoiceCall" }, { persist });
 }
 
 /**

@@ -9,6 +9,7 @@ use crate::budget::alerts::{Alert, AlertRules};
 use crate::budget::plans::PlanChoice;
 use crate::budget::quota::{Ask, Limits, Reservation, Standing};
 use crate::error::Refusal;
+use crate::objects::user::voice::{LiveCharge, VoiceSlots};
 
 /// The version of the objects' protocol this code speaks. 1: before versions (no `version`
 /// sent, no `settled` answered, unknown fields ignored); 2: `version`, `settled`, unknown
@@ -146,6 +147,11 @@ pub enum UserCommand {
         /// usage index. Absent for the shared objects, which list nothing.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         sub: Option<String>,
+        /// A voice call: a voice slot is checked (after the plan, before the quota) and taken
+        /// while the reservation lasts. Absent otherwise: an object that predates voice refuses
+        /// a call's admission (`deny_unknown_fields`), never admits it without a slot.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        voice: Option<VoiceSlots>,
     },
     /// A request ended: its settlement alone (a flush, or one that must land now).
     Finish(Finished),
@@ -184,6 +190,12 @@ pub enum UserCommand {
         reservation_id: u64,
         limits: Limits,
         now_ms: i64,
+        /// A live voice call's usage since its last renewal: charged at once, and the
+        /// reservation held at the call's worst case again if the budget has room. Answered
+        /// `Renewed { expires_at_ms: None }` when it has not (the call must end), `Revoked`
+        /// when the user was blocked or the call's token revoked.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        charge: Option<LiveCharge>,
     },
     /// Every token of this user stops working, whatever its `iat` (Unix seconds of `at` are
     /// only shown): an identity provider's refreshed token is refused too. Answers a `Status`.
@@ -230,6 +242,9 @@ pub enum UserReply {
         /// When the user was blocked, if they are.
         #[serde(default)]
         blocked_at: Option<i64>,
+        /// After a block or revocation: the user's live voice calls, for the Worker to end.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        calls: Vec<String>,
     },
     Finished,
     /// One more guest token may be minted.

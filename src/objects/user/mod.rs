@@ -16,7 +16,10 @@ use crate::objects::owned_responses::OwnedResponses;
 use crate::objects::usage_index::UsageOutbox;
 
 mod messages;
+mod voice;
 pub use messages::{Answer, Delivery, Finished, PlanAsk, UserCommand, UserReply};
+use voice::VoiceCalls;
+pub use voice::{LiveCharge, VoiceSlots};
 
 /// The object that holds the budgets all users share (`GLOBAL_DAILY_TOKEN_BUDGET`,
 /// `GLOBAL_DAILY_BUDGET_USD`).
@@ -45,6 +48,7 @@ struct AdmitAsk<'a> {
     references: &'a [String],
     plan: Option<&'a PlanAsk>,
     sub: Option<&'a str>,
+    voice: Option<VoiceSlots>,
 }
 
 /// The stored state of one user.
@@ -74,6 +78,9 @@ pub struct UserRecord {
     /// What this user's object charged and the day indexes do not have yet.
     #[serde(default, skip_serializing_if = "UsageOutbox::is_empty")]
     pub usage_outbox: UsageOutbox,
+    /// The user's voice calls: live ones and today's count.
+    #[serde(default, skip_serializing_if = "VoiceCalls::is_empty")]
+    pub voice: VoiceCalls,
 }
 
 impl UserRecord {
@@ -95,6 +102,7 @@ impl UserRecord {
             self.counting_charges(|record| record.finish(finished));
         }
         let reply = self.counting_charges(|record| record.answer(command));
+        self.voice.prune(&self.quota);
         let changed = *self != before;
         (reply, changed)
     }
@@ -122,6 +130,7 @@ impl UserRecord {
                 references,
                 plan,
                 sub,
+                voice,
             } => self.admit(AdmitAsk {
                 issued_at: *issued_at,
                 ask: *ask,
@@ -132,6 +141,7 @@ impl UserRecord {
                 references,
                 plan: plan.as_ref(),
                 sub: sub.as_deref(),
+                voice: *voice,
             }),
             UserCommand::Finish(finished) => {
                 self.finish(finished);
@@ -183,10 +193,31 @@ impl UserRecord {
                 reservation_id,
                 limits,
                 now_ms,
-            } => UserReply::Renewed {
-                expires_at_ms: self.quota.renew(limits, *reservation_id, *now_ms),
+                charge,
+            } => match charge {
+                None => UserReply::Renewed {
+                    expires_at_ms: self.quota.renew(limits, *reservation_id, *now_ms),
+                },
+                Some(charge) => self.charge_call(charge, limits, *reservation_id, *now_ms),
             },
         }
+    }
+
+    /// A live call's usage: charged, its hold topped up if the budget has room (and renewed),
+    /// its id noted for a ban to end it; then a ban ends it.
+    fn charge_call(&mut self, charge: &LiveCharge, limits: &Limits, reservation_id: u64, now_ms: i64) -> UserReply {
+        let covered = self
+            .quota
+            .charge_live(limits, reservation_id, charge.spent, charge.hold, now_ms)
+            .is_some_and(|covered| covered);
+        let live = self.voice.attach(reservation_id, &charge.call);
+        if self.blocked_at.is_some() || is_revoked(charge.issued_at, self.revoked_at) {
+            return UserReply::Revoked;
+        }
+        let expires_at_ms = (covered && live)
+            .then(|| self.quota.renew(limits, reservation_id, now_ms))
+            .flatten();
+        UserReply::Renewed { expires_at_ms }
     }
 
     fn finish(&mut self, finished: &Finished) {
@@ -226,6 +257,13 @@ impl UserRecord {
         if let Some(id) = ask.references.iter().find(|id| !self.responses.owns(id, ask.now_ms)) {
             return UserReply::UnknownResponse { id: Some(id.clone()) };
         }
+        if let Some(slots) = ask.voice {
+            self.voice.prune(&self.quota);
+            if let Err(refusal) = self.voice.check(slots, ask.now_ms) {
+                let standing = self.quota.standing(ask.limits, ask.now_ms);
+                return UserReply::Refused { refusal, standing };
+            }
+        }
         let Some(request) = ask.ask else {
             let standing = self.quota.standing(ask.limits, ask.now_ms);
             return UserReply::Admitted {
@@ -236,6 +274,9 @@ impl UserRecord {
         };
         match self.quota.admit(ask.limits, request, ask.now_ms) {
             Ok(reservation) => {
+                if ask.voice.is_some() {
+                    self.voice.started(reservation.id);
+                }
                 let standing = self.quota.standing(ask.limits, ask.now_ms);
                 let alert = self.alerts.on_admit(ask.alerts, &standing, ask.now_ms);
                 UserReply::Admitted {
@@ -258,6 +299,7 @@ impl UserRecord {
             standing: None,
             plan: None,
             blocked_at: self.blocked_at,
+            calls: self.voice.ids(),
         }
     }
 
@@ -280,6 +322,7 @@ impl UserRecord {
             standing: Some(self.quota.standing(limits, now_ms)),
             plan: Some(plan),
             blocked_at: self.blocked_at,
+            calls: Vec::new(),
         }
     }
 }
@@ -346,6 +389,7 @@ mod tests {
                     references: vec![],
                     sub: None,
                     plan: None,
+                    voice: None,
                 },
             )
             .0
@@ -414,6 +458,7 @@ mod tests {
                 references: vec![],
                 sub: None,
                 plan: None,
+                voice: None,
             },
         );
         assert_eq!(without_iat, (UserReply::Revoked, false), "nothing counted");
@@ -477,6 +522,7 @@ mod tests {
             references: vec![],
             plan: None,
             sub: sub.map(str::to_owned),
+            voice: None,
         };
         reservation_of(record.apply(&[], &command).0)
     }
@@ -638,6 +684,7 @@ mod tests {
             references: vec![],
             sub: None,
             plan: None,
+            voice: None,
         };
         record.apply(settle, &admission).0
     }
@@ -785,6 +832,7 @@ mod tests {
             references: vec![],
             sub: None,
             plan: None,
+            voice: None,
         };
         assert!(!record.apply(&[], &status_read).1);
         assert_eq!(record, before);
@@ -823,6 +871,7 @@ mod tests {
                 references: vec![],
                 sub: None,
                 plan: None,
+                voice: None,
             },
         )
     }
@@ -898,6 +947,7 @@ mod tests {
             references: references.iter().map(|id| (*id).to_owned()).collect(),
             sub: None,
             plan: None,
+            voice: None,
         };
         let (reply, _) = alice.apply(&[], &naming(&["rs_alice", "msg_alice"]));
         assert!(
@@ -986,6 +1036,7 @@ mod tests {
                         checked: checked.into(),
                         claimed: claimed.map(str::to_owned),
                     }),
+                    voice: None,
                 },
             )
             .0
@@ -1208,6 +1259,7 @@ mod tests {
                 reservation_id: reservation.id,
                 limits: LIMITS,
                 now_ms,
+                charge: None,
             };
             record.apply(&[], &command)
         };

@@ -71,6 +71,7 @@ pub async fn admit(
             claimed: identity.plan.clone(),
         }),
         sub: Some(identity.sub.clone()),
+        voice: None,
     };
     let (reservation, standing) = match call(env, &user_name, command).await {
         Ok(UserReply::Admitted {
@@ -221,6 +222,7 @@ async fn admit_shared(
         references: Vec::new(),
         plan: None,
         sub: None,
+        voice: None,
     };
     match call(env, &shared.name, command).await {
         Ok(UserReply::Admitted {
