@@ -12,7 +12,7 @@ use crate::budget::plans::DEFAULT_PLAN;
 use crate::budget::usage_report::{self, DayRange, UsageParams, UsageQuery};
 use crate::config::Config;
 use crate::error::ProxyError;
-use crate::objects::user::{utc_day, UserCommand, UserReply};
+use crate::objects::user::{utc_day, UserCommand, UserReply, GLOBAL_OBJECT_NAME};
 use crate::routes::AdminRoute;
 
 /// An admin body (`{"plan": "pro"}`) is a few bytes.
@@ -144,7 +144,7 @@ async fn range_usage(env: &Env, range: &DayRange) -> Result<Response> {
 /// `GET /admin/budget`: today and the budget all users share, if one is set.
 async fn budget(env: &Env, config: &Config, now: Now) -> Result<Response> {
     let standing = match config.global_limits {
-        Some(limits) => Some(objects::user::global_status(env, limits, now.millis()).await?),
+        Some(limits) => Some(objects::user::pool_status(env, GLOBAL_OBJECT_NAME, limits, now.millis()).await?),
         None => None,
     };
     let report = usage_report::budget_report(&utc_day(now.millis()), standing.as_ref());

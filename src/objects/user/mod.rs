@@ -9,14 +9,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::guest::MintWindow;
 use crate::budget::alerts::{AlertRules, AlertState};
+use crate::budget::lease::{Lease, LeasePool};
 use crate::budget::plans::{claimed_plan, PlanChoice};
 use crate::budget::quota::{Ask, Limits, QuotaState, Spend, DAY_MS};
 use crate::day::Day;
 use crate::objects::owned_responses::OwnedResponses;
 use crate::objects::usage_index::UsageOutbox;
 
+mod leases;
 mod messages;
-pub use messages::{Answer, Delivery, Finished, PlanAsk, UserCommand, UserReply};
+pub use messages::{Answer, Delivery, Finished, PlanAsk, PoolAsk, PoolGrant, PoolTerms, UserCommand, UserReply};
 
 /// The object that holds the budgets all users share (`GLOBAL_DAILY_TOKEN_BUDGET`,
 /// `GLOBAL_DAILY_BUDGET_USD`).
@@ -45,6 +47,8 @@ struct AdmitAsk<'a> {
     references: &'a [String],
     plan: Option<&'a PlanAsk>,
     sub: Option<&'a str>,
+    leases: &'a [PoolTerms],
+    grants: &'a [PoolGrant],
 }
 
 /// The stored state of one user.
@@ -74,6 +78,12 @@ pub struct UserRecord {
     /// What this user's object charged and the day indexes do not have yet.
     #[serde(default, skip_serializing_if = "UsageOutbox::is_empty")]
     pub usage_outbox: UsageOutbox,
+    /// The leases this object holds of shared budgets, by the budget's object name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub leases: BTreeMap<String, Lease>,
+    /// A shared budget's object: what it leased today.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<LeasePool>,
 }
 
 impl UserRecord {
@@ -122,6 +132,8 @@ impl UserRecord {
                 references,
                 plan,
                 sub,
+                leases,
+                grants,
             } => self.admit(AdmitAsk {
                 issued_at: *issued_at,
                 ask: *ask,
@@ -132,6 +144,8 @@ impl UserRecord {
                 references,
                 plan: plan.as_ref(),
                 sub: sub.as_deref(),
+                leases,
+                grants,
             }),
             UserCommand::Finish(finished) => {
                 self.finish(finished);
@@ -186,6 +200,15 @@ impl UserRecord {
             } => UserReply::Renewed {
                 expires_at_ms: self.quota.renew(limits, *reservation_id, *now_ms),
             },
+            UserCommand::Lease {
+                ask,
+                limits,
+                alerts,
+                now_ms,
+            } => self.lease(ask, limits, alerts, *now_ms),
+            UserCommand::PoolStatus { limits, now_ms } => UserReply::Pool {
+                standing: self.pool.unwrap_or_default().standing(limits, *now_ms),
+            },
         }
     }
 
@@ -234,9 +257,14 @@ impl UserRecord {
                 alert: None,
             };
         };
+        self.deposit(ask.grants, ask.leases, ask.now_ms);
         match self.quota.admit(ask.limits, request, ask.now_ms) {
             Ok(reservation) => {
                 let standing = self.quota.standing(ask.limits, ask.now_ms);
+                if let Some(leases) = self.lease_shortfalls(ask.leases, request, &standing, ask.now_ms) {
+                    self.quota.cancel(ask.limits, reservation.id, ask.now_ms);
+                    return UserReply::NeedLease { leases };
+                }
                 let alert = self.alerts.on_admit(ask.alerts, &standing, ask.now_ms);
                 UserReply::Admitted {
                     reservation: Some(reservation),
@@ -346,6 +374,8 @@ mod tests {
                     references: vec![],
                     sub: None,
                     plan: None,
+                    leases: vec![],
+                    grants: vec![],
                 },
             )
             .0
@@ -414,6 +444,8 @@ mod tests {
                 references: vec![],
                 sub: None,
                 plan: None,
+                leases: vec![],
+                grants: vec![],
             },
         );
         assert_eq!(without_iat, (UserReply::Revoked, false), "nothing counted");
@@ -477,6 +509,8 @@ mod tests {
             references: vec![],
             plan: None,
             sub: sub.map(str::to_owned),
+            leases: vec![],
+            grants: vec![],
         };
         reservation_of(record.apply(&[], &command).0)
     }
@@ -638,6 +672,8 @@ mod tests {
             references: vec![],
             sub: None,
             plan: None,
+            leases: vec![],
+            grants: vec![],
         };
         record.apply(settle, &admission).0
     }
@@ -778,6 +814,8 @@ mod tests {
             references: vec![],
             sub: None,
             plan: None,
+            leases: vec![],
+            grants: vec![],
         };
         assert!(!record.apply(&[], &status_read).1);
         assert_eq!(record, before);
@@ -816,6 +854,8 @@ mod tests {
                 references: vec![],
                 sub: None,
                 plan: None,
+                leases: vec![],
+                grants: vec![],
             },
         )
     }
@@ -891,6 +931,8 @@ mod tests {
             references: references.iter().map(|id| (*id).to_owned()).collect(),
             sub: None,
             plan: None,
+            leases: vec![],
+            grants: vec![],
         };
         let (reply, _) = alice.apply(&[], &naming(&["rs_alice", "msg_alice"]));
         assert!(
@@ -979,6 +1021,8 @@ mod tests {
                         checked: checked.into(),
                         claimed: claimed.map(str::to_owned),
                     }),
+                    leases: vec![],
+                    grants: vec![],
                 },
             )
             .0
