@@ -36,9 +36,11 @@ const SKEWED_RETRY_SECONDS: u64 = 1;
 
 /// What a holder asks its pool for, with what it gives back and what it reports.
 /// Part of the objects' protocol: a field an object does not know is refused, not ignored.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LeaseAsk {
+    /// The shared budget's object.
+    pub pool: String,
     /// The holder's UTC day (days since the epoch): a lease is for one day.
     pub day: i64,
     /// The least the holder must get to admit the request in hand (zero: a give-back alone).
@@ -54,9 +56,11 @@ pub struct LeaseAsk {
 }
 
 /// Budget granted to one holder for one day. Ids rise with each grant of a pool.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Grant {
+    /// The shared budget's object.
+    pub pool: String,
     pub id: u64,
     pub day: i64,
     pub amount: Spend,
@@ -75,7 +79,7 @@ pub struct LeasePool {
 }
 
 /// Where a shared budget stands, for `/admin/budget` and alerts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolStanding {
     /// For alerts and 429s: `used` as reported, and `reserved` all the rest that is leased,
     /// so that "used + reserved" is all the budget committed.
@@ -124,6 +128,7 @@ impl LeasePool {
         };
         self.leased = plus(self.leased, amount);
         let grant = Grant {
+            pool: ask.pool.clone(),
             id: self.next_grant,
             day: self.day,
             amount,
@@ -148,7 +153,15 @@ impl LeasePool {
     pub fn standing(&self, limits: &Limits, now_ms: i64) -> PoolStanding {
         let today = now_ms.div_euclid(DAY_MS);
         let pool = if today > self.day { LeasePool::default() } else { *self };
-        let committed = plus(pool.spent, pool.reserved);
+        // Reports come at different times: what they add up to is bounded by what is leased.
+        let spent = Spend {
+            tokens: pool.spent.tokens.min(pool.leased.tokens),
+            nano_usd: pool.spent.nano_usd.min(pool.leased.nano_usd),
+        };
+        let reserved = Spend {
+            tokens: pool.reserved.tokens.min(pool.leased.tokens - spent.tokens),
+            nano_usd: pool.reserved.nano_usd.min(pool.leased.nano_usd - spent.nano_usd),
+        };
         let next_day_ms = (today + 1).saturating_mul(DAY_MS);
         PoolStanding {
             standing: Standing {
@@ -156,22 +169,24 @@ impl LeasePool {
                 max_streams: None,
                 open_streams: 0,
                 daily_tokens: limits.daily_tokens,
-                used_tokens: pool.spent.tokens,
-                reserved_tokens: pool.leased.tokens.saturating_sub(pool.spent.tokens),
+                used_tokens: spent.tokens,
+                reserved_tokens: pool.leased.tokens - spent.tokens,
                 budget_reset_seconds: next_day_ms.saturating_sub(now_ms).max(0).unsigned_abs().div_ceil(1000),
                 daily_nano_usd: limits.daily_nano_usd,
-                used_nano_usd: pool.spent.nano_usd,
-                reserved_nano_usd: pool.leased.nano_usd.saturating_sub(pool.spent.nano_usd),
+                used_nano_usd: spent.nano_usd,
+                reserved_nano_usd: pool.leased.nano_usd - spent.nano_usd,
             },
-            reserved: pool.reserved,
-            idle: minus(pool.leased, committed),
+            reserved,
+            idle: minus(pool.leased, plus(spent, reserved)),
         }
     }
 }
 
 /// The holder's side: its lease of one pool for one day, and what it last reported.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lease {
+    /// The shared budget's object.
+    pub pool: String,
     pub day: i64,
     pub granted: Spend,
     /// The last grant deposited: a grant is deposited once, and an older one arriving late
@@ -190,8 +205,9 @@ pub struct Lease {
 }
 
 impl Lease {
-    pub fn new(limits: Limits, day: i64) -> Self {
+    pub fn new(pool: &str, limits: Limits, day: i64) -> Self {
         Lease {
+            pool: pool.to_owned(),
             day,
             granted: Spend::default(),
             last_grant: None,
@@ -206,7 +222,7 @@ impl Lease {
     /// Starts the holder's `day` afresh (the old day's lease ended with it).
     pub fn roll(&mut self, day: i64) {
         if day > self.day {
-            *self = Lease::new(self.limits, day);
+            *self = Lease::new(&self.pool, self.limits, day);
         }
     }
 
@@ -244,6 +260,7 @@ impl Lease {
     pub fn ask(&mut self, need: Spend, most: Spend, give_back: Spend, spent: Spend, reserved: Spend) -> LeaseAsk {
         self.granted = minus(self.granted, give_back);
         let ask = LeaseAsk {
+            pool: self.pool.clone(),
             day: self.day,
             need,
             most: plus(most, need),
@@ -382,7 +399,7 @@ mod tests {
         ) {
             let limits = budget_of(budget);
             let mut pool = LeasePool::default();
-            let mut leases = vec![Lease::new(limits, DAY); 8];
+            let mut leases = vec![Lease::new("global", limits, DAY); 8];
             let mut committed = [Spend::default(); 8];
             for step in steps {
                 match step {
@@ -447,7 +464,7 @@ mod tests {
     fn a_grant_is_deposited_once_and_a_late_older_one_is_left_stranded() {
         let limits = budget_of(1_000);
         let mut pool = LeasePool::default();
-        let mut lease = Lease::new(limits, DAY);
+        let mut lease = Lease::new("global", limits, DAY);
         let first = pool.lease(&limits, &ask(10, 10, 0), NOW).unwrap();
         let second = pool.lease(&limits, &ask(10, 10, 0), NOW).unwrap();
         assert!(lease.deposit(&second));
@@ -476,7 +493,7 @@ mod tests {
             Err(Refusal::BudgetExhausted { retry_after_seconds: 1 })
         );
         assert_eq!(pool.leased, grant.amount);
-        let mut lease = Lease::new(limits, DAY);
+        let mut lease = Lease::new("global", limits, DAY);
         lease.deposit(&grant);
         assert_eq!(
             lease.granted,
@@ -491,7 +508,7 @@ mod tests {
     fn an_idle_holder_gives_back_only_what_is_free_and_the_pool_reports_it_apart() {
         let limits = budget_of(10_000);
         let mut pool = LeasePool::default();
-        let mut lease = Lease::new(limits, DAY);
+        let mut lease = Lease::new("global", limits, DAY);
         lease.active_ms = NOW;
         let grant = pool.lease(&limits, &ask(100, 1_000, 0), NOW).unwrap();
         assert_eq!(grant.amount, tokens(156), "10_000 / 64, within the holder's most");
@@ -539,7 +556,7 @@ mod tests {
                 nano_usd: 100
             }
         );
-        let lease = Lease::new(limits, DAY);
+        let lease = Lease::new("global", limits, DAY);
         assert_eq!(
             lease.shortfall(Spend {
                 tokens: 1_000_000,

@@ -468,7 +468,7 @@ mod tests {
         let day = 1_800_000_000_000 / crate::budget::quota::DAY_MS;
         // From JSON, so the test reads the same whatever else an ask comes to carry.
         let ask: LeaseAsk = serde_json::from_value(json!({
-            "day": day, "need": {"tokens": 300, "nano_usd": 0}, "most": {"tokens": 300, "nano_usd": 0},
+            "pool": "global", "day": day, "need": {"tokens": 300, "nano_usd": 0}, "most": {"tokens": 300, "nano_usd": 0},
             "give_back": {"tokens": 0, "nano_usd": 0}, "spent": {"tokens": 120, "nano_usd": 0},
             "reserved": {"tokens": 30, "nano_usd": 0}, "reserved_before": {"tokens": 0, "nano_usd": 0}
         }))

@@ -11,7 +11,7 @@ use std::fmt::Write;
 use crate::budget::alerts::AlertRules;
 use crate::budget::quota::{Ask, Limits, DAY_MS, RESERVATION_TIMEOUT_MS};
 use crate::objects::held::SETTLEMENT_HOLD;
-use crate::objects::user::{Finished, PoolGrant, PoolTerms, UserCommand, UserRecord, UserReply};
+use crate::objects::user::{Finished, PoolTerms, UserCommand, UserRecord, UserReply};
 
 const POOL: &str = "global";
 /// The Worker's admission attempts (`edge/objects/user`).
@@ -316,16 +316,13 @@ impl Sim {
             };
             for asked in asks {
                 let command = UserCommand::Lease {
-                    ask: asked.ask,
+                    ask: asked,
                     limits: self.terms.limits,
                     alerts: AlertRules::default(),
                     now_ms,
                 };
                 match self.call_pool(command) {
-                    Call::Answered(UserReply::Leased { grant, .. }) => grants.push(PoolGrant {
-                        pool: asked.pool,
-                        grant,
-                    }),
+                    Call::Answered(UserReply::Leased { grant, .. }) => grants.push(grant),
                     Call::Answered(_) => {
                         self.outcome.refused_by_pool += 1;
                         if self.committed_everywhere() + ask.tokens <= self.scenario.budget {
@@ -338,7 +335,7 @@ impl Sim {
             }
         }
         // Still short after its attempts (others took the lease meanwhile): a 503.
-        self.outcome.stranded += grants.iter().map(|g| g.grant.amount.tokens).sum::<u64>();
+        self.outcome.stranded += grants.iter().map(|g| g.amount.tokens).sum::<u64>();
     }
 
     /// What one global object would count now: every user's spend and reservations.
@@ -386,9 +383,9 @@ impl Sim {
         let give_backs = self.users[user].idle_give_backs(now_ms);
         self.count_charges(user);
         for (asked, limits) in give_backs {
-            let returned = asked.ask.give_back.tokens;
+            let returned = asked.give_back.tokens;
             let command = UserCommand::Lease {
-                ask: asked.ask,
+                ask: asked,
                 limits,
                 alerts: AlertRules::default(),
                 now_ms,

@@ -3,30 +3,34 @@
 //! or the guests' object grants them).
 
 use crate::budget::alerts::AlertRules;
-use crate::budget::lease::{Lease, LeaseAsk};
+use crate::budget::lease::{minus, Grant, Lease, LeaseAsk};
 use crate::budget::quota::{Ask, Limits, Spend, Standing, DAY_MS};
 
-use super::{PoolAsk, PoolGrant, PoolTerms, UserRecord, UserReply};
+use super::{PoolTerms, UserRecord, UserReply};
 
 impl UserRecord {
     /// The lease of `terms`' pool, on the holder's day `day` (created empty if none).
     fn lease_of(&mut self, terms: &PoolTerms, day: i64) -> &mut Lease {
-        let lease = self
-            .leases
-            .entry(terms.pool.clone())
-            .or_insert_with(|| Lease::new(terms.limits, day));
+        let index = match self.leases.iter().position(|lease| lease.pool == terms.pool) {
+            Some(index) => index,
+            None => {
+                self.leases.push(Lease::new(&terms.pool, terms.limits, day));
+                self.leases.len() - 1
+            }
+        };
+        let lease = &mut self.leases[index];
         lease.limits = terms.limits;
         lease.roll(day);
         lease
     }
 
     /// Deposits the grants the Worker brings, each in its pool's lease.
-    pub(super) fn deposit(&mut self, grants: &[PoolGrant], leases: &[PoolTerms], now_ms: i64) {
+    pub(super) fn deposit(&mut self, grants: &[Grant], leases: &[PoolTerms], now_ms: i64) {
         // The day only moves forward, as the quota's does.
         let day = self.quota.day.max(now_ms.div_euclid(DAY_MS));
         for grant in grants {
             if let Some(terms) = leases.iter().find(|terms| terms.pool == grant.pool) {
-                self.lease_of(terms, day).deposit(&grant.grant);
+                self.lease_of(terms, day).deposit(grant);
             }
         }
     }
@@ -39,10 +43,18 @@ impl UserRecord {
         request: Ask,
         standing: &Standing,
         now_ms: i64,
-    ) -> Option<Vec<PoolAsk>> {
+    ) -> Option<Vec<LeaseAsk>> {
         let committed = self.quota.committed();
         let day = self.quota.day;
-        let reported = Reported::of(standing);
+        // Reported as it was before this request, which is not admitted yet.
+        let mut reported = Reported::of(standing);
+        reported.reserved = minus(
+            reported.reserved,
+            Spend {
+                tokens: request.tokens,
+                nano_usd: request.nano_usd,
+            },
+        );
         // What the user may still spend is all a lease needs: more would only sit idle.
         let room = Spend {
             tokens: standing.tokens_remaining().unwrap_or(u64::MAX),
@@ -58,11 +70,7 @@ impl UserRecord {
             lease.active_ms = lease.active_ms.max(now_ms);
             if let Some(need) = lease.shortfall(committed) {
                 let most = lease.top_up_size(request, room);
-                let ask = lease.ask(need, most, Spend::default(), reported.spent, reported.reserved);
-                asks.push(PoolAsk {
-                    pool: terms.pool.clone(),
-                    ask,
-                });
+                asks.push(lease.ask(need, most, Spend::default(), reported.spent, reported.reserved));
             }
         }
         (!asks.is_empty()).then_some(asks)
@@ -70,12 +78,12 @@ impl UserRecord {
 
     /// The leases' free parts of a holder idle since `LEASE_IDLE_MS`, taken off them: the
     /// give-backs its alarm sends (once: a lost one is stranded, never given back twice).
-    pub fn idle_give_backs(&mut self, now_ms: i64) -> Vec<(PoolAsk, Limits)> {
+    pub fn idle_give_backs(&mut self, now_ms: i64) -> Vec<(LeaseAsk, Limits)> {
         let pools: Vec<PoolTerms> = self
             .leases
             .iter()
-            .map(|(pool, lease)| PoolTerms {
-                pool: pool.clone(),
+            .map(|lease| PoolTerms {
+                pool: lease.pool.clone(),
                 limits: lease.limits,
             })
             .collect();
@@ -94,13 +102,13 @@ impl UserRecord {
                     reported.spent,
                     reported.reserved,
                 );
-                give_backs.push((PoolAsk { pool: terms.pool, ask }, terms.limits));
+                give_backs.push((ask, terms.limits));
             }
         }
         // A lease of a day that is over holds nothing: forget it.
         let today = self.quota.day;
         self.leases
-            .retain(|_, lease| lease.day == today && lease.granted != Spend::default());
+            .retain(|lease| lease.day == today && lease.granted != Spend::default());
         give_backs
     }
 
@@ -108,7 +116,7 @@ impl UserRecord {
     pub fn next_give_back_ms(&self) -> Option<i64> {
         let committed = self.quota.committed();
         self.leases
-            .values()
+            .iter()
             .filter(|lease| lease.day == self.quota.day)
             .filter_map(|lease| lease.idle_at(committed))
             .min()

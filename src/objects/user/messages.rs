@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::budget::alerts::{Alert, AlertRules};
-use crate::budget::lease::{Grant, LeaseAsk, PoolStanding};
+use crate::budget::lease::{Grant, LeaseAsk};
 use crate::budget::plans::PlanChoice;
-use crate::budget::quota::{Ask, Limits, Reservation, Standing};
+use crate::budget::quota::{Ask, Limits, Reservation, Spend, Standing};
 use crate::error::Refusal;
 
 /// The version of the objects' protocol this code speaks. 1: before versions (no `version`
@@ -157,7 +157,7 @@ pub enum UserCommand {
         leases: Vec<PoolTerms>,
         /// Grants the pools just made to this object, to deposit before admitting.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        grants: Vec<PoolGrant>,
+        grants: Vec<Grant>,
     },
     /// A request ended: its settlement alone (a flush, or one that must land now).
     Finish(Finished),
@@ -221,22 +221,6 @@ pub struct PoolTerms {
     pub limits: Limits,
 }
 
-/// A grant of the shared budget `pool`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PoolGrant {
-    pub pool: String,
-    pub grant: Grant,
-}
-
-/// What a holder asks of the shared budget `pool`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PoolAsk {
-    pub pool: String,
-    pub ask: LeaseAsk,
-}
-
 /// The plan a request was checked with, and what its token claims (`None`: no claim).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -296,15 +280,17 @@ pub enum UserReply {
     /// The request fits its user's limits, but not the leases held: nothing was counted; ask
     /// the pools for these and admit it again with their grants.
     NeedLease {
-        leases: Vec<PoolAsk>,
+        leases: Vec<LeaseAsk>,
     },
     /// A shared budget's grant to a holder.
     Leased {
         grant: Grant,
         alert: Option<Alert>,
     },
-    /// A shared budget's standing.
+    /// A shared budget's standing (`PoolStanding`).
     Pool {
-        standing: PoolStanding,
+        standing: Standing,
+        reserved: Spend,
+        idle: Spend,
     },
 }

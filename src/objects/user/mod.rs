@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::guest::MintWindow;
 use crate::budget::alerts::{AlertRules, AlertState};
-use crate::budget::lease::{Lease, LeasePool};
+use crate::budget::lease::{Grant, Lease, LeasePool, PoolStanding};
 use crate::budget::plans::{claimed_plan, PlanChoice};
 use crate::budget::quota::{Ask, Limits, QuotaState, Spend, DAY_MS};
 use crate::day::Day;
@@ -18,7 +18,7 @@ use crate::objects::usage_index::UsageOutbox;
 
 mod leases;
 mod messages;
-pub use messages::{Answer, Delivery, Finished, PlanAsk, PoolAsk, PoolGrant, PoolTerms, UserCommand, UserReply};
+pub use messages::{Answer, Delivery, Finished, PlanAsk, PoolTerms, UserCommand, UserReply};
 
 /// The object that holds the budgets all users share (`GLOBAL_DAILY_TOKEN_BUDGET`,
 /// `GLOBAL_DAILY_BUDGET_USD`).
@@ -48,7 +48,7 @@ struct AdmitAsk<'a> {
     plan: Option<&'a PlanAsk>,
     sub: Option<&'a str>,
     leases: &'a [PoolTerms],
-    grants: &'a [PoolGrant],
+    grants: &'a [Grant],
 }
 
 /// The stored state of one user.
@@ -78,9 +78,9 @@ pub struct UserRecord {
     /// What this user's object charged and the day indexes do not have yet.
     #[serde(default, skip_serializing_if = "UsageOutbox::is_empty")]
     pub usage_outbox: UsageOutbox,
-    /// The leases this object holds of shared budgets, by the budget's object name.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub leases: BTreeMap<String, Lease>,
+    /// The leases this object holds of shared budgets (one or two: a list, not a map).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub leases: Vec<Lease>,
     /// A shared budget's object: what it leased today.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pool: Option<LeasePool>,
@@ -206,9 +206,18 @@ impl UserRecord {
                 alerts,
                 now_ms,
             } => self.lease(ask, limits, alerts, *now_ms),
-            UserCommand::PoolStatus { limits, now_ms } => UserReply::Pool {
-                standing: self.pool.unwrap_or_default().standing(limits, *now_ms),
-            },
+            UserCommand::PoolStatus { limits, now_ms } => {
+                let PoolStanding {
+                    standing,
+                    reserved,
+                    idle,
+                } = self.pool.unwrap_or_default().standing(limits, *now_ms);
+                UserReply::Pool {
+                    standing,
+                    reserved,
+                    idle,
+                }
+            }
         }
     }
 

@@ -12,7 +12,7 @@ use worker::{Context, Delay, Env, Method, Request, RequestInit, RequestRedirect}
 
 use crate::auth::guest::GUEST_PLAN;
 use crate::auth::Identity;
-use crate::budget::lease::PoolStanding;
+use crate::budget::lease::{Grant, LeaseAsk, PoolStanding};
 use crate::budget::plans::{Plan, PlanChoice};
 use crate::budget::quota::{Ask, Limits, Standing};
 use crate::config::Config;
@@ -21,8 +21,8 @@ use crate::edge::{log, Now, Result};
 use crate::error::{ProxyError, TokenProblem};
 use crate::objects::held::Carried;
 use crate::objects::user::{
-    user_object_name, Answer, Delivery, PlanAsk, PoolAsk, PoolGrant, PoolTerms, UserCommand, UserReply,
-    GLOBAL_OBJECT_NAME, GUESTS_OBJECT_NAME,
+    user_object_name, Answer, Delivery, PlanAsk, PoolTerms, UserCommand, UserReply, GLOBAL_OBJECT_NAME,
+    GUESTS_OBJECT_NAME,
 };
 use crate::request::ApiRequest;
 
@@ -203,10 +203,11 @@ async fn top_up(
     env: &Env,
     ctx: &Rc<Context>,
     config: &Config,
-    asks: Vec<PoolAsk>,
-) -> Result<Vec<PoolGrant>, (Option<Standing>, ProxyError)> {
+    asks: Vec<LeaseAsk>,
+) -> Result<Vec<Grant>, (Option<Standing>, ProxyError)> {
     let mut grants = Vec::with_capacity(asks.len());
-    for PoolAsk { pool, ask } in asks {
+    for ask in asks {
+        let pool = ask.pool.clone();
         let (limits, who) = match pool.as_str() {
             GUESTS_OBJECT_NAME => (config.guest.as_ref().and_then(|g| g.global_limits), "all guests"),
             _ => (config.global_limits, "all users"),
@@ -225,7 +226,7 @@ async fn top_up(
                 if let Some(alert) = alert {
                     raise(ctx, config, &alert.message(who));
                 }
-                grants.push(PoolGrant { pool, grant });
+                grants.push(grant);
             }
             Ok(UserReply::Refused { refusal, standing }) => {
                 return Err((Some(standing), ProxyError::Quota { refusal, global: true }))
@@ -374,7 +375,15 @@ pub async fn deliver(env: &Env, name: &str, call: u64, delivery: &Delivery) -> R
 /// Where a shared budget (`pool`: the global or the guests' object) stands, for an operator.
 pub async fn pool_status(env: &Env, pool: &str, limits: Limits, now_ms: i64) -> Result<PoolStanding> {
     match call(env, pool, UserCommand::PoolStatus { limits, now_ms }).await? {
-        UserReply::Pool { standing } => Ok(standing),
+        UserReply::Pool {
+            standing,
+            reserved,
+            idle,
+        } => Ok(PoolStanding {
+            standing,
+            reserved,
+            idle,
+        }),
         other @ (UserReply::Admitted { .. }
         | UserReply::Refused { .. }
         | UserReply::Revoked

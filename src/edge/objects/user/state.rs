@@ -10,10 +10,11 @@ use std::time::Duration;
 use worker::{durable_object, DurableObject, Env, Request, Response, State};
 
 use crate::budget::alerts::AlertRules;
+use crate::budget::lease::LeaseAsk;
 use crate::budget::quota::Limits;
 use crate::edge::objects::usage_index;
 use crate::edge::{log, Now};
-use crate::objects::user::{Delivery, PoolAsk, UserCommand, UserRecord, UserReply};
+use crate::objects::user::{Delivery, UserCommand, UserRecord, UserReply};
 
 const RECORD_KEY: &str = "record";
 /// How long charges wait in a user's object before they go to the day's index: the index
@@ -77,14 +78,15 @@ impl DurableObject for UserState {
     async fn alarm(&self) -> worker::Result<Response> {
         self.alarm_at.set(None);
         let now_ms = Now::read().millis();
-        let (give_backs, batch, record, changed) = self
+        let (give_backs, batch, record) = self
             .update(|record| {
-                let before = record.clone();
                 let give_backs = record.idle_give_backs(now_ms);
                 let batch = record.usage_outbox.batch();
-                (give_backs, batch, record.clone(), *record != before)
+                (give_backs, batch, record.clone())
             })
             .await?;
+        // What else the alarm changes (expired reservations charged) is in the outbox.
+        let changed = !give_backs.is_empty() || batch.is_some();
         // Stored before anything is sent: a give-back is taken off the lease for good (sent
         // once: lost, it is stranded, never given twice), a batch's number never reused.
         if changed {
@@ -134,8 +136,9 @@ impl UserState {
     }
 
     /// Sends each give-back to its pool, once.
-    async fn give_back(&self, give_backs: Vec<(PoolAsk, Limits)>, now_ms: i64) {
-        for (PoolAsk { pool, ask }, limits) in give_backs {
+    async fn give_back(&self, give_backs: Vec<(LeaseAsk, Limits)>, now_ms: i64) {
+        for (ask, limits) in give_backs {
+            let pool = ask.pool.clone();
             let command = UserCommand::Lease {
                 ask,
                 limits,
