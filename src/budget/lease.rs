@@ -202,6 +202,18 @@ pub struct Lease {
     /// Top-ups since it was last idle: each doubles the next.
     #[serde(default)]
     pub streak: u32,
+    /// The most its last top-up asked for, and how long it may then sit idle before its free
+    /// part goes back: `LEASE_IDLE_MS` when the pool granted it all, less in proportion when
+    /// the pool was short (down to a twelfth), so that as a budget runs out, what users' objects
+    /// hold unused goes back within seconds.
+    #[serde(default)]
+    pub asked_most: Spend,
+    #[serde(default = "full_idle")]
+    pub idle_ms: i64,
+}
+
+fn full_idle() -> i64 {
+    LEASE_IDLE_MS
 }
 
 impl Lease {
@@ -216,6 +228,8 @@ impl Lease {
             reported_reserved: Spend::default(),
             active_ms: 0,
             streak: 0,
+            asked_most: Spend::default(),
+            idle_ms: LEASE_IDLE_MS,
         }
     }
 
@@ -259,6 +273,9 @@ impl Lease {
     /// it is never sent twice) and reporting `spent` and `reserved` (the day's).
     pub fn ask(&mut self, need: Spend, most: Spend, give_back: Spend, spent: Spend, reserved: Spend) -> LeaseAsk {
         self.granted = minus(self.granted, give_back);
+        if need != Spend::default() {
+            self.asked_most = plus(most, need);
+        }
         let ask = LeaseAsk {
             pool: self.pool.clone(),
             day: self.day,
@@ -280,6 +297,16 @@ impl Lease {
         if fresh {
             self.granted = plus(self.granted, grant.amount);
             self.last_grant = Some(grant.id);
+            // The share of what it asked that the pool had: all of it, or the pool is short.
+            let share =
+                |got: u64, asked: u64| (asked > 0).then(|| u128::from(got.min(asked)) * 1000 / u128::from(asked));
+            let tokens =
+                share(grant.amount.tokens, self.asked_most.tokens).filter(|_| self.limits.daily_tokens.is_some());
+            let dollars =
+                share(grant.amount.nano_usd, self.asked_most.nano_usd).filter(|_| self.limits.daily_nano_usd.is_some());
+            let permille = tokens.into_iter().chain(dollars).min().unwrap_or(1000);
+            let idle = i128::from(LEASE_IDLE_MS) * permille as i128 / 1000;
+            self.idle_ms = (idle as i64).clamp(LEASE_IDLE_MS / 12, LEASE_IDLE_MS);
         }
         fresh
     }
@@ -287,13 +314,44 @@ impl Lease {
     /// The give-back of an idle holder at `now_ms`: its free part, if it has one.
     pub fn idle_give_back(&self, committed: Spend, now_ms: i64) -> Option<Spend> {
         let free = self.free(committed);
-        let idle = now_ms.saturating_sub(self.active_ms) >= LEASE_IDLE_MS;
+        let idle = now_ms.saturating_sub(self.active_ms) >= self.idle_ms;
         (idle && free != Spend::default()).then_some(free)
     }
 
     /// When the holder falls idle, if it holds anything it could give back.
     pub fn idle_at(&self, committed: Spend) -> Option<i64> {
-        (self.free(committed) != Spend::default()).then_some(self.active_ms.saturating_add(LEASE_IDLE_MS))
+        (self.free(committed) != Spend::default()).then_some(self.active_ms.saturating_add(self.idle_ms))
+    }
+}
+
+/// How long an isolate takes a pool's refusal as its answer to asks as big: once a budget is
+/// leased out, every request would otherwise call its object only to be refused, and the one
+/// object is the ceiling again. Short: idle leases come back within `LEASE_IDLE_MS`.
+pub const REFUSAL_MEMO_MS: i64 = 2_000;
+
+/// The pools' recent refusals, as an isolate remembers them, with the standing they showed
+/// (what was not leased then).
+#[derive(Debug, Default)]
+pub struct RefusalMemo {
+    refused: Vec<(String, i64, Standing, Refusal)>,
+}
+
+impl RefusalMemo {
+    /// The refusal `pool` gave at `now_ms`, and its standing then.
+    pub fn remember(&mut self, pool: &str, standing: Standing, refusal: Refusal, now_ms: i64) {
+        self.refused.retain(|(name, ..)| name != pool);
+        self.refused.push((pool.to_owned(), now_ms, standing, refusal));
+    }
+
+    /// The refusal `ask` would get, if its pool refused within `REFUSAL_MEMO_MS` while it
+    /// had less unleased than `ask` needs.
+    pub fn refusal(&self, ask: &LeaseAsk, now_ms: i64) -> Option<(Refusal, Standing)> {
+        let (_, _, standing, refusal) = self.refused.iter().find(|(pool, at_ms, ..)| {
+            *pool == ask.pool && (0..REFUSAL_MEMO_MS).contains(&now_ms.saturating_sub(*at_ms))
+        })?;
+        let short = |need: u64, remaining: Option<u64>| remaining.is_some_and(|remaining| need > remaining);
+        (short(ask.need.tokens, standing.tokens_remaining()) || short(ask.need.nano_usd, standing.nano_usd_remaining()))
+            .then_some((*refusal, *standing))
     }
 }
 
@@ -343,6 +401,7 @@ mod tests {
 
     fn ask(need: u64, most: u64, give_back: u64) -> LeaseAsk {
         LeaseAsk {
+            pool: "global".into(),
             day: DAY,
             need: tokens(need),
             most: tokens(most),
@@ -527,6 +586,66 @@ mod tests {
             (60, tokens(40), tokens(0))
         );
         assert_eq!(standing.standing.tokens_remaining(), Some(10_000 - 100));
+    }
+
+    #[test]
+    fn an_isolate_takes_a_pool_s_refusal_as_its_answer_to_asks_as_big_for_a_moment() {
+        let limits = budget_of(1_000);
+        let mut pool = LeasePool::default();
+        pool.lease(&limits, &ask(900, 900, 0), NOW).unwrap();
+        let refused = pool.lease(&limits, &ask(200, 200, 0), NOW).unwrap_err();
+        let mut memo = RefusalMemo::default();
+        memo.remember("global", pool.standing(&limits, NOW).standing, refused, NOW);
+        let (refusal, standing) = memo.refusal(&ask(200, 200, 0), NOW + 1).unwrap();
+        assert_eq!((refusal, standing.tokens_remaining()), (refused, Some(100)));
+        assert_eq!(
+            memo.refusal(&ask(100, 100, 0), NOW + 1),
+            None,
+            "the pool has room for it"
+        );
+        assert_eq!(
+            memo.refusal(&ask(200, 200, 0), NOW + REFUSAL_MEMO_MS),
+            None,
+            "forgotten"
+        );
+        let other = LeaseAsk {
+            pool: "guests".into(),
+            ..ask(200, 200, 0)
+        };
+        assert_eq!(memo.refusal(&other, NOW + 1), None, "another pool");
+    }
+
+    #[test]
+    fn a_lease_the_pool_was_short_for_goes_back_sooner_when_idle() {
+        let limits = budget_of(64_000);
+        let mut pool = LeasePool::default();
+        let mut plenty = Lease::new("global", limits, DAY);
+        let asked = plenty.ask(
+            tokens(10),
+            tokens(500),
+            Spend::default(),
+            Spend::default(),
+            Spend::default(),
+        );
+        plenty.deposit(&pool.lease(&limits, &asked, NOW).unwrap());
+        assert_eq!(
+            (plenty.granted, plenty.idle_ms),
+            (tokens(510), LEASE_IDLE_MS),
+            "all it asked for"
+        );
+        let mut short = Lease::new("global", limits, DAY);
+        let asked = short.ask(
+            tokens(10),
+            tokens(10_000),
+            Spend::default(),
+            Spend::default(),
+            Spend::default(),
+        );
+        short.deposit(&pool.lease(&limits, &asked, NOW).unwrap());
+        assert_eq!(short.granted, tokens((64_000 - 510) / 64));
+        // 992 of the 10,010 it asked: 99‰ of a minute.
+        assert_eq!(short.idle_ms, 5_940);
+        assert_eq!(short.idle_at(tokens(10)), Some(short.active_ms + short.idle_ms));
     }
 
     #[test]

@@ -189,6 +189,17 @@ impl DaySummary {
         self.top.truncate(TOP_SPENDERS);
     }
 
+    /// Adds the summary of another shard of the same day (its users are other users).
+    pub fn merge(&mut self, shard: &DaySummary) {
+        self.users = self.users.saturating_add(shard.users);
+        for user in &shard.top {
+            let (first, spent) = (false, Spend::default());
+            self.add(&user.sub, first, spent, user.spent);
+        }
+        self.spent.tokens = self.spent.tokens.saturating_add(shard.spent.tokens);
+        self.spent.nano_usd = self.spent.nano_usd.saturating_add(shard.spent.nano_usd);
+    }
+
     /// `{"day","total_tokens","total_usd","user_count","top":[{"sub","total_tokens","total_usd"}]}`
     pub fn json(&self, day: &str) -> Value {
         json!({

@@ -88,6 +88,9 @@ pub struct Config {
     /// What all users together may use per day (`GLOBAL_DAILY_TOKEN_BUDGET`,
     /// `GLOBAL_DAILY_BUDGET_USD`), if either is set.
     pub global_limits: Option<Limits>,
+    /// Objects each day's usage index is spread over, by a hash of the `sub`
+    /// (`USAGE_INDEX_SHARDS`).
+    pub usage_index_shards: u32,
     /// What a user token's claims must satisfy.
     pub claim_rules: ClaimRules,
     pub keys: KeySources,
@@ -147,6 +150,7 @@ impl Config {
             stream_idle_timeout: vars.millis("STREAM_IDLE_TIMEOUT_MS", 60_000, 1..=600_000)?,
             upstream_retries: vars.number("UPSTREAM_RETRIES", 1, 0..=3)?,
             global_limits,
+            usage_index_shards: vars.number("USAGE_INDEX_SHARDS", 1, 1..=64)?,
             claim_rules: claim_rules(&vars)?,
             keys,
             log_level: vars.choice("LOG_LEVEL", &LogLevel::CHOICES, LogLevel::default())?,

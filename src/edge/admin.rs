@@ -31,7 +31,7 @@ pub async fn serve(route: AdminRoute, req: &mut Request, env: &Env, config: &Con
     }
     let now = Now::read();
     let (sub, command) = match route {
-        AdminRoute::DayUsage => return day_usage(req, env, now).await,
+        AdminRoute::DayUsage => return day_usage(req, env, config.usage_index_shards, now).await,
         AdminRoute::Budget => return budget(env, config, now).await,
         AdminRoute::Console(_) => return Err(ProxyError::NotFound), // served above
         AdminRoute::Revocation { sub, revoke: true } => (sub, UserCommand::Revoke { at: now.seconds() }),
@@ -106,7 +106,7 @@ async fn plan_in_body(req: &mut Request, config: &Config) -> Result<String> {
 
 /// `GET /admin/usage`: a day's summary and a page of its users (`?day=`, default today, UTC;
 /// `&cursor=&limit=`), or each day's summary of a range (`?from=&to=`).
-async fn day_usage(req: &Request, env: &Env, now: Now) -> Result<Response> {
+async fn day_usage(req: &Request, env: &Env, shards: u32, now: Now) -> Result<Response> {
     let params = request_url(req)?.search_params();
     let [day, from, to, cursor, limit] = ["day", "from", "to", "cursor", "limit"].map(|name| params.get(name));
     let query = UsageParams {
@@ -119,21 +119,26 @@ async fn day_usage(req: &Request, env: &Env, now: Now) -> Result<Response> {
     match UsageQuery::parse(query, &utc_day(now.millis()))? {
         UsageQuery::Day { day, page } => {
             let (summary, users) = try_join(
-                objects::usage_index::summary_of(env, &day),
-                objects::usage_index::page_of(env, &day, &page),
+                objects::usage_index::summary_of(env, &day, shards),
+                objects::usage_index::page_of(env, &day, &page, shards),
             )
             .await?;
             let report = usage_report::day_report(&day, &summary, &page, &users);
             json_response(200, &report.to_string())
         }
-        UsageQuery::Range(range) => range_usage(env, &range).await,
+        UsageQuery::Range(range) => range_usage(env, &range, shards).await,
     }
 }
 
-/// Each day's summary from its own index object, asked all at once (at most 31 small calls).
-async fn range_usage(env: &Env, range: &DayRange) -> Result<Response> {
+/// Each day's summary from its own index objects, asked all at once (at most 31 small calls
+/// per shard).
+async fn range_usage(env: &Env, range: &DayRange, shards: u32) -> Result<Response> {
     let days = range.days();
-    let summaries = join_all(days.iter().map(|day| objects::usage_index::summary_of(env, day))).await;
+    let summaries = join_all(
+        days.iter()
+            .map(|day| objects::usage_index::summary_of(env, day, shards)),
+    )
+    .await;
     let mut per_day = Vec::with_capacity(days.len());
     for (day, summary) in days.into_iter().zip(summaries) {
         per_day.push((day, summary?));

@@ -25,7 +25,8 @@ async function admin(proxy, path) {
 }
 
 describe("a small global budget shared by many users", () => {
-  const setup = proxyFor(() => mock, { ADMIN_TOKEN, GLOBAL_DAILY_TOKEN_BUDGET: String(BUDGET), MAX_OUTPUT_TOKENS: "100" });
+  // The day's usage index in shards too: read back, merged and paged, it is one list.
+  const setup = proxyFor(() => mock, { ADMIN_TOKEN, GLOBAL_DAILY_TOKEN_BUDGET: String(BUDGET), MAX_OUTPUT_TOKENS: "100", USAGE_INDEX_SHARDS: "4" });
 
   test("is never overrun, and everyone's charges add up to what upstream reported", async () => {
     const { proxy } = setup;
@@ -74,5 +75,18 @@ describe("a small global budget shared by many users", () => {
         await new Promise((resolve) => setTimeout(resolve, 100));
       }
     })(), `the day's index to add up to the ${charged} tokens charged`);
+    // Five users a page, from four shards: every user once, in order, adding up.
+    const listed = [];
+    let cursor = "";
+    for (let page = 0; page < USERS; page++) {
+      const day = await admin(proxy, `/admin/usage?day=${budget.day}&limit=5${cursor}`);
+      listed.push(...day.users);
+      if (day.next_cursor === null) break;
+      cursor = `&cursor=${encodeURIComponent(day.next_cursor)}`;
+    }
+    const subs = listed.map((user) => user.sub);
+    assert.deepEqual(subs, [...subs].sort(), "in sub order");
+    assert.equal(new Set(subs).size, subs.length, "each user once");
+    assert.equal(listed.reduce((sum, user) => sum + user.total_tokens, 0), charged);
   });
 });

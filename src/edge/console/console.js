@@ -174,7 +174,7 @@ function budgetLine(label, spent, limit, format, resetSeconds) {
   const share = limit > 0 ? (spent / limit) * 100 : 0;
   const percent = share > 0 && share < 1 ? "<1" : String(Math.round(share));
   const text = element("p");
-  text.append(`${label}: ${format(spent)} of ${format(limit)} (${percent}%) used or reserved`);
+  text.append(`${label}: ${format(spent)} of ${format(limit)} (${percent}%) used, reserved or leased`);
   if (typeof resetSeconds === "number") {
     text.append(", resets ", timeElement(new Date(Date.now() + resetSeconds * 1000)));
   }

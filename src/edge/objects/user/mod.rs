@@ -12,7 +12,7 @@ use worker::{Context, Delay, Env, Method, Request, RequestInit, RequestRedirect}
 
 use crate::auth::guest::GUEST_PLAN;
 use crate::auth::Identity;
-use crate::budget::lease::{Grant, LeaseAsk, PoolStanding};
+use crate::budget::lease::{Grant, LeaseAsk, PoolStanding, RefusalMemo};
 use crate::budget::plans::{Plan, PlanChoice};
 use crate::budget::quota::{Ask, Limits, Standing};
 use crate::config::Config;
@@ -32,6 +32,11 @@ const BINDING: &str = "USERS";
 /// Admission attempts while others take the budget a top-up brought: in practice the second
 /// always has it.
 const LEASE_ATTEMPTS: usize = 3;
+
+thread_local! {
+    /// The pools' recent refusals: asks as big are refused without calling the pool again.
+    static REFUSALS: std::cell::RefCell<RefusalMemo> = std::cell::RefCell::default();
+}
 /// How long an alert's webhook may take to answer.
 const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(5);
 /// What an admission call came to.
@@ -207,6 +212,10 @@ async fn top_up(
 ) -> Result<Vec<Grant>, (Option<Standing>, ProxyError)> {
     let mut grants = Vec::with_capacity(asks.len());
     for ask in asks {
+        let now_ms = Now::read().millis();
+        if let Some((refusal, standing)) = REFUSALS.with_borrow(|memo| memo.refusal(&ask, now_ms)) {
+            return Err((Some(standing), ProxyError::Quota { refusal, global: true }));
+        }
         let pool = ask.pool.clone();
         let (limits, who) = match pool.as_str() {
             GUESTS_OBJECT_NAME => (config.guest.as_ref().and_then(|g| g.global_limits), "all guests"),
@@ -219,7 +228,7 @@ async fn top_up(
             ask,
             limits,
             alerts: config.alerts.global,
-            now_ms: Now::read().millis(),
+            now_ms,
         };
         match call(env, &pool, command).await {
             Ok(UserReply::Leased { grant, alert }) => {
@@ -229,7 +238,8 @@ async fn top_up(
                 grants.push(grant);
             }
             Ok(UserReply::Refused { refusal, standing }) => {
-                return Err((Some(standing), ProxyError::Quota { refusal, global: true }))
+                REFUSALS.with_borrow_mut(|memo| memo.remember(&pool, standing, refusal, now_ms));
+                return Err((Some(standing), ProxyError::Quota { refusal, global: true }));
             }
             Ok(other) => return Err((None, unexpected(&pool, &other))),
             Err(error) => return Err((None, error)),

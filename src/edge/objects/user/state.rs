@@ -94,7 +94,7 @@ impl DurableObject for UserState {
         }
         self.give_back(give_backs, now_ms).await;
         let (record, retry) = match batch {
-            Some((sub, batch)) if usage_index::charge(&self.env, &sub, &batch).await => {
+            Some((sub, batch)) if usage_index::charge(&self.env, &sub, &batch, self.index_shards()).await => {
                 let record = self
                     .update(|record| {
                         record.usage_outbox.acknowledged(batch.seq);
@@ -133,6 +133,12 @@ impl UserState {
             return Err(error);
         }
         Ok(())
+    }
+
+    /// `USAGE_INDEX_SHARDS`, as the isolate's config reads it (1 if it cannot be read: the
+    /// Worker answers nothing while its config is broken, so no charge is made meanwhile).
+    fn index_shards(&self) -> u32 {
+        crate::edge::config(&self.env).map_or(1, |config| config.usage_index_shards)
     }
 
     /// Sends each give-back to its pool, once.
