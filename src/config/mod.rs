@@ -150,7 +150,7 @@ impl Config {
             stream_idle_timeout: vars.millis("STREAM_IDLE_TIMEOUT_MS", 60_000, 1..=600_000)?,
             upstream_retries: vars.number("UPSTREAM_RETRIES", 1, 0..=3)?,
             global_limits,
-            usage_index_shards: vars.number("USAGE_INDEX_SHARDS", 1, 1..=64)?,
+            usage_index_shards: index_shards(&vars)?,
             claim_rules: claim_rules(&vars)?,
             keys,
             log_level: vars.choice("LOG_LEVEL", &LogLevel::CHOICES, LogLevel::default())?,
@@ -163,6 +163,12 @@ impl Config {
             warnings: guest_warning.into_iter().collect(),
             secrets: vars.secrets_read(),
         })
+    }
+
+    /// `USAGE_INDEX_SHARDS` alone, for users' objects' alarms: reading the whole config there
+    /// would link a second copy of its parsing into the wasm.
+    pub fn usage_index_shards(lookup: impl Fn(&str) -> Option<String>) -> Result<u32, ProxyError> {
+        index_shards(&Vars::new(lookup))
     }
 
     /// The upstream key; its absence only matters on routes that call upstream.
@@ -248,6 +254,11 @@ fn safety_key(vars: &Vars<impl Lookup>, keys: &KeySources) -> Result<Option<Safe
         .as_ref()
         .or(keys.jwt_secret())
         .map(|secret| SafetyKey::derive(secret.expose())))
+}
+
+/// Objects per day of the usage index (see `objects::usage_index`).
+fn index_shards(vars: &Vars<impl Lookup>) -> Result<u32, ProxyError> {
+    vars.number("USAGE_INDEX_SHARDS", 1, 1..=64)
 }
 
 #[cfg(test)]

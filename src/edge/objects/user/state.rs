@@ -12,6 +12,7 @@ use worker::{durable_object, DurableObject, Env, Request, Response, State};
 use crate::budget::alerts::AlertRules;
 use crate::budget::lease::LeaseAsk;
 use crate::budget::quota::Limits;
+use crate::config::Config;
 use crate::edge::objects::usage_index;
 use crate::edge::{log, Now};
 use crate::objects::user::{Delivery, UserCommand, UserRecord, UserReply};
@@ -135,10 +136,10 @@ impl UserState {
         Ok(())
     }
 
-    /// `USAGE_INDEX_SHARDS`, as the isolate's config reads it (1 if it cannot be read: the
-    /// Worker answers nothing while its config is broken, so no charge is made meanwhile).
+    /// `USAGE_INDEX_SHARDS` (1 if it is invalid: the Worker answers nothing while its config
+    /// is broken, so no charge is made meanwhile).
     fn index_shards(&self) -> u32 {
-        crate::edge::config(&self.env).map_or(1, |config| config.usage_index_shards)
+        Config::usage_index_shards(|name| crate::edge::env_string(&self.env, name)).unwrap_or(1)
     }
 
     /// Sends each give-back to its pool, once.
