@@ -18,7 +18,9 @@ dev: tools
 # hanging make test. The slowest test (the short soak, 20 s of load and its settling) takes
 # about 30 s on a 2-core machine, so 120 s is 4x headroom for one shared with builds; the
 # tests' own waits are shorter still and say what they wait for.
+# The wasm size budget is checked right after the build (scripts/check-size.sh).
 test: lint build
+	@bash scripts/check-size.sh
 	@bash scripts/ensure-chromium.sh
 	cargo test --locked
 	node --test --test-concurrency=1 --test-timeout=120000 tests/e2e/

@@ -83,7 +83,7 @@ example = await startExample({ port: 8788, proxyUrl: BASE, jwtSecret: devVars.JW
 });
 
 const token = execFileSync("cargo", ["run", "--quiet", "--bin", "mint-token", "--", "--sub", "dev-user", "--ttl", "1h"], { encoding: "utf8" }).trim();
-const model = (devVars.ALLOWED_MODELS || "gpt-4o-mini").split(/[\s,]+/)[0];
+const model = (devVars.ALLOWED_MODELS || "gpt-6-luna").split(/[\s,]+/)[0];
 console.log(`
 The proxy is up on ${BASE}. Stream a chat completion through it (token valid for 1 hour):
 

@@ -71,6 +71,17 @@ pub mod testing {
             request::parse(ApiRoute::Embeddings, bytes, &config.requests, &config.default_plan, sub)
         }
 
+        /// `parse` of an image generation request on the default plan.
+        pub fn parse_image_request(bytes: &[u8], config: &Config, sub: &str) -> Result<ApiRequest, ProxyError> {
+            request::parse(
+                ApiRoute::ImageGenerations,
+                bytes,
+                &config.requests,
+                &config.default_plan,
+                sub,
+            )
+        }
+
         /// `parse` of a `/api/generate-text` request on the default plan.
         pub fn parse_generate_text(bytes: &[u8], config: &Config, sub: &str) -> Result<ApiRequest, ProxyError> {
             request::parse(
@@ -81,6 +92,10 @@ pub mod testing {
                 sub,
             )
         }
+    }
+    pub mod images {
+        pub use crate::budget::images::{image_tokens, PARTIAL_IMAGE_TOKENS, QUALITIES, STANDARD_SIZES};
+        pub use crate::budget::usage::Usage;
     }
     pub mod quota {
         pub use crate::budget::quota::{Ask, Limits, QuotaState, RateLimit, Spend};

@@ -35,6 +35,8 @@ pub enum ApiRoute {
     Embeddings,
     /// `POST /api/generate-text`: a prompt in, the answer's text out.
     GenerateText,
+    /// `POST /v1/images/generations`: a prompt in, images out.
+    ImageGenerations,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,6 +83,7 @@ impl Route {
             Route::User(UserRoute::Api(ApiRoute::Responses)) => "responses",
             Route::User(UserRoute::Api(ApiRoute::Embeddings)) => "embeddings",
             Route::User(UserRoute::Api(ApiRoute::GenerateText)) => "generate-text",
+            Route::User(UserRoute::Api(ApiRoute::ImageGenerations)) => "images.generations",
             Route::Admin(AdminRoute::Revocation { revoke: true, .. }) => "admin.revoke",
             Route::Admin(AdminRoute::Revocation { revoke: false, .. }) => "admin.unrevoke",
             Route::Admin(AdminRoute::Plan { set: true, .. }) => "admin.set_plan",
@@ -125,6 +128,7 @@ pub fn route(method: &str, path: &str) -> Result<Route, ProxyError> {
         "/v1/responses" => (Route::User(UserRoute::Api(ApiRoute::Responses)), "POST"),
         "/v1/embeddings" => (Route::User(UserRoute::Api(ApiRoute::Embeddings)), "POST"),
         "/api/generate-text" => (Route::User(UserRoute::Api(ApiRoute::GenerateText)), "POST"),
+        "/v1/images/generations" => (Route::User(UserRoute::Api(ApiRoute::ImageGenerations)), "POST"),
         _ => return Err(ProxyError::NotFound),
     };
     let method_ok = method == allowed_method || (allowed_method == "GET" && method == "HEAD");
@@ -172,6 +176,15 @@ mod tests {
         assert_eq!(
             route("POST", "/v1/embeddings"),
             Ok(Route::User(UserRoute::Api(ApiRoute::Embeddings)))
+        );
+        assert_eq!(
+            route("POST", "/v1/images/generations"),
+            Ok(Route::User(UserRoute::Api(ApiRoute::ImageGenerations)))
+        );
+        assert_eq!(
+            route("POST", "/v1/images/edits"),
+            Err(ProxyError::NotFound),
+            "edits are not bounded yet"
         );
     }
 

@@ -51,34 +51,81 @@ pub fn read_answer(body: &[u8]) -> Answer {
 /// The bytes kept of the end of an answer passed through unread, for its `usage`.
 pub const ANSWER_TAIL_BYTES: usize = 4096;
 
-/// The end of a whole Embeddings answer passed to the client as it arrives: its `usage` is
-/// the last field (`..."model":"…","usage":{"prompt_tokens":8,"total_tokens":8}}`), after data
-/// (tens of MB of floats) the proxy never needs to hold. Only for Embeddings: nothing in their
-/// answer but numbers, base64 and the model's name is text, so the last `"usage"` key in the
-/// tail is the answer's own; a chat answer's text could carry one.
+/// The most bytes a `usage` object may take to arrive whole.
+const MAX_USAGE_BYTES: usize = 16 * 1024;
+
+const USAGE_KEY: &[u8] = b"\"usage\"";
+
+/// The `usage` of an answer passed to the client as it arrives, read as it passes: an
+/// Embeddings answer (tens of MB of floats) or an image answer or stream (images in base64),
+/// none of which the proxy may hold. A `"usage"` key followed by `:` is a key of the answer's
+/// own: in JSON text, a quote inside a string is escaped, and these answers' only strings
+/// are base64, names and enums (a chat answer's text could carry one). The last whole one wins:
+/// an image stream's `image_generation.completed` event, or the answer's top level.
 #[derive(Debug, Default)]
 pub struct AnswerTail {
     tail: Vec<u8>,
+    /// Bytes of `tail` searched for the key (one may straddle the next chunk).
+    searched: usize,
+    /// Where a key whose object has not arrived whole starts in `tail`.
+    pending: Option<usize>,
+    usage: Option<Usage>,
+}
+
+/// What follows a `"usage"` key so far.
+enum UsageRead {
+    Whole(Usage),
+    Partial,
+    NotUsage,
 }
 
 impl AnswerTail {
     pub fn feed(&mut self, chunk: &[u8]) {
         self.tail.extend_from_slice(chunk);
+        let from = self.searched.saturating_sub(USAGE_KEY.len() - 1);
+        if let Some(at) = self.tail[from..].windows(USAGE_KEY.len()).rposition(|w| w == USAGE_KEY) {
+            self.pending = Some(from + at);
+        }
+        self.searched = self.tail.len();
+        if let Some(at) = self.pending {
+            match read_usage(&self.tail[at + USAGE_KEY.len()..]) {
+                UsageRead::Whole(usage) => (self.usage, self.pending) = (Some(usage), None),
+                UsageRead::NotUsage => self.pending = None,
+                UsageRead::Partial => {}
+            }
+        }
         // Trimmed in batches: each byte is moved at most once or twice.
         if self.tail.len() > 2 * ANSWER_TAIL_BYTES {
-            self.tail.drain(..self.tail.len() - ANSWER_TAIL_BYTES);
+            let mut keep_from = self.tail.len() - ANSWER_TAIL_BYTES;
+            self.pending = self.pending.filter(|at| self.tail.len() - at <= MAX_USAGE_BYTES);
+            if let Some(at) = self.pending {
+                keep_from = keep_from.min(at);
+            }
+            self.tail.drain(..keep_from);
+            self.searched -= keep_from;
+            self.pending = self.pending.map(|at| at - keep_from);
         }
     }
 
-    /// The answer's usage, if its tail holds one.
+    /// The last whole usage the answer carried so far.
     pub fn usage(&self) -> Option<Usage> {
-        const KEY: &[u8] = b"\"usage\"";
-        let at = self.tail.windows(KEY.len()).rposition(|window| window == KEY)?;
-        let rest = self.tail[at + KEY.len()..].trim_ascii_start().strip_prefix(b":")?;
-        serde_json::Deserializer::from_slice(rest)
-            .into_iter::<Usage>()
-            .next()?
-            .ok()
+        self.usage
+    }
+}
+
+fn read_usage(after_key: &[u8]) -> UsageRead {
+    let rest = after_key.trim_ascii_start();
+    if rest.is_empty() {
+        return UsageRead::Partial;
+    }
+    let Some(value) = rest.strip_prefix(b":") else {
+        return UsageRead::NotUsage;
+    };
+    match serde_json::Deserializer::from_slice(value).into_iter::<Usage>().next() {
+        Some(Ok(usage)) => UsageRead::Whole(usage),
+        None => UsageRead::Partial,
+        Some(Err(error)) if error.is_eof() => UsageRead::Partial,
+        Some(Err(_)) => UsageRead::NotUsage,
     }
 }
 
@@ -463,6 +510,33 @@ mod tests {
         let mut odd = AnswerTail::default();
         odd.feed(br#"{"data":[],"usage":null}"#);
         assert_eq!(odd.usage(), None);
+    }
+
+    #[test]
+    fn an_image_answer_yields_its_usage_wherever_it_stands_in_any_chunks() {
+        let image = "QUJD".repeat(300_000); // 1.2 MB of base64
+        let usage = r#"{"input_tokens":12,"input_tokens_details":{"text_tokens":12,"image_tokens":0},"output_tokens":4160,"total_tokens":4172}"#;
+        let first = format!(r#"{{"created":1,"usage":{usage},"data":[{{"b64_json":"{image}"}}]}}"#);
+        let last = format!(r#"{{"created":1,"data":[{{"b64_json":"{image}"}}],"usage":{usage}}}"#);
+        let stream = format!(
+            "event: image_generation.partial_image\ndata: {{\"type\":\"image_generation.partial_image\",\"b64_json\":\"{image}\",\"partial_image_index\":0}}\n\nevent: image_generation.completed\ndata: {{\"type\":\"image_generation.completed\",\"b64_json\":\"{image}\",\"usage\":{usage}}}\n\n"
+        );
+        let expected = Usage {
+            prompt_tokens: 12,
+            completion_tokens: 4_160,
+            total_tokens: 4_172,
+            ..Usage::default()
+        };
+        for answer in [first, last, stream] {
+            for chunk_size in [1, 5, 4096, 65_536] {
+                let mut tail = AnswerTail::default();
+                for chunk in answer.as_bytes().chunks(chunk_size) {
+                    tail.feed(chunk);
+                    assert!(tail.tail.len() <= 2 * ANSWER_TAIL_BYTES + chunk.len());
+                }
+                assert_eq!(tail.usage(), Some(expected), "chunks of {chunk_size}");
+            }
+        }
     }
 
     fn run(input: &[u8], chunks: &[usize], forward_usage: bool) -> (Vec<u8>, SseMeter) {

@@ -1,6 +1,8 @@
 // An OpenAI-compatible mock upstream on loopback, for the tests and for `make dev` without a key.
 //
-// It answers POST /v1/chat/completions and /v1/responses (JSON or SSE) and /v1/embeddings,
+// It answers POST /v1/chat/completions and /v1/responses (JSON or SSE), /v1/embeddings and
+// /v1/images/generations (JSON, or SSE with partial images; shapes from openai-node's
+// `ImagesResponse`, `ImageGenPartialImageEvent` and `ImageGenCompletedEvent`),
 // records every request, gives each response a new id and, like OpenAI, refuses a
 // `previous_response_id` it did not create (400 `previous_response_not_found`), and can be told to pause streams, to answer the next requests with a
 // given status, or to misbehave on the next one (slow headers, a reset, a stall, a cut stream,
@@ -54,7 +56,7 @@ export async function startMockUpstream({ port = 0, apiKey = "sk-mock-upstream-k
     if (req.url === "/v1/models" && req.method === "GET") {
       return sendJson(res, 200, { object: "list", data: [{ id: "gpt-4o-mini", object: "model" }] });
     }
-    const api = { "/v1/chat/completions": "chat", "/v1/responses": "responses", "/v1/embeddings": "embeddings" }[req.url];
+    const api = { "/v1/chat/completions": "chat", "/v1/responses": "responses", "/v1/embeddings": "embeddings", "/v1/images/generations": "images" }[req.url];
     if (!api || req.method !== "POST") {
       return sendJson(res, 404, { error: { message: "Unknown mock route", type: "invalid_request_error" } });
     }
@@ -94,6 +96,7 @@ export async function startMockUpstream({ port = 0, apiKey = "sk-mock-upstream-k
     if (fault.kind === "endless-error") return writeLong(res, 400, '{"error":{"message":"', '"}}');
     if (fault.kind === "big-answer") return writeSlowly(res, JSON.stringify(api === "embeddings" ? embeddings(json, fault.bytes) : completion(json, fault, fault.bytes)));
     if (api === "embeddings") return sendJson(res, 200, embeddings(json));
+    if (api === "images") return images(res, json, fault);
     if (json?.stream && fault.kind === "not-sse") return sendJson(res, 200, completion(json));
     if (json?.stream && fault.kind === "flood") {
       await flood(res, json, record, fault.bytes ?? 64 << 20);
@@ -103,6 +106,45 @@ export async function startMockUpstream({ port = 0, apiKey = "sk-mock-upstream-k
       sendJson(res, 200, api === "responses" ? responseObject(json, responseId, fault) : completion(json, fault));
     }
   });
+
+  /**
+   * An image generation, as OpenAI answers it: a 400 for a size or `n` the model does not
+   * make; else the images with their `usage` last, or with `stream` the partial images and
+   * then `image_generation.completed` with the usage. A stream takes the faults "reset",
+   * "stall" and "cut" (no completed event) after its first event, and waits while streams
+   * are paused; `usage: "none"` leaves the usage out.
+   */
+  async function images(res, request, fault) {
+    const quality = resolvedQuality(request);
+    const size = resolvedSize(request);
+    const n = request.n ?? 1;
+    if (imageTokens(request.model, quality, size) === undefined || !(n >= 1 && n <= 10)) {
+      return sendJson(res, 400, { error: { message: `Invalid size or n for ${request.model}.`, type: "invalid_request_error", param: "size", code: "invalid_value" } });
+    }
+    const common = { background: "opaque", output_format: "png", quality, size };
+    const reported = fault.usage === "none" ? {} : { usage: imageUsage(request) };
+    const image = (index) => Buffer.alloc(fault.imageBytes ?? 48 << 10, index + 1).toString("base64");
+    if (!request.stream) {
+      const data = Array.from({ length: n }, (_, index) => ({ b64_json: image(index) }));
+      return sendJson(res, 200, { created: Math.floor(Date.now() / 1000), data, ...common, ...reported });
+    }
+    if (timing.firstChunkDelayMs) await sleep(timing.firstChunkDelayMs);
+    res.writeHead(200, { "content-type": "text/event-stream", ...ACCOUNT_HEADERS });
+    const send = (event) => res.write(`event: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`);
+    const created_at = Math.floor(Date.now() / 1000);
+    const partials = request.partial_images ?? 0;
+    for (let index = 0; index < partials; index++) {
+      send({ type: "image_generation.partial_image", b64_json: image(index), created_at, partial_image_index: index, ...common });
+      if (index > 0) continue;
+      if (pause) await pause.promise;
+      if (fault.kind === "reset") return res.destroy();
+      if (fault.kind === "stall") return;
+      if (fault.kind === "cut") return res.end();
+      await sleep(timing.chunkDelayMs);
+    }
+    send({ type: "image_generation.completed", b64_json: image(partials), created_at, ...common, ...reported });
+    res.end();
+  }
 
   async function streamAnswer(res, request, record, api, fault, responseId) {
     if (timing.firstChunkDelayMs) await sleep(timing.firstChunkDelayMs);
@@ -334,6 +376,51 @@ function responseObject(request, id, fault = {}) {
       { type: "message", id: messageId(id), status, role: "assistant", content: [{ type: "output_text", text, annotations: [] }] },
     ],
     usage: fault.usage === "none" ? null : { input_tokens, output_tokens, total_tokens: input_tokens + output_tokens },
+  };
+}
+
+/**
+ * One image's output tokens (written from OpenAI's published facts, apart from the proxy's
+ * code): gpt-image-1.5's table by size (low, medium, high), gpt-image-2's size formula; or
+ * undefined for what the model does not make.
+ */
+export function imageTokens(model, quality, size) {
+  const level = ["low", "medium", "high"].indexOf(quality);
+  const [width, height] = String(size).split("x").map(Number);
+  if (level < 0 || !(width > 0 && height > 0)) return undefined;
+  if (/^gpt-image-1\.5(-20.*)?$/.test(model)) {
+    const table = { "1024x1024": [272, 1056, 4160], "1024x1536": [408, 1584, 6240], "1536x1024": [408, 1584, 6240] };
+    return table[size]?.[level];
+  }
+  if (/^gpt-image-2(-20.*)?$/.test(model)) {
+    const [long, short] = [Math.max(width, height), Math.min(width, height)];
+    const pixels = width * height;
+    if (width % 16 || height % 16 || long > 3840 || long > 3 * short || pixels < 655_360 || pixels > 8_294_400) return undefined;
+    const q = [16, 48, 96][level];
+    const shortFactor = Math.floor((2 * q * short + long) / (2 * long));
+    return Math.ceil((q * shortFactor * (2_000_000 + pixels)) / 4_000_000);
+  }
+  return undefined;
+}
+
+/** What `auto` becomes: the mock picks the dearest, as OpenAI may. */
+const resolvedQuality = (request) => (request.quality == null || request.quality === "auto" ? "high" : request.quality);
+const resolvedSize = (request) => (request.size == null || request.size === "auto" ? "1024x1536" : request.size);
+
+/**
+ * The usage the mock reports for an image generation: the prompt as text tokens (a quarter of
+ * its characters, rounded up), each image's output tokens, and 100 more per partial image.
+ */
+export function imageUsage(request) {
+  const text_tokens = Math.ceil(request.prompt.length / 4);
+  const each = imageTokens(request.model, resolvedQuality(request), resolvedSize(request)) + (request.stream ? 100 * (request.partial_images ?? 0) : 0);
+  const output_tokens = (request.n ?? 1) * each;
+  return {
+    input_tokens: text_tokens,
+    input_tokens_details: { text_tokens, image_tokens: 0 },
+    output_tokens,
+    total_tokens: text_tokens + output_tokens,
+    output_tokens_details: { image_tokens: output_tokens, text_tokens: 0 },
   };
 }
 

@@ -896,3 +896,79 @@ fn every_accepted_request_is_reserved_in_full_and_forwards_nothing_unpriced() {
         "an endpoint's requests are mostly refused: {rates:?}"
     );
 }
+
+/// Image generation on a plan that allows every size the proxy knows for `model`.
+fn image_config(model: &str) -> Config {
+    let sizes = match model {
+        "gpt-image-2" => "1024x1024,1024x1536,1536x1024,1536x864,2048x2048,3840x2160,auto",
+        _ => "1024x1024,1024x1536,1536x1024,auto",
+    };
+    let model = model.to_owned();
+    Config::from_lookup(move |name| match name {
+        "JWT_SECRET" => Some(SECRET.into()),
+        "IMAGE_MODELS" => Some(model.clone()),
+        "IMAGE_SIZES" => Some(sizes.into()),
+        "MAX_IMAGES_PER_REQUEST" => Some("4".into()),
+        _ => None,
+    })
+    .unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// Whatever quality and size upstream picks for `auto` (or an absent field), and however
+    /// many partial images it streams, the bill (each image's output tokens, 100 per partial
+    /// image, the prompt's tokens at most its bytes) never passes the reservation, in tokens
+    /// or dollars.
+    #[test]
+    fn an_image_request_reserves_at_least_any_bill_it_allows(
+        model in prop::sample::select(vec!["gpt-image-1.5", "gpt-image-2"]),
+        quality in prop::option::of(prop::sample::select(vec!["low", "medium", "high", "auto"])),
+        size in prop::option::of(prop::sample::select(vec!["1024x1024", "1024x1536", "1536x1024", "1536x864", "2048x2048", "3840x2160", "auto"])),
+        n in 1u64..=4,
+        stream in any::<bool>(),
+        partial_images in 0u64..=3,
+        prompt in "\\PC{1,200}",
+    ) {
+        use openai_edge_proxy::testing::images::{image_tokens, Usage, PARTIAL_IMAGE_TOKENS, QUALITIES, STANDARD_SIZES};
+        let mut body = json!({"model": model, "prompt": prompt, "n": n, "stream": stream, "partial_images": partial_images});
+        if let Some(quality) = quality {
+            body["quality"] = json!(quality);
+        }
+        if let Some(size) = size {
+            body["size"] = json!(size);
+        }
+        let parsed = policy::parse_image_request(body.to_string().as_bytes(), &image_config(model), "alice");
+        let known_size = size.is_none_or(|size| size == "auto" || image_tokens(model, "low", size).is_some());
+        let Ok(request) = parsed else {
+            prop_assert!(!known_size || (stream && n > 1) || prompt.trim().is_empty(), "refused: {:?}", parsed.err());
+            return Ok(());
+        };
+        prop_assert!(known_size && !(stream && n > 1));
+        let qualities: Vec<&str> = match quality {
+            None | Some("auto") => QUALITIES.to_vec(),
+            Some(quality) => vec![quality],
+        };
+        let sizes: Vec<&str> = match size {
+            None | Some("auto") => STANDARD_SIZES.to_vec(),
+            Some(size) => vec![size],
+        };
+        let partial_tokens = if stream { partial_images * PARTIAL_IMAGE_TOKENS } else { 0 };
+        let prompt_tokens = prompt.len() as u64;
+        for quality in &qualities {
+            for size in &sizes {
+                let output_tokens = n * (image_tokens(model, quality, size).unwrap() + partial_tokens);
+                let usage: Usage = serde_json::from_value(json!({
+                    "input_tokens": prompt_tokens,
+                    "input_tokens_details": {"text_tokens": prompt_tokens, "image_tokens": 0},
+                    "output_tokens": output_tokens,
+                    "total_tokens": prompt_tokens + output_tokens,
+                })).unwrap();
+                let bill = request.tariff().with_usage(&usage);
+                prop_assert!(bill.tokens <= request.reserve_tokens, "{} {}: {} > {} tokens", quality, size, bill.tokens, request.reserve_tokens);
+                prop_assert!(bill.nano_usd <= request.reserve_nano_usd, "{} {}: {} > {} nano-USD", quality, size, bill.nano_usd, request.reserve_nano_usd);
+            }
+        }
+    }
+}

@@ -121,7 +121,7 @@ async function send() {
     const response = await fetch(`${PROXY}/v1/chat/completions`, {
       method: "POST",
       headers: { authorization: `Bearer ${await userToken()}`, "content-type": "application/json" },
-      body: JSON.stringify({ model: "gpt-4o-mini", stream: true, messages: [{ role: "user", content: prompt }] }),
+      body: JSON.stringify({ model: "gpt-6-luna", stream: true, messages: [{ role: "user", content: prompt }] }),
     });
     if (!response.ok) return show(await explain(response), true);
     await render(response.body);

@@ -38,7 +38,9 @@ const CLIENT_KEY_LABEL: &[u8] = b"openai-edge-proxy guest client v1";
 
 /// The per-plan defaults of plan `guest` when `PLANS` has no `guest` entry (besides
 /// `ALLOWED_MODELS`, which defaults to the first allowed model only).
-pub const GUEST_PLAN_DEFAULTS: [(&str, &str); 7] = [
+pub const GUEST_PLAN_DEFAULTS: [(&str, &str); 8] = [
+    // Blank: unset, so no image model. A picture costs more than a guest's day of text.
+    ("IMAGE_MODELS", ""),
     ("MAX_OUTPUT_TOKENS", "256"),
     ("MAX_PROMPT_CHARS", "2000"),
     ("RATE_LIMIT_REQUESTS", "5"),

@@ -7,7 +7,7 @@
 #[cfg(not(target_arch = "wasm32"))]
 mod native;
 
-use jwt_compact::jwk::JsonWebKey;
+use base64ct::{Base64UrlUnpadded, Encoding};
 use serde_json::Value;
 
 use crate::auth::{KeyEntry, VerifyingKey};
@@ -127,32 +127,56 @@ impl PublicKey {
 
     /// The key of one JWK, with its one algorithm: the JWK's `alg` when present (it must fit
     /// the key type), else the only algorithm of that key type (RS256 for RSA).
+    ///
+    /// The members are read by hand: jwt-compact's `JsonWebKey` decoder (an internally tagged
+    /// enum with a flattened member) is ~25 KB of wasm. What WebCrypto imports is the key's
+    /// public members, in the form `JsonWebKey` writes them.
     fn from_jwk(jwk: &Value) -> Result<Self, String> {
         let declared = jwk.get("alg").and_then(Value::as_str);
-        let key: JsonWebKey<'_> = serde_json::from_value(jwk.clone()).map_err(|e| format!("not a JWK: {e}"))?;
-        if matches!(key, JsonWebKey::Symmetric { .. }) {
+        let kty = member_text(jwk, "kty")?;
+        if kty == "oct" {
             return Err("symmetric keys do not belong in a key set (use JWT_SECRET)".into());
         }
-        if key.is_signing_key() {
+        let private = match kty {
+            "RSA" => ["d", "p", "q"].iter().any(|name| jwk.get(name).is_some()),
+            _ => jwk.get("d").is_some(),
+        };
+        if private {
             return Err("holds private key material; publish only public keys".into());
         }
-        let (algorithm, signature_bytes) = match (&key, declared) {
-            (JsonWebKey::Rsa { modulus, .. }, alg) => {
+        let (algorithm, signature_bytes, public) = match (kty, declared) {
+            ("RSA", alg) => {
+                let (modulus, exponent) = (member_bytes(jwk, "n")?, member_bytes(jwk, "e")?);
                 let name = alg.unwrap_or("RS256");
                 let algorithm = PublicAlgorithm::parse(name)
                     .filter(|algorithm| matches!(algorithm, PublicAlgorithm::RsaPkcs1(_) | PublicAlgorithm::RsaPss(_)))
                     .ok_or(format!("alg {name} does not fit an RSA key"))?;
-                let bits = bit_length(modulus);
+                let bits = bit_length(&modulus);
                 if bits < MIN_RSA_BITS {
                     return Err(format!("RSA key shorter than {MIN_RSA_BITS} bits"));
                 }
-                (algorithm, bits.div_ceil(8))
+                let public = format!(
+                    r#"{{"kty":"RSA","n":"{}","e":"{}"}}"#,
+                    base64url(&modulus),
+                    base64url(&exponent)
+                );
+                (algorithm, bits.div_ceil(8), public)
             }
-            (JsonWebKey::EllipticCurve { curve, .. }, None | Some("ES256")) if curve == "P-256" => {
-                (PublicAlgorithm::Es256, CURVE_SIGNATURE_BYTES)
+            ("EC", None | Some("ES256")) if member_text(jwk, "crv")? == "P-256" => {
+                let (x, y) = (member_bytes(jwk, "x")?, member_bytes(jwk, "y")?);
+                let public = format!(
+                    r#"{{"kty":"EC","crv":"P-256","x":"{}","y":"{}"}}"#,
+                    base64url(&x),
+                    base64url(&y)
+                );
+                (PublicAlgorithm::Es256, CURVE_SIGNATURE_BYTES, public)
             }
-            (JsonWebKey::KeyPair { curve, .. }, None | Some("EdDSA" | "Ed25519")) if curve == "Ed25519" => {
-                (PublicAlgorithm::EdDsa, CURVE_SIGNATURE_BYTES)
+            ("OKP", None | Some("EdDSA" | "Ed25519")) if member_text(jwk, "crv")? == "Ed25519" => {
+                let public = format!(
+                    r#"{{"kty":"OKP","crv":"Ed25519","x":"{}"}}"#,
+                    base64url(&member_bytes(jwk, "x")?)
+                );
+                (PublicAlgorithm::EdDsa, CURVE_SIGNATURE_BYTES, public)
             }
             (_, alg) => {
                 return Err(format!(
@@ -162,12 +186,31 @@ impl PublicKey {
         };
         Ok(PublicKey {
             algorithm,
-            jwk: serde_json::to_string(&key).map_err(|e| format!("not a JWK: {e}"))?,
-            signature_bytes,
             #[cfg(not(target_arch = "wasm32"))]
-            native: native::Key::from_jwk(&key, algorithm)?,
+            native: native::Key::from_jwk(
+                &serde_json::from_str(&public).map_err(|e| format!("not a JWK: {e}"))?,
+                algorithm,
+            )?,
+            jwk: public,
+            signature_bytes,
         })
     }
+}
+
+/// A JWK member that must be a string.
+fn member_text<'a>(jwk: &'a Value, name: &str) -> Result<&'a str, String> {
+    jwk.get(name)
+        .and_then(Value::as_str)
+        .ok_or(format!("not a JWK: no string `{name}`"))
+}
+
+/// A JWK member in unpadded base64url (RFC 7518 section 6).
+fn member_bytes(jwk: &Value, name: &str) -> Result<Vec<u8>, String> {
+    Base64UrlUnpadded::decode_vec(member_text(jwk, name)?).map_err(|_| format!("not a JWK: `{name}` is not base64url"))
+}
+
+fn base64url(bytes: &[u8]) -> String {
+    Base64UrlUnpadded::encode_string(bytes)
 }
 
 /// The bit length of a big-endian unsigned integer, such as a JWK's `n`.
@@ -262,6 +305,29 @@ mod tests {
         assert_eq!(lengths, [256, 64, 64]);
         let algorithms: Vec<_> = parsed.keys.iter().map(|key| key.key.algorithm().name()).collect();
         assert_eq!(algorithms, ["RS256", "ES256", "EdDSA"]);
+    }
+
+    #[test]
+    fn webcrypto_imports_the_public_members_as_jwt_compact_writes_them() {
+        let document: Value = serde_json::from_slice(JWKS).unwrap();
+        let keys = document["keys"].as_array().unwrap();
+        let parsed = parse_jwks(JWKS).unwrap();
+        assert_eq!(parsed.keys.len(), keys.len());
+        for (jwk, key) in keys.iter().zip(&parsed.keys) {
+            let full: jwt_compact::jwk::JsonWebKey<'_> = serde_json::from_value(jwk.clone()).unwrap();
+            assert_eq!(key.key.jwk(), serde_json::to_string(&full).unwrap());
+        }
+    }
+
+    #[test]
+    fn any_private_member_refuses_the_key() {
+        let document: Value = serde_json::from_slice(JWKS).unwrap();
+        for (index, member) in [(0, "d"), (0, "p"), (0, "q"), (1, "d"), (2, "d")] {
+            let mut key = document["keys"][index].clone();
+            key[member] = Value::String("AQAB".into());
+            let why = PublicKey::from_jwk(&key).unwrap_err();
+            assert!(why.contains("private key material"), "{member}: {why}");
+        }
     }
 
     #[test]

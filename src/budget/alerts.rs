@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::budget::money::usd;
+use crate::budget::money::dollars_and_cents;
 use crate::budget::quota::{Standing, DAY_MS};
 
 const HOUR_MS: i64 = 3_600_000;
@@ -26,7 +26,7 @@ pub struct AlertState {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum Alert {
     RequestsPerHour {
         requests: u32,
@@ -57,9 +57,9 @@ impl Alert {
                 "openai-edge-proxy: {used_tokens} of the {budget} tokens of today's global budget are leased to users' objects: used, reserved or held for their next requests (alert threshold {threshold_percent}%)."
             ),
             Alert::SpendPercent { used_nano_usd, budget_nano_usd, threshold_percent } => format!(
-                "openai-edge-proxy: ${:.2} of the ${:.2} of today's global budget are leased to users' objects: used, reserved or held for their next requests (alert threshold {threshold_percent}%).",
-                usd(*used_nano_usd),
-                usd(*budget_nano_usd)
+                "openai-edge-proxy: ${} of the ${} of today's global budget are leased to users' objects: used, reserved or held for their next requests (alert threshold {threshold_percent}%).",
+                dollars_and_cents(*used_nano_usd),
+                dollars_and_cents(*budget_nano_usd)
             ),
         }
     }

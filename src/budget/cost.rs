@@ -47,13 +47,16 @@ pub fn image_worst_case(model: &str) -> u64 {
 fn of_family(table: &[(&str, u64)], model: &str) -> Option<u64> {
     table
         .iter()
-        .find(|(family, _)| {
-            model == *family
-                || model
-                    .strip_prefix(family)
-                    .is_some_and(|snapshot| snapshot.starts_with("-20"))
-        })
+        .find(|(family, _)| is_family(model, family))
         .map(|&(_, tokens)| tokens)
+}
+
+/// Whether `model` is `family` or a dated snapshot of it.
+pub fn is_family(model: &str, family: &str) -> bool {
+    model == family
+        || model
+            .strip_prefix(family)
+            .is_some_and(|snapshot| snapshot.starts_with("-20"))
 }
 
 /// A model's context window: the most tokens it reads (input, with its output) in one response.
@@ -62,8 +65,9 @@ fn of_family(table: &[(&str, u64)], model: &str) -> Option<u64> {
 ///
 /// Source: OpenAI's model pages (platform.openai.com/docs/models/<model>, "Context window"):
 /// gpt-4o and gpt-4o-mini 128,000; the gpt-4.1 family 1,047,576; o3 and o4-mini 200,000; the
-/// gpt-5 family 400,000. Other models need `MODEL_CONTEXT_TOKENS`.
-const CONTEXT_WINDOW: [(&str, u64); 10] = [
+/// gpt-5 family and gpt-5.4 mini and nano 400,000; gpt-5.6 and gpt-6 models 1,050,000 (checked
+/// 2026-12-06). Other models need `MODEL_CONTEXT_TOKENS`.
+const CONTEXT_WINDOW: [(&str, u64); 16] = [
     ("gpt-4o-mini", 128_000),
     ("gpt-4o", 128_000),
     ("gpt-4.1", 1_047_576),
@@ -74,6 +78,12 @@ const CONTEXT_WINDOW: [(&str, u64); 10] = [
     ("gpt-5", 400_000),
     ("gpt-5-mini", 400_000),
     ("gpt-5-nano", 400_000),
+    ("gpt-5.4-mini", 400_000),
+    ("gpt-5.4-nano", 400_000),
+    ("gpt-5.6-luna", 1_050_000),
+    ("gpt-6-luna", 1_050_000),
+    ("gpt-6.2-sol", 1_050_000),
+    ("gpt-6-astra", 1_050_000),
 ];
 
 /// The context window OpenAI states for `model` (or a dated snapshot of it), if we know it.
@@ -247,6 +257,9 @@ pub struct Cost {
     /// A continuation's input bound, its model's context window: OpenAI adds the stored
     /// context, unseen by the proxy, and bills it as input (0 for other requests).
     pub stored_context_tokens: u64,
+    /// Image output tokens an image generation may bill (`images::output_bound`), at the
+    /// image output price.
+    pub image_output_tokens: u64,
 }
 
 impl Cost {
@@ -272,7 +285,9 @@ impl Cost {
 
     /// The worst case, reserved before the request goes upstream.
     pub fn reserve(&self) -> u64 {
-        self.input_side_tokens().saturating_add(self.output_tokens)
+        self.input_side_tokens()
+            .saturating_add(self.output_tokens)
+            .saturating_add(self.image_output_tokens)
     }
 
     /// The reserve's tokens billed at the input price: the input for each read (a

@@ -3,6 +3,7 @@
 
 pub mod alerts;
 pub mod cost;
+pub mod images;
 pub mod lease;
 pub mod money;
 pub mod plans;

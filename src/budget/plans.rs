@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::budget::cost::CostRules;
+use crate::budget::images::ImageRules;
 use crate::budget::quota::Limits;
 use crate::error::ProxyError;
 
@@ -25,8 +26,12 @@ pub struct RequestLimits {
 pub const DEFAULT_PLAN: &str = "default";
 
 /// The variables a plan may set, in their own names and value formats.
-pub const PLAN_VARIABLES: [&str; 10] = [
+pub const PLAN_VARIABLES: [&str; 14] = [
     "ALLOWED_MODELS",
+    "IMAGE_MODELS",
+    "MAX_IMAGES_PER_REQUEST",
+    "IMAGE_QUALITIES",
+    "IMAGE_SIZES",
     "MAX_OUTPUT_TOKENS",
     "MAX_N",
     "MAX_PROMPT_CHARS",
@@ -47,6 +52,8 @@ pub struct Plan {
     pub request_limits: RequestLimits,
     /// What a request may spend beyond text: images, hosted tools, stored responses.
     pub cost_rules: CostRules,
+    /// What `POST /v1/images/generations` may make.
+    pub images: ImageRules,
     /// What one user may use.
     pub user_limits: Limits,
 }

@@ -18,25 +18,102 @@ use crate::error::ProxyError;
 
 const TOKENS_PER_PRICE_UNIT: u128 = 1_000_000;
 
-/// A model's price, in nano-USD per million tokens.
+/// A model's price, in nano-USD per million tokens of each kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Price {
     pub input: u64,
     /// Prompt tokens OpenAI reports as cached (`prompt_tokens_details.cached_tokens`).
     pub cached_input: u64,
     pub output: u64,
+    /// Prompt tokens written to the cache (`cache_write_tokens`), on models that bill them;
+    /// `None`: billed as input.
+    pub cache_write: Option<u64>,
+    /// Image tokens of an image model (`input_tokens_details.image_tokens`, and the output's
+    /// `image_tokens`); `None` on text models, whose image inputs are billed as text.
+    pub image_input: Option<u64>,
+    pub image_cached_input: Option<u64>,
+    pub image_output: Option<u64>,
+    pub long_context: Option<LongContext>,
 }
 
-/// Default prices (USD per 1M tokens: input, cached input, output), standard tier, from
-/// OpenAI's pricing page (https://platform.openai.com/docs/pricing), checked 2026-11-24.
-/// Exact names only: a dated snapshot may cost something else (gpt-4o-2024-05-13 did), so it
-/// needs its own `MODEL_PRICES` entry.
-const DEFAULT_PRICES: [(&str, &str, &str, &str); 5] = [
-    ("gpt-4o-mini", "0.15", "0.075", "0.60"),
-    ("gpt-4o", "2.50", "1.25", "10.00"),
-    ("gpt-4.1", "2.00", "0.50", "8.00"),
-    ("gpt-4.1-mini", "0.40", "0.10", "1.60"),
-    ("gpt-4.1-nano", "0.10", "0.025", "0.40"),
+/// A long-context tier: a request with more input tokens than `threshold` is billed, whole,
+/// at `input_percent` of every input rate (cached and cache writes too) and `output_percent`
+/// of the output rates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LongContext {
+    pub threshold: u64,
+    pub input_percent: u64,
+    pub output_percent: u64,
+}
+
+/// OpenAI's GPT-5.6 and GPT-6 tier: above 272K input tokens, input ×2 and output ×1.5 for the
+/// whole request (the model pages below).
+const TIER_272K: LongContext = LongContext {
+    threshold: 272_000,
+    input_percent: 200,
+    output_percent: 150,
+};
+
+/// One published price: USD per 1M tokens (text input, cached input, cache write, output;
+/// image input, cached image input, image output), and its long-context tier.
+struct Published {
+    model: &'static str,
+    text: [&'static str; 4],
+    image: Option<[&'static str; 3]>,
+    long_context: Option<LongContext>,
+}
+
+const fn text(model: &'static str, text: [&'static str; 4], long_context: Option<LongContext>) -> Published {
+    Published {
+        model,
+        text,
+        image: None,
+        long_context,
+    }
+}
+
+/// Default prices, standard tier, USD per 1M tokens; `-` is "not billed apart". Exact names
+/// only: a dated snapshot may cost something else (gpt-4o-2024-05-13 did), so it needs its own
+/// `MODEL_PRICES` entry. The README's price table is this table, with each row's source and
+/// date (a test checks they agree). Checked 2026-12-06.
+const DEFAULT_PRICES: [Published; 14] = [
+    text("gpt-6-astra", ["10.00", "1.00", "12.50", "50.00"], Some(TIER_272K)),
+    text("gpt-6.2-sol", ["2.00", "0.10", "2.50", "10.00"], Some(TIER_272K)),
+    text("gpt-6-luna", ["0.10", "0.01", "0.125", "0.50"], Some(TIER_272K)),
+    text("gpt-5.6-luna", ["0.20", "0.02", "0.25", "1.20"], Some(TIER_272K)),
+    text("gpt-5.4-mini", ["0.75", "0.075", "-", "4.50"], None),
+    text("gpt-5.4-nano", ["0.20", "0.02", "-", "1.25"], None),
+    // Deprecated or shut down (OpenAI's deprecations page, README): kept at their last
+    // published price while deployments still name them.
+    text("o3", ["2.00", "0.50", "-", "8.00"], None),
+    text("gpt-4o-mini", ["0.15", "0.075", "-", "0.60"], None),
+    text("gpt-4o", ["2.50", "1.25", "-", "10.00"], None),
+    text("gpt-4.1", ["2.00", "0.50", "-", "8.00"], None),
+    text("gpt-4.1-mini", ["0.40", "0.10", "-", "1.60"], None),
+    text("gpt-4.1-nano", ["0.10", "0.025", "-", "0.40"], None),
+    Published {
+        model: "gpt-image-1.5",
+        text: ["5.00", "1.25", "-", "10.00"],
+        image: Some(["8.00", "2.00", "32.00"]),
+        long_context: None,
+    },
+    Published {
+        model: "gpt-image-2",
+        text: ["5.00", "1.25", "-", "10.00"],
+        image: Some(["8.00", "2.00", "30.00"]),
+        long_context: None,
+    },
+];
+
+/// The fields `MODEL_PRICES` reads, in USD per 1M tokens.
+const PRICE_FIELDS: [&str; 7] = [
+    "input",
+    "cached_input",
+    "output",
+    "cache_write",
+    "image_input",
+    "image_cached_input",
+    "image_output",
 ];
 
 /// Every model's price: the defaults, overridden model by model by `MODEL_PRICES`.
@@ -48,17 +125,10 @@ pub struct Prices {
 impl Prices {
     /// The defaults with `model_prices` (the JSON of `MODEL_PRICES`, if set) over them.
     pub fn parse(model_prices: Option<&str>) -> Result<Prices, ProxyError> {
+        // A loop, not `collect`: a BTreeMap built from an iterator brings a sort into the wasm.
         let mut by_model = BTreeMap::new();
-        for (model, input, cached, output) in DEFAULT_PRICES {
-            let price = |usd: &str| parse_usd(usd).unwrap_or(u64::MAX);
-            by_model.insert(
-                model.to_owned(),
-                Price {
-                    input: price(input),
-                    cached_input: price(cached),
-                    output: price(output),
-                },
-            );
+        for published in &DEFAULT_PRICES {
+            by_model.insert(published.model.to_owned(), published.price());
         }
         let Some(raw) = model_prices else {
             return Ok(Prices { by_model });
@@ -66,7 +136,7 @@ impl Prices {
         let invalid = |why: String| ProxyError::misconfigured(format!("MODEL_PRICES: {why}"));
         let Ok(Value::Object(models)) = serde_json::from_str::<Value>(raw) else {
             return Err(invalid(
-                r#"not a JSON object like {"gpt-4o-mini":{"input":0.15,"output":0.6,"cached_input":0.075}}"#.into(),
+                r#"not a JSON object like {"gpt-6-luna":{"input":0.1,"output":0.5,"cached_input":0.01}}"#.into(),
             ));
         };
         for (model, entry) in models {
@@ -81,17 +151,39 @@ impl Prices {
     }
 }
 
-/// `{"input": USD, "output": USD, "cached_input": USD (optional, else the input price)}`.
+impl Published {
+    fn price(&self) -> Price {
+        // The table's amounts are literals a test reads: none fails to parse.
+        let usd = |text: &str| (text != "-").then(|| parse_usd(text).unwrap_or(u64::MAX));
+        let [input, cached_input, cache_write, output] = self.text.map(usd);
+        let [image_input, image_cached_input, image_output] = match self.image {
+            Some(image) => image.map(usd),
+            None => [None; 3],
+        };
+        Price {
+            input: input.unwrap_or(u64::MAX),
+            cached_input: cached_input.unwrap_or(u64::MAX),
+            output: output.unwrap_or(u64::MAX),
+            cache_write,
+            image_input,
+            image_cached_input,
+            image_output,
+            long_context: self.long_context,
+        }
+    }
+}
+
+/// `{"input": USD, "output": USD, "cached_input": USD (else the input price), "cache_write",
+/// "image_input", "image_cached_input", "image_output" (optional)}`. A long-context tier is
+/// the built-in models' only.
 fn parse_price(entry: &Value) -> Result<Price, String> {
     let Value::Object(fields) = entry else {
         return Err("must be an object with `input` and `output` (USD per 1M tokens)".into());
     };
-    if let Some(unknown) = fields
-        .keys()
-        .find(|k| !matches!(k.as_str(), "input" | "output" | "cached_input"))
-    {
+    if let Some(unknown) = fields.keys().find(|k| !PRICE_FIELDS.contains(&k.as_str())) {
         return Err(format!(
-            "unknown field `{unknown}` (expected input, output, cached_input)"
+            "unknown field `{unknown}` (expected {})",
+            PRICE_FIELDS.join(", ")
         ));
     }
     let usd = |name: &str| -> Result<Option<u64>, String> {
@@ -109,6 +201,11 @@ fn parse_price(entry: &Value) -> Result<Price, String> {
         input,
         cached_input: usd("cached_input")?.unwrap_or(input),
         output,
+        cache_write: usd("cache_write")?,
+        image_input: usd("image_input")?,
+        image_cached_input: usd("image_cached_input")?,
+        image_output: usd("image_output")?,
+        long_context: None,
     })
 }
 
@@ -123,47 +220,97 @@ pub fn usd_value(value: &Value) -> Option<u64> {
     }
 }
 
+/// Tokens at their prices (nano-USD per 1M), summed, rounded up to the next nano-USD.
+fn priced(parts: &[(u64, u64)]) -> u64 {
+    let micro: u128 = parts
+        .iter()
+        .map(|&(tokens, price)| u128::from(tokens) * u128::from(price))
+        .sum();
+    u64::try_from(micro.div_ceil(TOKENS_PER_PRICE_UNIT)).unwrap_or(u64::MAX)
+}
+
+/// `percent` of `price`, rounded up; past $1.8e10 per 1M it saturates (never cheaper).
+fn percent(price: u64, percent: u64) -> u64 {
+    price.saturating_mul(percent).div_ceil(100)
+}
+
 impl Price {
-    /// `input`, `cached` and `output` tokens at this price, rounded up to the next nano-USD.
-    fn of(&self, input: u64, cached: u64, output: u64) -> u64 {
-        let micro = u128::from(input) * u128::from(self.input)
-            + u128::from(cached) * u128::from(self.cached_input)
-            + u128::from(output) * u128::from(self.output);
-        u64::try_from(micro.div_ceil(TOKENS_PER_PRICE_UNIT)).unwrap_or(u64::MAX)
+    /// The prices a request with `input_tokens` of input is billed at: its long-context tier
+    /// when it has one and the input passes it.
+    fn at_tier(&self, input_tokens: u64) -> Price {
+        let Some(tier) = self.long_context.filter(|tier| input_tokens > tier.threshold) else {
+            return *self;
+        };
+        let input = |price: u64| percent(price, tier.input_percent);
+        let output = |price: u64| percent(price, tier.output_percent);
+        Price {
+            input: input(self.input),
+            cached_input: input(self.cached_input),
+            output: output(self.output),
+            cache_write: self.cache_write.map(input),
+            image_input: self.image_input.map(input),
+            image_cached_input: self.image_cached_input.map(input),
+            image_output: self.image_output.map(output),
+            long_context: None,
+        }
     }
 
-    /// The dearer of the two input prices: what an input token can cost at most.
-    fn worst_input(&self) -> Price {
-        Price {
-            input: self.input.max(self.cached_input),
-            ..*self
-        }
+    /// The dearest price an input token can have: uncached, cached or written to the cache.
+    fn worst_input(&self) -> u64 {
+        self.input
+            .max(self.cached_input)
+            .max(self.cache_write.unwrap_or(0))
+            .max(self.image_input.unwrap_or(0))
+            .max(self.image_cached_input.unwrap_or(0))
     }
 
     /// The worst case of `cost` in dollars: every input-side token of the token reserve (the
-    /// input for each read, images, hosted tool fees) at the input price, the output cap at
-    /// the output price.
+    /// input for each read, images, hosted tool fees) at the dearest input price, the output
+    /// cap at the output price and generated images at the image output price, all at the
+    /// long-context tier when the input bound passes its threshold.
     pub fn worst_case(&self, cost: &Cost) -> u64 {
-        self.worst_input().of(cost.input_side_tokens(), 0, cost.output_tokens)
+        let input = cost.input_side_tokens();
+        let price = self.at_tier(input);
+        priced(&[
+            (input, price.worst_input()),
+            (cost.output_tokens, price.output),
+            (
+                cost.image_output_tokens,
+                price.image_output.unwrap_or(price.output).max(price.output),
+            ),
+        ])
     }
 
-    /// What a usage report costs: uncached prompt tokens at the input price, cached ones at
-    /// the cached price, completion tokens (reasoning included) at the output price. Tokens a
-    /// report counts in its total but in neither part are charged at the dearer price.
+    /// What a usage report costs, at the tier its input tokens reach: prompt tokens by kind
+    /// (image tokens of an image model, cached, written to the cache, the rest at the input
+    /// price), output tokens by kind (an image model's image tokens, all of its output when
+    /// the report does not split it, at the image output price). Tokens a report counts in its
+    /// total but in neither part are charged at the dearest price.
     pub fn charge(&self, usage: &Usage) -> u64 {
-        let cached = usage.cached_tokens.min(usage.prompt_tokens);
-        let parts = usage.prompt_tokens.saturating_add(usage.completion_tokens);
-        let unexplained = usage.total().saturating_sub(parts);
-        let dearest = self.input.max(self.output).max(self.cached_input);
-        let unexplained = Price {
-            input: dearest,
-            cached_input: 0,
-            output: 0,
-        }
-        .of(unexplained, 0, 0);
-        let uncached = usage.prompt_tokens - cached;
-        self.of(uncached, cached, usage.completion_tokens)
-            .saturating_add(unexplained)
+        let price = self.at_tier(usage.prompt_tokens);
+        let prompt = usage.prompt_tokens;
+        let image_in = price.image_input.map_or(0, |_| usage.image_input_tokens.min(prompt));
+        let text_in = prompt - image_in;
+        let cached = usage.cached_tokens.min(text_in);
+        let written = usage.cache_write_tokens.min(text_in - cached);
+        let completion = usage.completion_tokens;
+        let image_out = price
+            .image_output
+            .map_or(0, |_| usage.image_output_tokens.unwrap_or(completion).min(completion));
+        let unexplained = usage.total().saturating_sub(prompt.saturating_add(completion));
+        let dearest = price
+            .worst_input()
+            .max(price.output)
+            .max(price.image_output.unwrap_or(0));
+        priced(&[
+            (text_in - cached - written, price.input),
+            (cached, price.cached_input),
+            (written, price.cache_write.unwrap_or(price.input)),
+            (image_in, price.image_input.unwrap_or(price.input)),
+            (completion - image_out, price.output),
+            (image_out, price.image_output.unwrap_or(price.output)),
+            (unexplained, dearest),
+        ])
     }
 }
 
@@ -171,6 +318,20 @@ impl Price {
 mod tests {
     use super::*;
     use crate::budget::money::NANO_PER_USD;
+
+    /// A text price without cache writes, images or tiers.
+    fn flat(input: u64, cached_input: u64, output: u64) -> Price {
+        Price {
+            input,
+            cached_input,
+            output,
+            cache_write: None,
+            image_input: None,
+            image_cached_input: None,
+            image_output: None,
+            long_context: None,
+        }
+    }
 
     #[test]
     fn dollars_are_read_exactly_or_not_at_all() {
@@ -199,15 +360,15 @@ mod tests {
 
     #[test]
     fn ten_tokens_of_the_cheapest_model_cost_more_than_nothing() {
-        let nano = Prices::parse(None).unwrap().of("gpt-4.1-nano").unwrap();
-        assert_eq!(nano.of(10, 0, 0), 1_000);
-        assert_eq!(nano.of(1, 0, 0), 100);
-        let cheap = Price {
-            input: 1,
-            cached_input: 1,
-            output: 1,
-        };
-        assert_eq!(cheap.of(1, 0, 0), 1, "a fraction of a nano-dollar is charged as one");
+        let nano = Prices::parse(None).unwrap().of("gpt-6-luna").unwrap();
+        assert_eq!(priced(&[(10, nano.input)]), 1_000);
+        assert_eq!(priced(&[(1, nano.input)]), 100);
+        let cheap = flat(1, 1, 1);
+        assert_eq!(
+            priced(&[(1, cheap.input)]),
+            1,
+            "a fraction of a nano-dollar is charged as one"
+        );
     }
 
     #[test]
@@ -218,11 +379,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             prices.of("gpt-4o-mini"),
-            Some(Price {
-                input: NANO_PER_USD,
-                cached_input: NANO_PER_USD,
-                output: 2 * NANO_PER_USD
-            }),
+            Some(flat(NANO_PER_USD, NANO_PER_USD, 2 * NANO_PER_USD)),
             "cached input defaults to the input price"
         );
         assert_eq!(prices.of("o3").unwrap().cached_input, 500_000_000);
@@ -255,7 +412,7 @@ mod tests {
             cached_tokens: 400,
             completion_tokens: 100,
             total_tokens: 1_100,
-            hosted_tool_calls: None,
+            ..Usage::default()
         };
         // 600 × 0.15 + 400 × 0.075 + 100 × 0.60 (USD per 1M) = 180 micro-USD
         assert_eq!(mini().charge(&usage), 180_000);
@@ -282,11 +439,7 @@ mod tests {
             ..Usage::default()
         };
         assert!(mini().charge(&heaviest) <= worst);
-        let odd = Price {
-            input: 1,
-            cached_input: 5,
-            output: 1,
-        };
+        let odd = flat(1, 5, 1);
         let all_cached = Usage {
             cached_tokens: 1_000,
             ..heaviest
@@ -304,17 +457,9 @@ mod tests {
             output_tokens: 200,
             ..Cost::default()
         };
-        let cache_dearer = Price {
-            input: 1_000_000,
-            cached_input: 5_000_000,
-            output: 2_000_000,
-        };
+        let cache_dearer = flat(1_000_000, 5_000_000, 2_000_000);
         assert_eq!(cache_dearer.worst_case(&cost), 1_000 * 5 + 200 * 2);
-        let input_dearer = Price {
-            input: 5_000_000,
-            cached_input: 1_000_000,
-            output: 2_000_000,
-        };
+        let input_dearer = flat(5_000_000, 1_000_000, 2_000_000);
         assert_eq!(input_dearer.worst_case(&cost), 1_000 * 5 + 200 * 2);
     }
 
@@ -326,5 +471,204 @@ mod tests {
         }
         assert_eq!(parse_usd("999999999.999999999"), Some(MAX_USD * NANO_PER_USD - 1));
         assert_eq!(parse_usd("0.5"), Some(NANO_PER_USD / 2));
+    }
+
+    fn luna() -> Price {
+        Prices::parse(None).unwrap().of("gpt-6-luna").unwrap()
+    }
+
+    #[test]
+    fn cache_writes_are_billed_at_their_own_price() {
+        // gpt-6-luna: $0.10 input, $0.01 cached, $0.125 cache write, $0.50 output.
+        let usage = Usage {
+            prompt_tokens: 10_000,
+            cached_tokens: 2_000,
+            cache_write_tokens: 5_000,
+            completion_tokens: 1_000,
+            ..Usage::default()
+        };
+        let expected = (3_000 * 100_000_000 + 2_000 * 10_000_000 + 5_000 * 125_000_000 + 1_000 * 500_000_000_u64)
+            .div_ceil(1_000_000);
+        assert_eq!(luna().charge(&usage), expected);
+        assert_eq!(
+            flat(100, 10, 500).charge(&usage),
+            priced(&[(8_000, 100), (2_000, 10), (1_000, 500)]),
+            "no cache-write price: written tokens are input"
+        );
+        let cost = Cost {
+            body_bytes: 1_000,
+            ..Cost::default()
+        };
+        assert_eq!(
+            luna().worst_case(&cost),
+            1_000 * 125,
+            "the dearest input price is the write"
+        );
+    }
+
+    #[test]
+    fn a_request_past_the_long_context_threshold_is_billed_whole_at_the_higher_tier() {
+        let at = |prompt_tokens| Usage {
+            prompt_tokens,
+            cached_tokens: 1_000,
+            completion_tokens: 1_000,
+            ..Usage::default()
+        };
+        let base = |prompt: u64| priced(&[(prompt - 1_000, 100_000_000), (1_000, 10_000_000), (1_000, 500_000_000)]);
+        assert_eq!(
+            luna().charge(&at(272_000)),
+            base(272_000),
+            "at the threshold: base rates"
+        );
+        let above = priced(&[(271_001, 200_000_000), (1_000, 20_000_000), (1_000, 750_000_000)]);
+        assert_eq!(
+            luna().charge(&at(272_001)),
+            above,
+            "one token more: every token at the tier"
+        );
+        let small = Cost {
+            body_bytes: 272_000,
+            output_tokens: 1_000,
+            ..Cost::default()
+        };
+        assert_eq!(
+            luna().worst_case(&small),
+            priced(&[(272_000, 125_000_000), (1_000, 500_000_000)])
+        );
+        let large = Cost {
+            body_bytes: 272_001,
+            ..small
+        };
+        assert_eq!(
+            luna().worst_case(&large),
+            priced(&[(272_001, 250_000_000), (1_000, 750_000_000)]),
+            "an input that can pass the threshold is reserved at the higher tier"
+        );
+        let heaviest = Usage {
+            prompt_tokens: 272_001,
+            cache_write_tokens: 272_001,
+            completion_tokens: 1_000,
+            ..Usage::default()
+        };
+        assert!(luna().charge(&heaviest) <= luna().worst_case(&large));
+    }
+
+    #[test]
+    fn an_image_model_bills_image_tokens_at_its_image_prices() {
+        // gpt-image-2: text in $5, image in $8, image out $30, text out $10.
+        let image = Prices::parse(None).unwrap().of("gpt-image-2").unwrap();
+        let unsplit = Usage {
+            prompt_tokens: 50,
+            completion_tokens: 4_000,
+            total_tokens: 4_050,
+            ..Usage::default()
+        };
+        assert_eq!(
+            image.charge(&unsplit),
+            priced(&[(50, 5_000_000_000), (4_000, 30_000_000_000)])
+        );
+        let split = Usage {
+            prompt_tokens: 150,
+            image_input_tokens: 100,
+            completion_tokens: 4_000,
+            image_output_tokens: Some(3_900),
+            ..unsplit
+        };
+        assert_eq!(
+            image.charge(&split),
+            priced(&[
+                (50, 5_000_000_000),
+                (100, 8_000_000_000),
+                (100, 10_000_000_000),
+                (3_900, 30_000_000_000)
+            ])
+        );
+        let text_model_images = Usage {
+            image_input_tokens: 100,
+            image_output_tokens: Some(10),
+            ..split
+        };
+        assert_eq!(
+            mini().charge(&text_model_images),
+            priced(&[(150, 150_000_000), (4_000, 600_000_000)]),
+            "a text model bills its image inputs as text"
+        );
+        let cost = Cost {
+            body_bytes: 150,
+            image_output_tokens: 4_000,
+            ..Cost::default()
+        };
+        assert_eq!(
+            image.worst_case(&cost),
+            priced(&[(150, 8_000_000_000), (4_000, 30_000_000_000)])
+        );
+        assert!(image.charge(&split) <= image.worst_case(&cost));
+    }
+
+    #[test]
+    fn model_prices_read_every_dimension() {
+        let prices = Prices::parse(Some(
+            r#"{"m":{"input":1,"output":2,"cache_write":1.25,"image_input":8,"image_cached_input":"2","image_output":30}}"#,
+        ))
+        .unwrap();
+        let price = prices.of("m").unwrap();
+        assert_eq!(price.cache_write, Some(1_250_000_000));
+        assert_eq!(price.image_input, Some(8 * NANO_PER_USD));
+        assert_eq!(price.image_cached_input, Some(2 * NANO_PER_USD));
+        assert_eq!(price.image_output, Some(30 * NANO_PER_USD));
+        assert_eq!(price.long_context, None);
+        assert!(Prices::parse(Some(r#"{"m":{"input":1,"output":2,"long_context":1}}"#)).is_err());
+    }
+
+    /// The README's price table, row by row: model, then the seven amounts (`-` for none),
+    /// then the long-context column.
+    fn readme_rows() -> Vec<(String, Vec<String>, String)> {
+        let readme = include_str!("../../README.md");
+        let table = readme
+            .split("<!-- price-table -->")
+            .nth(1)
+            .expect("the README marks its price table with <!-- price-table -->");
+        table
+            .lines()
+            .filter(|line| line.starts_with("| `"))
+            .map(|line| {
+                let cells: Vec<String> = line
+                    .split('|')
+                    .map(|cell| cell.trim().replace(['`', '$'], ""))
+                    .collect();
+                (cells[1].clone(), cells[2..9].to_vec(), cells[9].clone())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_readme_price_table_is_the_built_in_one() {
+        let rows = readme_rows();
+        let built_in = Prices::parse(None).unwrap();
+        assert_eq!(rows.len(), built_in.by_model.len(), "one row per built-in model");
+        for (model, amounts, long_context) in rows {
+            let price = built_in.of(&model).unwrap_or_else(|| panic!("{model} is not built in"));
+            let usd = |text: &String| (text != "-").then(|| parse_usd(text).unwrap());
+            let read: Vec<Option<u64>> = amounts.iter().map(usd).collect();
+            let expected = vec![
+                Some(price.input),
+                Some(price.cached_input),
+                price.cache_write,
+                Some(price.output),
+                price.image_input,
+                price.image_cached_input,
+                price.image_output,
+            ];
+            assert_eq!(read, expected, "{model}");
+            let tier = price.long_context.map(|tier| {
+                format!(
+                    ">{}K: ×{}% in, ×{}% out",
+                    tier.threshold / 1000,
+                    tier.input_percent,
+                    tier.output_percent
+                )
+            });
+            assert_eq!(long_context, tier.unwrap_or_else(|| "-".into()), "{model}");
+        }
     }
 }

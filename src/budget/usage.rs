@@ -2,28 +2,27 @@
 
 use serde::Deserialize;
 
-/// Token counts as OpenAI reports them (Chat Completions names; the Responses API's
-/// `input_tokens`/`output_tokens` are read into the same fields).
+/// Token counts as OpenAI reports them (Chat Completions names; the Responses and Images
+/// APIs' `input_tokens`/`output_tokens` are read into the same fields).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(from = "UsageReport")]
 pub struct Usage {
-    #[serde(default, alias = "input_tokens")]
     pub prompt_tokens: u64,
-    #[serde(default, alias = "output_tokens")]
     pub completion_tokens: u64,
-    #[serde(default)]
     pub total_tokens: u64,
     /// Prompt tokens served from OpenAI's prompt cache, billed at the cached-input price
     /// (`prompt_tokens_details.cached_tokens`; Responses: `input_tokens_details`).
-    #[serde(
-        default,
-        rename = "prompt_tokens_details",
-        alias = "input_tokens_details",
-        deserialize_with = "cached_tokens"
-    )]
     pub cached_tokens: u64,
+    /// Prompt tokens written to the cache (`cache_write_tokens`), billed at the cache-write
+    /// price on models that have one.
+    pub cache_write_tokens: u64,
+    /// Image tokens of the prompt (`image_tokens`), billed at an image model's image price.
+    pub image_input_tokens: u64,
+    /// Image tokens of the output (`output_tokens_details.image_tokens`), when the report
+    /// splits its output by kind.
+    pub image_output_tokens: Option<u64>,
     /// Hosted tool calls the answer lists (Responses `output` items such as `web_search_call`),
     /// whose fees `usage` leaves out; `None` when the answer has no `output` (Chat Completions).
-    #[serde(skip)]
     pub hosted_tool_calls: Option<u64>,
 }
 
@@ -34,12 +33,51 @@ impl Usage {
     }
 }
 
-/// `cached_tokens` of a details object; a missing or odd one is no cached tokens (charged at
-/// the full input price).
-fn cached_tokens<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+/// A `usage` object as it arrives.
+#[derive(Deserialize)]
+struct UsageReport {
+    #[serde(default, alias = "input_tokens")]
+    prompt_tokens: u64,
+    #[serde(default, alias = "output_tokens")]
+    completion_tokens: u64,
+    #[serde(default)]
+    total_tokens: u64,
+    #[serde(default, alias = "input_tokens_details", deserialize_with = "details")]
+    prompt_tokens_details: Details,
+    #[serde(default, alias = "output_tokens_details", deserialize_with = "details")]
+    completion_tokens_details: Details,
+}
+
+#[derive(Default)]
+struct Details {
+    cached_tokens: u64,
+    cache_write_tokens: u64,
+    image_tokens: Option<u64>,
+}
+
+/// A details object, read loosely: a missing or odd count is none (its tokens charged at the
+/// full input or output price).
+fn details<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Details, D::Error> {
     let details = serde_json::Value::deserialize(deserializer)?;
-    Ok(details
-        .get("cached_tokens")
-        .and_then(serde_json::Value::as_u64)
-        .unwrap_or(0))
+    let count = |name: &str| details.get(name).and_then(serde_json::Value::as_u64);
+    Ok(Details {
+        cached_tokens: count("cached_tokens").unwrap_or(0),
+        cache_write_tokens: count("cache_write_tokens").unwrap_or(0),
+        image_tokens: count("image_tokens"),
+    })
+}
+
+impl From<UsageReport> for Usage {
+    fn from(report: UsageReport) -> Usage {
+        Usage {
+            prompt_tokens: report.prompt_tokens,
+            completion_tokens: report.completion_tokens,
+            total_tokens: report.total_tokens,
+            cached_tokens: report.prompt_tokens_details.cached_tokens,
+            cache_write_tokens: report.prompt_tokens_details.cache_write_tokens,
+            image_input_tokens: report.prompt_tokens_details.image_tokens.unwrap_or(0),
+            image_output_tokens: report.completion_tokens_details.image_tokens,
+            hosted_tool_calls: None,
+        }
+    }
 }

@@ -7,6 +7,7 @@
 
 mod alerts;
 mod guests;
+mod images;
 mod keys;
 mod plans;
 mod vars;
@@ -271,6 +272,8 @@ impl Config {
         Config::from_lookup(|name| match pairs.iter().find(|(n, _)| *n == name) {
             Some((_, value)) => Some(value.to_string()),
             None if name == "JWT_SECRET" && !has_key_source => Some("a-test-secret-that-is-32-bytes-long!".into()),
+            // The suites' arithmetic is written at gpt-4o-mini's prices.
+            None if name == "ALLOWED_MODELS" => Some("gpt-4o-mini".into()),
             None => None,
         })
     }
@@ -293,10 +296,12 @@ mod tests {
 
     #[test]
     fn defaults_apply_when_unset() {
-        let config = config(&[]).unwrap();
+        let config =
+            Config::from_lookup(|name| (name == "JWT_SECRET").then(|| "a-test-secret-that-is-32-bytes-long!".into()))
+                .unwrap();
         assert_eq!(config.upstream_base_url, DEFAULT_UPSTREAM_BASE_URL);
-        assert_eq!(config.default_plan.allowed_models, ["gpt-4o-mini"]);
-        assert_eq!(config.default_model(), "gpt-4o-mini");
+        assert_eq!(config.default_plan.allowed_models, ["gpt-6-luna"]);
+        assert_eq!(config.default_model(), "gpt-6-luna");
         assert!(config.allowed_origins.is_empty());
         assert_eq!(config.max_body_bytes, 65_536);
         assert_eq!(config.requests.system_prompt, DEFAULT_SYSTEM_PROMPT);
@@ -783,11 +788,16 @@ mod tests {
             ("TURNSTILE_SECRET_KEY", "ts"),
             ("GUEST_TOKEN_SECRET", GUEST_SECRET),
             ("ALLOWED_MODELS", "gpt-4o-mini,gpt-4.1"),
+            ("IMAGE_MODELS", "gpt-image-2"),
             ("GLOBAL_GUEST_DAILY_BUDGET_USD", "2"),
         ])
         .unwrap();
         let plan = on.plan("guest").unwrap();
         assert_eq!(plan.allowed_models, ["gpt-4o-mini"]);
+        assert!(
+            plan.images.models.is_empty(),
+            "no images for guests unless their plan says so"
+        );
         assert_eq!(plan.request_limits.max_output_tokens, 256);
         assert_eq!(plan.user_limits.rate.map(|rate| rate.requests), Some(5));
         assert_eq!(plan.user_limits.daily_nano_usd, Some(10_000_000));

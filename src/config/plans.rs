@@ -12,15 +12,19 @@ use crate::budget::prices::Prices;
 use crate::budget::quota::{Limits, RateLimit};
 use crate::error::ProxyError;
 
+/// `ALLOWED_MODELS` when unset: a current small model (README, Prices).
+pub const DEFAULT_MODEL: &str = "gpt-6-luna";
+
 /// One plan's variables, read through `vars` (the top-level ones, or a plan's overlay over them).
 pub(super) fn plan(name: &str, vars: &Vars<impl Lookup>) -> Result<Plan, ProxyError> {
     let allowed_models = vars
         .list("ALLOWED_MODELS")
-        .unwrap_or_else(|| vec!["gpt-4o-mini".to_owned()]);
+        .unwrap_or_else(|| vec![DEFAULT_MODEL.to_owned()]);
     Ok(Plan {
         name: name.to_owned(),
         request_limits: request_limits(vars)?,
         cost_rules: cost_rules(vars, &allowed_models)?,
+        images: super::images::image_rules(vars)?,
         user_limits: user_limits(vars)?,
         allowed_models,
     })
@@ -62,6 +66,13 @@ pub(super) fn check_prices(
         });
     let Some(budget) = budget else { return Ok(()) };
     for plan in all_plans() {
+        let image_unpriced = |model: &&String| prices.of(model).and_then(|price| price.image_output).is_none();
+        if let Some(model) = plan.images.models.iter().find(image_unpriced) {
+            return Err(ProxyError::misconfigured(format!(
+                "MODEL_PRICES has no image_output price for {model:?} (IMAGE_MODELS of plan {:?}), and {budget} is set",
+                plan.name
+            )));
+        }
         if let Some(model) = plan.allowed_models.iter().find(|model| prices.of(model).is_none()) {
             return Err(ProxyError::misconfigured(format!(
                 "MODEL_PRICES has no price for model {model:?} (allowed by plan {:?}), and {budget} is set: add it to MODEL_PRICES or remove it from ALLOWED_MODELS",

@@ -78,7 +78,7 @@ async fn post_form(url: &str, form: &str) -> std::result::Result<(u16, Vec<u8>),
         .with_headers(headers)
         .with_redirect(RequestRedirect::Manual)
         .with_body(Some(JsValue::from_str(form)));
-    let request = Request::new_with_init(url, &init).map_err(|e| format!("siteverify request: {e}"))?;
+    let request = http::outgoing(url, &init).map_err(|e| format!("siteverify request: {e}"))?;
     let call = async {
         let mut response = Fetch::Request(request).send().await?;
         let body = response.bytes().await?;

@@ -41,6 +41,7 @@ pub fn models_response(plan: &Plan) -> Result<Response> {
     let data: Vec<_> = plan
         .allowed_models
         .iter()
+        .chain(&plan.images.models)
         .map(|id| json!({ "id": id, "object": "model", "created": 0, "owned_by": "openai-edge-proxy" }))
         .collect();
     json_response(200, &json!({ "object": "list", "data": data }).to_string())
@@ -116,4 +117,24 @@ pub fn request_id(req: &Request) -> String {
     // Two draws: one f64 carries only 53 random bits.
     let draw = || (js_sys::Math::random() * f64::from(u32::MAX)) as u32;
     header(req, "cf-ray").unwrap_or_else(|| format!("{:08x}{:08x}", draw(), draw()))
+}
+
+/// `Request::new_with_init` without its `cf` properties, which no request here sets: worker's
+/// conversion of them is ~6 KB gzip of wasm.
+pub fn outgoing(url: &str, init: &worker::RequestInit) -> worker::Result<Request> {
+    let inner = worker::web_sys::RequestInit::new();
+    inner.set_method(init.method.as_ref());
+    inner.set_headers(init.headers.as_ref());
+    inner.set_redirect(init.redirect.into());
+    if let Some(body) = &init.body {
+        inner.set_body(body);
+    }
+    worker::web_sys::Request::new_with_str_and_init(url, &inner)
+        .map(Request::from)
+        .map_err(|e| {
+            worker::Error::JsError(
+                e.as_string()
+                    .unwrap_or_else(|| "invalid URL or options for Request".into()),
+            )
+        })
 }

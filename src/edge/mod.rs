@@ -16,6 +16,7 @@ mod upstream;
 
 use std::rc::Rc;
 
+use worker::wasm_bindgen::JsCast;
 use worker::{js_sys, Context, Date, Env, Method, Request, Response};
 
 use crate::auth::guest::{limited_per_client, GUEST_ISSUER, GUEST_SUB_PREFIX};
@@ -265,7 +266,7 @@ async fn answer_whole(
     let (body, headers) = whole?;
     match api_route {
         ApiRoute::GenerateText => json_response(200, &request::generate_text::generate_text_result(&body)?),
-        ApiRoute::ChatCompletions | ApiRoute::Responses | ApiRoute::Embeddings => {
+        ApiRoute::ChatCompletions | ApiRoute::Responses | ApiRoute::Embeddings | ApiRoute::ImageGenerations => {
             Ok(Response::from_bytes(body)?.with_headers(headers))
         }
     }
@@ -342,10 +343,12 @@ fn config(env: &Env) -> Result<Rc<Config>> {
 }
 
 /// A var or secret as a string. `[vars]` may hold numbers or booleans, which are not JS strings.
+/// A number is written by JS (`String(n)`): Rust's f64 formatting would add ~14 KB to the wasm.
 fn env_string(env: &Env, name: &str) -> Option<String> {
     let value = js_sys::Reflect::get(env, &name.into()).ok()?;
-    value
-        .as_string()
-        .or_else(|| value.as_f64().map(|n| n.to_string()))
-        .or_else(|| value.as_bool().map(|b| b.to_string()))
+    if value.as_f64().is_some() {
+        let number: js_sys::Number = value.unchecked_into();
+        return number.to_string_with_radix(10).ok().map(String::from);
+    }
+    value.as_string().or_else(|| value.as_bool().map(|b| b.to_string()))
 }

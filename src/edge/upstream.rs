@@ -6,7 +6,7 @@ use std::time::Duration;
 use futures_util::future::{join, select, Either};
 use worker::wasm_bindgen::JsValue;
 use worker::web_sys::AbortController;
-use worker::{AbortSignal, Context, Delay, Fetch, Headers, Method, Request, RequestInit, RequestRedirect, Response};
+use worker::{AbortSignal, Context, Delay, Fetch, Headers, Method, RequestInit, RequestRedirect, Response};
 
 use super::body::{self, BodyError, HeldMemory};
 use super::log::{self, Outcome};
@@ -120,10 +120,10 @@ async fn attempt(
         .with_redirect(RequestRedirect::Manual)
         .with_body(Some(JsValue::from_str(request.upstream_body())));
     let url = request.endpoint.url(&config.upstream_base_url);
-    let upstream_request = Request::new_with_init(&url, &init)?;
+    let upstream_request = crate::edge::http::outgoing(&url, &init)?;
     let signal = AbortSignal::from(abort.signal());
     let fetch = Fetch::Request(upstream_request);
-    let timeout = Delay::from(config.upstream_timeout);
+    let timeout = Delay::from(request.endpoint.patience(config.upstream_timeout));
     let outcome = select(Box::pin(fetch.send_with_signal(&signal)), Box::pin(timeout)).await;
     match outcome {
         Either::Left((answer, _)) => answer.map_err(|e| ProxyError::UpstreamFailed {
@@ -146,9 +146,28 @@ fn header_seconds(answer: &Response, name: &str) -> Option<u64> {
 }
 
 /// Whether an answer goes to the client as it arrives rather than read whole first: streams,
-/// and Embeddings answers, which can be tens of MB (their usage is read from their tail).
+/// and Embeddings and image answers, which can be tens of MB (their usage is read as it
+/// passes).
 pub fn passes_through(request: &ApiRequest) -> bool {
-    request.stream || matches!(request.endpoint, UpstreamEndpoint::Embeddings)
+    request.stream
+        || matches!(
+            request.endpoint,
+            UpstreamEndpoint::Embeddings | UpstreamEndpoint::ImageGenerations
+        )
+}
+
+/// The events a stream's meter reads; `None` for an answer passed through unread but for its
+/// usage. Image events carry whole images in base64 (megabytes, past the meter's event cap),
+/// and the last one its usage, read as it passes like an Embeddings answer's.
+fn metered_kind(request: &ApiRequest) -> Option<StreamKind> {
+    if !request.stream {
+        return None;
+    }
+    match request.endpoint {
+        UpstreamEndpoint::Responses => Some(StreamKind::Responses),
+        UpstreamEndpoint::ChatCompletions => Some(StreamKind::Chat),
+        UpstreamEndpoint::Embeddings | UpstreamEndpoint::ImageGenerations => None,
+    }
 }
 
 /// An answer passed through as it arrives (`passes_through`): a stream through its meter, an
@@ -164,7 +183,7 @@ pub fn relay_stream(
     settlement: Settlement,
     upstream_abort: AbortController,
 ) -> Result<(Response, StreamTail), ProxyError> {
-    let idle_timeout = config.stream_idle_timeout;
+    let idle_timeout = request.endpoint.patience(config.stream_idle_timeout);
     let headers = if request.stream {
         stream_headers(&answer)
     } else {
@@ -174,17 +193,16 @@ pub fn relay_stream(
         let body = answer.stream().map_err(|error| ProxyError::UpstreamFailed {
             detail: format!("upstream stream has no body: {error}"),
         })?;
-        let (readable, pump) = if request.stream {
-            let kind = match request.endpoint {
-                UpstreamEndpoint::Responses => StreamKind::Responses,
-                UpstreamEndpoint::ChatCompletions | UpstreamEndpoint::Embeddings => StreamKind::Chat,
-            };
-            let meter = SseMeter::new(kind, request.client_wants_usage);
-            let (readable, metered) = stream::metered(body, meter, upstream_abort.clone(), idle_timeout)?;
-            (readable, Pump::Events(metered))
-        } else {
-            let (readable, passed) = stream::passed_through(body, upstream_abort.clone(), idle_timeout)?;
-            (readable, Pump::Whole(passed))
+        let (readable, pump) = match metered_kind(request) {
+            Some(kind) => {
+                let meter = SseMeter::new(kind, request.client_wants_usage);
+                let (readable, metered) = stream::metered(body, meter, upstream_abort.clone(), idle_timeout)?;
+                (readable, Pump::Events(metered))
+            }
+            None => {
+                let (readable, passed) = stream::passed_through(body, upstream_abort.clone(), idle_timeout)?;
+                (readable, Pump::Whole(passed))
+            }
         };
         Ok((
             Response::builder()

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 /// Why the user's object refused an admission: a limit of its quota, with when to retry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum Refusal {
     RateLimited {
         retry_after_seconds: u64,

@@ -137,7 +137,7 @@ impl HeldSettlements {
 mod tests {
     use super::*;
     use crate::budget::quota::{Ask, Limits};
-    use crate::objects::user::{Answer, Delivery, UserCommand, UserRecord, UserReply};
+    use crate::objects::user::{Answer, Delivery, UserCommand, UserRecord};
 
     fn finished(reservation_id: u64) -> Finished {
         Finished {
@@ -296,13 +296,11 @@ mod tests {
     fn an_object_that_ignores_the_settlements_it_is_sent_loses_none_of_them() {
         let (mut record, mut held) = a_stream_ended();
         let (call, wire) = next_call(&mut held);
-        // An object on code from before `settle`: serde skips the fields it does not know, so
-        // it reads the command alone, and answers it without acknowledging anything.
-        let mut fields: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&wire).unwrap();
-        fields.retain(|name, _| name != "settle" && name != "version");
-        let command: UserCommand = serde_json::from_value(fields.into()).unwrap();
-        let reply: UserReply = record.apply(&[], &command).0;
-        answer_lands(&mut held, call, &serde_json::to_string(&reply).unwrap());
+        // An object of an earlier version reads its command flattened beside `settle`, tagged
+        // `op`: it finds none, refuses the call, and the Worker takes it as failed.
+        let fields: serde_json::Value = serde_json::from_str(&wire).unwrap();
+        assert!(fields.get("op").is_none() && fields.get("command").is_some());
+        held.landed(ALICE, call, &[]);
         assert_eq!(used_and_open(&mut record), (0, 1), "the old object applied nothing");
         assert!(held.holds(ALICE, 0), "so the Worker still holds it");
         // The object runs the new code at the next call: it is delivered again, and done.
@@ -321,11 +319,12 @@ mod tests {
     fn an_object_that_applies_settlements_without_acknowledging_them_is_sent_them_again_harmlessly() {
         let (mut record, mut held) = a_stream_ended();
         for _ in 0..2 {
-            // The code before acknowledgements: it applies `settle`, answers a bare reply.
+            // It applies `settle` but its answer acknowledges nothing (as version 1's did).
             let (call, wire) = next_call(&mut held);
             let delivery = Delivery::read(&wire).unwrap();
             let reply = record.apply(&delivery.settle, &delivery.command).0;
-            answer_lands(&mut held, call, &serde_json::to_string(&reply).unwrap());
+            let answer = Answer { settled: vec![], reply };
+            answer_lands(&mut held, call, &serde_json::to_string(&answer).unwrap());
             assert!(held.holds(ALICE, 0));
         }
         assert_eq!(used_and_open(&mut record), (5, 0), "settling again changes nothing");

@@ -58,9 +58,11 @@ pub fn merge_pages(pages: Vec<Vec<UserSpend>>, limit: u32) -> Vec<UserSpend> {
         .collect()
 }
 
-/// A message to a day's usage index object.
+/// A message to a day's usage index object. Externally tagged (`{"charge":{..}}`, `"summary"`),
+/// like the user objects' protocol (version 3): an index of the earlier `op`-tagged form refuses
+/// it, and the outbox keeps the batch until an index reads it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum IndexCommand {
     /// `sub`'s object charged `spent` more that day, in its batch `seq`. Batches of one object
     /// are numbered upwards: the index applies each once, so a batch sent again after a lost

@@ -29,7 +29,7 @@ pub(crate) fn attribute(
     body.remove("user");
     body.remove("safety_identifier");
     let field = match endpoint {
-        UpstreamEndpoint::Embeddings => "user",
+        UpstreamEndpoint::Embeddings | UpstreamEndpoint::ImageGenerations => "user",
         UpstreamEndpoint::ChatCompletions | UpstreamEndpoint::Responses => "safety_identifier",
     };
     body.insert(field.into(), Value::String(identifier));
@@ -94,7 +94,7 @@ pub(crate) fn check_price_fields(
                 );
             }
         }
-        UpstreamEndpoint::Embeddings => {}
+        UpstreamEndpoint::Embeddings | UpstreamEndpoint::ImageGenerations => {}
     }
     Ok(())
 }

@@ -1,5 +1,7 @@
 //! What crosses the proxy: fixed upstream URLs and allow-listed headers in both directions.
 
+use std::time::Duration;
+
 use serde_json::Value;
 
 use crate::error::UpstreamErrorDetail;
@@ -11,6 +13,7 @@ pub enum UpstreamEndpoint {
     ChatCompletions,
     Responses,
     Embeddings,
+    ImageGenerations,
 }
 
 impl UpstreamEndpoint {
@@ -19,11 +22,28 @@ impl UpstreamEndpoint {
             UpstreamEndpoint::ChatCompletions => "chat/completions",
             UpstreamEndpoint::Responses => "responses",
             UpstreamEndpoint::Embeddings => "embeddings",
+            UpstreamEndpoint::ImageGenerations => "images/generations",
         }
     }
 
     pub fn url(self, base_url: &str) -> String {
         format!("{base_url}/{}", self.path())
+    }
+
+    /// How long to wait for upstream's headers, or between a stream's events: `configured`, but at
+    /// least 180 s for an image, which takes a minute or more to make; until then an image
+    /// answer has no headers and an image stream may send nothing. Giving up earlier would
+    /// charge the whole reservation for an image OpenAI still makes and bills. Out of line:
+    /// inlined into the upstream call's future it cost a kilobyte of wasm.
+    #[inline(never)]
+    pub fn patience(self, configured: Duration) -> Duration {
+        let least = match self {
+            UpstreamEndpoint::ImageGenerations => Duration::from_secs(180),
+            UpstreamEndpoint::ChatCompletions | UpstreamEndpoint::Responses | UpstreamEndpoint::Embeddings => {
+                Duration::ZERO
+            }
+        };
+        configured.max(least)
     }
 }
 
@@ -121,6 +141,18 @@ mod tests {
             UpstreamEndpoint::Responses.url("http://127.0.0.1:9/v1"),
             "http://127.0.0.1:9/v1/responses"
         );
+    }
+
+    #[test]
+    fn images_are_waited_for_longer_than_text() {
+        let configured = Duration::from_secs(30);
+        assert_eq!(
+            UpstreamEndpoint::ImageGenerations.patience(configured),
+            Duration::from_secs(180)
+        );
+        assert_eq!(UpstreamEndpoint::ChatCompletions.patience(configured), configured);
+        let long = Duration::from_secs(600);
+        assert_eq!(UpstreamEndpoint::ImageGenerations.patience(long), long);
     }
 
     #[test]

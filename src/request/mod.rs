@@ -12,6 +12,7 @@ mod chat;
 mod embeddings;
 pub mod forwarding;
 pub mod generate_text;
+mod images;
 pub mod prompt;
 mod responses;
 
@@ -174,6 +175,7 @@ pub fn parse(
         ApiRoute::Responses => responses::responses(bytes, rules, sub),
         ApiRoute::Embeddings => embeddings::embeddings(bytes, rules, sub),
         ApiRoute::GenerateText => generate_text::generate_text(bytes, rules, sub),
+        ApiRoute::ImageGenerations => images::image_generation(bytes, rules, sub),
     }
 }
 
@@ -264,12 +266,17 @@ fn image_cost(meter: &PromptMeter, rules: &CostRules) -> Cost {
 }
 
 fn check_model(body: &Map<String, Value>, plan: &Plan) -> Result<String, ProxyError> {
+    check_model_in(body, |model| plan.is_model_allowed(model))
+}
+
+/// `model`, which `allowed` must accept.
+fn check_model_in(body: &Map<String, Value>, allowed: impl Fn(&str) -> bool) -> Result<String, ProxyError> {
     let model = match body.get("model") {
         Some(Value::String(model)) => model.clone(),
         Some(_) => return Err(ProxyError::invalid_request("`model` must be a string.", Some("model"))),
         None => return Err(ProxyError::invalid_request("`model` is required.", Some("model"))),
     };
-    if plan.is_model_allowed(&model) {
+    if allowed(&model) {
         Ok(model)
     } else {
         Err(ProxyError::ModelNotAllowed { model })
@@ -1067,6 +1074,7 @@ mod tests {
             total_tokens: 1_200,
             cached_tokens: 400,
             hosted_tool_calls: Some(1),
+            ..Usage::default()
         };
         // gpt-4o-mini: $0.15 input, $0.075 cached, $0.60 output per million tokens; one
         // search's fee, $0.01, in dollars.

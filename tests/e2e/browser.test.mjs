@@ -24,7 +24,8 @@ before(async () => {
   mock = await startMockUpstream({ chunkDelayMs: 60 });
   // The proxy must allow the page's origin, and the page must know the proxy's URL.
   allowed = await startExample({ port: 0, jwtSecret: JWT_SECRET });
-  proxy = await startProxy({ UPSTREAM_BASE_URL: mock.url, OPENAI_API_KEY: mock.apiKey, ALLOWED_ORIGINS: allowed.url, RATE_LIMIT_REQUESTS: "5" });
+  // The example page asks for gpt-6-luna, the default model.
+  proxy = await startProxy({ UPSTREAM_BASE_URL: mock.url, OPENAI_API_KEY: mock.apiKey, ALLOWED_ORIGINS: allowed.url, ALLOWED_MODELS: "gpt-6-luna", RATE_LIMIT_REQUESTS: "5" });
   allowed.setProxyUrl(proxy.url);
   disallowed = await startExample({ port: 0, jwtSecret: JWT_SECRET, proxyUrl: proxy.url });
   browser = await launchChromium();
@@ -137,6 +138,7 @@ test("with a Turnstile site key and no backend, the page passes the (stubbed) ch
     UPSTREAM_BASE_URL: mock.url,
     OPENAI_API_KEY: mock.apiKey,
     ALLOWED_ORIGINS: staticSite.url,
+    ALLOWED_MODELS: "gpt-6-luna",
     TURNSTILE_SECRET_KEY: TURNSTILE_SECRET,
     GUEST_TOKEN_SECRET: "guest-token-secret-for-the-browser-test-0123456789",
     TURNSTILE_VERIFY_URL: siteverify.url,

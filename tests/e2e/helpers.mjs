@@ -20,12 +20,12 @@ const compatibilityDate = readFileSync(new URL("wrangler.toml", ROOT), "utf8").m
  * Objects' storage across a dispose and a new start (objects start afresh, as after eviction).
  */
 export async function startProxy(bindings = {}, { persist } = {}) {
-  if (!existsSync(new URL("build/index.js", ROOT))) {
+  if (!existsSync(PROXY_SCRIPT)) {
     throw new Error("build/index.js is missing: run `make build` (make test does) first");
   }
   // Suites about other things make many requests as one user; quota.test.mjs sets its limits.
   const defaults = { ALLOWED_ORIGINS: ALLOWED_ORIGIN, ALLOWED_MODELS: "gpt-4o-mini,gpt-4.1-nano", JWT_SECRET, RATE_LIMIT_REQUESTS: "1000" };
-  return startWorker(new URL("build/index.js", ROOT), { ...defaults, ...bindings }, { USERS: "UserState", USAGE_INDEX: "UsageIndex" }, { persist });
+  return startWorker(PROXY_SCRIPT, { ...defaults, ...bindings }, { USERS: "UserState", USAGE_INDEX: "UsageIndex" }, { persist });
 }
 
 /**
@@ -35,13 +35,7 @@ export async function startProxy(bindings = {}, { persist } = {}) {
 export async function startWorker(script, bindings, durableObjects = {}, { persist } = {}) {
   const logs = [];
   const mf = new Miniflare({
-    modules: true,
-    modulesRoot: new URL(".", script).pathname,
-    scriptPath: script.pathname,
-    modulesRules: [{ type: "CompiledWasm", include: ["**/*.wasm"], fallthrough: true }],
-    compatibilityDate,
-    bindings: Object.fromEntries(Object.entries(bindings).filter(([, value]) => value !== undefined)),
-    durableObjects: Object.fromEntries(Object.entries(durableObjects).map(([name, className]) => [name, { className, useSQLite: true }])),
+    ...workerOptions(script, bindings, Object.fromEntries(Object.entries(durableObjects).map(([name, className]) => [name, { className, useSQLite: true }]))),
     durableObjectsPersist: persist ?? false,
     host: "127.0.0.1",
     port: 0,
@@ -66,6 +60,26 @@ export async function startWorker(script, bindings, durableObjects = {}, { persi
   const url = (await mf.ready).toString().replace(/\/$/, "");
   return { url, logs, objects: (binding) => mf.getDurableObjectNamespace(binding), dispose: () => mf.dispose() };
 }
+
+/**
+ * Miniflare's options for a module Worker (`script`, with its wasm beside it): for suites that
+ * run the proxy beside other Workers (`PROXY_SCRIPT` is the built proxy). `durableObjects` is
+ * Miniflare's own map; a binding given as `undefined` is left out.
+ */
+export function workerOptions(script, bindings, durableObjects = {}) {
+  return {
+    modules: true,
+    modulesRoot: new URL(".", script).pathname,
+    scriptPath: script.pathname,
+    modulesRules: [{ type: "CompiledWasm", include: ["**/*.wasm"], fallthrough: true }],
+    compatibilityDate,
+    bindings: Object.fromEntries(Object.entries(bindings).filter(([, value]) => value !== undefined)),
+    durableObjects,
+  };
+}
+
+export const PROXY_SCRIPT = new URL("build/index.js", ROOT);
+export { compatibilityDate };
 
 /** An HS256 token like an app backend would mint (node:crypto, independent of the proxy's code). */
 export function mintToken(claims = {}, { secret = JWT_SECRET, header = { alg: "HS256", typ: "JWT" } } = {}) {

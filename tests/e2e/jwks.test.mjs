@@ -4,11 +4,10 @@
 // each starts with an empty isolate.
 import assert from "node:assert/strict";
 import { createHash, generateKeyPairSync, randomUUID, sign } from "node:crypto";
-import { readFileSync } from "node:fs";
 import http from "node:http";
 import { after, before, beforeEach, test } from "node:test";
 import { Miniflare } from "miniflare";
-import { ALLOWED_ORIGIN, startProxy, within } from "./helpers.mjs";
+import { ALLOWED_ORIGIN, PROXY_SCRIPT, compatibilityDate, startProxy, within, workerOptions } from "./helpers.mjs";
 
 const ISSUER = "https://id.example.com/";
 const AUDIENCE = "edge-proxy";
@@ -146,21 +145,13 @@ test("a key set larger than 1 MiB is refused without reading it to its end", asy
  * (`cacheName`, or the zone's default cache) under `key` with `headers`. Runs `check(url)`.
  */
 async function withNeighbour(bindings, { cacheName, key, body, headers }, check) {
-  const root = new URL("../../", import.meta.url);
-  const compatibilityDate = readFileSync(new URL("wrangler.toml", root), "utf8").match(/^compatibility_date = "(.+)"$/m)[1];
   const mf = new Miniflare({
     host: "127.0.0.1",
     port: 0,
     workers: [
       {
         name: "proxy",
-        modules: true,
-        modulesRoot: new URL("build/", root).pathname,
-        scriptPath: new URL("build/index.js", root).pathname,
-        modulesRules: [{ type: "CompiledWasm", include: ["**/*.wasm"], fallthrough: true }],
-        compatibilityDate,
-        bindings: { ALLOWED_ORIGINS: ALLOWED_ORIGIN, JWKS_URL: keys.url, JWT_ISSUER: ISSUER, JWT_AUDIENCE: AUDIENCE, ...bindings },
-        durableObjects: { USERS: { className: "UserState", useSQLite: true } },
+        ...workerOptions(PROXY_SCRIPT, { ALLOWED_ORIGINS: ALLOWED_ORIGIN, JWKS_URL: keys.url, JWT_ISSUER: ISSUER, JWT_AUDIENCE: AUDIENCE, ...bindings }, { USERS: { className: "UserState", useSQLite: true } }),
       },
       {
         // Shares the zone's caches, as Workers on one custom domain do.

@@ -4,12 +4,11 @@
 // cost in object calls, the reservations of /api/generate-text, `n` and `web_search_options`
 // end to end, and LOG_LEVEL and LOG_PROMPTS.
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
 import http from "node:http";
 import { after, before, describe, test } from "node:test";
 import { Miniflare } from "miniflare";
 import { startMockUpstream, usage } from "../mock-upstream.mjs";
-import { ALLOWED_ORIGIN, JWT_SECRET, PRICES, bodyText, browserHeaders, chatBody, eventually, logLineOf, mintToken, nanoUsd, proxyFor, reservedTokens, settledUsage, startProxy, usd, within } from "./helpers.mjs";
+import { ALLOWED_ORIGIN, JWT_SECRET, PRICES, bodyText, browserHeaders, chatBody, eventually, logLineOf, mintToken, nanoUsd, proxyFor, reservedTokens, settledUsage, startProxy, usd, within, workerOptions, PROXY_SCRIPT, compatibilityDate } from "./helpers.mjs";
 
 let mock;
 before(async () => {
@@ -94,8 +93,6 @@ describe("a Durable Object that cannot be reached", () => {
   before(async () => {
     // The proxy as built, but its object bindings lead to another Worker's classes, whose
     // every call throws: to the proxy, the object call fails as an unreachable object's would.
-    const root = new URL("../../", import.meta.url);
-    const compatibilityDate = readFileSync(new URL("wrangler.toml", root), "utf8").match(/^compatibility_date = "(.+)"$/m)[1];
     const down = `class Down { fetch() { throw new Error("the object is unreachable"); } }
       export class UserState extends Down {}
       export class UsageIndex extends Down {}
@@ -106,13 +103,11 @@ describe("a Durable Object that cannot be reached", () => {
       workers: [
         {
           name: "proxy",
-          modules: true,
-          modulesRoot: new URL("build/", root).pathname,
-          scriptPath: new URL("build/index.js", root).pathname,
-          modulesRules: [{ type: "CompiledWasm", include: ["**/*.wasm"], fallthrough: true }],
-          compatibilityDate,
-          bindings: { ALLOWED_ORIGINS: ALLOWED_ORIGIN, ALLOWED_MODELS: "gpt-4o-mini", JWT_SECRET, UPSTREAM_BASE_URL: mock.url, OPENAI_API_KEY: mock.apiKey },
-          durableObjects: { USERS: { className: "UserState", scriptName: "objects-down" }, USAGE_INDEX: { className: "UsageIndex", scriptName: "objects-down" } },
+          ...workerOptions(
+            PROXY_SCRIPT,
+            { ALLOWED_ORIGINS: ALLOWED_ORIGIN, ALLOWED_MODELS: "gpt-4o-mini", JWT_SECRET, UPSTREAM_BASE_URL: mock.url, OPENAI_API_KEY: mock.apiKey },
+            { USERS: { className: "UserState", scriptName: "objects-down" }, USAGE_INDEX: { className: "UsageIndex", scriptName: "objects-down" } },
+          ),
         },
         {
           name: "objects-down",

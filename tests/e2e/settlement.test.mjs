@@ -46,9 +46,10 @@ describe("a proxy with a stream slot per user and a global budget", () => {
   async function standingInObject(sub) {
     const users = await setup.proxy.objects("USERS");
     const object = users.get(users.idFromName(`user:${sub}`));
-    const status = { op: "status", limits: { rate: null, max_streams: 1, daily_tokens: null }, now_ms: Date.now() };
-    const response = await object.fetch("https://object/", { method: "POST", body: JSON.stringify(status) });
-    return (await response.json()).standing;
+    // A delivery of the objects' protocol, version 3 (`PROTOCOL_VERSION` in src/objects/user/messages.rs).
+    const status = { status: { limits: { rate: null, max_streams: 1, daily_tokens: null }, now_ms: Date.now() } };
+    const response = await object.fetch("https://object/", { method: "POST", body: JSON.stringify({ version: 3, command: status }) });
+    return (await response.json()).reply.status.standing;
   }
 
   test("with no further request, a finished stream's slot is free for other isolates within about a second", async () => {

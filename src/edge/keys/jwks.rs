@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use futures_util::future::{select, Either, FutureExt, LocalBoxFuture, Shared};
 use sha2::{Digest, Sha256};
-use worker::{AbortController, Cache, Delay, Fetch, Headers, Request, RequestInit, RequestRedirect, Response};
+use worker::{AbortController, Cache, Delay, Fetch, Headers, RequestInit, RequestRedirect, Response};
 
 use super::webcrypto::{ProviderKeys, UserKeys};
 use crate::auth::jwks;
@@ -243,7 +243,7 @@ async fn fetch_document(url: &str) -> Result<Vec<u8>, String> {
     headers.set("accept", "application/json").map_err(|e| e.to_string())?;
     let mut init = RequestInit::new();
     init.with_headers(headers).with_redirect(RequestRedirect::Manual);
-    let request = Request::new_with_init(url, &init).map_err(|e| e.to_string())?;
+    let request = crate::edge::http::outgoing(url, &init).map_err(|e| e.to_string())?;
     let signal = controller.signal();
     let fetch = Fetch::Request(request);
     let send = fetch.send_with_signal(&signal);

@@ -38,12 +38,16 @@ impl DurableObject for UsageIndex {
         let storage = self.state.storage();
         match super::command(&mut req).await? {
             IndexCommand::Charge { sub, seq, spent } => {
-                let entry = storage.get::<serde_json::Value>(&sub).await?.map(stored_entry);
+                let entry = super::stored(&storage, &sub)
+                    .await?
+                    .map(|value| stored_entry(super::json_of(&value)));
                 let mut summary = summary(&storage).await?;
                 if let Some(entry) = IndexEntry::charge(entry, &sub, seq, spent, &mut summary) {
                     // Two puts with no other I/O between them are written together.
-                    storage.put(&sub, serde_json::json!(entry).to_string()).await?;
-                    storage.put(SUMMARY_KEY, serde_json::json!(summary).to_string()).await?;
+                    storage.put_raw(&sub, serde_json::json!(entry).to_string()).await?;
+                    storage
+                        .put_raw(SUMMARY_KEY, serde_json::json!(summary).to_string())
+                        .await?;
                 }
                 Response::from_json(&serde_json::json!({}))
             }
@@ -60,7 +64,10 @@ impl DurableObject for UsageIndex {
 
 /// The stored summary; a day recorded before summaries is summed once from its users.
 async fn summary(storage: &Storage) -> worker::Result<DaySummary> {
-    if let Some(text) = storage.get::<String>(SUMMARY_KEY).await? {
+    if let Some(text) = super::stored(storage, SUMMARY_KEY)
+        .await?
+        .and_then(|value| value.as_string())
+    {
         return Ok(serde_json::from_str(&text).unwrap_or_default());
     }
     let mut summary = DaySummary::default();
@@ -69,7 +76,9 @@ async fn summary(storage: &Storage) -> worker::Result<DaySummary> {
         summary.add(&user.sub, true, user.spent, user.spent);
     }
     if !users.is_empty() {
-        storage.put(SUMMARY_KEY, serde_json::json!(summary).to_string()).await?;
+        storage
+            .put_raw(SUMMARY_KEY, serde_json::json!(summary).to_string())
+            .await?;
     }
     Ok(summary)
 }
@@ -80,12 +89,7 @@ fn entries(listed: js_sys::Map) -> worker::Result<Vec<UserSpend>> {
     for entry in listed.entries() {
         let pair = js_sys::Array::from(&entry?);
         let sub = pair.get(0).as_string().unwrap_or_default();
-        let value = pair.get(1);
-        let stored = match value.as_string() {
-            Some(text) => serde_json::Value::String(text),
-            None => serde_json::json!(value.as_f64().unwrap_or(0.0)),
-        };
-        users.push(stored_entry(stored).listed(&sub));
+        users.push(stored_entry(super::json_of(&pair.get(1))).listed(&sub));
     }
     Ok(users)
 }

@@ -13,9 +13,13 @@ use crate::error::Refusal;
 
 /// The version of the objects' protocol this code speaks. 1: before versions (no `version`
 /// sent, no `settled` answered, unknown fields ignored); 2: `version`, `settled`, unknown
-/// fields and newer versions refused, `Renew`. Raise it when a message would mean something
-/// else to an object of the version before; docs/architecture.md says what each pair does.
-pub const PROTOCOL_VERSION: u32 = 2;
+/// fields and newer versions refused, `Renew`; 3: the command and the reply are externally
+/// tagged, each under its own key (`{"command":{"admit":{..}}}`, `{"reply":{"admitted":{..}}}`),
+/// not flattened with an `op`/`outcome` tag beside their fields: serde reads those through a
+/// buffer of every field, which was about 40 KB of the wasm. Raise it when a message would mean
+/// something else to an object of the version before; docs/architecture.md says what each pair
+/// does.
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// A request that ended: its reservation is replaced by what it used. Settling is idempotent
 /// by reservation id: once the reservation is gone (settled, cancelled, or expired and charged
@@ -42,20 +46,15 @@ pub struct Finished {
 }
 
 /// What the Worker sends an object: the settlements its isolate held back for this object,
-/// applied first, then one command. A bare command (no `settle`) is a delivery too.
+/// applied first, then one command.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Delivery {
-    /// The sender's `PROTOCOL_VERSION` (absent from Workers of version 1).
-    #[serde(default = "first_version")]
+    /// The sender's `PROTOCOL_VERSION`.
     pub version: u32,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub settle: Vec<Finished>,
-    #[serde(flatten)]
     pub command: UserCommand,
-}
-
-fn first_version() -> u32 {
-    1
 }
 
 impl Delivery {
@@ -76,7 +75,8 @@ impl Delivery {
     /// Reads a delivery as an object must: a message it does not wholly understand (a newer
     /// version, an unknown command or field) is refused, never answered OK half applied.
     /// serde ignores unknown fields unless told otherwise, hence `deny_unknown_fields` on
-    /// every type of a command.
+    /// every type of a command. A Worker of an earlier version sends its command flattened
+    /// beside `version` (or no `version` at all): refused as unreadable.
     pub fn read(json: &str) -> Result<Self, String> {
         let delivery: Self = serde_json::from_str(json).map_err(|e| format!("unreadable delivery: {e}"))?;
         if delivery.version > PROTOCOL_VERSION {
@@ -116,14 +116,13 @@ impl Delivery {
 pub struct Answer {
     #[serde(default)]
     pub settled: Vec<u64>,
-    #[serde(flatten)]
     pub reply: UserReply,
 }
 
 /// A message to a user's object (or a shared one), sent as JSON in a `Delivery`. Each request
 /// makes one admission call; its settlement rides on a later call to the same object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum UserCommand {
     /// Checks revocation (for a token issued at `issued_at`), then, with an `ask`, admits the
     /// request against `limits`. Without an `ask` nothing is counted (a status read).
@@ -231,7 +230,7 @@ pub struct PlanAsk {
 
 /// The object's answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum UserReply {
     Admitted {
         reservation: Option<Reservation>,

@@ -768,23 +768,30 @@ mod tests {
     }
 
     #[test]
-    fn deliveries_carry_settlements_beside_the_command_and_bare_commands_still_parse() {
+    fn deliveries_carry_settlements_beside_the_command() {
         let delivery = Delivery::new(vec![finished(3, 5)], UserCommand::Revoke { at: 9 });
         let wire = serde_json::to_value(&delivery).unwrap();
         assert_eq!(
-            (wire["op"].as_str(), wire["settle"][0]["reservation_id"].as_u64()),
-            (Some("revoke"), Some(3))
+            (
+                wire["version"].as_u64(),
+                wire["command"]["revoke"]["at"].as_i64(),
+                wire["settle"][0]["reservation_id"].as_u64()
+            ),
+            (Some(PROTOCOL_VERSION.into()), Some(9), Some(3))
         );
-        assert_eq!(serde_json::from_value::<Delivery>(wire).unwrap(), delivery);
-        let bare: Delivery = serde_json::from_str(r#"{"op":"revoke","at":9}"#).unwrap();
+        assert_eq!(Delivery::read(&wire.to_string()).unwrap(), delivery);
+        let bare = Delivery::read(&format!(
+            r#"{{"version":{PROTOCOL_VERSION},"command":{{"revoke":{{"at":9}}}}}}"#
+        ))
+        .unwrap();
         assert_eq!((bare.settle.len(), bare.command), (0, UserCommand::Revoke { at: 9 }));
         assert_eq!(
             serde_json::to_string(&UserCommand::Finish(finished(3, 5))).unwrap(),
             format!(
-                r#"{{"op":"finish","reservation_id":3,"used_tokens":5,"limits":{},"now_ms":{NOW},"created_response":null,"used_nano_usd":0}}"#,
+                r#"{{"finish":{{"reservation_id":3,"used_tokens":5,"limits":{},"now_ms":{NOW},"created_response":null,"used_nano_usd":0}}}}"#,
                 serde_json::to_string(&LIMITS).unwrap()
             ),
-            "the wire form of a finish is as before"
+            "a finish's fields are as before, under its name"
         );
     }
 
@@ -967,10 +974,10 @@ mod tests {
         );
         assert_eq!(alice, before);
         let wire = serde_json::to_value(Delivery::new(vec![], naming(&["msg_alice"]))).unwrap();
-        assert_eq!(wire["references"], serde_json::json!(["msg_alice"]));
+        assert_eq!(wire["command"]["admit"]["references"], serde_json::json!(["msg_alice"]));
         let plain = serde_json::to_value(Delivery::new(vec![], naming(&[]))).unwrap();
         assert!(
-            plain.get("references").is_none(),
+            plain["command"]["admit"].get("references").is_none(),
             "without items, the message an older object reads"
         );
     }
@@ -1004,7 +1011,7 @@ mod tests {
 
     #[test]
     fn records_and_commands_without_responses_keep_their_old_wire_form() {
-        let old_admit = r#"{"op":"admit","issued_at":1,"ask":null,"limits":{"rate":null,"max_streams":null,"daily_tokens":null},"alerts":{"requests_per_hour":null,"budget_percent":null},"now_ms":5}"#;
+        let old_admit = r#"{"admit":{"issued_at":1,"ask":null,"limits":{"rate":null,"max_streams":null,"daily_tokens":null},"alerts":{"requests_per_hour":null,"budget_percent":null},"now_ms":5}}"#;
         let command: UserCommand = serde_json::from_str(old_admit).unwrap();
         assert!(matches!(command, UserCommand::Admit { continues: None, .. }));
         let record = serde_json::to_value(UserRecord::default()).unwrap();
@@ -1153,7 +1160,7 @@ mod tests {
         let old = r#"{"revoked_at":null,"quota":{"admitted_at_ms":[],"day":0,"used_tokens":3,"reservations":[],"next_reservation_id":0}}"#;
         let record: UserRecord = serde_json::from_str(old).unwrap();
         assert_eq!((record.plan_override, record.quota.used_tokens), (None, 3));
-        let admit = r#"{"op":"admit","issued_at":1,"ask":{"tokens":5,"stream":false},"limits":{"rate":null,"max_streams":null,"daily_tokens":9},"alerts":{"requests_per_hour":null,"budget_percent":null},"now_ms":0}"#;
+        let admit = r#"{"admit":{"issued_at":1,"ask":{"tokens":5,"stream":false},"limits":{"rate":null,"max_streams":null,"daily_tokens":9},"alerts":{"requests_per_hour":null,"budget_percent":null},"now_ms":0}}"#;
         assert!(matches!(
             serde_json::from_str::<UserCommand>(admit).unwrap(),
             UserCommand::Admit { plan: None, .. }
@@ -1173,10 +1180,10 @@ mod tests {
     fn commands_have_a_stable_wire_form() {
         assert_eq!(
             serde_json::to_string(&UserCommand::Revoke { at: 5 }).unwrap(),
-            r#"{"op":"revoke","at":5}"#
+            r#"{"revoke":{"at":5}}"#
         );
         assert_eq!(
-            serde_json::from_str::<UserCommand>(r#"{"op":"unrevoke"}"#).unwrap(),
+            serde_json::from_str::<UserCommand>(r#"{"unrevoke":{}}"#).unwrap(),
             UserCommand::Unrevoke {}
         );
     }
@@ -1204,28 +1211,35 @@ mod tests {
         };
         for (path, value) in [
             (&["future_field"][..], serde_json::json!(1)),
-            (&["limits", "future_limit"][..], serde_json::json!(1)),
+            (&["command", "status", "future_field"][..], serde_json::json!(1)),
+            (
+                &["command", "status", "limits", "future_limit"][..],
+                serde_json::json!(1),
+            ),
             (&["settle", "0", "future_field"][..], serde_json::json!(true)),
             (&["settle", "0", "limits", "future_limit"][..], serde_json::json!(1)),
-            (&["op"][..], serde_json::json!("future_command")),
+            (&["command"][..], serde_json::json!({"future_command": {}})),
             (&["version"][..], serde_json::json!(PROTOCOL_VERSION + 1)),
         ] {
             assert!(with(path, value.clone()).is_err(), "{path:?} = {value} was accepted");
         }
-        assert!(Delivery::read(r#"{"op":"unrevoke","future_field":1}"#).is_err());
-        assert!(Delivery::read(r#"{"op":"revoke","at":1,"future_field":1}"#).is_err());
+        let read = |command: &str| Delivery::read(&format!(r#"{{"version":{PROTOCOL_VERSION},"command":{command}}}"#));
+        assert!(read(r#"{"unrevoke":{}}"#).is_ok());
+        assert!(read(r#"{"unrevoke":{"future_field":1}}"#).is_err());
+        assert!(read(r#"{"revoke":{"at":1,"future_field":1}}"#).is_err());
     }
 
     #[test]
-    fn a_delivery_from_a_worker_of_the_first_version_is_still_understood() {
-        let old = r#"{"settle":[{"reservation_id":3,"used_tokens":1,"limits":{"rate":null,"max_streams":null,"daily_tokens":null},"now_ms":5}],"op":"finish","reservation_id":4,"used_tokens":1,"limits":{"rate":null,"max_streams":null,"daily_tokens":null},"now_ms":5}"#;
-        let delivery = Delivery::read(old).unwrap();
-        assert_eq!(delivery.version, 1);
-        let (answer, _) = UserRecord::default().receive(&delivery);
-        assert_eq!(answer.settled, [3, 4], "the command's settlement is acknowledged too");
-        // That Worker reads the answer as a bare reply: `settled` is a field it skips.
-        let wire = serde_json::to_string(&answer).unwrap();
-        assert_eq!(serde_json::from_str::<UserReply>(&wire).unwrap(), UserReply::Finished);
+    fn a_delivery_from_a_worker_of_an_earlier_version_is_refused_whole() {
+        // Versions 1 and 2 flatten the command beside `settle` (and `version`), tagged `op`.
+        let settle = r#""settle":[{"reservation_id":3,"used_tokens":1,"limits":{"rate":null,"max_streams":null,"daily_tokens":null},"now_ms":5}]"#;
+        let finish = r#""op":"finish","reservation_id":4,"used_tokens":1,"limits":{"rate":null,"max_streams":null,"daily_tokens":null},"now_ms":5"#;
+        for old in [
+            format!("{{{settle},{finish}}}"),
+            format!(r#"{{"version":2,{settle},{finish}}}"#),
+        ] {
+            assert!(Delivery::read(&old).is_err(), "{old}");
+        }
     }
 
     #[test]

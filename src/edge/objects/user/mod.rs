@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures_util::future::{select, Either};
 
 use worker::wasm_bindgen::JsValue;
-use worker::{Context, Delay, Env, Method, Request, RequestInit, RequestRedirect};
+use worker::{Context, Delay, Env, Method, RequestInit, RequestRedirect};
 
 use crate::auth::guest::GUEST_PLAN;
 use crate::auth::Identity;
@@ -311,7 +311,7 @@ fn raise(ctx: &Rc<Context>, config: &Config, message: &str) {
                 .with_headers(headers)
                 .with_redirect(RequestRedirect::Manual)
                 .with_body(Some(JsValue::from_str(&body)));
-            let sent = match Request::new_with_init(&url, &init) {
+            let sent = match crate::edge::http::outgoing(&url, &init) {
                 Ok(request) => {
                     let fetch = worker::Fetch::Request(request);
                     let post = fetch.send();

@@ -13,7 +13,7 @@ use crate::budget::alerts::AlertRules;
 use crate::budget::lease::LeaseAsk;
 use crate::budget::quota::Limits;
 use crate::config::Config;
-use crate::edge::objects::usage_index;
+use crate::edge::objects::{json_of, store, stored, usage_index};
 use crate::edge::{log, Now};
 use crate::objects::user::{Delivery, UserCommand, UserRecord, UserReply};
 
@@ -119,7 +119,11 @@ impl UserState {
     async fn update<R>(&self, change: impl FnOnce(&mut UserRecord) -> R) -> worker::Result<R> {
         let loaded = self.record.borrow().is_some();
         if !loaded {
-            let stored: UserRecord = self.state.storage().get(RECORD_KEY).await?.unwrap_or_default();
+            let stored = match stored(&self.state.storage(), RECORD_KEY).await? {
+                Some(value) => serde_json::from_str(&json_of(&value).to_string())
+                    .map_err(|e| worker::Error::RustError(format!("stored record: {e}")))?,
+                None => UserRecord::default(),
+            };
             // Another request may have loaded and changed it meanwhile: its copy is newer.
             self.record.borrow_mut().get_or_insert(stored);
         }
@@ -128,7 +132,7 @@ impl UserState {
     }
 
     async fn store(&self, record: &UserRecord) -> worker::Result<()> {
-        if let Err(error) = self.state.storage().put(RECORD_KEY, record).await {
+        if let Err(error) = store(&self.state.storage(), RECORD_KEY, record).await {
             // Memory may now be ahead of storage: read storage again next time.
             self.record.replace(None);
             return Err(error);
