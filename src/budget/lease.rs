@@ -26,7 +26,7 @@ pub const LEASE_SHARE: u64 = 64;
 /// A holder's first lease of the day covers this many requests like the one in hand; each
 /// top-up before it falls idle doubles it (at most `MAX_DOUBLINGS` times), so a busy user
 /// calls the pool a few times a day and a passing one holds little.
-pub const FIRST_LEASE_REQUESTS: u64 = 128;
+pub const FIRST_LEASE_REQUESTS: u64 = 32;
 const MAX_DOUBLINGS: u32 = 8;
 /// A holder that admitted nothing for this long gives back what its lease has free.
 pub const LEASE_IDLE_MS: i64 = 60_000;
