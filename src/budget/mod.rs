@@ -4,6 +4,7 @@
 pub mod alerts;
 pub mod cost;
 pub mod images;
+pub mod lease;
 pub mod money;
 pub mod plans;
 pub mod prices;

@@ -298,8 +298,11 @@ impl QuotaState {
                 });
             }
         }
+        // A command from a clock still on the day before belongs to the day the counters
+        // hold, which admitted it: it is charged to that day, never to one already closed.
+        let made_at_ms = now_ms.max(self.day.saturating_mul(DAY_MS));
         if limits.rate.is_some() {
-            self.admitted_at_ms.push(now_ms);
+            self.admitted_at_ms.push(made_at_ms);
         }
         let reservation = Reservation {
             id: self.next_reservation_id,
@@ -307,7 +310,7 @@ impl QuotaState {
             stream: ask.stream,
             expires_at_ms: now_ms.saturating_add(RESERVATION_TIMEOUT_MS),
             nano_usd: ask.nano_usd,
-            made_at_ms: Some(now_ms),
+            made_at_ms: Some(made_at_ms),
         };
         self.next_reservation_id = self.next_reservation_id.wrapping_add(1);
         self.reservations.push(reservation);
@@ -448,6 +451,14 @@ impl QuotaState {
             daily_nano_usd: limits.daily_nano_usd,
             used_nano_usd: self.used_nano_usd,
             reserved_nano_usd: self.reserved_nano_usd(),
+        }
+    }
+
+    /// The day's spend and reservations (of any day) together: what a lease must cover.
+    pub fn committed(&self) -> Spend {
+        Spend {
+            tokens: self.used_tokens.saturating_add(self.reserved_tokens()),
+            nano_usd: self.used_nano_usd.saturating_add(self.reserved_nano_usd()),
         }
     }
 

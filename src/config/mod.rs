@@ -30,8 +30,8 @@ use crate::budget::quota::Limits;
 use crate::error::ProxyError;
 use crate::request;
 use crate::request::attribution::SafetyKey;
-use crate::routes::ApiRoute;
 use crate::request::voice::VoiceSettings;
+use crate::routes::ApiRoute;
 use crate::secret::Secret;
 use keys::{admin_token, claim_rules, key_sources};
 use plans::{check_prices, global_limits, guest_plan, plan};
@@ -94,6 +94,9 @@ pub struct Config {
     /// What all users together may use per day (`GLOBAL_DAILY_TOKEN_BUDGET`,
     /// `GLOBAL_DAILY_BUDGET_USD`), if either is set.
     pub global_limits: Option<Limits>,
+    /// Objects each day's usage index is spread over, by a hash of the `sub`
+    /// (`USAGE_INDEX_SHARDS`).
+    pub usage_index_shards: u32,
     /// What a user token's claims must satisfy.
     pub claim_rules: ClaimRules,
     pub keys: KeySources,
@@ -160,6 +163,7 @@ impl Config {
             stream_idle_timeout: vars.millis("STREAM_IDLE_TIMEOUT_MS", 60_000, 1..=600_000)?,
             upstream_retries: vars.number("UPSTREAM_RETRIES", 1, 0..=3)?,
             global_limits,
+            usage_index_shards: index_shards(&vars)?,
             claim_rules: claim_rules(&vars)?,
             keys,
             log_level: vars.choice("LOG_LEVEL", &LogLevel::CHOICES, LogLevel::default())?,
@@ -173,6 +177,12 @@ impl Config {
             warnings: guest_warning.into_iter().collect(),
             secrets: vars.secrets_read(),
         })
+    }
+
+    /// `USAGE_INDEX_SHARDS` alone, for users' objects' alarms: reading the whole config there
+    /// would link a second copy of its parsing into the wasm.
+    pub fn usage_index_shards(lookup: impl Fn(&str) -> Option<String>) -> Result<u32, ProxyError> {
+        index_shards(&Vars::new(lookup))
     }
 
     /// The upstream key; its absence only matters on routes that call upstream.
@@ -271,6 +281,11 @@ fn safety_key(vars: &Vars<impl Lookup>, keys: &KeySources) -> Result<Option<Safe
         .as_ref()
         .or(keys.jwt_secret())
         .map(|secret| SafetyKey::derive(secret.expose())))
+}
+
+/// Objects per day of the usage index (see `objects::usage_index`).
+fn index_shards(vars: &Vars<impl Lookup>) -> Result<u32, ProxyError> {
+    vars.number("USAGE_INDEX_SHARDS", 1, 1..=64)
 }
 
 #[cfg(test)]

@@ -75,6 +75,9 @@ pub async fn create_call(
             }),
             sub: Some(identity.sub.clone()),
             voice: Some(voice.slots),
+            // Voice with a shared budget is a configuration error (config/voice.rs).
+            leases: Vec::new(),
+            grants: Vec::new(),
         };
         let reservation_id = match call_user(env, &identity.sub, command).await? {
             UserReply::Admitted {
@@ -100,6 +103,9 @@ pub async fn create_call(
             | UserReply::Finished
             | UserReply::Minted
             | UserReply::MintRefused { .. }
+            | UserReply::NeedLease { .. }
+            | UserReply::Leased { .. }
+            | UserReply::Pool { .. }
             | UserReply::Renewed { .. }) => {
                 return Err(ProxyError::Internal {
                     detail: format!("user object answered a call's admission with {other:?}"),

@@ -210,7 +210,10 @@ impl Call {
                 | UserReply::Finished
                 | UserReply::Minted
                 | UserReply::MintRefused { .. }
-                | UserReply::PlanChanged { .. },
+                | UserReply::PlanChanged { .. }
+                | UserReply::NeedLease { .. }
+                | UserReply::Leased { .. }
+                | UserReply::Pool { .. },
             ) => EndReason::Budget,
             Err(error) => {
                 log::warn("voice_charge_failed", &error.to_string());

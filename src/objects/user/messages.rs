@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::budget::alerts::{Alert, AlertRules};
+use crate::budget::lease::{Grant, LeaseAsk};
 use crate::budget::plans::PlanChoice;
-use crate::budget::quota::{Ask, Limits, Reservation, Standing};
+use crate::budget::quota::{Ask, Limits, Reservation, Spend, Standing};
 use crate::error::Refusal;
 use crate::objects::user::voice::{LiveCharge, VoiceSlots};
 
@@ -101,7 +102,9 @@ impl Delivery {
             | UserCommand::SetPlan { .. }
             | UserCommand::Renew { .. }
             | UserCommand::Block { .. }
-            | UserCommand::Unblock {} => None,
+            | UserCommand::Unblock {}
+            | UserCommand::Lease { .. }
+            | UserCommand::PoolStatus { .. } => None,
         };
         self.settle.iter().map(|f| f.reservation_id).chain(command).collect()
     }
@@ -152,6 +155,14 @@ pub enum UserCommand {
         /// a call's admission (`deny_unknown_fields`), never admits it without a slot.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         voice: Option<VoiceSlots>,
+        /// The shared budgets the request is admitted against, by a lease this object holds
+        /// of each. Absent when empty: an object that predates leases refuses a message that
+        /// carries them, never admits past a budget it does not know.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        leases: Vec<PoolTerms>,
+        /// Grants the pools just made to this object, to deposit before admitting.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        grants: Vec<Grant>,
     },
     /// A request ended: its settlement alone (a flush, or one that must land now).
     Finish(Finished),
@@ -202,6 +213,23 @@ pub enum UserCommand {
     Block { at: i64 },
     /// Lifts a block; answers a `Status`.
     Unblock {},
+    /// To a shared budget's object: a holder's lease top-up, give-back and report.
+    Lease {
+        ask: LeaseAsk,
+        limits: Limits,
+        alerts: AlertRules,
+        now_ms: i64,
+    },
+    /// To a shared budget's object: where it stands, for an operator.
+    PoolStatus { limits: Limits, now_ms: i64 },
+}
+
+/// A shared budget (its object's name) and its limits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolTerms {
+    pub pool: String,
+    pub limits: Limits,
 }
 
 /// The plan a request was checked with, and what its token claims (`None`: no claim).
@@ -262,5 +290,21 @@ pub enum UserReply {
     /// expired and charged in full).
     Renewed {
         expires_at_ms: Option<i64>,
+    },
+    /// The request fits its user's limits, but not the leases held: nothing was counted; ask
+    /// the pools for these and admit it again with their grants.
+    NeedLease {
+        leases: Vec<LeaseAsk>,
+    },
+    /// A shared budget's grant to a holder.
+    Leased {
+        grant: Grant,
+        alert: Option<Alert>,
+    },
+    /// A shared budget's standing (`PoolStanding`).
+    Pool {
+        standing: Standing,
+        reserved: Spend,
+        idle: Spend,
     },
 }

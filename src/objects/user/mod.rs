@@ -9,15 +9,17 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::guest::MintWindow;
 use crate::budget::alerts::{AlertRules, AlertState};
+use crate::budget::lease::{Grant, Lease, LeasePool, PoolStanding};
 use crate::budget::plans::{claimed_plan, PlanChoice};
 use crate::budget::quota::{Ask, Limits, QuotaState, Spend, DAY_MS};
 use crate::day::Day;
 use crate::objects::owned_responses::OwnedResponses;
 use crate::objects::usage_index::UsageOutbox;
 
+mod leases;
 mod messages;
 mod voice;
-pub use messages::{Answer, Delivery, Finished, PlanAsk, UserCommand, UserReply};
+pub use messages::{Answer, Delivery, Finished, PlanAsk, PoolTerms, UserCommand, UserReply};
 use voice::VoiceCalls;
 pub use voice::{LiveCharge, VoiceSlots};
 
@@ -49,6 +51,8 @@ struct AdmitAsk<'a> {
     plan: Option<&'a PlanAsk>,
     sub: Option<&'a str>,
     voice: Option<VoiceSlots>,
+    leases: &'a [PoolTerms],
+    grants: &'a [Grant],
 }
 
 /// The stored state of one user.
@@ -81,6 +85,12 @@ pub struct UserRecord {
     /// The user's voice calls: live ones and today's count.
     #[serde(default, skip_serializing_if = "VoiceCalls::is_empty")]
     pub voice: VoiceCalls,
+    /// The leases this object holds of shared budgets (one or two: a list, not a map).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub leases: Vec<Lease>,
+    /// A shared budget's object: what it leased today.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<LeasePool>,
 }
 
 impl UserRecord {
@@ -131,6 +141,8 @@ impl UserRecord {
                 plan,
                 sub,
                 voice,
+                leases,
+                grants,
             } => self.admit(AdmitAsk {
                 issued_at: *issued_at,
                 ask: *ask,
@@ -142,6 +154,8 @@ impl UserRecord {
                 plan: plan.as_ref(),
                 sub: sub.as_deref(),
                 voice: *voice,
+                leases,
+                grants,
             }),
             UserCommand::Finish(finished) => {
                 self.finish(finished);
@@ -200,6 +214,24 @@ impl UserRecord {
                 },
                 Some(charge) => self.charge_call(charge, limits, *reservation_id, *now_ms),
             },
+            UserCommand::Lease {
+                ask,
+                limits,
+                alerts,
+                now_ms,
+            } => self.lease(ask, limits, alerts, *now_ms),
+            UserCommand::PoolStatus { limits, now_ms } => {
+                let PoolStanding {
+                    standing,
+                    reserved,
+                    idle,
+                } = self.pool.unwrap_or_default().standing(limits, *now_ms);
+                UserReply::Pool {
+                    standing,
+                    reserved,
+                    idle,
+                }
+            }
         }
     }
 
@@ -272,12 +304,17 @@ impl UserRecord {
                 alert: None,
             };
         };
+        self.deposit(ask.grants, ask.leases, ask.now_ms);
         match self.quota.admit(ask.limits, request, ask.now_ms) {
             Ok(reservation) => {
                 if ask.voice.is_some() {
                     self.voice.started(reservation.id);
                 }
                 let standing = self.quota.standing(ask.limits, ask.now_ms);
+                if let Some(leases) = self.lease_shortfalls(ask.leases, request, &standing, ask.now_ms) {
+                    self.quota.cancel(ask.limits, reservation.id, ask.now_ms);
+                    return UserReply::NeedLease { leases };
+                }
                 let alert = self.alerts.on_admit(ask.alerts, &standing, ask.now_ms);
                 UserReply::Admitted {
                     reservation: Some(reservation),
@@ -390,6 +427,8 @@ mod tests {
                     sub: None,
                     plan: None,
                     voice: None,
+                    leases: vec![],
+                    grants: vec![],
                 },
             )
             .0
@@ -459,6 +498,8 @@ mod tests {
                 sub: None,
                 plan: None,
                 voice: None,
+                leases: vec![],
+                grants: vec![],
             },
         );
         assert_eq!(without_iat, (UserReply::Revoked, false), "nothing counted");
@@ -523,6 +564,8 @@ mod tests {
             plan: None,
             sub: sub.map(str::to_owned),
             voice: None,
+            leases: vec![],
+            grants: vec![],
         };
         reservation_of(record.apply(&[], &command).0)
     }
@@ -685,6 +728,8 @@ mod tests {
             sub: None,
             plan: None,
             voice: None,
+            leases: vec![],
+            grants: vec![],
         };
         record.apply(settle, &admission).0
     }
@@ -833,6 +878,8 @@ mod tests {
             sub: None,
             plan: None,
             voice: None,
+            leases: vec![],
+            grants: vec![],
         };
         assert!(!record.apply(&[], &status_read).1);
         assert_eq!(record, before);
@@ -872,6 +919,8 @@ mod tests {
                 sub: None,
                 plan: None,
                 voice: None,
+                leases: vec![],
+                grants: vec![],
             },
         )
     }
@@ -948,6 +997,8 @@ mod tests {
             sub: None,
             plan: None,
             voice: None,
+            leases: vec![],
+            grants: vec![],
         };
         let (reply, _) = alice.apply(&[], &naming(&["rs_alice", "msg_alice"]));
         assert!(
@@ -1037,6 +1088,8 @@ mod tests {
                         claimed: claimed.map(str::to_owned),
                     }),
                     voice: None,
+                    leases: vec![],
+                    grants: vec![],
                 },
             )
             .0

@@ -144,6 +144,8 @@ mod tests {
             }),
             sub: Some("alice".into()),
             voice: Some(SLOTS),
+            leases: vec![],
+            grants: vec![],
         };
         record.apply(&[], &command).0
     }
