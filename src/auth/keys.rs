@@ -1,11 +1,10 @@
 //! The keys that verify user tokens, each with the one algorithm it is used with, and the
 //! minting of HMAC tokens for development and tests.
 
+use base64ct::{Base64UrlUnpadded, Encoding};
 use hmac::{Hmac, Mac};
-use jwt_compact::alg::{Hs256, Hs256Key, Hs384, Hs384Key, Hs512, Hs512Key};
-use jwt_compact::{AlgorithmExt, Claims};
-use serde_json::{Map, Value};
-use sha2::{Sha256, Sha384, Sha512};
+use serde_json::{json, Map, Value};
+use sha2::Sha256;
 
 use crate::auth::jwks::{PublicKey, Sha};
 use crate::error::{ProxyError, TokenProblem};
@@ -41,7 +40,7 @@ impl HmacAlgorithm {
     }
 
     /// The hash; a MAC is as long as its output.
-    fn hash(self) -> Sha {
+    pub fn hash(self) -> Sha {
         match self {
             HmacAlgorithm::Hs256 => Sha::Sha256,
             HmacAlgorithm::Hs384 => Sha::Sha384,
@@ -50,12 +49,18 @@ impl HmacAlgorithm {
     }
 
     /// Whether `mac` is the MAC of `signing_input` under `secret`, compared in constant time.
+    /// The Worker checks HS384 and HS512 with WebCrypto (SHA-512 in Rust is ~9 KB of wasm), so
+    /// on wasm only HS256 is computed here, and the others never hold.
     pub(super) fn mac_matches(self, secret: &Secret, signing_input: &[u8], mac: &[u8]) -> bool {
         let secret = secret.expose().as_bytes();
         match self.hash() {
             Sha::Sha256 => mac_matches::<Hmac<Sha256>>(secret, signing_input, mac),
-            Sha::Sha384 => mac_matches::<Hmac<Sha384>>(secret, signing_input, mac),
-            Sha::Sha512 => mac_matches::<Hmac<Sha512>>(secret, signing_input, mac),
+            #[cfg(not(target_arch = "wasm32"))]
+            Sha::Sha384 => mac_matches::<Hmac<sha2::Sha384>>(secret, signing_input, mac),
+            #[cfg(not(target_arch = "wasm32"))]
+            Sha::Sha512 => mac_matches::<Hmac<sha2::Sha512>>(secret, signing_input, mac),
+            #[cfg(target_arch = "wasm32")]
+            Sha::Sha384 | Sha::Sha512 => false,
         }
     }
 }
@@ -122,20 +127,78 @@ impl KeySet {
     }
 }
 
-/// Claims for a dev token, shared by `mint-token` and the tests. Not used to verify.
+/// An HMAC token with `claims`: guest tokens (HS256) on the Worker, dev tokens (`mint-token`)
+/// and the tests. Written here rather than by jwt-compact, whose token builder is ~1.5 KB gzip
+/// of wasm; natively jwt-compact's own verification is the tests' cross-check.
 pub fn mint_hmac_token(
     algorithm: HmacAlgorithm,
     secret: &[u8],
     claims: &Map<String, Value>,
 ) -> Result<String, ProxyError> {
-    let header = jwt_compact::Header::empty().with_token_type("JWT");
-    let claims = Claims::new(claims.clone());
-    let token = match algorithm {
-        HmacAlgorithm::Hs256 => Hs256.token(&header, &claims, &Hs256Key::new(secret)),
-        HmacAlgorithm::Hs384 => Hs384.token(&header, &claims, &Hs384Key::new(secret)),
-        HmacAlgorithm::Hs512 => Hs512.token(&header, &claims, &Hs512Key::new(secret)),
-    };
-    token.map_err(|error| ProxyError::Internal {
-        detail: format!("cannot sign token: {error}"),
-    })
+    let encode = |value: Value| Base64UrlUnpadded::encode_string(value.to_string().as_bytes());
+    let header = json!({ "alg": algorithm.name(), "typ": "JWT" });
+    let signing_input = format!("{}.{}", encode(header), encode(Value::Object(claims.clone())));
+    let mac = match algorithm.hash() {
+        Sha::Sha256 => mac::<Hmac<Sha256>>(secret, &signing_input),
+        #[cfg(not(target_arch = "wasm32"))]
+        Sha::Sha384 => mac::<Hmac<sha2::Sha384>>(secret, &signing_input),
+        #[cfg(not(target_arch = "wasm32"))]
+        Sha::Sha512 => mac::<Hmac<sha2::Sha512>>(secret, &signing_input),
+        // The Worker mints guest tokens only, always HS256 (see `mac_matches`).
+        #[cfg(target_arch = "wasm32")]
+        Sha::Sha384 | Sha::Sha512 => None,
+    }
+    .ok_or_else(|| ProxyError::Internal {
+        detail: format!("cannot sign a {} token", algorithm.name()),
+    })?;
+    Ok(format!("{signing_input}.{}", Base64UrlUnpadded::encode_string(&mac)))
+}
+
+fn mac<M: Mac + hmac::digest::KeyInit>(secret: &[u8], signing_input: &str) -> Option<Vec<u8>> {
+    let hmac = <M as Mac>::new_from_slice(secret).ok()?;
+    Some(hmac.chain_update(signing_input).finalize().into_bytes().to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use jwt_compact::alg::{Hs256, Hs256Key, Hs384, Hs384Key, Hs512, Hs512Key};
+    use jwt_compact::{AlgorithmExt, UntrustedToken};
+
+    use super::*;
+
+    #[test]
+    fn minted_tokens_are_what_jwt_compact_accepts_for_their_algorithm_only() {
+        let secret = b"a-test-secret-that-is-32-bytes-long!";
+        let claims = json!({ "sub": "alice", "exp": 1_800_000_000, "plan": "pro" });
+        let Value::Object(claims) = claims else { unreachable!() };
+        for (_, algorithm) in HmacAlgorithm::CHOICES {
+            let minted = mint_hmac_token(algorithm, secret, &claims).unwrap();
+            let token = UntrustedToken::new(&minted).unwrap();
+            assert_eq!(token.algorithm(), algorithm.name());
+            let checks = [
+                Hs256
+                    .validator::<Map<String, Value>>(&Hs256Key::new(secret))
+                    .validate(&token)
+                    .is_ok(),
+                Hs384
+                    .validator::<Map<String, Value>>(&Hs384Key::new(secret))
+                    .validate(&token)
+                    .is_ok(),
+                Hs512
+                    .validator::<Map<String, Value>>(&Hs512Key::new(secret))
+                    .validate(&token)
+                    .is_ok(),
+            ];
+            let expected = HmacAlgorithm::CHOICES.map(|(_, other)| other == algorithm);
+            assert_eq!(checks, expected, "{}", algorithm.name());
+            if algorithm == HmacAlgorithm::Hs256 {
+                let key = Hs256Key::new(secret);
+                let verified = Hs256.validator::<Map<String, Value>>(&key).validate(&token).unwrap();
+                let mut custom = claims.clone();
+                custom.remove("exp"); // jwt-compact reads it into its own field
+                assert_eq!(verified.claims().custom, custom);
+                assert!(verified.claims().expiration.is_some());
+            }
+        }
+    }
 }

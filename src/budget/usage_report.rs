@@ -3,6 +3,8 @@
 //! the day's index as charges arrive, so a summary never reads every user of a busy day) and a
 //! day's users one bounded page at a time.
 
+use std::cmp::Reverse;
+
 use crate::budget::money::usd;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -154,6 +156,11 @@ pub struct UserSpend {
 }
 
 impl UserSpend {
+    /// Biggest spender first (dollars, then tokens), ties in `sub` order.
+    fn rank(&self) -> (Reverse<u64>, Reverse<u64>, &str) {
+        (Reverse(self.spent.nano_usd), Reverse(self.spent.tokens), &self.sub)
+    }
+
     fn json(&self) -> Value {
         json!({ "sub": self.sub, "total_tokens": self.spent.tokens, "total_usd": usd(self.spent.nano_usd) })
     }
@@ -177,15 +184,13 @@ impl DaySummary {
         self.spent.nano_usd = self.spent.nano_usd.saturating_add(spent.nano_usd);
         self.users = self.users.saturating_add(u64::from(first));
         self.top.retain(|user| user.sub != sub);
-        self.top.push(UserSpend {
+        let entry = UserSpend {
             sub: sub.to_owned(),
             spent: total,
-        });
-        self.top.sort_by(|a, b| {
-            (b.spent.nano_usd, b.spent.tokens)
-                .cmp(&(a.spent.nano_usd, a.spent.tokens))
-                .then(a.sub.cmp(&b.sub))
-        });
+        };
+        // Inserted where it ranks, not sorted: `top` is always in order, and a sort is ~3 KB of wasm.
+        let at = self.top.partition_point(|user| user.rank() < entry.rank());
+        self.top.insert(at, entry);
         self.top.truncate(TOP_SPENDERS);
     }
 

@@ -7,8 +7,9 @@ use super::Result;
 use crate::routes::ConsoleFile;
 
 const PAGE: &str = include_str!("console/index.html");
-const SCRIPT: &str = include_str!("console/console.js");
-const STYLE: &str = include_str!("console/console.css");
+// Minified by build.rs.
+const SCRIPT: &str = include_str!(concat!(env!("OUT_DIR"), "/console.js"));
+const STYLE: &str = include_str!(concat!(env!("OUT_DIR"), "/console.css"));
 
 /// No inline script or style, no other origin, no framing (the page holds the admin token):
 /// a script injected into the page could neither run nor send the token anywhere.

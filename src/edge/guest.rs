@@ -86,7 +86,10 @@ async fn post_form(url: &str, form: &str) -> std::result::Result<(u16, Vec<u8>),
     };
     match select(Box::pin(call), Box::pin(Delay::from(SITEVERIFY_TIMEOUT))).await {
         Either::Left((answer, _)) => answer.map_err(|e| format!("siteverify unreachable: {e}")),
-        Either::Right(_) => Err(format!("siteverify gave no answer within {SITEVERIFY_TIMEOUT:?}")),
+        Either::Right(_) => Err(format!(
+            "siteverify gave no answer within {} s",
+            SITEVERIFY_TIMEOUT.as_secs()
+        )),
     }
 }
 

@@ -46,7 +46,7 @@ function signature(alg, key, data) {
   // PS*: the salt as long as the hash (RFC 7518 section 3.5).
   const pss = { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: constants.RSA_PSS_SALTLEN_DIGEST };
   return {
-    HS256: () => createHmac("sha256", key).update(data).digest(),
+    ...Object.fromEntries(["HS256", "HS384", "HS512"].map((hs) => [hs, () => createHmac(`sha${hs.slice(2)}`, key).update(data).digest()])),
     ES256: () => sign("sha256", data, { key, dsaEncoding: "ieee-p1363" }),
     EdDSA: () => sign(null, data, key),
     none: () => Buffer.alloc(0),
@@ -163,6 +163,25 @@ describe("tokens checked against JWT_SECRET and an inline JWKS", () => {
     });
   });
 });
+
+// The Worker checks HS384 and HS512 with WebCrypto, HS256 in Rust.
+for (const alg of ["HS384", "HS512"]) {
+  test(`JWT_HMAC_ALGORITHM=${alg}: its tokens are accepted; a changed signature, another key or HS256 is refused`, async () => {
+    const proxy = await startProxy({ JWT_HMAC_ALGORITHM: alg, JWT_ISSUER: ISSUER, JWT_AUDIENCE: AUDIENCE });
+    try {
+      const token = jwt({ alg, key: JWT_SECRET });
+      assert.equal((await status(proxy, token)).status, 200);
+      const flipped = resigned(token, (bytes) => Buffer.from(bytes.map((byte, i) => (i === 7 ? byte ^ 1 : byte))));
+      const otherKey = jwt({ alg, key: `${JWT_SECRET}-other` });
+      for (const bad of [flipped, otherKey]) {
+        assert.deepEqual(Object.values(await status(proxy, bad)).slice(0, 2), [401, "invalid_token"]);
+      }
+      assert.equal((await status(proxy, hs256())).status, 401);
+    } finally {
+      await proxy.dispose();
+    }
+  });
+}
 
 test("without ADMIN_TOKEN the admin routes do not exist", async () => {
   const proxy = await startProxy();
