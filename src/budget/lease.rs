@@ -64,10 +64,6 @@ pub struct Grant {
     pub id: u64,
     pub day: i64,
     pub amount: Spend,
-    /// How long the holder may keep what it does not use idle before giving it back: a
-    /// minute while the pool has plenty, down to 5 s as it runs out (`idle_for`).
-    #[serde(default = "full_idle")]
-    pub idle_ms: i64,
 }
 
 /// The shared budget's side: what it leased today, and what holders last reported.
@@ -136,7 +132,6 @@ impl LeasePool {
             id: self.next_grant,
             day: self.day,
             amount,
-            idle_ms: idle_for(limits, minus(budget(limits), self.leased)),
         };
         self.next_grant = self.next_grant.wrapping_add(1);
         Ok(grant)
@@ -207,29 +202,18 @@ pub struct Lease {
     /// Top-ups since it was last idle: each doubles the next.
     #[serde(default)]
     pub streak: u32,
-    /// How long it may sit idle before its free part goes back, as its last grant said.
+    /// The most its last top-up asked for, and how long it may then sit idle before its free
+    /// part goes back: `LEASE_IDLE_MS` when the pool granted it all, less in proportion when
+    /// the pool was short (down to a twelfth), so that as a budget runs out, what users' objects
+    /// hold unused goes back within seconds.
+    #[serde(default)]
+    pub asked_most: Spend,
     #[serde(default = "full_idle")]
     pub idle_ms: i64,
 }
 
 fn full_idle() -> i64 {
     LEASE_IDLE_MS
-}
-
-/// How long a holder may keep unused budget idle, given what the pool has not leased: a
-/// minute while that is an eighth of the budget or more, less in proportion below it, down to
-/// 5 s, so that as a budget runs out what users' objects hold unused comes back within seconds.
-fn idle_for(limits: &Limits, unleased: Spend) -> i64 {
-    let eighths = |unleased: u64, budget: Option<u64>| {
-        budget.map(|budget| (u128::from(unleased) * 8 * 1000 / u128::from(budget.max(1))).min(1000))
-    };
-    let permille = eighths(unleased.tokens, limits.daily_tokens)
-        .into_iter()
-        .chain(eighths(unleased.nano_usd, limits.daily_nano_usd))
-        .min()
-        .unwrap_or(1000);
-    let idle = i128::from(LEASE_IDLE_MS) * permille as i128 / 1000;
-    (idle as i64).clamp(LEASE_IDLE_MS / 12, LEASE_IDLE_MS)
 }
 
 impl Lease {
@@ -244,6 +228,7 @@ impl Lease {
             reported_reserved: Spend::default(),
             active_ms: 0,
             streak: 0,
+            asked_most: Spend::default(),
             idle_ms: LEASE_IDLE_MS,
         }
     }
@@ -288,6 +273,9 @@ impl Lease {
     /// it is never sent twice) and reporting `spent` and `reserved` (the day's).
     pub fn ask(&mut self, need: Spend, most: Spend, give_back: Spend, spent: Spend, reserved: Spend) -> LeaseAsk {
         self.granted = minus(self.granted, give_back);
+        if need != Spend::default() {
+            self.asked_most = plus(most, need);
+        }
         let ask = LeaseAsk {
             pool: self.pool.clone(),
             day: self.day,
@@ -309,7 +297,16 @@ impl Lease {
         if fresh {
             self.granted = plus(self.granted, grant.amount);
             self.last_grant = Some(grant.id);
-            self.idle_ms = grant.idle_ms.clamp(LEASE_IDLE_MS / 12, LEASE_IDLE_MS);
+            // The share of what it asked that the pool had: all of it, or the pool is short.
+            let share =
+                |got: u64, asked: u64| (asked > 0).then(|| u128::from(got.min(asked)) * 1000 / u128::from(asked));
+            let tokens =
+                share(grant.amount.tokens, self.asked_most.tokens).filter(|_| self.limits.daily_tokens.is_some());
+            let dollars =
+                share(grant.amount.nano_usd, self.asked_most.nano_usd).filter(|_| self.limits.daily_nano_usd.is_some());
+            let permille = tokens.into_iter().chain(dollars).min().unwrap_or(1000);
+            let idle = i128::from(LEASE_IDLE_MS) * permille as i128 / 1000;
+            self.idle_ms = (idle as i64).clamp(LEASE_IDLE_MS / 12, LEASE_IDLE_MS);
         }
         fresh
     }
@@ -619,20 +616,36 @@ mod tests {
     }
 
     #[test]
-    fn leases_granted_as_the_pool_runs_out_go_back_sooner_when_idle() {
+    fn a_lease_the_pool_was_short_for_goes_back_sooner_when_idle() {
         let limits = budget_of(64_000);
         let mut pool = LeasePool::default();
         let mut plenty = Lease::new("global", limits, DAY);
-        plenty.deposit(&pool.lease(&limits, &ask(10_000, 10_000, 0), NOW).unwrap());
-        assert_eq!(plenty.idle_ms, LEASE_IDLE_MS, "54,000 of 64,000 unleased: plenty");
+        let asked = plenty.ask(
+            tokens(10),
+            tokens(500),
+            Spend::default(),
+            Spend::default(),
+            Spend::default(),
+        );
+        plenty.deposit(&pool.lease(&limits, &asked, NOW).unwrap());
+        assert_eq!(
+            (plenty.granted, plenty.idle_ms),
+            (tokens(510), LEASE_IDLE_MS),
+            "all it asked for"
+        );
         let mut short = Lease::new("global", limits, DAY);
-        short.deposit(&pool.lease(&limits, &ask(50_000, 50_000, 0), NOW).unwrap());
-        // 4,000 unleased: half an eighth of the budget.
-        assert_eq!(short.idle_ms, LEASE_IDLE_MS / 2);
-        assert_eq!(short.idle_at(tokens(10)), Some(short.active_ms + LEASE_IDLE_MS / 2));
-        let mut last = Lease::new("global", limits, DAY);
-        last.deposit(&pool.lease(&limits, &ask(4_000, 4_000, 0), NOW).unwrap());
-        assert_eq!(last.idle_ms, LEASE_IDLE_MS / 12, "nothing left: five seconds");
+        let asked = short.ask(
+            tokens(10),
+            tokens(10_000),
+            Spend::default(),
+            Spend::default(),
+            Spend::default(),
+        );
+        short.deposit(&pool.lease(&limits, &asked, NOW).unwrap());
+        assert_eq!(short.granted, tokens((64_000 - 510) / 64));
+        // 992 of the 10,010 it asked: 99‰ of a minute.
+        assert_eq!(short.idle_ms, 5_940);
+        assert_eq!(short.idle_at(tokens(10)), Some(short.active_ms + short.idle_ms));
     }
 
     #[test]
