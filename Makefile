@@ -1,5 +1,5 @@
 # The two commands of the README: `make dev` and `make test`. Each installs what it needs.
-.PHONY: dev test lint build tools bench profile soak fuzz mutants clean
+.PHONY: dev test lint build tools bench profile soak fuzz mutants sim clean
 
 export WRANGLER_SEND_METRICS := false
 
@@ -50,6 +50,11 @@ profile: build
 # then every stream slot and reservation must be released; `make test` runs a short one.
 soak: build
 	node tests/soak.mjs
+
+# The leased global budget simulated at scale (thousands of users, faulty isolates, clock skew
+# across midnight): the table of docs/capacity.md. `cargo test` runs a short one.
+sim:
+	cargo test --release --locked --lib lease_sim -- --ignored --nocapture
 
 # Every cargo fuzz target for FUZZ_SECONDS (default 60) each; needs nightly, installs it.
 fuzz:

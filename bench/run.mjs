@@ -6,7 +6,12 @@
 //   rust      this proxy, all checks on (HS256, policy, admission + settlement Durable Object calls)
 //   rust-es   the same with ES256 user tokens from an identity provider's key set (JWKS)
 //   rust-rs   the same with RS256 user tokens
-//   rust-global  HS256 with a global budget (GLOBAL_DAILY_TOKEN_BUDGET): one more object per request
+//   rust-global  HS256 with a global budget (GLOBAL_DAILY_TOKEN_BUDGET and GLOBAL_DAILY_BUDGET_USD):
+//             each user's object spends from its lease of it, calling the global object only
+//             to top the lease up or give it back
+//   rust-guests  guest tokens (each connection a client of its own) with the guests' budget
+//             (GLOBAL_GUEST_DAILY_BUDGET_USD): the guest's object and its client's, which holds
+//             the lease
 //
 // Each connection is one user (BENCH_FRESH_USERS=true: each request a new user, so no request
 // finds an earlier one's settlement to carry). Each figure is the median of BENCH_RUNS runs
@@ -27,6 +32,7 @@ import { gzipSync } from "node:zlib";
 import autocannon from "autocannon";
 import { startMockUpstream } from "../tests/mock-upstream.mjs";
 import { JWT_SECRET, chatBody, mintToken, startProxy, startWorker } from "../tests/e2e/helpers.mjs";
+import { TURNSTILE_SECRET } from "../tests/mock-siteverify.mjs";
 
 const ROOT = new URL("../", import.meta.url);
 const smoke = process.argv.includes("--smoke");
@@ -81,7 +87,17 @@ const targets = {
   },
   rust: { worker: await startProxy(generous), path: "/v1/chat/completions", token: (sub) => mintToken({ sub, exp: Math.floor(Date.now() / 1000) + 3600 }) },
 };
-targets["rust-global"] = { ...targets.rust, worker: await startProxy({ ...generous, GLOBAL_DAILY_TOKEN_BUDGET: "1000000000000000" }) };
+targets["rust-global"] = { ...targets.rust, worker: await startProxy({ ...generous, GLOBAL_DAILY_TOKEN_BUDGET: "1000000000000000", GLOBAL_DAILY_BUDGET_USD: "1000000" }) };
+// Guest tokens signed as the proxy's /v1/guest signs them; the guest plan as generous as the rest.
+const GUEST_TOKEN_SECRET = "bench-guest-token-secret-0123456789abcdef";
+const guestPlan = { RATE_LIMIT_REQUESTS: 1000, RATE_LIMIT_WINDOW_SECONDS: 1, DAILY_TOKEN_BUDGET: 1000000000000, DAILY_BUDGET_USD: 1000000, MAX_CONCURRENT_STREAMS: 100 };
+targets["rust-guests"] = {
+  worker: await startProxy({ ...generous, TURNSTILE_SECRET_KEY: TURNSTILE_SECRET, GUEST_TOKEN_SECRET, PLANS: JSON.stringify({ guest: guestPlan }), GLOBAL_GUEST_DAILY_BUDGET_USD: "1000000" }),
+  path: "/v1/chat/completions",
+  token: (sub) => mintToken({ sub: `guest:${sub.replace(/[^A-Za-z0-9]/g, "").slice(-22).padStart(22, "g")}`, iss: "openai-edge-proxy/guest", exp: Math.floor(Date.now() / 1000) + 600 }, { secret: GUEST_TOKEN_SECRET }),
+  // Each user a client of its own (its address names the client's object).
+  headers: (sub) => ({ "cf-connecting-ip": `10.${sub.length % 250}.${Math.floor(Math.random() * 250)}.${Math.floor(Math.random() * 250)}` }),
+};
 // Without JWT_SECRET, safety_identifier needs its own key (chat requests fail closed otherwise).
 const providerProxy = await startProxy({ ...generous, JWT_SECRET: undefined, JWKS: jwks, JWT_ISSUER: PROVIDER_ISSUER, SAFETY_IDENTIFIER_SECRET: "bench-safety-identifier-secret-0123456789" });
 targets["rust-es"] = { worker: providerProxy, path: "/v1/chat/completions", token: (sub) => providerToken("es", sub) };
@@ -132,7 +148,10 @@ async function settledCounters(target) {
  */
 async function load(target, connections) {
   let user = 0;
-  const headers = () => ({ "content-type": "application/json", authorization: `Bearer ${target.token(`bench-user-${user++}-${randomUUID()}`)}` });
+  const headers = () => {
+    const sub = `bench-user-${user++}-${randomUUID()}`;
+    return { "content-type": "application/json", authorization: `Bearer ${target.token(sub)}`, ...target.headers?.(sub) };
+  };
   const users = FRESH_USERS ? { requests: [{ setupRequest: (request) => ({ ...request, headers: headers() }) }] } : { setupClient: (client) => client.setHeaders(headers()) };
   const countedBefore = await settledCounters(target);
   const cpuBefore = workerdCpuSeconds();
@@ -161,12 +180,14 @@ async function production(target, connections) {
   const last = [];
   await Promise.all(
     Array.from({ length: connections }, async () => {
-      const token = target.token(`prod-user-${randomUUID()}`);
+      const sub = `prod-user-${randomUUID()}`;
+      const token = target.token(sub);
+      const extra = target.headers?.(sub);
       for (let i = 0; i < PROD_STREAMS[connections]; i++) {
         const started = performance.now();
         const response = await fetch(target.url + target.path, {
           method: "POST",
-          headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+          headers: { authorization: `Bearer ${token}`, "content-type": "application/json", ...extra },
           body: PROD_BODY,
         });
         if (!response.ok) throw new Error(`${target.url}: ${response.status} ${await response.text()}`);
@@ -187,13 +208,15 @@ async function production(target, connections) {
 
 /** Milliseconds to the first streamed word, sequentially. */
 async function firstChunk(target) {
-  const token = target.token(`stream-user-${randomUUID()}`);
+  const sub = `stream-user-${randomUUID()}`;
+  const token = target.token(sub);
+  const extra = target.headers?.(sub);
   const times = [];
   for (let i = 0; i < STREAMS_PER_RUN; i++) {
     const started = performance.now();
     const response = await fetch(target.url + target.path, {
       method: "POST",
-      headers: { authorization: `Bearer ${token}`, "content-type": "application/json", "accept-encoding": "gzip, deflate, br" },
+      headers: { authorization: `Bearer ${token}`, "content-type": "application/json", "accept-encoding": "gzip, deflate, br", ...extra },
       body: chatBody({ stream: true }),
     });
     // An error answer has no first word: fail the bench (and the smoke in make test) at once.
@@ -308,5 +331,10 @@ for (const [name, f] of Object.entries(figures)) {
   const shown = (c, which, p) => round(f.production[c][which][p] - (name === "mock" ? 0 : floor[c][which][p]));
   const row = ["c1", "c32"].flatMap((c) => ["firstChunkMs", "lastChunkMs"].flatMap((which) => ["p50", "p99"].map((p) => signed(name, shown(c, which, p)))));
   console.log(`| ${name} | ${row.join(" | ")} | ${f.production.c1.streams}/${f.production.c32.streams} |`);
+}
+// The shared budgets against the plain proxy: throughput and object calls per request at c32.
+for (const name of ["rust-global", "rust-guests"].filter((name) => figures[name] && figures.rust)) {
+  const ratio = round(figures[name].c32.rps.median / figures.rust.c32.rps.median);
+  console.log(`${name}: ${ratio}× the plain proxy's req/s at c32; ${figures[name].c32.objectCallsPerRequest.median} object calls/request (plain: ${figures.rust.c32.objectCallsPerRequest.median})`);
 }
 console.log(`\nwasm: ${results.wasm.rawBytes} bytes raw, ${results.wasm.gzipBytes} gzip. Written to ${out.pathname}`);

@@ -6,7 +6,9 @@ pub const ALLOWED_METHODS: &str = "GET, POST, OPTIONS";
 /// `*` would not cover `Authorization`, so the headers are listed.
 const ALWAYS_ALLOWED_HEADERS: [&str; 2] = ["authorization", "content-type"];
 /// Readable by the page: retry timing and rate-limit state, and the id to quote in bug reports.
-pub const EXPOSED_HEADERS: &str = "retry-after, ratelimit-limit, ratelimit-remaining, ratelimit-reset, x-request-id";
+/// `location` names a voice call (the Realtime SDK reads the call id from it).
+pub const EXPOSED_HEADERS: &str =
+    "retry-after, ratelimit-limit, ratelimit-remaining, ratelimit-reset, x-request-id, location";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OriginCheck {
@@ -39,13 +41,13 @@ pub fn response_headers(origin: &str) -> [(&'static str, String); 2] {
 /// Headers answering a preflight from an allowed origin.
 ///
 /// Besides `authorization` and `content-type`, the request headers the `openai` SDK adds in a
-/// browser (`accept`, `x-stainless-*`) are allowed so that it works there; the proxy never
+/// browser (`accept`, `x-stainless-*`), and `x-openai-agents-sdk` of `@openai/agents-realtime`, are allowed so that it works there; the proxy never
 /// forwards any of them upstream.
 pub fn preflight_headers(origin: &str, requested_headers: Option<&str>) -> Vec<(&'static str, String)> {
     let mut allowed: Vec<String> = ALWAYS_ALLOWED_HEADERS.iter().map(|h| h.to_string()).collect();
     let requested = requested_headers.unwrap_or_default().split(',');
     for header in requested.map(|h| h.trim().to_ascii_lowercase()) {
-        let sdk_header = header == "accept" || header.starts_with("x-stainless-");
+        let sdk_header = header == "accept" || header.starts_with("x-stainless-") || header == "x-openai-agents-sdk";
         if sdk_header && !allowed.contains(&header) {
             allowed.push(header);
         }

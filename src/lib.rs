@@ -93,6 +93,26 @@ pub mod testing {
             )
         }
     }
+    /// The transcription form's parser and policy, for the `transcription` fuzz target.
+    pub mod audio {
+        use crate::config::Config;
+        use crate::error::ProxyError;
+        use crate::request::{self, ApiRequest};
+        use crate::routes::ApiRoute;
+
+        pub use crate::request::audio::multipart::parse as parse_form;
+
+        /// `parse` of a transcription form on the default plan.
+        pub fn parse_transcription(bytes: &[u8], config: &Config) -> Result<ApiRequest, ProxyError> {
+            request::parse(
+                ApiRoute::Transcriptions,
+                bytes,
+                &config.requests,
+                &config.default_plan,
+                "fuzz",
+            )
+        }
+    }
     pub mod images {
         pub use crate::budget::images::{image_tokens, PARTIAL_IMAGE_TOKENS, QUALITIES, STANDARD_SIZES};
         pub use crate::budget::usage::Usage;

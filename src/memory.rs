@@ -3,7 +3,7 @@
 //! user's stream and loses the settlements it holds. A non-stream answer is read whole (up to
 //! `MAX_ANSWER_BYTES`) before it is passed on, so a few large ones at once could reach that.
 
-/// The memory whole answers may hold in one isolate at once, counted as `WEIGHT` times the
+/// The memory whole answers (and audio uploads, until sent) may hold in one isolate at once, counted as `WEIGHT` times the
 /// bytes read: the growing buffer's spare capacity (it doubles) and the copy handed to the
 /// runtime for the client come on top of the bytes themselves.
 pub const ANSWER_MEMORY_BUDGET: usize = 64 << 20;

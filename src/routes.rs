@@ -25,6 +25,8 @@ pub enum UserRoute {
     Usage,
     /// A call that goes upstream and is metered.
     Api(ApiRoute),
+    /// `POST /v1/realtime/calls`: a voice call (an SDP offer in, the answer out).
+    RealtimeCall,
 }
 
 /// The endpoints whose body the policy checks and whose answer costs tokens.
@@ -37,6 +39,10 @@ pub enum ApiRoute {
     GenerateText,
     /// `POST /v1/images/generations`: a prompt in, images out.
     ImageGenerations,
+    /// `POST /v1/audio/transcriptions`: a multipart form with the audio file.
+    Transcriptions,
+    /// `POST /v1/audio/speech`: text in, audio out.
+    Speech,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +61,8 @@ pub enum AdminRoute {
     DayUsage,
     /// `GET /admin/budget`: today's spending of all users against the global budget.
     Budget,
+    /// `DELETE /admin/calls/{id}`: ends a voice call.
+    EndCall { call: String },
     /// The operator console's files (`GET /admin`, `/admin/console.js`, `/admin/console.css`):
     /// no token to load, the page asks for it; still a 404 without `ADMIN_TOKEN`.
     Console(ConsoleFile),
@@ -75,6 +83,8 @@ impl Route {
             Route::Guest => "guest.mint",
             Route::User(UserRoute::Models) => "models",
             Route::User(UserRoute::Usage) => "usage",
+            Route::User(UserRoute::RealtimeCall) => "realtime.calls",
+            Route::Admin(AdminRoute::EndCall { .. }) => "admin.end_call",
             Route::Admin(AdminRoute::Usage { .. }) => "admin.usage",
             Route::Admin(AdminRoute::DayUsage) => "admin.day_usage",
             Route::Admin(AdminRoute::Budget) => "admin.budget",
@@ -84,6 +94,8 @@ impl Route {
             Route::User(UserRoute::Api(ApiRoute::Embeddings)) => "embeddings",
             Route::User(UserRoute::Api(ApiRoute::GenerateText)) => "generate-text",
             Route::User(UserRoute::Api(ApiRoute::ImageGenerations)) => "images.generations",
+            Route::User(UserRoute::Api(ApiRoute::Transcriptions)) => "audio.transcriptions",
+            Route::User(UserRoute::Api(ApiRoute::Speech)) => "audio.speech",
             Route::Admin(AdminRoute::Revocation { revoke: true, .. }) => "admin.revoke",
             Route::Admin(AdminRoute::Revocation { revoke: false, .. }) => "admin.unrevoke",
             Route::Admin(AdminRoute::Plan { set: true, .. }) => "admin.set_plan",
@@ -114,6 +126,14 @@ pub fn route(method: &str, path: &str) -> Result<Route, ProxyError> {
             _ => Err(ProxyError::NotFound),
         };
     }
+    if let Some(call) = path.strip_prefix("/admin/calls/") {
+        let call = call.to_owned();
+        return match method {
+            "DELETE" if !call.is_empty() && !call.contains('/') => Ok(Route::Admin(AdminRoute::EndCall { call })),
+            "DELETE" => Err(ProxyError::NotFound),
+            _ => Err(ProxyError::MethodNotAllowed),
+        };
+    }
     let (route, allowed_method) = match path.trim_end_matches('/') {
         "/healthz" => (Route::Health, "GET"),
         "/admin/usage" => (Route::Admin(AdminRoute::DayUsage), "GET"),
@@ -127,8 +147,11 @@ pub fn route(method: &str, path: &str) -> Result<Route, ProxyError> {
         "/v1/chat/completions" => (Route::User(UserRoute::Api(ApiRoute::ChatCompletions)), "POST"),
         "/v1/responses" => (Route::User(UserRoute::Api(ApiRoute::Responses)), "POST"),
         "/v1/embeddings" => (Route::User(UserRoute::Api(ApiRoute::Embeddings)), "POST"),
+        "/v1/realtime/calls" => (Route::User(UserRoute::RealtimeCall), "POST"),
         "/api/generate-text" => (Route::User(UserRoute::Api(ApiRoute::GenerateText)), "POST"),
         "/v1/images/generations" => (Route::User(UserRoute::Api(ApiRoute::ImageGenerations)), "POST"),
+        "/v1/audio/transcriptions" => (Route::User(UserRoute::Api(ApiRoute::Transcriptions)), "POST"),
+        "/v1/audio/speech" => (Route::User(UserRoute::Api(ApiRoute::Speech)), "POST"),
         _ => return Err(ProxyError::NotFound),
     };
     let method_ok = method == allowed_method || (allowed_method == "GET" && method == "HEAD");
@@ -176,6 +199,14 @@ mod tests {
         assert_eq!(
             route("POST", "/v1/embeddings"),
             Ok(Route::User(UserRoute::Api(ApiRoute::Embeddings)))
+        );
+        assert_eq!(
+            route("POST", "/v1/audio/transcriptions"),
+            Ok(Route::User(UserRoute::Api(ApiRoute::Transcriptions)))
+        );
+        assert_eq!(
+            route("POST", "/v1/audio/speech"),
+            Ok(Route::User(UserRoute::Api(ApiRoute::Speech)))
         );
         assert_eq!(
             route("POST", "/v1/images/generations"),

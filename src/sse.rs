@@ -169,6 +169,15 @@ pub enum StreamKind {
     /// The Responses API: typed events; `response.completed` (or `.incomplete`/`.failed`)
     /// carries the usage and ends the stream.
     Responses,
+    /// A transcription: `transcript.text.delta` events, then `transcript.text.done` with the
+    /// usage.
+    Transcription,
+    /// Speech: `speech.audio.delta` events (base64 audio), then `speech.audio.done` with the
+    /// usage, whose every output token is audio.
+    Speech,
+    /// A speech stream the client did not ask for: its audio goes out as bytes, its events
+    /// are read and dropped.
+    SpeechAudio,
 }
 
 /// A Responses API event, as far as the meter reads it.
@@ -180,6 +189,10 @@ struct ResponsesEventView {
     response: Option<ResponseView>,
     /// The item of `response.output_item.done`.
     item: Option<ItemView>,
+    /// `transcript.text.done`'s and `speech.audio.done`'s.
+    usage: Option<Usage>,
+    /// `speech.audio.delta`'s base64 audio.
+    audio: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -374,11 +387,16 @@ impl SseMeter {
         self.line.clear();
     }
 
-    /// A blank line ended an event: read it, and forward it unless it is to be dropped.
+    /// A blank line ended an event: read it, and forward it unless it is to be dropped (or
+    /// its audio, for a stream turned back into audio).
     fn dispatch(&mut self, out: &mut Vec<u8>) {
-        let forward = self.read_event();
-        if forward {
-            out.extend_from_slice(&self.event);
+        match self.kind {
+            StreamKind::SpeechAudio => out.extend(self.read_audio_event().unwrap_or_default()),
+            StreamKind::Chat | StreamKind::Responses | StreamKind::Transcription | StreamKind::Speech => {
+                if self.read_event() {
+                    out.extend_from_slice(&self.event);
+                }
+            }
         }
         self.event.clear();
         self.data.clear();
@@ -392,7 +410,54 @@ impl SseMeter {
                 self.read_responses_event();
                 true
             }
+            StreamKind::Transcription | StreamKind::Speech | StreamKind::SpeechAudio => {
+                self.read_audio_event();
+                true
+            }
         }
+    }
+
+    /// The error event that ends a failed stream; none for raw audio, which the edge breaks
+    /// off instead (an event in the middle of audio bytes would only be noise).
+    pub fn error_event(&self, error: &ProxyError) -> Vec<u8> {
+        match self.kind {
+            StreamKind::SpeechAudio => Vec::new(),
+            StreamKind::Chat | StreamKind::Responses | StreamKind::Transcription | StreamKind::Speech => {
+                error_event(error)
+            }
+        }
+    }
+
+    /// Whether the client gets raw audio rather than events.
+    pub fn is_audio(&self) -> bool {
+        self.kind == StreamKind::SpeechAudio
+    }
+
+    /// Reads a transcription or speech event; returns a speech delta's audio.
+    fn read_audio_event(&mut self) -> Option<Vec<u8>> {
+        let event = serde_json::from_slice::<ResponsesEventView>(&self.data).ok()?;
+        match event.event_type.as_str() {
+            "transcript.text.delta" => {
+                if let Some(serde_json::Value::String(delta)) = &event.delta {
+                    self.streamed_text_bytes += delta.len();
+                }
+            }
+            "speech.audio.delta" => {
+                use base64ct::Encoding;
+                return base64ct::Base64::decode_vec(event.audio.as_deref().unwrap_or_default()).ok();
+            }
+            "transcript.text.done" | "speech.audio.done" => {
+                self.complete = true;
+                self.usage = event.usage.map(|mut usage| {
+                    if event.event_type == "speech.audio.done" {
+                        usage.audio_output_tokens = usage.completion_tokens;
+                    }
+                    usage
+                });
+            }
+            _ => {}
+        }
+        None
     }
 
     fn read_responses_event(&mut self) {
@@ -785,5 +850,51 @@ mod tests {
         let (out, meter) = run(odd.as_bytes(), &[3], false);
         assert_eq!(out, odd.as_bytes());
         assert_eq!((meter.usage, meter.streamed_text_bytes), (None, 0));
+    }
+
+    #[test]
+    fn a_transcription_stream_passes_whole_and_its_done_event_carries_the_usage() {
+        let stream = concat!(
+            "data: {\"type\":\"transcript.text.delta\",\"delta\":\"Hello \"}\n\n",
+            "data: {\"type\":\"transcript.text.done\",\"text\":\"Hello\",\"usage\":{\"type\":\"tokens\",",
+            "\"input_tokens\":14,\"input_token_details\":{\"text_tokens\":0,\"audio_tokens\":14},",
+            "\"output_tokens\":45,\"total_tokens\":59}}\n\n",
+        );
+        let (forwarded, meter) = SseMeter::meter_split(StreamKind::Transcription, stream.as_bytes(), &[17, 90]);
+        assert_eq!(forwarded, stream.as_bytes());
+        assert!(meter.complete);
+        assert_eq!(meter.streamed_text_bytes, 6);
+        let usage = meter.usage.unwrap();
+        assert_eq!(
+            (usage.prompt_tokens, usage.audio_input_tokens, usage.completion_tokens),
+            (14, 14, 45)
+        );
+    }
+
+    #[test]
+    fn a_speech_stream_turned_back_into_audio_gives_its_bytes_and_no_event() {
+        let stream = concat!(
+            "data: {\"type\":\"speech.audio.delta\",\"audio\":\"AAEC\"}\n\n",
+            "data: {\"type\":\"speech.audio.delta\",\"audio\":\"AwQF\"}\n\n",
+            "data: {\"type\":\"speech.audio.done\",\"usage\":{\"input_tokens\":14,\"output_tokens\":101,\"total_tokens\":115}}\n\n",
+        );
+        for cuts in [vec![], vec![5, 40, 41, 100]] {
+            let (audio, meter) = SseMeter::meter_split(StreamKind::SpeechAudio, stream.as_bytes(), &cuts);
+            assert_eq!(audio, [0, 1, 2, 3, 4, 5]);
+            assert!(meter.complete && meter.is_audio());
+            let usage = meter.usage.unwrap();
+            assert_eq!(
+                (usage.completion_tokens, usage.audio_output_tokens),
+                (101, 101),
+                "every output token is audio"
+            );
+            assert!(
+                meter.error_event(&ProxyError::UpstreamTimeout).is_empty(),
+                "no event inside audio"
+            );
+        }
+        let (events, meter) = SseMeter::meter_split(StreamKind::Speech, stream.as_bytes(), &[]);
+        assert_eq!(events, stream.as_bytes(), "a client that asked for events gets them");
+        assert_eq!(meter.usage.unwrap().audio_output_tokens, 101);
     }
 }

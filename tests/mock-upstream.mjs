@@ -1,8 +1,9 @@
 // An OpenAI-compatible mock upstream on loopback, for the tests and for `make dev` without a key.
 //
-// It answers POST /v1/chat/completions and /v1/responses (JSON or SSE), /v1/embeddings and
+// It answers POST /v1/chat/completions and /v1/responses (JSON or SSE), /v1/embeddings,
 // /v1/images/generations (JSON, or SSE with partial images; shapes from openai-node's
-// `ImagesResponse`, `ImageGenPartialImageEvent` and `ImageGenCompletedEvent`),
+// `ImagesResponse`, `ImageGenPartialImageEvent` and `ImageGenCompletedEvent`), and
+// /v1/audio/transcriptions and /v1/audio/speech (mock-audio.mjs),
 // records every request, gives each response a new id and, like OpenAI, refuses a
 // `previous_response_id` it did not create (400 `previous_response_not_found`), and can be told to pause streams, to answer the next requests with a
 // given status, or to misbehave on the next one (slow headers, a reset, a stall, a cut stream,
@@ -15,6 +16,8 @@
 // (openai-organization, set-cookie, x-ratelimit-*) the proxy must not pass on.
 import http from "node:http";
 import { pathToFileURL } from "node:url";
+import { answerAudio } from "./mock-audio.mjs";
+import { mockRealtime } from "./mock-realtime.mjs";
 
 const ACCOUNT_HEADERS = {
   "openai-organization": "org-mock-operator",
@@ -38,9 +41,12 @@ export async function startMockUpstream({ port = 0, apiKey = "sk-mock-upstream-k
   const queuedFaults = [];
   const createdResponses = new Set();
   let pause = null;
+  const realtime = mockRealtime({ apiKey });
 
   const server = http.createServer(async (req, res) => {
-    const body = await readBody(req);
+    const raw = await readBody(req);
+    const body = raw.toString("utf8");
+    if (realtime.serve(req, res, body)) return;
     let json = null;
     try {
       json = JSON.parse(body);
@@ -56,7 +62,14 @@ export async function startMockUpstream({ port = 0, apiKey = "sk-mock-upstream-k
     if (req.url === "/v1/models" && req.method === "GET") {
       return sendJson(res, 200, { object: "list", data: [{ id: "gpt-4o-mini", object: "model" }] });
     }
-    const api = { "/v1/chat/completions": "chat", "/v1/responses": "responses", "/v1/embeddings": "embeddings", "/v1/images/generations": "images" }[req.url];
+    const api = {
+      "/v1/chat/completions": "chat",
+      "/v1/responses": "responses",
+      "/v1/embeddings": "embeddings",
+      "/v1/images/generations": "images",
+      "/v1/audio/transcriptions": "transcription",
+      "/v1/audio/speech": "speech",
+    }[req.url];
     if (!api || req.method !== "POST") {
       return sendJson(res, 404, { error: { message: "Unknown mock route", type: "invalid_request_error" } });
     }
@@ -91,6 +104,9 @@ export async function startMockUpstream({ port = 0, apiKey = "sk-mock-upstream-k
       res.write('{"id":"chatcmpl-cut","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"Half an ans');
       await sleep(20);
       return res.destroy();
+    }
+    if (api === "transcription" || api === "speech") {
+      return answerAudio(api, { res, raw, headers: req.headers, json, record, fault, pause, chunkDelayMs: timing.chunkDelayMs, sendJson, sleep, accountHeaders: ACCOUNT_HEADERS });
     }
     if (fault.kind === "huge-answer") return writeLong(res, 200, '{"choices":[{"message":{"content":"', '"}}]}');
     if (fault.kind === "endless-error") return writeLong(res, 400, '{"error":{"message":"', '"}}');
@@ -194,6 +210,7 @@ export async function startMockUpstream({ port = 0, apiKey = "sk-mock-upstream-k
     res.end(`${event({}, "stop")}data: [DONE]\n\n`);
   }
 
+  server.on("upgrade", realtime.upgrade);
   await new Promise((resolve) => server.listen(port, "127.0.0.1", resolve));
   const url = `http://127.0.0.1:${server.address().port}/v1`;
 
@@ -201,6 +218,8 @@ export async function startMockUpstream({ port = 0, apiKey = "sk-mock-upstream-k
     url,
     apiKey,
     requests,
+    /** The Realtime calls, their sidebands and hang-ups (tests/mock-realtime.mjs). */
+    realtime,
     /**
      * Misbehave on the next request: `headerDelayMs` before answering, and for a stream `kind`
      * "reset" or "stall" after the first word, "cut" (no final event), "not-sse" (JSON),
@@ -248,6 +267,7 @@ export async function startMockUpstream({ port = 0, apiKey = "sk-mock-upstream-k
       };
     },
     async close() {
+      realtime.close();
       server.closeAllConnections();
       await new Promise((resolve) => server.close(resolve));
     },
@@ -526,7 +546,7 @@ function readBody(req) {
   return new Promise((resolve, reject) => {
     const chunks = [];
     req.on("data", (chunk) => chunks.push(chunk));
-    req.on("end", () => resolve(Buffer.concat(chunks).toString("utf8")));
+    req.on("end", () => resolve(Buffer.concat(chunks)));
     req.on("error", reject);
   });
 }

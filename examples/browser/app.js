@@ -1,9 +1,13 @@
 // The example page: a user token from the app's backend (or, with a Turnstile site key and no
 // backend, a guest token from the proxy), a streamed chat completion through the proxy rendered
-// as it arrives, the quota, and clear messages when something fails.
+// as it arrives, dictation into the prompt (transcription) and a "read aloud" button on the
+// answer (speech), each showing what it cost, the quota, and clear messages when something fails.
 const PROXY = "__PROXY_URL__";
 const TURNSTILE_SITE_KEY = "__TURNSTILE_SITE_KEY__";
 const GUEST_MODE = TURNSTILE_SITE_KEY !== "" && !TURNSTILE_SITE_KEY.startsWith("__");
+// The operator allows these with TRANSCRIBE_MODELS and SPEECH_MODELS.
+const TRANSCRIBE_MODEL = "gpt-4o-mini-transcribe";
+const SPEECH_MODEL = "gpt-4o-mini-tts";
 const $ = (id) => document.getElementById(id);
 let token = null;
 let turnstileWidget = null;
@@ -130,6 +134,123 @@ async function send() {
     show(`Network error: the proxy cannot be reached from this page (${error.message}).`, true);
   } finally {
     $("send").disabled = false;
+    $("read-aloud").hidden = $("answer").textContent === "";
+    $("speech-cost").textContent = "";
+    refreshQuota();
+  }
+}
+
+/** The dollars the user has spent today, once nothing is reserved (settlement follows the answer). */
+async function spentUsd(bearer) {
+  for (let tries = 0; tries < 20; tries++) {
+    const response = await fetch(`${PROXY}/v1/usage`, { headers: { authorization: `Bearer ${bearer}` } });
+    if (!response.ok) return null;
+    const usage = await response.json();
+    if (usage.cost.reserved_usd === 0 && usage.streams.open === 0) return usage.cost.used_usd;
+    await new Promise((resolve) => setTimeout(resolve, 150));
+  }
+  return null;
+}
+
+/** Runs `call` with the user's token and shows in `costId` what it cost in dollars. */
+async function withCost(costId, call) {
+  const bearer = await userToken();
+  if (!bearer) return show("Complete the human check first.", true);
+  const before = await spentUsd(bearer);
+  const done = await call(bearer);
+  const after = done ? await spentUsd(bearer) : null;
+  if (before !== null && after !== null) $(costId).textContent = `cost $${(after - before).toFixed(6)}`;
+}
+
+let recorder = null;
+
+/** Click once to record from the microphone, again to stop: the speech is transcribed into the prompt. */
+async function dictate() {
+  if (recorder) return recorder.stop();
+  let stream;
+  try {
+    stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+  } catch (error) {
+    return show(`The microphone is not available (${error.message}).`, true);
+  }
+  // A low bitrate keeps the reservation small: the proxy bounds a compressed file's length by its size.
+  recorder = new MediaRecorder(stream, { mimeType: "audio/webm;codecs=opus", audioBitsPerSecond: 16_000 });
+  const chunks = [];
+  recorder.ondataavailable = (event) => chunks.push(event.data);
+  recorder.onstop = () => {
+    stream.getTracks().forEach((track) => track.stop());
+    recorder = null;
+    $("dictate").classList.remove("recording");
+    $("dictate").textContent = "🎤 Dictate";
+    transcribe(new Blob(chunks, { type: "audio/webm" }));
+  };
+  recorder.start();
+  $("dictate").classList.add("recording");
+  $("dictate").textContent = "■ Stop";
+  show("Listening… click Stop when you are done.");
+}
+
+async function transcribe(audio) {
+  show("Transcribing…");
+  $("dictate").disabled = true;
+  try {
+    await withCost("dictate-cost", async (bearer) => {
+      const form = new FormData();
+      form.append("model", TRANSCRIBE_MODEL);
+      form.append("file", audio, "dictation.webm");
+      const response = await fetch(`${PROXY}/v1/audio/transcriptions`, { method: "POST", headers: { authorization: `Bearer ${bearer}` }, body: form });
+      if (!response.ok) {
+        show(await explain(response), true);
+        return false;
+      }
+      const { text } = await response.json();
+      $("prompt").value = [$("prompt").value.trim(), text].filter(Boolean).join(" ");
+      show("");
+      return true;
+    });
+  } catch (error) {
+    show(`Network error: the proxy cannot be reached from this page (${error.message}).`, true);
+  } finally {
+    $("dictate").disabled = false;
+    refreshQuota();
+  }
+}
+
+/** Reads the answer aloud: the audio arrives as the proxy streams it, and plays once whole. */
+async function readAloud() {
+  $("read-aloud").disabled = true;
+  show("Fetching the voice…");
+  try {
+    await withCost("speech-cost", async (bearer) => {
+      const response = await fetch(`${PROXY}/v1/audio/speech`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${bearer}`, "content-type": "application/json" },
+        body: JSON.stringify({ model: SPEECH_MODEL, voice: "alloy", input: $("answer").textContent.slice(0, 4096) }),
+      });
+      if (!response.ok) {
+        show(await explain(response), true);
+        return false;
+      }
+      const reader = response.body.getReader();
+      const chunks = [];
+      let bytes = 0;
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        chunks.push(value);
+        bytes += value.length;
+        show(`Receiving the voice… ${Math.round(bytes / 1024)} KB`);
+      }
+      $("player").src = URL.createObjectURL(new Blob(chunks, { type: response.headers.get("content-type") ?? "audio/mpeg" }));
+      $("player").dataset.bytes = String(bytes);
+      await $("player").play().catch(() => {});
+      show("");
+      return true;
+    });
+  } catch (error) {
+    show(`Network error: the proxy cannot be reached from this page (${error.message}).`, true);
+  } finally {
+    $("read-aloud").disabled = false;
     refreshQuota();
   }
 }
@@ -156,6 +277,8 @@ async function render(body) {
 }
 
 $("send").addEventListener("click", send);
+$("dictate").addEventListener("click", dictate);
+$("read-aloud").addEventListener("click", readAloud);
 $("prompt").addEventListener("keydown", (event) => {
   if (event.key === "Enter" && (event.metaKey || event.ctrlKey)) send();
 });

@@ -22,10 +22,12 @@ fuzz_target!(|data: &[u8]| {
     };
     let cut_count = usize::from(header & 0x0f).min(rest.len());
     let (cut_bytes, stream) = rest.split_at(cut_count);
-    let kind = if header & 0x10 == 0 {
-        StreamKind::Chat
-    } else {
-        StreamKind::Responses
+    let kind = match header >> 4 {
+        0..=3 => StreamKind::Chat,
+        4..=7 => StreamKind::Responses,
+        8..=10 => StreamKind::Transcription,
+        11..=12 => StreamKind::Speech,
+        _ => StreamKind::SpeechAudio,
     };
     let mut cuts: Vec<usize> = cut_bytes.iter().map(|&b| usize::from(b) * stream.len() / 255).collect();
     cuts.sort_unstable();

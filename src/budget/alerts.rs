@@ -54,10 +54,10 @@ impl Alert {
                 format!("openai-edge-proxy: user {subject} made {requests} requests in the current hour (alert threshold {threshold}).")
             }
             Alert::BudgetPercent { used_tokens, budget, threshold_percent } => format!(
-                "openai-edge-proxy: {used_tokens} of the {budget} tokens of today's global budget are used or reserved (alert threshold {threshold_percent}%)."
+                "openai-edge-proxy: {used_tokens} of the {budget} tokens of today's global budget are leased to users' objects: used, reserved or held for their next requests (alert threshold {threshold_percent}%)."
             ),
             Alert::SpendPercent { used_nano_usd, budget_nano_usd, threshold_percent } => format!(
-                "openai-edge-proxy: ${} of the ${} of today's global budget are used or reserved (alert threshold {threshold_percent}%).",
+                "openai-edge-proxy: ${} of the ${} of today's global budget are leased to users' objects: used, reserved or held for their next requests (alert threshold {threshold_percent}%).",
                 dollars_and_cents(*used_nano_usd),
                 dollars_and_cents(*budget_nano_usd)
             ),

@@ -4,9 +4,11 @@
 pub mod alerts;
 pub mod cost;
 pub mod images;
+pub mod lease;
 pub mod money;
 pub mod plans;
 pub mod prices;
 pub mod quota;
+pub mod realtime;
 pub mod usage;
 pub mod usage_report;

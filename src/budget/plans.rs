@@ -22,16 +22,31 @@ pub struct RequestLimits {
     pub max_prompt_chars: usize,
 }
 
+/// What a plan allows of the audio endpoints; no model means the endpoint is refused.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AudioRules {
+    /// Models `/v1/audio/transcriptions` may use (`TRANSCRIBE_MODELS`).
+    pub transcribe_models: Vec<String>,
+    /// Models `/v1/audio/speech` may use (`SPEECH_MODELS`).
+    pub speech_models: Vec<String>,
+    /// The longest audio a transcription may send, by its bound (`MAX_AUDIO_SECONDS`).
+    pub max_audio_seconds: u64,
+}
+
 /// The plan of the top-level variables: a token without a plan claim gets it.
 pub const DEFAULT_PLAN: &str = "default";
 
 /// The variables a plan may set, in their own names and value formats.
-pub const PLAN_VARIABLES: [&str; 14] = [
+pub const PLAN_VARIABLES: [&str; 18] = [
     "ALLOWED_MODELS",
+    "VOICE_MODELS",
     "IMAGE_MODELS",
     "MAX_IMAGES_PER_REQUEST",
     "IMAGE_QUALITIES",
     "IMAGE_SIZES",
+    "TRANSCRIBE_MODELS",
+    "SPEECH_MODELS",
+    "MAX_AUDIO_SECONDS",
     "MAX_OUTPUT_TOKENS",
     "MAX_N",
     "MAX_PROMPT_CHARS",
@@ -56,6 +71,9 @@ pub struct Plan {
     pub images: ImageRules,
     /// What one user may use.
     pub user_limits: Limits,
+    pub audio: AudioRules,
+    /// Realtime models the user may call by voice (`VOICE_MODELS`); empty: no voice.
+    pub voice_models: Vec<String>,
 }
 
 impl Plan {
@@ -66,6 +84,14 @@ impl Plan {
 
     pub fn is_model_allowed(&self, model: &str) -> bool {
         self.allowed_models.iter().any(|allowed| allowed == model)
+    }
+
+    /// Every model a user on this plan may call, text and audio.
+    pub fn all_models(&self) -> impl Iterator<Item = &String> {
+        self.allowed_models
+            .iter()
+            .chain(&self.audio.transcribe_models)
+            .chain(&self.audio.speech_models)
     }
 }
 

@@ -18,8 +18,9 @@ use crate::error::ProxyError;
 
 const TOKENS_PER_PRICE_UNIT: u128 = 1_000_000;
 
-/// A model's price, in nano-USD per million tokens of each kind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// A model's price, in nano-USD per million tokens of each kind (or per minute of audio, per
+/// million characters of speech).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Price {
     pub input: u64,
     /// Prompt tokens OpenAI reports as cached (`prompt_tokens_details.cached_tokens`).
@@ -34,6 +35,16 @@ pub struct Price {
     pub image_cached_input: Option<u64>,
     pub image_output: Option<u64>,
     pub long_context: Option<LongContext>,
+    /// Audio tokens (per 1M): read (transcription, realtime input), read again from the cache
+    /// (realtime), written (speech, realtime output). `None`: not priced apart; an audio token
+    /// reported anyway is charged at its dearest price.
+    pub audio_input: Option<u64>,
+    pub audio_cached_input: Option<u64>,
+    pub audio_output: Option<u64>,
+    /// Per minute of audio (`usage: {type: "duration", seconds}`).
+    pub per_minute: Option<u64>,
+    /// Per million characters of speech input (tts-1, tts-1-hd).
+    pub per_million_characters: Option<u64>,
 }
 
 /// A long-context tier: a request with more input tokens than `threshold` is billed, whole,
@@ -61,6 +72,8 @@ struct Published {
     text: [&'static str; 4],
     image: Option<[&'static str; 3]>,
     long_context: Option<LongContext>,
+    /// A voice model's audio input, cached input and output.
+    audio: Option<[&'static str; 3]>,
 }
 
 const fn text(model: &'static str, text: [&'static str; 4], long_context: Option<LongContext>) -> Published {
@@ -69,6 +82,19 @@ const fn text(model: &'static str, text: [&'static str; 4], long_context: Option
         text,
         image: None,
         long_context,
+        audio: None,
+    }
+}
+
+/// A Realtime voice model: its model page (developers.openai.com/api/docs/models/<name>),
+/// checked 2026-12-06; gpt-realtime-2 as issue 25 states it (the same as 2.1).
+const fn voice(model: &'static str, text: [&'static str; 4], audio: [&'static str; 3]) -> Published {
+    Published {
+        model,
+        text,
+        image: None,
+        long_context: None,
+        audio: Some(audio),
     }
 }
 
@@ -76,7 +102,7 @@ const fn text(model: &'static str, text: [&'static str; 4], long_context: Option
 /// only: a dated snapshot may cost something else (gpt-4o-2024-05-13 did), so it needs its own
 /// `MODEL_PRICES` entry. The README's price table is this table, with each row's source and
 /// date (a test checks they agree). Checked 2026-12-06.
-const DEFAULT_PRICES: [Published; 14] = [
+const DEFAULT_PRICES: [Published; 17] = [
     text("gpt-6-astra", ["10.00", "1.00", "12.50", "50.00"], Some(TIER_272K)),
     text("gpt-6.2-sol", ["2.00", "0.10", "2.50", "10.00"], Some(TIER_272K)),
     text("gpt-6-luna", ["0.10", "0.01", "0.125", "0.50"], Some(TIER_272K)),
@@ -96,17 +122,48 @@ const DEFAULT_PRICES: [Published; 14] = [
         text: ["5.00", "1.25", "-", "10.00"],
         image: Some(["8.00", "2.00", "32.00"]),
         long_context: None,
+        audio: None,
     },
     Published {
         model: "gpt-image-2",
         text: ["5.00", "1.25", "-", "10.00"],
         image: Some(["8.00", "2.00", "30.00"]),
         long_context: None,
+        audio: None,
     },
+    voice(
+        "gpt-realtime-2",
+        ["4.00", "0.40", "-", "24.00"],
+        ["32.00", "0.40", "64.00"],
+    ),
+    voice(
+        "gpt-realtime-2.1",
+        ["4.00", "0.40", "-", "24.00"],
+        ["32.00", "0.40", "64.00"],
+    ),
+    voice(
+        "gpt-realtime-2.1-mini",
+        ["0.60", "0.06", "-", "2.40"],
+        ["10.00", "0.30", "20.00"],
+    ),
 ];
 
-/// The fields `MODEL_PRICES` reads, in USD per 1M tokens.
-const PRICE_FIELDS: [&str; 7] = [
+/// Audio models' defaults, USD (`-`: not billed apart): text input and output per 1M tokens,
+/// audio input and output per 1M audio tokens, per minute of audio, per 1M characters. From
+/// each model's page under developers.openai.com/api/docs/models/ (README, checked
+/// 2026-12-06); whisper-1's from OpenAI's pricing page (2025).
+const DEFAULT_AUDIO_PRICES: [(&str, [&str; 6]); 7] = [
+    ("gpt-transcribe", ["0", "0", "-", "-", "0.0045", "-"]),
+    ("whisper-1", ["0", "0", "-", "-", "0.006", "-"]),
+    ("gpt-4o-transcribe", ["2.50", "10.00", "2.50", "-", "-", "-"]),
+    ("gpt-4o-mini-transcribe", ["1.25", "5.00", "1.25", "-", "-", "-"]),
+    ("gpt-4o-mini-tts", ["0.60", "0", "-", "12.00", "-", "-"]),
+    ("tts-1", ["0", "0", "-", "-", "-", "15.00"]),
+    ("tts-1-hd", ["0", "0", "-", "-", "-", "30.00"]),
+];
+
+/// The fields `MODEL_PRICES` reads, in USD per 1M tokens (per minute, per 1M characters).
+const PRICE_FIELDS: [&str; 12] = [
     "input",
     "cached_input",
     "output",
@@ -114,7 +171,17 @@ const PRICE_FIELDS: [&str; 7] = [
     "image_input",
     "image_cached_input",
     "image_output",
+    "audio_input",
+    "audio_cached_input",
+    "audio_output",
+    "per_minute",
+    "per_million_characters",
 ];
+
+/// A table's amount: `-` is none; the tables are literals a test reads, none fails to parse.
+fn table_usd(text: &str) -> Option<u64> {
+    (text != "-").then(|| parse_usd(text).unwrap_or(u64::MAX))
+}
 
 /// Every model's price: the defaults, overridden model by model by `MODEL_PRICES`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -129,6 +196,20 @@ impl Prices {
         let mut by_model = BTreeMap::new();
         for published in &DEFAULT_PRICES {
             by_model.insert(published.model.to_owned(), published.price());
+        }
+        for (model, amounts) in DEFAULT_AUDIO_PRICES {
+            let [input, output, audio_input, audio_output, per_minute, per_million_characters] = amounts.map(table_usd);
+            let price = Price {
+                input: input.unwrap_or(u64::MAX),
+                cached_input: input.unwrap_or(u64::MAX),
+                output: output.unwrap_or(u64::MAX),
+                audio_input,
+                audio_output,
+                per_minute,
+                per_million_characters,
+                ..Price::default()
+            };
+            by_model.insert(model.to_owned(), price);
         }
         let Some(raw) = model_prices else {
             return Ok(Prices { by_model });
@@ -153,11 +234,13 @@ impl Prices {
 
 impl Published {
     fn price(&self) -> Price {
-        // The table's amounts are literals a test reads: none fails to parse.
-        let usd = |text: &str| (text != "-").then(|| parse_usd(text).unwrap_or(u64::MAX));
-        let [input, cached_input, cache_write, output] = self.text.map(usd);
+        let [input, cached_input, cache_write, output] = self.text.map(table_usd);
         let [image_input, image_cached_input, image_output] = match self.image {
-            Some(image) => image.map(usd),
+            Some(image) => image.map(table_usd),
+            None => [None; 3],
+        };
+        let [audio_input, audio_cached_input, audio_output] = match self.audio {
+            Some(audio) => audio.map(table_usd),
             None => [None; 3],
         };
         Price {
@@ -169,13 +252,18 @@ impl Published {
             image_cached_input,
             image_output,
             long_context: self.long_context,
+            audio_input,
+            audio_cached_input,
+            audio_output,
+            ..Price::default()
         }
     }
 }
 
 /// `{"input": USD, "output": USD, "cached_input": USD (else the input price), "cache_write",
-/// "image_input", "image_cached_input", "image_output" (optional)}`. A long-context tier is
-/// the built-in models' only.
+/// "image_input", "image_cached_input", "image_output", "audio_input", "audio_cached_input"
+/// (else `audio_input`), "audio_output" (optional)}`. A long-context tier is the built-in
+/// models' only.
 fn parse_price(entry: &Value) -> Result<Price, String> {
     let Value::Object(fields) = entry else {
         return Err("must be an object with `input` and `output` (USD per 1M tokens)".into());
@@ -197,6 +285,7 @@ fn parse_price(entry: &Value) -> Result<Price, String> {
     };
     let input = usd("input")?.ok_or("`input` is required")?;
     let output = usd("output")?.ok_or("`output` is required")?;
+    let audio_input = usd("audio_input")?;
     Ok(Price {
         input,
         cached_input: usd("cached_input")?.unwrap_or(input),
@@ -206,6 +295,11 @@ fn parse_price(entry: &Value) -> Result<Price, String> {
         image_cached_input: usd("image_cached_input")?,
         image_output: usd("image_output")?,
         long_context: None,
+        audio_input,
+        audio_cached_input: usd("audio_cached_input")?.or(audio_input),
+        audio_output: usd("audio_output")?,
+        per_minute: usd("per_minute")?,
+        per_million_characters: usd("per_million_characters")?,
     })
 }
 
@@ -221,7 +315,7 @@ pub fn usd_value(value: &Value) -> Option<u64> {
 }
 
 /// Tokens at their prices (nano-USD per 1M), summed, rounded up to the next nano-USD.
-fn priced(parts: &[(u64, u64)]) -> u64 {
+pub fn priced(parts: &[(u64, u64)]) -> u64 {
     let micro: u128 = parts
         .iter()
         .map(|&(tokens, price)| u128::from(tokens) * u128::from(price))
@@ -252,7 +346,29 @@ impl Price {
             image_cached_input: self.image_cached_input.map(input),
             image_output: self.image_output.map(output),
             long_context: None,
+            audio_input: self.audio_input.map(input),
+            audio_cached_input: self.audio_cached_input.map(input),
+            audio_output: self.audio_output.map(output),
+            per_minute: self.per_minute,
+            per_million_characters: self.per_million_characters,
         }
+    }
+
+    /// The audio prices (input, cached input, output); each one missing is the dearest price
+    /// this model has, so a model priced without audio is never undercharged for it.
+    pub fn audio_rates(&self) -> (u64, u64, u64) {
+        let dearest = [self.input, self.cached_input, self.output]
+            .into_iter()
+            .chain(self.audio_input)
+            .chain(self.audio_cached_input)
+            .chain(self.audio_output)
+            .max()
+            .unwrap_or(0);
+        (
+            self.audio_input.unwrap_or(dearest),
+            self.audio_cached_input.unwrap_or(dearest),
+            self.audio_output.unwrap_or(dearest),
+        )
     }
 
     /// The dearest price an input token can have: uncached, cached or written to the cache.
@@ -262,6 +378,7 @@ impl Price {
             .max(self.cache_write.unwrap_or(0))
             .max(self.image_input.unwrap_or(0))
             .max(self.image_cached_input.unwrap_or(0))
+            .max(self.audio_input.unwrap_or(0))
     }
 
     /// The worst case of `cost` in dollars: every input-side token of the token reserve (the
@@ -290,28 +407,54 @@ impl Price {
         let price = self.at_tier(usage.prompt_tokens);
         let prompt = usage.prompt_tokens;
         let image_in = price.image_input.map_or(0, |_| usage.image_input_tokens.min(prompt));
-        let text_in = prompt - image_in;
+        let audio_in = usage.audio_input_tokens.min(prompt - image_in);
+        let text_in = prompt - image_in - audio_in;
         let cached = usage.cached_tokens.min(text_in);
         let written = usage.cache_write_tokens.min(text_in - cached);
         let completion = usage.completion_tokens;
         let image_out = price
             .image_output
             .map_or(0, |_| usage.image_output_tokens.unwrap_or(completion).min(completion));
+        let audio_out = usage.audio_output_tokens.min(completion - image_out);
         let unexplained = usage.total().saturating_sub(prompt.saturating_add(completion));
         let dearest = price
             .worst_input()
             .max(price.output)
-            .max(price.image_output.unwrap_or(0));
+            .max(price.image_output.unwrap_or(0))
+            .max(price.audio_output.unwrap_or(0));
+        let by_duration = price
+            .per_minute
+            .map_or(0, |per| per_minute(usage.duration_millis.unwrap_or(0), per));
         priced(&[
             (text_in - cached - written, price.input),
             (cached, price.cached_input),
             (written, price.cache_write.unwrap_or(price.input)),
             (image_in, price.image_input.unwrap_or(price.input)),
-            (completion - image_out, price.output),
+            (audio_in, price.audio_input.unwrap_or(price.input)),
+            (completion - image_out - audio_out, price.output),
             (image_out, price.image_output.unwrap_or(price.output)),
+            (audio_out, price.audio_output.unwrap_or(price.output)),
             (unexplained, dearest),
         ])
+        .saturating_add(by_duration)
     }
+
+    /// Whether `charge` can price `usage`: seconds of audio need a price per minute, and a
+    /// model priced per minute is billed by duration, which a report in tokens does not give.
+    /// A report this price cannot read is charged its whole reservation.
+    pub fn reads(&self, usage: &Usage) -> bool {
+        usage.duration_millis.is_some() == self.per_minute.is_some()
+    }
+}
+
+/// `tokens` (or characters) at `price` per million, rounded up to the next nano-USD.
+pub fn per_million(tokens: u64, price: u64) -> u64 {
+    priced(&[(tokens, price)])
+}
+
+/// `millis` of audio at `price` per minute, rounded up to the next nano-USD.
+pub fn per_minute(millis: u64, price: u64) -> u64 {
+    u64::try_from((u128::from(millis) * u128::from(price)).div_ceil(60_000)).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]
@@ -330,7 +473,30 @@ mod tests {
             image_cached_input: None,
             image_output: None,
             long_context: None,
+            ..Price::default()
         }
+    }
+
+    #[test]
+    fn voice_models_have_audio_prices_and_model_prices_may_set_them() {
+        let prices = Prices::parse(Some(
+            r#"{"v":{"input":1,"output":2,"audio_input":"10","audio_output":20}}"#,
+        ))
+        .unwrap();
+        let mini = prices.of("gpt-realtime-2.1-mini").unwrap();
+        assert_eq!(mini.audio_rates(), (10 * NANO_PER_USD, 300_000_000, 20 * NANO_PER_USD));
+        let v = prices.of("v").unwrap();
+        assert_eq!(
+            v.audio_rates(),
+            (10 * NANO_PER_USD, 10 * NANO_PER_USD, 20 * NANO_PER_USD)
+        );
+        let text_only = flat(1, 2, 3);
+        assert_eq!(
+            text_only.audio_rates(),
+            (3, 3, 3),
+            "a model without audio prices is charged its dearest price for audio"
+        );
+        assert_eq!(priced(&[(3, 20 * NANO_PER_USD), (1, 1)]), 60_001, "rounded up once");
     }
 
     #[test]
@@ -641,11 +807,95 @@ mod tests {
             .collect()
     }
 
+    /// The README's audio price table: model, then its six amounts.
+    fn audio_rows() -> Vec<(String, Vec<String>)> {
+        let readme = include_str!("../../README.md");
+        let table = readme
+            .split("<!-- audio-price-table -->")
+            .nth(1)
+            .expect("the README marks its audio price table with <!-- audio-price-table -->");
+        table
+            .lines()
+            .filter(|line| line.starts_with("| `"))
+            .map(|line| {
+                let cells: Vec<String> = line.split('|').map(|cell| cell.trim().replace('`', "")).collect();
+                (cells[1].clone(), cells[2..8].to_vec())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn audio_prices_are_read_by_kind_and_charged_by_kind() {
+        let prices = Prices::parse(Some(
+            r#"{"stt":{"input":1,"output":2,"audio_input":3,"per_minute":0.006}}"#,
+        ))
+        .unwrap();
+        let stt = prices.of("stt").unwrap();
+        assert_eq!(
+            (stt.audio_input, stt.per_minute),
+            (Some(3 * NANO_PER_USD), Some(6_000_000))
+        );
+        let tokens = Usage {
+            prompt_tokens: 100,
+            audio_input_tokens: 60,
+            completion_tokens: 10,
+            total_tokens: 110,
+            ..Usage::default()
+        };
+        // 40 text tokens at $1, 60 audio at $3, 10 out at $2 (per 1M).
+        assert_eq!(stt.charge(&tokens), 40_000 + 180_000 + 20_000);
+        let seconds = Usage {
+            duration_millis: Some(90_500),
+            ..Usage::default()
+        };
+        assert_eq!(stt.charge(&seconds), (90_500u64 * 6_000_000).div_ceil(60_000));
+        assert!(
+            !mini().reads(&seconds),
+            "no price per minute: a duration cannot be priced"
+        );
+        let whisper = Prices::parse(None).unwrap().of("whisper-1").unwrap();
+        assert!(whisper.reads(&seconds));
+        assert!(
+            !whisper.reads(&tokens),
+            "billed by the minute: tokens say nothing of it"
+        );
+        assert!(mini().reads(&tokens));
+        let tts = Prices::parse(None).unwrap().of("gpt-4o-mini-tts").unwrap();
+        let speech = Usage {
+            prompt_tokens: 10,
+            completion_tokens: 100,
+            total_tokens: 110,
+            audio_output_tokens: 100,
+            ..Usage::default()
+        };
+        assert_eq!(tts.charge(&speech), 6_000 + 1_200_000);
+        let tts1 = Prices::parse(None).unwrap().of("tts-1").unwrap();
+        assert_eq!(tts1.per_million_characters, Some(15 * NANO_PER_USD));
+    }
+
     #[test]
     fn the_readme_price_table_is_the_built_in_one() {
         let rows = readme_rows();
         let built_in = Prices::parse(None).unwrap();
-        assert_eq!(rows.len(), built_in.by_model.len(), "one row per built-in model");
+        let audio = audio_rows();
+        assert_eq!(
+            rows.len() + audio.len(),
+            built_in.by_model.len(),
+            "one row per built-in model"
+        );
+        for (model, amounts) in audio {
+            let price = built_in.of(&model).unwrap_or_else(|| panic!("{model} is not built in"));
+            let read: Vec<Option<u64>> = amounts.iter().map(|text| table_usd(text)).collect();
+            let expected = vec![
+                Some(price.input),
+                Some(price.output),
+                price.audio_input,
+                price.audio_output,
+                price.per_minute,
+                price.per_million_characters,
+            ];
+            assert_eq!(read, expected, "{model}");
+        }
         for (model, amounts, long_context) in rows {
             let price = built_in.of(&model).unwrap_or_else(|| panic!("{model} is not built in"));
             let usd = |text: &String| (text != "-").then(|| parse_usd(text).unwrap());

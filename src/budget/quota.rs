@@ -298,8 +298,11 @@ impl QuotaState {
                 });
             }
         }
+        // A command from a clock still on the day before belongs to the day the counters
+        // hold, which admitted it: it is charged to that day, never to one already closed.
+        let made_at_ms = now_ms.max(self.day.saturating_mul(DAY_MS));
         if limits.rate.is_some() {
-            self.admitted_at_ms.push(now_ms);
+            self.admitted_at_ms.push(made_at_ms);
         }
         let reservation = Reservation {
             id: self.next_reservation_id,
@@ -307,7 +310,7 @@ impl QuotaState {
             stream: ask.stream,
             expires_at_ms: now_ms.saturating_add(RESERVATION_TIMEOUT_MS),
             nano_usd: ask.nano_usd,
-            made_at_ms: Some(now_ms),
+            made_at_ms: Some(made_at_ms),
         };
         self.next_reservation_id = self.next_reservation_id.wrapping_add(1);
         self.reservations.push(reservation);
@@ -334,6 +337,51 @@ impl QuotaState {
             .expires_at_ms
             .max(now_ms.saturating_add(RESERVATION_TIMEOUT_MS));
         Some(reservation.expires_at_ms)
+    }
+
+    /// A live call's usage so far: `spent` is charged now, and the reservation holds `hold`
+    /// again (renewed, like a stream's) when the budget has room for it. Without room it
+    /// holds what room there is and the answer is `Some(false)`: the call must end. `None`:
+    /// the reservation is gone (settled, or expired and charged in full).
+    pub fn charge_live(
+        &mut self,
+        limits: &Limits,
+        reservation_id: u64,
+        spent: Spend,
+        hold: Spend,
+        now_ms: i64,
+    ) -> Option<bool> {
+        self.advance(limits, now_ms);
+        let index = self.reservations.iter().position(|r| r.id == reservation_id)?;
+        let reservation = self.reservations[index];
+        self.charge_to_its_day(&reservation, spent);
+        let room = |budget: Option<u64>, used: u64, reserved: u64, held: u64| {
+            budget.map(|budget| budget.saturating_sub(used.saturating_add(reserved.saturating_sub(held))))
+        };
+        let room_tokens = room(
+            limits.daily_tokens,
+            self.used_tokens,
+            self.reserved_tokens(),
+            reservation.tokens,
+        );
+        let room_usd = room(
+            limits.daily_nano_usd,
+            self.used_nano_usd,
+            self.reserved_nano_usd(),
+            reservation.nano_usd,
+        );
+        let covered =
+            room_tokens.is_none_or(|room| room >= hold.tokens) && room_usd.is_none_or(|room| room >= hold.nano_usd);
+        let held = &mut self.reservations[index];
+        held.tokens = room_tokens.map_or(hold.tokens, |room| room.min(hold.tokens));
+        held.nano_usd = room_usd.map_or(hold.nano_usd, |room| room.min(hold.nano_usd));
+        held.expires_at_ms = held.expires_at_ms.max(now_ms.saturating_add(RESERVATION_TIMEOUT_MS));
+        Some(covered)
+    }
+
+    /// Whether the reservation is still held (not settled, cancelled or expired).
+    pub fn holds(&self, reservation_id: u64) -> bool {
+        self.reservations.iter().any(|r| r.id == reservation_id)
     }
 
     /// Charges `spent` if the reservation was made on the day the counters hold; a day that
@@ -403,6 +451,14 @@ impl QuotaState {
             daily_nano_usd: limits.daily_nano_usd,
             used_nano_usd: self.used_nano_usd,
             reserved_nano_usd: self.reserved_nano_usd(),
+        }
+    }
+
+    /// The day's spend and reservations (of any day) together: what a lease must cover.
+    pub fn committed(&self) -> Spend {
+        Spend {
+            tokens: self.used_tokens.saturating_add(self.reserved_tokens()),
+            nano_usd: self.used_nano_usd.saturating_add(self.reserved_nano_usd()),
         }
     }
 
@@ -685,6 +741,71 @@ mod tests {
         // A late finish does not charge again.
         state.finish(&limits(), r.id, tokens(50), later + 1);
         assert_eq!(state.standing(&limits(), later + 2).used_tokens, 400);
+    }
+
+    #[test]
+    fn a_live_call_is_charged_as_it_goes_and_holds_its_worst_case_while_the_budget_has_room() {
+        let mut state = QuotaState::default();
+        let dollars = budgets_only(Some(10_000), Some(1_000));
+        let hold = Spend {
+            tokens: 100,
+            nano_usd: 400,
+        };
+        let call = state
+            .admit(
+                &dollars,
+                Ask {
+                    tokens: 100,
+                    stream: false,
+                    nano_usd: 400,
+                },
+                T0,
+            )
+            .unwrap();
+        let turn = Spend {
+            tokens: 50,
+            nano_usd: 200,
+        };
+        for used in [200, 400, 600] {
+            assert_eq!(state.charge_live(&dollars, call.id, turn, hold, T0 + 1), Some(true));
+            let standing = state.standing(&dollars, T0 + 1);
+            assert_eq!((standing.used_nano_usd, standing.reserved_nano_usd), (used, 400));
+        }
+        // 800 used: 400 more would pass the budget; the 200 left are held, and the call must end.
+        assert_eq!(state.charge_live(&dollars, call.id, turn, hold, T0 + 2), Some(false));
+        let standing = state.standing(&dollars, T0 + 2);
+        assert_eq!((standing.used_nano_usd, standing.reserved_nano_usd), (800, 200));
+        // The response that started before the hang-up was covered.
+        assert_eq!(state.charge_live(&dollars, call.id, turn, hold, T0 + 3), Some(false));
+        state.finish(&dollars, call.id, Spend::default(), T0 + 4);
+        assert_eq!(
+            state.standing(&dollars, T0 + 4).used_nano_usd,
+            1_000,
+            "the budget, not a nano-dollar past it"
+        );
+        assert_eq!(state.charge_live(&dollars, call.id, turn, hold, T0 + 5), None, "gone");
+    }
+
+    #[test]
+    fn a_live_call_s_charge_renews_its_reservation() {
+        let mut state = QuotaState::default();
+        let limits = budgets_only(Some(10_000), None);
+        let call = state.admit(&limits, SMALL, T0).unwrap();
+        let later = T0 + RESERVATION_TIMEOUT_MS - 1;
+        assert_eq!(
+            state.charge_live(&limits, call.id, tokens(1), tokens(10), later),
+            Some(true)
+        );
+        assert!(state.holds(call.id));
+        assert!(
+            state
+                .standing(&limits, later + RESERVATION_TIMEOUT_MS - 1)
+                .reserved_tokens
+                == 10
+        );
+        state.standing(&limits, later + RESERVATION_TIMEOUT_MS);
+        assert!(!state.holds(call.id), "lost, it expires charged in full");
+        assert_eq!(state.used_tokens, 11);
     }
 
     #[test]

@@ -24,6 +24,12 @@ pub struct Usage {
     /// Hosted tool calls the answer lists (Responses `output` items such as `web_search_call`),
     /// whose fees `usage` leaves out; `None` when the answer has no `output` (Chat Completions).
     pub hosted_tool_calls: Option<u64>,
+    /// Prompt tokens that were audio (transcription: `input_token_details.audio_tokens`).
+    pub audio_input_tokens: u64,
+    /// Output tokens that were audio: a speech stream's every output token (its meter sets it).
+    pub audio_output_tokens: u64,
+    /// Audio billed by duration (`{"type": "duration", "seconds": …}`), in milliseconds.
+    pub duration_millis: Option<u64>,
 }
 
 impl Usage {
@@ -46,6 +52,11 @@ struct UsageReport {
     prompt_tokens_details: Details,
     #[serde(default, alias = "output_tokens_details", deserialize_with = "details")]
     completion_tokens_details: Details,
+    /// A transcription's (singular `input_token_details`, unlike the Responses API's).
+    #[serde(default, deserialize_with = "details")]
+    input_token_details: Details,
+    #[serde(default, deserialize_with = "millis")]
+    seconds: Option<u64>,
 }
 
 #[derive(Default)]
@@ -53,6 +64,7 @@ struct Details {
     cached_tokens: u64,
     cache_write_tokens: u64,
     image_tokens: Option<u64>,
+    audio_tokens: u64,
 }
 
 /// A details object, read loosely: a missing or odd count is none (its tokens charged at the
@@ -64,7 +76,23 @@ fn details<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Details,
         cached_tokens: count("cached_tokens").unwrap_or(0),
         cache_write_tokens: count("cache_write_tokens").unwrap_or(0),
         image_tokens: count("image_tokens"),
+        audio_tokens: count("audio_tokens").unwrap_or(0),
     })
+}
+
+/// Seconds (a whole or decimal number) as milliseconds, rounded up; an odd value is a whole
+/// day, far above any audio the proxy admits, so it is never charged as nothing.
+fn millis<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
+    const ODD: u64 = 86_400_000;
+    let seconds = serde_json::Value::deserialize(deserializer)?;
+    let millis = match seconds.as_u64() {
+        Some(whole) => whole.saturating_mul(1000),
+        None => seconds
+            .as_f64()
+            .filter(|s| s.is_finite() && *s >= 0.0 && *s < 86_400.0)
+            .map_or(ODD, |s| (s * 1000.0).ceil() as u64),
+    };
+    Ok(Some(millis))
 }
 
 impl From<UsageReport> for Usage {
@@ -78,6 +106,9 @@ impl From<UsageReport> for Usage {
             image_input_tokens: report.prompt_tokens_details.image_tokens.unwrap_or(0),
             image_output_tokens: report.completion_tokens_details.image_tokens,
             hosted_tool_calls: None,
+            audio_input_tokens: report.input_token_details.audio_tokens,
+            audio_output_tokens: 0,
+            duration_millis: report.seconds,
         }
     }
 }

@@ -9,6 +9,7 @@ use crate::budget::money::usd;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use crate::budget::lease::PoolStanding;
 use crate::budget::quota::{Spend, Standing};
 use crate::day::Day;
 use crate::error::ProxyError;
@@ -193,6 +194,17 @@ impl DaySummary {
         self.top.truncate(TOP_SPENDERS);
     }
 
+    /// Adds the summary of another shard of the same day (its users are other users).
+    pub fn merge(&mut self, shard: &DaySummary) {
+        self.users = self.users.saturating_add(shard.users);
+        for user in &shard.top {
+            let (first, spent) = (false, Spend::default());
+            self.add(&user.sub, first, spent, user.spent);
+        }
+        self.spent.tokens = self.spent.tokens.saturating_add(shard.spent.tokens);
+        self.spent.nano_usd = self.spent.nano_usd.saturating_add(shard.spent.nano_usd);
+    }
+
     /// `{"day","total_tokens","total_usd","user_count","top":[{"sub","total_tokens","total_usd"}]}`
     pub fn json(&self, day: &str) -> Value {
         json!({
@@ -221,12 +233,20 @@ pub fn range_report(range: &DayRange, days: &[(String, DaySummary)]) -> Value {
     json!({ "from": range.from.to_string(), "to": range.to.to_string(), "days": days })
 }
 
-/// `GET /admin/budget`: the day and the budget all users share, from the global object's
-/// standing, or `"tokens": null` when no global budget is set. Whatever budgets the standing
-/// reports (tokens, and dollars where it has them) are passed on as `/v1/usage` shows them.
-pub fn budget_report(day: &str, standing: Option<&Standing>) -> Value {
+/// `GET /admin/budget`: the day and the budget all users share, from its object's standing,
+/// or `"tokens": null` when no global budget is set. Whatever budgets it has (tokens, dollars)
+/// are shown as `/v1/usage` shows a user's, with the budget apart in four: `used` and
+/// `reserved` as the users' objects last reported them, `leased` granted to their objects and
+/// idle there, and `remaining`, not leased yet.
+pub fn budget_report(day: &str, pool: Option<&PoolStanding>) -> Value {
     let mut report = json!({ "object": "budget", "day": day, "tokens": null });
-    if let Some(Value::Object(usage)) = standing.map(|standing| standing.usage_json("", "")) {
+    let Some(pool) = pool else { return report };
+    let reported = Standing {
+        reserved_tokens: pool.reserved.tokens,
+        reserved_nano_usd: pool.reserved.nano_usd,
+        ..pool.standing
+    };
+    if let Value::Object(usage) = reported.usage_json("", "") {
         for (name, value) in usage {
             if !matches!(
                 name.as_str(),
@@ -236,12 +256,21 @@ pub fn budget_report(day: &str, standing: Option<&Standing>) -> Value {
             }
         }
     }
+    if pool.standing.daily_tokens.is_some() {
+        report["tokens"]["leased"] = json!(pool.idle.tokens);
+        report["tokens"]["remaining"] = json!(pool.standing.tokens_remaining());
+    }
+    if pool.standing.daily_nano_usd.is_some() {
+        report["cost"]["leased_usd"] = json!(usd(pool.idle.nano_usd));
+        report["cost"]["remaining_usd"] = json!(pool.standing.nano_usd_remaining().map(usd));
+    }
     report
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::budget::lease::{LeaseAsk, LeasePool};
 
     fn query(day: Option<&str>, from: Option<&str>, to: Option<&str>) -> Result<UsageQuery, ProxyError> {
         let params = UsageParams {
@@ -448,20 +477,33 @@ mod tests {
     }
 
     #[test]
-    fn the_budget_report_shows_the_global_budget_as_usage_shows_a_users() {
+    fn the_budget_report_shows_the_global_budget_used_reserved_leased_and_remaining_apart() {
         let config = crate::config::Config::for_tests(&[("GLOBAL_DAILY_TOKEN_BUDGET", "1000")]).unwrap();
         let limits = config.global_limits.unwrap();
-        let mut state = crate::budget::quota::QuotaState::default();
-        // From JSON, so the test reads the same whatever else an `Ask` comes to carry.
-        let ask: crate::budget::quota::Ask = serde_json::from_value(json!({"tokens": 300, "stream": false})).unwrap();
-        state.admit(&limits, ask, 1_800_000_000_000).unwrap();
-        let standing = state.standing(&limits, 1_800_000_000_000);
-        let report = budget_report("2027-01-15", Some(&standing));
+        let mut pool = LeasePool::default();
+        let day = 1_800_000_000_000 / crate::budget::quota::DAY_MS;
+        // From JSON, so the test reads the same whatever else an ask comes to carry.
+        let ask: LeaseAsk = serde_json::from_value(json!({
+            "pool": "global", "day": day, "need": {"tokens": 300, "nano_usd": 0}, "most": {"tokens": 300, "nano_usd": 0},
+            "give_back": {"tokens": 0, "nano_usd": 0}, "spent": {"tokens": 120, "nano_usd": 0},
+            "reserved": {"tokens": 30, "nano_usd": 0}, "reserved_before": {"tokens": 0, "nano_usd": 0}
+        }))
+        .unwrap();
+        pool.lease(&limits, &ask, 1_800_000_000_000).unwrap();
+        let report = budget_report("2027-01-15", Some(&pool.standing(&limits, 1_800_000_000_000)));
         assert_eq!(report["object"], "budget");
         assert_eq!(report["day"], "2027-01-15");
-        assert_eq!(report["tokens"]["limit"], 1000);
-        assert_eq!(report["tokens"]["reserved"], 300);
-        assert_eq!(report["tokens"]["remaining"], 700);
+        let tokens = &report["tokens"];
+        assert_eq!(
+            [
+                &tokens["limit"],
+                &tokens["used"],
+                &tokens["reserved"],
+                &tokens["leased"],
+                &tokens["remaining"]
+            ],
+            [1000, 120, 30, 150, 700]
+        );
         assert!(report.get("sub").is_none() && report.get("requests").is_none());
     }
 }

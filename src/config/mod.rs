@@ -11,6 +11,7 @@ mod images;
 mod keys;
 mod plans;
 mod vars;
+pub mod voice;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -29,6 +30,8 @@ use crate::budget::quota::Limits;
 use crate::error::ProxyError;
 use crate::request;
 use crate::request::attribution::SafetyKey;
+use crate::request::voice::VoiceSettings;
+use crate::routes::ApiRoute;
 use crate::secret::Secret;
 use keys::{admin_token, claim_rules, key_sources};
 use plans::{check_prices, global_limits, guest_plan, plan};
@@ -74,6 +77,8 @@ pub struct Config {
     /// Exact browser origins (`scheme://host[:port]`) allowed to call the proxy.
     pub allowed_origins: Vec<String>,
     pub max_body_bytes: usize,
+    /// The cap of a transcription's multipart body (`MAX_AUDIO_BYTES`), the audio file in it.
+    pub max_audio_bytes: usize,
     /// The top-level per-user variables (`ALLOWED_MODELS`, limits, budgets): plan `default`.
     pub default_plan: Plan,
     /// `PLANS`, each built over the top-level variables.
@@ -89,6 +94,9 @@ pub struct Config {
     /// What all users together may use per day (`GLOBAL_DAILY_TOKEN_BUDGET`,
     /// `GLOBAL_DAILY_BUDGET_USD`), if either is set.
     pub global_limits: Option<Limits>,
+    /// Objects each day's usage index is spread over, by a hash of the `sub`
+    /// (`USAGE_INDEX_SHARDS`).
+    pub usage_index_shards: u32,
     /// What a user token's claims must satisfy.
     pub claim_rules: ClaimRules,
     pub keys: KeySources,
@@ -102,6 +110,8 @@ pub struct Config {
     openai_api_key_next: Option<Secret>,
     /// Guest access, when it is on.
     pub guest: Option<GuestSettings>,
+    /// Voice calls, when a plan allows a voice model.
+    pub voice: Option<VoiceSettings>,
     /// What the operator should hear about once per isolate (a half-configured feature).
     pub warnings: Vec<String>,
     /// Every secret read, registered by `Vars` as it read them.
@@ -123,6 +133,9 @@ impl Config {
         let global_limits = global_limits(&vars)?;
         let guest_global = guest.as_ref().and_then(|guest| guest.global_limits.as_ref());
         check_prices(&prices, &default_plan, &plans, global_limits.as_ref(), guest_global)?;
+        let shared_budget = global_limits.is_some() || guest_global.is_some();
+        let all_plans = std::iter::once(&default_plan).chain(plans.values());
+        let voice = voice::voice_settings(&vars, all_plans, &prices, shared_budget)?;
         let requests = request::Settings {
             system_prompt: vars
                 .raw("SYSTEM_PROMPT")
@@ -136,6 +149,8 @@ impl Config {
                 .unwrap_or_else(|| DEFAULT_UPSTREAM_BASE_URL.to_owned()),
             allowed_origins: allowed_origins(&vars)?,
             max_body_bytes: vars.number("MAX_BODY_BYTES", 65_536, 1..=1 << 24)?,
+            // OpenAI takes files up to 25 MB; the default keeps an isolate's 128 MB for others.
+            max_audio_bytes: vars.number("MAX_AUDIO_BYTES", 4 << 20, 1..=25_000_000)?,
             default_plan,
             plans,
             requests,
@@ -143,6 +158,7 @@ impl Config {
             stream_idle_timeout: vars.millis("STREAM_IDLE_TIMEOUT_MS", 60_000, 1..=600_000)?,
             upstream_retries: vars.number("UPSTREAM_RETRIES", 1, 0..=3)?,
             global_limits,
+            usage_index_shards: index_shards(&vars)?,
             claim_rules: claim_rules(&vars)?,
             keys,
             log_level: vars.choice("LOG_LEVEL", &LogLevel::CHOICES, LogLevel::default())?,
@@ -152,9 +168,16 @@ impl Config {
             openai_api_key: vars.trimmed_secret("OPENAI_API_KEY"),
             openai_api_key_next: vars.trimmed_secret("OPENAI_API_KEY_NEXT"),
             guest,
+            voice,
             warnings: guest_warning.into_iter().collect(),
             secrets: vars.secrets_read(),
         })
+    }
+
+    /// `USAGE_INDEX_SHARDS` alone, for users' objects' alarms: reading the whole config there
+    /// would link a second copy of its parsing into the wasm.
+    pub fn usage_index_shards(lookup: impl Fn(&str) -> Option<String>) -> Result<u32, ProxyError> {
+        index_shards(&Vars::new(lookup))
     }
 
     /// The upstream key; its absence only matters on routes that call upstream.
@@ -183,6 +206,19 @@ impl Config {
 
     pub fn default_model(&self) -> &str {
         self.default_plan.default_model()
+    }
+
+    /// The most bytes a request body of `route` may have.
+    pub fn body_limit(&self, route: ApiRoute) -> usize {
+        match route {
+            ApiRoute::Transcriptions => self.max_audio_bytes,
+            ApiRoute::ChatCompletions
+            | ApiRoute::Responses
+            | ApiRoute::Embeddings
+            | ApiRoute::GenerateText
+            | ApiRoute::ImageGenerations
+            | ApiRoute::Speech => self.max_body_bytes,
+        }
     }
 
     /// The plan of that name: `default` (the top-level variables) or one of `PLANS`.
@@ -252,6 +288,11 @@ fn safety_key(vars: &Vars<impl Lookup>, keys: &KeySources) -> Result<Option<Safe
         .as_ref()
         .or(keys.jwt_secret())
         .map(|secret| SafetyKey::derive(secret.expose())))
+}
+
+/// Objects per day of the usage index (see `objects::usage_index`).
+fn index_shards(vars: &Vars<impl Lookup>) -> Result<u32, ProxyError> {
+    vars.number("USAGE_INDEX_SHARDS", 1, 1..=64)
 }
 
 #[cfg(test)]
@@ -625,6 +666,35 @@ mod tests {
             ("MODEL_PRICES", r#"{"o3-pro":{"input":20,"output":80}}"#),
         ]);
         assert!(priced.is_ok());
+    }
+
+    #[test]
+    fn audio_models_need_a_price_under_a_dollar_budget_and_guests_get_none() {
+        let unpriced = [("SPEECH_MODELS", "tts-1,voice-x"), ("DAILY_BUDGET_USD", "1")];
+        assert!(detail(config(&unpriced)).contains("\"voice-x\""));
+        let priced = config(&[
+            unpriced[0],
+            unpriced[1],
+            ("TRANSCRIBE_MODELS", "whisper-1"),
+            (
+                "MODEL_PRICES",
+                r#"{"voice-x":{"input":0,"output":0,"per_million_characters":20}}"#,
+            ),
+        ])
+        .unwrap();
+        assert_eq!(priced.default_plan.audio.speech_models, ["tts-1", "voice-x"]);
+        assert_eq!(priced.default_plan.audio.max_audio_seconds, 600);
+        assert_eq!(priced.max_audio_bytes, 4 << 20);
+        assert_eq!(priced.body_limit(ApiRoute::Transcriptions), 4 << 20);
+        assert_eq!(priced.body_limit(ApiRoute::Speech), 65_536);
+        let guests = config(&[
+            ("TRANSCRIBE_MODELS", "whisper-1"),
+            ("TURNSTILE_SECRET_KEY", "1x0000000000000000000000000000000AA"),
+            ("GUEST_TOKEN_SECRET", "a-guest-secret-that-is-32-bytes-long!"),
+        ])
+        .unwrap();
+        assert!(guests.plan("guest").unwrap().audio.transcribe_models.is_empty());
+        assert!(detail(config(&[("MAX_AUDIO_BYTES", "25000001")])).starts_with("MAX_AUDIO_BYTES"));
     }
 
     #[test]

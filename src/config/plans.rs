@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use super::vars::{Lookup, Vars};
 use crate::auth::guest::{GUEST_PLAN, GUEST_PLAN_DEFAULTS};
 use crate::budget::cost::{self, CostRules};
-use crate::budget::plans::{Plan, RequestLimits};
+use crate::budget::plans::{AudioRules, Plan, RequestLimits};
 use crate::budget::prices::Prices;
 use crate::budget::quota::{Limits, RateLimit};
 use crate::error::ProxyError;
@@ -27,11 +27,17 @@ pub(super) fn plan(name: &str, vars: &Vars<impl Lookup>) -> Result<Plan, ProxyEr
         images: super::images::image_rules(vars)?,
         user_limits: user_limits(vars)?,
         allowed_models,
+        audio: AudioRules {
+            transcribe_models: vars.list("TRANSCRIBE_MODELS").unwrap_or_default(),
+            speech_models: vars.list("SPEECH_MODELS").unwrap_or_default(),
+            max_audio_seconds: vars.number("MAX_AUDIO_SECONDS", 600, 1..=14_400)?,
+        },
+        voice_models: vars.list("VOICE_MODELS").unwrap_or_default(),
     })
 }
 
 /// Plan `guest` when `PLANS` has none: the guest defaults over the top-level variables, with
-/// only the first allowed model.
+/// only the first allowed model and no audio model.
 pub(super) fn guest_plan(vars: &Vars<impl Lookup>, first_model: &str) -> Result<Plan, ProxyError> {
     let overlaid = vars.overlaid(move |variable: &str| {
         if variable == "ALLOWED_MODELS" {
@@ -42,7 +48,11 @@ pub(super) fn guest_plan(vars: &Vars<impl Lookup>, first_model: &str) -> Result<
             .find(|(name, _)| *name == variable)
             .map(|(_, value)| (*value).to_owned())
     });
-    plan(GUEST_PLAN, &overlaid)
+    // Guests get no audio unless `PLANS` gives plan `guest` its own.
+    let mut guest = plan(GUEST_PLAN, &overlaid)?;
+    guest.audio.transcribe_models.clear();
+    guest.audio.speech_models.clear();
+    Ok(guest)
 }
 
 /// A dollar budget can only hold if every model a user may call has a price, and every hosted
@@ -73,7 +83,7 @@ pub(super) fn check_prices(
                 plan.name
             )));
         }
-        if let Some(model) = plan.allowed_models.iter().find(|model| prices.of(model).is_none()) {
+        if let Some(model) = plan.all_models().find(|model| prices.of(model).is_none()) {
             return Err(ProxyError::misconfigured(format!(
                 "MODEL_PRICES has no price for model {model:?} (allowed by plan {:?}), and {budget} is set: add it to MODEL_PRICES or remove it from ALLOWED_MODELS",
                 plan.name

@@ -12,7 +12,7 @@ use crate::budget::plans::DEFAULT_PLAN;
 use crate::budget::usage_report::{self, DayRange, UsageParams, UsageQuery};
 use crate::config::Config;
 use crate::error::ProxyError;
-use crate::objects::user::{utc_day, UserCommand, UserReply};
+use crate::objects::user::{utc_day, UserCommand, UserReply, GLOBAL_OBJECT_NAME};
 use crate::routes::AdminRoute;
 
 /// An admin body (`{"plan": "pro"}`) is a few bytes.
@@ -31,8 +31,15 @@ pub async fn serve(route: AdminRoute, req: &mut Request, env: &Env, config: &Con
     }
     let now = Now::read();
     let (sub, command) = match route {
-        AdminRoute::DayUsage => return day_usage(req, env, now).await,
+        AdminRoute::DayUsage => return day_usage(req, env, config.usage_index_shards, now).await,
         AdminRoute::Budget => return budget(env, config, now).await,
+        AdminRoute::EndCall { call } => {
+            if !super::voice::is_call_id(&call) {
+                return Err(ProxyError::NotFound);
+            }
+            super::voice::end_calls(env, &[call], false).await?;
+            return json_response(200, &json!({ "ended": true }).to_string());
+        }
         AdminRoute::Console(_) => return Err(ProxyError::NotFound), // served above
         AdminRoute::Revocation { sub, revoke: true } => (sub, UserCommand::Revoke { at: now.seconds() }),
         AdminRoute::Revocation { sub, revoke: false } => (sub, UserCommand::Unrevoke {}),
@@ -66,12 +73,15 @@ pub async fn serve(route: AdminRoute, req: &mut Request, env: &Env, config: &Con
         standing,
         plan,
         blocked_at,
+        calls,
     } = objects::user::call_user(env, &sub, command).await?
     else {
         return Err(ProxyError::Internal {
             detail: "user object did not answer with a status".into(),
         });
     };
+    // A block or revocation ends the user's live voice calls at once.
+    super::voice::end_calls(env, &calls, true).await?;
     let mut body = match (standing, &plan) {
         (Some(standing), Some(plan)) => {
             // Isolates learn it from the user's object, at the user's next admission.
@@ -106,7 +116,7 @@ async fn plan_in_body(req: &mut Request, config: &Config) -> Result<String> {
 
 /// `GET /admin/usage`: a day's summary and a page of its users (`?day=`, default today, UTC;
 /// `&cursor=&limit=`), or each day's summary of a range (`?from=&to=`).
-async fn day_usage(req: &Request, env: &Env, now: Now) -> Result<Response> {
+async fn day_usage(req: &Request, env: &Env, shards: u32, now: Now) -> Result<Response> {
     let params = request_url(req)?.search_params();
     let [day, from, to, cursor, limit] = ["day", "from", "to", "cursor", "limit"].map(|name| params.get(name));
     let query = UsageParams {
@@ -119,21 +129,26 @@ async fn day_usage(req: &Request, env: &Env, now: Now) -> Result<Response> {
     match UsageQuery::parse(query, &utc_day(now.millis()))? {
         UsageQuery::Day { day, page } => {
             let (summary, users) = try_join(
-                objects::usage_index::summary_of(env, &day),
-                objects::usage_index::page_of(env, &day, &page),
+                objects::usage_index::summary_of(env, &day, shards),
+                objects::usage_index::page_of(env, &day, &page, shards),
             )
             .await?;
             let report = usage_report::day_report(&day, &summary, &page, &users);
             json_response(200, &report.to_string())
         }
-        UsageQuery::Range(range) => range_usage(env, &range).await,
+        UsageQuery::Range(range) => range_usage(env, &range, shards).await,
     }
 }
 
-/// Each day's summary from its own index object, asked all at once (at most 31 small calls).
-async fn range_usage(env: &Env, range: &DayRange) -> Result<Response> {
+/// Each day's summary from its own index objects, asked all at once (at most 31 small calls
+/// per shard).
+async fn range_usage(env: &Env, range: &DayRange, shards: u32) -> Result<Response> {
     let days = range.days();
-    let summaries = join_all(days.iter().map(|day| objects::usage_index::summary_of(env, day))).await;
+    let summaries = join_all(
+        days.iter()
+            .map(|day| objects::usage_index::summary_of(env, day, shards)),
+    )
+    .await;
     let mut per_day = Vec::with_capacity(days.len());
     for (day, summary) in days.into_iter().zip(summaries) {
         per_day.push((day, summary?));
@@ -144,7 +159,7 @@ async fn range_usage(env: &Env, range: &DayRange) -> Result<Response> {
 /// `GET /admin/budget`: today and the budget all users share, if one is set.
 async fn budget(env: &Env, config: &Config, now: Now) -> Result<Response> {
     let standing = match config.global_limits {
-        Some(limits) => Some(objects::user::global_status(env, limits, now.millis()).await?),
+        Some(limits) => Some(objects::user::pool_status(env, GLOBAL_OBJECT_NAME, limits, now.millis()).await?),
         None => None,
     };
     let report = usage_report::budget_report(&utc_day(now.millis()), standing.as_ref());

@@ -53,7 +53,8 @@ pub struct Admitted<'a> {
 
 /// What checking a body with a plan came to.
 enum Check {
-    Accepted(Option<ApiRequest>),
+    // Boxed: a request (its price's every dimension) is far larger than the other variant.
+    Accepted(Option<Box<ApiRequest>>),
     /// The plan refused it, and another plan is in force: check it again with that one.
     OtherPlanInForce(String),
 }
@@ -79,7 +80,7 @@ pub async fn admit_on_plan<'a>(
         let plan = config.plan(&plan_name)?;
         outcome.plan = Some(plan.name.clone());
         let request = match check(route, body, plan, identity, env, ctx, config).await? {
-            Check::Accepted(request) => request,
+            Check::Accepted(request) => request.map(|request| *request),
             Check::OtherPlanInForce(in_force) => {
                 plan_name = in_force;
                 continue;
@@ -126,7 +127,7 @@ async fn check(
         return Ok(Check::Accepted(None));
     };
     let refused = match request::parse(route, body, &config.requests, plan, identity.abuse_subject()) {
-        Ok(request) => return Ok(Check::Accepted(Some(request))),
+        Ok(request) => return Ok(Check::Accepted(Some(Box::new(request)))),
         Err(refused) => refused,
     };
     let checked = Checked { route, body, plan };

@@ -62,6 +62,20 @@ impl HeldMemory {
         })
     }
 
+    /// A request body of `bytes` (a transcription's form, up to 25 MB), held like a whole
+    /// answer until the request is sent (its growing buffer and the upstream body's copy):
+    /// refused (503, `Retry-After`) when this isolate's budget has no room for it, before any
+    /// Durable Object or upstream call.
+    pub fn hold(bytes: usize) -> Result<HeldMemory, ProxyError> {
+        let mut held = HeldMemory::default();
+        if held.take(bytes) {
+            return Ok(held);
+        }
+        Err(ProxyError::Busy {
+            detail: format!("a {bytes}-byte upload would pass this isolate's memory budget for held bodies"),
+        })
+    }
+
     fn take(&mut self, bytes: usize) -> bool {
         let mut memory = ANSWER_MEMORY.get();
         let taken = memory.take(bytes, ANSWER_MEMORY_BUDGET);

@@ -113,7 +113,16 @@ pub fn request_line(outcome: &Outcome) {
 
 /// An operator-facing warning that is not tied to one request's outcome.
 pub fn warn(event: &str, detail: &str) {
-    worker::console_log!("{}", json!({ "level": "warn", "event": event, "detail": detail }));
+    event_line("warn", event, detail);
+}
+
+/// An operator-facing event that is no problem (a voice call's end).
+pub fn info(event: &str, detail: &str) {
+    event_line("info", event, detail);
+}
+
+fn event_line(level: &str, event: &str, detail: &str) {
+    worker::console_log!("{}", json!({ "level": level, "event": event, "detail": detail }));
 }
 
 /// What an answer is charged (`Tariff::charge`), with an `overrun` warning when OpenAI reported

@@ -13,6 +13,7 @@ mod objects;
 mod settlement;
 mod stream;
 mod upstream;
+mod voice;
 
 use std::rc::Rc;
 
@@ -189,8 +190,18 @@ async fn serve_user(
     outcome: &mut Outcome,
 ) -> Result<Reply> {
     let body = match route {
-        UserRoute::Api(_) => Some(http::read_body(&mut req, config.max_body_bytes).await?),
+        UserRoute::Api(api_route) => Some(http::read_body(&mut req, config.body_limit(api_route)).await?),
+        UserRoute::RealtimeCall => {
+            return voice::create_call(&mut req, identity, env, config, outcome)
+                .await
+                .map(Reply::Whole)
+        }
         UserRoute::Models | UserRoute::Usage => None,
+    };
+    // An audio upload can be megabytes: it counts in the isolate's memory budget until sent.
+    let _held_upload = match (route, &body) {
+        (UserRoute::Api(ApiRoute::Transcriptions), Some(body)) => Some(HeldMemory::hold(body.len())?),
+        _ => None,
     };
     let admitted = admission::admit_on_plan(route, body.as_deref(), identity, env, ctx, config, outcome).await?;
     let (api_route, request) = match (route, admitted.request) {
@@ -213,7 +224,10 @@ async fn serve_user(
     };
     let upstream_started = Now::read();
     let sent = match room {
-        Ok(()) => upstream::send(config, &request, req.headers(), &upstream_abort).await,
+        Ok(()) => {
+            let client_body = body.as_deref().unwrap_or_default();
+            upstream::send(config, &request, client_body, req.headers(), &upstream_abort).await
+        }
         Err(busy) => Err(busy),
     };
     outcome.upstream_ms = Some(Now::read().since(upstream_started));
@@ -266,9 +280,12 @@ async fn answer_whole(
     let (body, headers) = whole?;
     match api_route {
         ApiRoute::GenerateText => json_response(200, &request::generate_text::generate_text_result(&body)?),
-        ApiRoute::ChatCompletions | ApiRoute::Responses | ApiRoute::Embeddings | ApiRoute::ImageGenerations => {
-            Ok(Response::from_bytes(body)?.with_headers(headers))
-        }
+        ApiRoute::ChatCompletions
+        | ApiRoute::Responses
+        | ApiRoute::Embeddings
+        | ApiRoute::ImageGenerations
+        | ApiRoute::Transcriptions
+        | ApiRoute::Speech => Ok(Response::from_bytes(body)?.with_headers(headers)),
     }
 }
 

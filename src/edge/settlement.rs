@@ -141,6 +141,7 @@ impl Settlement {
                 reservation_id: reservation.id,
                 limits: *limits,
                 now_ms,
+                charge: None,
             };
             match objects::user::call(&pending.env, name, command).await {
                 Ok(UserReply::Renewed { expires_at_ms: Some(_) }) => {}

@@ -102,7 +102,8 @@ impl Metered {
                 break (false, failure);
             }
         };
-        if disconnected {
+        // Raw audio has no error event: a failed one is broken off, so it cannot look whole.
+        if disconnected || (failure.is_some() && meter.is_audio()) {
             upstream_abort.abort();
             pipe.abort();
         }
@@ -246,7 +247,7 @@ fn next_events(
                 return (events, None);
             }
             upstream_abort.abort();
-            events.extend(sse::error_event(&upstream_failed()));
+            events.extend(meter.error_event(&upstream_failed()));
             let why = format!("upstream sent an event over {} bytes", sse::MAX_EVENT_BYTES);
             (events, Some(Some(why)))
         }
@@ -258,7 +259,7 @@ fn next_events(
             let mut events = meter.finish();
             let cut_off = !meter.complete;
             if cut_off {
-                events.extend(sse::error_event(&upstream_failed()));
+                events.extend(meter.error_event(&upstream_failed()));
             }
             (
                 events,
@@ -315,7 +316,7 @@ async fn within<T>(limit: Duration, work: impl Future<Output = T> + Unpin) -> Op
 /// that would claim the answer is complete.
 fn end_with(meter: &mut SseMeter, error: ProxyError) -> Vec<u8> {
     let mut events = meter.finish();
-    events.extend(sse::error_event(&error));
+    events.extend(meter.error_event(&error));
     events
 }
 

@@ -4,6 +4,7 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use futures_util::future::{join, select, Either};
+use worker::js_sys::Uint8Array;
 use worker::wasm_bindgen::JsValue;
 use worker::web_sys::AbortController;
 use worker::{AbortSignal, Context, Delay, Fetch, Headers, Method, RequestInit, RequestRedirect, Response};
@@ -31,15 +32,17 @@ use crate::sse::{SseMeter, StreamKind};
 pub async fn send(
     config: &Config,
     request: &ApiRequest,
+    client_body: &[u8],
     client_headers: &Headers,
     abort: &AbortController,
 ) -> Result<Response, ProxyError> {
     let client_headers: Vec<(String, String)> = client_headers.entries().collect();
+    let body = upstream_body(request, client_body);
     let mut api_key = config.openai_api_key()?;
     let mut rotated = false;
     let mut retries_left = config.upstream_retries;
     loop {
-        let answer = attempt(config, request, &client_headers, api_key, abort).await?;
+        let answer = attempt(config, request, &body, &client_headers, api_key, abort).await?;
         let status = answer.status_code();
         if (200..300).contains(&status) {
             return Ok(answer);
@@ -104,21 +107,30 @@ const MAX_RETRY_WAIT_SECONDS: u64 = 2;
 async fn attempt(
     config: &Config,
     request: &ApiRequest,
+    body: &Uint8Array,
     client_headers: &[(String, String)],
     api_key: &Secret,
     abort: &AbortController,
 ) -> Result<Response, ProxyError> {
     let headers = Headers::new();
-    let upstream_headers =
-        forwarding::upstream_request_headers(client_headers.iter().map(|(n, v)| (n.as_str(), v.as_str())), api_key);
+    let upstream_headers = forwarding::upstream_request_headers(
+        client_headers.iter().map(|(n, v)| (n.as_str(), v.as_str())),
+        request.upstream_content_type(),
+        api_key,
+    );
     for (name, value) in upstream_headers {
         headers.set(&name, &value)?;
+    }
+    // The proxy asked for a speech stream the client did not: the client's `Accept` (the
+    // SDK's `application/octet-stream`) must not contradict it.
+    if request.audio_out.is_some() {
+        headers.set("accept", "text/event-stream")?;
     }
     let mut init = RequestInit::new();
     init.with_method(Method::Post)
         .with_headers(headers)
         .with_redirect(RequestRedirect::Manual)
-        .with_body(Some(JsValue::from_str(request.upstream_body())));
+        .with_body(Some(JsValue::from(body.clone())));
     let url = request.endpoint.url(&config.upstream_base_url);
     let upstream_request = crate::edge::http::outgoing(&url, &init)?;
     let signal = AbortSignal::from(abort.signal());
@@ -134,6 +146,21 @@ async fn attempt(
             Err(ProxyError::UpstreamTimeout)
         }
     }
+}
+
+/// The upstream body, built once for every attempt: the proxy's own bytes with the client's
+/// file between them, copied straight from the client's body (its one copy).
+fn upstream_body(request: &ApiRequest, client_body: &[u8]) -> Uint8Array {
+    let pieces = request.upstream_pieces(client_body);
+    let length: usize = pieces.iter().map(|piece| piece.len()).sum();
+    let body = Uint8Array::new_with_length(u32::try_from(length).unwrap_or(u32::MAX));
+    let mut at = 0;
+    for piece in pieces {
+        let end = at + piece.len();
+        body.subarray(at as u32, end as u32).copy_from(piece);
+        at = end;
+    }
+    body
 }
 
 fn header_seconds(answer: &Response, name: &str) -> Option<u64> {
@@ -152,7 +179,7 @@ pub fn passes_through(request: &ApiRequest) -> bool {
     request.stream
         || matches!(
             request.endpoint,
-            UpstreamEndpoint::Embeddings | UpstreamEndpoint::ImageGenerations
+            UpstreamEndpoint::Embeddings | UpstreamEndpoint::ImageGenerations | UpstreamEndpoint::AudioSpeech
         )
 }
 
@@ -166,6 +193,9 @@ fn metered_kind(request: &ApiRequest) -> Option<StreamKind> {
     match request.endpoint {
         UpstreamEndpoint::Responses => Some(StreamKind::Responses),
         UpstreamEndpoint::ChatCompletions => Some(StreamKind::Chat),
+        UpstreamEndpoint::AudioTranscriptions => Some(StreamKind::Transcription),
+        UpstreamEndpoint::AudioSpeech if request.audio_out.is_some() => Some(StreamKind::SpeechAudio),
+        UpstreamEndpoint::AudioSpeech => Some(StreamKind::Speech),
         UpstreamEndpoint::Embeddings | UpstreamEndpoint::ImageGenerations => None,
     }
 }
@@ -184,10 +214,10 @@ pub fn relay_stream(
     upstream_abort: AbortController,
 ) -> Result<(Response, StreamTail), ProxyError> {
     let idle_timeout = request.endpoint.patience(config.stream_idle_timeout);
-    let headers = if request.stream {
-        stream_headers(&answer)
-    } else {
-        client_headers(&answer)
+    let headers = match (request.stream, request.audio_out) {
+        (true, Some(media_type)) => audio_headers(&answer, media_type),
+        (true, None) => stream_headers(&answer),
+        (false, _) => client_headers(&answer),
     };
     let started = headers.and_then(|headers| {
         let body = answer.stream().map_err(|error| ProxyError::UpstreamFailed {
@@ -236,6 +266,15 @@ pub fn relay_stream(
 fn stream_headers(answer: &Response) -> Result<Headers, ProxyError> {
     let headers = client_headers(answer)?;
     headers.set("content-type", "text/event-stream; charset=utf-8")?;
+    headers.set("cache-control", "no-cache")?;
+    Ok(headers)
+}
+
+/// Upstream's allow-listed headers, labelled as the audio the client asked for (the proxy
+/// turns upstream's event stream back into it). workerd does not compress `audio/*`.
+fn audio_headers(answer: &Response, media_type: &str) -> Result<Headers, ProxyError> {
+    let headers = client_headers(answer)?;
+    headers.set("content-type", media_type)?;
     headers.set("cache-control", "no-cache")?;
     Ok(headers)
 }

@@ -2,6 +2,8 @@
 //! these values between the Worker and the objects.
 
 pub mod held;
+#[cfg(test)]
+mod lease_sim;
 pub mod owned_responses;
 pub mod usage_index;
 pub mod user;

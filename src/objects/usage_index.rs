@@ -13,9 +13,49 @@ use serde::{Deserialize, Serialize};
 use crate::budget::quota::Spend;
 use crate::budget::usage_report::{DaySummary, UserSpend};
 
-/// The object that lists what each user spent on a UTC day, for operators.
-pub fn usage_index_name(day: &str) -> String {
-    format!("usage:{day}")
+/// The object that lists what `sub` spent on a UTC day, for operators: one of the day's
+/// `shards`, by a hash of the `sub`. Shard 0 keeps the name of the days before shards.
+pub fn usage_index_name(day: &str, sub: &str, shards: u32) -> String {
+    shard_name(day, shard_of(sub, shards))
+}
+
+/// Every shard of a day's index, to read them all.
+pub fn usage_index_shards(day: &str, shards: u32) -> Vec<String> {
+    (0..shards.max(1)).map(|shard| shard_name(day, shard)).collect()
+}
+
+fn shard_name(day: &str, shard: u32) -> String {
+    if shard == 0 {
+        format!("usage:{day}")
+    } else {
+        format!("usage:{day}#{shard}")
+    }
+}
+
+/// FNV-1a: stable across isolates and releases (a `sub` must find its shard again), and
+/// spread well enough for ids an identity provider issues.
+fn shard_of(sub: &str, shards: u32) -> u32 {
+    let hash = sub.bytes().fold(0xcbf2_9ce4_8422_2325u64, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    });
+    (hash % u64::from(shards.max(1))) as u32
+}
+
+/// One page of a day from its shards' pages (each the first `limit` of its users after the
+/// cursor, in `sub` order): the first `limit` of them all. A `sub` listed by two shards (the
+/// shard count changed that day) is one user.
+pub fn merge_pages(pages: Vec<Vec<UserSpend>>, limit: u32) -> Vec<UserSpend> {
+    let mut by_sub = BTreeMap::<String, Spend>::new();
+    for user in pages.into_iter().flatten() {
+        let total = by_sub.entry(user.sub).or_default();
+        total.tokens = total.tokens.saturating_add(user.spent.tokens);
+        total.nano_usd = total.nano_usd.saturating_add(user.spent.nano_usd);
+    }
+    by_sub
+        .into_iter()
+        .take(limit as usize)
+        .map(|(sub, spent)| UserSpend { sub, spent })
+        .collect()
 }
 
 /// A message to a day's usage index object. Externally tagged (`{"charge":{..}}`, `"summary"`),
@@ -222,5 +262,95 @@ mod tests {
         outbox.acknowledged(batch.seq);
         assert_eq!(entry.map(|e| e.spent()), Some(spend(18)));
         assert_eq!(summary.spent, spend(18));
+    }
+
+    #[test]
+    fn a_sub_always_finds_its_shard_and_one_shard_keeps_the_name_of_the_days_before_shards() {
+        assert_eq!(usage_index_name("2026-11-24", "alice", 1), "usage:2026-11-24");
+        assert_eq!(usage_index_shards("2026-11-24", 1), ["usage:2026-11-24"]);
+        let names = usage_index_shards("2026-11-24", 8);
+        assert_eq!(
+            (names.len(), names[0].as_str(), names[7].as_str()),
+            (8, "usage:2026-11-24", "usage:2026-11-24#7")
+        );
+        let mut used = BTreeMap::<String, u32>::new();
+        for user in 0..800 {
+            let name = usage_index_name("2026-11-24", &format!("user-{user}"), 8);
+            assert_eq!(name, usage_index_name("2026-11-24", &format!("user-{user}"), 8));
+            assert!(names.contains(&name));
+            *used.entry(name).or_default() += 1;
+        }
+        assert!(
+            used.values().all(|&users| (50..=150).contains(&users)),
+            "spread: {used:?}"
+        );
+    }
+
+    /// The users of a day, spread over shards by `sub`, paged through `limit` at a time.
+    fn paged(users: &[(String, u64)], shards: u32, limit: u32) -> Vec<UserSpend> {
+        let mut by_shard = BTreeMap::<String, Vec<UserSpend>>::new();
+        for (sub, tokens) in users {
+            let listed = UserSpend {
+                sub: sub.clone(),
+                spent: spend(*tokens),
+            };
+            by_shard
+                .entry(usage_index_name("d", sub, shards))
+                .or_default()
+                .push(listed);
+        }
+        let mut all = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            // What each shard's `Page` answers: its first `limit` users after the cursor.
+            let pages = by_shard
+                .values()
+                .map(|users| {
+                    let mut page: Vec<UserSpend> = users
+                        .iter()
+                        .filter(|user| after.as_ref().is_none_or(|after| user.sub > *after))
+                        .cloned()
+                        .collect();
+                    page.sort_by(|a, b| a.sub.cmp(&b.sub));
+                    page.truncate(limit as usize);
+                    page
+                })
+                .collect();
+            let page = merge_pages(pages, limit);
+            let full = page.len() == limit as usize;
+            after = page.last().map(|user| user.sub.clone());
+            all.extend(page);
+            if !full {
+                return all;
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// Paging through a sharded day lists every user once, in `sub` order, whatever the
+        /// shards and the page size, and the shards' summaries add up to the day's.
+        #[test]
+        fn a_sharded_day_reads_back_as_one(
+            users in proptest::collection::btree_map("[a-z]{1,6}", 1..1000u64, 0..60),
+            shards in 1..9u32,
+            limit in 1..20u32,
+        ) {
+            let users: Vec<(String, u64)> = users.into_iter().collect();
+            let listed = paged(&users, shards, limit);
+            let expected: Vec<(String, u64)> = users.clone();
+            let got: Vec<(String, u64)> = listed.iter().map(|user| (user.sub.clone(), user.spent.tokens)).collect();
+            proptest::prop_assert_eq!(got, expected);
+            let mut whole = DaySummary::default();
+            let mut by_shard = BTreeMap::<String, DaySummary>::new();
+            for (sub, tokens) in &users {
+                whole.add(sub, true, spend(*tokens), spend(*tokens));
+                by_shard.entry(usage_index_name("d", sub, shards)).or_default().add(sub, true, spend(*tokens), spend(*tokens));
+            }
+            let mut merged = DaySummary::default();
+            for shard in by_shard.values() {
+                merged.merge(shard);
+            }
+            proptest::prop_assert_eq!(merged, whole);
+        }
     }
 }

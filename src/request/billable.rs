@@ -31,6 +31,8 @@ pub(crate) fn attribute(
     let field = match endpoint {
         UpstreamEndpoint::Embeddings | UpstreamEndpoint::ImageGenerations => "user",
         UpstreamEndpoint::ChatCompletions | UpstreamEndpoint::Responses => "safety_identifier",
+        // The audio endpoints take neither: their fields are an allow-list of their own.
+        UpstreamEndpoint::AudioTranscriptions | UpstreamEndpoint::AudioSpeech => return Ok(()),
     };
     body.insert(field.into(), Value::String(identifier));
     Ok(())
@@ -94,7 +96,10 @@ pub(crate) fn check_price_fields(
                 );
             }
         }
-        UpstreamEndpoint::Embeddings | UpstreamEndpoint::ImageGenerations => {}
+        UpstreamEndpoint::Embeddings
+        | UpstreamEndpoint::ImageGenerations
+        | UpstreamEndpoint::AudioTranscriptions
+        | UpstreamEndpoint::AudioSpeech => {}
     }
     Ok(())
 }

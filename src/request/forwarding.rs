@@ -14,6 +14,8 @@ pub enum UpstreamEndpoint {
     Responses,
     Embeddings,
     ImageGenerations,
+    AudioTranscriptions,
+    AudioSpeech,
 }
 
 impl UpstreamEndpoint {
@@ -23,6 +25,8 @@ impl UpstreamEndpoint {
             UpstreamEndpoint::Responses => "responses",
             UpstreamEndpoint::Embeddings => "embeddings",
             UpstreamEndpoint::ImageGenerations => "images/generations",
+            UpstreamEndpoint::AudioTranscriptions => "audio/transcriptions",
+            UpstreamEndpoint::AudioSpeech => "audio/speech",
         }
     }
 
@@ -39,9 +43,11 @@ impl UpstreamEndpoint {
     pub fn patience(self, configured: Duration) -> Duration {
         let least = match self {
             UpstreamEndpoint::ImageGenerations => Duration::from_secs(180),
-            UpstreamEndpoint::ChatCompletions | UpstreamEndpoint::Responses | UpstreamEndpoint::Embeddings => {
-                Duration::ZERO
-            }
+            UpstreamEndpoint::ChatCompletions
+            | UpstreamEndpoint::Responses
+            | UpstreamEndpoint::Embeddings
+            | UpstreamEndpoint::AudioTranscriptions
+            | UpstreamEndpoint::AudioSpeech => Duration::ZERO,
         };
         configured.max(least)
     }
@@ -56,10 +62,11 @@ const FORWARDED_REQUEST_HEADERS: [&str; 1] = ["accept"];
 /// (the runtime has already decoded the body).
 const FORWARDED_RESPONSE_HEADERS: [&str; 2] = ["content-type", "openai-processing-ms"];
 
-/// Headers of the upstream request: the allow-listed client headers, our JSON content type
-/// (the proxy always sends the JSON it validated) and the operator's key.
+/// Headers of the upstream request: the allow-listed client headers, the content type of the
+/// body the proxy built (the JSON it validated, or its rebuilt form) and the operator's key.
 pub fn upstream_request_headers<'a>(
     client_headers: impl IntoIterator<Item = (&'a str, &'a str)>,
+    content_type: String,
     api_key: &Secret,
 ) -> Vec<(String, String)> {
     let mut headers: Vec<(String, String)> = client_headers
@@ -67,7 +74,7 @@ pub fn upstream_request_headers<'a>(
         .filter(|(name, _)| is_listed(&FORWARDED_REQUEST_HEADERS, name))
         .map(|(name, value)| (name.to_ascii_lowercase(), value.to_owned()))
         .collect();
-    headers.push(("content-type".into(), "application/json".into()));
+    headers.push(("content-type".into(), content_type));
     headers.push(("authorization".into(), format!("Bearer {}", api_key.expose())));
     headers
 }
@@ -166,7 +173,7 @@ mod tests {
             ("X-Forwarded-For", "1.2.3.4"),
             ("Accept", "text/event-stream"),
         ];
-        let headers = upstream_request_headers(client, &Secret::new("sk-operator"));
+        let headers = upstream_request_headers(client, "application/json".into(), &Secret::new("sk-operator"));
         assert_eq!(
             headers,
             [

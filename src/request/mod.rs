@@ -7,6 +7,7 @@
 //! names the field): see `billable`.
 
 pub mod attribution;
+pub mod audio;
 pub mod billable;
 mod chat;
 mod embeddings;
@@ -15,6 +16,7 @@ pub mod generate_text;
 mod images;
 pub mod prompt;
 mod responses;
+pub mod voice;
 
 use serde_json::{json, Map, Value};
 
@@ -30,10 +32,19 @@ use crate::request::prompt::PromptMeter;
 use crate::routes::ApiRoute;
 use attribution::SafetyKey;
 
-/// A validated API request (chat, Responses, embeddings), ready to send upstream.
+/// A validated API request (chat, Responses, embeddings, audio), ready to send upstream.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiRequest {
+    /// The JSON sent upstream; for a multipart body, its parts before the file.
     upstream_body: String,
+    /// A multipart body's file, sent from the client's own bytes (copied once, by the edge).
+    pub attachment: Option<Box<Attachment>>,
+    /// The media type of the audio the client gets when the proxy asked upstream for a speech
+    /// stream the client did not ask for: the stream's audio is turned back into bytes.
+    pub audio_out: Option<&'static str>,
+    /// The charge is the reservation whatever the answer says (speech priced per character:
+    /// known before the call).
+    pub charged_as_reserved: bool,
     pub endpoint: UpstreamEndpoint,
     pub model: String,
     pub stream: bool,
@@ -62,10 +73,65 @@ pub struct ApiRequest {
     pub price: Option<Price>,
 }
 
+/// The file of a multipart body: where it lies in the client's body, and what follows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    pub file: std::ops::Range<usize>,
+    tail: String,
+    boundary: String,
+}
+
 impl ApiRequest {
-    /// The JSON to send upstream.
+    /// The JSON to send upstream (for a multipart body, its parts before the file).
     pub fn upstream_body(&self) -> &str {
         &self.upstream_body
+    }
+
+    /// The body to send upstream, in pieces: the proxy's own bytes and the client's file.
+    pub fn upstream_pieces<'a>(&'a self, client_body: &'a [u8]) -> [&'a [u8]; 3] {
+        match &self.attachment {
+            Some(attachment) => [
+                self.upstream_body.as_bytes(),
+                client_body.get(attachment.file.clone()).unwrap_or_default(),
+                attachment.tail.as_bytes(),
+            ],
+            None => [self.upstream_body.as_bytes(), &[], &[]],
+        }
+    }
+
+    pub fn upstream_content_type(&self) -> String {
+        match &self.attachment {
+            Some(attachment) => format!("multipart/form-data; boundary={}", attachment.boundary),
+            None => "application/json".into(),
+        }
+    }
+
+    /// An audio request with nothing reserved yet: its endpoint's module fills the rest.
+    fn audio(
+        endpoint: UpstreamEndpoint,
+        model: String,
+        stream: bool,
+        upstream_body: String,
+        price: Option<Price>,
+    ) -> Self {
+        ApiRequest {
+            upstream_body,
+            attachment: None,
+            audio_out: None,
+            charged_as_reserved: false,
+            endpoint,
+            model,
+            stream,
+            client_wants_usage: false,
+            reserve_tokens: 0,
+            prompt_chars: 0,
+            tool_fees: ToolFees::default(),
+            continues: None,
+            references: vec![],
+            records_response: false,
+            reserve_nano_usd: 0,
+            price,
+        }
     }
 
     /// What a request that got no answer from upstream is charged. After a timeout the request
@@ -114,6 +180,7 @@ impl ApiRequest {
             reserve: self.reserve(),
             tool_fees: self.tool_fees,
             price: self.price,
+            as_reserved: self.charged_as_reserved,
         }
     }
 }
@@ -124,6 +191,8 @@ pub struct Tariff {
     reserve: Spend,
     tool_fees: ToolFees,
     price: Option<Price>,
+    /// Charged its reservation, usage or not (`ApiRequest::charged_as_reserved`).
+    as_reserved: bool,
 }
 
 impl Tariff {
@@ -141,8 +210,12 @@ impl Tariff {
     }
 
     /// An answer with a usage report: its tokens, and in dollars their price with the fees
-    /// of the hosted calls it lists (which `usage` leaves out).
+    /// of the hosted calls it lists (which `usage` leaves out). A report the price cannot
+    /// read (seconds of audio for a model without a price per minute) is no report.
     pub fn with_usage(&self, usage: &Usage) -> Spend {
+        if self.as_reserved || self.price.is_some_and(|price| !price.reads(usage)) {
+            return self.without_usage();
+        }
         Spend {
             tokens: usage.total(),
             nano_usd: self.price.map_or(0, |price| {
@@ -176,6 +249,8 @@ pub fn parse(
         ApiRoute::Embeddings => embeddings::embeddings(bytes, rules, sub),
         ApiRoute::GenerateText => generate_text::generate_text(bytes, rules, sub),
         ApiRoute::ImageGenerations => images::image_generation(bytes, rules, sub),
+        ApiRoute::Transcriptions => audio::transcription(bytes, rules),
+        ApiRoute::Speech => audio::speech(bytes, rules),
     }
 }
 
@@ -243,6 +318,9 @@ fn finish(body: Map<String, Value>, draft: Draft) -> ApiRequest {
             nano_usd_per_call: cost.hosted_per_call.nano_usd,
         },
         upstream_body,
+        attachment: None,
+        audio_out: None,
+        charged_as_reserved: false,
         endpoint: draft.endpoint,
         model: draft.model,
         stream: draft.stream,

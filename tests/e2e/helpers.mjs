@@ -25,7 +25,7 @@ export async function startProxy(bindings = {}, { persist } = {}) {
   }
   // Suites about other things make many requests as one user; quota.test.mjs sets its limits.
   const defaults = { ALLOWED_ORIGINS: ALLOWED_ORIGIN, ALLOWED_MODELS: "gpt-4o-mini,gpt-4.1-nano", JWT_SECRET, RATE_LIMIT_REQUESTS: "1000" };
-  return startWorker(PROXY_SCRIPT, { ...defaults, ...bindings }, { USERS: "UserState", USAGE_INDEX: "UsageIndex" }, { persist });
+  return startWorker(PROXY_SCRIPT, { ...defaults, ...bindings }, { USERS: "UserState", USAGE_INDEX: "UsageIndex", CALLS: "VoiceCall" }, { persist });
 }
 
 /**
@@ -187,13 +187,13 @@ const CHROMIUM = "/usr/bin/chromium";
 export const chromiumMissing =
   existsSync(CHROMIUM) || process.env.CI === "true" ? false : `${CHROMIUM} is missing (make test installs it as root with apt-get)`;
 
-/** Debian's headless Chromium through playwright-core, as every browser suite runs it. */
-export async function launchChromium() {
+/** Debian's headless Chromium through playwright-core, as every browser suite runs it (`extraArgs`: a suite's own flags). */
+export async function launchChromium(extraArgs = []) {
   if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing, and CI=true forbids skipping the browser suites (scripts/ensure-chromium.sh installs it as root with apt-get)`);
   const { chromium } = await import("playwright-core");
   return chromium.launch({
     executablePath: CHROMIUM,
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", ...extraArgs],
   });
 }
 

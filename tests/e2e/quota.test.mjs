@@ -295,10 +295,15 @@ describe("global budget", () => {
   // Room for one request (its body, safety_identifier included, plus 100 output tokens) and not for five.
   const setup = proxyFor(() => mock, { GLOBAL_DAILY_TOKEN_BUDGET: "320", MAX_OUTPUT_TOKENS: "100" });
 
+  // Each admitted user's object holds a lease of the global budget until it is idle (a
+  // minute): here the lease is the request's reservation (the budget is too small to lease
+  // more), and it stays leased after the request used less, so the next user is refused
+  // while the first one's lease is out: the budget is never overrun, and may be refused early.
   test("caps all users together, and a refused user gets their reservation back", async () => {
     const statuses = [];
     const expected = [];
     let used = 0;
+    let leased = 0;
     let each;
     for (const sub of ["g1", "g2", "g3", "g4", "g5"]) {
       const sent = mock.requests.length;
@@ -306,8 +311,11 @@ describe("global budget", () => {
       statuses.push(response.status);
       // Every user's body has one length (the safety identifier too), so one reservation for all.
       if (mock.requests.length > sent) each ??= reservedTokens(mock.requests.at(-1));
-      expected.push(each === undefined || used + each <= 320 ? 200 : 429);
-      if (response.status === 200) used += usage(mock.requests.at(-1).json).total_tokens;
+      expected.push(each === undefined || leased + each <= 320 ? 200 : 429);
+      if (response.status === 200) {
+        used += usage(mock.requests.at(-1).json).total_tokens;
+        leased += each;
+      }
       if (response.status === 429) {
         const { error } = await response.json();
         assert.equal(error.code, "insufficient_quota");
@@ -319,7 +327,8 @@ describe("global budget", () => {
         await response.arrayBuffer();
       }
     }
-    assert.deepEqual(statuses, expected, `admitted while the used ${used} tokens and a ${each}-token reservation fit 320`);
+    assert.deepEqual(statuses, expected, `admitted while the leased ${leased} tokens and a ${each}-token reservation fit 320`);
+    assert.ok(used <= 320, `used ${used}`);
     assert.ok(statuses.includes(429), statuses.join());
   });
 });

@@ -155,11 +155,12 @@ function renderToday(budget, today) {
 
   const parts = [];
   if (budget.tokens && budget.tokens.limit != null) {
-    const spent = budget.tokens.used + budget.tokens.reserved;
+    // Leased: held by users' objects for their next requests, so committed like the rest.
+    const spent = budget.tokens.used + budget.tokens.reserved + (budget.tokens.leased ?? 0);
     parts.push(budgetLine("Global token budget", spent, budget.tokens.limit, tokens, budget.tokens.reset_seconds));
   }
   if (budget.cost && budget.cost.limit_usd != null) {
-    const spent = budget.cost.used_usd + budget.cost.reserved_usd;
+    const spent = budget.cost.used_usd + budget.cost.reserved_usd + (budget.cost.leased_usd ?? 0);
     parts.push(budgetLine("Global dollar budget", spent, budget.cost.limit_usd, usd, budget.cost.reset_seconds));
   }
   if (parts.length === 0) {
@@ -173,7 +174,7 @@ function budgetLine(label, spent, limit, format, resetSeconds) {
   const share = limit > 0 ? (spent / limit) * 100 : 0;
   const percent = share > 0 && share < 1 ? "<1" : String(Math.round(share));
   const text = element("p");
-  text.append(`${label}: ${format(spent)} of ${format(limit)} (${percent}%) used or reserved`);
+  text.append(`${label}: ${format(spent)} of ${format(limit)} (${percent}%) used, reserved or leased`);
   if (typeof resetSeconds === "number") {
     text.append(", resets ", timeElement(new Date(Date.now() + resetSeconds * 1000)));
   }

@@ -1,6 +1,7 @@
 //! The Worker's calls to its Durable Objects: a typed command as JSON in, a typed reply out.
 //! Any failure is `Unavailable` (503): the caller fails closed and calls nothing upstream.
 
+pub mod call;
 pub mod usage_index;
 pub mod user;
 

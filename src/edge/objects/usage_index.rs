@@ -1,13 +1,17 @@
-//! The per-day usage index (one object per UTC day, binding `USAGE_INDEX`): what each user
-//! spent that day, for `GET /admin/usage`. Users' objects send it their charges from their
-//! alarms (see `user.rs`), so the index costs the request path nothing.
+//! The per-day usage index (`USAGE_INDEX_SHARDS` objects per UTC day, a `sub` always in the
+//! same one; binding `USAGE_INDEX`): what each user spent that day, for `GET /admin/usage`,
+//! which reads the shards together. Users' objects send it their charges from their alarms
+//! (see `user/state.rs`), so the index costs the request path nothing, and each shard gets at
+//! most one call per `INDEX_DELAY` from each of its users' objects.
 
 use futures_util::future::join_all;
 use worker::{durable_object, js_sys, DurableObject, Env, ListOptions, Request, Response, State, Storage};
 
 use crate::budget::usage_report::{DaySummary, PageAsk, UserSpend};
 use crate::edge::{log, Result};
-use crate::objects::usage_index::{usage_index_name, IndexCommand, IndexEntry, OutboxBatch};
+use crate::objects::usage_index::{
+    merge_pages, usage_index_name, usage_index_shards, IndexCommand, IndexEntry, OutboxBatch,
+};
 
 const BINDING: &str = "USAGE_INDEX";
 /// The day's `DaySummary`. No `sub` is empty (tokens without one are refused), and every
@@ -107,30 +111,44 @@ fn stored_entry(value: serde_json::Value) -> IndexEntry {
     }
 }
 
-/// `day`'s totals and top spenders.
-pub async fn summary_of(env: &Env, day: &str) -> Result<DaySummary> {
-    super::call(env, BINDING, &usage_index_name(day), &IndexCommand::Summary).await
+/// `day`'s totals and top spenders, from each of its `shards`.
+pub async fn summary_of(env: &Env, day: &str, shards: u32) -> Result<DaySummary> {
+    let names = usage_index_shards(day, shards);
+    let summaries = join_all(
+        names
+            .iter()
+            .map(|name| super::call::<_, DaySummary>(env, BINDING, name, &IndexCommand::Summary)),
+    )
+    .await;
+    let mut merged = DaySummary::default();
+    for summary in summaries {
+        merged.merge(&summary?);
+    }
+    Ok(merged)
 }
 
-/// One page of `day`'s users.
-pub async fn page_of(env: &Env, day: &str, page: &PageAsk) -> Result<Vec<UserSpend>> {
+/// One page of `day`'s users: the page of each shard, merged.
+pub async fn page_of(env: &Env, day: &str, page: &PageAsk, shards: u32) -> Result<Vec<UserSpend>> {
     let command = IndexCommand::Page {
         after: page.after.clone(),
         limit: page.limit,
     };
-    super::call(env, BINDING, &usage_index_name(day), &command).await
+    let names = usage_index_shards(day, shards);
+    let pages = join_all(names.iter().map(|name| super::call(env, BINDING, name, &command))).await;
+    Ok(merge_pages(pages.into_iter().collect::<Result<_>>()?, page.limit))
 }
 
-/// Sends a user's batch to each of its days' indexes, all at once; says whether every one
-/// acknowledged it.
-pub async fn charge(env: &Env, sub: &str, batch: &OutboxBatch) -> bool {
+/// Sends a user's batch to each of its days' indexes (the `sub`'s shard of each), all at once;
+/// says whether every one acknowledged it.
+pub async fn charge(env: &Env, sub: &str, batch: &OutboxBatch, shards: u32) -> bool {
     let sent = join_all(batch.by_day.iter().map(|(day, spent)| async move {
         let command = IndexCommand::Charge {
             sub: sub.to_owned(),
             seq: batch.seq,
             spent: *spent,
         };
-        let sent: Result<serde_json::Value> = super::call(env, BINDING, &usage_index_name(day), &command).await;
+        let name = usage_index_name(day, sub, shards);
+        let sent: Result<serde_json::Value> = super::call(env, BINDING, &name, &command).await;
         sent.map_err(|error| log::warn("usage_index_failed", &error.to_string()))
             .is_ok()
     }))

@@ -6,9 +6,11 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::budget::alerts::{Alert, AlertRules};
+use crate::budget::lease::{Grant, LeaseAsk};
 use crate::budget::plans::PlanChoice;
-use crate::budget::quota::{Ask, Limits, Reservation, Standing};
+use crate::budget::quota::{Ask, Limits, Reservation, Spend, Standing};
 use crate::error::Refusal;
+use crate::objects::user::voice::{LiveCharge, VoiceSlots};
 
 /// The version of the objects' protocol this code speaks. 1: before versions (no `version`
 /// sent, no `settled` answered, unknown fields ignored); 2: `version`, `settled`, unknown
@@ -100,7 +102,9 @@ impl Delivery {
             | UserCommand::SetPlan { .. }
             | UserCommand::Renew { .. }
             | UserCommand::Block { .. }
-            | UserCommand::Unblock {} => None,
+            | UserCommand::Unblock {}
+            | UserCommand::Lease { .. }
+            | UserCommand::PoolStatus { .. } => None,
         };
         self.settle.iter().map(|f| f.reservation_id).chain(command).collect()
     }
@@ -146,6 +150,19 @@ pub enum UserCommand {
         /// usage index. Absent for the shared objects, which list nothing.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         sub: Option<String>,
+        /// A voice call: a voice slot is checked (after the plan, before the quota) and taken
+        /// while the reservation lasts. Absent otherwise: an object that predates voice refuses
+        /// a call's admission (`deny_unknown_fields`), never admits it without a slot.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        voice: Option<VoiceSlots>,
+        /// The shared budgets the request is admitted against, by a lease this object holds
+        /// of each. Absent when empty: an object that predates leases refuses a message that
+        /// carries them, never admits past a budget it does not know.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        leases: Vec<PoolTerms>,
+        /// Grants the pools just made to this object, to deposit before admitting.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        grants: Vec<Grant>,
     },
     /// A request ended: its settlement alone (a flush, or one that must land now).
     Finish(Finished),
@@ -184,12 +201,35 @@ pub enum UserCommand {
         reservation_id: u64,
         limits: Limits,
         now_ms: i64,
+        /// A live voice call's usage since its last renewal: charged at once, and the
+        /// reservation held at the call's worst case again if the budget has room. Answered
+        /// `Renewed { expires_at_ms: None }` when it has not (the call must end), `Revoked`
+        /// when the user was blocked or the call's token revoked.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        charge: Option<LiveCharge>,
     },
     /// Every token of this user stops working, whatever its `iat` (Unix seconds of `at` are
     /// only shown): an identity provider's refreshed token is refused too. Answers a `Status`.
     Block { at: i64 },
     /// Lifts a block; answers a `Status`.
     Unblock {},
+    /// To a shared budget's object: a holder's lease top-up, give-back and report.
+    Lease {
+        ask: LeaseAsk,
+        limits: Limits,
+        alerts: AlertRules,
+        now_ms: i64,
+    },
+    /// To a shared budget's object: where it stands, for an operator.
+    PoolStatus { limits: Limits, now_ms: i64 },
+}
+
+/// A shared budget (its object's name) and its limits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolTerms {
+    pub pool: String,
+    pub limits: Limits,
 }
 
 /// The plan a request was checked with, and what its token claims (`None`: no claim).
@@ -230,6 +270,9 @@ pub enum UserReply {
         /// When the user was blocked, if they are.
         #[serde(default)]
         blocked_at: Option<i64>,
+        /// After a block or revocation: the user's live voice calls, for the Worker to end.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        calls: Vec<String>,
     },
     Finished,
     /// One more guest token may be minted.
@@ -247,5 +290,21 @@ pub enum UserReply {
     /// expired and charged in full).
     Renewed {
         expires_at_ms: Option<i64>,
+    },
+    /// The request fits its user's limits, but not the leases held: nothing was counted; ask
+    /// the pools for these and admit it again with their grants.
+    NeedLease {
+        leases: Vec<LeaseAsk>,
+    },
+    /// A shared budget's grant to a holder.
+    Leased {
+        grant: Grant,
+        alert: Option<Alert>,
+    },
+    /// A shared budget's standing (`PoolStanding`).
+    Pool {
+        standing: Standing,
+        reserved: Spend,
+        idle: Spend,
     },
 }

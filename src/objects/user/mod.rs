@@ -9,14 +9,19 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::guest::MintWindow;
 use crate::budget::alerts::{AlertRules, AlertState};
+use crate::budget::lease::{Grant, Lease, LeasePool, PoolStanding};
 use crate::budget::plans::{claimed_plan, PlanChoice};
 use crate::budget::quota::{Ask, Limits, QuotaState, Spend, DAY_MS};
 use crate::day::Day;
 use crate::objects::owned_responses::OwnedResponses;
 use crate::objects::usage_index::UsageOutbox;
 
+mod leases;
 mod messages;
-pub use messages::{Answer, Delivery, Finished, PlanAsk, UserCommand, UserReply};
+mod voice;
+pub use messages::{Answer, Delivery, Finished, PlanAsk, PoolTerms, UserCommand, UserReply};
+use voice::VoiceCalls;
+pub use voice::{LiveCharge, VoiceSlots};
 
 /// The object that holds the budgets all users share (`GLOBAL_DAILY_TOKEN_BUDGET`,
 /// `GLOBAL_DAILY_BUDGET_USD`).
@@ -45,6 +50,9 @@ struct AdmitAsk<'a> {
     references: &'a [String],
     plan: Option<&'a PlanAsk>,
     sub: Option<&'a str>,
+    voice: Option<VoiceSlots>,
+    leases: &'a [PoolTerms],
+    grants: &'a [Grant],
 }
 
 /// The stored state of one user.
@@ -74,6 +82,15 @@ pub struct UserRecord {
     /// What this user's object charged and the day indexes do not have yet.
     #[serde(default, skip_serializing_if = "UsageOutbox::is_empty")]
     pub usage_outbox: UsageOutbox,
+    /// The user's voice calls: live ones and today's count.
+    #[serde(default, skip_serializing_if = "VoiceCalls::is_empty")]
+    pub voice: VoiceCalls,
+    /// The leases this object holds of shared budgets (one or two: a list, not a map).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub leases: Vec<Lease>,
+    /// A shared budget's object: what it leased today.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<LeasePool>,
 }
 
 impl UserRecord {
@@ -95,6 +112,7 @@ impl UserRecord {
             self.counting_charges(|record| record.finish(finished));
         }
         let reply = self.counting_charges(|record| record.answer(command));
+        self.voice.prune(&self.quota);
         let changed = *self != before;
         (reply, changed)
     }
@@ -122,6 +140,9 @@ impl UserRecord {
                 references,
                 plan,
                 sub,
+                voice,
+                leases,
+                grants,
             } => self.admit(AdmitAsk {
                 issued_at: *issued_at,
                 ask: *ask,
@@ -132,6 +153,9 @@ impl UserRecord {
                 references,
                 plan: plan.as_ref(),
                 sub: sub.as_deref(),
+                voice: *voice,
+                leases,
+                grants,
             }),
             UserCommand::Finish(finished) => {
                 self.finish(finished);
@@ -183,10 +207,49 @@ impl UserRecord {
                 reservation_id,
                 limits,
                 now_ms,
-            } => UserReply::Renewed {
-                expires_at_ms: self.quota.renew(limits, *reservation_id, *now_ms),
+                charge,
+            } => match charge {
+                None => UserReply::Renewed {
+                    expires_at_ms: self.quota.renew(limits, *reservation_id, *now_ms),
+                },
+                Some(charge) => self.charge_call(charge, limits, *reservation_id, *now_ms),
             },
+            UserCommand::Lease {
+                ask,
+                limits,
+                alerts,
+                now_ms,
+            } => self.lease(ask, limits, alerts, *now_ms),
+            UserCommand::PoolStatus { limits, now_ms } => {
+                let PoolStanding {
+                    standing,
+                    reserved,
+                    idle,
+                } = self.pool.unwrap_or_default().standing(limits, *now_ms);
+                UserReply::Pool {
+                    standing,
+                    reserved,
+                    idle,
+                }
+            }
         }
+    }
+
+    /// A live call's usage: charged, its hold topped up if the budget has room (and renewed),
+    /// its id noted for a ban to end it; then a ban ends it.
+    fn charge_call(&mut self, charge: &LiveCharge, limits: &Limits, reservation_id: u64, now_ms: i64) -> UserReply {
+        let covered = self
+            .quota
+            .charge_live(limits, reservation_id, charge.spent, charge.hold, now_ms)
+            .is_some_and(|covered| covered);
+        let live = self.voice.attach(reservation_id, &charge.call);
+        if self.blocked_at.is_some() || is_revoked(charge.issued_at, self.revoked_at) {
+            return UserReply::Revoked;
+        }
+        let expires_at_ms = (covered && live)
+            .then(|| self.quota.renew(limits, reservation_id, now_ms))
+            .flatten();
+        UserReply::Renewed { expires_at_ms }
     }
 
     fn finish(&mut self, finished: &Finished) {
@@ -226,6 +289,13 @@ impl UserRecord {
         if let Some(id) = ask.references.iter().find(|id| !self.responses.owns(id, ask.now_ms)) {
             return UserReply::UnknownResponse { id: Some(id.clone()) };
         }
+        if let Some(slots) = ask.voice {
+            self.voice.prune(&self.quota);
+            if let Err(refusal) = self.voice.check(slots, ask.now_ms) {
+                let standing = self.quota.standing(ask.limits, ask.now_ms);
+                return UserReply::Refused { refusal, standing };
+            }
+        }
         let Some(request) = ask.ask else {
             let standing = self.quota.standing(ask.limits, ask.now_ms);
             return UserReply::Admitted {
@@ -234,9 +304,17 @@ impl UserRecord {
                 alert: None,
             };
         };
+        self.deposit(ask.grants, ask.leases, ask.now_ms);
         match self.quota.admit(ask.limits, request, ask.now_ms) {
             Ok(reservation) => {
+                if ask.voice.is_some() {
+                    self.voice.started(reservation.id);
+                }
                 let standing = self.quota.standing(ask.limits, ask.now_ms);
+                if let Some(leases) = self.lease_shortfalls(ask.leases, request, &standing, ask.now_ms) {
+                    self.quota.cancel(ask.limits, reservation.id, ask.now_ms);
+                    return UserReply::NeedLease { leases };
+                }
                 let alert = self.alerts.on_admit(ask.alerts, &standing, ask.now_ms);
                 UserReply::Admitted {
                     reservation: Some(reservation),
@@ -258,6 +336,7 @@ impl UserRecord {
             standing: None,
             plan: None,
             blocked_at: self.blocked_at,
+            calls: self.voice.ids(),
         }
     }
 
@@ -280,6 +359,7 @@ impl UserRecord {
             standing: Some(self.quota.standing(limits, now_ms)),
             plan: Some(plan),
             blocked_at: self.blocked_at,
+            calls: Vec::new(),
         }
     }
 }
@@ -346,6 +426,9 @@ mod tests {
                     references: vec![],
                     sub: None,
                     plan: None,
+                    voice: None,
+                    leases: vec![],
+                    grants: vec![],
                 },
             )
             .0
@@ -414,6 +497,9 @@ mod tests {
                 references: vec![],
                 sub: None,
                 plan: None,
+                voice: None,
+                leases: vec![],
+                grants: vec![],
             },
         );
         assert_eq!(without_iat, (UserReply::Revoked, false), "nothing counted");
@@ -477,6 +563,9 @@ mod tests {
             references: vec![],
             plan: None,
             sub: sub.map(str::to_owned),
+            voice: None,
+            leases: vec![],
+            grants: vec![],
         };
         reservation_of(record.apply(&[], &command).0)
     }
@@ -638,6 +727,9 @@ mod tests {
             references: vec![],
             sub: None,
             plan: None,
+            voice: None,
+            leases: vec![],
+            grants: vec![],
         };
         record.apply(settle, &admission).0
     }
@@ -785,6 +877,9 @@ mod tests {
             references: vec![],
             sub: None,
             plan: None,
+            voice: None,
+            leases: vec![],
+            grants: vec![],
         };
         assert!(!record.apply(&[], &status_read).1);
         assert_eq!(record, before);
@@ -823,6 +918,9 @@ mod tests {
                 references: vec![],
                 sub: None,
                 plan: None,
+                voice: None,
+                leases: vec![],
+                grants: vec![],
             },
         )
     }
@@ -898,6 +996,9 @@ mod tests {
             references: references.iter().map(|id| (*id).to_owned()).collect(),
             sub: None,
             plan: None,
+            voice: None,
+            leases: vec![],
+            grants: vec![],
         };
         let (reply, _) = alice.apply(&[], &naming(&["rs_alice", "msg_alice"]));
         assert!(
@@ -986,6 +1087,9 @@ mod tests {
                         checked: checked.into(),
                         claimed: claimed.map(str::to_owned),
                     }),
+                    voice: None,
+                    leases: vec![],
+                    grants: vec![],
                 },
             )
             .0
@@ -1208,6 +1312,7 @@ mod tests {
                 reservation_id: reservation.id,
                 limits: LIMITS,
                 now_ms,
+                charge: None,
             };
             record.apply(&[], &command)
         };

@@ -12,7 +12,7 @@ use worker::{Context, Delay, Env, Method, RequestInit, RequestRedirect};
 
 use crate::auth::guest::GUEST_PLAN;
 use crate::auth::Identity;
-use crate::budget::alerts::AlertRules;
+use crate::budget::lease::{Grant, LeaseAsk, PoolStanding, RefusalMemo};
 use crate::budget::plans::{Plan, PlanChoice};
 use crate::budget::quota::{Ask, Limits, Standing};
 use crate::config::Config;
@@ -21,13 +21,22 @@ use crate::edge::{log, Now, Result};
 use crate::error::{ProxyError, TokenProblem};
 use crate::objects::held::Carried;
 use crate::objects::user::{
-    user_object_name, Answer, Delivery, PlanAsk, UserCommand, UserReply, GLOBAL_OBJECT_NAME, GUESTS_OBJECT_NAME,
+    user_object_name, Answer, Delivery, PlanAsk, PoolTerms, UserCommand, UserReply, GLOBAL_OBJECT_NAME,
+    GUESTS_OBJECT_NAME,
 };
 use crate::request::ApiRequest;
 
 mod state;
 
 const BINDING: &str = "USERS";
+/// Admission attempts while others take the budget a top-up brought: in practice the second
+/// always has it.
+const LEASE_ATTEMPTS: usize = 3;
+
+thread_local! {
+    /// The pools' recent refusals: asks as big are refused without calling the pool again.
+    static REFUSALS: std::cell::RefCell<RefusalMemo> = std::cell::RefCell::default();
+}
 /// How long an alert's webhook may take to answer.
 const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(5);
 /// What an admission call came to.
@@ -42,10 +51,10 @@ pub enum Admission {
 
 /// Admits `identity`'s request, checked with `plan`, in one round trip to its object:
 /// revocation, the plan in force, whether the user created the response it `continues`, then
-/// (with an `ask`) rate, stream slot and budgets; then, for a guest, its client's object and
-/// the guests' budget, and the global budget, if set (`shared_objects`). Returns the standing
-/// that limits the caller (a guest's is its client's), for the RateLimit headers, refused or
-/// not, and what came of it.
+/// (with an `ask`) rate, stream slot, budgets, and the global budget by the lease the object
+/// holds of it (`admit_leasing`); then, for a guest, its client's object, which holds the
+/// leases of the guests' and the global budget. Returns the standing that limits the caller
+/// (a guest's is its client's), for the RateLimit headers, refused or not, and what came of it.
 pub async fn admit(
     env: &Env,
     ctx: &Rc<Context>,
@@ -58,6 +67,7 @@ pub async fn admit(
     let now_ms = Now::read().millis();
     let user_name = user_object_name(&identity.sub);
     let limits = plan.user_limits;
+    let client = guest_client(config, identity);
     let command = UserCommand::Admit {
         issued_at: identity.issued_at,
         ask,
@@ -71,8 +81,16 @@ pub async fn admit(
             claimed: identity.plan.clone(),
         }),
         sub: Some(identity.sub.clone()),
+        voice: None,
+        // A guest's leases are its client's: guest tokens come and go, a client stays.
+        leases: if client.is_some() {
+            Vec::new()
+        } else {
+            pools(config, false, ask)
+        },
+        grants: Vec::new(),
     };
-    let (reservation, standing) = match call(env, &user_name, command).await {
+    let (reservation, standing) = match admit_leasing(env, ctx, config, &user_name, command).await {
         Ok(UserReply::Admitted {
             reservation,
             standing,
@@ -98,153 +116,179 @@ pub async fn admit(
         }
         Ok(UserReply::PlanChanged { plan: in_force }) => return (None, Ok(Admission::PlanChanged(in_force))),
         Ok(other) => return (None, Err(unexpected("user", &other))),
-        Err(error) => return (None, Err(error)),
+        Err((shown, error)) => return (shown, Err(error)),
     };
     let mut settlement = Settlement::new(env, ctx, &identity.sub);
     if let Some(reservation) = reservation {
         settlement.add(&user_name, limits, reservation);
     }
-    match admit_by_shared_objects(env, ctx, config, identity, ask, now_ms, settlement, standing).await {
-        Ok((settlement, standing)) => (Some(standing), Ok(Admission::Admitted { settlement, standing })),
-        Err((shown, error)) => (Some(shown), Err(error)),
-    }
-}
-
-/// The objects after the user's (`shared_objects`) admit the request too, or, at the first
-/// refusal, every admission is given back and the refusal answered with the standing to show.
-#[expect(
-    clippy::too_many_arguments,
-    reason = "the admission's own inputs, passed on as they are"
-)]
-async fn admit_by_shared_objects(
-    env: &Env,
-    ctx: &Rc<Context>,
-    config: &Config,
-    identity: &Identity,
-    ask: Option<Ask>,
-    now_ms: i64,
-    mut settlement: Settlement,
-    mut standing: Standing,
-) -> std::result::Result<(Settlement, Standing), (Standing, ProxyError)> {
-    for shared in shared_objects(config, identity, ask) {
-        match admit_shared(env, ctx, config, &shared, ask, now_ms, &mut settlement).await {
-            // A guest's standing is its client's: what all its guest tokens used together.
-            Ok(shared_standing) if shared.is_client => standing = shared_standing,
-            Ok(_) => {}
-            Err((shared_standing, error)) => {
-                // Give back all the earlier admissions took, rate-window entries included,
-                // before answering: a retry right after the 429 must find them given back.
-                settlement.cancel().await;
-                let shown = if shared.is_client {
-                    shared_standing.unwrap_or(standing)
-                } else {
-                    standing
-                };
-                return Err((shown, error));
-            }
-        }
-    }
-    Ok((settlement, standing))
-}
-
-/// An object besides the user's that a request is admitted by: a guest's client, the budget
-/// of all guests, the budget of everyone.
-struct Shared {
-    name: String,
-    limits: Limits,
-    alerts: AlertRules,
-    /// What an alert calls those it counts.
-    who: &'static str,
-    is_client: bool,
-    /// Whether a refusal is the service's (all users or all guests), not the caller's.
-    global: bool,
-}
-
-/// The objects a request is admitted by after its user's. A guest adds its client's object
-/// (every request, status reads too: its standing is the one that counts) and, with
-/// `GLOBAL_GUEST_DAILY_BUDGET_USD`, the guests' budget; the global budget admits requests
-/// that call upstream.
-fn shared_objects(config: &Config, identity: &Identity, ask: Option<Ask>) -> Vec<Shared> {
-    let mut shared = Vec::new();
-    let guest = config.guest.as_ref().zip(identity.guest_client.as_ref());
-    if let (Some((settings, client)), Ok(plan)) = (guest, config.plan(GUEST_PLAN)) {
-        shared.push(Shared {
-            name: client.clone(),
-            limits: plan.user_limits,
-            alerts: config.alerts.user,
-            who: "(a guest client)",
-            is_client: true,
-            global: false,
-        });
-        if let (Some(limits), Some(_)) = (settings.global_limits, ask) {
-            shared.push(Shared {
-                name: GUESTS_OBJECT_NAME.to_owned(),
-                limits,
-                alerts: config.alerts.global,
-                who: "all guests",
-                is_client: false,
-                global: true,
-            });
-        }
-    }
-    if let (Some(limits), Some(_)) = (config.global_limits, ask) {
-        shared.push(Shared {
-            name: GLOBAL_OBJECT_NAME.to_owned(),
-            limits,
-            alerts: config.alerts.global,
-            who: "all users",
-            is_client: false,
-            global: true,
-        });
-    }
-    shared
-}
-
-/// Admits `ask` (or, without one, reads the standing) in a shared object too. A refusal
-/// carries that object's standing.
-async fn admit_shared(
-    env: &Env,
-    ctx: &Rc<Context>,
-    config: &Config,
-    shared: &Shared,
-    ask: Option<Ask>,
-    now_ms: i64,
-    settlement: &mut Settlement,
-) -> Result<Standing, (Option<Standing>, ProxyError)> {
+    let Some((client, client_limits)) = client else {
+        return (Some(standing), Ok(Admission::Admitted { settlement, standing }));
+    };
     let command = UserCommand::Admit {
         issued_at: None,
         ask,
-        limits: shared.limits,
-        alerts: shared.alerts,
+        limits: client_limits,
+        alerts: config.alerts.user,
         now_ms,
         continues: None,
         references: Vec::new(),
         plan: None,
         sub: None,
+        voice: None,
+        leases: pools(config, true, ask),
+        grants: Vec::new(),
     };
-    match call(env, &shared.name, command).await {
-        Ok(UserReply::Admitted {
+    match admit_client(env, ctx, config, client, command, &mut settlement).await {
+        // A guest's standing is its client's: what all its guest tokens used together.
+        Ok(standing) => (Some(standing), Ok(Admission::Admitted { settlement, standing })),
+        Err((shown, error)) => {
+            // Give back all the user's admission took, rate-window entries included, before
+            // answering: a retry right after the 429 must find them given back.
+            settlement.cancel().await;
+            (Some(shown.unwrap_or(standing)), Err(error))
+        }
+    }
+}
+
+/// A guest's client object (every request of a guest, status reads too: its standing is the
+/// one that counts) and the guest plan's limits.
+fn guest_client<'a>(config: &'a Config, identity: &'a Identity) -> Option<(&'a str, Limits)> {
+    config.guest.as_ref()?;
+    let client = identity.guest_client.as_deref()?;
+    Some((client, config.plan(GUEST_PLAN).ok()?.user_limits))
+}
+
+/// The shared budgets a request that calls upstream (`ask`) is admitted against, by leases:
+/// a guest's, the guests' (`GLOBAL_GUEST_DAILY_BUDGET_USD`); everyone's, the global one.
+fn pools(config: &Config, guest: bool, ask: Option<Ask>) -> Vec<PoolTerms> {
+    let guests = config.guest.as_ref().and_then(|settings| settings.global_limits);
+    let guests = guests.filter(|_| guest).map(|limits| PoolTerms {
+        pool: GUESTS_OBJECT_NAME.to_owned(),
+        limits,
+    });
+    let global = config.global_limits.map(|limits| PoolTerms {
+        pool: GLOBAL_OBJECT_NAME.to_owned(),
+        limits,
+    });
+    ask.map(|_| guests.into_iter().chain(global).collect())
+        .unwrap_or_default()
+}
+
+/// Admission by the object `name`, topping up its leases when it lacks one (`NeedLease`) and
+/// admitting again with the grants: one call while its leases cover the request, three when
+/// they must be topped up. A pool's refusal is the service's (`global`).
+async fn admit_leasing(
+    env: &Env,
+    ctx: &Rc<Context>,
+    config: &Config,
+    name: &str,
+    mut command: UserCommand,
+) -> Result<UserReply, (Option<Standing>, ProxyError)> {
+    for _ in 0..LEASE_ATTEMPTS {
+        let leases = match call(env, name, command.clone()).await {
+            Ok(UserReply::NeedLease { leases }) => leases,
+            Ok(reply) => return Ok(reply),
+            Err(error) => return Err((None, error)),
+        };
+        let granted = top_up(env, ctx, config, leases).await?;
+        if let UserCommand::Admit { grants, .. } = &mut command {
+            *grants = granted;
+        }
+    }
+    Err((
+        None,
+        ProxyError::Unavailable {
+            detail: format!("{name} kept needing a lease: others took the budget meanwhile"),
+        },
+    ))
+}
+
+/// Asks each pool for what a holder lacks. A grant that does not reach the holder (this
+/// request fails, or its isolate dies) is stranded until the day ends, never spent twice.
+async fn top_up(
+    env: &Env,
+    ctx: &Rc<Context>,
+    config: &Config,
+    asks: Vec<LeaseAsk>,
+) -> Result<Vec<Grant>, (Option<Standing>, ProxyError)> {
+    let mut grants = Vec::with_capacity(asks.len());
+    for ask in asks {
+        let now_ms = Now::read().millis();
+        if let Some((refusal, standing)) = REFUSALS.with_borrow(|memo| memo.refusal(&ask, now_ms)) {
+            return Err((Some(standing), ProxyError::Quota { refusal, global: true }));
+        }
+        let pool = ask.pool.clone();
+        let (limits, who) = match pool.as_str() {
+            GUESTS_OBJECT_NAME => (config.guest.as_ref().and_then(|g| g.global_limits), "all guests"),
+            _ => (config.global_limits, "all users"),
+        };
+        let Some(limits) = limits else {
+            return Err((None, unexpected(&pool, &UserReply::NeedLease { leases: Vec::new() })));
+        };
+        let command = UserCommand::Lease {
+            ask,
+            limits,
+            alerts: config.alerts.global,
+            now_ms,
+        };
+        match call(env, &pool, command).await {
+            Ok(UserReply::Leased { grant, alert }) => {
+                if let Some(alert) = alert {
+                    raise(ctx, config, &alert.message(who));
+                }
+                grants.push(grant);
+            }
+            Ok(UserReply::Refused { refusal, standing }) => {
+                REFUSALS.with_borrow_mut(|memo| memo.remember(&pool, standing, refusal, now_ms));
+                return Err((Some(standing), ProxyError::Quota { refusal, global: true }));
+            }
+            Ok(other) => return Err((None, unexpected(&pool, &other))),
+            Err(error) => return Err((None, error)),
+        }
+    }
+    Ok(grants)
+}
+
+/// Admits the request in a guest's client object too (or, without an ask, reads its
+/// standing). A refusal carries the standing to show, the client's or a pool's.
+async fn admit_client(
+    env: &Env,
+    ctx: &Rc<Context>,
+    config: &Config,
+    client: &str,
+    command: UserCommand,
+    settlement: &mut Settlement,
+) -> Result<Standing, (Option<Standing>, ProxyError)> {
+    let UserCommand::Admit { limits, .. } = command else {
+        return Err((None, unexpected(client, &UserReply::Finished)));
+    };
+    match admit_leasing(env, ctx, config, client, command).await? {
+        UserReply::Admitted {
             reservation,
             alert,
             standing,
-        }) => {
+        } => {
             if let Some(reservation) = reservation {
-                settlement.add(&shared.name, shared.limits, reservation);
+                settlement.add(client, limits, reservation);
             }
             if let Some(alert) = alert {
-                raise(ctx, config, &alert.message(shared.who));
+                raise(ctx, config, &alert.message("(a guest client)"));
             }
             Ok(standing)
         }
-        Ok(UserReply::Refused { refusal, standing }) => Err((
-            Some(standing),
-            ProxyError::Quota {
-                refusal,
-                global: shared.global,
-            },
-        )),
-        Ok(other) => Err((None, unexpected(&shared.name, &other))),
-        Err(error) => Err((None, error)),
+        UserReply::Refused { refusal, standing } => Err((Some(standing), ProxyError::Quota { refusal, global: false })),
+        other @ (UserReply::Revoked
+        | UserReply::UnknownResponse { .. }
+        | UserReply::Status { .. }
+        | UserReply::Finished
+        | UserReply::Minted
+        | UserReply::MintRefused { .. }
+        | UserReply::PlanChanged { .. }
+        | UserReply::Renewed { .. }
+        | UserReply::NeedLease { .. }
+        | UserReply::Leased { .. }
+        | UserReply::Pool { .. }) => Err((None, unexpected(client, &other))),
     }
 }
 
@@ -309,7 +353,10 @@ pub async fn admit_mint(env: &Env, client: &str, per_hour: u32) -> Result<()> {
         | other @ UserReply::Status { .. }
         | other @ UserReply::Finished
         | other @ UserReply::PlanChanged { .. }
-        | other @ UserReply::Renewed { .. } => Err(unexpected("client", &other)),
+        | other @ UserReply::Renewed { .. }
+        | other @ UserReply::NeedLease { .. }
+        | other @ UserReply::Leased { .. }
+        | other @ UserReply::Pool { .. } => Err(unexpected("client", &other)),
     }
 }
 
@@ -337,28 +384,29 @@ pub async fn deliver(env: &Env, name: &str, call: u64, delivery: &Delivery) -> R
     answer.map(|answer| answer.reply)
 }
 
-/// Where the budget of all users stands, for an operator.
-pub async fn global_status(env: &Env, limits: Limits, now_ms: i64) -> Result<Standing> {
-    // The global object has no plans: its limits are the global budget's alone.
-    let command = UserCommand::Status {
-        limits,
-        now_ms,
-        plan_limits: Default::default(),
-    };
-    match call(env, GLOBAL_OBJECT_NAME, command).await? {
-        UserReply::Status {
-            standing: Some(standing),
-            ..
-        } => Ok(standing),
-        other @ UserReply::Admitted { .. }
-        | other @ UserReply::Refused { .. }
-        | other @ UserReply::Revoked
-        | other @ UserReply::UnknownResponse { .. }
-        | other @ UserReply::Status { .. }
-        | other @ UserReply::Finished
-        | other @ UserReply::Minted
-        | other @ UserReply::MintRefused { .. }
-        | other @ UserReply::PlanChanged { .. }
-        | other @ UserReply::Renewed { .. } => Err(unexpected("global", &other)),
+/// Where a shared budget (`pool`: the global or the guests' object) stands, for an operator.
+pub async fn pool_status(env: &Env, pool: &str, limits: Limits, now_ms: i64) -> Result<PoolStanding> {
+    match call(env, pool, UserCommand::PoolStatus { limits, now_ms }).await? {
+        UserReply::Pool {
+            standing,
+            reserved,
+            idle,
+        } => Ok(PoolStanding {
+            standing,
+            reserved,
+            idle,
+        }),
+        other @ (UserReply::Admitted { .. }
+        | UserReply::Refused { .. }
+        | UserReply::Revoked
+        | UserReply::UnknownResponse { .. }
+        | UserReply::Status { .. }
+        | UserReply::Finished
+        | UserReply::Minted
+        | UserReply::MintRefused { .. }
+        | UserReply::PlanChanged { .. }
+        | UserReply::Renewed { .. }
+        | UserReply::NeedLease { .. }
+        | UserReply::Leased { .. }) => Err(unexpected(pool, &other)),
     }
 }

@@ -1,16 +1,21 @@
 //! The user object's class (binding `USERS`): its record in storage with a copy in memory, so
 //! that a warm object reads storage only once, and the alarm that sends what it charged to the
 //! day's usage index (at most one call per `INDEX_DELAY`, kept in the record until the index
-//! acknowledges it). The same class holds the shared budgets under their own names.
+//! acknowledges it) and gives back what its leases of shared budgets hold free once it is
+//! idle. The same class holds the shared budgets under their own names.
 
 use std::cell::{Cell, RefCell};
 use std::time::Duration;
 
 use worker::{durable_object, DurableObject, Env, Request, Response, State};
 
-use crate::edge::log;
+use crate::budget::alerts::AlertRules;
+use crate::budget::lease::LeaseAsk;
+use crate::budget::quota::Limits;
+use crate::config::Config;
 use crate::edge::objects::{json_of, store, stored, usage_index};
-use crate::objects::user::{Delivery, UserRecord};
+use crate::edge::{log, Now};
+use crate::objects::user::{Delivery, UserCommand, UserRecord, UserReply};
 
 const RECORD_KEY: &str = "record";
 /// How long charges wait in a user's object before they go to the day's index: the index
@@ -26,10 +31,10 @@ pub struct UserState {
     /// The stored record as last read or written. Memory is lost on eviction and storage
     /// stays the source of truth: it is read when this is empty, written on every change.
     record: RefCell<Option<UserRecord>>,
-    /// Whether this instance set the alarm that sends the usage outbox. Setting it again
-    /// would push it later, and under steady traffic it would never ring; after an eviction
-    /// it is set once more, which at worst delays it by `INDEX_DELAY`.
-    alarm_set: Cell<bool>,
+    /// When the alarm this instance set rings. Setting it later again would push it, and
+    /// under steady traffic it would never ring; so it is only ever brought forward. After an
+    /// eviction it is set once more, which at worst delays it by `INDEX_DELAY`.
+    alarm_at: Cell<Option<i64>>,
 }
 
 impl DurableObject for UserState {
@@ -38,7 +43,7 @@ impl DurableObject for UserState {
             state,
             env,
             record: RefCell::new(None),
-            alarm_set: Cell::new(false),
+            alarm_at: Cell::new(None),
         }
     }
 
@@ -63,42 +68,47 @@ impl DurableObject for UserState {
             .await?;
         if let Some(record) = changed {
             self.store(&record).await?;
-            if record.usage_outbox.has_unsent() {
-                self.schedule_index(INDEX_DELAY).await;
-            }
+            self.schedule(&record, INDEX_DELAY).await;
         }
         Response::from_json(&answer)
     }
 
-    /// Sends the usage outbox's batch to each day's index; what is not acknowledged stays in
-    /// the record and is sent again, with the same number, so the index counts it once.
+    /// Gives back what idle leases hold free, then sends the usage outbox's batch to each
+    /// day's index; what is not acknowledged stays in the record and is sent again, with the
+    /// same number, so the index counts it once.
     async fn alarm(&self) -> worker::Result<Response> {
-        self.alarm_set.set(false);
-        let (batch, record) = self
+        self.alarm_at.set(None);
+        let now_ms = Now::read().millis();
+        let (give_backs, batch, record) = self
             .update(|record| {
+                let give_backs = record.idle_give_backs(now_ms);
                 let batch = record.usage_outbox.batch();
-                (batch, record.clone())
+                (give_backs, batch, record.clone())
             })
             .await?;
-        let Some((sub, batch)) = batch else {
-            return Response::ok("");
-        };
-        // Stored before it is sent: its number must never be given to other charges.
-        self.store(&record).await?;
-        if usage_index::charge(&self.env, &sub, &batch).await {
-            let (_, record) = self
-                .update(|record| {
-                    record.usage_outbox.acknowledged(batch.seq);
-                    ((), record.clone())
-                })
-                .await?;
+        // What else the alarm changes (expired reservations charged) is in the outbox.
+        let changed = !give_backs.is_empty() || batch.is_some();
+        // Stored before anything is sent: a give-back is taken off the lease for good (sent
+        // once: lost, it is stranded, never given twice), a batch's number never reused.
+        if changed {
             self.store(&record).await?;
-            if record.usage_outbox.has_unsent() {
-                self.schedule_index(INDEX_DELAY).await;
-            }
-        } else {
-            self.schedule_index(INDEX_RETRY).await;
         }
+        self.give_back(give_backs, now_ms).await;
+        let (record, retry) = match batch {
+            Some((sub, batch)) if usage_index::charge(&self.env, &sub, &batch, self.index_shards()).await => {
+                let record = self
+                    .update(|record| {
+                        record.usage_outbox.acknowledged(batch.seq);
+                        record.clone()
+                    })
+                    .await?;
+                self.store(&record).await?;
+                (record, INDEX_DELAY)
+            }
+            Some(_) => (record, INDEX_RETRY),
+            None => (record, INDEX_DELAY),
+        };
+        self.schedule(&record, retry).await;
         Response::ok("")
     }
 }
@@ -130,13 +140,49 @@ impl UserState {
         Ok(())
     }
 
-    async fn schedule_index(&self, delay: Duration) {
-        if self.alarm_set.replace(true) {
+    /// `USAGE_INDEX_SHARDS` (1 if it is invalid: the Worker answers nothing while its config
+    /// is broken, so no charge is made meanwhile).
+    fn index_shards(&self) -> u32 {
+        Config::usage_index_shards(|name| crate::edge::env_string(&self.env, name)).unwrap_or(1)
+    }
+
+    /// Sends each give-back to its pool, once.
+    async fn give_back(&self, give_backs: Vec<(LeaseAsk, Limits)>, now_ms: i64) {
+        for (ask, limits) in give_backs {
+            let pool = ask.pool.clone();
+            let command = UserCommand::Lease {
+                ask,
+                limits,
+                alerts: AlertRules::default(),
+                now_ms,
+            };
+            match super::call(&self.env, &pool, command).await {
+                Ok(UserReply::Leased { .. }) => {}
+                Ok(other) => log::warn("lease_give_back_refused", &format!("{pool} answered {other:?}")),
+                Err(error) => log::warn("lease_give_back_lost", &error.to_string()),
+            }
+        }
+    }
+
+    /// Brings the alarm forward to when the record next has work: its outbox to send (in
+    /// `outbox_delay`), or its leases to give back once idle.
+    async fn schedule(&self, record: &UserRecord, outbox_delay: Duration) {
+        let now_ms = Now::read().millis();
+        let outbox = record
+            .usage_outbox
+            .has_unsent()
+            .then(|| now_ms.saturating_add(i64::try_from(outbox_delay.as_millis()).unwrap_or(i64::MAX)));
+        let Some(at_ms) = outbox.into_iter().chain(record.next_give_back_ms()).min() else {
+            return;
+        };
+        if self.alarm_at.get().is_some_and(|set| set <= at_ms) {
             return;
         }
+        self.alarm_at.set(Some(at_ms));
+        let delay = Duration::from_millis(at_ms.saturating_sub(now_ms).max(0).unsigned_abs());
         if let Err(error) = self.state.storage().set_alarm(delay).await {
-            self.alarm_set.set(false);
-            log::warn("usage_index_alarm_failed", &error.to_string());
+            self.alarm_at.set(None);
+            log::warn("alarm_failed", &error.to_string());
         }
     }
 }

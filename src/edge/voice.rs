@@ -1,0 +1,334 @@
+//! `POST /v1/realtime/calls`: the page's SDP offer with its user token in, the call created
+//! upstream with the key and the operator's session, its SDP answer out. The call object
+//! (`objects/call.rs`) then meters it until it ends. Nothing reusable reaches the page: the
+//! call id is useless without the key.
+
+use worker::wasm_bindgen::JsValue;
+use worker::{js_sys, web_sys, Env, Fetch, Headers, Method, Request, RequestInit, RequestRedirect, Response};
+
+use super::http::{self, header};
+use super::log::Outcome;
+use super::objects::{self, user::call_user};
+use super::{log, Now, Result};
+use crate::auth::guest::GUEST_SUB_PREFIX;
+use crate::auth::Identity;
+use crate::budget::plans::claimed_plan;
+use crate::budget::quota::{Ask, Limits, Spend};
+use crate::config::Config;
+use crate::error::{ProxyError, TokenProblem};
+use crate::objects::user::{Finished, PlanAsk, UserCommand, UserReply};
+use crate::request::voice::call::{CallCommand, CallStart};
+use crate::request::voice::CallPlan;
+use crate::secret::Secret;
+
+pub const CALLS_BINDING: &str = "CALLS";
+/// The proxy's own path of a call, as OpenAI's `Location` names it upstream.
+const CALLS_PATH: &str = "/v1/realtime/calls";
+
+/// Creates a voice call for `identity`: checked, admitted, created upstream, metered.
+pub async fn create_call(
+    req: &mut Request,
+    identity: &Identity,
+    env: &Env,
+    config: &Config,
+    outcome: &mut Outcome,
+) -> Result<Response> {
+    let voice = config.voice.as_ref().ok_or(ProxyError::NotFound)?;
+    let sdp = read_offer(req, config).await?;
+    let url = web_sys::Url::new(&req.inner().url())?;
+    let query = url.search_params();
+    let (model, chosen_voice) = (query.get("model"), query.get("voice"));
+    let claimed = claimed_plan(identity.plan.as_deref()).name;
+    let mut plan_name = claimed.clone();
+    // A guest's calls would need its client's object and the guests' budget to hold them too.
+    if identity.sub.starts_with(GUEST_SUB_PREFIX) {
+        return Err(ProxyError::ModelNotAllowed {
+            model: model.unwrap_or_default(),
+        });
+    }
+    for _ in 0..2 {
+        let plan = config.plan(&plan_name)?;
+        outcome.plan = Some(plan.name.clone());
+        let call = voice.plan_call(
+            plan,
+            &config.requests.prices,
+            &config.upstream_base_url,
+            model.as_deref(),
+            chosen_voice.as_deref(),
+        )?;
+        outcome.model = Some(call.model.clone());
+        let command = UserCommand::Admit {
+            issued_at: identity.issued_at,
+            ask: Some(Ask {
+                tokens: call.hold.tokens,
+                stream: false,
+                nano_usd: call.hold.nano_usd,
+            }),
+            limits: plan.user_limits,
+            alerts: config.alerts.user,
+            now_ms: Now::read().millis(),
+            continues: None,
+            references: Vec::new(),
+            plan: Some(PlanAsk {
+                checked: plan.name.clone(),
+                claimed: identity.plan.clone(),
+            }),
+            sub: Some(identity.sub.clone()),
+            voice: Some(voice.slots),
+            // Voice with a shared budget is a configuration error (config/voice.rs).
+            leases: Vec::new(),
+            grants: Vec::new(),
+        };
+        let reservation_id = match call_user(env, &identity.sub, command).await? {
+            UserReply::Admitted {
+                reservation: Some(reservation),
+                standing,
+                ..
+            } => {
+                outcome.standing = Some(standing);
+                reservation.id
+            }
+            UserReply::Refused { refusal, standing } => {
+                outcome.standing = Some(standing);
+                return Err(ProxyError::Quota { refusal, global: false });
+            }
+            UserReply::Revoked => return Err(ProxyError::InvalidToken(TokenProblem::Revoked)),
+            UserReply::PlanChanged { plan } => {
+                plan_name = plan.name;
+                continue;
+            }
+            other @ (UserReply::Admitted { .. }
+            | UserReply::UnknownResponse { .. }
+            | UserReply::Status { .. }
+            | UserReply::Finished
+            | UserReply::Minted
+            | UserReply::MintRefused { .. }
+            | UserReply::NeedLease { .. }
+            | UserReply::Leased { .. }
+            | UserReply::Pool { .. }
+            | UserReply::Renewed { .. }) => {
+                return Err(ProxyError::Internal {
+                    detail: format!("user object answered a call's admission with {other:?}"),
+                })
+            }
+        };
+        let admitted = Admitted {
+            reservation_id,
+            limits: plan.user_limits,
+            call,
+        };
+        return start(env, config, identity, &sdp, admitted, outcome).await;
+    }
+    Err(ProxyError::Unavailable {
+        detail: format!("the plan of {:?} kept changing during a call's admission", identity.sub),
+    })
+}
+
+struct Admitted {
+    reservation_id: u64,
+    limits: Limits,
+    call: CallPlan,
+}
+
+/// Creates the call upstream and hands it to its object; on any failure the reservation is
+/// settled (nothing was spoken yet: no response can have run) and the call hung up.
+async fn start(
+    env: &Env,
+    config: &Config,
+    identity: &Identity,
+    sdp: &str,
+    admitted: Admitted,
+    outcome: &mut Outcome,
+) -> Result<Response> {
+    let voice = config.voice.as_ref().ok_or(ProxyError::NotFound)?;
+    let started = Now::read();
+    let created = create_upstream(config, sdp, &admitted.call).await;
+    outcome.upstream_ms = Some(Now::read().since(started));
+    let (call_id, answer_sdp) = match created {
+        Ok(created) => created,
+        Err(error) => {
+            settle(
+                env,
+                &identity.sub,
+                admitted.reservation_id,
+                admitted.limits,
+                Spend::default(),
+            )
+            .await;
+            return Err(error);
+        }
+    };
+    let seconds = i64::try_from(voice.max_session_seconds).unwrap_or(i64::MAX);
+    let command = CallCommand::Start(Box::new(CallStart {
+        call: call_id.clone(),
+        sub: identity.sub.clone(),
+        issued_at: identity.issued_at,
+        reservation_id: admitted.reservation_id,
+        limits: admitted.limits,
+        model: admitted.call.model.clone(),
+        session: admitted.call.session.clone(),
+        turn: admitted.call.turn,
+        hold: admitted.call.hold,
+        ends_at_ms: Now::read().millis().saturating_add(seconds.saturating_mul(1000)),
+        rules: admitted.call.rules.clone(),
+    }));
+    let started: Result<serde_json::Value> = objects::call(env, CALLS_BINDING, &call_id, &command).await;
+    if let Err(error) = started {
+        hang_up(&config.upstream_base_url, config.openai_api_key()?, &call_id).await;
+        settle(
+            env,
+            &identity.sub,
+            admitted.reservation_id,
+            admitted.limits,
+            Spend::default(),
+        )
+        .await;
+        return Err(error);
+    }
+    let headers = Headers::new();
+    headers.set("content-type", "application/sdp")?;
+    headers.set("location", &format!("{CALLS_PATH}/{call_id}"))?;
+    Ok(Response::from_bytes(answer_sdp.into_bytes())?
+        .with_status(201)
+        .with_headers(headers))
+}
+
+/// The page's SDP offer: `application/sdp`, as `@openai/agents-realtime` sends it. Checked to
+/// be an SDP (text lines from `v=0`), so that it cannot carry a part of the multipart form.
+async fn read_offer(req: &mut Request, config: &Config) -> Result<String> {
+    let content_type = header(req, "content-type").unwrap_or_default();
+    if !content_type.to_ascii_lowercase().starts_with("application/sdp") {
+        return Err(ProxyError::invalid_request(
+            "Send the SDP offer as Content-Type: application/sdp.",
+            None,
+        ));
+    }
+    let body = http::read_body(req, config.max_body_bytes).await?;
+    let sdp = String::from_utf8(body).ok().filter(|sdp| {
+        sdp.starts_with("v=0")
+            && sdp
+                .bytes()
+                .all(|b| b == b'\r' || b == b'\n' || (b' '..=b'~').contains(&b))
+    });
+    sdp.ok_or_else(|| ProxyError::invalid_request("The body is not an SDP offer.", None))
+}
+
+/// `POST {upstream}/realtime/calls` with the key, as `multipart/form-data` (`sdp`, `session`):
+/// OpenAI's unified interface. Returns the call id (`Location`'s last segment) and the answer.
+async fn create_upstream(config: &Config, sdp: &str, call: &CallPlan) -> Result<(String, String)> {
+    // A boundary the offer cannot contain: the offer is printable ASCII lines, this is not.
+    let boundary = format!("voice-{}", js_sys::Math::random().to_bits());
+    if sdp.contains(&boundary) {
+        return Err(ProxyError::invalid_request("The body is not an SDP offer.", None));
+    }
+    let body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"sdp\"\r\nContent-Type: application/sdp\r\n\r\n{sdp}\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"session\"\r\nContent-Type: application/json\r\n\r\n{}\r\n--{boundary}--\r\n",
+        call.session
+    );
+    let headers = Headers::new();
+    headers.set(
+        "authorization",
+        &format!("Bearer {}", config.openai_api_key()?.expose()),
+    )?;
+    headers.set("content-type", &format!("multipart/form-data; boundary={boundary}"))?;
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post)
+        .with_headers(headers)
+        .with_redirect(RequestRedirect::Manual)
+        .with_body(Some(JsValue::from_str(&body)));
+    let url = format!("{}/realtime/calls", config.upstream_base_url);
+    let mut answer =
+        Fetch::Request(http::outgoing(&url, &init)?)
+            .send()
+            .await
+            .map_err(|e| ProxyError::UpstreamFailed {
+                detail: format!("creating the call failed: {e}"),
+            })?;
+    let status = answer.status_code();
+    match status {
+        200..=299 => {}
+        // OpenAI's 401 echoes part of the key: its body is never read, let alone passed on.
+        401 | 403 => return Err(ProxyError::UpstreamAuthFailed { status }),
+        429 => return Err(ProxyError::UpstreamRateLimited { retry_after: None }),
+        400..=499 => return Err(ProxyError::UpstreamRejected { status, detail: None }),
+        _ => {
+            return Err(ProxyError::UpstreamFailed {
+                detail: format!("creating the call: upstream answered {status}"),
+            })
+        }
+    }
+    let location = answer.headers().get("location")?.unwrap_or_default();
+    let call_id = location.rsplit('/').next().unwrap_or_default().to_owned();
+    if !is_call_id(&call_id) {
+        return Err(ProxyError::UpstreamFailed {
+            detail: format!(
+                "the call's Location is not a call: {:?}",
+                location.chars().take(80).collect::<String>()
+            ),
+        });
+    }
+    Ok((call_id, answer.text().await?))
+}
+
+/// An id OpenAI gives a call (`rtc_…`): it names an object and goes into upstream paths.
+pub fn is_call_id(id: &str) -> bool {
+    (1..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// `POST {upstream}/realtime/calls/{id}/hangup`, tried up to three times: a call that stays
+/// up after its meter stopped runs unmetered until OpenAI's 60 minutes, so every failure is
+/// logged (`voice_hangup_failed`).
+pub async fn hang_up(upstream_base_url: &str, key: &Secret, call_id: &str) -> bool {
+    let url = format!("{upstream_base_url}/realtime/calls/{call_id}/hangup");
+    let authorization = format!("Bearer {}", key.expose());
+    for _ in 0..3 {
+        let headers = Headers::new();
+        let mut init = RequestInit::new();
+        let sent = match headers.set("authorization", &authorization) {
+            Ok(()) => {
+                init.with_method(Method::Post)
+                    .with_headers(headers)
+                    .with_redirect(RequestRedirect::Manual);
+                match http::outgoing(&url, &init) {
+                    Ok(request) => Fetch::Request(request).send().await.map(|answer| answer.status_code()),
+                    Err(error) => Err(error),
+                }
+            }
+            Err(error) => Err(error),
+        };
+        // 404: the call had already ended upstream.
+        if matches!(sent, Ok(200..=299 | 404)) {
+            return true;
+        }
+        log::warn("voice_hangup_failed", &format!("call {call_id}: {sent:?}"));
+    }
+    false
+}
+
+/// Settles a call's reservation at `spent` (tried three times; if it never lands, the
+/// reservation expires charged in full).
+pub async fn settle(env: &Env, sub: &str, reservation_id: u64, limits: Limits, spent: Spend) {
+    let finished = Finished {
+        reservation_id,
+        used_tokens: spent.tokens,
+        limits,
+        now_ms: Now::read().millis(),
+        created_response: None,
+        created_items: Vec::new(),
+        used_nano_usd: spent.nano_usd,
+    };
+    for _ in 0..3 {
+        match call_user(env, sub, UserCommand::Finish(finished.clone())).await {
+            Ok(_) => return,
+            Err(error) => log::warn("voice_settle_failed", &error.to_string()),
+        }
+    }
+}
+
+/// Ends each call (an operator's `DELETE /admin/calls/{id}`, a block, a revocation).
+pub async fn end_calls(env: &Env, calls: &[String], banned: bool) -> Result<()> {
+    for call in calls.iter().filter(|call| is_call_id(call)) {
+        let _: serde_json::Value = objects::call(env, CALLS_BINDING, call, &CallCommand::End { banned }).await?;
+    }
+    Ok(())
+}

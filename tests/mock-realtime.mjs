@@ -1,0 +1,144 @@
+// OpenAI's Realtime "unified interface" on the mock upstream (tests/mock-upstream.mjs): the
+// calls endpoint (multipart `sdp` + `session` in, 201 with an SDP answer and `Location` out),
+// the call's sideband WebSocket (`GET /v1/realtime?call_id=…` with the key), scripted by the
+// tests, and the hang-up endpoint, recording every call. Shapes: openai-node
+// src/resources/realtime/{calls,realtime}.ts (2026-08).
+import { WebSocketServer } from "ws";
+
+export function mockRealtime({ apiKey }) {
+  const calls = new Map(); // id -> { id, session, sdp, sideband, received, hangups, waiters }
+  const hangups = [];
+  // How long a sideband stays open after its call is hung up (OpenAI may deliver the last
+  // events of a response under way before it closes).
+  const settings = { lingerAfterHangupMs: 0 };
+  const wss = new WebSocketServer({ noServer: true });
+  let next = 0;
+
+  const callRecord = (id) => {
+    if (!calls.has(id)) calls.set(id, { id, received: [], waiters: [], sideband: null, ended: false });
+    return calls.get(id);
+  };
+  const wake = (call) => {
+    for (const waiter of call.waiters.splice(0)) waiter();
+  };
+
+  /** Handles the HTTP requests of the Realtime API; returns false for any other. */
+  function serve(req, res, body) {
+    const url = new URL(req.url, "http://mock");
+    const authorized = req.headers.authorization === `Bearer ${apiKey}`;
+    if (url.pathname === "/v1/realtime/calls" && req.method === "POST") {
+      if (!authorized) return sendJson(res, 401, { error: { message: "Incorrect API key provided", code: "invalid_api_key" } }), true;
+      const form = parseMultipart(req.headers["content-type"] ?? "", body);
+      if (!form.sdp?.startsWith("v=0") || !form.session) return sendJson(res, 400, { error: { message: "sdp and session are required" } }), true;
+      const id = `rtc_mock${++next}`;
+      Object.assign(callRecord(id), { session: JSON.parse(form.session), sdp: form.sdp, parts: form.names });
+      res.writeHead(201, { "content-type": "application/sdp", location: `/v1/realtime/calls/${id}`, "openai-organization": "org-mock-operator" });
+      res.end(`v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=mock answer for ${id}\r\n`);
+      return true;
+    }
+    const hangup = url.pathname.match(/^\/v1\/realtime\/calls\/([^/]+)\/hangup$/);
+    if (hangup && req.method === "POST") {
+      if (!authorized) return sendJson(res, 401, { error: { message: "Incorrect API key provided" } }), true;
+      hangups.push({ id: hangup[1], at: Date.now() });
+      const call = calls.get(hangup[1]);
+      if (!call) return sendJson(res, 404, { error: { code: "call_id_not_found" } }), true;
+      call.ended = true;
+      const sideband = call.sideband;
+      setTimeout(() => sideband?.close(1000, "hung up"), settings.lingerAfterHangupMs);
+      wake(call);
+      res.writeHead(200).end();
+      return true;
+    }
+    return false;
+  }
+
+  /** The sideband: a WebSocket upgrade of `/v1/realtime?call_id=…` with the key. */
+  function upgrade(req, socket, head) {
+    const url = new URL(req.url, "http://mock");
+    const call = calls.get(url.searchParams.get("call_id"));
+    if (url.pathname !== "/v1/realtime" || req.headers.authorization !== `Bearer ${apiKey}` || !call || call.ended) {
+      socket.end("HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n");
+      return;
+    }
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      call.sideband = ws;
+      call.upgradeHeaders = req.headers;
+      ws.on("message", (data) => {
+        call.received.push(JSON.parse(String(data)));
+        wake(call);
+      });
+      ws.on("close", () => wake(call));
+      ws.send(JSON.stringify({ type: "session.created", event_id: "event_0", session: call.session }));
+      wake(call);
+    });
+  }
+
+  /** Waits (at most `ms`) until `check(call)` holds for the call `id`. */
+  async function until(id, check, what, ms = 10_000) {
+    const call = callRecord(id);
+    const deadline = Date.now() + ms;
+    while (!check(call)) {
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`mock realtime: timed out waiting for ${what} on ${id}`);
+      await new Promise((resolve) => {
+        const timer = setTimeout(resolve, Math.min(left, 200));
+        call.waiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+    return call;
+  }
+
+  return {
+    serve,
+    upgrade,
+    calls,
+    hangups,
+    settings,
+    /** The call once its sideband is open. */
+    sidebandOf: (id, ms) => until(id, (call) => call.sideband?.readyState === 1, "the sideband", ms),
+    /** Sends a server event on the call's sideband; returns false once it is closed (hung up). */
+    send(id, event) {
+      const sideband = calls.get(id)?.sideband;
+      if (sideband?.readyState !== 1) return false;
+      sideband.send(JSON.stringify({ event_id: `event_${Date.now()}`, ...event }));
+      return true;
+    },
+    /** Waits for the call to be hung up by the proxy. */
+    hungUp: (id, ms) => until(id, (call) => call.ended, "the hang-up", ms),
+    /** Waits for the call to be hung up (by the proxy) or its sideband closed. */
+    ended: (id, ms) => until(id, (call) => call.ended || call.sideband?.readyState === 3, "the end of the call", ms),
+    /** Waits for a client event the proxy sent on the sideband. */
+    receivedOf: (id, type, ms) => until(id, (call) => call.received.some((event) => event.type === type), `a ${type} event`, ms),
+    close: () => {
+      for (const call of calls.values()) call.sideband?.terminate();
+      wss.close();
+    },
+  };
+}
+
+/** A `response.done` with this usage (`RealtimeResponseUsage`). */
+export function responseDone(usage, id = `resp_${Math.random().toString(36).slice(2)}`) {
+  return { type: "response.done", response: { object: "realtime.response", id, status: "completed", output: [], usage } };
+}
+
+function parseMultipart(contentType, body) {
+  const boundary = contentType.match(/boundary=(.+)$/)?.[1];
+  const form = { names: [] };
+  if (!boundary) return form;
+  for (const part of body.split(`--${boundary}`).slice(1, -1)) {
+    const [head, ...rest] = part.split("\r\n\r\n");
+    const name = head.match(/name="([^"]+)"/)?.[1];
+    if (!name) continue;
+    form.names.push(name);
+    form[name] = rest.join("\r\n\r\n").replace(/\r\n$/, "");
+  }
+  return form;
+}
+
+function sendJson(res, status, body) {
+  res.writeHead(status, { "content-type": "application/json" });
+  res.end(JSON.stringify(body));
+}
