@@ -4,6 +4,7 @@
 // tests, and the hang-up endpoint, recording every call. Shapes: openai-node
 // src/resources/realtime/{calls,realtime}.ts (2026-08).
 import { WebSocketServer } from "ws";
+import { parseForm } from "./mock-audio.mjs";
 
 export function mockRealtime({ apiKey }) {
   const calls = new Map(); // id -> { id, session, sdp, sideband, received, hangups, waiters }
@@ -28,7 +29,7 @@ export function mockRealtime({ apiKey }) {
     const authorized = req.headers.authorization === `Bearer ${apiKey}`;
     if (url.pathname === "/v1/realtime/calls" && req.method === "POST") {
       if (!authorized) return sendJson(res, 401, { error: { message: "Incorrect API key provided", code: "invalid_api_key" } }), true;
-      const form = parseMultipart(req.headers["content-type"] ?? "", body);
+      const form = callForm(req.headers["content-type"], body);
       if (!form.sdp?.startsWith("v=0") || !form.session) return sendJson(res, 400, { error: { message: "sdp and session are required" } }), true;
       const id = `rtc_mock${++next}`;
       Object.assign(callRecord(id), { session: JSON.parse(form.session), sdp: form.sdp, parts: form.names });
@@ -124,18 +125,15 @@ export function responseDone(usage, id = `resp_${Math.random().toString(36).slic
   return { type: "response.done", response: { object: "realtime.response", id, status: "completed", output: [], usage } };
 }
 
-function parseMultipart(contentType, body) {
-  const boundary = contentType.match(/boundary=(.+)$/)?.[1];
-  const form = { names: [] };
-  if (!boundary) return form;
-  for (const part of body.split(`--${boundary}`).slice(1, -1)) {
-    const [head, ...rest] = part.split("\r\n\r\n");
-    const name = head.match(/name="([^"]+)"/)?.[1];
-    if (!name) continue;
-    form.names.push(name);
-    form[name] = rest.join("\r\n\r\n").replace(/\r\n$/, "");
+/** The call's form: each part's text by name, and the names in order; empty when malformed (a 400). */
+function callForm(contentType, body) {
+  let parts = [];
+  try {
+    parts = parseForm(Buffer.from(body), contentType);
+  } catch {
+    // No sdp, no session: answered 400 like OpenAI's refusal of a bad form.
   }
-  return form;
+  return { names: parts.map((part) => part.name), ...Object.fromEntries(parts.map((part) => [part.name, part.value.toString()])) };
 }
 
 function sendJson(res, status, body) {
