@@ -27,6 +27,8 @@ pub enum UserRoute {
     Api(ApiRoute),
     /// `POST /v1/realtime/calls`: a voice call (an SDP offer in, the answer out).
     RealtimeCall,
+    /// `POST /v1/live/sessions`: a GPT-Live session (an SDP offer in, the answer out).
+    LiveSession,
 }
 
 /// The endpoints whose body the policy checks and whose answer costs tokens.
@@ -84,6 +86,7 @@ impl Route {
             Route::User(UserRoute::Models) => "models",
             Route::User(UserRoute::Usage) => "usage",
             Route::User(UserRoute::RealtimeCall) => "realtime.calls",
+            Route::User(UserRoute::LiveSession) => "live.sessions",
             Route::Admin(AdminRoute::EndCall { .. }) => "admin.end_call",
             Route::Admin(AdminRoute::Usage { .. }) => "admin.usage",
             Route::Admin(AdminRoute::DayUsage) => "admin.day_usage",
@@ -148,6 +151,7 @@ pub fn route(method: &str, path: &str) -> Result<Route, ProxyError> {
         "/v1/responses" => (Route::User(UserRoute::Api(ApiRoute::Responses)), "POST"),
         "/v1/embeddings" => (Route::User(UserRoute::Api(ApiRoute::Embeddings)), "POST"),
         "/v1/realtime/calls" => (Route::User(UserRoute::RealtimeCall), "POST"),
+        "/v1/live/sessions" => (Route::User(UserRoute::LiveSession), "POST"),
         "/api/generate-text" => (Route::User(UserRoute::Api(ApiRoute::GenerateText)), "POST"),
         "/v1/images/generations" => (Route::User(UserRoute::Api(ApiRoute::ImageGenerations)), "POST"),
         "/v1/audio/transcriptions" => (Route::User(UserRoute::Api(ApiRoute::Transcriptions)), "POST"),

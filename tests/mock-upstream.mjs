@@ -17,6 +17,7 @@
 import http from "node:http";
 import { pathToFileURL } from "node:url";
 import { answerAudio } from "./mock-audio.mjs";
+import { mockLive } from "./mock-live.mjs";
 import { mockRealtime } from "./mock-realtime.mjs";
 
 const ACCOUNT_HEADERS = {
@@ -42,11 +43,12 @@ export async function startMockUpstream({ port = 0, apiKey = "sk-mock-upstream-k
   const createdResponses = new Set();
   let pause = null;
   const realtime = mockRealtime({ apiKey });
+  const live = mockLive({ apiKey });
 
   const server = http.createServer(async (req, res) => {
     const raw = await readBody(req);
     const body = raw.toString("utf8");
-    if (realtime.serve(req, res, body)) return;
+    if (realtime.serve(req, res, body) || live.serve(req, res, body)) return;
     let json = null;
     try {
       json = JSON.parse(body);
@@ -210,7 +212,7 @@ export async function startMockUpstream({ port = 0, apiKey = "sk-mock-upstream-k
     res.end(`${event({}, "stop")}data: [DONE]\n\n`);
   }
 
-  server.on("upgrade", realtime.upgrade);
+  server.on("upgrade", (req, socket, head) => live.upgrade(req, socket, head) || realtime.upgrade(req, socket, head));
   await new Promise((resolve) => server.listen(port, "127.0.0.1", resolve));
   const url = `http://127.0.0.1:${server.address().port}/v1`;
 
@@ -220,6 +222,8 @@ export async function startMockUpstream({ port = 0, apiKey = "sk-mock-upstream-k
     requests,
     /** The Realtime calls, their sidebands and hang-ups (tests/mock-realtime.mjs). */
     realtime,
+    /** The GPT-Live sessions and their sidebands (tests/mock-live.mjs). */
+    live,
     /**
      * Misbehave on the next request: `headerDelayMs` before answering, and for a stream `kind`
      * "reset" or "stall" after the first word, "cut" (no final event), "not-sse" (JSON),
@@ -268,6 +272,7 @@ export async function startMockUpstream({ port = 0, apiKey = "sk-mock-upstream-k
     },
     async close() {
       realtime.close();
+      live.close();
       server.closeAllConnections();
       await new Promise((resolve) => server.close(resolve));
     },

@@ -151,8 +151,10 @@ const DEFAULT_PRICES: [Published; 17] = [
 /// Audio models' defaults, USD (`-`: not billed apart): text input and output per 1M tokens,
 /// audio input and output per 1M audio tokens, per minute of audio, per 1M characters. From
 /// each model's page under developers.openai.com/api/docs/models/ (README, checked
-/// 2026-12-06); whisper-1's from OpenAI's pricing page (2025).
-const DEFAULT_AUDIO_PRICES: [(&str, [&str; 6]); 7] = [
+/// 2026-12-06); whisper-1's from OpenAI's pricing page (2025). GPT-Live's per minute is its
+/// active rate, the dearest (gpt-live-1.1's standby is $0.02); no tokens: its text price is
+/// "not billed apart", so nothing but a Live session can use it.
+const DEFAULT_AUDIO_PRICES: [(&str, [&str; 6]); 9] = [
     ("gpt-transcribe", ["0", "0", "-", "-", "0.0045", "-"]),
     ("whisper-1", ["0", "0", "-", "-", "0.006", "-"]),
     ("gpt-4o-transcribe", ["2.50", "10.00", "2.50", "-", "-", "-"]),
@@ -160,6 +162,8 @@ const DEFAULT_AUDIO_PRICES: [(&str, [&str; 6]); 7] = [
     ("gpt-4o-mini-tts", ["0.60", "0", "-", "12.00", "-", "-"]),
     ("tts-1", ["0", "0", "-", "-", "-", "15.00"]),
     ("tts-1-hd", ["0", "0", "-", "-", "-", "30.00"]),
+    ("gpt-live-1", ["-", "-", "-", "-", "0.05", "-"]),
+    ("gpt-live-1.1", ["-", "-", "-", "-", "0.05", "-"]),
 ];
 
 /// The fields `MODEL_PRICES` reads, in USD per 1M tokens (per minute, per 1M characters).
@@ -886,9 +890,11 @@ mod tests {
         for (model, amounts) in audio {
             let price = built_in.of(&model).unwrap_or_else(|| panic!("{model} is not built in"));
             let read: Vec<Option<u64>> = amounts.iter().map(|text| table_usd(text)).collect();
+            // `-` in the text columns: no text price (GPT-Live), held at the maximum.
+            let text = |amount: u64| (amount != u64::MAX).then_some(amount);
             let expected = vec![
-                Some(price.input),
-                Some(price.output),
+                text(price.input),
+                text(price.output),
                 price.audio_input,
                 price.audio_output,
                 price.per_minute,

@@ -6,6 +6,7 @@ use crate::budget::plans::Plan;
 use crate::budget::prices::Prices;
 use crate::error::ProxyError;
 use crate::objects::user::VoiceSlots;
+use crate::request::voice::live::is_live;
 use crate::request::voice::VoiceSettings;
 use crate::secret::Secret;
 
@@ -37,17 +38,19 @@ pub(super) fn voice_settings<'a>(
         ));
     }
     let transcription_model = vars.text("VOICE_TRANSCRIPTION_MODEL");
+    // A GPT-Live model is billed per minute, a Realtime model per audio token.
     let unpriced = voice_models
         .iter()
         .find(|model| {
-            prices
-                .of(model)
-                .is_none_or(|price| price.audio_input.is_none() || price.audio_output.is_none())
+            prices.of(model).is_none_or(|price| match is_live(model) {
+                true => price.per_minute.is_none(),
+                false => price.audio_input.is_none() || price.audio_output.is_none(),
+            })
         })
         .or(transcription_model.as_ref().filter(|model| prices.of(model).is_none()));
     if let Some(model) = unpriced {
         return Err(ProxyError::misconfigured(format!(
-            "VOICE_MODELS or VOICE_TRANSCRIPTION_MODEL: {model:?} has no price (a voice model's needs audio_input and audio_output)"
+            "VOICE_MODELS or VOICE_TRANSCRIPTION_MODEL: {model:?} has no price (a voice model's needs audio_input and audio_output, a GPT-Live model's per_minute)"
         )));
     }
     Ok(Some(VoiceSettings {
@@ -110,6 +113,9 @@ mod tests {
                 "{name}: {detail}"
             );
         }
+        let live = |prices: &str| on(&[("VOICE_MODELS", "gpt-live-1.1"), ("MODEL_PRICES", prices)]);
+        assert!(live("{}").is_ok(), "GPT-Live's built-in price is per minute");
+        assert!(live(r#"{"gpt-live-1.1":{"input":1,"output":1,"audio_input":1,"audio_output":1}}"#).is_err());
         assert_eq!(
             on(&[("VOICE_TRANSCRIPTION_MODEL", "gpt-realtime-2.1-mini")])
                 .unwrap()

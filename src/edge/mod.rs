@@ -8,6 +8,7 @@ mod console;
 mod guest;
 mod http;
 mod keys;
+mod live;
 mod log;
 mod objects;
 mod settlement;
@@ -193,6 +194,11 @@ async fn serve_user(
         UserRoute::Api(api_route) => Some(http::read_body(&mut req, config.body_limit(api_route)).await?),
         UserRoute::RealtimeCall => {
             return voice::create_call(&mut req, identity, env, config, outcome)
+                .await
+                .map(Reply::Whole)
+        }
+        UserRoute::LiveSession => {
+            return live::create_session(&mut req, identity, env, config, outcome)
                 .await
                 .map(Reply::Whole)
         }

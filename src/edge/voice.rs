@@ -8,16 +8,19 @@ use worker::{js_sys, web_sys, Env, Fetch, Headers, Method, Request, RequestInit,
 
 use super::http::{self, header};
 use super::log::Outcome;
+use super::objects::live::close_session;
 use super::objects::{self, user::call_user};
 use super::{log, Now, Result};
 use crate::auth::guest::GUEST_SUB_PREFIX;
 use crate::auth::Identity;
 use crate::budget::plans::claimed_plan;
+use crate::budget::plans::Plan;
 use crate::budget::quota::{Ask, Limits, Spend};
 use crate::config::Config;
 use crate::error::{ProxyError, TokenProblem};
 use crate::objects::user::{Finished, PlanAsk, UserCommand, UserReply};
 use crate::request::voice::call::{CallCommand, CallStart};
+use crate::request::voice::live::creation_charge;
 use crate::request::voice::CallPlan;
 use crate::secret::Secret;
 
@@ -38,24 +41,42 @@ pub async fn create_call(
     let url = web_sys::Url::new(&req.inner().url())?;
     let query = url.search_params();
     let (model, chosen_voice) = (query.get("model"), query.get("voice"));
-    let claimed = claimed_plan(identity.plan.as_deref()).name;
-    let mut plan_name = claimed.clone();
-    // A guest's calls would need its client's object and the guests' budget to hold them too.
-    if identity.sub.starts_with(GUEST_SUB_PREFIX) {
-        return Err(ProxyError::ModelNotAllowed {
-            model: model.unwrap_or_default(),
-        });
-    }
-    for _ in 0..2 {
-        let plan = config.plan(&plan_name)?;
-        outcome.plan = Some(plan.name.clone());
-        let call = voice.plan_call(
+    let admitted = admit_call(identity, env, config, outcome, model.as_deref(), |plan| {
+        voice.plan_call(
             plan,
             &config.requests.prices,
             &config.upstream_base_url,
             model.as_deref(),
             chosen_voice.as_deref(),
-        )?;
+        )
+    })
+    .await?;
+    start(env, config, identity, &sdp, admitted, outcome).await
+}
+
+/// Admits a voice call (`plan_call`: the call the plan allows) in the user's object: its hold
+/// reserved, a voice slot taken.
+pub(super) async fn admit_call(
+    identity: &Identity,
+    env: &Env,
+    config: &Config,
+    outcome: &mut Outcome,
+    model: Option<&str>,
+    plan_call: impl Fn(&Plan) -> Result<CallPlan>,
+) -> Result<Admitted> {
+    let voice = config.voice.as_ref().ok_or(ProxyError::NotFound)?;
+    let claimed = claimed_plan(identity.plan.as_deref()).name;
+    let mut plan_name = claimed.clone();
+    // A guest's calls would need its client's object and the guests' budget to hold them too.
+    if identity.sub.starts_with(GUEST_SUB_PREFIX) {
+        return Err(ProxyError::ModelNotAllowed {
+            model: model.unwrap_or_default().to_owned(),
+        });
+    }
+    for _ in 0..2 {
+        let plan = config.plan(&plan_name)?;
+        outcome.plan = Some(plan.name.clone());
+        let call = plan_call(plan)?;
         outcome.model = Some(call.model.clone());
         let command = UserCommand::Admit {
             issued_at: identity.issued_at,
@@ -112,22 +133,21 @@ pub async fn create_call(
                 })
             }
         };
-        let admitted = Admitted {
+        return Ok(Admitted {
             reservation_id,
             limits: plan.user_limits,
             call,
-        };
-        return start(env, config, identity, &sdp, admitted, outcome).await;
+        });
     }
     Err(ProxyError::Unavailable {
         detail: format!("the plan of {:?} kept changing during a call's admission", identity.sub),
     })
 }
 
-struct Admitted {
-    reservation_id: u64,
-    limits: Limits,
-    call: CallPlan,
+pub(super) struct Admitted {
+    pub reservation_id: u64,
+    pub limits: Limits,
+    pub call: CallPlan,
 }
 
 /// Creates the call upstream and hands it to its object; on any failure the reservation is
@@ -140,7 +160,6 @@ async fn start(
     admitted: Admitted,
     outcome: &mut Outcome,
 ) -> Result<Response> {
-    let voice = config.voice.as_ref().ok_or(ProxyError::NotFound)?;
     let started = Now::read();
     let created = create_upstream(config, sdp, &admitted.call).await;
     outcome.upstream_ms = Some(Now::read().since(started));
@@ -158,33 +177,7 @@ async fn start(
             return Err(error);
         }
     };
-    let seconds = i64::try_from(voice.max_session_seconds).unwrap_or(i64::MAX);
-    let command = CallCommand::Start(Box::new(CallStart {
-        call: call_id.clone(),
-        sub: identity.sub.clone(),
-        issued_at: identity.issued_at,
-        reservation_id: admitted.reservation_id,
-        limits: admitted.limits,
-        model: admitted.call.model.clone(),
-        session: admitted.call.session.clone(),
-        turn: admitted.call.turn,
-        hold: admitted.call.hold,
-        ends_at_ms: Now::read().millis().saturating_add(seconds.saturating_mul(1000)),
-        rules: admitted.call.rules.clone(),
-    }));
-    let started: Result<serde_json::Value> = objects::call(env, CALLS_BINDING, &call_id, &command).await;
-    if let Err(error) = started {
-        hang_up(&config.upstream_base_url, config.openai_api_key()?, &call_id).await;
-        settle(
-            env,
-            &identity.sub,
-            admitted.reservation_id,
-            admitted.limits,
-            Spend::default(),
-        )
-        .await;
-        return Err(error);
-    }
+    hand_over(env, config, identity, admitted, &call_id, Now::read().millis(), false).await?;
     let headers = Headers::new();
     headers.set("content-type", "application/sdp")?;
     headers.set("location", &format!("{CALLS_PATH}/{call_id}"))?;
@@ -193,8 +186,54 @@ async fn start(
         .with_headers(headers))
 }
 
-/// The page's SDP offer: `application/sdp`, as `@openai/agents-realtime` sends it. Checked to
-/// be an SDP (text lines from `v=0`), so that it cannot carry a part of the multipart form.
+/// Hands a call created upstream at `since_ms` (a Live session's if `live`) to its object;
+/// if the object does not take it, the call is ended upstream and its reservation settled
+/// (nothing was spoken yet; a Live session's creation bills its 15 seconds).
+pub(super) async fn hand_over(
+    env: &Env,
+    config: &Config,
+    identity: &Identity,
+    admitted: Admitted,
+    call_id: &str,
+    since_ms: i64,
+    live: bool,
+) -> Result<()> {
+    let voice = config.voice.as_ref().ok_or(ProxyError::NotFound)?;
+    let seconds = i64::try_from(voice.max_session_seconds).unwrap_or(i64::MAX);
+    let start = CallStart {
+        call: call_id.to_owned(),
+        sub: identity.sub.clone(),
+        issued_at: identity.issued_at,
+        reservation_id: admitted.reservation_id,
+        limits: admitted.limits,
+        model: admitted.call.model,
+        session: admitted.call.session,
+        turn: admitted.call.turn,
+        hold: admitted.call.hold,
+        ends_at_ms: since_ms.saturating_add(seconds.saturating_mul(1000)),
+        rules: admitted.call.rules,
+        live_since_ms: live.then_some(since_ms),
+    };
+    let (sub, reservation_id, limits) = (start.sub.clone(), start.reservation_id, start.limits);
+    let unstarted = match live {
+        true => creation_charge(&start.rules),
+        false => Spend::default(),
+    };
+    let started: Result<serde_json::Value> =
+        objects::call(env, CALLS_BINDING, call_id, &CallCommand::Start(Box::new(start))).await;
+    if let Err(error) = started {
+        let key = config.openai_api_key()?;
+        match live {
+            true => close_session(&config.upstream_base_url, key, call_id).await,
+            false => hang_up(&config.upstream_base_url, key, call_id).await,
+        };
+        settle(env, &sub, reservation_id, limits, unstarted).await;
+        return Err(error);
+    }
+    Ok(())
+}
+
+/// The page's SDP offer: `application/sdp`, as `@openai/agents-realtime` sends it.
 async fn read_offer(req: &mut Request, config: &Config) -> Result<String> {
     let content_type = header(req, "content-type").unwrap_or_default();
     if !content_type.to_ascii_lowercase().starts_with("application/sdp") {
@@ -203,7 +242,11 @@ async fn read_offer(req: &mut Request, config: &Config) -> Result<String> {
             None,
         ));
     }
-    let body = http::read_body(req, config.max_body_bytes).await?;
+    as_offer(http::read_body(req, config.max_body_bytes).await?)
+}
+
+/// An SDP offer: text lines from `v=0`, so that it cannot carry a part of a multipart form.
+pub(super) fn as_offer(body: Vec<u8>) -> Result<String> {
     let sdp = String::from_utf8(body).ok().filter(|sdp| {
         sdp.starts_with("v=0")
             && sdp
@@ -244,19 +287,7 @@ async fn create_upstream(config: &Config, sdp: &str, call: &CallPlan) -> Result<
             .map_err(|e| ProxyError::UpstreamFailed {
                 detail: format!("creating the call failed: {e}"),
             })?;
-    let status = answer.status_code();
-    match status {
-        200..=299 => {}
-        // OpenAI's 401 echoes part of the key: its body is never read, let alone passed on.
-        401 | 403 => return Err(ProxyError::UpstreamAuthFailed { status }),
-        429 => return Err(ProxyError::UpstreamRateLimited { retry_after: None }),
-        400..=499 => return Err(ProxyError::UpstreamRejected { status, detail: None }),
-        _ => {
-            return Err(ProxyError::UpstreamFailed {
-                detail: format!("creating the call: upstream answered {status}"),
-            })
-        }
-    }
+    created_status(answer.status_code())?;
     let location = answer.headers().get("location")?.unwrap_or_default();
     let call_id = location.rsplit('/').next().unwrap_or_default().to_owned();
     if !is_call_id(&call_id) {
@@ -268,6 +299,20 @@ async fn create_upstream(config: &Config, sdp: &str, call: &CallPlan) -> Result<
         });
     }
     Ok((call_id, answer.text().await?))
+}
+
+/// A call's creation answered `status`: a refusal is the page's to see, not its body.
+pub(super) fn created_status(status: u16) -> Result<()> {
+    match status {
+        200..=299 => Ok(()),
+        // OpenAI's 401 echoes part of the key: its body is never read, let alone passed on.
+        401 | 403 => Err(ProxyError::UpstreamAuthFailed { status }),
+        429 => Err(ProxyError::UpstreamRateLimited { retry_after: None }),
+        400..=499 => Err(ProxyError::UpstreamRejected { status, detail: None }),
+        _ => Err(ProxyError::UpstreamFailed {
+            detail: format!("creating the call: upstream answered {status}"),
+        }),
+    }
 }
 
 /// An id OpenAI gives a call (`rtc_…`): it names an object and goes into upstream paths.

@@ -225,9 +225,9 @@ describe("voice calls", () => {
     assert.match(model.body, /model_not_allowed/);
     await call("henry", { query: "?voice=alloy", expect: 400 });
     assert.equal(upstream.realtime.calls.size, before);
-    // Not served yet (README, "Voice"): the WebSocket relay and GPT-Live.
+    // Not served yet (README, "Voice"): the WebSocket relay.
     const token = mintToken({ sub: "henry" });
-    for (const [method, path] of [["GET", "/v1/realtime"], ["POST", "/v1/live/sessions"]]) {
+    for (const [method, path] of [["GET", "/v1/realtime"]]) {
       const answer = await fetch(`${proxy.url}${path}`, { method, headers: { authorization: `Bearer ${token}` } });
       assert.equal(answer.status, 404, path);
       await answer.arrayBuffer();

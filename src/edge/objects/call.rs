@@ -1,5 +1,6 @@
 //! The call object's class (binding `CALLS`, one object per call, named by its id upstream):
-//! it holds the call's sideband WebSocket to OpenAI, meters every usage event into the user's
+//! it holds the call's sideband WebSocket to OpenAI (a Realtime call's, or a GPT-Live
+//! session's: `objects/live.rs`), meters every usage event into the user's
 //! object, and hangs up when the budget, the session cap, a ban, the operator or a page
 //! changing the fixed session says so. The decisions are `CallMeter`'s (core).
 //!
@@ -20,11 +21,13 @@ use worker::{
 
 use crate::budget::quota::Spend;
 use crate::config::voice::call_key;
+use crate::edge::objects::live::close_session;
 use crate::edge::objects::{command, user::call_user};
 use crate::edge::voice::{hang_up, settle};
 use crate::edge::{env_string, http, log, Now};
 use crate::objects::user::{LiveCharge, UserCommand, UserReply};
 use crate::request::voice::call::{CallCommand, CallMeter, CallStart, EndReason, Step};
+use crate::request::voice::live::{sideband_url, CLOSE_EVENT};
 use crate::secret::Secret;
 
 const START_KEY: &str = "start";
@@ -128,7 +131,12 @@ impl Call {
         let stored = serde_json::to_string(&start).map_err(|e| worker::Error::RustError(e.to_string()))?;
         self.state.storage().put(START_KEY, stored).await?;
         self.arm(&start).await?;
-        let socket = sideband(&start.rules.upstream_base_url, &self.key()?, &start.call).await?;
+        let url = sideband_url(
+            &start.rules.upstream_base_url,
+            &start.call,
+            start.live_since_ms.is_some(),
+        );
+        let socket = sideband(&url, &self.key()?).await?;
         socket.accept()?;
         self.live.replace(Some(Live {
             meter: CallMeter::new(start),
@@ -231,6 +239,7 @@ impl Call {
                 return;
             };
             live.ending = Some((reason, false));
+            live.meter.mark_end(Now::read().millis());
             live.meter.start.clone()
         };
         let hung_up = self.hang_up(&start).await;
@@ -252,12 +261,12 @@ impl Call {
     /// Settles the call: what it was charged stays, each response still under way counts at
     /// its worst case; the slot is freed and the call forgotten.
     async fn settle(self: Rc<Self>) {
-        let Some(live) = self.live.borrow_mut().take() else {
+        let Some(mut live) = self.live.borrow_mut().take() else {
             return;
         };
         let (reason, hung_up) = live.ending.unwrap_or((EndReason::Closed, false));
         let _ = live.socket.close(Some(1000), Some(reason.name()));
-        let settlement = live.meter.settlement();
+        let settlement = live.meter.settlement(Now::read().millis());
         self.finish(&live.meter.start, settlement).await;
         let charged = live.meter.charged.plus(settlement);
         let start = &live.meter.start;
@@ -293,10 +302,22 @@ impl Call {
             .ok_or_else(|| worker::Error::RustError("secret OPENAI_API_KEY is not set".into()))
     }
 
+    /// Hangs a Realtime call up; closes a Live session on its sideband (a fresh one if this
+    /// object lost its own).
     async fn hang_up(&self, start: &CallStart) -> bool {
-        match self.key() {
-            Ok(key) => hang_up(&start.rules.upstream_base_url, &key, &start.call).await,
-            Err(_) => false,
+        let Ok(key) = self.key() else { return false };
+        let base = &start.rules.upstream_base_url;
+        if start.live_since_ms.is_none() {
+            return hang_up(base, &key, &start.call).await;
+        }
+        let sent = self
+            .live
+            .borrow()
+            .as_ref()
+            .map(|live| live.socket.send_with_str(CLOSE_EVENT).is_ok());
+        match sent {
+            Some(sent) => sent,
+            None => close_session(base, &key, &start.call).await,
         }
     }
 
@@ -308,19 +329,18 @@ impl Call {
     }
 }
 
-/// The call's sideband: `GET {upstream}/realtime?call_id=…` upgraded to a WebSocket, with the
-/// key in `Authorization`. workers-rs `WebSocket::connect` cannot set headers, so the request
-/// is built by hand (Cloudflare: a `fetch` with `Upgrade: websocket`).
-async fn sideband(upstream_base_url: &str, key: &Secret, call_id: &str) -> worker::Result<WebSocket> {
+/// The call's sideband (`url`) upgraded to a WebSocket, with the key in `Authorization`.
+/// workers-rs `WebSocket::connect` cannot set headers, so the request is built by hand
+/// (Cloudflare: a `fetch` with `Upgrade: websocket`).
+pub(super) async fn sideband(url: &str, key: &Secret) -> worker::Result<WebSocket> {
     let headers = Headers::new();
     headers.set("upgrade", "websocket")?;
     headers.set("authorization", &format!("Bearer {}", key.expose()))?;
     let mut init = RequestInit::new();
     init.with_method(Method::Get).with_headers(headers);
-    let url = format!("{upstream_base_url}/realtime?call_id={call_id}");
-    let answer = Fetch::Request(http::outgoing(&url, &init)?).send().await?;
+    let answer = Fetch::Request(http::outgoing(url, &init)?).send().await?;
     let status = answer.status_code();
-    answer.websocket().ok_or_else(|| {
-        worker::Error::RustError(format!("the sideband of {call_id} answered {status}, not a WebSocket"))
-    })
+    answer
+        .websocket()
+        .ok_or_else(|| worker::Error::RustError(format!("the sideband answered {status}, not a WebSocket")))
 }

@@ -2,6 +2,7 @@
 //! Any failure is `Unavailable` (503): the caller fails closed and calls nothing upstream.
 
 pub mod call;
+pub mod live;
 pub mod usage_index;
 pub mod user;
 

@@ -53,6 +53,10 @@ pub struct CallStart {
     /// What the object checks and charges with, so that it parses no configuration of its
     /// own (only the key is read there): the operator's voices and output cap, the prices.
     pub rules: CallRules,
+    /// A GPT-Live session (`live.rs`), created just after this time: billed per second from
+    /// there. Left out for a Realtime call, so that a Realtime start reads as it always did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live_since_ms: Option<i64>,
 }
 
 /// The part of the operator's settings a live call is checked and charged with.
@@ -108,6 +112,15 @@ pub enum Step {
     HangUp(EndReason),
 }
 
+/// What a GPT-Live session reported and when the proxy ended it (`live.rs`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LiveClock {
+    /// The highest cumulative `usage.seconds` reported, in ms.
+    pub(super) reported_ms: u64,
+    /// When the proxy closed the session, or saw it close.
+    pub(super) ended_ms: Option<i64>,
+}
+
 /// A live call's meter.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CallMeter {
@@ -122,6 +135,8 @@ pub struct CallMeter {
     /// A usage above a turn's worst case was charged (as reported): a bound did not hold (a
     /// page's change that landed before its revert, or a cap OpenAI does not keep).
     pub overran: bool,
+    /// A Live session's reported length and end.
+    pub(super) clock: LiveClock,
 }
 
 impl CallMeter {
@@ -132,6 +147,7 @@ impl CallMeter {
             reverts: 0,
             charged: Spend::default(),
             overran: false,
+            clock: LiveClock::default(),
         }
     }
 
@@ -142,6 +158,9 @@ impl CallMeter {
         let Ok(event) = serde_json::from_str::<Value>(text) else {
             return Step::Nothing;
         };
+        if self.start.live_since_ms.is_some() {
+            return self.on_live_event(&event);
+        }
         match event.get("type").and_then(Value::as_str).unwrap_or_default() {
             "response.created" => {
                 self.in_flight = self.in_flight.saturating_add(1);
@@ -192,9 +211,15 @@ impl CallMeter {
         Step::Charge(spent)
     }
 
-    /// What the call's end settles besides what was charged: each response still under way
-    /// at its worst case (none is billed past it while the hold covers it).
-    pub fn settlement(&self) -> Spend {
+    /// What the call's end (`now_ms`) settles besides what was charged: each response still
+    /// under way at its worst case (none is billed past it while the hold covers it); a Live
+    /// session's seconds.
+    pub fn settlement(&mut self, now_ms: i64) -> Spend {
+        if let Some(since) = self.start.live_since_ms {
+            let spent = self.live_settlement(since, now_ms);
+            self.overran |= spent.nano_usd > self.start.hold.nano_usd;
+            return spent;
+        }
         Spend {
             tokens: self.start.turn.tokens.saturating_mul(self.in_flight),
             nano_usd: self.start.turn.nano_usd.saturating_mul(self.in_flight),
@@ -246,6 +271,7 @@ mod tests {
             turn,
             hold: turn.plus(turn),
             ends_at_ms: 0,
+            live_since_ms: None,
             rules: CallRules {
                 upstream_base_url: "https://api.openai.com/v1".into(),
                 voices: voice.voices.clone(),
@@ -286,9 +312,9 @@ mod tests {
         let mut meter = meter();
         let created = json!({"type": "response.created", "response": {"max_output_tokens": 100}}).to_string();
         assert_eq!(meter.on_event(&created), Step::Nothing);
-        assert_eq!(meter.settlement(), meter.start.turn);
+        assert_eq!(meter.settlement(0), meter.start.turn);
         meter.on_event(r#"{"type":"response.done","response":{"usage":{"input_tokens":1}}}"#);
-        assert_eq!(meter.settlement(), Spend::default());
+        assert_eq!(meter.settlement(0), Spend::default());
     }
 
     #[test]

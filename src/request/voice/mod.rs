@@ -16,8 +16,10 @@ use crate::error::ProxyError;
 use crate::objects::user::VoiceSlots;
 
 pub mod call;
+pub mod live;
 
 use call::CallRules;
+use live::is_live;
 
 /// The operator's voice settings (`VOICE_*`); which models a plan may call is the plan's
 /// `voice_models`.
@@ -61,21 +63,16 @@ impl VoiceSettings {
         model: Option<&str>,
         voice: Option<&str>,
     ) -> Result<CallPlan, ProxyError> {
+        // A GPT-Live model has its own API (`live.rs`).
         let model = model
-            .or(plan.voice_models.first().map(String::as_str))
+            .or(plan.voice_models.iter().map(String::as_str).find(|m| !is_live(m)))
             .unwrap_or_default();
-        if !plan.voice_models.iter().any(|allowed| allowed == model) {
+        if is_live(model) || !plan.voice_models.iter().any(|allowed| allowed == model) {
             return Err(ProxyError::ModelNotAllowed {
                 model: model.to_owned(),
             });
         }
-        let voice = voice.or(self.voices.first().map(String::as_str)).unwrap_or_default();
-        if !self.voices.iter().any(|allowed| allowed == voice) {
-            return Err(ProxyError::invalid_request(
-                "This voice is not offered: pick one of the operator's voices.",
-                Some("voice"),
-            ));
-        }
+        let voice = self.offered_voice(voice)?;
         // Config checks that every voice model and the transcription model have prices.
         let price = prices
             .of(model)
@@ -95,6 +92,18 @@ impl VoiceSettings {
                 transcription: heard,
             },
         })
+    }
+
+    /// The voice a page picks, if the operator offers it; else the first one.
+    fn offered_voice<'a>(&'a self, voice: Option<&'a str>) -> Result<&'a str, ProxyError> {
+        let voice = voice.or(self.voices.first().map(String::as_str)).unwrap_or_default();
+        if !self.voices.iter().any(|allowed| allowed == voice) {
+            return Err(ProxyError::invalid_request(
+                "This voice is not offered: pick one of the operator's voices.",
+                Some("voice"),
+            ));
+        }
+        Ok(voice)
     }
 
     /// What one response reads at most: the instructions (a token is at least a byte of
