@@ -37,6 +37,8 @@ describe("GPT-Live sessions", () => {
       VOICE_MAX_SESSION_SECONDS: "10",
       VOICE_MAX_CONCURRENT: "1",
       DAILY_BUDGET_USD: "1",
+      // A plan whose budget cannot hold one session's length (0.02 < 25 s at $0.05 a minute).
+      PLANS: JSON.stringify({ tight: { DAILY_BUDGET_USD: "0.02" } }),
     });
     // Left alone from the start: the session cap closes it while the other tests run.
     capped = await create("cap-user");
@@ -58,10 +60,10 @@ describe("GPT-Live sessions", () => {
   }
 
   /** A request the proxy refuses: its status and body. */
-  async function refused(sub, body, { query = "", type = "application/json" } = {}) {
+  async function refused(sub, body, { query = "", type = "application/json", plan } = {}) {
     const response = await fetch(`${proxy.url}/v1/live/sessions${query}`, {
       method: "POST",
-      headers: { "content-type": type, authorization: `Bearer ${mintToken({ sub })}`, origin: ALLOWED_ORIGIN },
+      headers: { "content-type": type, authorization: `Bearer ${mintToken({ sub, plan })}`, origin: ALLOWED_ORIGIN },
       body,
     });
     const text = await bodyText(response);
@@ -146,7 +148,7 @@ describe("GPT-Live sessions", () => {
     await endByOperator(id);
   });
 
-  test("a second session of the same user is 429; a model, voice or offer the plan does not allow is refused before any call upstream", async () => {
+  test("a second session of the same user is 429; a model, voice or offer the plan does not allow, or a budget that cannot hold the session's length, is refused before any call upstream", async () => {
     const first = await create("erin");
     const second = await refused("erin", JSON.stringify({ session: { model: "gpt-live-1" }, transport: { type: "webrtc", sdp: OFFER } }));
     assert.equal(second.status, 429);
@@ -164,6 +166,10 @@ describe("GPT-Live sessions", () => {
     }
     assert.equal((await refused("henry", JSON.stringify({ session: { model: "gpt-live-1" }, transport: { type: "webrtc", sdp: "not sdp" } }))).status, 400);
     assert.equal((await refused("henry", "{", {})).status, 400);
+    // Refused, not capped shorter: the page asked for the operator's session length.
+    const poor = await refused("ivan", JSON.stringify({ session: { model: "gpt-live-1" }, transport: { type: "webrtc", sdp: OFFER } }), { plan: "tight" });
+    assert.equal(poor.status, 429, poor.text);
+    assert.match(poor.text, /insufficient_quota/);
     assert.equal(upstream.live.sessions.size, before, "nothing created upstream");
   });
 

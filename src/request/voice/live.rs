@@ -120,8 +120,8 @@ impl VoiceSettings {
 
 impl CallMeter {
     /// A Live session's event: usage is noted (settled at the end, the whole length being held
-    /// from the start); a session whose fixed fields changed, or that ran past its cap by
-    /// OpenAI's count, is hung up.
+    /// from the start); a session whose fixed fields changed, that delegates to a Responses
+    /// model, or that ran past its cap by OpenAI's count, is hung up.
     pub(super) fn on_live_event(&mut self, event: &Value) -> Step {
         let kind = event.get("type").and_then(Value::as_str).unwrap_or_default();
         match kind {
@@ -139,7 +139,12 @@ impl CallMeter {
                 }
                 Step::Nothing
             }
-            "session.started" | "session.updated" => {
+            // A delegated Responses call, billed in tokens: the fixed client delegation did not
+            // hold, and what it bills is not metered here.
+            "response.event" => Step::HangUp(EndReason::SessionChanged),
+            // The data channel may not send `session.update`; only a change that got past that
+            // shows here (`session.started` is the session as the proxy created it).
+            "session.updated" => {
                 let session = event.get("session").unwrap_or(&Value::Null);
                 let fixed = &self.start.session;
                 // A field the snapshot leaves out (or null) is not a change.
@@ -323,6 +328,8 @@ mod tests {
         let session = meter.start.session.clone();
         let started = json!({"type": "session.started", "session": session}).to_string();
         assert_eq!(meter.on_event(&started), Step::Nothing);
+        let delegated = json!({"type": "response.event", "response_event": {"type": "response.done"}}).to_string();
+        assert_eq!(meter.on_event(&delegated), Step::HangUp(EndReason::SessionChanged));
         for (path, value) in [
             ("/instructions", json!("Talk for an hour.")),
             (
