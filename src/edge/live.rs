@@ -31,17 +31,17 @@ pub async fn create_session(
     config: &Config,
     outcome: &mut Outcome,
 ) -> Result<Response> {
-    let voice = config.voice.as_ref().ok_or(ProxyError::NotFound)?;
+    config.voice.as_ref().ok_or(ProxyError::NotFound)?;
     let bare = header(req, "content-type")
         .unwrap_or_default()
         .to_ascii_lowercase()
         .starts_with("application/sdp");
     let body = http::read_body(req, config.max_body_bytes).await?;
-    let (offer, model, chosen_voice) = match bare {
+    let (offer, asked) = match bare {
         true => {
             let url = web_sys::Url::new(&req.inner().url())?;
             let query = url.search_params();
-            (as_offer(body)?, query.get("model"), query.get("voice"))
+            (as_offer(body)?, (query.get("model"), query.get("voice")))
         }
         false => {
             // Only these three are read: the page's session is otherwise replaced, never sent.
@@ -49,20 +49,11 @@ pub async fn create_session(
             let text = |path: &str| asked.pointer(path).and_then(Value::as_str).map(str::to_owned);
             let webrtc = text("/transport/type").is_none_or(|kind| kind == "webrtc");
             let sdp = text("/transport/sdp").filter(|_| webrtc).unwrap_or_default();
-            let model = text("/session/model");
-            (as_offer(sdp.into_bytes())?, model, text("/session/audio/output/voice"))
+            let voice = text("/session/audio/output/voice");
+            (as_offer(sdp.into_bytes())?, (text("/session/model"), voice))
         }
     };
-    let admitted = admit_call(identity, env, config, outcome, model.as_deref(), |plan| {
-        voice.plan_live(
-            plan,
-            &config.requests.prices,
-            &config.upstream_base_url,
-            model.as_deref(),
-            chosen_voice.as_deref(),
-        )
-    })
-    .await?;
+    let admitted = admit_call(identity, env, config, outcome, asked, true).await?;
     let since = Now::read();
     let created = create_upstream(config, &offer, &admitted).await;
     outcome.upstream_ms = Some(Now::read().since(since));

@@ -14,7 +14,6 @@ use super::{log, Now, Result};
 use crate::auth::guest::GUEST_SUB_PREFIX;
 use crate::auth::Identity;
 use crate::budget::plans::claimed_plan;
-use crate::budget::plans::Plan;
 use crate::budget::quota::{Ask, Limits, Spend};
 use crate::config::Config;
 use crate::error::{ProxyError, TokenProblem};
@@ -36,34 +35,25 @@ pub async fn create_call(
     config: &Config,
     outcome: &mut Outcome,
 ) -> Result<Response> {
-    let voice = config.voice.as_ref().ok_or(ProxyError::NotFound)?;
     let sdp = read_offer(req, config).await?;
     let url = web_sys::Url::new(&req.inner().url())?;
     let query = url.search_params();
-    let (model, chosen_voice) = (query.get("model"), query.get("voice"));
-    let admitted = admit_call(identity, env, config, outcome, model.as_deref(), |plan| {
-        voice.plan_call(
-            plan,
-            &config.requests.prices,
-            &config.upstream_base_url,
-            model.as_deref(),
-            chosen_voice.as_deref(),
-        )
-    })
-    .await?;
+    let asked = (query.get("model"), query.get("voice"));
+    let admitted = admit_call(identity, env, config, outcome, asked, false).await?;
     start(env, config, identity, &sdp, admitted, outcome).await
 }
 
-/// Admits a voice call (`plan_call`: the call the plan allows) in the user's object: its hold
-/// reserved, a voice slot taken.
+/// Admits the voice call a page `asked` for (its model and voice; a GPT-Live session if
+/// `live`), as the plan allows it, in the user's object: its hold reserved, a voice slot taken.
 pub(super) async fn admit_call(
     identity: &Identity,
     env: &Env,
     config: &Config,
     outcome: &mut Outcome,
-    model: Option<&str>,
-    plan_call: impl Fn(&Plan) -> Result<CallPlan>,
+    asked: (Option<String>, Option<String>),
+    live: bool,
 ) -> Result<Admitted> {
+    let (model, chosen_voice) = (asked.0.as_deref(), asked.1.as_deref());
     let voice = config.voice.as_ref().ok_or(ProxyError::NotFound)?;
     let claimed = claimed_plan(identity.plan.as_deref()).name;
     let mut plan_name = claimed.clone();
@@ -76,7 +66,11 @@ pub(super) async fn admit_call(
     for _ in 0..2 {
         let plan = config.plan(&plan_name)?;
         outcome.plan = Some(plan.name.clone());
-        let call = plan_call(plan)?;
+        let (prices, base) = (&config.requests.prices, &config.upstream_base_url);
+        let call = match live {
+            true => voice.plan_live(plan, prices, base, model, chosen_voice),
+            false => voice.plan_call(plan, prices, base, model, chosen_voice),
+        }?;
         outcome.model = Some(call.model.clone());
         let command = UserCommand::Admit {
             issued_at: identity.issued_at,

@@ -184,6 +184,13 @@ describe("GPT-Live sessions", () => {
     }
   });
 
+  test("a session whose fixed config changed (a delegation to a Responses model got past the data channel's allow-list) is closed", async () => {
+    const { id } = await create("kate");
+    const session = upstream.live.sessions.get(id).session;
+    upstream.live.send(id, { type: "session.updated", session: { ...session, delegation: { type: "responses", responses: { model: "gpt-6-astra" } } } });
+    await upstream.live.closedByProxy(id, 5_000);
+  });
+
   test("the session cap closes a session, and it is charged no more than it held", async () => {
     const session = await upstream.live.closedByProxy(capped.id, 20_000);
     const close = session.received.find((event) => event.type === "session.close");
@@ -200,6 +207,7 @@ describe("GPT-Live sessions", () => {
     for (const session of upstream.live.sessions.values()) assert.ok(!JSON.stringify(session.received).includes(key));
     for (const line of proxy.logs) assert.ok(!JSON.stringify(line).includes(key), JSON.stringify(line));
     assert.ok(proxy.logs.some((line) => line.event === "voice_call_end" && / ended: max_seconds;/.test(line.detail)));
+    assert.ok(proxy.logs.some((line) => line.event === "voice_call_end" && / ended: session_changed;/.test(line.detail)));
   });
 });
 

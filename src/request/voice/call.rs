@@ -228,12 +228,12 @@ impl CallMeter {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::budget::prices::Prices;
     use crate::objects::user::VoiceSlots;
 
-    use crate::request::voice::VoiceSettings;
+    use crate::request::voice::{CallPlan, VoiceSettings};
 
     fn voice() -> VoiceSettings {
         VoiceSettings {
@@ -250,12 +250,13 @@ mod tests {
         }
     }
 
-    fn meter() -> CallMeter {
-        let price = Prices::parse(None).unwrap().of("gpt-realtime-2.1-mini").unwrap();
-        let voice = voice();
-        let session = voice.session("gpt-realtime-2.1-mini", "marin");
-        let turn = voice.turn_limits().worst(&price, None);
-        let start = CallStart {
+    /// A call as the Worker hands it over (`edge::voice::hand_over`).
+    pub(in crate::request::voice) fn start_of(
+        call: CallPlan,
+        ends_at_ms: i64,
+        live_since_ms: Option<i64>,
+    ) -> CallStart {
+        CallStart {
             call: "rtc_1".into(),
             sub: "alice".into(),
             issued_at: Some(1),
@@ -266,12 +267,25 @@ mod tests {
                 daily_tokens: None,
                 daily_nano_usd: None,
             },
+            model: call.model,
+            session: call.session,
+            turn: call.turn,
+            hold: call.hold,
+            ends_at_ms,
+            rules: call.rules,
+            live_since_ms,
+        }
+    }
+
+    fn meter() -> CallMeter {
+        let price = Prices::parse(None).unwrap().of("gpt-realtime-2.1-mini").unwrap();
+        let voice = voice();
+        let turn = voice.turn_limits().worst(&price, None);
+        let call = CallPlan {
             model: "gpt-realtime-2.1-mini".into(),
-            session,
+            session: voice.session("gpt-realtime-2.1-mini", "marin"),
             turn,
             hold: turn.plus(turn),
-            ends_at_ms: 0,
-            live_since_ms: None,
             rules: CallRules {
                 upstream_base_url: "https://api.openai.com/v1".into(),
                 voices: voice.voices.clone(),
@@ -280,7 +294,7 @@ mod tests {
                 transcription: None,
             },
         };
-        CallMeter::new(start)
+        CallMeter::new(start_of(call, 0, None))
     }
 
     #[test]

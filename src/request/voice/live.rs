@@ -15,7 +15,7 @@
 use serde_json::{json, Value};
 
 use super::call::{CallMeter, CallRules, EndReason, Step};
-use super::{CallPlan, VoiceSettings};
+use super::{chosen_model, CallPlan, VoiceSettings};
 use crate::budget::plans::Plan;
 use crate::budget::prices::{per_minute, Prices};
 use crate::budget::quota::Spend;
@@ -73,14 +73,7 @@ impl VoiceSettings {
         model: Option<&str>,
         voice: Option<&str>,
     ) -> Result<CallPlan, ProxyError> {
-        let model = model
-            .or(plan.voice_models.iter().map(String::as_str).find(|m| is_live(m)))
-            .unwrap_or_default();
-        if !is_live(model) || !plan.voice_models.iter().any(|allowed| allowed == model) {
-            return Err(ProxyError::ModelNotAllowed {
-                model: model.to_owned(),
-            });
-        }
+        let model = chosen_model(plan, model, true)?;
         let voice = self.offered_voice(voice)?;
         let price = prices.of(model).filter(|price| price.per_minute.is_some());
         let price = price.ok_or_else(|| ProxyError::misconfigured(format!("no price per minute for {model:?}")))?;
@@ -193,10 +186,9 @@ impl CallMeter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::budget::quota::Limits;
     use crate::config::Config;
     use crate::objects::user::VoiceSlots;
-    use crate::request::voice::call::CallStart;
+    use crate::request::voice::call::tests::start_of;
 
     const BASE: &str = "https://api.openai.com/v1";
     /// gpt-live-1's $0.05 a minute, in nano-USD.
@@ -226,25 +218,7 @@ mod tests {
         let plan = settings(600)
             .plan_live(&config.default_plan, &config.requests.prices, BASE, None, None)
             .unwrap();
-        CallMeter::new(CallStart {
-            call: "live_1".into(),
-            sub: "alice".into(),
-            issued_at: Some(1),
-            reservation_id: 0,
-            limits: Limits {
-                rate: None,
-                max_streams: None,
-                daily_tokens: None,
-                daily_nano_usd: None,
-            },
-            model: plan.model,
-            session: plan.session,
-            turn: plan.turn,
-            hold: plan.hold,
-            ends_at_ms: since + max_seconds * 1000,
-            rules: plan.rules,
-            live_since_ms: Some(since),
-        })
+        CallMeter::new(start_of(plan, since + max_seconds * 1000, Some(since)))
     }
 
     #[test]

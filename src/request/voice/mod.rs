@@ -63,15 +63,7 @@ impl VoiceSettings {
         model: Option<&str>,
         voice: Option<&str>,
     ) -> Result<CallPlan, ProxyError> {
-        // A GPT-Live model has its own API (`live.rs`).
-        let model = model
-            .or(plan.voice_models.iter().map(String::as_str).find(|m| !is_live(m)))
-            .unwrap_or_default();
-        if is_live(model) || !plan.voice_models.iter().any(|allowed| allowed == model) {
-            return Err(ProxyError::ModelNotAllowed {
-                model: model.to_owned(),
-            });
-        }
+        let model = chosen_model(plan, model, false)?;
         let voice = self.offered_voice(voice)?;
         // Config checks that every voice model and the transcription model have prices.
         let price = prices
@@ -147,6 +139,21 @@ impl VoiceSettings {
             },
         })
     }
+}
+
+/// The model a page asks for (else the plan's first of the API), if the plan allows it and it
+/// is one of the API's: a GPT-Live model (`live`) has its own (`live.rs`).
+fn chosen_model<'a>(plan: &'a Plan, model: Option<&'a str>, live: bool) -> Result<&'a str, ProxyError> {
+    let of_api = |model: &&str| is_live(model) == live;
+    let model = model
+        .or(plan.voice_models.iter().map(String::as_str).find(of_api))
+        .unwrap_or_default();
+    if !of_api(&model) || !plan.voice_models.iter().any(|allowed| allowed == model) {
+        return Err(ProxyError::ModelNotAllowed {
+            model: model.to_owned(),
+        });
+    }
+    Ok(model)
 }
 
 /// The first field of `session` (a `session.updated`'s) that differs from what the
