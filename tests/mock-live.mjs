@@ -7,6 +7,7 @@
 // then the socket closes. Shapes: the Live API reference's examples (developers.openai.com,
 // stored copy 2026-12-06) and Microsoft's GPT-Live reference.
 import { WebSocketServer } from "ws";
+import { waitFor } from "./mock-realtime.mjs";
 
 const SESSION_FIELDS = new Set(["model", "instructions", "audio", "client", "delegation", "input", "store"]);
 
@@ -84,22 +85,7 @@ export function mockLive({ apiKey }) {
   }
 
   /** Waits (at most `ms`) until `check(session)` holds for the session `id`. */
-  async function until(id, check, what, ms = 10_000) {
-    const session = record(id);
-    const deadline = Date.now() + ms;
-    while (!check(session)) {
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`mock live: timed out waiting for ${what} on ${id}`);
-      await new Promise((resolve) => {
-        const timer = setTimeout(resolve, Math.min(left, 200));
-        session.waiters.push(() => {
-          clearTimeout(timer);
-          resolve();
-        });
-      });
-    }
-    return session;
-  }
+  const until = (id, check, what, ms) => waitFor(record(id), check, `mock live: ${what}`, ms);
 
   return {
     serve,

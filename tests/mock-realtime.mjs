@@ -75,22 +75,7 @@ export function mockRealtime({ apiKey }) {
   }
 
   /** Waits (at most `ms`) until `check(call)` holds for the call `id`. */
-  async function until(id, check, what, ms = 10_000) {
-    const call = callRecord(id);
-    const deadline = Date.now() + ms;
-    while (!check(call)) {
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`mock realtime: timed out waiting for ${what} on ${id}`);
-      await new Promise((resolve) => {
-        const timer = setTimeout(resolve, Math.min(left, 200));
-        call.waiters.push(() => {
-          clearTimeout(timer);
-          resolve();
-        });
-      });
-    }
-    return call;
-  }
+  const until = (id, check, what, ms) => waitFor(callRecord(id), check, `mock realtime: ${what}`, ms);
 
   return {
     serve,
@@ -118,6 +103,23 @@ export function mockRealtime({ apiKey }) {
       wss.close();
     },
   };
+}
+
+/** Waits (at most `ms`) until `check(record)` holds; `record.waiters` are woken on each change. */
+export async function waitFor(record, check, what, ms = 10_000) {
+  const deadline = Date.now() + ms;
+  while (!check(record)) {
+    const left = deadline - Date.now();
+    if (left <= 0) throw new Error(`timed out waiting for ${what} on ${record.id}`);
+    await new Promise((resolve) => {
+      const timer = setTimeout(resolve, Math.min(left, 200));
+      record.waiters.push(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+  return record;
 }
 
 /** A `response.done` with this usage (`RealtimeResponseUsage`). */
