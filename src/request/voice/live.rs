@@ -127,10 +127,12 @@ impl CallMeter {
                     .start
                     .ends_at_ms
                     .saturating_sub(self.start.live_since_ms.unwrap_or(0));
-                if kind == "session.usage.updated" && self.clock.reported_ms >= cap.max(0) as u64 {
-                    return Step::HangUp(EndReason::MaxSeconds);
+                match kind == "session.closed" {
+                    // Ended upstream: the wall clock stops now, even if the socket lingers.
+                    true => Step::HangUp(EndReason::Closed),
+                    false if self.clock.reported_ms >= cap.max(0) as u64 => Step::HangUp(EndReason::MaxSeconds),
+                    false => Step::Nothing,
                 }
-                Step::Nothing
             }
             // A delegated Responses call, billed in tokens: the fixed client delegation did not
             // hold, and what it bills is not metered here.
@@ -273,7 +275,7 @@ mod tests {
     fn a_live_session_is_settled_at_the_longer_of_its_reported_and_wall_clock_length_and_at_least_15_s() {
         let mut meter = live_meter(1_000_000, 600);
         let usage = |seconds: f64| json!({"type": "session.closed", "usage": {"seconds": seconds}}).to_string();
-        assert_eq!(meter.on_event(&usage(42.0)), Step::Nothing);
+        assert_eq!(meter.on_event(&usage(42.0)), Step::HangUp(EndReason::Closed));
         assert_eq!(
             meter.settlement(1_000_000 + 5_000).nano_usd,
             42 * PER_MINUTE / 60,
