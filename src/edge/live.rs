@@ -6,9 +6,11 @@
 //! answered in OpenAI's shape (`{session: {id}, transport: {type, sdp}}`), or as an SDP answer
 //! with a `Location` to a bare offer.
 
+use std::rc::Rc;
+
 use serde_json::{json, Value};
 use worker::wasm_bindgen::JsValue;
-use worker::{web_sys, Env, Fetch, Headers, Method, Request, RequestInit, RequestRedirect, Response};
+use worker::{web_sys, Context, Env, Fetch, Headers, Method, Request, RequestInit, RequestRedirect, Response};
 
 use super::http::{self, header, json_response};
 use super::log::Outcome;
@@ -28,6 +30,7 @@ pub async fn create_session(
     req: &mut Request,
     identity: &Identity,
     env: &Env,
+    ctx: &Rc<Context>,
     config: &Config,
     outcome: &mut Outcome,
 ) -> Result<Response> {
@@ -53,7 +56,7 @@ pub async fn create_session(
             (as_offer(sdp.into_bytes())?, (text("/session/model"), voice))
         }
     };
-    let admitted = admit_call(identity, env, config, outcome, asked, true).await?;
+    let admitted = admit_call(identity, env, ctx, config, outcome, asked, true).await?;
     let since = Now::read();
     let created = create_upstream(config, &offer, &admitted).await;
     outcome.upstream_ms = Some(Now::read().since(since));

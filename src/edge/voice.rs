@@ -3,8 +3,10 @@
 //! (`objects/call.rs`) then meters it until it ends. Nothing reusable reaches the page: the
 //! call id is useless without the key.
 
+use std::rc::Rc;
+
 use worker::wasm_bindgen::JsValue;
-use worker::{js_sys, web_sys, Env, Fetch, Headers, Method, Request, RequestInit, RequestRedirect, Response};
+use worker::{js_sys, web_sys, Context, Env, Fetch, Headers, Method, Request, RequestInit, RequestRedirect, Response};
 
 use super::http::{self, header};
 use super::log::Outcome;
@@ -17,7 +19,7 @@ use crate::budget::plans::claimed_plan;
 use crate::budget::quota::{Ask, Limits, Spend};
 use crate::config::Config;
 use crate::error::{ProxyError, TokenProblem};
-use crate::objects::user::{Finished, PlanAsk, UserCommand, UserReply};
+use crate::objects::user::{user_object_name, Finished, PlanAsk, PoolTerms, UserCommand, UserReply};
 use crate::request::voice::call::{CallCommand, CallStart};
 use crate::request::voice::live::creation_charge;
 use crate::request::voice::CallPlan;
@@ -32,6 +34,7 @@ pub async fn create_call(
     req: &mut Request,
     identity: &Identity,
     env: &Env,
+    ctx: &Rc<Context>,
     config: &Config,
     outcome: &mut Outcome,
 ) -> Result<Response> {
@@ -39,7 +42,7 @@ pub async fn create_call(
     let url = web_sys::Url::new(&req.inner().url())?;
     let query = url.search_params();
     let asked = (query.get("model"), query.get("voice"));
-    let admitted = admit_call(identity, env, config, outcome, asked, false).await?;
+    let admitted = admit_call(identity, env, ctx, config, outcome, asked, false).await?;
     start(env, config, identity, &sdp, admitted, outcome).await
 }
 
@@ -48,6 +51,7 @@ pub async fn create_call(
 pub(super) async fn admit_call(
     identity: &Identity,
     env: &Env,
+    ctx: &Rc<Context>,
     config: &Config,
     outcome: &mut Outcome,
     asked: (Option<String>, Option<String>),
@@ -72,13 +76,16 @@ pub(super) async fn admit_call(
             false => voice.plan_call(plan, prices, base, model, chosen_voice),
         }?;
         outcome.model = Some(call.model.clone());
+        let ask = Ask {
+            tokens: call.hold.tokens,
+            stream: false,
+            nano_usd: call.hold.nano_usd,
+        };
+        // The call's hold is leased from the global budget, as a request's worst case is.
+        let leases = objects::user::pools(config, false, Some(ask));
         let command = UserCommand::Admit {
             issued_at: identity.issued_at,
-            ask: Some(Ask {
-                tokens: call.hold.tokens,
-                stream: false,
-                nano_usd: call.hold.nano_usd,
-            }),
+            ask: Some(ask),
             limits: plan.user_limits,
             alerts: config.alerts.user,
             now_ms: Now::read().millis(),
@@ -90,11 +97,16 @@ pub(super) async fn admit_call(
             }),
             sub: Some(identity.sub.clone()),
             voice: Some(voice.slots),
-            // Voice with a shared budget is a configuration error (config/voice.rs).
-            leases: Vec::new(),
+            leases: leases.clone(),
             grants: Vec::new(),
         };
-        let reservation_id = match call_user(env, &identity.sub, command).await? {
+        let name = user_object_name(&identity.sub);
+        let admitted = objects::user::admit_leasing(env, ctx, config, &name, command).await;
+        let reply = admitted.map_err(|(standing, error)| {
+            outcome.standing = standing;
+            error
+        })?;
+        let reservation_id = match reply {
             UserReply::Admitted {
                 reservation: Some(reservation),
                 standing,
@@ -131,6 +143,7 @@ pub(super) async fn admit_call(
             reservation_id,
             limits: plan.user_limits,
             call,
+            pools: leases,
         });
     }
     Err(ProxyError::Unavailable {
@@ -142,6 +155,7 @@ pub(super) struct Admitted {
     pub reservation_id: u64,
     pub limits: Limits,
     pub call: CallPlan,
+    pub pools: Vec<PoolTerms>,
 }
 
 /// Creates the call upstream and hands it to its object; on any failure the reservation is
@@ -206,6 +220,9 @@ pub(super) async fn hand_over(
         hold: admitted.call.hold,
         ends_at_ms: since_ms.saturating_add(seconds.saturating_mul(1000)),
         rules: admitted.call.rules,
+        pools: admitted.pools,
+        pool_alerts: config.alerts.global,
+        alert_webhook: config.alerts.webhook_url.clone(),
         live_since_ms: live.then_some(since_ms),
     };
     let (sub, reservation_id, limits) = (start.sub.clone(), start.reservation_id, start.limits);
