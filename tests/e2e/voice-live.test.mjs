@@ -221,3 +221,55 @@ function poll(ms, check, what) {
     }
   })(), what);
 }
+
+describe("GPT-Live sessions under a global budget", () => {
+  let upstream;
+  let proxy;
+  // VOICE_MAX_SESSION_SECONDS 30: a session holds 40 s ($0.0333); $0.05 for everyone holds one.
+  const HELD = costOfMs(40_000);
+  const GLOBAL = 50_000_000n;
+
+  before(async () => {
+    upstream = await startMockUpstream();
+    proxy = await startProxy({
+      UPSTREAM_BASE_URL: upstream.url,
+      OPENAI_API_KEY: upstream.apiKey,
+      VOICE_MODELS: "gpt-live-1",
+      VOICE_MAX_SESSION_SECONDS: "30",
+      DAILY_BUDGET_USD: "1",
+      GLOBAL_DAILY_BUDGET_USD: usd(GLOBAL).toString(),
+    });
+  });
+  after(async () => {
+    await proxy?.dispose();
+    await upstream?.close();
+  });
+
+  const open = (sub) =>
+    fetch(`${proxy.url}/v1/live/sessions`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${mintToken({ sub })}`, origin: ALLOWED_ORIGIN },
+      body: JSON.stringify({ session: { model: "gpt-live-1" }, transport: { type: "webrtc", sdp: OFFER } }),
+    });
+
+  test("a session's length is leased from the global budget: the next user's is refused while it cannot hold another", async () => {
+    const first = await open("lena");
+    const { session } = await first.json();
+    assert.equal(first.status, 200);
+    await upstream.live.sidebandOf(session.id);
+    const second = await open("mark");
+    assert.equal(second.status, 429, await bodyText(second));
+    assert.equal(upstream.live.sessions.size, 1, "nothing created for the refused one");
+    upstream.live.sessions.get(session.id).reportSeconds = 30;
+    upstream.live.hangUpPage(session.id);
+    const token = mintToken({ sub: "lena" });
+    const cost = await poll(8_000, async () => {
+      const cost = (await usageOf(proxy, token)).cost;
+      return cost.reserved_usd === 0 && cost;
+    }, "the settlement");
+    assert.equal(cost.used_usd, usd(costOfMs(30_000)));
+    assert.ok(HELD + costOfMs(30_000) > GLOBAL, "what is left cannot hold another session");
+    const third = await open("nina");
+    assert.equal(third.status, 429, await bodyText(third));
+  });
+});
