@@ -169,7 +169,7 @@ impl CallMeter {
     }
 
     /// A Live session's charge: the longer of what OpenAI reported and the wall clock from
-    /// just before its creation to its end (its bill can be neither), at least the 15 seconds
+    /// just before its creation to its end (the bill is above neither), at least the 15 seconds
     /// its creation bills, at the active rate (standby is cheaper).
     pub(super) fn live_settlement(&self, live_since_ms: i64, now_ms: i64) -> Spend {
         let ended = self.clock.ended_ms.unwrap_or(now_ms);
