@@ -14,6 +14,8 @@ const SESSION_FIELDS = new Set(["model", "instructions", "audio", "client", "del
 export function mockLive({ apiKey }) {
   const sessions = new Map(); // id -> { id, session, sdp, createdAt, sideband, attaches, received, closed, reportSeconds, waiters }
   const wss = new WebSocketServer({ noServer: true });
+  // `refuseAttach`: every sideband is answered 404 (a session the proxy cannot watch).
+  const settings = { refuseAttach: false };
   let next = 0;
 
   const record = (id) => {
@@ -63,7 +65,7 @@ export function mockLive({ apiKey }) {
     const attach = url.pathname.match(/^\/v1\/live\/sessions\/([^/]+)\/attach$/);
     if (!attach) return false;
     const session = sessions.get(attach[1]);
-    if (req.headers.authorization !== `Bearer ${apiKey}` || !session || session.closed) {
+    if (req.headers.authorization !== `Bearer ${apiKey}` || !session || session.closed || settings.refuseAttach) {
       socket.end("HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n");
       return true;
     }
@@ -91,6 +93,7 @@ export function mockLive({ apiKey }) {
     serve,
     upgrade,
     sessions,
+    settings,
     /** The session once its sideband is open. */
     sidebandOf: (id, ms) => until(id, (session) => session.sideband?.readyState === 1, "the sideband", ms),
     /** Sends a server event on the session's sideband; false once it is closed. */

@@ -173,6 +173,21 @@ describe("GPT-Live sessions", () => {
     assert.equal(upstream.live.sessions.size, before, "nothing created upstream");
   });
 
+  test("a session whose sideband cannot be attached is refused to the page and settled at the 15 s its creation bills", async () => {
+    upstream.live.settings.refuseAttach = true;
+    try {
+      const token = mintToken({ sub: "olga" });
+      const before = upstream.live.sessions.size;
+      const answer = await refused("olga", JSON.stringify({ session: { model: "gpt-live-1" }, transport: { type: "webrtc", sdp: OFFER } }));
+      assert.equal(answer.status, 503, answer.text);
+      assert.equal(upstream.live.sessions.size, before + 1, "created upstream, then given up");
+      assert.equal((await settled(token)).used_usd, usd(costOfMs(15_000)));
+      assert.ok(proxy.logs.some((line) => line.event === "voice_hangup_failed"), "the session it could not close is logged");
+    } finally {
+      upstream.live.settings.refuseAttach = false;
+    }
+  });
+
   test("a revocation and a block close the user's live session", async () => {
     for (const action of ["revoke", "block"]) {
       const sub = `grace-${action}`;
