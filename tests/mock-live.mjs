@@ -16,6 +16,8 @@ export function mockLive({ apiKey }) {
   const wss = new WebSocketServer({ noServer: true });
   // `refuseAttach`: every sideband is answered 404 (a session the proxy cannot watch).
   const settings = { refuseAttach: false };
+  const sockets = new Set(); // every socket of an upgrade, destroyed on close whatever its state
+
   let next = 0;
 
   const record = (id) => {
@@ -64,6 +66,8 @@ export function mockLive({ apiKey }) {
     const url = new URL(req.url, "http://mock");
     const attach = url.pathname.match(/^\/v1\/live\/sessions\/([^/]+)\/attach$/);
     if (!attach) return false;
+    sockets.add(socket);
+    socket.on("close", () => sockets.delete(socket));
     const session = sessions.get(attach[1]);
     if (req.headers.authorization !== `Bearer ${apiKey}` || !session || session.closed || settings.refuseAttach) {
       socket.end("HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n");
@@ -104,7 +108,7 @@ export function mockLive({ apiKey }) {
     closedByProxy: (id, ms) =>
       until(id, (session) => session.closed && session.received.some((event) => event.type === "session.close"), "the proxy's session.close", ms),
     close: () => {
-      for (const session of sessions.values()) session.sideband?.terminate();
+      for (const socket of sockets) socket.destroy();
       wss.close();
     },
   };
