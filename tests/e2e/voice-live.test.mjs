@@ -5,6 +5,9 @@
 // closed at the cap, on revocation and by the operator, and settled from its seconds. The mock
 // plays OpenAI's Live endpoint and sideband (tests/mock-live.mjs).
 import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import OpenAI from "openai";
 import { startMockUpstream } from "../mock-upstream.mjs";
@@ -286,5 +289,44 @@ describe("GPT-Live sessions under a global budget", () => {
     assert.ok(HELD + costOfMs(30_000) > GLOBAL, "what is left cannot hold another session");
     const third = await open("nina");
     assert.equal(third.status, 429, await bodyText(third));
+  });
+});
+
+describe("a GPT-Live session whose call object is lost", () => {
+  let upstream;
+  let proxy;
+  const persist = mkdtempSync(path.join(os.tmpdir(), "proxy-live-"));
+  const vars = () => ({ UPSTREAM_BASE_URL: upstream.url, OPENAI_API_KEY: upstream.apiKey, VOICE_MODELS: "gpt-live-1", VOICE_MAX_SESSION_SECONDS: "10", DAILY_BUDGET_USD: "1" });
+
+  before(async () => {
+    upstream = await startMockUpstream();
+  });
+  after(async () => {
+    await proxy?.dispose();
+    await upstream?.close();
+    rmSync(persist, { recursive: true, force: true });
+  });
+
+  test("is closed by the object's alarm on a new sideband, and charged its whole hold", async () => {
+    proxy = await startProxy(vars(), { persist });
+    const token = mintToken({ sub: "paul" });
+    const created = await fetch(`${proxy.url}/v1/live/sessions`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${token}`, origin: ALLOWED_ORIGIN },
+      body: JSON.stringify({ session: { model: "gpt-live-1" }, transport: { type: "webrtc", sdp: OFFER } }),
+    });
+    const { session } = await created.json();
+    await upstream.live.sidebandOf(session.id);
+    // A deploy: the objects' memory and sockets are gone, their storage and alarms stay.
+    await proxy.dispose();
+    proxy = await startProxy(vars(), { persist });
+    const closed = await upstream.live.closedByProxy(session.id, 25_000);
+    assert.equal(closed.attaches, 2, "closed on a sideband of its own");
+    const cost = await poll(8_000, async () => {
+      const cost = (await usageOf(proxy, token)).cost;
+      return cost.reserved_usd === 0 && cost;
+    }, "the settlement");
+    assert.equal(cost.used_usd, usd(HOLD), "the whole hold");
+    assert.ok(proxy.logs.some((line) => line.event === "voice_call_lost"));
   });
 });
