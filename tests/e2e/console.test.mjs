@@ -176,13 +176,13 @@ test("without ADMIN_TOKEN the console is a 404, like the admin routes", async ()
 // ---- The page in Chromium ----
 
 /** A fresh tab (its own sessionStorage) that records console errors and uncaught exceptions. */
-async function openConsole({ width = 1100, height = 900 } = {}) {
+async function openConsole({ width = 1100, height = 900, at = proxy } = {}) {
   const context = await browser.newContext({ viewport: { width, height }, locale: "en-US", timezoneId: "America/New_York" });
   const page = await context.newPage();
   const errors = [];
   page.on("console", (message) => message.type() === "error" && errors.push(message.text()));
   page.on("pageerror", (error) => errors.push(error.message));
-  const response = await page.goto(`${proxy.url}/admin`);
+  const response = await page.goto(`${at.url}/admin`);
   return { page, errors, response, close: () => context.close() };
 }
 async function signIn(page, token = ADMIN_TOKEN) {
@@ -336,6 +336,49 @@ test("a plan override set from the console changes the user's limit, and clearin
     assert.deepEqual(errors, []);
   } finally {
     await close();
+  }
+});
+
+test("a user's live voice call is listed, and its End call button hangs it up and takes it off the list", { skip: noBrowser }, async () => {
+  // Voice holds its calls in users' objects only: a proxy without the global budgets.
+  const voiceProxy = await startProxy({
+    UPSTREAM_BASE_URL: mock.url,
+    OPENAI_API_KEY: mock.apiKey,
+    ADMIN_TOKEN,
+    VOICE_MODELS: "gpt-realtime-2.1-mini",
+    DAILY_BUDGET_USD: "100",
+  });
+  const { page, errors, close } = await openConsole({ at: voiceProxy });
+  try {
+    const answer = await fetch(`${voiceProxy.url}/v1/realtime/calls`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${mintToken({ sub: "talker" })}`, "content-type": "application/sdp" },
+      body: "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n",
+    });
+    assert.equal(answer.status, 201, await answer.text());
+    const id = answer.headers.get("location").split("/").pop();
+    await mock.realtime.sidebandOf(id);
+    await signIn(page);
+    await page.waitForSelector("#sub", { timeout: 5000 });
+    // The call's object tells the user's object its id at its first charge, just after it starts.
+    await within(5000, (async () => {
+      for (;;) {
+        await lookUp(page, "talker");
+        if (await page.$(`#user-calls li[data-call="${id}"]`)) return;
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    })(), "the call in the user's view");
+    await page.click(`#user-calls li[data-call="${id}"] button`);
+    assert.match(await text(page, "#confirm-text"), new RegExp(`End voice call ${id} of “talker”`));
+    await confirm(page);
+    await page.waitForFunction((id) => document.getElementById("message").textContent === `Ended voice call ${id}.`, id, { timeout: 10_000 });
+    assert.ok(mock.realtime.hangups.some((hangup) => hangup.id === id), "the mock was asked to hang it up");
+    assert.equal(await page.$(`#user-calls li[data-call="${id}"]`), null, "the call left the list");
+    assert.ok(voiceProxy.logs.some((line) => line.event === "voice_call_end" && line.detail.includes(`call ${id} `) && / ended: operator;/.test(line.detail)));
+    assert.deepEqual(errors, []);
+  } finally {
+    await close();
+    await voiceProxy.dispose();
   }
 });
 

@@ -270,7 +270,8 @@ pub enum UserReply {
         /// When the user was blocked, if they are.
         #[serde(default)]
         blocked_at: Option<i64>,
-        /// After a block or revocation: the user's live voice calls, for the Worker to end.
+        /// The user's live voice calls: for the Worker to end after a block or revocation, for
+        /// the console to list otherwise.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         calls: Vec<String>,
     },

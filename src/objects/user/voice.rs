@@ -254,6 +254,33 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_status_lists_the_live_calls_for_the_console_and_forgets_a_settled_one() {
+        let mut record = UserRecord::default();
+        let hold = Spend {
+            tokens: 10,
+            nano_usd: 10,
+        };
+        let id = reservation_id(&admit_call(&mut record, dollars(1_000), hold, NOW));
+        charge(&mut record, id, dollars(1_000), Spend::default(), hold);
+        let status = UserCommand::Status {
+            limits: dollars(1_000),
+            now_ms: NOW + 2,
+            plan_limits: Default::default(),
+        };
+        let (reply, _) = record.apply(&[], &status);
+        assert!(
+            matches!(reply, UserReply::Status { ref calls, .. } if calls == &["rtc_1".to_owned()]),
+            "{reply:?}"
+        );
+        finish(&mut record, id, dollars(1_000), Spend::default());
+        let (reply, _) = record.apply(&[], &status);
+        assert!(
+            matches!(reply, UserReply::Status { ref calls, .. } if calls.is_empty()),
+            "{reply:?}"
+        );
+    }
+
     proptest! {
         /// The guarantee: a call holds two turns' worst case; at the first charge the budget
         /// cannot top up, it hangs up, and at most one more response (started before the hang-up
