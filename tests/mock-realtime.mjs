@@ -10,8 +10,9 @@ export function mockRealtime({ apiKey }) {
   const calls = new Map(); // id -> { id, session, sdp, sideband, received, hangups, waiters }
   const hangups = [];
   // How long a sideband stays open after its call is hung up (OpenAI may deliver the last
-  // events of a response under way before it closes).
-  const settings = { lingerAfterHangupMs: 0 };
+  // events of a response under way before it closes). `webrtc`: answer offers with a real
+  // peer on loopback (tests/mock-webrtc.mjs) instead of a fixed SDP no browser can connect to.
+  const settings = { lingerAfterHangupMs: 0, webrtc: false };
   const wss = new WebSocketServer({ noServer: true });
   let next = 0;
 
@@ -32,9 +33,11 @@ export function mockRealtime({ apiKey }) {
       const form = callForm(req.headers["content-type"], body);
       if (!form.sdp?.startsWith("v=0") || !form.session) return sendJson(res, 400, { error: { message: "sdp and session are required" } }), true;
       const id = `rtc_mock${++next}`;
-      Object.assign(callRecord(id), { session: JSON.parse(form.session), sdp: form.sdp, parts: form.names });
-      res.writeHead(201, { "content-type": "application/sdp", location: `/v1/realtime/calls/${id}`, "openai-organization": "org-mock-operator" });
-      res.end(`v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=mock answer for ${id}\r\n`);
+      const call = Object.assign(callRecord(id), { session: JSON.parse(form.session), sdp: form.sdp, parts: form.names });
+      answer(call).then((sdp) => {
+        res.writeHead(201, { "content-type": "application/sdp", location: `/v1/realtime/calls/${id}`, "openai-organization": "org-mock-operator" });
+        res.end(sdp);
+      }, (error) => sendJson(res, 400, { error: { message: `the offer could not be answered: ${error.message}` } }));
       return true;
     }
     const hangup = url.pathname.match(/^\/v1\/realtime\/calls\/([^/]+)\/hangup$/);
@@ -44,13 +47,36 @@ export function mockRealtime({ apiKey }) {
       const call = calls.get(hangup[1]);
       if (!call) return sendJson(res, 404, { error: { code: "call_id_not_found" } }), true;
       call.ended = true;
-      const sideband = call.sideband;
-      setTimeout(() => sideband?.close(1000, "hung up"), settings.lingerAfterHangupMs);
+      call.peer?.close();
+      closeSideband(call, "hung up");
       wake(call);
       res.writeHead(200).end();
       return true;
     }
     return false;
+  }
+
+  /** The SDP answer: a real peer's when asked for, whose leaving ends the call as OpenAI's does. */
+  async function answer(call) {
+    if (!settings.webrtc) return `v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=mock answer for ${call.id}\r\n`;
+    const { answerOffer } = await import("./mock-webrtc.mjs");
+    call.peer = await answerOffer(call.sdp, {
+      onClose: () => {
+        call.left = true;
+        closeSideband(call, "the peer left");
+        wake(call);
+      },
+    });
+    call.peer.opened.then(() => {
+      call.channelOpen = true;
+      wake(call);
+    });
+    return call.peer.sdp;
+  }
+
+  function closeSideband(call, reason) {
+    const sideband = call.sideband;
+    setTimeout(() => sideband?.close(1000, reason), settings.lingerAfterHangupMs);
   }
 
   /** The sideband: a WebSocket upgrade of `/v1/realtime?call_id=…` with the key. */
@@ -100,13 +126,21 @@ export function mockRealtime({ apiKey }) {
     settings,
     /** The call once its sideband is open. */
     sidebandOf: (id, ms) => until(id, (call) => call.sideband?.readyState === 1, "the sideband", ms),
-    /** Sends a server event on the call's sideband; returns false once it is closed (hung up). */
+    /**
+     * Sends a server event on the call's sideband, and on its data channel when a real peer
+     * answered (OpenAI sends every server event to both); returns false once the sideband is
+     * closed (hung up).
+     */
     send(id, event) {
-      const sideband = calls.get(id)?.sideband;
-      if (sideband?.readyState !== 1) return false;
-      sideband.send(JSON.stringify({ event_id: `event_${Date.now()}`, ...event }));
+      const call = calls.get(id);
+      if (call?.sideband?.readyState !== 1) return false;
+      const frame = { event_id: `event_${Date.now()}`, ...event };
+      call.sideband.send(JSON.stringify(frame));
+      call.peer?.send(frame);
       return true;
     },
+    /** The call once the page opened its data channel (a real peer answered). */
+    channelOf: (id, ms) => until(id, (call) => call.channelOpen, "the data channel", ms),
     /** Waits for the call to be hung up by the proxy. */
     hungUp: (id, ms) => until(id, (call) => call.ended, "the hang-up", ms),
     /** Waits for the call to be hung up (by the proxy) or its sideband closed. */
@@ -114,7 +148,10 @@ export function mockRealtime({ apiKey }) {
     /** Waits for a client event the proxy sent on the sideband. */
     receivedOf: (id, type, ms) => until(id, (call) => call.received.some((event) => event.type === type), `a ${type} event`, ms),
     close: () => {
-      for (const call of calls.values()) call.sideband?.terminate();
+      for (const call of calls.values()) {
+        call.sideband?.terminate();
+        call.peer?.close();
+      }
       wss.close();
     },
   };
