@@ -358,6 +358,10 @@ test("a user's live voice call is listed, and its End call button hangs it up an
     assert.equal(answer.status, 201, await answer.text());
     const id = answer.headers.get("location").split("/").pop();
     await mock.realtime.sidebandOf(id);
+    // Lifting a revocation (none here) answers with the live calls, and ends none of them.
+    const lifted = await fetch(`${voiceProxy.url}/admin/users/talker/revoke`, { method: "DELETE", headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+    assert.equal(lifted.status, 200);
+    assert.deepEqual((await lifted.json()).calls, [id]);
     await signIn(page);
     await page.waitForSelector("#sub", { timeout: 5000 });
     // The call's object tells the user's object its id at its first charge, just after it starts.
@@ -368,6 +372,7 @@ test("a user's live voice call is listed, and its End call button hangs it up an
         await new Promise((resolve) => setTimeout(resolve, 100));
       }
     })(), "the call in the user's view");
+    assert.equal(mock.realtime.hangups.some((hangup) => hangup.id === id), false, "still live");
     await page.click(`#user-calls li[data-call="${id}"] button`);
     assert.match(await text(page, "#confirm-text"), new RegExp(`End voice call ${id} of “talker”`));
     await confirm(page);

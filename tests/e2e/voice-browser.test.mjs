@@ -12,6 +12,7 @@ import { responseDone } from "../mock-realtime.mjs";
 import { JWT_SECRET, chromiumMissing, eventually, launchChromium, mintToken, startProxy, usageOf, usd } from "./helpers.mjs";
 
 const skip = chromiumMissing;
+const ADMIN_TOKEN = "voice-browser-admin-token-long-enough-0123456789";
 const RESULTS = new URL("../../test-results/", import.meta.url);
 // gpt-realtime-2.1-mini, nano-USD per token: audio in 10,000, text out 2,400, audio out 20,000.
 const USAGE = {
@@ -47,6 +48,7 @@ before(async () => {
     VOICE_CONTEXT_TOKENS: "1000",
     VOICE_MAX_CONCURRENT: "1",
     DAILY_BUDGET_USD: "1",
+    ADMIN_TOKEN,
   });
   site.setProxyUrl(proxy.url);
   browser = await launchChromium(["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]);
@@ -116,7 +118,7 @@ test("Talk calls through the proxy with the page's own offer, shows the live tra
   await page.close();
 });
 
-test("a second call past the user's one live call is refused, and the page says why in words", { skip }, async () => {
+test("a second call past the user's one live call is refused in words, and a call the operator ends is shown ended", { skip }, async () => {
   const first = await open("busy");
   await first.page.click("#talk");
   await first.page.waitForFunction(() => document.getElementById("call-state").textContent.startsWith("Live"), null, { timeout: 10_000 });
@@ -126,7 +128,11 @@ test("a second call past the user's one live call is refused, and the page says 
   assert.equal(await textOf(second.page, "#message"), "You already have a voice call open: hang it up before starting another.");
   assert.equal(await second.page.isVisible("#talk"), true, "the page can call again");
   assert.equal(second.offers.length, 1);
-  await first.page.click("#hang-up");
+  const [id] = [...mock.realtime.calls.keys()].slice(-1);
+  const ended = await fetch(`${proxy.url}/admin/calls/${id}`, { method: "DELETE", headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+  assert.equal(ended.status, 200);
+  await first.page.waitForFunction(() => document.getElementById("call-state").textContent.includes("ended by the service"), null, { timeout: 10_000 });
+  assert.equal(await first.page.isVisible("#hang-up"), false);
   await second.page.close();
   await first.page.close();
 });
