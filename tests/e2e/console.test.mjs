@@ -373,6 +373,8 @@ test("a user's live voice call is listed, and its End call button hangs it up an
       }
     })(), "the call in the user's view");
     assert.equal(mock.realtime.hangups.some((hangup) => hangup.id === id), false, "still live");
+    mkdirSync(RESULTS, { recursive: true });
+    await page.screenshot({ path: new URL("operator-console-call.png", RESULTS).pathname, fullPage: true });
     await page.click(`#user-calls li[data-call="${id}"] button`);
     assert.match(await text(page, "#confirm-text"), new RegExp(`End voice call ${id} of “talker”`));
     await confirm(page);
