@@ -268,7 +268,12 @@ let voiceCall = null;
  * data channel carries the session's events (the transcript), and the proxy meters the call.
  */
 async function talk() {
-  const bearer = await userToken();
+  let bearer;
+  try {
+    bearer = await userToken();
+  } catch (error) {
+    return show(error.message, true);
+  }
   if (!bearer) return show("Complete the human check first.", true);
   let stream;
   try {
