@@ -192,7 +192,7 @@ async fn serve_user(
     let body = match route {
         UserRoute::Api(api_route) => Some(http::read_body(&mut req, config.body_limit(api_route)).await?),
         UserRoute::RealtimeCall => {
-            return voice::create_call(&mut req, identity, env, config, outcome)
+            return voice::create_call(&mut req, identity, env, ctx, config, outcome)
                 .await
                 .map(Reply::Whole)
         }

@@ -3,8 +3,10 @@
 //! (`objects/call.rs`) then meters it until it ends. Nothing reusable reaches the page: the
 //! call id is useless without the key.
 
+use std::rc::Rc;
+
 use worker::wasm_bindgen::JsValue;
-use worker::{js_sys, web_sys, Env, Fetch, Headers, Method, Request, RequestInit, RequestRedirect, Response};
+use worker::{js_sys, web_sys, Context, Env, Fetch, Headers, Method, Request, RequestInit, RequestRedirect, Response};
 
 use super::http::{self, header};
 use super::log::Outcome;
@@ -16,7 +18,7 @@ use crate::budget::plans::claimed_plan;
 use crate::budget::quota::{Ask, Limits, Spend};
 use crate::config::Config;
 use crate::error::{ProxyError, TokenProblem};
-use crate::objects::user::{Finished, PlanAsk, UserCommand, UserReply};
+use crate::objects::user::{user_object_name, Finished, PlanAsk, PoolTerms, UserCommand, UserReply};
 use crate::request::voice::call::{CallCommand, CallStart};
 use crate::request::voice::CallPlan;
 use crate::secret::Secret;
@@ -30,6 +32,7 @@ pub async fn create_call(
     req: &mut Request,
     identity: &Identity,
     env: &Env,
+    ctx: &Rc<Context>,
     config: &Config,
     outcome: &mut Outcome,
 ) -> Result<Response> {
@@ -57,13 +60,16 @@ pub async fn create_call(
             chosen_voice.as_deref(),
         )?;
         outcome.model = Some(call.model.clone());
+        let ask = Ask {
+            tokens: call.hold.tokens,
+            stream: false,
+            nano_usd: call.hold.nano_usd,
+        };
+        // The call's hold is leased from the global budget, as a request's worst case is.
+        let leases = objects::user::pools(config, false, Some(ask));
         let command = UserCommand::Admit {
             issued_at: identity.issued_at,
-            ask: Some(Ask {
-                tokens: call.hold.tokens,
-                stream: false,
-                nano_usd: call.hold.nano_usd,
-            }),
+            ask: Some(ask),
             limits: plan.user_limits,
             alerts: config.alerts.user,
             now_ms: Now::read().millis(),
@@ -75,11 +81,16 @@ pub async fn create_call(
             }),
             sub: Some(identity.sub.clone()),
             voice: Some(voice.slots),
-            // Voice with a shared budget is a configuration error (config/voice.rs).
-            leases: Vec::new(),
+            leases: leases.clone(),
             grants: Vec::new(),
         };
-        let reservation_id = match call_user(env, &identity.sub, command).await? {
+        let name = user_object_name(&identity.sub);
+        let admitted = objects::user::admit_leasing(env, ctx, config, &name, command).await;
+        let reply = admitted.map_err(|(standing, error)| {
+            outcome.standing = standing;
+            error
+        })?;
+        let reservation_id = match reply {
             UserReply::Admitted {
                 reservation: Some(reservation),
                 standing,
@@ -116,6 +127,7 @@ pub async fn create_call(
             reservation_id,
             limits: plan.user_limits,
             call,
+            pools: leases,
         };
         return start(env, config, identity, &sdp, admitted, outcome).await;
     }
@@ -128,6 +140,7 @@ struct Admitted {
     reservation_id: u64,
     limits: Limits,
     call: CallPlan,
+    pools: Vec<PoolTerms>,
 }
 
 /// Creates the call upstream and hands it to its object; on any failure the reservation is
@@ -171,6 +184,9 @@ async fn start(
         hold: admitted.call.hold,
         ends_at_ms: Now::read().millis().saturating_add(seconds.saturating_mul(1000)),
         rules: admitted.call.rules.clone(),
+        pools: admitted.pools,
+        pool_alerts: config.alerts.global,
+        alert_webhook: config.alerts.webhook_url.clone(),
     }));
     let started: Result<serde_json::Value> = objects::call(env, CALLS_BINDING, &call_id, &command).await;
     if let Err(error) = started {
