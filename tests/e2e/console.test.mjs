@@ -31,6 +31,7 @@ before(async () => {
     DAILY_BUDGET_USD: "100",
     GLOBAL_DAILY_BUDGET_USD: "1000",
     PLANS: JSON.stringify({ pro: { DAILY_TOKEN_BUDGET: 500000 } }),
+    VOICE_MODELS: "gpt-realtime-2.1-mini",
   });
   bare = await startProxy({ UPSTREAM_BASE_URL: mock.url, OPENAI_API_KEY: mock.apiKey });
   if (!noBrowser) {
@@ -176,13 +177,13 @@ test("without ADMIN_TOKEN the console is a 404, like the admin routes", async ()
 // ---- The page in Chromium ----
 
 /** A fresh tab (its own sessionStorage) that records console errors and uncaught exceptions. */
-async function openConsole({ width = 1100, height = 900, at = proxy } = {}) {
+async function openConsole({ width = 1100, height = 900 } = {}) {
   const context = await browser.newContext({ viewport: { width, height }, locale: "en-US", timezoneId: "America/New_York" });
   const page = await context.newPage();
   const errors = [];
   page.on("console", (message) => message.type() === "error" && errors.push(message.text()));
   page.on("pageerror", (error) => errors.push(error.message));
-  const response = await page.goto(`${at.url}/admin`);
+  const response = await page.goto(`${proxy.url}/admin`);
   return { page, errors, response, close: () => context.close() };
 }
 async function signIn(page, token = ADMIN_TOKEN) {
@@ -340,17 +341,9 @@ test("a plan override set from the console changes the user's limit, and clearin
 });
 
 test("a user's live voice call is listed, and its End call button hangs it up and takes it off the list", { skip: noBrowser }, async () => {
-  // Voice holds its calls in users' objects only: a proxy without the global budgets.
-  const voiceProxy = await startProxy({
-    UPSTREAM_BASE_URL: mock.url,
-    OPENAI_API_KEY: mock.apiKey,
-    ADMIN_TOKEN,
-    VOICE_MODELS: "gpt-realtime-2.1-mini",
-    DAILY_BUDGET_USD: "100",
-  });
-  const { page, errors, close } = await openConsole({ at: voiceProxy });
+  const { page, errors, close } = await openConsole();
   try {
-    const answer = await fetch(`${voiceProxy.url}/v1/realtime/calls`, {
+    const answer = await fetch(`${proxy.url}/v1/realtime/calls`, {
       method: "POST",
       headers: { authorization: `Bearer ${mintToken({ sub: "talker" })}`, "content-type": "application/sdp" },
       body: "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n",
@@ -359,7 +352,7 @@ test("a user's live voice call is listed, and its End call button hangs it up an
     const id = answer.headers.get("location").split("/").pop();
     await mock.realtime.sidebandOf(id);
     // Lifting a revocation (none here) answers with the live calls, and ends none of them.
-    const lifted = await fetch(`${voiceProxy.url}/admin/users/talker/revoke`, { method: "DELETE", headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+    const lifted = await fetch(`${proxy.url}/admin/users/talker/revoke`, { method: "DELETE", headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
     assert.equal(lifted.status, 200);
     assert.deepEqual((await lifted.json()).calls, [id]);
     await signIn(page);
@@ -381,11 +374,10 @@ test("a user's live voice call is listed, and its End call button hangs it up an
     await page.waitForFunction((id) => document.getElementById("message").textContent === `Ended voice call ${id}.`, id, { timeout: 10_000 });
     assert.ok(mock.realtime.hangups.some((hangup) => hangup.id === id), "the mock was asked to hang it up");
     assert.equal(await page.$(`#user-calls li[data-call="${id}"]`), null, "the call left the list");
-    assert.ok(voiceProxy.logs.some((line) => line.event === "voice_call_end" && line.detail.includes(`call ${id} `) && / ended: operator;/.test(line.detail)));
+    assert.ok(proxy.logs.some((line) => line.event === "voice_call_end" && line.detail.includes(`call ${id} `) && / ended: operator;/.test(line.detail)));
     assert.deepEqual(errors, []);
   } finally {
     await close();
-    await voiceProxy.dispose();
   }
 });
 
