@@ -160,14 +160,7 @@ async fn start(
     let (call_id, answer_sdp) = match created {
         Ok(created) => created,
         Err(error) => {
-            settle(
-                env,
-                &identity.sub,
-                admitted.reservation_id,
-                admitted.limits,
-                Spend::default(),
-            )
-            .await;
+            cancel(env, &identity.sub, &admitted).await;
             return Err(error);
         }
     };
@@ -184,21 +177,14 @@ async fn start(
         hold: admitted.call.hold,
         ends_at_ms: Now::read().millis().saturating_add(seconds.saturating_mul(1000)),
         rules: admitted.call.rules.clone(),
-        pools: admitted.pools,
+        pools: admitted.pools.clone(),
         pool_alerts: config.alerts.global,
         alert_webhook: config.alerts.webhook_url.clone(),
     }));
     let started: Result<serde_json::Value> = objects::call(env, CALLS_BINDING, &call_id, &command).await;
     if let Err(error) = started {
         hang_up(&config.upstream_base_url, config.openai_api_key()?, &call_id).await;
-        settle(
-            env,
-            &identity.sub,
-            admitted.reservation_id,
-            admitted.limits,
-            Spend::default(),
-        )
-        .await;
+        cancel(env, &identity.sub, &admitted).await;
         return Err(error);
     }
     let headers = Headers::new();
@@ -321,8 +307,7 @@ pub async fn hang_up(upstream_base_url: &str, key: &Secret, call_id: &str) -> bo
     false
 }
 
-/// Settles a call's reservation at `spent` (tried three times; if it never lands, the
-/// reservation expires charged in full).
+/// Settles a call's reservation at `spent`.
 pub async fn settle(env: &Env, sub: &str, reservation_id: u64, limits: Limits, spent: Spend) {
     let finished = Finished {
         reservation_id,
@@ -333,10 +318,27 @@ pub async fn settle(env: &Env, sub: &str, reservation_id: u64, limits: Limits, s
         created_items: Vec::new(),
         used_nano_usd: spent.nano_usd,
     };
+    tell(env, sub, UserCommand::Finish(finished), "voice_settle_failed").await;
+}
+
+/// Gives back all a call's admission took, its place among the day's calls too: the page
+/// never got an answer, so no media and no response can have run.
+async fn cancel(env: &Env, sub: &str, admitted: &Admitted) {
+    let command = UserCommand::Cancel {
+        reservation_id: admitted.reservation_id,
+        limits: admitted.limits,
+        now_ms: Now::read().millis(),
+    };
+    tell(env, sub, command, "voice_cancel_failed").await;
+}
+
+/// Sends the user's object a call's end, tried three times (if it never lands, the
+/// reservation expires charged in full, as for any lost settlement).
+async fn tell(env: &Env, sub: &str, command: UserCommand, failure: &str) {
     for _ in 0..3 {
-        match call_user(env, sub, UserCommand::Finish(finished.clone())).await {
+        match call_user(env, sub, command.clone()).await {
             Ok(_) => return,
-            Err(error) => log::warn("voice_settle_failed", &error.to_string()),
+            Err(error) => log::warn(failure, &error.to_string()),
         }
     }
 }
