@@ -10,9 +10,10 @@ export function mockRealtime({ apiKey }) {
   const calls = new Map(); // id -> { id, session, sdp, sideband, received, hangups, waiters }
   const hangups = [];
   // How long a sideband stays open after its call is hung up (OpenAI may deliver the last
-  // events of a response under way before it closes). `webrtc`: answer offers with a real
-  // peer on loopback (tests/mock-webrtc.mjs) instead of a fixed SDP no browser can connect to.
-  const settings = { lingerAfterHangupMs: 0, webrtc: false };
+  // events of a response under way before it closes). failCreates: how many of the next call
+  // creations answer 503 (an outage at OpenAI). `webrtc`: answer offers with a real peer on
+  // loopback (tests/mock-webrtc.mjs) instead of a fixed SDP no browser can connect to.
+  const settings = { lingerAfterHangupMs: 0, failCreates: 0, webrtc: false };
   const wss = new WebSocketServer({ noServer: true });
   let next = 0;
 
@@ -32,6 +33,10 @@ export function mockRealtime({ apiKey }) {
       if (!authorized) return sendJson(res, 401, { error: { message: "Incorrect API key provided", code: "invalid_api_key" } }), true;
       const form = callForm(req.headers["content-type"], body);
       if (!form.sdp?.startsWith("v=0") || !form.session) return sendJson(res, 400, { error: { message: "sdp and session are required" } }), true;
+      if (settings.failCreates > 0) {
+        settings.failCreates -= 1;
+        return sendJson(res, 503, { error: { message: "The server is overloaded", type: "server_error" } }), true;
+      }
       const id = `rtc_mock${++next}`;
       const call = Object.assign(callRecord(id), { session: JSON.parse(form.session), sdp: form.sdp, parts: form.names });
       answer(call).then((sdp) => {

@@ -20,7 +20,7 @@ use crate::config::Config;
 use crate::error::{ProxyError, TokenProblem};
 use crate::objects::user::{user_object_name, Finished, PlanAsk, PoolTerms, UserCommand, UserReply};
 use crate::request::voice::call::{CallCommand, CallStart};
-use crate::request::voice::CallPlan;
+use crate::request::voice::{offer, CallPlan};
 use crate::secret::Secret;
 
 pub const CALLS_BINDING: &str = "CALLS";
@@ -37,10 +37,13 @@ pub async fn create_call(
     outcome: &mut Outcome,
 ) -> Result<Response> {
     let voice = config.voice.as_ref().ok_or(ProxyError::NotFound)?;
-    let sdp = read_offer(req, config).await?;
+    let content_type = header(req, "content-type").unwrap_or_default();
+    let offer = offer::read(&content_type, &http::read_body(req, config.max_body_bytes).await?)?;
     let url = web_sys::Url::new(&req.inner().url())?;
     let query = url.search_params();
-    let (model, chosen_voice) = (query.get("model"), query.get("voice"));
+    // The query's choices (the SDK's `baseUrl`), else those of the form's session.
+    let (model, chosen_voice) = (query.get("model").or(offer.model), query.get("voice").or(offer.voice));
+    let sdp = offer.sdp;
     let claimed = claimed_plan(identity.plan.as_deref()).name;
     let mut plan_name = claimed.clone();
     // A guest's calls would need its client's object and the guests' budget to hold them too.
@@ -160,14 +163,7 @@ async fn start(
     let (call_id, answer_sdp) = match created {
         Ok(created) => created,
         Err(error) => {
-            settle(
-                env,
-                &identity.sub,
-                admitted.reservation_id,
-                admitted.limits,
-                Spend::default(),
-            )
-            .await;
+            cancel(env, &identity.sub, &admitted).await;
             return Err(error);
         }
     };
@@ -184,21 +180,14 @@ async fn start(
         hold: admitted.call.hold,
         ends_at_ms: Now::read().millis().saturating_add(seconds.saturating_mul(1000)),
         rules: admitted.call.rules.clone(),
-        pools: admitted.pools,
+        pools: admitted.pools.clone(),
         pool_alerts: config.alerts.global,
         alert_webhook: config.alerts.webhook_url.clone(),
     }));
     let started: Result<serde_json::Value> = objects::call(env, CALLS_BINDING, &call_id, &command).await;
     if let Err(error) = started {
         hang_up(&config.upstream_base_url, config.openai_api_key()?, &call_id).await;
-        settle(
-            env,
-            &identity.sub,
-            admitted.reservation_id,
-            admitted.limits,
-            Spend::default(),
-        )
-        .await;
+        cancel(env, &identity.sub, &admitted).await;
         return Err(error);
     }
     let headers = Headers::new();
@@ -207,26 +196,6 @@ async fn start(
     Ok(Response::from_bytes(answer_sdp.into_bytes())?
         .with_status(201)
         .with_headers(headers))
-}
-
-/// The page's SDP offer: `application/sdp`, as `@openai/agents-realtime` sends it. Checked to
-/// be an SDP (text lines from `v=0`), so that it cannot carry a part of the multipart form.
-async fn read_offer(req: &mut Request, config: &Config) -> Result<String> {
-    let content_type = header(req, "content-type").unwrap_or_default();
-    if !content_type.to_ascii_lowercase().starts_with("application/sdp") {
-        return Err(ProxyError::invalid_request(
-            "Send the SDP offer as Content-Type: application/sdp.",
-            None,
-        ));
-    }
-    let body = http::read_body(req, config.max_body_bytes).await?;
-    let sdp = String::from_utf8(body).ok().filter(|sdp| {
-        sdp.starts_with("v=0")
-            && sdp
-                .bytes()
-                .all(|b| b == b'\r' || b == b'\n' || (b' '..=b'~').contains(&b))
-    });
-    sdp.ok_or_else(|| ProxyError::invalid_request("The body is not an SDP offer.", None))
 }
 
 /// `POST {upstream}/realtime/calls` with the key, as `multipart/form-data` (`sdp`, `session`):
@@ -321,8 +290,7 @@ pub async fn hang_up(upstream_base_url: &str, key: &Secret, call_id: &str) -> bo
     false
 }
 
-/// Settles a call's reservation at `spent` (tried three times; if it never lands, the
-/// reservation expires charged in full).
+/// Settles a call's reservation at `spent`.
 pub async fn settle(env: &Env, sub: &str, reservation_id: u64, limits: Limits, spent: Spend) {
     let finished = Finished {
         reservation_id,
@@ -333,10 +301,27 @@ pub async fn settle(env: &Env, sub: &str, reservation_id: u64, limits: Limits, s
         created_items: Vec::new(),
         used_nano_usd: spent.nano_usd,
     };
+    tell(env, sub, UserCommand::Finish(finished), "voice_settle_failed").await;
+}
+
+/// Gives back all a call's admission took, its place among the day's calls too: the page
+/// never got an answer, so no media and no response can have run.
+async fn cancel(env: &Env, sub: &str, admitted: &Admitted) {
+    let command = UserCommand::Cancel {
+        reservation_id: admitted.reservation_id,
+        limits: admitted.limits,
+        now_ms: Now::read().millis(),
+    };
+    tell(env, sub, command, "voice_cancel_failed").await;
+}
+
+/// Sends the user's object a call's end, tried three times (if it never lands, the
+/// reservation expires charged in full, as for any lost settlement).
+async fn tell(env: &Env, sub: &str, command: UserCommand, failure: &str) {
     for _ in 0..3 {
-        match call_user(env, sub, UserCommand::Finish(finished.clone())).await {
+        match call_user(env, sub, command.clone()).await {
             Ok(_) => return,
-            Err(error) => log::warn("voice_settle_failed", &error.to_string()),
+            Err(error) => log::warn(failure, &error.to_string()),
         }
     }
 }

@@ -167,6 +167,7 @@ impl UserRecord {
                 now_ms,
             } => {
                 self.quota.cancel(limits, *reservation_id, *now_ms);
+                self.voice.cancelled(*reservation_id);
                 UserReply::Finished
             }
             UserCommand::Revoke { at } => {
