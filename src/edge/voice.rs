@@ -33,8 +33,22 @@ pub async fn create_call(
     config: &Config,
     outcome: &mut Outcome,
 ) -> Result<Response> {
-    let voice = config.voice.as_ref().ok_or(ProxyError::NotFound)?;
+    config.voice.as_ref().ok_or(ProxyError::NotFound)?;
     let sdp = read_offer(req, config).await?;
+    let admitted = admit(req, identity, env, config, outcome).await?;
+    start(env, config, identity, &sdp, admitted, outcome).await
+}
+
+/// Checks a voice session (`?model=`, `?voice=`) against the plan and admits it in the user's
+/// object: a voice slot, and the call's hold reserved.
+pub async fn admit(
+    req: &Request,
+    identity: &Identity,
+    env: &Env,
+    config: &Config,
+    outcome: &mut Outcome,
+) -> Result<Admitted> {
+    let voice = config.voice.as_ref().ok_or(ProxyError::NotFound)?;
     let url = web_sys::Url::new(&req.inner().url())?;
     let query = url.search_params();
     let (model, chosen_voice) = (query.get("model"), query.get("voice"));
@@ -112,22 +126,41 @@ pub async fn create_call(
                 })
             }
         };
-        let admitted = Admitted {
+        return Ok(Admitted {
             reservation_id,
             limits: plan.user_limits,
             call,
-        };
-        return start(env, config, identity, &sdp, admitted, outcome).await;
+        });
     }
     Err(ProxyError::Unavailable {
         detail: format!("the plan of {:?} kept changing during a call's admission", identity.sub),
     })
 }
 
-struct Admitted {
-    reservation_id: u64,
-    limits: Limits,
-    call: CallPlan,
+pub struct Admitted {
+    pub reservation_id: u64,
+    pub limits: Limits,
+    pub call: CallPlan,
+}
+
+impl Admitted {
+    /// What the call object meters the call `call_id` with.
+    pub fn call_start(&self, call_id: &str, identity: &Identity, max_session_seconds: u64) -> CallStart {
+        let seconds = i64::try_from(max_session_seconds).unwrap_or(i64::MAX);
+        CallStart {
+            call: call_id.to_owned(),
+            sub: identity.sub.clone(),
+            issued_at: identity.issued_at,
+            reservation_id: self.reservation_id,
+            limits: self.limits,
+            model: self.call.model.clone(),
+            session: self.call.session.clone(),
+            turn: self.call.turn,
+            hold: self.call.hold,
+            ends_at_ms: Now::read().millis().saturating_add(seconds.saturating_mul(1000)),
+            rules: self.call.rules.clone(),
+        }
+    }
 }
 
 /// Creates the call upstream and hands it to its object; on any failure the reservation is
@@ -158,20 +191,11 @@ async fn start(
             return Err(error);
         }
     };
-    let seconds = i64::try_from(voice.max_session_seconds).unwrap_or(i64::MAX);
-    let command = CallCommand::Start(Box::new(CallStart {
-        call: call_id.clone(),
-        sub: identity.sub.clone(),
-        issued_at: identity.issued_at,
-        reservation_id: admitted.reservation_id,
-        limits: admitted.limits,
-        model: admitted.call.model.clone(),
-        session: admitted.call.session.clone(),
-        turn: admitted.call.turn,
-        hold: admitted.call.hold,
-        ends_at_ms: Now::read().millis().saturating_add(seconds.saturating_mul(1000)),
-        rules: admitted.call.rules.clone(),
-    }));
+    let command = CallCommand::Start(Box::new(admitted.call_start(
+        &call_id,
+        identity,
+        voice.max_session_seconds,
+    )));
     let started: Result<serde_json::Value> = objects::call(env, CALLS_BINDING, &call_id, &command).await;
     if let Err(error) = started {
         hang_up(&config.upstream_base_url, config.openai_api_key()?, &call_id).await;
