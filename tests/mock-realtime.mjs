@@ -14,7 +14,8 @@ export function mockRealtime({ apiKey }) {
   const relays = []; // ids of the primary endpoint's sessions, in order
   // How long a sideband stays open after its call is hung up (OpenAI may deliver the last
   // events of a response under way before it closes).
-  const settings = { lingerAfterHangupMs: 0 };
+  // How long the primary endpoint waits before its `session.created`.
+  const settings = { lingerAfterHangupMs: 0, sessionCreatedAfterMs: 0 };
   const wss = new WebSocketServer({ noServer: true });
   let next = 0;
 
@@ -100,7 +101,7 @@ export function mockRealtime({ apiKey }) {
       });
       const call = calls.get(id);
       ws.on("close", () => wake(call));
-      ws.send(JSON.stringify({ type: "session.created", event_id: "event_0", session }));
+      setTimeout(() => ws.send(JSON.stringify({ type: "session.created", event_id: "event_0", session })), settings.sessionCreatedAfterMs);
       wake(call);
     });
   }

@@ -52,7 +52,7 @@ describe("voice relay", () => {
    * A session as a browser opens it: the token as the subprotocol beside `realtime` (what
    * @openai/agents-realtime sends there). Resolves once the proxy opened it upstream.
    */
-  async function open(sub, { expect = 101 } = {}) {
+  async function open(sub, { expect = 101, first } = {}) {
     const token = mintToken({ sub });
     const index = upstream.realtime.relays.length;
     const socket = new WebSocket(wsUrl, ["realtime", `openai-insecure-api-key.${token}`, "openai-agents-sdk.0.20.0"], { origin: ALLOWED_ORIGIN });
@@ -64,7 +64,10 @@ describe("voice relay", () => {
     });
     const opened = await within(10_000, new Promise((resolve) => {
       socket.on("upgrade", (answer) => frames.push(JSON.stringify(answer.headers)));
-      socket.on("open", () => resolve({ status: 101 }));
+      socket.on("open", () => {
+        if (first) socket.send(JSON.stringify(first));
+        resolve({ status: 101 });
+      });
       socket.on("unexpected-response", (_, answer) => {
         let body = "";
         answer.on("data", (chunk) => (body += chunk));
@@ -94,7 +97,11 @@ describe("voice relay", () => {
   }, "the settlement");
 
   test("a session is admitted, opened upstream with the key and the operator's session first, and metered exactly from response.done", async () => {
-    const session = await open("alice");
+    // The page's first event, sent at once, still comes after the operator's session upstream,
+    // even while OpenAI's session.created (which the meter would revert) is late.
+    upstream.realtime.settings.sessionCreatedAfterMs = 1_000;
+    const session = await open("alice", { first: { type: "input_audio_buffer.clear", event_id: "evt_first" } });
+    upstream.realtime.settings.sessionCreatedAfterMs = 0;
     assert.equal(session.socket.protocol, "realtime", "only realtime is echoed");
     assert.equal(session.upstream.upgradeHeaders.authorization, `Bearer ${upstream.apiKey}`);
     assert.equal(session.upstream.upgradeHeaders["sec-websocket-protocol"], undefined, "the token stays at the proxy");
@@ -104,6 +111,7 @@ describe("voice relay", () => {
     assert.equal(first.session.max_output_tokens, 100);
     assert.deepEqual(first.session.tools, []);
     assert.equal(first.session.audio.output.voice, "marin");
+    await upstream.realtime.receivedOf(session.id, "input_audio_buffer.clear");
     assert.equal((await costOf(session.token)).reserved_usd, usd(2n * TURN), "two turns held from the start");
 
     send(session, { type: "conversation.item.create", item: { type: "message", role: "user", content: [{ type: "input_text", text: "hi" }] } });
