@@ -25,6 +25,7 @@ describe("voice relay", () => {
   let proxy;
   let wsUrl;
   const frames = []; // every frame and answer the proxy sent a client, checked for the key at the end
+  const tokens = []; // every user token offered as a subprotocol, checked for in the log at the end
 
   before(async () => {
     upstream = await startMockUpstream();
@@ -54,6 +55,7 @@ describe("voice relay", () => {
    */
   async function open(sub, { expect = 101, first } = {}) {
     const token = mintToken({ sub });
+    tokens.push(token);
     const index = upstream.realtime.relays.length;
     const socket = new WebSocket(wsUrl, ["realtime", `openai-insecure-api-key.${token}`, "openai-agents-sdk.0.20.0"], { origin: ALLOWED_ORIGIN });
     const events = [];
@@ -258,10 +260,11 @@ describe("voice relay", () => {
     }
   });
 
-  test("the key is in no answer, no frame, no log line", async () => {
+  test("the key is in no answer, no frame, no log line; the token in no log line", async () => {
     const key = upstream.apiKey;
     for (const frame of frames) assert.ok(!frame.includes(key), frame);
     for (const line of proxy.logs) assert.ok(!JSON.stringify(line).includes(key), JSON.stringify(line));
+    for (const token of tokens) assert.ok(!proxy.logs.some((line) => JSON.stringify(line).includes(token)), "a subprotocol's token in the log");
     for (const id of upstream.realtime.relays) assert.ok(!JSON.stringify(upstream.realtime.calls.get(id).received).includes(key));
     assert.ok(proxy.logs.some((line) => line.event === "voice_call_end" && /call relay_[0-9a-f]{24} .* ended: budget;/.test(line.detail)));
   });
