@@ -14,8 +14,9 @@ export function mockRealtime({ apiKey }) {
   const relays = []; // ids of the primary endpoint's sessions, in order
   // How long a sideband stays open after its call is hung up (OpenAI may deliver the last
   // events of a response under way before it closes).
-  // How long the primary endpoint waits before its `session.created`.
-  const settings = { lingerAfterHangupMs: 0, sessionCreatedAfterMs: 0 };
+  // failCreates: how many of the next call creations answer 503 (an outage at OpenAI).
+  // sessionCreatedAfterMs: how long the primary endpoint waits before its `session.created`.
+  const settings = { lingerAfterHangupMs: 0, failCreates: 0, sessionCreatedAfterMs: 0 };
   const wss = new WebSocketServer({ noServer: true });
   let next = 0;
 
@@ -35,6 +36,10 @@ export function mockRealtime({ apiKey }) {
       if (!authorized) return sendJson(res, 401, { error: { message: "Incorrect API key provided", code: "invalid_api_key" } }), true;
       const form = callForm(req.headers["content-type"], body);
       if (!form.sdp?.startsWith("v=0") || !form.session) return sendJson(res, 400, { error: { message: "sdp and session are required" } }), true;
+      if (settings.failCreates > 0) {
+        settings.failCreates -= 1;
+        return sendJson(res, 503, { error: { message: "The server is overloaded", type: "server_error" } }), true;
+      }
       const id = `rtc_mock${++next}`;
       Object.assign(callRecord(id), { session: JSON.parse(form.session), sdp: form.sdp, parts: form.names });
       res.writeHead(201, { "content-type": "application/sdp", location: `/v1/realtime/calls/${id}`, "openai-organization": "org-mock-operator" });

@@ -133,9 +133,8 @@ impl Config {
         let global_limits = global_limits(&vars)?;
         let guest_global = guest.as_ref().and_then(|guest| guest.global_limits.as_ref());
         check_prices(&prices, &default_plan, &plans, global_limits.as_ref(), guest_global)?;
-        let shared_budget = global_limits.is_some() || guest_global.is_some();
         let all_plans = std::iter::once(&default_plan).chain(plans.values());
-        let voice = voice::voice_settings(&vars, all_plans, &prices, shared_budget)?;
+        let voice = voice::voice_settings(&vars, all_plans, &prices)?;
         let requests = request::Settings {
             system_prompt: vars
                 .raw("SYSTEM_PROMPT")

@@ -20,7 +20,6 @@ pub(super) fn voice_settings<'a>(
     vars: &Vars<impl Lookup>,
     mut plans: impl Iterator<Item = &'a Plan>,
     prices: &Prices,
-    global_budget: bool,
 ) -> Result<Option<VoiceSettings>, ProxyError> {
     let mut voice_models = Vec::new();
     for plan in plans.by_ref() {
@@ -28,13 +27,6 @@ pub(super) fn voice_settings<'a>(
     }
     if voice_models.is_empty() {
         return Ok(None);
-    }
-    if global_budget {
-        // A call holds its reservation in the user's object only; the shared budgets would
-        // not see it.
-        return Err(ProxyError::misconfigured(
-            "VOICE_MODELS cannot be used with GLOBAL_DAILY_TOKEN_BUDGET, GLOBAL_DAILY_BUDGET_USD or GLOBAL_GUEST_DAILY_BUDGET_USD yet",
-        ));
     }
     let transcription_model = vars.text("VOICE_TRANSCRIPTION_MODEL");
     let unpriced = voice_models
@@ -100,7 +92,6 @@ mod tests {
         );
         for (name, value) in [
             ("VOICE_MODELS", "gpt-4o-mini"),
-            ("GLOBAL_DAILY_BUDGET_USD", "10"),
             ("VOICE_TRANSCRIPTION_MODEL", "unpriced-transcribe"),
             ("VOICE_MAX_SESSION_SECONDS", "3601"),
         ] {

@@ -2,17 +2,18 @@
 //! plan override, usage by day and range, the global budget, and the console page that uses them.
 
 use futures_util::future::{join_all, try_join};
-use serde_json::json;
+use serde_json::{json, Value};
 use worker::{web_sys, Env, Request, Response};
 
 use super::http::{self, header, json_response};
 use super::{console, objects, Now, Result};
 use crate::auth;
 use crate::budget::plans::DEFAULT_PLAN;
+use crate::budget::quota::Limits;
 use crate::budget::usage_report::{self, DayRange, UsageParams, UsageQuery};
 use crate::config::Config;
 use crate::error::ProxyError;
-use crate::objects::user::{utc_day, UserCommand, UserReply, GLOBAL_OBJECT_NAME};
+use crate::objects::user::{utc_day, UserCommand, UserReply, GLOBAL_OBJECT_NAME, GUESTS_OBJECT_NAME};
 use crate::routes::AdminRoute;
 
 /// An admin body (`{"plan": "pro"}`) is a few bytes.
@@ -158,12 +159,23 @@ async fn range_usage(env: &Env, range: &DayRange, shards: u32) -> Result<Respons
 
 /// `GET /admin/budget`: today and the budget all users share, if one is set.
 async fn budget(env: &Env, config: &Config, now: Now) -> Result<Response> {
-    let standing = match config.global_limits {
-        Some(limits) => Some(objects::user::pool_status(env, GLOBAL_OBJECT_NAME, limits, now.millis()).await?),
+    let day = utc_day(now.millis());
+    let mut report = pool_report(env, GLOBAL_OBJECT_NAME, config.global_limits, &day, now).await?;
+    let guests_limits = config.guest.as_ref().and_then(|guest| guest.global_limits);
+    if guests_limits.is_some() {
+        // The guests' budget beside the global one, in the same four parts.
+        report["guests"] = pool_report(env, GUESTS_OBJECT_NAME, guests_limits, &day, now).await?;
+    }
+    json_response(200, &report.to_string())
+}
+
+/// One shared budget's day: spent, reserved, leased and remaining, apart.
+async fn pool_report(env: &Env, pool: &str, limits: Option<Limits>, day: &str, now: Now) -> Result<Value> {
+    let standing = match limits {
+        Some(limits) => Some(objects::user::pool_status(env, pool, limits, now.millis()).await?),
         None => None,
     };
-    let report = usage_report::budget_report(&utc_day(now.millis()), standing.as_ref());
-    json_response(200, &report.to_string())
+    Ok(usage_report::budget_report(day, standing.as_ref()))
 }
 
 /// The console's own writes carry `Origin` (browsers send it on same-origin POST, PUT and

@@ -194,12 +194,12 @@ async fn serve_user(
     let body = match route {
         UserRoute::Api(api_route) => Some(http::read_body(&mut req, config.body_limit(api_route)).await?),
         UserRoute::RealtimeCall => {
-            return voice::create_call(&mut req, identity, env, config, outcome)
+            return voice::create_call(&mut req, identity, env, ctx, config, outcome)
                 .await
                 .map(Reply::Whole)
         }
         UserRoute::RealtimeRelay => {
-            return relay::open(&req, identity, env, config, outcome)
+            return relay::open(&req, identity, env, ctx, config, outcome)
                 .await
                 .map(Reply::Whole)
         }

@@ -3,16 +3,17 @@
 //! as a WebRTC call is (`voice.rs`), under a call id the proxy names; its call object
 //! (`objects/relay.rs`) holds both sockets and meters the session.
 
+use std::rc::Rc;
+
 use serde_json::Value;
-use worker::{js_sys, Env, Headers, Method, Request, RequestInit, Response};
+use worker::{js_sys, Context, Env, Headers, Method, Request, RequestInit, Response};
 
 use super::http::header;
 use super::log::Outcome;
 use super::objects;
-use super::voice::{admit, end_calls, settle, CALLS_BINDING};
+use super::voice::{admit, cancel, end_calls, CALLS_BINDING};
 use super::Result;
 use crate::auth::Identity;
-use crate::budget::quota::Spend;
 use crate::config::Config;
 use crate::error::ProxyError;
 use crate::request::voice::call::CallCommand;
@@ -23,6 +24,7 @@ pub async fn open(
     req: &Request,
     identity: &Identity,
     env: &Env,
+    ctx: &Rc<Context>,
     config: &Config,
     outcome: &mut Outcome,
 ) -> Result<Response> {
@@ -33,16 +35,15 @@ pub async fn open(
             None,
         ));
     }
-    let admitted = admit(req, identity, env, config, outcome).await?;
+    let admitted = admit(req, identity, env, ctx, config, outcome).await?;
     // Three draws: one f64 carries only 53 random bits.
     let draw = || (js_sys::Math::random() * f64::from(u32::MAX)) as u32;
     let call_id = format!("{RELAY_PREFIX}{:08x}{:08x}{:08x}", draw(), draw(), draw());
-    let start = admitted.call_start(&call_id, identity, voice.max_session_seconds);
+    let start = admitted.call_start(&call_id, identity, config, voice.max_session_seconds);
     let opened: Result<Value> = objects::call(env, CALLS_BINDING, &call_id, &CallCommand::Relay(Box::new(start))).await;
     if let Err(error) = opened {
-        // Nothing was said yet: no response can have run.
-        let nothing = Spend::default();
-        settle(env, &identity.sub, admitted.reservation_id, admitted.limits, nothing).await;
+        // Nothing was said yet: the session is given back, as a call OpenAI failed to create.
+        cancel(env, &identity.sub, &admitted).await;
         return Err(error);
     }
     let headers = Headers::new();

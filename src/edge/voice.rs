@@ -3,8 +3,10 @@
 //! (`objects/call.rs`) then meters it until it ends. Nothing reusable reaches the page: the
 //! call id is useless without the key.
 
+use std::rc::Rc;
+
 use worker::wasm_bindgen::JsValue;
-use worker::{js_sys, web_sys, Env, Fetch, Headers, Method, Request, RequestInit, RequestRedirect, Response};
+use worker::{js_sys, web_sys, Context, Env, Fetch, Headers, Method, Request, RequestInit, RequestRedirect, Response};
 
 use super::http::{self, header};
 use super::log::Outcome;
@@ -16,7 +18,7 @@ use crate::budget::plans::claimed_plan;
 use crate::budget::quota::{Ask, Limits, Spend};
 use crate::config::Config;
 use crate::error::{ProxyError, TokenProblem};
-use crate::objects::user::{Finished, PlanAsk, UserCommand, UserReply};
+use crate::objects::user::{user_object_name, Finished, PlanAsk, PoolTerms, UserCommand, UserReply};
 use crate::request::voice::call::{CallCommand, CallStart};
 use crate::request::voice::CallPlan;
 use crate::secret::Secret;
@@ -30,21 +32,23 @@ pub async fn create_call(
     req: &mut Request,
     identity: &Identity,
     env: &Env,
+    ctx: &Rc<Context>,
     config: &Config,
     outcome: &mut Outcome,
 ) -> Result<Response> {
     config.voice.as_ref().ok_or(ProxyError::NotFound)?;
     let sdp = read_offer(req, config).await?;
-    let admitted = admit(req, identity, env, config, outcome).await?;
+    let admitted = admit(req, identity, env, ctx, config, outcome).await?;
     start(env, config, identity, &sdp, admitted, outcome).await
 }
 
 /// Checks a voice session (`?model=`, `?voice=`) against the plan and admits it in the user's
-/// object: a voice slot, and the call's hold reserved.
+/// object: a voice slot, and the call's hold reserved (and leased).
 pub async fn admit(
     req: &Request,
     identity: &Identity,
     env: &Env,
+    ctx: &Rc<Context>,
     config: &Config,
     outcome: &mut Outcome,
 ) -> Result<Admitted> {
@@ -71,13 +75,16 @@ pub async fn admit(
             chosen_voice.as_deref(),
         )?;
         outcome.model = Some(call.model.clone());
+        let ask = Ask {
+            tokens: call.hold.tokens,
+            stream: false,
+            nano_usd: call.hold.nano_usd,
+        };
+        // The call's hold is leased from the global budget, as a request's worst case is.
+        let leases = objects::user::pools(config, false, Some(ask));
         let command = UserCommand::Admit {
             issued_at: identity.issued_at,
-            ask: Some(Ask {
-                tokens: call.hold.tokens,
-                stream: false,
-                nano_usd: call.hold.nano_usd,
-            }),
+            ask: Some(ask),
             limits: plan.user_limits,
             alerts: config.alerts.user,
             now_ms: Now::read().millis(),
@@ -89,11 +96,16 @@ pub async fn admit(
             }),
             sub: Some(identity.sub.clone()),
             voice: Some(voice.slots),
-            // Voice with a shared budget is a configuration error (config/voice.rs).
-            leases: Vec::new(),
+            leases: leases.clone(),
             grants: Vec::new(),
         };
-        let reservation_id = match call_user(env, &identity.sub, command).await? {
+        let name = user_object_name(&identity.sub);
+        let admitted = objects::user::admit_leasing(env, ctx, config, &name, command).await;
+        let reply = admitted.map_err(|(standing, error)| {
+            outcome.standing = standing;
+            error
+        })?;
+        let reservation_id = match reply {
             UserReply::Admitted {
                 reservation: Some(reservation),
                 standing,
@@ -130,6 +142,7 @@ pub async fn admit(
             reservation_id,
             limits: plan.user_limits,
             call,
+            pools: leases,
         });
     }
     Err(ProxyError::Unavailable {
@@ -141,11 +154,18 @@ pub struct Admitted {
     pub reservation_id: u64,
     pub limits: Limits,
     pub call: CallPlan,
+    pub pools: Vec<PoolTerms>,
 }
 
 impl Admitted {
     /// What the call object meters the call `call_id` with.
-    pub fn call_start(&self, call_id: &str, identity: &Identity, max_session_seconds: u64) -> CallStart {
+    pub fn call_start(
+        &self,
+        call_id: &str,
+        identity: &Identity,
+        config: &Config,
+        max_session_seconds: u64,
+    ) -> CallStart {
         let seconds = i64::try_from(max_session_seconds).unwrap_or(i64::MAX);
         CallStart {
             call: call_id.to_owned(),
@@ -159,6 +179,9 @@ impl Admitted {
             hold: self.call.hold,
             ends_at_ms: Now::read().millis().saturating_add(seconds.saturating_mul(1000)),
             rules: self.call.rules.clone(),
+            pools: self.pools.clone(),
+            pool_alerts: config.alerts.global,
+            alert_webhook: config.alerts.webhook_url.clone(),
         }
     }
 }
@@ -180,33 +203,16 @@ async fn start(
     let (call_id, answer_sdp) = match created {
         Ok(created) => created,
         Err(error) => {
-            settle(
-                env,
-                &identity.sub,
-                admitted.reservation_id,
-                admitted.limits,
-                Spend::default(),
-            )
-            .await;
+            cancel(env, &identity.sub, &admitted).await;
             return Err(error);
         }
     };
-    let command = CallCommand::Start(Box::new(admitted.call_start(
-        &call_id,
-        identity,
-        voice.max_session_seconds,
-    )));
+    let start = admitted.call_start(&call_id, identity, config, voice.max_session_seconds);
+    let command = CallCommand::Start(Box::new(start));
     let started: Result<serde_json::Value> = objects::call(env, CALLS_BINDING, &call_id, &command).await;
     if let Err(error) = started {
         hang_up(&config.upstream_base_url, config.openai_api_key()?, &call_id).await;
-        settle(
-            env,
-            &identity.sub,
-            admitted.reservation_id,
-            admitted.limits,
-            Spend::default(),
-        )
-        .await;
+        cancel(env, &identity.sub, &admitted).await;
         return Err(error);
     }
     let headers = Headers::new();
@@ -329,8 +335,7 @@ pub async fn hang_up(upstream_base_url: &str, key: &Secret, call_id: &str) -> bo
     false
 }
 
-/// Settles a call's reservation at `spent` (tried three times; if it never lands, the
-/// reservation expires charged in full).
+/// Settles a call's reservation at `spent`.
 pub async fn settle(env: &Env, sub: &str, reservation_id: u64, limits: Limits, spent: Spend) {
     let finished = Finished {
         reservation_id,
@@ -341,10 +346,27 @@ pub async fn settle(env: &Env, sub: &str, reservation_id: u64, limits: Limits, s
         created_items: Vec::new(),
         used_nano_usd: spent.nano_usd,
     };
+    tell(env, sub, UserCommand::Finish(finished), "voice_settle_failed").await;
+}
+
+/// Gives back all a call's admission took, its place among the day's calls too: the page
+/// never got an answer, so no media and no response can have run.
+pub async fn cancel(env: &Env, sub: &str, admitted: &Admitted) {
+    let command = UserCommand::Cancel {
+        reservation_id: admitted.reservation_id,
+        limits: admitted.limits,
+        now_ms: Now::read().millis(),
+    };
+    tell(env, sub, command, "voice_cancel_failed").await;
+}
+
+/// Sends the user's object a call's end, tried three times (if it never lands, the
+/// reservation expires charged in full, as for any lost settlement).
+async fn tell(env: &Env, sub: &str, command: UserCommand, failure: &str) {
     for _ in 0..3 {
-        match call_user(env, sub, UserCommand::Finish(finished.clone())).await {
+        match call_user(env, sub, command.clone()).await {
             Ok(_) => return,
-            Err(error) => log::warn("voice_settle_failed", &error.to_string()),
+            Err(error) => log::warn(failure, &error.to_string()),
         }
     }
 }

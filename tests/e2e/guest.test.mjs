@@ -407,6 +407,13 @@ describe("the budget of all guests", () => {
     const user = await chat(setup.proxy, mintToken({ sub: "signed-in-user" }), ip);
     assert.equal(user.status, 200);
     await user.arrayBuffer();
+    // The operator sees the guests' budget beside the global one (none here), nothing spent.
+    const budget = await (await fetch(`${setup.proxy.url}/admin/budget`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json();
+    assert.equal(budget.tokens, null);
+    assert.equal(budget.guests.cost.limit_usd, 0.00001);
+    assert.equal(budget.guests.cost.used_usd, 0);
+    assert.equal(budget.guests.cost.leased_usd, 0);
+    assert.equal(budget.guests.cost.remaining_usd, 0.00001);
   });
 });
 

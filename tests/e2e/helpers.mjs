@@ -157,11 +157,11 @@ export function logLineOf(proxy, requestId, ms = 10_000) {
   })(), `the log line of request ${requestId}`);
 }
 
-/** Polls `check` every 20 ms until it returns something truthy, for at most `ms`. */
+/** Polls `check` (sync or async) every 20 ms until it gives something truthy, for at most `ms`. */
 export const eventually = (ms, check, what) =>
   within(ms, (async () => {
     for (;;) {
-      const found = check();
+      const found = await check();
       if (found) return found;
       await new Promise((resolve) => setTimeout(resolve, 20));
     }

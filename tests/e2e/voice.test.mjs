@@ -250,3 +250,49 @@ describe("voice calls", () => {
   }
 });
 
+describe("a call OpenAI fails to create", () => {
+  let upstream;
+  let proxy;
+  before(async () => {
+    upstream = await startMockUpstream();
+    proxy = await startProxy({
+      UPSTREAM_BASE_URL: upstream.url,
+      OPENAI_API_KEY: upstream.apiKey,
+      ADMIN_TOKEN,
+      VOICE_MODELS: "gpt-realtime-2.1-mini",
+      VOICE_SESSIONS_PER_DAY: "1",
+      DAILY_BUDGET_USD: "1",
+    });
+  });
+  after(async () => {
+    await proxy?.dispose();
+    await upstream?.close();
+  });
+
+  const create = (token) =>
+    within(10_000, fetch(`${proxy.url}/v1/realtime/calls`, {
+      method: "POST",
+      headers: { "content-type": "application/sdp", authorization: `Bearer ${token}`, origin: ALLOWED_ORIGIN },
+      body: OFFER,
+    }), "the call's answer");
+
+  test("is not one of the user's calls of the day, and holds nothing", async () => {
+    const token = mintToken({ sub: "unlucky" });
+    upstream.realtime.settings.failCreates = 1;
+    const failed = await create(token);
+    assert.ok(failed.status >= 500, `${failed.status}`);
+    await failed.arrayBuffer();
+    assert.equal((await usageOf(proxy, token)).cost.reserved_usd, 0);
+    // VOICE_SESSIONS_PER_DAY is 1: the day's one call is still there to make.
+    const made = await create(token);
+    assert.equal(made.status, 201, await bodyText(made.clone()));
+    const id = made.headers.get("location").split("/").pop();
+    const ended = await fetch(`${proxy.url}/admin/calls/${id}`, { method: "DELETE", headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+    assert.equal(ended.status, 200);
+    await upstream.realtime.ended(id, 5_000);
+    const next = await create(token);
+    assert.equal(next.status, 429, "the day's call was made");
+    assert.match(await bodyText(next), /rate_limit_exceeded/);
+  });
+});
+

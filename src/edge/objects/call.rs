@@ -18,9 +18,11 @@ use worker::{
     WebsocketEvent,
 };
 
+use crate::budget::lease::{Grant, LeaseAsk};
 use crate::budget::quota::Spend;
 use crate::config::voice::call_key;
-use crate::edge::objects::{command, relay, user::call_user};
+use crate::edge::objects::user::{call_user, post_alert, top_up};
+use crate::edge::objects::{command, relay};
 use crate::edge::voice::{hang_up, settle};
 use crate::edge::{env_string, http, log, Now};
 use crate::objects::user::{LiveCharge, UserCommand, UserReply};
@@ -212,46 +214,79 @@ impl Call {
     }
 
     /// Charges `spent` to the user and tops the hold up; ends the call when the budget
-    /// cannot hold the next two turns, the user is banned, or the user's object fails.
+    /// cannot hold the next two turns, the user is banned, or the user's object fails. With
+    /// a shared budget, a hold its lease no longer covers is topped up from the pool first
+    /// (and the hold renewed with the grant, nothing charged twice), or the call ends.
     async fn charge(self: Rc<Self>, spent: Spend) {
         let Some(start) = self.live.borrow().as_ref().map(|live| live.meter.start.clone()) else {
             return;
         };
-        let command = UserCommand::Renew {
-            reservation_id: start.reservation_id,
-            limits: start.limits,
-            now_ms: Now::read().millis(),
-            charge: Some(LiveCharge {
-                call: start.call.clone(),
-                issued_at: start.issued_at,
-                spent,
-                hold: start.hold,
-            }),
-        };
-        let reason = match call_user(&self.env, &start.sub, command).await {
-            Ok(UserReply::Renewed { expires_at_ms: Some(_) }) => return,
-            Ok(UserReply::Revoked) => EndReason::Revoked,
-            // No room; or, unmetered it may not go on: the charge is lost, the reservation holds.
-            Ok(
-                UserReply::Renewed { expires_at_ms: None }
-                | UserReply::Admitted { .. }
-                | UserReply::Refused { .. }
-                | UserReply::UnknownResponse { .. }
-                | UserReply::Status { .. }
-                | UserReply::Finished
-                | UserReply::Minted
-                | UserReply::MintRefused { .. }
-                | UserReply::PlanChanged { .. }
-                | UserReply::NeedLease { .. }
-                | UserReply::Leased { .. }
-                | UserReply::Pool { .. },
-            ) => EndReason::Budget,
-            Err(error) => {
-                log::warn("voice_charge_failed", &error.to_string());
-                EndReason::Budget
+        let (mut spent, mut grants) = (spent, Vec::new());
+        let mut reason = EndReason::Budget;
+        for _ in 0..2 {
+            let command = UserCommand::Renew {
+                reservation_id: start.reservation_id,
+                limits: start.limits,
+                now_ms: Now::read().millis(),
+                charge: Some(LiveCharge {
+                    call: start.call.clone(),
+                    issued_at: start.issued_at,
+                    spent,
+                    hold: start.hold,
+                    leases: start.pools.clone(),
+                    grants,
+                }),
+            };
+            reason = match call_user(&self.env, &start.sub, command).await {
+                Ok(UserReply::Renewed { expires_at_ms: Some(_) }) => return,
+                Ok(UserReply::Revoked) => EndReason::Revoked,
+                Ok(UserReply::NeedLease { leases }) => match self.top_up(&start, leases).await {
+                    Some(granted) => {
+                        (spent, grants) = (Spend::default(), granted);
+                        continue;
+                    }
+                    None => EndReason::Budget,
+                },
+                // No room; or, unmetered it may not go on: the charge is lost, the reservation holds.
+                Ok(
+                    UserReply::Renewed { expires_at_ms: None }
+                    | UserReply::Admitted { .. }
+                    | UserReply::Refused { .. }
+                    | UserReply::UnknownResponse { .. }
+                    | UserReply::Status { .. }
+                    | UserReply::Finished
+                    | UserReply::Minted
+                    | UserReply::MintRefused { .. }
+                    | UserReply::PlanChanged { .. }
+                    | UserReply::Leased { .. }
+                    | UserReply::Pool { .. },
+                ) => EndReason::Budget,
+                Err(error) => {
+                    log::warn("voice_charge_failed", &error.to_string());
+                    EndReason::Budget
+                }
+            };
+            break;
+        }
+        self.end(reason).await;
+    }
+
+    /// The grants the pools give for `asks`; `None` when one refuses (the budget is spent).
+    async fn top_up(&self, start: &CallStart, asks: Vec<LeaseAsk>) -> Option<Vec<Grant>> {
+        let raise_alert = |message: &str| {
+            log::alert(message);
+            if let Some(url) = start.alert_webhook.clone() {
+                spawn_local(post_alert(url, message.to_owned()));
             }
         };
-        self.end(reason).await;
+        let granted = top_up(&self.env, &start.pools, start.pool_alerts, &raise_alert, asks).await;
+        if granted.is_err() {
+            log::info(
+                "voice_lease_refused",
+                &format!("call {}: a shared budget is spent", start.call),
+            );
+        }
+        granted.ok()
     }
 
     /// Hangs the call up once; it is settled when its sideband closes (or `GRACE` later).

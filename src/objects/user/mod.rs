@@ -167,6 +167,7 @@ impl UserRecord {
                 now_ms,
             } => {
                 self.quota.cancel(limits, *reservation_id, *now_ms);
+                self.voice.cancelled(*reservation_id);
                 UserReply::Finished
             }
             UserCommand::Revoke { at } => {
@@ -237,7 +238,10 @@ impl UserRecord {
 
     /// A live call's usage: charged, its hold topped up if the budget has room (and renewed),
     /// its id noted for a ban to end it; then a ban ends it.
+    /// With a shared budget, a hold topped up past the call's leases is answered `NeedLease`:
+    /// the charge is made, and the call object brings the grants with a charge of nothing.
     fn charge_call(&mut self, charge: &LiveCharge, limits: &Limits, reservation_id: u64, now_ms: i64) -> UserReply {
+        self.deposit(&charge.grants, &charge.leases, now_ms);
         let covered = self
             .quota
             .charge_live(limits, reservation_id, charge.spent, charge.hold, now_ms)
@@ -245,6 +249,18 @@ impl UserRecord {
         let live = self.voice.attach(reservation_id, &charge.call);
         if self.blocked_at.is_some() || is_revoked(charge.issued_at, self.revoked_at) {
             return UserReply::Revoked;
+        }
+        if covered && live && !charge.leases.is_empty() {
+            let standing = self.quota.standing(limits, now_ms);
+            // Top-ups sized by what the call spends, as a request's are by its worst case.
+            let spent = Ask {
+                tokens: charge.spent.tokens,
+                stream: false,
+                nano_usd: charge.spent.nano_usd,
+            };
+            if let Some(leases) = self.lease_shortfalls(&charge.leases, spent, &standing, now_ms) {
+                return UserReply::NeedLease { leases };
+            }
         }
         let expires_at_ms = (covered && live)
             .then(|| self.quota.renew(limits, reservation_id, now_ms))
@@ -307,13 +323,14 @@ impl UserRecord {
         self.deposit(ask.grants, ask.leases, ask.now_ms);
         match self.quota.admit(ask.limits, request, ask.now_ms) {
             Ok(reservation) => {
-                if ask.voice.is_some() {
-                    self.voice.started(reservation.id);
-                }
                 let standing = self.quota.standing(ask.limits, ask.now_ms);
                 if let Some(leases) = self.lease_shortfalls(ask.leases, request, &standing, ask.now_ms) {
                     self.quota.cancel(ask.limits, reservation.id, ask.now_ms);
                     return UserReply::NeedLease { leases };
+                }
+                // After the leases: a call asked again with its grants counts once today.
+                if ask.voice.is_some() {
+                    self.voice.started(reservation.id);
                 }
                 let alert = self.alerts.on_admit(ask.alerts, &standing, ask.now_ms);
                 UserReply::Admitted {

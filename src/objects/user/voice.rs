@@ -3,8 +3,11 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::budget::lease::Grant;
 use crate::budget::quota::{QuotaState, Spend, DAY_MS, STREAM_SLOT_RETRY_SECONDS};
 use crate::error::Refusal;
+
+use super::PoolTerms;
 
 /// How many voice calls a user may have (`VOICE_MAX_CONCURRENT`, `VOICE_SESSIONS_PER_DAY`).
 /// Part of the objects' protocol: a field an object does not know is refused, not ignored.
@@ -25,6 +28,12 @@ pub struct LiveCharge {
     pub spent: Spend,
     /// What the call holds: two turns' worst case.
     pub hold: Spend,
+    /// The shared budgets the call is held in too (leased, as requests are), and the grants
+    /// the call object brings after a `NeedLease`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub leases: Vec<PoolTerms>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub grants: Vec<Grant>,
 }
 
 /// One live call: its reservation, and its id upstream once the call object reported it (so
@@ -85,6 +94,16 @@ impl VoiceCalls {
         });
     }
 
+    /// A call that never started upstream (its creation failed): neither live nor one of
+    /// the day's calls.
+    pub fn cancelled(&mut self, reservation_id: u64) {
+        let before = self.live.len();
+        self.live.retain(|live| live.reservation_id != reservation_id);
+        if self.live.len() < before {
+            self.today = self.today.saturating_sub(1);
+        }
+    }
+
     /// Notes the call's id upstream; says whether the call is still one of the live.
     pub fn attach(&mut self, reservation_id: u64, call: &str) -> bool {
         let Some(live) = self.live.iter_mut().find(|live| live.reservation_id == reservation_id) else {
@@ -106,6 +125,7 @@ impl VoiceCalls {
 mod tests {
     use super::*;
     use crate::budget::alerts::AlertRules;
+    use crate::budget::lease::LeaseAsk;
     use crate::budget::quota::{Ask, Limits};
     use crate::objects::user::{Finished, PlanAsk, UserCommand, UserRecord, UserReply};
     use proptest::prelude::*;
@@ -126,6 +146,23 @@ mod tests {
     }
 
     fn admit_call(record: &mut UserRecord, limits: Limits, hold: Spend, now_ms: i64) -> UserReply {
+        admit_leased_call(record, limits, hold, now_ms, Leased::default())
+    }
+
+    /// A call's shared budgets and the grants brought for them.
+    #[derive(Default)]
+    struct Leased {
+        leases: Vec<PoolTerms>,
+        grants: Vec<Grant>,
+    }
+
+    fn admit_leased_call(
+        record: &mut UserRecord,
+        limits: Limits,
+        hold: Spend,
+        now_ms: i64,
+        leased: Leased,
+    ) -> UserReply {
         let command = UserCommand::Admit {
             issued_at: Some(now_ms / 1000),
             ask: Some(Ask {
@@ -144,13 +181,24 @@ mod tests {
             }),
             sub: Some("alice".into()),
             voice: Some(SLOTS),
-            leases: vec![],
-            grants: vec![],
+            leases: leased.leases,
+            grants: leased.grants,
         };
         record.apply(&[], &command).0
     }
 
     fn charge(record: &mut UserRecord, id: u64, limits: Limits, spent: Spend, hold: Spend) -> UserReply {
+        charge_leased(record, id, limits, spent, hold, Leased::default())
+    }
+
+    fn charge_leased(
+        record: &mut UserRecord,
+        id: u64,
+        limits: Limits,
+        spent: Spend,
+        hold: Spend,
+        leased: Leased,
+    ) -> UserReply {
         let command = UserCommand::Renew {
             reservation_id: id,
             limits,
@@ -160,6 +208,8 @@ mod tests {
                 issued_at: Some(NOW / 1000),
                 spent,
                 hold,
+                leases: leased.leases,
+                grants: leased.grants,
             }),
         };
         record.apply(&[], &command).0
@@ -187,6 +237,85 @@ mod tests {
             panic!("not admitted: {reply:?}");
         };
         reservation.id
+    }
+
+    /// The pool's grants for `asks` (a pool refusing any of them: `None`).
+    fn grants_of(pool: &mut UserRecord, limits: Limits, asks: Vec<LeaseAsk>) -> Option<Vec<Grant>> {
+        asks.into_iter()
+            .map(|ask| {
+                let command = UserCommand::Lease {
+                    ask,
+                    limits,
+                    alerts: AlertRules::default(),
+                    now_ms: NOW,
+                };
+                if let UserReply::Leased { grant, .. } = pool.apply(&[], &command).0 {
+                    Some(grant)
+                } else {
+                    None
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_call_under_a_shared_budget_is_held_within_its_leases_and_ends_when_the_pool_is_spent() {
+        let global = dollars(100);
+        let terms = || {
+            vec![PoolTerms {
+                pool: "global".into(),
+                limits: global,
+            }]
+        };
+        let (mut user, mut pool) = (UserRecord::default(), UserRecord::default());
+        let (own, hold) = (
+            dollars(1_000),
+            Spend {
+                tokens: 0,
+                nano_usd: 40,
+            },
+        );
+        let leased = |grants| Leased {
+            leases: terms(),
+            grants,
+        };
+        let UserReply::NeedLease { leases } = admit_leased_call(&mut user, own, hold, NOW, leased(vec![])) else {
+            panic!("a call with no lease must ask for one");
+        };
+        let grants = grants_of(&mut pool, global, leases).unwrap();
+        let id = reservation_id(&admit_leased_call(&mut user, own, hold, NOW, leased(grants)));
+        assert_eq!(user.voice.today, 1, "asked twice, counted once");
+        // Each turn spends at most one worst case (half the hold). Spending tops the hold up
+        // past the lease: the charge is made, and the call goes on only with a top-up.
+        let turn = Spend {
+            tokens: 0,
+            nano_usd: 20,
+        };
+        let covered = |user: &UserRecord| user.quota.committed().nano_usd <= user.leases[0].granted.nano_usd;
+        let mut charged = 0;
+        loop {
+            charged += turn.nano_usd;
+            let reply = charge_leased(&mut user, id, own, turn, hold, leased(vec![]));
+            if let UserReply::NeedLease { leases } = reply {
+                let Some(grants) = grants_of(&mut pool, global, leases) else {
+                    break;
+                };
+                let topped_up = charge_leased(&mut user, id, own, Spend::default(), hold, leased(grants));
+                assert!(
+                    matches!(topped_up, UserReply::Renewed { expires_at_ms: Some(_) }),
+                    "{topped_up:?}"
+                );
+            } else {
+                assert!(
+                    matches!(reply, UserReply::Renewed { expires_at_ms: Some(_) }),
+                    "{reply:?}"
+                );
+            }
+            assert!(covered(&user), "the call goes on with its hold leased");
+        }
+        // The pool refused: the call is hung up, and the one turn that may still run fits.
+        assert_eq!(charged, 80);
+        assert!(charged + turn.nano_usd <= 100);
     }
 
     #[test]
@@ -223,6 +352,31 @@ mod tests {
             admit_call(&mut record, dollars(1_000), hold, NOW + DAY_MS),
             UserReply::Admitted { .. }
         ));
+    }
+
+    #[test]
+    fn a_call_that_could_not_be_created_upstream_is_not_one_of_the_day_s_calls() {
+        let mut record = UserRecord::default();
+        let hold = Spend {
+            tokens: 10,
+            nano_usd: 10,
+        };
+        let failed = reservation_id(&admit_call(&mut record, dollars(1_000), hold, NOW));
+        let cancel = UserCommand::Cancel {
+            reservation_id: failed,
+            limits: dollars(1_000),
+            now_ms: NOW + 1,
+        };
+        record.apply(&[], &cancel);
+        assert_eq!((record.voice.today, record.voice.live.len()), (0, 0));
+        // Both of the day's calls are still there to make.
+        for at in [NOW + 2, NOW + 3] {
+            let id = reservation_id(&admit_call(&mut record, dollars(1_000), hold, at));
+            finish(&mut record, id, dollars(1_000), Spend::default());
+        }
+        // A settled call is not cancelled by a late `Cancel` of its id.
+        record.apply(&[], &cancel);
+        assert_eq!(record.voice.today, 2);
     }
 
     #[test]

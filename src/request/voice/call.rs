@@ -13,9 +13,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::{deviation, response_over_cap};
+use crate::budget::alerts::AlertRules;
 use crate::budget::prices::Price;
 use crate::budget::quota::{Limits, Spend};
 use crate::budget::realtime::RealtimeUsage;
+use crate::objects::user::PoolTerms;
 
 /// How many times a page's change of a fixed field is reverted before the call is hung up: a
 /// client that keeps changing it is not the operator's app.
@@ -55,6 +57,15 @@ pub struct CallStart {
     /// What the object checks and charges with, so that it parses no configuration of its
     /// own (only the key is read there): the operator's voices and output cap, the prices.
     pub rules: CallRules,
+    /// The shared budgets the call's hold is leased from too, as a request's worst case is
+    /// (none: a configuration without them), and where their alerts go when the call object
+    /// tops its lease up. Flat fields: one more struct's deserializer costs wasm size.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pools: Vec<PoolTerms>,
+    #[serde(default)]
+    pub pool_alerts: AlertRules,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alert_webhook: Option<String>,
 }
 
 /// The part of the operator's settings a live call is checked and charged with.
@@ -255,6 +266,9 @@ mod tests {
                 price,
                 transcription: None,
             },
+            pools: vec![],
+            pool_alerts: AlertRules::default(),
+            alert_webhook: None,
         };
         CallMeter::new(start)
     }

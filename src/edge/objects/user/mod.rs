@@ -12,6 +12,7 @@ use worker::{Context, Delay, Env, Method, RequestInit, RequestRedirect};
 
 use crate::auth::guest::GUEST_PLAN;
 use crate::auth::Identity;
+use crate::budget::alerts::AlertRules;
 use crate::budget::lease::{Grant, LeaseAsk, PoolStanding, RefusalMemo};
 use crate::budget::plans::{Plan, PlanChoice};
 use crate::budget::quota::{Ask, Limits, Standing};
@@ -161,7 +162,7 @@ fn guest_client<'a>(config: &'a Config, identity: &'a Identity) -> Option<(&'a s
 
 /// The shared budgets a request that calls upstream (`ask`) is admitted against, by leases:
 /// a guest's, the guests' (`GLOBAL_GUEST_DAILY_BUDGET_USD`); everyone's, the global one.
-fn pools(config: &Config, guest: bool, ask: Option<Ask>) -> Vec<PoolTerms> {
+pub fn pools(config: &Config, guest: bool, ask: Option<Ask>) -> Vec<PoolTerms> {
     let guests = config.guest.as_ref().and_then(|settings| settings.global_limits);
     let guests = guests.filter(|_| guest).map(|limits| PoolTerms {
         pool: GUESTS_OBJECT_NAME.to_owned(),
@@ -178,20 +179,26 @@ fn pools(config: &Config, guest: bool, ask: Option<Ask>) -> Vec<PoolTerms> {
 /// Admission by the object `name`, topping up its leases when it lacks one (`NeedLease`) and
 /// admitting again with the grants: one call while its leases cover the request, three when
 /// they must be topped up. A pool's refusal is the service's (`global`).
-async fn admit_leasing(
+pub async fn admit_leasing(
     env: &Env,
     ctx: &Rc<Context>,
     config: &Config,
     name: &str,
     mut command: UserCommand,
 ) -> Result<UserReply, (Option<Standing>, ProxyError)> {
+    let terms = if let UserCommand::Admit { leases, .. } = &command {
+        leases.clone()
+    } else {
+        Vec::new()
+    };
+    let raise_alert = |message: &str| raise(ctx, config, message);
     for _ in 0..LEASE_ATTEMPTS {
         let leases = match call(env, name, command.clone()).await {
             Ok(UserReply::NeedLease { leases }) => leases,
             Ok(reply) => return Ok(reply),
             Err(error) => return Err((None, error)),
         };
-        let granted = top_up(env, ctx, config, leases).await?;
+        let granted = top_up(env, &terms, config.alerts.global, &raise_alert, leases).await?;
         if let UserCommand::Admit { grants, .. } = &mut command {
             *grants = granted;
         }
@@ -206,10 +213,12 @@ async fn admit_leasing(
 
 /// Asks each pool for what a holder lacks. A grant that does not reach the holder (this
 /// request fails, or its isolate dies) is stranded until the day ends, never spent twice.
-async fn top_up(
+/// `terms` are the pools' limits; a pool's alert goes to `raise_alert`.
+pub async fn top_up(
     env: &Env,
-    ctx: &Rc<Context>,
-    config: &Config,
+    terms: &[PoolTerms],
+    alerts: AlertRules,
+    raise_alert: &dyn Fn(&str),
     asks: Vec<LeaseAsk>,
 ) -> Result<Vec<Grant>, (Option<Standing>, ProxyError)> {
     let mut grants = Vec::with_capacity(asks.len());
@@ -219,23 +228,23 @@ async fn top_up(
             return Err((Some(standing), ProxyError::Quota { refusal, global: true }));
         }
         let pool = ask.pool.clone();
-        let (limits, who) = match pool.as_str() {
-            GUESTS_OBJECT_NAME => (config.guest.as_ref().and_then(|g| g.global_limits), "all guests"),
-            _ => (config.global_limits, "all users"),
+        let who = match pool.as_str() {
+            GUESTS_OBJECT_NAME => "all guests",
+            _ => "all users",
         };
-        let Some(limits) = limits else {
+        let Some(limits) = terms.iter().find(|terms| terms.pool == pool).map(|terms| terms.limits) else {
             return Err((None, unexpected(&pool, &UserReply::NeedLease { leases: Vec::new() })));
         };
         let command = UserCommand::Lease {
             ask,
             limits,
-            alerts: config.alerts.global,
+            alerts,
             now_ms,
         };
         match call(env, &pool, command).await {
             Ok(UserReply::Leased { grant, alert }) => {
                 if let Some(alert) = alert {
-                    raise(ctx, config, &alert.message(who));
+                    raise_alert(&alert.message(who));
                 }
                 grants.push(grant);
             }
@@ -303,36 +312,39 @@ fn unexpected(object: &str, reply: &UserReply) -> ProxyError {
 fn raise(ctx: &Rc<Context>, config: &Config, message: &str) {
     log::alert(message);
     if let Some(url) = config.alerts.webhook_url.clone() {
-        let body = serde_json::json!({ "text": message }).to_string();
-        ctx.wait_until(async move {
-            let headers = worker::Headers::new();
-            let _ = headers.set("content-type", "application/json");
-            let mut init = RequestInit::new();
-            // A redirected delivery fails: it would post the alert wherever `Location` says.
-            init.with_method(Method::Post)
-                .with_headers(headers)
-                .with_redirect(RequestRedirect::Manual)
-                .with_body(Some(JsValue::from_str(&body)));
-            let sent = match crate::edge::http::outgoing(&url, &init) {
-                Ok(request) => {
-                    let fetch = worker::Fetch::Request(request);
-                    let post = fetch.send();
-                    // `wait_until` gives it 30 s at most; a hung webhook should not take them all.
-                    let answered = select(Box::pin(post), Box::pin(Delay::from(WEBHOOK_TIMEOUT))).await;
-                    match answered {
-                        Either::Left((answer, _)) => answer.map(|r| r.status_code()),
-                        Either::Right(_) => Err(worker::Error::RustError(format!(
-                            "no answer within {} s",
-                            WEBHOOK_TIMEOUT.as_secs()
-                        ))),
-                    }
-                }
-                Err(error) => Err(error),
-            };
-            if !matches!(sent, Ok(200..=299)) {
-                log::warn("alert_webhook_failed", &format!("{sent:?}"));
+        ctx.wait_until(post_alert(url, message.to_owned()));
+    }
+}
+
+/// Posts an alert to the webhook at `url`, failures logged.
+pub async fn post_alert(url: String, message: String) {
+    let body = serde_json::json!({ "text": message }).to_string();
+    let headers = worker::Headers::new();
+    let _ = headers.set("content-type", "application/json");
+    let mut init = RequestInit::new();
+    // A redirected delivery fails: it would post the alert wherever `Location` says.
+    init.with_method(Method::Post)
+        .with_headers(headers)
+        .with_redirect(RequestRedirect::Manual)
+        .with_body(Some(JsValue::from_str(&body)));
+    let sent = match crate::edge::http::outgoing(&url, &init) {
+        Ok(request) => {
+            let fetch = worker::Fetch::Request(request);
+            let post = fetch.send();
+            // `wait_until` gives it 30 s at most; a hung webhook should not take them all.
+            let answered = select(Box::pin(post), Box::pin(Delay::from(WEBHOOK_TIMEOUT))).await;
+            match answered {
+                Either::Left((answer, _)) => answer.map(|r| r.status_code()),
+                Either::Right(_) => Err(worker::Error::RustError(format!(
+                    "no answer within {} s",
+                    WEBHOOK_TIMEOUT.as_secs()
+                ))),
             }
-        });
+        }
+        Err(error) => Err(error),
+    };
+    if !matches!(sent, Ok(200..=299)) {
+        log::warn("alert_webhook_failed", &format!("{sent:?}"));
     }
 }
 
