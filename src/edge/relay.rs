@@ -6,7 +6,7 @@
 use std::rc::Rc;
 
 use serde_json::Value;
-use worker::{js_sys, Context, Env, Headers, Method, Request, RequestInit, Response};
+use worker::{js_sys, web_sys, Context, Env, Headers, Method, Request, RequestInit, Response};
 
 use super::http::header;
 use super::log::Outcome;
@@ -35,7 +35,9 @@ pub async fn open(
             None,
         ));
     }
-    let admitted = admit(req, identity, env, ctx, config, outcome).await?;
+    let query = web_sys::Url::new(&req.inner().url())?.search_params();
+    let choice = (query.get("model"), query.get("voice"));
+    let admitted = admit(identity, env, ctx, config, choice, outcome).await?;
     // Three draws: one f64 carries only 53 random bits.
     let draw = || (js_sys::Math::random() * f64::from(u32::MAX)) as u32;
     let call_id = format!("{RELAY_PREFIX}{:08x}{:08x}{:08x}", draw(), draw(), draw());

@@ -20,7 +20,7 @@ use crate::config::Config;
 use crate::error::{ProxyError, TokenProblem};
 use crate::objects::user::{user_object_name, Finished, PlanAsk, PoolTerms, UserCommand, UserReply};
 use crate::request::voice::call::{CallCommand, CallStart};
-use crate::request::voice::CallPlan;
+use crate::request::voice::{offer, CallPlan};
 use crate::secret::Secret;
 
 pub const CALLS_BINDING: &str = "CALLS";
@@ -37,25 +37,26 @@ pub async fn create_call(
     outcome: &mut Outcome,
 ) -> Result<Response> {
     config.voice.as_ref().ok_or(ProxyError::NotFound)?;
-    let sdp = read_offer(req, config).await?;
-    let admitted = admit(req, identity, env, ctx, config, outcome).await?;
-    start(env, config, identity, &sdp, admitted, outcome).await
+    let content_type = header(req, "content-type").unwrap_or_default();
+    let offer = offer::read(&content_type, &http::read_body(req, config.max_body_bytes).await?)?;
+    let query = web_sys::Url::new(&req.inner().url())?.search_params();
+    // The query's choices (the SDK's `baseUrl`), else those of the form's session.
+    let choice = (query.get("model").or(offer.model), query.get("voice").or(offer.voice));
+    let admitted = admit(identity, env, ctx, config, choice, outcome).await?;
+    start(env, config, identity, &offer.sdp, admitted, outcome).await
 }
 
-/// Checks a voice session (`?model=`, `?voice=`) against the plan and admits it in the user's
-/// object: a voice slot, and the call's hold reserved (and leased).
+/// Checks a voice session (`model`, `voice`: the page's choice) against the plan and admits it
+/// in the user's object: a voice slot, and the call's hold reserved (and leased).
 pub async fn admit(
-    req: &Request,
     identity: &Identity,
     env: &Env,
     ctx: &Rc<Context>,
     config: &Config,
+    (model, chosen_voice): (Option<String>, Option<String>),
     outcome: &mut Outcome,
 ) -> Result<Admitted> {
     let voice = config.voice.as_ref().ok_or(ProxyError::NotFound)?;
-    let url = web_sys::Url::new(&req.inner().url())?;
-    let query = url.search_params();
-    let (model, chosen_voice) = (query.get("model"), query.get("voice"));
     let claimed = claimed_plan(identity.plan.as_deref()).name;
     let mut plan_name = claimed.clone();
     // A guest's calls would need its client's object and the guests' budget to hold them too.
@@ -221,26 +222,6 @@ async fn start(
     Ok(Response::from_bytes(answer_sdp.into_bytes())?
         .with_status(201)
         .with_headers(headers))
-}
-
-/// The page's SDP offer: `application/sdp`, as `@openai/agents-realtime` sends it. Checked to
-/// be an SDP (text lines from `v=0`), so that it cannot carry a part of the multipart form.
-async fn read_offer(req: &mut Request, config: &Config) -> Result<String> {
-    let content_type = header(req, "content-type").unwrap_or_default();
-    if !content_type.to_ascii_lowercase().starts_with("application/sdp") {
-        return Err(ProxyError::invalid_request(
-            "Send the SDP offer as Content-Type: application/sdp.",
-            None,
-        ));
-    }
-    let body = http::read_body(req, config.max_body_bytes).await?;
-    let sdp = String::from_utf8(body).ok().filter(|sdp| {
-        sdp.starts_with("v=0")
-            && sdp
-                .bytes()
-                .all(|b| b == b'\r' || b == b'\n' || (b' '..=b'~').contains(&b))
-    });
-    sdp.ok_or_else(|| ProxyError::invalid_request("The body is not an SDP offer.", None))
 }
 
 /// `POST {upstream}/realtime/calls` with the key, as `multipart/form-data` (`sdp`, `session`):

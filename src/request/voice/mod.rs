@@ -16,6 +16,7 @@ use crate::error::ProxyError;
 use crate::objects::user::VoiceSlots;
 
 pub mod call;
+pub mod offer;
 pub mod relay;
 
 use call::CallRules;
