@@ -36,10 +36,8 @@ impl Call {
 
     /// The Worker's upgrade: the page's end of the relay, once.
     pub(super) fn answer_upgrade(&self) -> worker::Result<Response> {
-        match self.page.take() {
-            Some(page) => Response::from_websocket(page),
-            None => Response::error("no relay to answer", 409),
-        }
+        let page = self.page.take();
+        Response::from_websocket(page.ok_or_else(|| worker::Error::RustError("no relay to answer".into()))?)
     }
 
     /// Passes the page's events upstream, each checked first; a refusal goes back to the page

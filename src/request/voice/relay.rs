@@ -182,10 +182,7 @@ fn strip_fixed(rules: &CallRules, fixed: &Value, session: &mut Map<String, Value
             "model" | "instructions" | "max_output_tokens" | "truncation" => fixed.get(key) == Some(value),
             "tools" => value.is_null() || value == &json!([]),
             "prompt" => value.is_null(),
-            "audio" => {
-                strip_audio(rules, fixed, value, &mut removed);
-                true
-            }
+            "audio" => strip_audio(rules, fixed, value, &mut removed),
             _ => false,
         };
         if !kept {
@@ -197,19 +194,19 @@ fn strip_fixed(rules: &CallRules, fixed: &Value, session: &mut Map<String, Value
 }
 
 /// The `audio` part: formats, noise reduction, turn detection and speed are the page's; the
-/// voice one the operator offers; the transcription model the operator's.
-fn strip_audio(rules: &CallRules, fixed: &Value, audio: &mut Value, removed: &mut Vec<String>) {
+/// voice one the operator offers; the transcription model the operator's. False: no object.
+fn strip_audio(rules: &CallRules, fixed: &Value, audio: &mut Value, removed: &mut Vec<String>) -> bool {
     let Some(audio) = audio.as_object_mut() else {
-        removed.push("audio".into());
-        return;
+        return false;
     };
     let fixed_model = fixed.pointer("/audio/input/transcription/model");
     for (direction, part) in audio.iter_mut() {
-        let Some(part) = part.as_object_mut() else {
+        let Some(fields) = part.as_object_mut() else {
             removed.push(format!("audio.{direction}"));
+            *part = json!({});
             continue;
         };
-        part.retain(|key, value| {
+        fields.retain(|key, value| {
             let kept = match (direction.as_str(), key.as_str()) {
                 ("input", "format" | "noise_reduction" | "turn_detection") | ("output", "format" | "speed") => true,
                 ("input", "transcription") => value.get("model").filter(|m| !m.is_null()) == fixed_model,
@@ -222,6 +219,7 @@ fn strip_audio(rules: &CallRules, fixed: &Value, audio: &mut Value, removed: &mu
             kept
         });
     }
+    true
 }
 
 #[cfg(test)]
@@ -366,6 +364,18 @@ mod tests {
                 forward: Some(update),
                 refusal: None
             }
+        );
+        let odd = json!({"type": "session.update", "session": {"audio": "loud", "voice": "alloy"}});
+        let checked = check_client_event(&rules, &fixed, &odd.to_string());
+        assert_eq!(
+            checked.forward.as_deref(),
+            Some(r#"{"session":{},"type":"session.update"}"#)
+        );
+        let odd = json!({"type": "session.update", "session": {"audio": {"input": 1}}});
+        let checked = check_client_event(&rules, &fixed, &odd.to_string());
+        assert_eq!(
+            checked.forward.as_deref(),
+            Some(r#"{"session":{"audio":{"input":{}}},"type":"session.update"}"#)
         );
         let off = json!({"type": "session.update", "session": {"audio": {"input": {"transcription": null}}}});
         let checked = check_client_event(&rules, &fixed, &off.to_string());
