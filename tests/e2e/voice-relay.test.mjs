@@ -53,11 +53,12 @@ describe("voice relay", () => {
    * A session as a browser opens it: the token as the subprotocol beside `realtime` (what
    * @openai/agents-realtime sends there). Resolves once the proxy opened it upstream.
    */
-  async function open(sub, { expect = 101, first } = {}) {
+  async function open(sub, { expect = 101, first, origin = ALLOWED_ORIGIN, protocols } = {}) {
     const token = mintToken({ sub });
     tokens.push(token);
     const index = upstream.realtime.relays.length;
-    const socket = new WebSocket(wsUrl, ["realtime", `openai-insecure-api-key.${token}`, "openai-agents-sdk.0.20.0"], { origin: ALLOWED_ORIGIN });
+    const offered = protocols ?? ["realtime", `openai-insecure-api-key.${token}`, "openai-agents-sdk.0.20.0"];
+    const socket = new WebSocket(wsUrl, offered, { origin });
     const events = [];
     const closed = new Promise((resolve) => socket.on("close", (code, reason) => resolve({ code, reason: String(reason) })));
     socket.on("message", (data) => {
@@ -227,6 +228,18 @@ describe("voice relay", () => {
     assert.equal(closed.reason, "revoked");
     await upstream.realtime.ended(session.id, 5_000);
     assert.equal(session.events.at(-1).error.code, "revoked");
+  });
+
+  test("refused before anything is opened upstream: a foreign origin, no token, the key subprotocol without realtime, no upgrade", async () => {
+    const before = upstream.realtime.relays.length;
+    assert.equal((await open("henry", { expect: 403, origin: "https://evil.example" })).status, 403);
+    assert.equal((await open("henry", { expect: 401, protocols: ["realtime"] })).status, 401);
+    const token = mintToken({ sub: "henry" });
+    assert.equal((await open("henry", { expect: 401, protocols: [`openai-insecure-api-key.${token}`] })).status, 401);
+    const plain = await fetch(`${proxy.url}/v1/realtime?model=${MODEL}`, { headers: { authorization: `Bearer ${token}` } });
+    frames.push(await bodyText(plain));
+    assert.equal(plain.status, 400);
+    assert.equal(upstream.realtime.relays.length, before);
   });
 
   test("the official client: OpenAIRealtimeWebSocket drives a session through the relay, in Node and as a browser sends the key", async () => {
