@@ -186,10 +186,12 @@ describe("voice relay", () => {
 
   test("maximal responses: hung up with an error event when the budget cannot hold two more, and never charged past it", async () => {
     const session = await open("dave");
-    for (let i = 0; i < 5 && session.upstream.sideband.readyState === 1; i++) {
+    // Each one charged before the next: 3 × 12.09 M used, then 23.73 M of room < 24.18 M.
+    for (let i = 1; i <= 3; i++) {
       upstream.realtime.send(session.id, { type: "response.created", response: { id: `resp_${i}` } });
       upstream.realtime.send(session.id, responseDone(MAXIMAL, `resp_${i}`));
-      await new Promise((resolve) => setTimeout(resolve, 150));
+      await poll(5_000, async () => (await costOf(session.token)).used_usd === usd(BigInt(i) * TURN), `charge ${i}`);
+      if (i < 3) assert.equal(session.upstream.sideband.readyState, 1, `still open after ${i}`);
     }
     const closed = await within(5_000, session.closed, "the page's socket closed");
     assert.equal(closed.reason, "budget");
@@ -197,8 +199,7 @@ describe("voice relay", () => {
     assert.equal(ended.error.code, "budget", "the page is told why, before the close");
     await upstream.realtime.ended(session.id, 5_000);
     const cost = await settled(session.token);
-    // 3 × 12.09 M used, then 23.73 M of room < 24.18 M: hung up after the third response.
-    assert.equal(cost.used_usd, usd(3n * TURN));
+    assert.equal(cost.used_usd, usd(3n * TURN), "hung up after the third response");
     assert.ok(3n * TURN <= BUDGET);
     const refused = await open("dave", { expect: 429 });
     assert.match(refused.body, /insufficient_quota/);
