@@ -24,6 +24,7 @@ describe("voice relay", () => {
   let upstream;
   let proxy;
   let wsUrl;
+  let capped;
   const frames = []; // every frame and answer the proxy sent a client, checked for the key at the end
   const tokens = []; // every user token offered as a subprotocol, checked for in the log at the end
 
@@ -38,11 +39,14 @@ describe("voice relay", () => {
       VOICE_VOICES: "marin,cedar",
       VOICE_MAX_OUTPUT_TOKENS: "100",
       VOICE_CONTEXT_TOKENS: "1000",
-      VOICE_MAX_SESSION_SECONDS: "60",
+      VOICE_MAX_SESSION_SECONDS: "10",
       VOICE_MAX_CONCURRENT: "1",
       DAILY_BUDGET_USD: usd(BUDGET).toString(),
     });
     wsUrl = `${proxy.url.replace(/^http/, "ws")}/v1/realtime?model=${MODEL}`;
+    // Left alone from the start: the session cap ends it while the other tests run.
+    capped = await open("cap-user");
+    capped.openedAt = Date.now();
   });
   after(async () => {
     await proxy?.dispose();
@@ -272,6 +276,14 @@ describe("voice relay", () => {
       transport.close();
       await upstream.realtime.ended(id, 5_000);
     }
+  });
+
+  test("the session cap ends a session: the page told, both sockets closed", async () => {
+    const closed = await within(15_000, capped.closed, "the capped session's end");
+    assert.equal(closed.reason, "max_seconds");
+    assert.ok(Date.now() - capped.openedAt >= 9_000, `after ${Date.now() - capped.openedAt} ms`);
+    assert.equal(capped.events.at(-1).error.code, "max_seconds");
+    await upstream.realtime.ended(capped.id, 5_000);
   });
 
   test("the key is in no answer, no frame, no log line; the token in no log line", async () => {
