@@ -1,19 +1,23 @@
 // OpenAI's Realtime "unified interface" on the mock upstream (tests/mock-upstream.mjs): the
 // calls endpoint (multipart `sdp` + `session` in, 201 with an SDP answer and `Location` out),
 // the call's sideband WebSocket (`GET /v1/realtime?call_id=…` with the key), scripted by the
-// tests, and the hang-up endpoint, recording every call. Shapes: openai-node
-// src/resources/realtime/{calls,realtime}.ts (2026-08).
+// tests, and the hang-up endpoint, recording every call; and the primary WebSocket endpoint
+// (`GET /v1/realtime?model=…` with the key), which the proxy's relay opens: scripted the same
+// way, each session recorded like a call (id `ws_mockN`) with every client event it received.
+// Shapes: openai-node src/resources/realtime/{calls,realtime}.ts (2026-08).
 import { WebSocketServer } from "ws";
 import { parseForm } from "./mock-audio.mjs";
 
 export function mockRealtime({ apiKey }) {
   const calls = new Map(); // id -> { id, session, sdp, sideband, received, hangups, waiters }
   const hangups = [];
+  const relays = []; // ids of the primary endpoint's sessions, in order
   // How long a sideband stays open after its call is hung up (OpenAI may deliver the last
   // events of a response under way before it closes). failCreates: how many of the next call
   // creations answer 503 (an outage at OpenAI). `webrtc`: answer offers with a real peer on
   // loopback (tests/mock-webrtc.mjs) instead of a fixed SDP no browser can connect to.
-  const settings = { lingerAfterHangupMs: 0, failCreates: 0, webrtc: false };
+  // sessionCreatedAfterMs: how long the primary endpoint waits before its `session.created`.
+  const settings = { lingerAfterHangupMs: 0, failCreates: 0, webrtc: false, sessionCreatedAfterMs: 0 };
   const wss = new WebSocketServer({ noServer: true });
   let next = 0;
 
@@ -87,6 +91,7 @@ export function mockRealtime({ apiKey }) {
   /** The sideband: a WebSocket upgrade of `/v1/realtime?call_id=…` with the key. */
   function upgrade(req, socket, head) {
     const url = new URL(req.url, "http://mock");
+    if (url.pathname === "/v1/realtime" && url.searchParams.has("model")) return openSession(req, socket, head, url.searchParams.get("model"));
     const call = calls.get(url.searchParams.get("call_id"));
     if (url.pathname !== "/v1/realtime" || req.headers.authorization !== `Bearer ${apiKey}` || !call || call.ended) {
       socket.end("HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n");
@@ -101,6 +106,33 @@ export function mockRealtime({ apiKey }) {
       });
       ws.on("close", () => wake(call));
       ws.send(JSON.stringify({ type: "session.created", event_id: "event_0", session: call.session }));
+      wake(call);
+    });
+  }
+
+  /** The primary endpoint: a session OpenAI's defaults start, which `session.update` changes. */
+  function openSession(req, socket, head, model) {
+    if (req.headers.authorization !== `Bearer ${apiKey}`) {
+      socket.end("HTTP/1.1 401 Unauthorized\r\ncontent-length: 0\r\n\r\n");
+      return;
+    }
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      const id = `ws_mock${++next}`;
+      const session = { type: "realtime", model, instructions: "OpenAI's default instructions", max_output_tokens: "inf", tools: [], audio: { input: { transcription: null }, output: { voice: "alloy" } } };
+      Object.assign(callRecord(id), { session, sideband: ws, upgradeHeaders: req.headers });
+      relays.push(id);
+      ws.on("message", (data) => {
+        const event = JSON.parse(String(data));
+        call.received.push(event);
+        if (event.type === "session.update") {
+          merge(session, event.session);
+          ws.send(JSON.stringify({ type: "session.updated", event_id: `event_${Date.now()}`, session }));
+        }
+        wake(call);
+      });
+      const call = calls.get(id);
+      ws.on("close", () => wake(call));
+      setTimeout(() => ws.send(JSON.stringify({ type: "session.created", event_id: "event_0", session })), settings.sessionCreatedAfterMs);
       wake(call);
     });
   }
@@ -128,6 +160,16 @@ export function mockRealtime({ apiKey }) {
     upgrade,
     calls,
     hangups,
+    relays,
+    /** The id of the `index`th session of the primary endpoint, once it is open. */
+    async relayAt(index, ms = 10_000) {
+      const deadline = Date.now() + ms;
+      while (relays.length <= index) {
+        if (Date.now() > deadline) throw new Error(`mock realtime: no relay session #${index}`);
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      return relays[index];
+    },
     settings,
     /** The call once its sideband is open. */
     sidebandOf: (id, ms) => until(id, (call) => call.sideband?.readyState === 1, "the sideband", ms),
@@ -162,6 +204,17 @@ export function mockRealtime({ apiKey }) {
   };
 }
 
+/** The most a response can use within the caps: every token audio, the dearest kind. */
+export function maximalUsage(inputTokens, outputTokens) {
+  return {
+    input_tokens: inputTokens,
+    output_tokens: outputTokens,
+    total_tokens: inputTokens + outputTokens,
+    input_token_details: { audio_tokens: inputTokens, text_tokens: 0, cached_tokens: 0 },
+    output_token_details: { audio_tokens: outputTokens, text_tokens: 0 },
+  };
+}
+
 /** A `response.done` with this usage (`RealtimeResponseUsage`). */
 export function responseDone(usage, id = `resp_${Math.random().toString(36).slice(2)}`) {
   return { type: "response.done", response: { object: "realtime.response", id, status: "completed", output: [], usage } };
@@ -176,6 +229,14 @@ function callForm(contentType, body) {
     // No sdp, no session: answered 400 like OpenAI's refusal of a bad form.
   }
   return { names: parts.map((part) => part.name), ...Object.fromEntries(parts.map((part) => [part.name, part.value.toString()])) };
+}
+
+/** `session.update`'s deep merge of a partial session into the session. */
+function merge(target, patch) {
+  for (const [key, value] of Object.entries(patch ?? {})) {
+    if (value && typeof value === "object" && !Array.isArray(value) && target[key] && typeof target[key] === "object") merge(target[key], value);
+    else target[key] = value;
+  }
 }
 
 function sendJson(res, status, body) {

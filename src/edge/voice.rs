@@ -36,14 +36,27 @@ pub async fn create_call(
     config: &Config,
     outcome: &mut Outcome,
 ) -> Result<Response> {
-    let voice = config.voice.as_ref().ok_or(ProxyError::NotFound)?;
+    config.voice.as_ref().ok_or(ProxyError::NotFound)?;
     let content_type = header(req, "content-type").unwrap_or_default();
     let offer = offer::read(&content_type, &http::read_body(req, config.max_body_bytes).await?)?;
-    let url = web_sys::Url::new(&req.inner().url())?;
-    let query = url.search_params();
+    let query = web_sys::Url::new(&req.inner().url())?.search_params();
     // The query's choices (the SDK's `baseUrl`), else those of the form's session.
-    let (model, chosen_voice) = (query.get("model").or(offer.model), query.get("voice").or(offer.voice));
-    let sdp = offer.sdp;
+    let choice = (query.get("model").or(offer.model), query.get("voice").or(offer.voice));
+    let admitted = admit(identity, env, ctx, config, choice, outcome).await?;
+    start(env, config, identity, &offer.sdp, admitted, outcome).await
+}
+
+/// Checks a voice session (`model`, `voice`: the page's choice) against the plan and admits it
+/// in the user's object: a voice slot, and the call's hold reserved (and leased).
+pub async fn admit(
+    identity: &Identity,
+    env: &Env,
+    ctx: &Rc<Context>,
+    config: &Config,
+    (model, chosen_voice): (Option<String>, Option<String>),
+    outcome: &mut Outcome,
+) -> Result<Admitted> {
+    let voice = config.voice.as_ref().ok_or(ProxyError::NotFound)?;
     let claimed = claimed_plan(identity.plan.as_deref()).name;
     let mut plan_name = claimed.clone();
     // A guest's calls would need its client's object and the guests' budget to hold them too.
@@ -126,24 +139,52 @@ pub async fn create_call(
                 })
             }
         };
-        let admitted = Admitted {
+        return Ok(Admitted {
             reservation_id,
             limits: plan.user_limits,
             call,
             pools: leases,
-        };
-        return start(env, config, identity, &sdp, admitted, outcome).await;
+        });
     }
     Err(ProxyError::Unavailable {
         detail: format!("the plan of {:?} kept changing during a call's admission", identity.sub),
     })
 }
 
-struct Admitted {
-    reservation_id: u64,
-    limits: Limits,
-    call: CallPlan,
-    pools: Vec<PoolTerms>,
+pub struct Admitted {
+    pub reservation_id: u64,
+    pub limits: Limits,
+    pub call: CallPlan,
+    pub pools: Vec<PoolTerms>,
+}
+
+impl Admitted {
+    /// What the call object meters the call `call_id` with.
+    pub fn call_start(
+        &self,
+        call_id: &str,
+        identity: &Identity,
+        config: &Config,
+        max_session_seconds: u64,
+    ) -> CallStart {
+        let seconds = i64::try_from(max_session_seconds).unwrap_or(i64::MAX);
+        CallStart {
+            call: call_id.to_owned(),
+            sub: identity.sub.clone(),
+            issued_at: identity.issued_at,
+            reservation_id: self.reservation_id,
+            limits: self.limits,
+            model: self.call.model.clone(),
+            session: self.call.session.clone(),
+            turn: self.call.turn,
+            hold: self.call.hold,
+            ends_at_ms: Now::read().millis().saturating_add(seconds.saturating_mul(1000)),
+            rules: self.call.rules.clone(),
+            pools: self.pools.clone(),
+            pool_alerts: config.alerts.global,
+            alert_webhook: config.alerts.webhook_url.clone(),
+        }
+    }
 }
 
 /// Creates the call upstream and hands it to its object; on any failure the reservation is
@@ -167,23 +208,8 @@ async fn start(
             return Err(error);
         }
     };
-    let seconds = i64::try_from(voice.max_session_seconds).unwrap_or(i64::MAX);
-    let command = CallCommand::Start(Box::new(CallStart {
-        call: call_id.clone(),
-        sub: identity.sub.clone(),
-        issued_at: identity.issued_at,
-        reservation_id: admitted.reservation_id,
-        limits: admitted.limits,
-        model: admitted.call.model.clone(),
-        session: admitted.call.session.clone(),
-        turn: admitted.call.turn,
-        hold: admitted.call.hold,
-        ends_at_ms: Now::read().millis().saturating_add(seconds.saturating_mul(1000)),
-        rules: admitted.call.rules.clone(),
-        pools: admitted.pools.clone(),
-        pool_alerts: config.alerts.global,
-        alert_webhook: config.alerts.webhook_url.clone(),
-    }));
+    let start = admitted.call_start(&call_id, identity, config, voice.max_session_seconds);
+    let command = CallCommand::Start(Box::new(start));
     let started: Result<serde_json::Value> = objects::call(env, CALLS_BINDING, &call_id, &command).await;
     if let Err(error) = started {
         hang_up(&config.upstream_base_url, config.openai_api_key()?, &call_id).await;
@@ -306,7 +332,7 @@ pub async fn settle(env: &Env, sub: &str, reservation_id: u64, limits: Limits, s
 
 /// Gives back all a call's admission took, its place among the day's calls too: the page
 /// never got an answer, so no media and no response can have run.
-async fn cancel(env: &Env, sub: &str, admitted: &Admitted) {
+pub async fn cancel(env: &Env, sub: &str, admitted: &Admitted) {
     let command = UserCommand::Cancel {
         reservation_id: admitted.reservation_id,
         limits: admitted.limits,

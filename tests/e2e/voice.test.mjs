@@ -5,8 +5,8 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { startMockUpstream } from "../mock-upstream.mjs";
-import { responseDone } from "../mock-realtime.mjs";
-import { ALLOWED_ORIGIN, bodyText, mintToken, startProxy, usageOf, usd, within } from "./helpers.mjs";
+import { maximalUsage, responseDone } from "../mock-realtime.mjs";
+import { ALLOWED_ORIGIN, bodyText, mintToken, poll, startProxy, usageOf, usd, within } from "./helpers.mjs";
 
 const ADMIN_TOKEN = "voice-admin-token-that-is-long-enough-0123456789";
 const INSTRUCTIONS = "Be brief.";
@@ -18,14 +18,7 @@ const CONTEXT = BigInt(INSTRUCTIONS.length + 1000);
 const TURN = CONTEXT * AUDIO_IN + 100n * AUDIO_OUT; // 12,090,000
 const BUDGET = 60_000_000n; // $0.06: two turns held, and room for about three more
 const OFFER = "v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n";
-/** The most a response can use within the caps: every token at the dearest price. */
-const MAXIMAL = {
-  input_tokens: Number(CONTEXT),
-  output_tokens: 100,
-  total_tokens: Number(CONTEXT) + 100,
-  input_token_details: { audio_tokens: Number(CONTEXT), text_tokens: 0, cached_tokens: 0 },
-  output_token_details: { audio_tokens: 100, text_tokens: 0 },
-};
+const MAXIMAL = maximalUsage(Number(CONTEXT), 100);
 
 describe("voice calls", () => {
   let upstream;
@@ -251,9 +244,9 @@ describe("voice calls", () => {
     assert.match(model.body, /model_not_allowed/);
     await call("henry", { query: "?voice=alloy", expect: 400 });
     assert.equal(upstream.realtime.calls.size, before);
-    // Not served yet (README, "Voice"): the WebSocket relay and GPT-Live.
+    // Not served yet (README, "Voice"): GPT-Live.
     const token = mintToken({ sub: "henry" });
-    for (const [method, path] of [["GET", "/v1/realtime"], ["POST", "/v1/live/sessions"]]) {
+    for (const [method, path] of [["POST", "/v1/live/sessions"]]) {
       const answer = await fetch(`${proxy.url}${path}`, { method, headers: { authorization: `Bearer ${token}` } });
       assert.equal(answer.status, 404, path);
       await answer.arrayBuffer();
@@ -329,13 +322,3 @@ describe("a call OpenAI fails to create", () => {
   });
 });
 
-/** Awaits `check` every 50 ms until it gives something truthy, for at most `ms`. */
-function poll(ms, check, what) {
-  return within(ms, (async () => {
-    for (;;) {
-      const found = await check();
-      if (found) return found;
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-  })(), what);
-}

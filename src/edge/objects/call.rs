@@ -21,12 +21,13 @@ use worker::{
 use crate::budget::lease::{Grant, LeaseAsk};
 use crate::budget::quota::Spend;
 use crate::config::voice::call_key;
-use crate::edge::objects::command;
 use crate::edge::objects::user::{call_user, post_alert, top_up};
+use crate::edge::objects::{command, relay};
 use crate::edge::voice::{hang_up, settle};
 use crate::edge::{env_string, http, log, Now};
 use crate::objects::user::{LiveCharge, UserCommand, UserReply};
 use crate::request::voice::call::{CallCommand, CallMeter, CallStart, EndReason, Step};
+use crate::request::voice::relay::is_relay;
 use crate::secret::Secret;
 
 const START_KEY: &str = "start";
@@ -43,17 +44,22 @@ pub struct VoiceCall {
 }
 
 /// What the event loop shares with the object's handlers.
-struct Call {
+pub(super) struct Call {
     state: State,
     env: Env,
-    live: RefCell<Option<Live>>,
+    pub(super) live: RefCell<Option<Live>>,
+    /// A relay's end for the page, until the Worker's upgrade takes it (`relay.rs`).
+    pub(super) page: RefCell<Option<WebSocket>>,
 }
 
-struct Live {
-    meter: CallMeter,
-    socket: WebSocket,
+pub(super) struct Live {
+    pub(super) meter: CallMeter,
+    /// The sideband, or the relay's session upstream.
+    pub(super) socket: WebSocket,
+    /// The relay's page (`relay.rs`): every upstream event is passed on to it.
+    pub(super) client: Option<WebSocket>,
     /// Hung up (or hanging up) for this reason: the call is settled when its sideband closes.
-    ending: Option<(EndReason, bool)>,
+    pub(super) ending: Option<(EndReason, bool)>,
 }
 
 impl DurableObject for VoiceCall {
@@ -63,15 +69,20 @@ impl DurableObject for VoiceCall {
                 state,
                 env,
                 live: RefCell::new(None),
+                page: RefCell::new(None),
             }),
         }
     }
 
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
+        if req.headers().has("upgrade")? {
+            return self.call.answer_upgrade();
+        }
         match command::<CallCommand>(&mut req).await? {
             CallCommand::Start(start) => {
                 self.call.start(*start).await?;
             }
+            CallCommand::Relay(start) => self.call.relay(*start).await?,
             CallCommand::End { banned } => {
                 let reason = if banned {
                     EndReason::Revoked
@@ -126,20 +137,37 @@ impl Call {
     /// Stores the call, opens its sideband and starts metering it; the first charge (nothing
     /// spent) tells the user's object the call's id.
     async fn start(self: &Rc<Self>, start: CallStart) -> worker::Result<()> {
-        // As JSON text: storing the struct itself would bring serde_wasm_bindgen's copy of it.
-        let stored = serde_json::to_string(&start).map_err(|e| worker::Error::RustError(e.to_string()))?;
-        self.state.storage().put(START_KEY, stored).await?;
-        self.arm(&start).await?;
-        let socket = sideband(&start.rules.upstream_base_url, &self.key()?, &start.call).await?;
+        self.store(&start).await?;
+        let query = format!("call_id={}", start.call);
+        let socket = upstream(&start.rules.upstream_base_url, &self.key()?, &query).await?;
+        self.meter(start, socket, None)
+    }
+
+    /// Meters the call from the events of `socket` (passed on to `client`, for the relay).
+    pub(super) fn meter(
+        self: &Rc<Self>,
+        start: CallStart,
+        socket: WebSocket,
+        client: Option<WebSocket>,
+    ) -> worker::Result<()> {
         socket.accept()?;
         self.live.replace(Some(Live {
             meter: CallMeter::new(start),
             socket: socket.clone(),
+            client,
             ending: None,
         }));
         let call = self.clone();
         spawn_local(async move { call.listen(socket).await });
         Ok(())
+    }
+
+    /// Stores the call, for the alarm to find it if the object loses it, and arms the alarm.
+    pub(super) async fn store(&self, start: &CallStart) -> worker::Result<()> {
+        // As JSON text: storing the struct itself would bring serde_wasm_bindgen's copy of it.
+        let stored = serde_json::to_string(start).map_err(|e| worker::Error::RustError(e.to_string()))?;
+        self.state.storage().put(START_KEY, stored).await?;
+        self.arm(start).await
     }
 
     /// The next alarm: the session cap or the watchdog, whichever comes first.
@@ -162,6 +190,9 @@ impl Call {
                 let step = {
                     let mut live = self.live.borrow_mut();
                     let Some(live) = live.as_mut() else { return };
+                    if let Some(client) = &live.client {
+                        let _ = client.send_with_str(&text);
+                    }
                     live.meter.on_event(&text)
                 };
                 match step {
@@ -259,13 +290,14 @@ impl Call {
     }
 
     /// Hangs the call up once; it is settled when its sideband closes (or `GRACE` later).
-    async fn end(self: Rc<Self>, reason: EndReason) {
+    pub(super) async fn end(self: Rc<Self>, reason: EndReason) {
         let start = {
             let mut live = self.live.borrow_mut();
             let Some(live) = live.as_mut().filter(|live| live.ending.is_none()) else {
                 return;
             };
             live.ending = Some((reason, false));
+            relay::close(live, reason);
             live.meter.start.clone()
         };
         let hung_up = self.hang_up(&start).await;
@@ -323,12 +355,16 @@ impl Call {
     }
 
     /// The upstream key, read alone (the call brings everything else).
-    fn key(&self) -> worker::Result<Secret> {
+    pub(super) fn key(&self) -> worker::Result<Secret> {
         call_key(|name| env_string(&self.env, name))
             .ok_or_else(|| worker::Error::RustError("secret OPENAI_API_KEY is not set".into()))
     }
 
     async fn hang_up(&self, start: &CallStart) -> bool {
+        // A relay's session ends with its sockets, closed already.
+        if is_relay(&start.call) {
+            return true;
+        }
         match self.key() {
             Ok(key) => hang_up(&start.rules.upstream_base_url, &key, &start.call).await,
             Err(_) => false,
@@ -343,19 +379,20 @@ impl Call {
     }
 }
 
-/// The call's sideband: `GET {upstream}/realtime?call_id=…` upgraded to a WebSocket, with the
-/// key in `Authorization`. workers-rs `WebSocket::connect` cannot set headers, so the request
-/// is built by hand (Cloudflare: a `fetch` with `Upgrade: websocket`).
-async fn sideband(upstream_base_url: &str, key: &Secret, call_id: &str) -> worker::Result<WebSocket> {
+/// `GET {upstream}/realtime?{query}` upgraded to a WebSocket, with the key in `Authorization`:
+/// a call's sideband (`call_id=…`), or a relay's session (`model=…`). workers-rs
+/// `WebSocket::connect` cannot set headers, so the request is built by hand (Cloudflare: a
+/// `fetch` with `Upgrade: websocket`).
+pub(super) async fn upstream(upstream_base_url: &str, key: &Secret, query: &str) -> worker::Result<WebSocket> {
     let headers = Headers::new();
     headers.set("upgrade", "websocket")?;
     headers.set("authorization", &format!("Bearer {}", key.expose()))?;
     let mut init = RequestInit::new();
     init.with_method(Method::Get).with_headers(headers);
-    let url = format!("{upstream_base_url}/realtime?call_id={call_id}");
+    let url = format!("{upstream_base_url}/realtime?{query}");
     let answer = Fetch::Request(http::outgoing(&url, &init)?).send().await?;
     let status = answer.status_code();
-    answer.websocket().ok_or_else(|| {
-        worker::Error::RustError(format!("the sideband of {call_id} answered {status}, not a WebSocket"))
-    })
+    answer
+        .websocket()
+        .ok_or_else(|| worker::Error::RustError(format!("realtime?{query} answered {status}, not a WebSocket")))
 }

@@ -17,6 +17,7 @@ use crate::objects::user::VoiceSlots;
 
 pub mod call;
 pub mod offer;
+pub mod relay;
 
 use call::CallRules;
 
