@@ -29,6 +29,8 @@ pub enum UserRoute {
     RealtimeCall,
     /// `POST /v1/live/sessions`: a GPT-Live session (an SDP offer in, the answer out).
     LiveSession,
+    /// `GET /v1/realtime?model=…` upgraded to a WebSocket: the relay.
+    RealtimeRelay,
 }
 
 /// The endpoints whose body the policy checks and whose answer costs tokens.
@@ -87,6 +89,7 @@ impl Route {
             Route::User(UserRoute::Usage) => "usage",
             Route::User(UserRoute::RealtimeCall) => "realtime.calls",
             Route::User(UserRoute::LiveSession) => "live.sessions",
+            Route::User(UserRoute::RealtimeRelay) => "realtime.relay",
             Route::Admin(AdminRoute::EndCall { .. }) => "admin.end_call",
             Route::Admin(AdminRoute::Usage { .. }) => "admin.usage",
             Route::Admin(AdminRoute::DayUsage) => "admin.day_usage",
@@ -152,6 +155,7 @@ pub fn route(method: &str, path: &str) -> Result<Route, ProxyError> {
         "/v1/embeddings" => (Route::User(UserRoute::Api(ApiRoute::Embeddings)), "POST"),
         "/v1/realtime/calls" => (Route::User(UserRoute::RealtimeCall), "POST"),
         "/v1/live/sessions" => (Route::User(UserRoute::LiveSession), "POST"),
+        "/v1/realtime" => (Route::User(UserRoute::RealtimeRelay), "GET"),
         "/api/generate-text" => (Route::User(UserRoute::Api(ApiRoute::GenerateText)), "POST"),
         "/v1/images/generations" => (Route::User(UserRoute::Api(ApiRoute::ImageGenerations)), "POST"),
         "/v1/audio/transcriptions" => (Route::User(UserRoute::Api(ApiRoute::Transcriptions)), "POST"),
@@ -221,6 +225,8 @@ mod tests {
             Err(ProxyError::NotFound),
             "edits are not bounded yet"
         );
+        assert_eq!(route("GET", "/v1/realtime"), Ok(Route::User(UserRoute::RealtimeRelay)));
+        assert_eq!(route("POST", "/v1/realtime"), Err(ProxyError::MethodNotAllowed));
     }
 
     #[test]

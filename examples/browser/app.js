@@ -1,13 +1,17 @@
 // The example page: a user token from the app's backend (or, with a Turnstile site key and no
 // backend, a guest token from the proxy), a streamed chat completion through the proxy rendered
 // as it arrives, dictation into the prompt (transcription) and a "read aloud" button on the
-// answer (speech), each showing what it cost, the quota, and clear messages when something fails.
+// answer (speech), each showing what it cost, a voice conversation (WebRTC, through the proxy's
+// `POST /v1/realtime/calls`) with its live transcript and what it has cost so far, the quota, and
+// clear messages when something fails.
 const PROXY = "__PROXY_URL__";
 const TURNSTILE_SITE_KEY = "__TURNSTILE_SITE_KEY__";
 const GUEST_MODE = TURNSTILE_SITE_KEY !== "" && !TURNSTILE_SITE_KEY.startsWith("__");
 // The operator allows these with TRANSCRIBE_MODELS and SPEECH_MODELS.
 const TRANSCRIBE_MODEL = "gpt-4o-mini-transcribe";
 const SPEECH_MODEL = "gpt-4o-mini-tts";
+// And this one with VOICE_MODELS.
+const VOICE_MODEL = "gpt-realtime-2.1-mini";
 const $ = (id) => document.getElementById(id);
 let token = null;
 let turnstileWidget = null;
@@ -255,6 +259,176 @@ async function readAloud() {
   }
 }
 
+let voiceCall = null;
+
+/**
+ * Starts a voice call the way @openai/agents-realtime's WebRTC transport does: the microphone on
+ * a peer connection with an `oai-events` data channel, its SDP offer posted as application/sdp
+ * with the user token, the answer applied. Audio then flows between the browser and OpenAI; the
+ * data channel carries the session's events (the transcript), and the proxy meters the call.
+ */
+async function talk() {
+  let bearer;
+  try {
+    bearer = await userToken();
+  } catch (error) {
+    return show(error.message, true);
+  }
+  if (!bearer) return show("Complete the human check first.", true);
+  let stream;
+  try {
+    stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+  } catch (error) {
+    return show(`The microphone is not available (${error.message}).`, true);
+  }
+  const pc = new RTCPeerConnection();
+  const channel = pc.createDataChannel("oai-events");
+  const call = { pc, stream, bearer, id: null, spentBefore: null, hungUpHere: false, lines: new Map() };
+  voiceCall = call;
+  $("talk").hidden = true;
+  $("hang-up").hidden = false;
+  $("transcript").replaceChildren();
+  $("call-cost").textContent = "";
+  callState("Calling…");
+  show("");
+  pc.ontrack = (event) => ($("voice-player").srcObject = event.streams[0]);
+  pc.addTrack(stream.getAudioTracks()[0]);
+  channel.onopen = () => {
+    callState("Live: speak, the model answers aloud.");
+    // Transcriptions are charged too, apart from replies: the figure follows every charge.
+    call.timer = setInterval(() => showCallCost(call, 1), 2000);
+  };
+  channel.onmessage = (event) => voiceEvent(call, JSON.parse(event.data));
+  // The proxy ends a call its budget or time limit cannot go on with (or an operator does).
+  channel.onclose = () => endCall(call, call.hungUpHere ? "Call ended." : "The call was ended by the service: its budget, its time limit or an operator.");
+  pc.onconnectionstatechange = () => pc.connectionState === "failed" && endCall(call, "The connection to the voice server was lost.");
+  try {
+    call.spentBefore = call.lastUsed = (await usage(bearer))?.cost.used_usd ?? null;
+    const offer = await pc.createOffer();
+    await pc.setLocalDescription(offer);
+    const response = await fetch(`${PROXY}/v1/realtime/calls?model=${encodeURIComponent(VOICE_MODEL)}`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${bearer}`, "content-type": "application/sdp" },
+      body: offer.sdp,
+    });
+    if (!response.ok) {
+      show(await explainCall(response), true);
+      return endCall(call, "No call.");
+    }
+    // As the SDK does: the call id is Location's last segment.
+    call.id = response.headers.get("location")?.split("/").pop() ?? null;
+    await pc.setRemoteDescription({ type: "answer", sdp: await response.text() });
+    if (voiceCall === call && channel.readyState !== "open") callState("Connecting…");
+  } catch (error) {
+    show(`Network error: the voice call could not be set up (${error.message}).`, true);
+    endCall(call, "No call.");
+  }
+}
+
+/** A refused call in words: most refusals of a call are about its budget or its slot. */
+async function explainCall(response) {
+  const { error } = await response.clone().json().catch(() => ({}));
+  if (response.status === 429 && error?.code === "too_many_concurrent_streams") {
+    return "You already have a voice call open: hang it up before starting another.";
+  }
+  if (response.status === 429 && error?.type === "insufficient_quota") {
+    return "Your budget has no room for a voice call now: a call holds its next two replies' worst case. It frees as other requests end, and resets at 00:00 UTC.";
+  }
+  if (response.status === 403) return `Voice calls are refused here: ${error?.message ?? "permission denied."}`;
+  if (error?.code === "model_not_allowed") return "Voice calls are not offered to you on this proxy.";
+  return explain(response);
+}
+
+/** The session's events that this page shows: the transcript as it grows, and each reply's cost. */
+function voiceEvent(call, event) {
+  switch (event.type) {
+    case "conversation.item.input_audio_transcription.delta":
+      return transcriptLine(call, event.item_id, "You", event.delta, true);
+    case "conversation.item.input_audio_transcription.completed":
+      return transcriptLine(call, event.item_id, "You", event.transcript, false);
+    case "response.output_audio_transcript.delta":
+      return transcriptLine(call, event.item_id, "Assistant", event.delta, true);
+    case "response.output_audio_transcript.done":
+      return transcriptLine(call, event.item_id, "Assistant", event.transcript, false);
+    case "response.done":
+      return showCallCost(call);
+    case "error":
+      return show(event.error?.message ?? "The voice session reported an error.", true);
+  }
+}
+
+/** One line per item: deltas append to it, the final transcript replaces it. */
+function transcriptLine(call, itemId, speaker, text, append) {
+  let line = call.lines.get(itemId);
+  if (!line) {
+    line = document.createElement("p");
+    const who = document.createElement("span");
+    who.className = "speaker";
+    who.textContent = `${speaker}: `;
+    line.append(who, document.createElement("span"));
+    call.lines.set(itemId, line);
+    $("transcript").append(line);
+    $("transcript").hidden = false;
+  }
+  const said = line.lastChild;
+  said.textContent = append ? said.textContent + (text ?? "") : text ?? "";
+}
+
+async function usage(bearer) {
+  const response = await fetch(`${PROXY}/v1/usage`, { headers: { authorization: `Bearer ${bearer}` } });
+  return response.ok ? response.json() : null;
+}
+
+/**
+ * What the call has cost so far and what is left of the day's budget. The proxy charges each
+ * reply from its usage as OpenAI reports it, a moment after the page sees the reply end, so
+ * this asks until the charge has landed (`tries` times, 200 ms apart).
+ */
+async function showCallCost(call, tries = 10) {
+  try {
+    let current;
+    for (let tried = 1; tried <= tries; tried++) {
+      current = await usage(call.bearer);
+      if (!current || current.cost.used_usd !== call.lastUsed || tried === tries) break;
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    if (!current || call.spentBefore === null) return;
+    call.lastUsed = current.cost.used_usd;
+    const { cost } = current;
+    const left =
+      cost.remaining_usd === null
+        ? "no daily dollar limit"
+        : `$${cost.remaining_usd.toFixed(6)} of $${cost.limit_usd.toFixed(2)} left today, $${cost.reserved_usd.toFixed(6)} held for the next replies`;
+    $("call-cost").textContent = `This call: $${(cost.used_usd - call.spentBefore).toFixed(6)} so far · ${left}`;
+  } catch {
+    // The figure stays as it was; the call goes on.
+  }
+}
+
+function callState(text) {
+  $("call-state").textContent = text;
+}
+
+/** Ends the call on this side: OpenAI sees the peer leave and ends it, and the proxy settles it. */
+function hangUp() {
+  if (!voiceCall) return;
+  voiceCall.hungUpHere = true;
+  endCall(voiceCall, "Call ended.");
+}
+
+function endCall(call, text) {
+  if (call.ended) return;
+  call.ended = true;
+  clearInterval(call.timer);
+  call.pc.close();
+  call.stream.getTracks().forEach((track) => track.stop());
+  if (voiceCall === call) voiceCall = null;
+  $("talk").hidden = false;
+  $("hang-up").hidden = true;
+  callState(text);
+  if (call.id) setTimeout(() => showCallCost(call).then(refreshQuota), 500);
+}
+
 /** Appends each `data:` event's text as it arrives; a final error event is shown as an error. */
 async function render(body) {
   const reader = body.pipeThrough(new TextDecoderStream()).getReader();
@@ -279,6 +453,8 @@ async function render(body) {
 $("send").addEventListener("click", send);
 $("dictate").addEventListener("click", dictate);
 $("read-aloud").addEventListener("click", readAloud);
+$("talk").addEventListener("click", talk);
+$("hang-up").addEventListener("click", hangUp);
 $("prompt").addEventListener("keydown", (event) => {
   if (event.key === "Enter" && (event.metaKey || event.ctrlKey)) send();
 });

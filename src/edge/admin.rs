@@ -31,6 +31,10 @@ pub async fn serve(route: AdminRoute, req: &mut Request, env: &Env, config: &Con
         return Err(ProxyError::AdminUnauthorized);
     }
     let now = Now::read();
+    let bans = matches!(
+        route,
+        AdminRoute::Revocation { revoke: true, .. } | AdminRoute::Block { block: true, .. }
+    );
     let (sub, command) = match route {
         AdminRoute::DayUsage => return day_usage(req, env, config.usage_index_shards, now).await,
         AdminRoute::Budget => return budget(env, config, now).await,
@@ -81,8 +85,10 @@ pub async fn serve(route: AdminRoute, req: &mut Request, env: &Env, config: &Con
             detail: "user object did not answer with a status".into(),
         });
     };
-    // A block or revocation ends the user's live voice calls at once.
-    super::voice::end_calls(env, &calls, true).await?;
+    // A block or revocation ends the user's live voice calls at once (lifting one ends none).
+    if bans {
+        super::voice::end_calls(env, &calls, true).await?;
+    }
     let mut body = match (standing, &plan) {
         (Some(standing), Some(plan)) => {
             // Isolates learn it from the user's object, at the user's next admission.
@@ -94,6 +100,8 @@ pub async fn serve(route: AdminRoute, req: &mut Request, env: &Env, config: &Con
     };
     body["revoked_at"] = json!(revoked_at);
     body["blocked_at"] = json!(blocked_at);
+    // The console's "End call" buttons (`DELETE /admin/calls/{id}`).
+    body["calls"] = json!(calls);
     json_response(200, &body.to_string())
 }
 

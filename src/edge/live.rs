@@ -14,13 +14,14 @@ use worker::{web_sys, Context, Env, Fetch, Headers, Method, Request, RequestInit
 
 use super::http::{self, header, json_response};
 use super::log::Outcome;
-use super::voice::{admit_call, as_offer, created_status, hand_over, is_call_id, settle, Admitted};
+use super::objects::{self, live::close_session};
+use super::voice::{admit, cancel, created_status, is_call_id, settle, Admitted, CALLS_BINDING};
 use super::{Now, Result};
 use crate::auth::Identity;
-use crate::budget::quota::Spend;
 use crate::config::Config;
 use crate::error::ProxyError;
-use crate::request::voice::live::creation_charge;
+use crate::request::voice::call::CallCommand;
+use crate::request::voice::live::{creation_charge, read_request};
 
 const SESSIONS_PATH: &str = "/v1/live/sessions";
 
@@ -34,48 +35,43 @@ pub async fn create_session(
     config: &Config,
     outcome: &mut Outcome,
 ) -> Result<Response> {
-    config.voice.as_ref().ok_or(ProxyError::NotFound)?;
-    let bare = header(req, "content-type")
-        .unwrap_or_default()
-        .to_ascii_lowercase()
-        .starts_with("application/sdp");
-    let body = http::read_body(req, config.max_body_bytes).await?;
-    let (offer, asked) = match bare {
-        true => {
-            let url = web_sys::Url::new(&req.inner().url())?;
-            let query = url.search_params();
-            (as_offer(body)?, (query.get("model"), query.get("voice")))
-        }
-        false => {
-            // Only these three are read: the page's session is otherwise replaced, never sent.
-            let asked: Value = serde_json::from_slice(&body).unwrap_or_default();
-            let text = |path: &str| asked.pointer(path).and_then(Value::as_str).map(str::to_owned);
-            let webrtc = text("/transport/type").is_none_or(|kind| kind == "webrtc");
-            let sdp = text("/transport/sdp").filter(|_| webrtc).unwrap_or_default();
-            let voice = text("/session/audio/output/voice");
-            (as_offer(sdp.into_bytes())?, (text("/session/model"), voice))
-        }
-    };
-    let admitted = admit_call(identity, env, ctx, config, outcome, asked, true).await?;
+    let voice = config.voice.as_ref().ok_or(ProxyError::NotFound)?;
+    let content_type = header(req, "content-type").unwrap_or_default();
+    let offer = read_request(&content_type, &http::read_body(req, config.max_body_bytes).await?)?;
+    let query = web_sys::Url::new(&req.inner().url())?.search_params();
+    let choice = (query.get("model").or(offer.model), query.get("voice").or(offer.voice));
+    let admitted = admit(identity, env, ctx, config, choice, true, outcome).await?;
     let since = Now::read();
-    let created = create_upstream(config, &offer, &admitted).await;
+    let created = create_upstream(config, &offer.sdp, &admitted).await;
     outcome.upstream_ms = Some(Now::read().since(since));
+    let unknown = |error: &ProxyError| matches!(error, ProxyError::UpstreamFailed { .. } | ProxyError::UpstreamTimeout);
     let (id, answer) = match created {
         Ok(created) => created,
-        Err(error) => {
-            // A refusal created nothing; a failure may have created a session that bills its
-            // creation.
-            let unknown = matches!(error, ProxyError::UpstreamFailed { .. } | ProxyError::UpstreamTimeout);
-            let spent = match unknown {
-                true => creation_charge(&admitted.call.rules),
-                false => Spend::default(),
-            };
+        // A refusal created nothing; a failure may have created a session that bills its
+        // creation.
+        Err(error) if unknown(&error) => {
+            let spent = creation_charge(&admitted.call.rules);
             settle(env, &identity.sub, admitted.reservation_id, admitted.limits, spent).await;
             return Err(error);
         }
+        Err(error) => {
+            cancel(env, &identity.sub, &admitted).await;
+            return Err(error);
+        }
     };
-    hand_over(env, config, identity, admitted, &id, since.millis(), true).await?;
-    if bare {
+    let mut start = admitted.call_start(&id, identity, config, voice.max_session_seconds);
+    // Billed per second from its creation: its length and its wall clock count from there.
+    let seconds = i64::try_from(voice.max_session_seconds).unwrap_or(i64::MAX);
+    start.ends_at_ms = since.millis().saturating_add(seconds.saturating_mul(1000));
+    start.live_since_ms = Some(since.millis());
+    let started: Result<Value> = objects::call(env, CALLS_BINDING, &id, &CallCommand::Start(Box::new(start))).await;
+    if let Err(error) = started {
+        close_session(&config.upstream_base_url, config.openai_api_key()?, &id).await;
+        let spent = creation_charge(&admitted.call.rules);
+        settle(env, &identity.sub, admitted.reservation_id, admitted.limits, spent).await;
+        return Err(error);
+    }
+    if content_type.to_ascii_lowercase().starts_with("application/sdp") {
         let headers = Headers::new();
         headers.set("content-type", "application/sdp")?;
         headers.set("location", &format!("{SESSIONS_PATH}/{id}"))?;

@@ -11,6 +11,7 @@ mod keys;
 mod live;
 mod log;
 mod objects;
+mod relay;
 mod settlement;
 mod stream;
 mod upstream;
@@ -27,6 +28,7 @@ use crate::config::Config;
 use crate::cors::{self, OriginCheck};
 use crate::error::{ProxyError, TokenProblem};
 use crate::objects::owned_responses::Created;
+use crate::request::voice::relay::token_in_protocols;
 use crate::request::{self, ApiRequest};
 use crate::routes::{self, ApiRoute, Route, UserRoute};
 use crate::sse;
@@ -168,7 +170,7 @@ async fn handle(mut req: Request, env: &Env, ctx: &Rc<Context>, outcome: &mut Ou
             .and_then(http::no_store)
             .map(Reply::Whole),
         Route::User(user_route) => {
-            let mut identity = authenticate(&req, &config).await?;
+            let mut identity = authenticate(&req, &config, user_route == UserRoute::RealtimeRelay).await?;
             if let Some(settings) = config.guest.as_ref().filter(|_| limited_per_client(&identity)) {
                 let client_ip = guest::client_address(&req);
                 identity.guest_client = Some(settings.client_key.object_name(client_ip.as_deref()));
@@ -199,6 +201,11 @@ async fn serve_user(
         }
         UserRoute::LiveSession => {
             return live::create_session(&mut req, identity, env, ctx, config, outcome)
+                .await
+                .map(Reply::Whole)
+        }
+        UserRoute::RealtimeRelay => {
+            return relay::open(&req, identity, env, ctx, config, outcome)
                 .await
                 .map(Reply::Whole)
         }
@@ -297,9 +304,15 @@ async fn answer_whole(
 
 /// The single place that decides who the caller is. Revocation is checked in the same
 /// Durable Object call as admission, so a bad token costs no Durable Object call at all.
-async fn authenticate(req: &Request, config: &Config) -> Result<Identity> {
+/// A browser's WebSocket cannot send `Authorization`: its token comes as a subprotocol
+/// (`in_protocols`, the relay's).
+async fn authenticate(req: &Request, config: &Config, in_protocols: bool) -> Result<Identity> {
     let authorization = header(req, "authorization");
-    let token = auth::bearer_token(authorization.as_deref())?;
+    let protocols = header(req, "sec-websocket-protocol").filter(|_| in_protocols);
+    let token = match (&authorization, protocols.as_deref().and_then(token_in_protocols)) {
+        (None, Some(token)) => token,
+        (authorization, _) => auth::bearer_token(authorization.as_deref())?,
+    };
     // Before the key set: garbage must never cost a fetch from the identity provider.
     let shape = auth::check_shape(token).map_err(ProxyError::InvalidToken)?;
     // The issuer only picks the key: a token claiming the guest issuer is checked with

@@ -10,7 +10,6 @@ use worker::{js_sys, web_sys, Context, Env, Fetch, Headers, Method, Request, Req
 
 use super::http::{self, header};
 use super::log::Outcome;
-use super::objects::live::close_session;
 use super::objects::{self, user::call_user};
 use super::{log, Now, Result};
 use crate::auth::guest::GUEST_SUB_PREFIX;
@@ -21,8 +20,7 @@ use crate::config::Config;
 use crate::error::{ProxyError, TokenProblem};
 use crate::objects::user::{user_object_name, Finished, PlanAsk, PoolTerms, UserCommand, UserReply};
 use crate::request::voice::call::{CallCommand, CallStart};
-use crate::request::voice::live::creation_charge;
-use crate::request::voice::CallPlan;
+use crate::request::voice::{offer, CallPlan};
 use crate::secret::Secret;
 
 pub const CALLS_BINDING: &str = "CALLS";
@@ -38,39 +36,42 @@ pub async fn create_call(
     config: &Config,
     outcome: &mut Outcome,
 ) -> Result<Response> {
-    let sdp = read_offer(req, config).await?;
-    let url = web_sys::Url::new(&req.inner().url())?;
-    let query = url.search_params();
-    let asked = (query.get("model"), query.get("voice"));
-    let admitted = admit_call(identity, env, ctx, config, outcome, asked, false).await?;
-    start(env, config, identity, &sdp, admitted, outcome).await
+    config.voice.as_ref().ok_or(ProxyError::NotFound)?;
+    let content_type = header(req, "content-type").unwrap_or_default();
+    let offer = offer::read(&content_type, &http::read_body(req, config.max_body_bytes).await?)?;
+    let query = web_sys::Url::new(&req.inner().url())?.search_params();
+    // The query's choices (the SDK's `baseUrl`), else those of the form's session.
+    let choice = (query.get("model").or(offer.model), query.get("voice").or(offer.voice));
+    let admitted = admit(identity, env, ctx, config, choice, false, outcome).await?;
+    start(env, config, identity, &offer.sdp, admitted, outcome).await
 }
 
-/// Admits the voice call a page `asked` for (its model and voice; a GPT-Live session if
-/// `live`), as the plan allows it, in the user's object: its hold reserved, a voice slot taken.
-pub(super) async fn admit_call(
+/// Checks a voice session (`model`, `voice`: the page's choice; a GPT-Live session if `live`)
+/// against the plan and admits it in the user's object: a voice slot, and the call's hold
+/// reserved (and leased).
+pub async fn admit(
     identity: &Identity,
     env: &Env,
     ctx: &Rc<Context>,
     config: &Config,
-    outcome: &mut Outcome,
-    asked: (Option<String>, Option<String>),
+    (model, chosen_voice): (Option<String>, Option<String>),
     live: bool,
+    outcome: &mut Outcome,
 ) -> Result<Admitted> {
-    let (model, chosen_voice) = (asked.0.as_deref(), asked.1.as_deref());
     let voice = config.voice.as_ref().ok_or(ProxyError::NotFound)?;
     let claimed = claimed_plan(identity.plan.as_deref()).name;
     let mut plan_name = claimed.clone();
     // A guest's calls would need its client's object and the guests' budget to hold them too.
     if identity.sub.starts_with(GUEST_SUB_PREFIX) {
         return Err(ProxyError::ModelNotAllowed {
-            model: model.unwrap_or_default().to_owned(),
+            model: model.unwrap_or_default(),
         });
     }
     for _ in 0..2 {
         let plan = config.plan(&plan_name)?;
         outcome.plan = Some(plan.name.clone());
         let (prices, base) = (&config.requests.prices, &config.upstream_base_url);
+        let (model, chosen_voice) = (model.as_deref(), chosen_voice.as_deref());
         let call = match live {
             true => voice.plan_live(plan, prices, base, model, chosen_voice),
             false => voice.plan_call(plan, prices, base, model, chosen_voice),
@@ -151,11 +152,41 @@ pub(super) async fn admit_call(
     })
 }
 
-pub(super) struct Admitted {
+pub struct Admitted {
     pub reservation_id: u64,
     pub limits: Limits,
     pub call: CallPlan,
     pub pools: Vec<PoolTerms>,
+}
+
+impl Admitted {
+    /// What the call object meters the call `call_id` with.
+    pub fn call_start(
+        &self,
+        call_id: &str,
+        identity: &Identity,
+        config: &Config,
+        max_session_seconds: u64,
+    ) -> CallStart {
+        let seconds = i64::try_from(max_session_seconds).unwrap_or(i64::MAX);
+        CallStart {
+            call: call_id.to_owned(),
+            sub: identity.sub.clone(),
+            issued_at: identity.issued_at,
+            reservation_id: self.reservation_id,
+            limits: self.limits,
+            model: self.call.model.clone(),
+            session: self.call.session.clone(),
+            turn: self.call.turn,
+            hold: self.call.hold,
+            ends_at_ms: Now::read().millis().saturating_add(seconds.saturating_mul(1000)),
+            rules: self.call.rules.clone(),
+            pools: self.pools.clone(),
+            pool_alerts: config.alerts.global,
+            alert_webhook: config.alerts.webhook_url.clone(),
+            live_since_ms: None,
+        }
+    }
 }
 
 /// Creates the call upstream and hands it to its object; on any failure the reservation is
@@ -168,103 +199,31 @@ async fn start(
     admitted: Admitted,
     outcome: &mut Outcome,
 ) -> Result<Response> {
+    let voice = config.voice.as_ref().ok_or(ProxyError::NotFound)?;
     let started = Now::read();
     let created = create_upstream(config, sdp, &admitted.call).await;
     outcome.upstream_ms = Some(Now::read().since(started));
     let (call_id, answer_sdp) = match created {
         Ok(created) => created,
         Err(error) => {
-            settle(
-                env,
-                &identity.sub,
-                admitted.reservation_id,
-                admitted.limits,
-                Spend::default(),
-            )
-            .await;
+            cancel(env, &identity.sub, &admitted).await;
             return Err(error);
         }
     };
-    hand_over(env, config, identity, admitted, &call_id, Now::read().millis(), false).await?;
+    let start = admitted.call_start(&call_id, identity, config, voice.max_session_seconds);
+    let command = CallCommand::Start(Box::new(start));
+    let started: Result<serde_json::Value> = objects::call(env, CALLS_BINDING, &call_id, &command).await;
+    if let Err(error) = started {
+        hang_up(&config.upstream_base_url, config.openai_api_key()?, &call_id).await;
+        cancel(env, &identity.sub, &admitted).await;
+        return Err(error);
+    }
     let headers = Headers::new();
     headers.set("content-type", "application/sdp")?;
     headers.set("location", &format!("{CALLS_PATH}/{call_id}"))?;
     Ok(Response::from_bytes(answer_sdp.into_bytes())?
         .with_status(201)
         .with_headers(headers))
-}
-
-/// Hands a call created upstream at `since_ms` (a Live session's if `live`) to its object;
-/// if the object does not take it, the call is ended upstream and its reservation settled
-/// (nothing was spoken yet; a Live session's creation bills its 15 seconds).
-pub(super) async fn hand_over(
-    env: &Env,
-    config: &Config,
-    identity: &Identity,
-    admitted: Admitted,
-    call_id: &str,
-    since_ms: i64,
-    live: bool,
-) -> Result<()> {
-    let voice = config.voice.as_ref().ok_or(ProxyError::NotFound)?;
-    let seconds = i64::try_from(voice.max_session_seconds).unwrap_or(i64::MAX);
-    let start = CallStart {
-        call: call_id.to_owned(),
-        sub: identity.sub.clone(),
-        issued_at: identity.issued_at,
-        reservation_id: admitted.reservation_id,
-        limits: admitted.limits,
-        model: admitted.call.model,
-        session: admitted.call.session,
-        turn: admitted.call.turn,
-        hold: admitted.call.hold,
-        ends_at_ms: since_ms.saturating_add(seconds.saturating_mul(1000)),
-        rules: admitted.call.rules,
-        pools: admitted.pools,
-        pool_alerts: config.alerts.global,
-        alert_webhook: config.alerts.webhook_url.clone(),
-        live_since_ms: live.then_some(since_ms),
-    };
-    let (sub, reservation_id, limits) = (start.sub.clone(), start.reservation_id, start.limits);
-    let unstarted = match live {
-        true => creation_charge(&start.rules),
-        false => Spend::default(),
-    };
-    let started: Result<serde_json::Value> =
-        objects::call(env, CALLS_BINDING, call_id, &CallCommand::Start(Box::new(start))).await;
-    if let Err(error) = started {
-        let key = config.openai_api_key()?;
-        match live {
-            true => close_session(&config.upstream_base_url, key, call_id).await,
-            false => hang_up(&config.upstream_base_url, key, call_id).await,
-        };
-        settle(env, &sub, reservation_id, limits, unstarted).await;
-        return Err(error);
-    }
-    Ok(())
-}
-
-/// The page's SDP offer: `application/sdp`, as `@openai/agents-realtime` sends it.
-async fn read_offer(req: &mut Request, config: &Config) -> Result<String> {
-    let content_type = header(req, "content-type").unwrap_or_default();
-    if !content_type.to_ascii_lowercase().starts_with("application/sdp") {
-        return Err(ProxyError::invalid_request(
-            "Send the SDP offer as Content-Type: application/sdp.",
-            None,
-        ));
-    }
-    as_offer(http::read_body(req, config.max_body_bytes).await?)
-}
-
-/// An SDP offer: text lines from `v=0`, so that it cannot carry a part of a multipart form.
-pub(super) fn as_offer(body: Vec<u8>) -> Result<String> {
-    let sdp = String::from_utf8(body).ok().filter(|sdp| {
-        sdp.starts_with("v=0")
-            && sdp
-                .bytes()
-                .all(|b| b == b'\r' || b == b'\n' || (b' '..=b'~').contains(&b))
-    });
-    sdp.ok_or_else(|| ProxyError::invalid_request("The body is not an SDP offer.", None))
 }
 
 /// `POST {upstream}/realtime/calls` with the key, as `multipart/form-data` (`sdp`, `session`):
@@ -361,8 +320,7 @@ pub async fn hang_up(upstream_base_url: &str, key: &Secret, call_id: &str) -> bo
     false
 }
 
-/// Settles a call's reservation at `spent` (tried three times; if it never lands, the
-/// reservation expires charged in full).
+/// Settles a call's reservation at `spent`.
 pub async fn settle(env: &Env, sub: &str, reservation_id: u64, limits: Limits, spent: Spend) {
     let finished = Finished {
         reservation_id,
@@ -373,10 +331,27 @@ pub async fn settle(env: &Env, sub: &str, reservation_id: u64, limits: Limits, s
         created_items: Vec::new(),
         used_nano_usd: spent.nano_usd,
     };
+    tell(env, sub, UserCommand::Finish(finished), "voice_settle_failed").await;
+}
+
+/// Gives back all a call's admission took, its place among the day's calls too: the page
+/// never got an answer, so no media and no response can have run.
+pub async fn cancel(env: &Env, sub: &str, admitted: &Admitted) {
+    let command = UserCommand::Cancel {
+        reservation_id: admitted.reservation_id,
+        limits: admitted.limits,
+        now_ms: Now::read().millis(),
+    };
+    tell(env, sub, command, "voice_cancel_failed").await;
+}
+
+/// Sends the user's object a call's end, tried three times (if it never lands, the
+/// reservation expires charged in full, as for any lost settlement).
+async fn tell(env: &Env, sub: &str, command: UserCommand, failure: &str) {
     for _ in 0..3 {
-        match call_user(env, sub, UserCommand::Finish(finished.clone())).await {
+        match call_user(env, sub, command.clone()).await {
             Ok(_) => return,
-            Err(error) => log::warn("voice_settle_failed", &error.to_string()),
+            Err(error) => log::warn(failure, &error.to_string()),
         }
     }
 }

@@ -31,6 +31,7 @@ before(async () => {
     DAILY_BUDGET_USD: "100",
     GLOBAL_DAILY_BUDGET_USD: "1000",
     PLANS: JSON.stringify({ pro: { DAILY_TOKEN_BUDGET: 500000 } }),
+    VOICE_MODELS: "gpt-realtime-2.1-mini",
   });
   bare = await startProxy({ UPSTREAM_BASE_URL: mock.url, OPENAI_API_KEY: mock.apiKey });
   if (!noBrowser) {
@@ -333,6 +334,47 @@ test("a plan override set from the console changes the user's limit, and clearin
     assert.equal(await limit(), "100000");
     assert.doesNotMatch(await text(page, "#user-plan"), /set by an operator/);
     assert.equal(await page.isDisabled("#clear-plan"), true, "nothing left to clear");
+    assert.deepEqual(errors, []);
+  } finally {
+    await close();
+  }
+});
+
+test("a user's live voice call is listed, and its End call button hangs it up and takes it off the list", { skip: noBrowser }, async () => {
+  const { page, errors, close } = await openConsole();
+  try {
+    const answer = await fetch(`${proxy.url}/v1/realtime/calls`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${mintToken({ sub: "talker" })}`, "content-type": "application/sdp" },
+      body: "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n",
+    });
+    assert.equal(answer.status, 201, await answer.text());
+    const id = answer.headers.get("location").split("/").pop();
+    await mock.realtime.sidebandOf(id);
+    // Lifting a revocation (none here) answers with the live calls, and ends none of them.
+    const lifted = await fetch(`${proxy.url}/admin/users/talker/revoke`, { method: "DELETE", headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+    assert.equal(lifted.status, 200);
+    assert.deepEqual((await lifted.json()).calls, [id]);
+    await signIn(page);
+    await page.waitForSelector("#sub", { timeout: 5000 });
+    // The call's object tells the user's object its id at its first charge, just after it starts.
+    await within(5000, (async () => {
+      for (;;) {
+        await lookUp(page, "talker");
+        if (await page.$(`#user-calls li[data-call="${id}"]`)) return;
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    })(), "the call in the user's view");
+    assert.equal(mock.realtime.hangups.some((hangup) => hangup.id === id), false, "still live");
+    mkdirSync(RESULTS, { recursive: true });
+    await page.screenshot({ path: new URL("operator-console-call.png", RESULTS).pathname, fullPage: true });
+    await page.click(`#user-calls li[data-call="${id}"] button`);
+    assert.match(await text(page, "#confirm-text"), new RegExp(`End voice call ${id} of “talker”`));
+    await confirm(page);
+    await page.waitForFunction((id) => document.getElementById("message").textContent === `Ended voice call ${id}.`, id, { timeout: 10_000 });
+    assert.ok(mock.realtime.hangups.some((hangup) => hangup.id === id), "the mock was asked to hang it up");
+    assert.equal(await page.$(`#user-calls li[data-call="${id}"]`), null, "the call left the list");
+    assert.ok(proxy.logs.some((line) => line.event === "voice_call_end" && line.detail.includes(`call ${id} `) && / ended: operator;/.test(line.detail)));
     assert.deepEqual(errors, []);
   } finally {
     await close();

@@ -167,6 +167,16 @@ export const eventually = (ms, check, what) =>
     }
   })(), what);
 
+/** Awaits `check` every 50 ms until it gives something truthy, for at most `ms`. */
+export const poll = (ms, check, what) =>
+  within(ms, (async () => {
+    for (;;) {
+      const found = await check();
+      if (found) return found;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  })(), what);
+
 /** Polls `/v1/usage` until nothing is reserved and no stream is open: settlement runs after the response. */
 export function settledUsage(proxy, token) {
   return within(8000, (async () => {

@@ -11,7 +11,7 @@ import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import OpenAI from "openai";
 import { startMockUpstream } from "../mock-upstream.mjs";
-import { ALLOWED_ORIGIN, bodyText, mintToken, startProxy, usageOf, usd, within } from "./helpers.mjs";
+import { ALLOWED_ORIGIN, bodyText, mintToken, poll, startProxy, usageOf, usd, within } from "./helpers.mjs";
 
 const ADMIN_TOKEN = "live-admin-token-that-is-long-enough-0123456789";
 const INSTRUCTIONS = "Be brief.";
@@ -228,17 +228,6 @@ describe("GPT-Live sessions", () => {
     assert.ok(proxy.logs.some((line) => line.event === "voice_call_end" && / ended: session_changed;/.test(line.detail)));
   });
 });
-
-/** Awaits `check` every 50 ms until it gives something truthy, for at most `ms`. */
-function poll(ms, check, what) {
-  return within(ms, (async () => {
-    for (;;) {
-      const found = await check();
-      if (found) return found;
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-  })(), what);
-}
 
 describe("GPT-Live sessions under a global budget", () => {
   let upstream;

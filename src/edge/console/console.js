@@ -349,6 +349,7 @@ function renderUser(usage) {
   if (usage.tokens && typeof usage.tokens.reset_seconds === "number") {
     facts.push(fact("Budget resets", timeElement(new Date(Date.now() + usage.tokens.reset_seconds * 1000))));
   }
+  if (usage.calls?.length) facts.push(fact("Live voice calls", callList(usage.calls)));
   $("user-facts").replaceChildren(...facts);
   $("revoke").hidden = revoked;
   $("lift").hidden = !revoked;
@@ -356,6 +357,43 @@ function renderUser(usage) {
   $("unblock").hidden = !blocked;
   $("plan-form").hidden = !hasPlans;
   $("clear-plan").disabled = usage.plan_source !== "override";
+}
+
+/** The user's live voice calls, each with a button that hangs it up. */
+function callList(calls) {
+  const list = element("ul", undefined, "calls");
+  list.id = "user-calls";
+  for (const id of calls) {
+    const item = element("li");
+    item.dataset.call = id;
+    const end = element("button", "End call", "danger");
+    end.type = "button";
+    end.setAttribute("aria-label", `End call ${id}`);
+    end.addEventListener("click", () => endCall(id));
+    item.append(element("code", id), end);
+    list.append(item);
+  }
+  return list;
+}
+
+/**
+ * Hangs the call up (`DELETE /admin/calls/{id}`), then reloads the user until the call has left
+ * the list: it is settled, and its slot freed, once OpenAI closes its sideband (a second or so).
+ */
+function endCall(id) {
+  return act(
+    `End voice call ${id} of “${state.sub}” now? It is hung up at once and charged what it used.`,
+    "End call",
+    async () => {
+      await api("DELETE", `/admin/calls/${encodeURIComponent(id)}`);
+      for (let tries = 0; tries < 10; tries++) {
+        const usage = await api("GET", `/admin/users/${encodeURIComponent(state.sub)}/usage`);
+        if (!usage.calls?.includes(id)) break;
+        await new Promise((resolve) => setTimeout(resolve, 300));
+      }
+    },
+    `Ended voice call ${id}.`,
+  );
 }
 
 /** Asks in a modal dialog (Escape or Cancel says no); resolves to whether to go on. */

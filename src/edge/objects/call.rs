@@ -1,6 +1,6 @@
 //! The call object's class (binding `CALLS`, one object per call, named by its id upstream):
-//! it holds the call's sideband WebSocket to OpenAI (a Realtime call's, or a GPT-Live
-//! session's: `objects/live.rs`), meters every usage event into the user's
+//! it holds the call's sideband WebSocket to OpenAI (a GPT-Live session's too:
+//! `objects/live.rs`), meters every usage event into the user's
 //! object, and hangs up when the budget, the session cap, a ban, the operator or a page
 //! changing the fixed session says so. The decisions are `CallMeter`'s (core).
 //!
@@ -22,14 +22,15 @@ use worker::{
 use crate::budget::lease::{Grant, LeaseAsk};
 use crate::budget::quota::Spend;
 use crate::config::voice::call_key;
-use crate::edge::objects::command;
 use crate::edge::objects::live::close_session;
 use crate::edge::objects::user::{call_user, post_alert, top_up};
+use crate::edge::objects::{command, relay};
 use crate::edge::voice::{hang_up, settle};
 use crate::edge::{env_string, http, log, Now};
 use crate::objects::user::{LiveCharge, UserCommand, UserReply};
 use crate::request::voice::call::{CallCommand, CallMeter, CallStart, EndReason, Step};
-use crate::request::voice::live::{sideband_url, CLOSE_EVENT};
+use crate::request::voice::live::{attach_url, CLOSE_EVENT};
+use crate::request::voice::relay::is_relay;
 use crate::secret::Secret;
 
 const START_KEY: &str = "start";
@@ -46,17 +47,22 @@ pub struct VoiceCall {
 }
 
 /// What the event loop shares with the object's handlers.
-struct Call {
+pub(super) struct Call {
     state: State,
     env: Env,
-    live: RefCell<Option<Live>>,
+    pub(super) live: RefCell<Option<Live>>,
+    /// A relay's end for the page, until the Worker's upgrade takes it (`relay.rs`).
+    pub(super) page: RefCell<Option<WebSocket>>,
 }
 
-struct Live {
-    meter: CallMeter,
-    socket: WebSocket,
+pub(super) struct Live {
+    pub(super) meter: CallMeter,
+    /// The sideband, or the relay's session upstream.
+    pub(super) socket: WebSocket,
+    /// The relay's page (`relay.rs`): every upstream event is passed on to it.
+    pub(super) client: Option<WebSocket>,
     /// Hung up (or hanging up) for this reason: the call is settled when its sideband closes.
-    ending: Option<(EndReason, bool)>,
+    pub(super) ending: Option<(EndReason, bool)>,
 }
 
 impl DurableObject for VoiceCall {
@@ -66,15 +72,20 @@ impl DurableObject for VoiceCall {
                 state,
                 env,
                 live: RefCell::new(None),
+                page: RefCell::new(None),
             }),
         }
     }
 
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
+        if req.headers().has("upgrade")? {
+            return self.call.answer_upgrade();
+        }
         match command::<CallCommand>(&mut req).await? {
             CallCommand::Start(start) => {
                 self.call.start(*start).await?;
             }
+            CallCommand::Relay(start) => self.call.relay(*start).await?,
             CallCommand::End { banned } => {
                 let reason = if banned {
                     EndReason::Revoked
@@ -129,25 +140,40 @@ impl Call {
     /// Stores the call, opens its sideband and starts metering it; the first charge (nothing
     /// spent) tells the user's object the call's id.
     async fn start(self: &Rc<Self>, start: CallStart) -> worker::Result<()> {
-        // As JSON text: storing the struct itself would bring serde_wasm_bindgen's copy of it.
-        let stored = serde_json::to_string(&start).map_err(|e| worker::Error::RustError(e.to_string()))?;
-        self.state.storage().put(START_KEY, stored).await?;
-        self.arm(&start).await?;
-        let url = sideband_url(
-            &start.rules.upstream_base_url,
-            &start.call,
-            start.live_since_ms.is_some(),
-        );
-        let socket = sideband(&url, &self.key()?).await?;
+        self.store(&start).await?;
+        let (base, key) = (&start.rules.upstream_base_url, self.key()?);
+        let socket = match start.live_since_ms {
+            Some(_) => connect(&attach_url(base, &start.call), &key).await?,
+            None => upstream(base, &key, &format!("call_id={}", start.call)).await?,
+        };
+        self.meter(start, socket, None)
+    }
+
+    /// Meters the call from the events of `socket` (passed on to `client`, for the relay).
+    pub(super) fn meter(
+        self: &Rc<Self>,
+        start: CallStart,
+        socket: WebSocket,
+        client: Option<WebSocket>,
+    ) -> worker::Result<()> {
         socket.accept()?;
         self.live.replace(Some(Live {
             meter: CallMeter::new(start),
             socket: socket.clone(),
+            client,
             ending: None,
         }));
         let call = self.clone();
         spawn_local(async move { call.listen(socket).await });
         Ok(())
+    }
+
+    /// Stores the call, for the alarm to find it if the object loses it, and arms the alarm.
+    pub(super) async fn store(&self, start: &CallStart) -> worker::Result<()> {
+        // As JSON text: storing the struct itself would bring serde_wasm_bindgen's copy of it.
+        let stored = serde_json::to_string(start).map_err(|e| worker::Error::RustError(e.to_string()))?;
+        self.state.storage().put(START_KEY, stored).await?;
+        self.arm(start).await
     }
 
     /// The next alarm: the session cap or the watchdog, whichever comes first.
@@ -170,6 +196,9 @@ impl Call {
                 let step = {
                     let mut live = self.live.borrow_mut();
                     let Some(live) = live.as_mut() else { return };
+                    if let Some(client) = &live.client {
+                        let _ = client.send_with_str(&text);
+                    }
                     live.meter.on_event(&text)
                 };
                 match step {
@@ -267,7 +296,7 @@ impl Call {
     }
 
     /// Hangs the call up once; it is settled when its sideband closes (or `GRACE` later).
-    async fn end(self: Rc<Self>, reason: EndReason) {
+    pub(super) async fn end(self: Rc<Self>, reason: EndReason) {
         let start = {
             let mut live = self.live.borrow_mut();
             let Some(live) = live.as_mut().filter(|live| live.ending.is_none()) else {
@@ -275,6 +304,7 @@ impl Call {
             };
             live.ending = Some((reason, false));
             live.meter.mark_end(Now::read().millis());
+            relay::close(live, reason);
             live.meter.start.clone()
         };
         let hung_up = self.hang_up(&start).await;
@@ -332,7 +362,7 @@ impl Call {
     }
 
     /// The upstream key, read alone (the call brings everything else).
-    fn key(&self) -> worker::Result<Secret> {
+    pub(super) fn key(&self) -> worker::Result<Secret> {
         call_key(|name| env_string(&self.env, name))
             .ok_or_else(|| worker::Error::RustError("secret OPENAI_API_KEY is not set".into()))
     }
@@ -340,6 +370,10 @@ impl Call {
     /// Hangs a Realtime call up; closes a Live session on its sideband (a fresh one if this
     /// object lost its own).
     async fn hang_up(&self, start: &CallStart) -> bool {
+        // A relay's session ends with its sockets, closed already.
+        if is_relay(&start.call) {
+            return true;
+        }
         let Ok(key) = self.key() else { return false };
         let base = &start.rules.upstream_base_url;
         if start.live_since_ms.is_none() {
@@ -364,10 +398,16 @@ impl Call {
     }
 }
 
-/// The call's sideband (`url`) upgraded to a WebSocket, with the key in `Authorization`.
-/// workers-rs `WebSocket::connect` cannot set headers, so the request is built by hand
-/// (Cloudflare: a `fetch` with `Upgrade: websocket`).
-pub(super) async fn sideband(url: &str, key: &Secret) -> worker::Result<WebSocket> {
+/// `GET {upstream}/realtime?{query}` upgraded to a WebSocket: a call's sideband
+/// (`call_id=…`), or a relay's session (`model=…`).
+pub(super) async fn upstream(upstream_base_url: &str, key: &Secret, query: &str) -> worker::Result<WebSocket> {
+    connect(&format!("{upstream_base_url}/realtime?{query}"), key).await
+}
+
+/// `url` upgraded to a WebSocket, with the key in `Authorization`. workers-rs
+/// `WebSocket::connect` cannot set headers, so the request is built by hand (Cloudflare: a
+/// `fetch` with `Upgrade: websocket`).
+pub(super) async fn connect(url: &str, key: &Secret) -> worker::Result<WebSocket> {
     let headers = Headers::new();
     headers.set("upgrade", "websocket")?;
     headers.set("authorization", &format!("Bearer {}", key.expose()))?;
@@ -377,5 +417,5 @@ pub(super) async fn sideband(url: &str, key: &Secret) -> worker::Result<WebSocke
     let status = answer.status_code();
     answer
         .websocket()
-        .ok_or_else(|| worker::Error::RustError(format!("the sideband answered {status}, not a WebSocket")))
+        .ok_or_else(|| worker::Error::RustError(format!("an upgrade answered {status}, not a WebSocket")))
 }

@@ -2,15 +2,14 @@
 //! Live has no hang-up endpoint, so a fresh sideband attaches and sends `session.close`.
 
 use crate::edge::log;
-use crate::edge::objects::call::sideband;
-use crate::request::voice::live::{sideband_url, CLOSE_EVENT};
+use crate::edge::objects::call::connect;
+use crate::request::voice::live::{attach_url, CLOSE_EVENT};
 use crate::secret::Secret;
 
 /// Attaches to the session `id` and closes it; a failure is logged (`voice_hangup_failed`): the
 /// session then runs unmetered until it ends upstream.
 pub async fn close_session(upstream_base_url: &str, key: &Secret, id: &str) -> bool {
-    let url = sideband_url(upstream_base_url, id, true);
-    let closed = match sideband(&url, key).await {
+    let closed = match connect(&attach_url(upstream_base_url, id), key).await {
         Ok(socket) => socket
             .accept()
             .and_then(|()| socket.send_with_str(CLOSE_EVENT))

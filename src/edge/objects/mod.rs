@@ -3,6 +3,7 @@
 
 pub mod call;
 pub mod live;
+pub mod relay;
 pub mod usage_index;
 pub mod user;
 
@@ -32,9 +33,26 @@ pub async fn call<C: Serialize, R: DeserializeOwned>(
 /// The call itself, apart from the types of its command and reply: one copy in the wasm,
 /// not one inlined into each typed `call`.
 async fn exchange(env: &Env, binding: &'static str, name: &str, body: String) -> Result<String> {
-    let unavailable = |step: &str, error: worker::Error| ProxyError::Unavailable {
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post).with_body(Some(JsValue::from_str(&body)));
+    let mut response = send(env, binding, name, &init).await?;
+    if response.status_code() != 200 {
+        let detail = format!("{binding} object answered {}", response.status_code());
+        return Err(ProxyError::Unavailable { detail });
+    }
+    response.text().await.map_err(|e| unavailable(binding, "reply", e))
+}
+
+fn unavailable(binding: &str, step: &str, error: worker::Error) -> ProxyError {
+    ProxyError::Unavailable {
         detail: format!("{binding} {step}: {error}"),
-    };
+    }
+}
+
+/// Sends `init` to the object `name` of the namespace `binding`; its answer as it comes (a
+/// WebSocket's upgrade, for the relay).
+pub async fn send(env: &Env, binding: &'static str, name: &str, init: &RequestInit) -> Result<worker::Response> {
+    let unavailable = |step: &str, error: worker::Error| unavailable(binding, step, error);
     let namespace = env.durable_object(binding).map_err(|_| {
         ProxyError::misconfigured(format!(
             "Durable Object binding {binding} is missing from wrangler.toml"
@@ -44,20 +62,12 @@ async fn exchange(env: &Env, binding: &'static str, name: &str, body: String) ->
         .id_from_name(name)
         .and_then(|id| id.get_stub())
         .map_err(|e| unavailable("lookup", e))?;
-    let mut init = RequestInit::new();
-    init.with_method(Method::Post).with_body(Some(JsValue::from_str(&body)));
     // The host is a placeholder: a stub routes by the object, not by URL.
-    let request = crate::edge::http::outgoing("https://object/", &init).map_err(|e| unavailable("request", e))?;
+    let request = crate::edge::http::outgoing("https://object/", init).map_err(|e| unavailable("request", e))?;
     bench::count_object_call(binding);
-    let mut response = stub
-        .fetch_with_request(request)
+    stub.fetch_with_request(request)
         .await
-        .map_err(|e| unavailable("call", e))?;
-    if response.status_code() != 200 {
-        let detail = format!("{binding} object answered {}", response.status_code());
-        return Err(ProxyError::Unavailable { detail });
-    }
-    response.text().await.map_err(|e| unavailable("reply", e))
+        .map_err(|e| unavailable("call", e))
 }
 
 /// A call's command, as an object reads it: with serde_json, like every other JSON the Worker

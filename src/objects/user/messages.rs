@@ -167,7 +167,8 @@ pub enum UserCommand {
     /// A request ended: its settlement alone (a flush, or one that must land now).
     Finish(Finished),
     /// The request of `reservation_id` was refused after its admission (by the global
-    /// budget): everything its admission took is given back.
+    /// budget), or a voice call could not be created upstream: everything its admission took
+    /// is given back, the call's place among the day's calls too.
     Cancel {
         reservation_id: u64,
         limits: Limits,
@@ -270,7 +271,8 @@ pub enum UserReply {
         /// When the user was blocked, if they are.
         #[serde(default)]
         blocked_at: Option<i64>,
-        /// After a block or revocation: the user's live voice calls, for the Worker to end.
+        /// The user's live voice calls: for the Worker to end after a block or revocation, for
+        /// the console to list otherwise.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         calls: Vec<String>,
     },

@@ -167,6 +167,7 @@ impl UserRecord {
                 now_ms,
             } => {
                 self.quota.cancel(limits, *reservation_id, *now_ms);
+                self.voice.cancelled(*reservation_id);
                 UserReply::Finished
             }
             UserCommand::Revoke { at } => {
@@ -370,12 +371,15 @@ impl UserRecord {
     fn status(&mut self, limits: &Limits, plan_limits: &BTreeMap<String, Limits>, now_ms: i64) -> UserReply {
         let plan = self.plan_in_force();
         let limits = plan_limits.get(&plan.name).unwrap_or(limits);
+        let standing = self.quota.standing(limits, now_ms);
+        // The console lists the live calls, to end one (a reservation expired meanwhile is no call).
+        self.voice.prune(&self.quota);
         UserReply::Status {
             revoked_at: self.revoked_at,
-            standing: Some(self.quota.standing(limits, now_ms)),
+            standing: Some(standing),
             plan: Some(plan),
             blocked_at: self.blocked_at,
-            calls: Vec::new(),
+            calls: self.voice.ids(),
         }
     }
 }

@@ -94,6 +94,16 @@ impl VoiceCalls {
         });
     }
 
+    /// A call that never started upstream (its creation failed): neither live nor one of
+    /// the day's calls.
+    pub fn cancelled(&mut self, reservation_id: u64) {
+        let before = self.live.len();
+        self.live.retain(|live| live.reservation_id != reservation_id);
+        if self.live.len() < before {
+            self.today = self.today.saturating_sub(1);
+        }
+    }
+
     /// Notes the call's id upstream; says whether the call is still one of the live.
     pub fn attach(&mut self, reservation_id: u64, call: &str) -> bool {
         let Some(live) = self.live.iter_mut().find(|live| live.reservation_id == reservation_id) else {
@@ -345,6 +355,31 @@ mod tests {
     }
 
     #[test]
+    fn a_call_that_could_not_be_created_upstream_is_not_one_of_the_day_s_calls() {
+        let mut record = UserRecord::default();
+        let hold = Spend {
+            tokens: 10,
+            nano_usd: 10,
+        };
+        let failed = reservation_id(&admit_call(&mut record, dollars(1_000), hold, NOW));
+        let cancel = UserCommand::Cancel {
+            reservation_id: failed,
+            limits: dollars(1_000),
+            now_ms: NOW + 1,
+        };
+        record.apply(&[], &cancel);
+        assert_eq!((record.voice.today, record.voice.live.len()), (0, 0));
+        // Both of the day's calls are still there to make.
+        for at in [NOW + 2, NOW + 3] {
+            let id = reservation_id(&admit_call(&mut record, dollars(1_000), hold, at));
+            finish(&mut record, id, dollars(1_000), Spend::default());
+        }
+        // A settled call is not cancelled by a late `Cancel` of its id.
+        record.apply(&[], &cancel);
+        assert_eq!(record.voice.today, 2);
+    }
+
+    #[test]
     fn a_block_lists_the_live_calls_to_end_and_their_next_charge_is_refused() {
         let mut record = UserRecord::default();
         let hold = Spend {
@@ -370,6 +405,33 @@ mod tests {
         assert_eq!(
             record.quota.used_nano_usd, 1,
             "what it used before the block is charged"
+        );
+    }
+
+    #[test]
+    fn a_status_lists_the_live_calls_for_the_console_and_forgets_a_settled_one() {
+        let mut record = UserRecord::default();
+        let hold = Spend {
+            tokens: 10,
+            nano_usd: 10,
+        };
+        let id = reservation_id(&admit_call(&mut record, dollars(1_000), hold, NOW));
+        charge(&mut record, id, dollars(1_000), Spend::default(), hold);
+        let status = UserCommand::Status {
+            limits: dollars(1_000),
+            now_ms: NOW + 2,
+            plan_limits: Default::default(),
+        };
+        let (reply, _) = record.apply(&[], &status);
+        assert!(
+            matches!(reply, UserReply::Status { ref calls, .. } if calls == &["rtc_1".to_owned()]),
+            "{reply:?}"
+        );
+        finish(&mut record, id, dollars(1_000), Spend::default());
+        let (reply, _) = record.apply(&[], &status);
+        assert!(
+            matches!(reply, UserReply::Status { ref calls, .. } if calls.is_empty()),
+            "{reply:?}"
         );
     }
 

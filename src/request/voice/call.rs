@@ -30,6 +30,8 @@ pub const MAX_REVERTS: u32 = 3;
 pub enum CallCommand {
     /// The call was created upstream: open its sideband and meter it.
     Start(Box<CallStart>),
+    /// Relay a WebSocket session (`relay.rs`): answer the upgrade, open the session upstream.
+    Relay(Box<CallStart>),
     /// End it now: the operator's, or (`banned`) a block or revocation.
     End { banned: bool },
 }

@@ -15,6 +15,7 @@
 use serde_json::{json, Value};
 
 use super::call::{CallMeter, CallRules, EndReason, Step};
+use super::offer::{self, Offer};
 use super::{chosen_model, CallPlan, VoiceSettings};
 use crate::budget::plans::Plan;
 use crate::budget::prices::{per_minute, Prices};
@@ -46,6 +47,26 @@ pub fn is_live(model: &str) -> bool {
     model.starts_with("gpt-live")
 }
 
+/// What a page asks `POST /v1/live/sessions` for: a bare `application/sdp` offer, or what the
+/// official SDK's `client.live.create({session, transport})` sends (JSON), of whose `session`
+/// only the model and voice are read: the operator's session replaces the rest.
+pub fn read_request(content_type: &str, body: &[u8]) -> Result<Offer, ProxyError> {
+    if content_type.to_ascii_lowercase().starts_with("application/sdp") {
+        return offer::read(content_type, body);
+    }
+    let asked: Value = serde_json::from_slice(body).unwrap_or_default();
+    let text = |path: &str| asked.pointer(path).and_then(Value::as_str);
+    let sdp = match text("/transport/type") {
+        None | Some("webrtc") => text("/transport/sdp").unwrap_or_default(),
+        Some(_) => "",
+    };
+    Ok(Offer {
+        sdp: offer::sdp(sdp.as_bytes())?,
+        model: text("/session/model").map(str::to_owned),
+        voice: text("/session/audio/output/voice").map(str::to_owned),
+    })
+}
+
 /// What a Live session's creation bills if it never runs: 15 seconds at its rate.
 pub fn creation_charge(rules: &CallRules) -> Spend {
     Spend {
@@ -54,12 +75,9 @@ pub fn creation_charge(rules: &CallRules) -> Spend {
     }
 }
 
-/// A call's sideband: a Live session's `attach`, a Realtime call's `?call_id=`.
-pub fn sideband_url(upstream_base_url: &str, call: &str, live: bool) -> String {
-    match live {
-        true => format!("{upstream_base_url}/live/sessions/{call}/attach"),
-        false => format!("{upstream_base_url}/realtime?call_id={call}"),
-    }
+/// A Live session's sideband.
+pub fn attach_url(upstream_base_url: &str, id: &str) -> String {
+    format!("{upstream_base_url}/live/sessions/{id}/attach")
 }
 
 impl VoiceSettings {
@@ -266,9 +284,39 @@ mod tests {
             .any(|event| event.starts_with("session.update") || event.contains("append")));
         assert_eq!(creation_charge(&live.rules).nano_usd, per_minute(15_000, PER_MINUTE));
         assert_eq!(
-            sideband_url(BASE, "live_1", true),
+            attach_url(BASE, "live_1"),
             "https://api.openai.com/v1/live/sessions/live_1/attach"
         );
+    }
+
+    #[test]
+    fn a_live_request_is_the_sdk_s_json_or_a_bare_offer_and_only_its_model_voice_and_sdp_are_read() {
+        let sdp = "v=0\r\ns=-\r\n";
+        let json = json!({
+            "session": {"model": "gpt-live-1", "instructions": "Talk for an hour.", "audio": {"output": {"voice": "cedar"}}},
+            "transport": {"type": "webrtc", "sdp": sdp},
+        });
+        let asked = read_request("application/json", json.to_string().as_bytes()).unwrap();
+        assert_eq!(
+            asked,
+            Offer {
+                sdp: sdp.into(),
+                model: Some("gpt-live-1".into()),
+                voice: Some("cedar".into())
+            }
+        );
+        let bare = read_request("application/sdp", sdp.as_bytes()).unwrap();
+        assert_eq!((bare.sdp.as_str(), bare.model), (sdp, None));
+        for body in [
+            json!({"session": {"model": "gpt-live-1"}, "transport": {"type": "sip", "sdp": sdp}}).to_string(),
+            json!({"session": {"model": "gpt-live-1"}, "transport": {"type": "webrtc", "sdp": "not sdp"}}).to_string(),
+            "{".to_owned(),
+        ] {
+            assert!(matches!(
+                read_request("application/json", body.as_bytes()),
+                Err(ProxyError::InvalidRequest { .. })
+            ));
+        }
     }
 
     #[test]

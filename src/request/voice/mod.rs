@@ -17,6 +17,8 @@ use crate::objects::user::VoiceSlots;
 
 pub mod call;
 pub mod live;
+pub mod offer;
+pub mod relay;
 
 use call::CallRules;
 use live::is_live;
