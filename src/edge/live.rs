@@ -10,12 +10,12 @@ use std::rc::Rc;
 
 use serde_json::{json, Value};
 use worker::wasm_bindgen::JsValue;
-use worker::{web_sys, Context, Env, Fetch, Headers, Method, Request, RequestInit, RequestRedirect, Response};
+use worker::{Context, Env, Fetch, Headers, Method, Request, RequestInit, RequestRedirect, Response};
 
-use super::http::{self, header, json_response};
+use super::http::{self, json_response};
 use super::log::Outcome;
 use super::objects::{self, live::close_session};
-use super::voice::{admit, cancel, created_status, is_call_id, settle, Admitted, CALLS_BINDING};
+use super::voice::{admit, cancel, created_status, is_call_id, read_offer, settle, Admitted, CALLS_BINDING};
 use super::{Now, Result};
 use crate::auth::Identity;
 use crate::config::Config;
@@ -36,13 +36,10 @@ pub async fn create_session(
     outcome: &mut Outcome,
 ) -> Result<Response> {
     let voice = config.voice.as_ref().ok_or(ProxyError::NotFound)?;
-    let content_type = header(req, "content-type").unwrap_or_default();
-    let offer = read_request(&content_type, &http::read_body(req, config.max_body_bytes).await?)?;
-    let query = web_sys::Url::new(&req.inner().url())?.search_params();
-    let choice = (query.get("model").or(offer.model), query.get("voice").or(offer.voice));
+    let (sdp, choice, content_type) = read_offer(req, config, read_request).await?;
     let admitted = admit(identity, env, ctx, config, choice, true, outcome).await?;
     let since = Now::read();
-    let created = create_upstream(config, &offer.sdp, &admitted).await;
+    let created = create_upstream(config, &sdp, &admitted).await;
     outcome.upstream_ms = Some(Now::read().since(since));
     let unknown = |error: &ProxyError| matches!(error, ProxyError::UpstreamFailed { .. } | ProxyError::UpstreamTimeout);
     let (id, answer) = match created {

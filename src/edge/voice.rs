@@ -37,13 +37,23 @@ pub async fn create_call(
     outcome: &mut Outcome,
 ) -> Result<Response> {
     config.voice.as_ref().ok_or(ProxyError::NotFound)?;
-    let content_type = header(req, "content-type").unwrap_or_default();
-    let offer = offer::read(&content_type, &http::read_body(req, config.max_body_bytes).await?)?;
-    let query = web_sys::Url::new(&req.inner().url())?.search_params();
-    // The query's choices (the SDK's `baseUrl`), else those of the form's session.
-    let choice = (query.get("model").or(offer.model), query.get("voice").or(offer.voice));
+    let (sdp, choice, _) = read_offer(req, config, offer::read).await?;
     let admitted = admit(identity, env, ctx, config, choice, false, outcome).await?;
-    start(env, config, identity, &offer.sdp, admitted, outcome).await
+    start(env, config, identity, &sdp, admitted, outcome).await
+}
+
+/// The page's SDP offer (its body as `read` reads it), its choice of model and voice (the
+/// query's, as the SDK's `baseUrl` carries them, else its session's), and its content type.
+pub(super) async fn read_offer(
+    req: &mut Request,
+    config: &Config,
+    read: fn(&str, &[u8]) -> Result<offer::Offer>,
+) -> Result<(String, (Option<String>, Option<String>), String)> {
+    let content_type = header(req, "content-type").unwrap_or_default();
+    let offer = read(&content_type, &http::read_body(req, config.max_body_bytes).await?)?;
+    let query = web_sys::Url::new(&req.inner().url())?.search_params();
+    let choice = (query.get("model").or(offer.model), query.get("voice").or(offer.voice));
+    Ok((offer.sdp, choice, content_type))
 }
 
 /// Checks a voice session (`model`, `voice`: the page's choice; a GPT-Live session if `live`)
