@@ -4,44 +4,27 @@
 // the user's own budget.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { startMockUpstream } from "../mock-upstream.mjs";
-import { responseDone } from "../mock-realtime.mjs";
-import { ALLOWED_ORIGIN, bodyText, eventually, mintToken, startProxy, usageOf, usd, within } from "./helpers.mjs";
+import { maximalUsage, responseDone } from "../mock-realtime.mjs";
+import { ALLOWED_ORIGIN, bodyText, eventually, mintToken, usageOf, usd, within } from "./helpers.mjs";
+import { CONTEXT, OFFER, TURN, startVoiceProxy } from "./voice-fixtures.mjs";
 
 const ADMIN_TOKEN = "voice-global-admin-token-long-enough-0123456789";
-const INSTRUCTIONS = "Be brief.";
-// gpt-realtime-2.1-mini, nano-USD per token: audio in 10,000, audio out 20,000 (the dearest).
-const CONTEXT = BigInt(INSTRUCTIONS.length + 1000);
-const TURN = CONTEXT * 10_000n + 100n * 20_000n; // a turn's worst case: 12,090,000
 const GLOBAL = 80_000_000n; // $0.08 for everyone: four turns and the hold of two more fit, five do not
 const OWN = 1_000_000_000n; // $1 each: never what stops a call here
-const OFFER = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n";
-const MAXIMAL = {
-  input_tokens: Number(CONTEXT),
-  output_tokens: 100,
-  total_tokens: Number(CONTEXT) + 100,
-  input_token_details: { audio_tokens: Number(CONTEXT), text_tokens: 0, cached_tokens: 0 },
-  output_token_details: { audio_tokens: 100, text_tokens: 0 },
-};
+const MAXIMAL = maximalUsage(Number(CONTEXT), 100);
 
 describe("voice under a global budget", () => {
   let upstream;
   let proxy;
 
   before(async () => {
-    upstream = await startMockUpstream();
-    proxy = await startProxy({
-      UPSTREAM_BASE_URL: upstream.url,
-      OPENAI_API_KEY: upstream.apiKey,
+    ({ upstream, proxy } = await startVoiceProxy({
       ADMIN_TOKEN,
       VOICE_MODELS: "gpt-realtime-2.1-mini",
-      VOICE_INSTRUCTIONS: INSTRUCTIONS,
-      VOICE_VOICES: "marin",
-      VOICE_MAX_OUTPUT_TOKENS: "100",
-      VOICE_CONTEXT_TOKENS: "1000",
+      VOICE_MAX_SESSION_SECONDS: "600",
       DAILY_BUDGET_USD: usd(OWN).toString(),
       GLOBAL_DAILY_BUDGET_USD: usd(GLOBAL).toString(),
-    });
+    }));
   });
   after(async () => {
     await proxy?.dispose();

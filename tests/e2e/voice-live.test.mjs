@@ -12,15 +12,14 @@ import { after, before, describe, test } from "node:test";
 import OpenAI from "openai";
 import { startMockUpstream } from "../mock-upstream.mjs";
 import { ALLOWED_ORIGIN, bodyText, mintToken, poll, startProxy, usageOf, usd, within } from "./helpers.mjs";
+import { INSTRUCTIONS, OFFER, startVoiceProxy } from "./voice-fixtures.mjs";
 
 const ADMIN_TOKEN = "live-admin-token-that-is-long-enough-0123456789";
-const INSTRUCTIONS = "Be brief.";
 /** gpt-live-1's $0.05 a minute, in nano-USD; a charge rounds up to the next nano-USD. */
 const PER_MINUTE = 50_000_000n;
 const costOfMs = (ms) => (BigInt(ms) * PER_MINUTE + 59_999n) / 60_000n;
 /** VOICE_MAX_SESSION_SECONDS 10: held as 15 s (a creation bills 15) + 10 s for the close. */
 const HOLD = costOfMs(25_000);
-const OFFER = "v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n";
 
 describe("GPT-Live sessions", () => {
   let upstream;
@@ -29,20 +28,13 @@ describe("GPT-Live sessions", () => {
   let capped;
 
   before(async () => {
-    upstream = await startMockUpstream();
-    proxy = await startProxy({
-      UPSTREAM_BASE_URL: upstream.url,
-      OPENAI_API_KEY: upstream.apiKey,
+    ({ upstream, proxy } = await startVoiceProxy({
       ADMIN_TOKEN,
       VOICE_MODELS: "gpt-live-1",
-      VOICE_INSTRUCTIONS: INSTRUCTIONS,
-      VOICE_VOICES: "marin,cedar",
-      VOICE_MAX_SESSION_SECONDS: "10",
-      VOICE_MAX_CONCURRENT: "1",
       DAILY_BUDGET_USD: "1",
       // A plan whose budget cannot hold one session's length (0.02 < 25 s at $0.05 a minute).
       PLANS: JSON.stringify({ tight: { DAILY_BUDGET_USD: "0.02" } }),
-    });
+    }));
     // Left alone from the start: the session cap closes it while the other tests run.
     capped = await create("cap-user");
     capped.createdAt = Date.now();
@@ -237,15 +229,12 @@ describe("GPT-Live sessions under a global budget", () => {
   const GLOBAL = 50_000_000n;
 
   before(async () => {
-    upstream = await startMockUpstream();
-    proxy = await startProxy({
-      UPSTREAM_BASE_URL: upstream.url,
-      OPENAI_API_KEY: upstream.apiKey,
+    ({ upstream, proxy } = await startVoiceProxy({
       VOICE_MODELS: "gpt-live-1",
       VOICE_MAX_SESSION_SECONDS: "30",
       DAILY_BUDGET_USD: "1",
       GLOBAL_DAILY_BUDGET_USD: usd(GLOBAL).toString(),
-    });
+    }));
   });
   after(async () => {
     await proxy?.dispose();

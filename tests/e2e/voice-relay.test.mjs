@@ -7,16 +7,12 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import WebSocket from "ws";
 import { OpenAIRealtimeWebSocket } from "@openai/agents-realtime";
-import { startMockUpstream } from "../mock-upstream.mjs";
 import { maximalUsage, responseDone } from "../mock-realtime.mjs";
-import { ALLOWED_ORIGIN, bodyText, eventually, mintToken, poll, startProxy, usageOf, usd, within } from "./helpers.mjs";
+import { ALLOWED_ORIGIN, bodyText, eventually, mintToken, poll, usageOf, usd, within } from "./helpers.mjs";
+import { CONTEXT, INSTRUCTIONS, TURN, startVoiceProxy } from "./voice-fixtures.mjs";
 
 const ADMIN_TOKEN = "relay-admin-token-that-is-long-enough-0123456789";
 const MODEL = "gpt-realtime-2.1-mini";
-const INSTRUCTIONS = "Be brief.";
-// Nano-USD per token of gpt-realtime-2.1-mini: audio in 10,000, audio out 20,000 (the dearest).
-const CONTEXT = BigInt(INSTRUCTIONS.length + 1000);
-const TURN = CONTEXT * 10_000n + 100n * 20_000n; // a turn's worst case: 12,090,000
 const BUDGET = 60_000_000n; // two turns held, and room for about three more
 const MAXIMAL = maximalUsage(Number(CONTEXT), 100);
 
@@ -29,20 +25,7 @@ describe("voice relay", () => {
   const tokens = []; // every user token offered as a subprotocol, checked for in the log at the end
 
   before(async () => {
-    upstream = await startMockUpstream();
-    proxy = await startProxy({
-      UPSTREAM_BASE_URL: upstream.url,
-      OPENAI_API_KEY: upstream.apiKey,
-      ADMIN_TOKEN,
-      VOICE_MODELS: MODEL,
-      VOICE_INSTRUCTIONS: INSTRUCTIONS,
-      VOICE_VOICES: "marin,cedar",
-      VOICE_MAX_OUTPUT_TOKENS: "100",
-      VOICE_CONTEXT_TOKENS: "1000",
-      VOICE_MAX_SESSION_SECONDS: "10",
-      VOICE_MAX_CONCURRENT: "1",
-      DAILY_BUDGET_USD: usd(BUDGET).toString(),
-    });
+    ({ upstream, proxy } = await startVoiceProxy({ ADMIN_TOKEN, VOICE_MODELS: MODEL, DAILY_BUDGET_USD: usd(BUDGET).toString() }));
     wsUrl = `${proxy.url.replace(/^http/, "ws")}/v1/realtime?model=${MODEL}`;
     // Left alone from the start: the session cap ends it while the other tests run.
     capped = await open("cap-user");

@@ -4,20 +4,12 @@
 // calls endpoint, sideband and hang-up (tests/mock-realtime.mjs).
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { startMockUpstream } from "../mock-upstream.mjs";
 import { maximalUsage, responseDone } from "../mock-realtime.mjs";
-import { ALLOWED_ORIGIN, bodyText, mintToken, poll, startProxy, usageOf, usd, within } from "./helpers.mjs";
+import { ALLOWED_ORIGIN, bodyText, mintToken, poll, usageOf, usd, within } from "./helpers.mjs";
+import { AUDIO_IN, AUDIO_OUT, CONTEXT, INSTRUCTIONS, OFFER, TURN, startVoiceProxy } from "./voice-fixtures.mjs";
 
 const ADMIN_TOKEN = "voice-admin-token-that-is-long-enough-0123456789";
-const INSTRUCTIONS = "Be brief.";
-// Nano-USD per token of gpt-realtime-2.1-mini: audio in 10,000, audio out 20,000 (the dearest).
-const AUDIO_IN = 10_000n;
-const AUDIO_OUT = 20_000n;
-// A turn's worst case: (instructions' bytes + VOICE_CONTEXT_TOKENS) in, VOICE_MAX_OUTPUT_TOKENS out.
-const CONTEXT = BigInt(INSTRUCTIONS.length + 1000);
-const TURN = CONTEXT * AUDIO_IN + 100n * AUDIO_OUT; // 12,090,000
 const BUDGET = 60_000_000n; // $0.06: two turns held, and room for about three more
-const OFFER = "v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n";
 const MAXIMAL = maximalUsage(Number(CONTEXT), 100);
 
 describe("voice calls", () => {
@@ -27,20 +19,7 @@ describe("voice calls", () => {
   let capCall;
 
   before(async () => {
-    upstream = await startMockUpstream();
-    proxy = await startProxy({
-      UPSTREAM_BASE_URL: upstream.url,
-      OPENAI_API_KEY: upstream.apiKey,
-      ADMIN_TOKEN,
-      VOICE_MODELS: "gpt-realtime-2.1-mini",
-      VOICE_INSTRUCTIONS: INSTRUCTIONS,
-      VOICE_VOICES: "marin,cedar",
-      VOICE_MAX_OUTPUT_TOKENS: "100",
-      VOICE_CONTEXT_TOKENS: "1000",
-      VOICE_MAX_SESSION_SECONDS: "10",
-      VOICE_MAX_CONCURRENT: "1",
-      DAILY_BUDGET_USD: usd(BUDGET).toString(),
-    });
+    ({ upstream, proxy } = await startVoiceProxy({ ADMIN_TOKEN, VOICE_MODELS: "gpt-realtime-2.1-mini", DAILY_BUDGET_USD: usd(BUDGET).toString() }));
     // Left alone from the start: the session cap ends it while the other tests run.
     capCall = await call("cap-user");
     capCall.createdAt = Date.now();
@@ -273,15 +252,7 @@ describe("a call OpenAI fails to create", () => {
   let upstream;
   let proxy;
   before(async () => {
-    upstream = await startMockUpstream();
-    proxy = await startProxy({
-      UPSTREAM_BASE_URL: upstream.url,
-      OPENAI_API_KEY: upstream.apiKey,
-      ADMIN_TOKEN,
-      VOICE_MODELS: "gpt-realtime-2.1-mini",
-      VOICE_SESSIONS_PER_DAY: "1",
-      DAILY_BUDGET_USD: "1",
-    });
+    ({ upstream, proxy } = await startVoiceProxy({ ADMIN_TOKEN, VOICE_MODELS: "gpt-realtime-2.1-mini", VOICE_SESSIONS_PER_DAY: "1", DAILY_BUDGET_USD: "1" }));
   });
   after(async () => {
     await proxy?.dispose();
