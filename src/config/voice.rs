@@ -24,6 +24,13 @@ pub(super) fn voice_settings<'a>(
 ) -> Result<Option<VoiceSettings>, ProxyError> {
     let mut voice_models = Vec::new();
     for plan in plans.by_ref() {
+        // Seconds are not tokens: a token budget alone would not bound a Live session.
+        if plan.user_limits.daily_nano_usd.is_none() && plan.voice_models.iter().any(|model| is_live(model)) {
+            return Err(ProxyError::misconfigured(format!(
+                "plan {:?} allows a GPT-Live model in VOICE_MODELS without DAILY_BUDGET_USD",
+                plan.name
+            )));
+        }
         voice_models.extend(plan.voice_models.iter().cloned());
     }
     if voice_models.is_empty() {
@@ -104,8 +111,18 @@ mod tests {
                 "{name}: {detail}"
             );
         }
-        let live = |prices: &str| on(&[("VOICE_MODELS", "gpt-live-1.1"), ("MODEL_PRICES", prices)]);
+        let live = |prices: &str| {
+            let vars = [
+                ("VOICE_MODELS", "gpt-live-1.1"),
+                ("MODEL_PRICES", prices),
+                ("DAILY_BUDGET_USD", "1"),
+            ];
+            on(&vars)
+        };
         assert!(live("{}").is_ok(), "GPT-Live's built-in price is per minute");
+        let tokens_only = on(&[("VOICE_MODELS", "gpt-live-1.1"), ("DAILY_TOKEN_BUDGET", "100000")]);
+        let detail = tokens_only.unwrap_err().log_detail().unwrap();
+        assert!(detail.contains("DAILY_BUDGET_USD"), "{detail}");
         assert!(live(r#"{"gpt-live-1.1":{"input":1,"output":1,"audio_input":1,"audio_output":1}}"#).is_err());
         assert_eq!(
             on(&[("VOICE_TRANSCRIPTION_MODEL", "gpt-realtime-2.1-mini")])

@@ -230,7 +230,11 @@ mod tests {
     }
 
     fn config() -> Config {
-        Config::for_tests(&[("VOICE_MODELS", "gpt-realtime-2.1-mini,gpt-live-1,gpt-live-1.1")]).unwrap()
+        let vars = [
+            ("VOICE_MODELS", "gpt-realtime-2.1-mini,gpt-live-1,gpt-live-1.1"),
+            ("DAILY_BUDGET_USD", "1"),
+        ];
+        Config::for_tests(&vars).unwrap()
     }
 
     fn live_meter(since: i64, max_seconds: i64) -> CallMeter {
