@@ -54,10 +54,10 @@ impl Alert {
                 format!("openai-edge-proxy: user {subject} made {requests} requests in the current hour (alert threshold {threshold}).")
             }
             Alert::BudgetPercent { used_tokens, budget, threshold_percent } => format!(
-                "openai-edge-proxy: {used_tokens} of the {budget} tokens of today's global budget are leased to users' objects: used, reserved or held for their next requests (alert threshold {threshold_percent}%)."
+                "openai-edge-proxy: {used_tokens} of the {budget} tokens of today's budget of {subject} are leased to their objects: used, reserved or held for their next requests (alert threshold {threshold_percent}%)."
             ),
             Alert::SpendPercent { used_nano_usd, budget_nano_usd, threshold_percent } => format!(
-                "openai-edge-proxy: ${} of the ${} of today's global budget are leased to users' objects: used, reserved or held for their next requests (alert threshold {threshold_percent}%).",
+                "openai-edge-proxy: ${} of the ${} of today's budget of {subject} are leased to their objects: used, reserved or held for their next requests (alert threshold {threshold_percent}%).",
                 dollars_and_cents(*used_nano_usd),
                 dollars_and_cents(*budget_nano_usd)
             ),
@@ -216,6 +216,20 @@ mod tests {
             "{message}"
         );
         assert!(!message.contains('<') && !message.contains('>'));
+    }
+
+    #[test]
+    fn a_budget_alert_names_the_pool_it_is_about() {
+        let alert = Alert::SpendPercent {
+            used_nano_usd: 8_000_000_000,
+            budget_nano_usd: 10_000_000_000,
+            threshold_percent: 80,
+        };
+        let message = alert.message("all guests");
+        assert!(
+            message.contains("$8.00 of the $10.00 of today's budget of all guests"),
+            "{message}"
+        );
     }
 
     #[test]

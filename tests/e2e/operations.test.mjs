@@ -75,10 +75,10 @@ test("a user past ALERT_REQUESTS_PER_HOUR raises one alert, not one per request"
 });
 
 test("the global budget passing ALERT_BUDGET_PERCENT raises one alert a day", async () => {
-  const before = await alertsFor(/global budget/);
+  const before = await alertsFor(/budget of all users/);
   assert.deepEqual([before.lines.length, before.hooks.length], [1, 1], "the first requests passed 1% of the budget");
   for (let i = 0; i < 3; i++) await chat("another");
-  const after = await alertsFor(/global budget/);
+  const after = await alertsFor(/budget of all users/);
   assert.deepEqual([after.lines.length, after.hooks.length], [1, 1], "not again the same day");
 });
 
