@@ -174,7 +174,8 @@ impl CallMeter {
         if self.start.live_since_ms.is_some() {
             return self.on_live_event(&event);
         }
-        match event.get("type").and_then(Value::as_str).unwrap_or_default() {
+        let kind = event.get("type").and_then(Value::as_str).unwrap_or_default();
+        match kind {
             "response.created" => {
                 self.in_flight = self.in_flight.saturating_add(1);
                 let response = event.get("response").unwrap_or(&Value::Null);
@@ -207,7 +208,9 @@ impl CallMeter {
                 if deviation(&rules.voices, &self.start.session, session).is_none() {
                     return Step::Nothing;
                 }
-                self.reverts += 1;
+                // OpenAI's own first session (the relay's, before the operator's update
+                // lands) is reverted but not held against the page.
+                self.reverts += u32::from(kind == "session.updated");
                 if self.reverts > MAX_REVERTS {
                     return Step::HangUp(EndReason::SessionChanged);
                 }
@@ -354,6 +357,11 @@ pub(super) mod tests {
         assert_eq!(meter.on_event(&greedy), Step::HangUp(EndReason::ResponseOverCap));
         let mut session = meter.start.session.clone();
         session["max_output_tokens"] = json!(4096);
+        let created = json!({"type": "session.created", "session": session}).to_string();
+        assert!(
+            matches!(meter.on_event(&created), Step::Send(_)),
+            "OpenAI's defaults reverted"
+        );
         let updated = json!({"type": "session.updated", "session": session}).to_string();
         for _ in 0..MAX_REVERTS {
             let Step::Send(revert) = meter.on_event(&updated) else {
